@@ -1,0 +1,108 @@
+"""Sizes of SPARROW-Mini per profile.
+
+``smoke`` is a handful of tiny videos per source (CI: the whole generation takes about a second);
+``mini`` is the embedded benchmark: a few hundred 128x128 training videos across the sources and about 50
+held-out videos per benchmark split (MeViS ``valid`` and ``valid_u``, Ref-YouTube-VOS ``valid``, Ref-DAVIS17
+``valid``, VidSTG ``test``, VideoGCG ``val``). ``paper`` has no synthetic counterpart: the paper trains and
+evaluates on the real releases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sparrow.profiles import check_profile
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How much SPARROW-Mini to generate and at which size (every count is a number of videos)."""
+
+    profile: str
+    height: int
+    width: int
+    num_frames: int
+    min_objects: int
+    max_objects: int
+    # Upper bound on referring expressions written per video (MeViS/ReVOS style; DAVIS always has 4 per object).
+    max_expressions: int
+    mevis_train: int
+    mevis_valid_u: int
+    mevis_valid: int
+    ytvos_train: int
+    ytvos_valid: int
+    ytvos_test: int
+    davis_train: int
+    davis_valid: int
+    got10k_train: int
+    lasot_train: int
+    a2d_train: int
+    vidstg_train: int
+    vidstg_val: int
+    vidstg_test: int
+    videogcg_train: int
+    videogcg_val: int
+    revos_train: int
+    revos_valid: int
+    jpeg_quality: int = 90
+    # VidSTG mp4s are written at 1 fps so that the 1-fps sampling of the MLLM grounding protocol
+    # (metrics.md 7.2) scores every frame of these short clips.
+    vidstg_fps: float = 1.0
+    # Ref-YouTube-VOS names frames by their 30-fps index at 6 fps: 00000, 00005, ...
+    ytvos_frame_step: int = 5
+    # VideoGCG frames are a uniform subsample of a longer clip, named by their original index.
+    gcg_frame_stride: int = 3
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 8:
+            raise ValueError(f"num_frames={self.num_frames}: SPARROW's tracking loader asserts 8 SAM frames")
+        if self.height % 2 or self.width % 2:
+            raise ValueError(f"{self.height}x{self.width}: H.264 (yuv420p) needs even frame sides")
+        if not 2 <= self.min_objects <= self.max_objects <= 254:
+            raise ValueError(f"objects per video must satisfy 2 <= min <= max <= 254, got "
+                             f"{self.min_objects}..{self.max_objects}")
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "SynthConfig":
+        check_profile(profile)
+        if profile == "paper":
+            raise ValueError(
+                "SPARROW-Mini has no 'paper' profile: the paper uses the real datasets; point "
+                "`sparrow curate --source NAME=ROOT` at the released folders instead"
+            )
+        if profile == "smoke":
+            return cls(
+                profile="smoke", height=48, width=64, num_frames=8, min_objects=2, max_objects=4,
+                max_expressions=4,
+                mevis_train=3, mevis_valid_u=2, mevis_valid=2,
+                ytvos_train=2, ytvos_valid=2, ytvos_test=1,
+                davis_train=2, davis_valid=2,
+                got10k_train=2, lasot_train=1, a2d_train=2,
+                vidstg_train=2, vidstg_val=1, vidstg_test=2,
+                videogcg_train=2, videogcg_val=2,
+                revos_train=2, revos_valid=1,
+            )
+        return cls(
+            profile="mini", height=128, width=128, num_frames=12, min_objects=3, max_objects=5,
+            max_expressions=6,
+            mevis_train=70, mevis_valid_u=50, mevis_valid=50,
+            ytvos_train=50, ytvos_valid=50, ytvos_test=10,
+            davis_train=30, davis_valid=50,
+            got10k_train=30, lasot_train=15, a2d_train=30,
+            vidstg_train=40, vidstg_val=10, vidstg_test=50,
+            videogcg_train=30, videogcg_val=50,
+            revos_train=25, revos_valid=10,
+        )
+
+    @property
+    def train_videos(self) -> int:
+        return (self.mevis_train + self.ytvos_train + self.davis_train + self.got10k_train + self.lasot_train
+                + self.a2d_train + self.vidstg_train + self.vidstg_val + self.videogcg_train + self.revos_train)
+
+    @property
+    def held_out_videos(self) -> int:
+        return (self.mevis_valid_u + self.mevis_valid + self.ytvos_valid + self.ytvos_test + self.davis_valid
+                + self.vidstg_test + self.videogcg_val + self.revos_valid)
+
+    def to_json(self) -> dict:
+        return asdict(self)
