@@ -1,0 +1,334 @@
+"""The model's configuration: one frozen dataclass per figure box, gathered in :class:`ModelConfig`.
+
+Every size that depends on the profile is chosen by :mod:`sparrow.model.presets`
+(``ModelConfig.for_preset(host, profile)``); this module only defines the fields, their JSON round trip and the
+resolution of local component paths.
+
+Component paths (``path`` / ``checkpoint`` fields) are either absolute, or relative to ``weights_root`` (default
+``sparrow.paths.home() / "weights"``). A spec whose path is ``None`` is built with random weights from its size
+fields; a spec with a path is loaded from that local directory or file (offline, never downloading). When a path is
+given, sizes are read from the component itself and the size fields are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sparrow.profiles import check_profile
+
+HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
+STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
+PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
+CONFIG_FORMAT = "sparrow-model/1"
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    """The causal LM (any transformers causal LM; Qwen2.5-VL through its conditional-generation class)."""
+
+    kind: str = "qwen2"  # phi3 | llama | qwen2 | qwen2_5_vl: which transformers class a random tiny model uses
+    path: str | None = None
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 128
+    max_position_embeddings: int = 4096
+    model_max_length: int = 2048
+    dtype: str = "float32"
+    extra_words: tuple[str, ...] = ()  # added to the offline word-level vocabulary of random tiny models
+
+
+@dataclass(frozen=True)
+class VisionSpec:
+    """The spatial encoder: CLIP vision tower, or Qwen2.5-VL's own ViT + merger (``kind="qwen2_5_vl"``)."""
+
+    kind: str = "clip"
+    path: str | None = None
+    image_size: int = 32
+    patch_size: int = 8
+    hidden_size: int = 32
+    num_layers: int = 1
+    num_heads: int = 2
+    intermediate_size: int = 64
+    select_layer: int = -2  # CLIP hidden state used (VideoGPT+/LLaVA: the penultimate layer)
+
+
+@dataclass(frozen=True)
+class TemporalSpec:
+    """The temporal encoder (VideoGLaMM host only), run on chunks of ``chunk_size`` frames."""
+
+    kind: str = "videomae"
+    path: str | None = None
+    image_size: int = 32
+    patch_size: int = 16
+    chunk_size: int = 4
+    tubelet_size: int = 1
+    hidden_size: int = 32
+    num_layers: int = 1
+    num_heads: int = 2
+    intermediate_size: int = 64
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """V->L adapters and token pooling."""
+
+    image_projector: str = "mlp2x_gelu"  # context frames, images and TSF crops: mlp2x_gelu | linear | none
+    video_projector: str | None = "mlp2x_gelu"  # temporal-encoder tokens (VideoGLaMM mm_projector)
+    context_pool_stride: int = 2  # adaptive average pool of the patch grid, G x G -> G/s x G/s (VideoGLaMM 24->12)
+    video_pool_stride: int = 2  # temporal tokens, 16x16 -> 8x8 in VideoGLaMM
+    token_pool_1d: int = 1  # GLUS: AvgPool1d over the patch sequence (k=4: 256 -> 64 tokens)
+    pool_before_projection: bool = False  # VideoGLaMM projects then pools; GLUS pools then projects
+
+
+@dataclass(frozen=True)
+class SamSpec:
+    """The SAM2 pixel decoder, built by ``sam2.build_sam.build_sam2`` from a hydra config."""
+
+    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"  # packaged config name, or a local .yaml path
+    checkpoint: str | None = None  # sam2's own format: torch.save({"model": state_dict})
+    image_size: int | None = 64  # None keeps the config's size; tiny=True needs a value
+    tiny: bool = True  # apply the tiny hydra overrides of environment.md §5.1
+    extra_overrides: tuple[str, ...] = ()
+    object_score_gating: bool = False  # memory modes at inference: SAM2's "no object" gating of the logits
+
+
+@dataclass(frozen=True)
+class ProposerSpec:
+    """The class-agnostic proposer (a DETR-style head on frozen SAM2 features of frame 0)."""
+
+    path: str | None = None  # a directory written by ClassAgnosticProposer.save_pretrained
+    d_model: int = 32
+    num_queries: int = 16
+    encoder_layers: int = 1
+    decoder_layers: int = 2
+    num_heads: int = 2
+    ffn_dim: int = 64
+    topk: int = 8
+    score_power: tuple[float, float] = (0.3, 0.7)  # coco^0.3 * sa1b^0.7
+    image_size: int | None = None  # None: reuse the pixel decoder's frame-0 features; 448 in the released code
+    cost_class: float = 2.0
+    cost_l1: float = 5.0
+    cost_giou: float = 2.0
+    loss_class: float = 2.0
+    loss_l1: float = 5.0
+    loss_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass(frozen=True)
+class SelectorSpec:
+    """ProposalSelector, ROI helper, box selection and the box prior filter."""
+
+    hidden_dim: int | None = None  # None: min(seg_dim, prop_dim)
+    roi_helper: bool = True
+    roi_hidden_dim: int | None = None  # None: the SAM2 prompt dimension (256 at paper size)
+    roi_size: int = 7
+    roi_fusion_init: float = 0.1
+    score_threshold: float = 0.4
+    max_selected_per_token: int = 16
+    proposal_iou_threshold: float = 0.3
+    box_regression: bool = False
+    box_prior_filter_train: bool = False
+    box_prior_filter_test: bool = True
+    box_prior_min_score: float = 0.35
+    box_prior_max_keep: int = 1  # evaluation scripts: 1; chat.py and the model default: 4
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    llm_targets: tuple[str, ...] = ("q_proj", "v_proj")  # substring match, as the released code: hits Phi-3's qkv_proj
+    exclude: tuple[str, ...] = ("visual", "vision_tower")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    ce: float = 1.0
+    bce: float = 2.0
+    dice: float = 0.5
+    prop: float = 1.0
+    box: float = 0.01
+
+
+def _nested(cls):
+    return field(default_factory=cls)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a :class:`sparrow.model.SparrowModel`; see ``for_preset``."""
+
+    host: str = "videoglamm"
+    profile: str = "smoke"
+    # switches (every row of the paper's main table and ablation)
+    tsf: bool = True  # TSF tokens in stage-1 training
+    box: bool = True  # the dual [BOX] [SEG] prompt with proposer guidance (stage 2 and inference)
+    tsf_at_test: bool = False  # TSF tokens at inference (released scripts: off)
+    # components
+    llm: LLMSpec = _nested(LLMSpec)
+    vision: VisionSpec = _nested(VisionSpec)
+    temporal: TemporalSpec | None = None
+    adapter: AdapterSpec = _nested(AdapterSpec)
+    sam: SamSpec = _nested(SamSpec)
+    proposer: ProposerSpec = _nested(ProposerSpec)
+    selector: SelectorSpec = _nested(SelectorSpec)
+    lora: LoraSpec = _nested(LoraSpec)
+    losses: LossWeights = _nested(LossWeights)
+    # host wiring
+    num_frames: int = 4  # encoder frames (VideoGLaMM context + video frames; UniPixel frames)
+    num_sam_frames: int = 2  # SAM2 frames per training sample (GLUS: the question window)
+    llm_sees_sam_frames: bool = False  # GLUS: the LLM sees the global frames, then the question (SAM) frames
+    propagation: str = "framewise"
+    seg_tokens_per_target: int = 1  # UniPixel: 2 SAM sparse tokens per [SEG]
+    lv_projector: str = "text_hidden_fcs"  # text_hidden_fcs | seg_head (UniPixel)
+    hidden_state: str = "last"  # last (after the final norm) | last_prenorm (UniPixel)
+    seg_hidden_at: str = "preceding"  # LISA convention: the state that predicts [SEG]; "token": the [SEG] position
+    chat_template: str = "phi3"  # phi3 | llava_v1 | qwen_chatml
+    eval_prompt: str = "What is {phrase} in this video? Please respond with segmentation masks."
+    # TSF
+    tsf_k: int = 4
+    tsf_kmeans_iters: int = 8
+    tsf_placeholders: int | None = None  # None: num_frames (released: NUM_FRAMES for video prompts)
+    # limits
+    max_seg_tokens: int = 4
+    visual_token_reserve: int = 255
+    max_new_tokens: int = 32
+    # host-stage trainables (VideoGLaMM recipe: LoRA + lm_head + embed_tokens + text_hidden_fcs + mask decoder)
+    host_trainable_sam: str = "mask_decoder"  # none | mask_decoder | all
+    host_train_adapters: bool = True
+    weights_root: str | None = None
+
+    def __post_init__(self) -> None:
+        check_profile(self.profile)
+        if self.host not in HOSTS:
+            raise ValueError(f"unknown host {self.host!r}; choose one of {', '.join(HOSTS)}")
+        if self.propagation not in PROPAGATION_MODES:
+            raise ValueError(f"unknown propagation {self.propagation!r}; choose one of {', '.join(PROPAGATION_MODES)}")
+        if self.lv_projector not in ("text_hidden_fcs", "seg_head"):
+            raise ValueError(f"unknown lv_projector {self.lv_projector!r}")
+        if self.hidden_state not in ("last", "last_prenorm"):
+            raise ValueError(f"unknown hidden_state {self.hidden_state!r}")
+        if self.seg_hidden_at not in ("preceding", "token"):
+            raise ValueError(f"unknown seg_hidden_at {self.seg_hidden_at!r}")
+        if self.host_trainable_sam not in ("none", "mask_decoder", "all"):
+            raise ValueError(f"unknown host_trainable_sam {self.host_trainable_sam!r}")
+        if self.sam.tiny and self.sam.image_size is None:
+            raise ValueError("SamSpec(tiny=True) needs an image_size")
+        if self.num_sam_frames < 1 or self.num_frames < 1:
+            raise ValueError("num_frames and num_sam_frames must be >= 1")
+        if self.temporal is not None and self.num_frames % self.temporal.chunk_size:
+            raise ValueError(f"num_frames={self.num_frames} is not a multiple of the temporal chunk "
+                             f"{self.temporal.chunk_size}")
+
+    # -- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def for_preset(cls, host: str, profile: str, **overrides: Any) -> "ModelConfig":
+        """The preset of ``host`` at ``profile`` size; keyword overrides replace top-level fields."""
+        from sparrow.model.presets import preset
+
+        return preset(host, profile, **overrides)
+
+    @classmethod
+    def for_profile(cls, profile: str, host: str = "videoglamm", **overrides: Any) -> "ModelConfig":
+        return cls.for_preset(host, profile, **overrides)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    # -- derived -----------------------------------------------------------------------------------------------
+    @property
+    def num_tsf_placeholders(self) -> int:
+        return self.num_frames if self.tsf_placeholders is None else self.tsf_placeholders
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A component path made absolute against ``weights_root`` (default ``$SPARROW_HOME/weights``)."""
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            return p
+        if self.weights_root is not None:
+            return Path(self.weights_root).expanduser() / p
+        from sparrow.paths import home
+
+        return home() / "weights" / p
+
+    # -- JSON --------------------------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
+        data = dict(data)
+        fmt = data.pop("format", None)
+        if fmt != CONFIG_FORMAT:
+            raise ValueError(f"{source}: unsupported model config format {fmt!r} (expected {CONFIG_FORMAT!r})")
+        return _build(cls, data, source)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+
+def _build(cls, data: dict[str, Any], source: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{source}: unknown {cls.__name__} fields: {', '.join(unknown)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{source}.{f.name}")
+    return cls(**kwargs)
+
+
+def _convert(tp, value, source: str):
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, source) if len(inner) == 1 else value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: expected an object, got {type(value).__name__}")
+        return _build(tp, value, source)
+    if origin is tuple:
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
+class StageBehaviour:
+    """What a training stage (or inference) turns on."""
+
+    dual_prompt: bool  # answers carry [BOX] [SEG]
+    tsf: bool  # <tsf> placeholders and TSF tokens
+    guidance: bool  # proposer + selector drive box prompts (and L_prop)
+
+
+def stage_behaviour(cfg: ModelConfig, stage: str) -> StageBehaviour:
+    """Released recipe: host = the host model alone; stage 1 = TSF, no guidance; stage 2 = guidance, no TSF."""
+    if stage == "host":
+        return StageBehaviour(False, False, False)
+    if stage == "proposer":
+        return StageBehaviour(cfg.box, False, False)
+    if stage == "stage1":
+        return StageBehaviour(cfg.box, cfg.tsf, False)
+    if stage == "stage2":
+        return StageBehaviour(cfg.box, False, cfg.box)
+    if stage == "inference":
+        return StageBehaviour(cfg.box, cfg.tsf_at_test, cfg.box)
+    raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES + ('inference',))}")

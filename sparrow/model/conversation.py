@@ -1,0 +1,151 @@
+"""Conversations: chat templates per host, training templates, ``<tsf>`` placeholders, and tokenisation to ids/labels.
+
+Layout of one sample (released code, architecture.md §4.3):
+``[system][USER: <video>\\n question \\n <tsf> x N][ASSISTANT: answer]``. ``<tsf>`` placeholders are appended to the
+end of the human turn (N = the number of encoder frames for video prompts) only when TSF is used. Only the answer (and
+the template's end-of-turn marker) is labelled; everything else is ``IGNORE_INDEX``.
+
+Each piece is tokenised separately and concatenated, which keeps the label boundary exact for any tokenizer (as
+LLaVA-style code tokenises per round).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from sparrow.model.tokens import (
+    IGNORE_INDEX,
+    IMAGE_TOKEN_INDEX,
+    TSF_PLACEHOLDER,
+    TSF_TOKEN_INDEX,
+    VIDEO_PLACEHOLDER,
+    enforce_box_before_seg,
+    strip_box_tokens,
+)
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    system: str
+    user_prefix: str
+    user_suffix: str
+    assistant_prefix: str
+    assistant_suffix: str
+
+
+CHAT_TEMPLATES: dict[str, ChatTemplate] = {
+    # VideoGPT+ phi3_instruct
+    "phi3": ChatTemplate("", "<|user|>\n", "<|end|>\n", "<|assistant|>\n", "<|end|>"),
+    # LLaVA v1 (LISA / GLUS)
+    "llava_v1": ChatTemplate(
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+        "detailed, and polite answers to the user's questions. ",
+        "USER: ", " ", "ASSISTANT: ", "</s>"),
+    # Qwen2.5-VL chat
+    "qwen_chatml": ChatTemplate("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
+                                "<|im_start|>user\n", "<|im_end|>\n", "<|im_start|>assistant\n", "<|im_end|>"),
+}
+
+QUESTION_TEMPLATES: tuple[str, ...] = (
+    "Can you segment {phrase} in this video?",
+    "Please segment {phrase} in this video.",
+    "What is {phrase} in this video? Please respond with segmentation mask.",
+    "What is {phrase} in this video? Please output segmentation mask.",
+)
+ANSWER_TEMPLATES: tuple[str, ...] = (
+    "It is [SEG].",
+    "Sure, [SEG].",
+    "Sure, it is [SEG].",
+    "Sure, the segmentation result is [SEG].",
+    "[SEG].",
+)
+
+
+def pick_template(templates: tuple[str, ...], key: str) -> str:
+    """A template chosen by a stable hash of ``key`` (deterministic across processes, unlike ``hash``)."""
+    return templates[zlib.crc32(key.encode("utf-8")) % len(templates)]
+
+
+def referring_turn(phrase: str, key: str) -> tuple[str, str]:
+    """Training question and answer for a referring expression."""
+    phrase = phrase.strip().rstrip(".")
+    return pick_template(QUESTION_TEMPLATES, key).format(phrase=phrase), pick_template(ANSWER_TEMPLATES, key + "/a")
+
+
+def apply_box_rule(answer: str, dual_prompt: bool) -> str:
+    """``[BOX] [SEG]`` for the dual prompt, plain ``[SEG]`` for the host."""
+    return enforce_box_before_seg(answer) if dual_prompt else strip_box_tokens(answer)
+
+
+@dataclass
+class TokenizedTurn:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def tokenize_conversation(tokenizer, template: ChatTemplate, question: str, answer: str | None,
+                          num_tsf: int = 0, max_length: int | None = None) -> TokenizedTurn:
+    """Ids and labels of one turn; ``answer=None`` gives the generation prompt (ends with the assistant prefix).
+
+    The video placeholder goes first in the human turn; ``num_tsf`` ``<tsf>`` placeholders follow the question.
+    Truncation (``max_length``) cuts the end, as the released code's ``model_max_length - reserve``.
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and getattr(tokenizer, "add_bos_token", True) is not False:
+        ids.append(int(bos))
+        labels.append(IGNORE_INDEX)
+
+    def text(piece: str, labelled: bool) -> None:
+        if not piece:
+            return
+        toks = tokenizer.encode(piece, add_special_tokens=False)
+        ids.extend(int(t) for t in toks)
+        if labelled:
+            labels.extend(int(t) for t in toks)
+        else:
+            labels.extend([IGNORE_INDEX] * len(toks))
+
+    def placeholder(index: int) -> None:
+        ids.append(index)
+        labels.append(IGNORE_INDEX)
+
+    text(template.system + template.user_prefix, False)
+    placeholder(IMAGE_TOKEN_INDEX)
+    text("\n" + question, False)
+    if num_tsf:
+        text("\n", False)
+        for _ in range(num_tsf):
+            placeholder(TSF_TOKEN_INDEX)
+    text(template.user_suffix + template.assistant_prefix, False)
+    if answer is not None:
+        text(answer + template.assistant_suffix, True)
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is not None and ids[-1] != eos:
+            ids.append(int(eos))
+            labels.append(int(eos))
+    if max_length is not None and len(ids) > max_length:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return TokenizedTurn(ids, labels)
+
+
+def placeholder_string(num_tsf: int) -> str:
+    """The textual form of the human-turn suffix (for display): ``\\n<tsf><tsf>...``."""
+    return ("\n" + TSF_PLACEHOLDER * num_tsf) if num_tsf else ""
+
+
+__all__ = [
+    "ANSWER_TEMPLATES",
+    "CHAT_TEMPLATES",
+    "ChatTemplate",
+    "QUESTION_TEMPLATES",
+    "TokenizedTurn",
+    "VIDEO_PLACEHOLDER",
+    "apply_box_rule",
+    "pick_template",
+    "placeholder_string",
+    "referring_turn",
+    "tokenize_conversation",
+]

@@ -1,0 +1,118 @@
+"""SparrowDataset: a torch Dataset over the (video, expression) pairs of a curated dataset split.
+
+Each item is a :class:`SparrowExample`: the encoder frames and SAM frames sampled as the host does
+(:func:`sparrow.model.frames.sample_training_frames`), the target masks on the SAM frames (one target per expression:
+the union of its referents, as MeViS scores multi-object expressions), and the boxes of every object on the first
+SAM frame (the class-agnostic proposer's pretraining targets). Only the sampled frames are decoded.
+
+QA records (``include_qa=True``) become items too: their answer's ``[SEG]`` count decides the targets (one per
+object when the counts agree, the union when the answer has one ``[SEG]``; otherwise per-object masks for the first
+ones and ignore-only (-1) masks for the rest, as the released GCG loaders pad with -1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from sparrow.data.curated import CuratedDataset
+from sparrow.data.records import VideoRecord
+from sparrow.model.batch import SparrowExample
+from sparrow.model.config import ModelConfig
+from sparrow.model.frames import sample_training_frames
+from sparrow.model.tokens import MASK_IGNORE_INDEX, SEG_TOKEN
+from sparrow.storage import DataError
+
+
+class SparrowDataset(Dataset):
+    def __init__(self, curated_root: str | Path, split: str, cfg: ModelConfig, sources: list[str] | None = None,
+                 include_qa: bool = False, include_expressions: bool = True):
+        self.curated = CuratedDataset(curated_root)
+        self.cfg = cfg
+        self.split = split
+        keep = {v.video_id for v in self.curated.iter_videos(split=split)
+                if sources is None or v.source in sources}
+        self.items: list[tuple[str, object]] = []
+        if include_expressions:
+            for exp in self.curated.iter_expressions():
+                if exp.video_id in keep:
+                    self.items.append(("expression", exp))
+        if include_qa:
+            for qa in self.curated.iter_qa():
+                if qa.video_id in keep:
+                    self.items.append(("qa", qa))
+        if not self.items:
+            raise DataError(f"{self.curated.root}: no items for split {split!r}"
+                            + (f" and sources {sources}" if sources else ""))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def texts(self) -> list[str]:
+        """Every expression, question and answer text (for a tiny tokenizer's ``extra_words``)."""
+        out = []
+        for kind, rec in self.items:
+            out.extend([rec.text] if kind == "expression" else [rec.question, rec.answer])
+        return out
+
+    def _object_masks(self, video: VideoRecord, object_ids: list[str], indices: list[int]) -> np.ndarray:
+        from sparrow.data.rle import decode_rle
+
+        objects = self.curated.objects(video.video_id)
+        out = np.zeros((len(object_ids), len(indices), video.height, video.width), dtype=np.int8)
+        for i, oid in enumerate(object_ids):
+            if oid not in objects:
+                raise DataError(f"{self.curated.root}: {video.video_id} has no object {oid!r}")
+            masks = objects[oid].masks
+            for j, t in enumerate(indices):
+                if masks[t] is not None:
+                    out[i, j] = decode_rle(masks[t], (video.height, video.width))
+        return out
+
+    def _object_boxes(self, video: VideoRecord, frame: int) -> np.ndarray:
+        rows = []
+        for obj in self.curated.objects(video.video_id).values():
+            box = obj.boxes[frame] if frame < len(obj.boxes) else None
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            rows.append([x0 / video.width, y0 / video.height, x1 / video.width, y1 / video.height])
+        return np.clip(np.asarray(rows, dtype=np.float32).reshape(-1, 4), 0.0, 1.0)
+
+    def __getitem__(self, index: int) -> SparrowExample:
+        kind, rec = self.items[index]
+        video = self.curated.video(rec.video_id)
+        key = rec.expression_id if kind == "expression" else rec.qa_id
+        cfg = self.cfg
+        enc_idx, sam_idx = sample_training_frames(video.num_frames, cfg.num_frames, cfg.num_sam_frames, cfg.host, key)
+        wanted = sorted(set(enc_idx) | set(sam_idx))
+        loaded = self.curated.load_frames(video.video_id, wanted)
+        pos = {t: i for i, t in enumerate(wanted)}
+        frames = loaded[[pos[t] for t in enc_idx]]
+        sam_frames = loaded[[pos[t] for t in sam_idx]]
+        if kind == "expression":
+            per_object = self._object_masks(video, rec.object_ids, sam_idx)
+            targets = per_object.max(axis=0, keepdims=True) if len(per_object) else \
+                np.zeros((1, len(sam_idx), video.height, video.width), np.int8)
+            text, answer = rec.text, None
+        else:
+            targets = self._qa_targets(video, rec, sam_idx)
+            text, answer = rec.question, rec.answer
+        return SparrowExample(
+            video_id=video.video_id, query_id=key, kind=kind, text=text, answer=answer, frames=frames,
+            sam_frames=sam_frames, target_masks=targets, object_boxes=self._object_boxes(video, sam_idx[0]),
+            frame_indices=enc_idx, sam_frame_indices=sam_idx)
+
+    def _qa_targets(self, video: VideoRecord, rec, sam_idx: list[int]) -> np.ndarray:
+        n_seg = min(rec.answer.count(SEG_TOKEN), self.cfg.max_seg_tokens)
+        shape = (len(sam_idx), video.height, video.width)
+        if n_seg == 0:
+            return np.zeros((0,) + shape, np.int8)
+        per_object = self._object_masks(video, list(rec.object_ids), sam_idx)
+        if n_seg == 1 and len(per_object) > 1:
+            return per_object.max(axis=0, keepdims=True)
+        out = np.full((n_seg,) + shape, MASK_IGNORE_INDEX, np.int8)
+        out[: min(n_seg, len(per_object))] = per_object[:n_seg]
+        return out

@@ -1,0 +1,83 @@
+"""Frame sampling and resizing for the encoders and SAM2.
+
+Sampling (released code and hosts):
+
+- encoder frames: ``linspace(0, T - 1, n)`` (int) when the video has at least n frames; a shorter video is padded to n
+  by repeating its last frame (``chat.py::preprocess_vision``);
+- SAM2 frames in training: ``num_frames_for_sam`` frames; the kit spreads them with the same linspace rule;
+- GLUS: ``n`` global context frames, one per uniform segment (GLUS draws a random frame per segment; the kit takes the
+  segment centre so that a dataset item is deterministic), and a question window of consecutive frames whose start is
+  a stable hash of the item key.
+
+Resizing: CLIP frames follow ``CLIPImageProcessor`` (shortest edge to S, bicubic, then centre crop S x S); Qwen2.5-VL
+and SAM2 frames are stretched to S x S (SAM2: ``ResizeLongestSide`` then a bilinear stretch, no padding, which equals
+a direct stretch). VideoMAE frames follow the CLIP rule at their own size.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def linspace_indices(num_available: int, n: int) -> list[int]:
+    """``n`` indices spread over ``num_available`` frames; repeats the last frame when the video is shorter."""
+    if num_available <= 0:
+        raise ValueError("a video needs at least one frame")
+    if num_available >= n:
+        return [int(v) for v in np.linspace(0, num_available - 1, n).astype(int)]
+    return list(range(num_available)) + [num_available - 1] * (n - num_available)
+
+
+def segment_centres(num_available: int, n: int) -> list[int]:
+    if num_available < n:
+        return linspace_indices(num_available, n)
+    edges = np.linspace(0, num_available, n + 1)
+    return [int(min(num_available - 1, (a + b) // 2)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def window_indices(num_available: int, n: int, key: str) -> list[int]:
+    if num_available <= n:
+        return linspace_indices(num_available, n)
+    start = zlib.crc32(key.encode("utf-8")) % (num_available - n + 1)
+    return list(range(start, start + n))
+
+
+def sample_training_frames(num_available: int, num_frames: int, num_sam_frames: int, host: str,
+                           key: str) -> tuple[list[int], list[int]]:
+    """(encoder frame indices, SAM frame indices) of one training item."""
+    if host == "glus":
+        return segment_centres(num_available, num_frames), window_indices(num_available, num_sam_frames, key)
+    return linspace_indices(num_available, num_frames), linspace_indices(num_available, num_sam_frames)
+
+
+def to_float(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) float in [0, 1]."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3), got shape {frames.shape}")
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def stretch(frames: torch.Tensor, size: int) -> torch.Tensor:
+    if frames.shape[-2:] == (size, size):
+        return frames
+    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def shortest_edge_centre_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = frames.shape[-2:]
+    if (h, w) == (size, size):
+        return frames
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(frames, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return x[..., top:top + size, left:left + size]
+
+
+def encoder_frames(frames: torch.Tensor, size: int, kind: str) -> torch.Tensor:
+    """Resize for a spatial/temporal encoder: CLIP-style crop, or a stretch for Qwen2.5-VL."""
+    return stretch(frames, size) if kind == "qwen2_5_vl" else shortest_edge_centre_crop(frames, size)

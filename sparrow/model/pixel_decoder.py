@@ -1,0 +1,396 @@
+"""The SAM2 pixel decoder: the ``sam2`` package's model, prompted with box corners plus the projected ``[SEG]``.
+
+Built by ``sam2.build_sam.build_sam2`` from one of sam2's hydra configs with ``hydra_overrides_extra`` (the tiny
+overrides of environment.md §5.1 under smoke/mini), or, for a local ``.yaml`` file, by instantiating its ``model``
+node; a checkpoint in sam2's own format (``{"model": state_dict}``) is loaded with ``weights_only=True``. sam2 is not
+vendored: the ``[SEG]`` tokens enter through a forward hook on ``sam_prompt_encoder`` that appends them to the sparse
+embeddings (the released code patches the prompt encoder to accept ``text_embeds`` the same way).
+
+Decoding (architecture.md §3, §8):
+
+- image features per frame: ``image_encoder`` (+ the mask decoder's ``conv_s0``/``conv_s1`` high-resolution
+  projections), ``no_mem_embed`` added to the lowest-resolution level for memory-free frames;
+- a query is [2 box corners + SEG token(s)] when boxes are selected, else the SEG token(s) alone, with the no-mask
+  dense embedding; ``multimask_output=False``; the logits of a token's boxes are max-pooled, and the 1/4-resolution
+  logits are upsampled bilinearly (``align_corners=False``) straight to the original H x W.
+
+Propagation modes (``ModelConfig.propagation``):
+
+- ``framewise`` (VideoGLaMM / SPARROW default): every frame decoded independently with the same prompt.
+- ``memory_from_first`` (UniPixel): the prompt enters frame 0 only; later frames are conditioned by SAM2's memory
+  attention over the encoded masks of earlier frames (``num_maskmem`` most recent, object pointers included).
+- ``memory_every_frame`` (GLUS): every frame is prompted and also memory-conditioned on earlier frames.
+
+Memory modes use sam2's own ``_prepare_memory_conditioned_features`` and ``_encode_new_memory``; the prompt
+encoding and decoding step is the same hook-based call as the framewise path, so one prompt (a token with one box)
+is one memory track, and a token's tracks are max-pooled at the output. SAM2 gates memory-mode logits with its
+object-score head; the kit applies that gating only at inference and only if ``SamSpec.object_score_gating``
+(SPARROW's losses never supervise the object score, so the training loss sees the ungated logits).
+"""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparrow.model.config import SamSpec
+
+SAM_MEAN = (0.485, 0.456, 0.406)
+SAM_STD = (0.229, 0.224, 0.225)
+NO_OBJ_SCORE = -1024.0
+
+
+def tiny_overrides(image_size: int) -> list[str]:
+    """environment.md §5.1: a 2.2 M-parameter SAM2 (Hiera embed 32, stages 1-1-2-1, d_model 64)."""
+    fs = image_size // 16
+    return [
+        f"++model.image_size={image_size}",
+        "++model.image_encoder.trunk.embed_dim=32", "++model.image_encoder.trunk.num_heads=1",
+        "++model.image_encoder.trunk.stages=[1,1,2,1]", "++model.image_encoder.trunk.global_att_blocks=[3]",
+        "++model.image_encoder.trunk.window_spec=[8,4,4,2]",
+        "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]", "++model.image_encoder.neck.d_model=64",
+        "++model.image_encoder.neck.position_encoding.num_pos_feats=64",
+        "++model.memory_attention.d_model=64", "++model.memory_attention.num_layers=1",
+        "++model.memory_attention.layer.d_model=64", "++model.memory_attention.layer.dim_feedforward=128",
+        "++model.memory_attention.layer.self_attention.embedding_dim=64",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{fs},{fs}]",
+        "++model.memory_attention.layer.cross_attention.embedding_dim=64",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{fs},{fs}]",
+        "++model.memory_attention.layer.cross_attention.kv_in_dim=32",
+        "++model.memory_encoder.out_dim=32", "++model.memory_encoder.in_dim=64",
+        "++model.memory_encoder.mask_downsampler.embed_dim=64",
+        "++model.memory_encoder.position_encoding.num_pos_feats=32", "++model.memory_encoder.fuser.layer.dim=64",
+        "++model.memory_encoder.fuser.num_layers=1", "++model.num_maskmem=3",
+    ]
+
+
+def sam_overrides(spec: SamSpec) -> list[str]:
+    if spec.tiny:
+        overrides = tiny_overrides(int(spec.image_size))
+    elif spec.image_size is not None:
+        fs = spec.image_size // 16
+        # UniPixel runs SAM2.1 B+ at 768: the memory attention's RoPE grid follows the image size.
+        overrides = [f"++model.image_size={spec.image_size}",
+                     f"++model.memory_attention.layer.self_attention.feat_sizes=[{fs},{fs}]",
+                     f"++model.memory_attention.layer.cross_attention.feat_sizes=[{fs},{fs}]"]
+    else:
+        overrides = []
+    return overrides + list(spec.extra_overrides)
+
+
+def build_sam(spec: SamSpec, config_path: Path | None, checkpoint: Path | None) -> nn.Module:
+    """A ``SAM2Base`` from a packaged config name (``config_path`` None) or a local yaml file."""
+    import sam2  # noqa: F401  (initialises sam2's hydra config module)
+    from sam2.build_sam import build_sam2
+
+    overrides = sam_overrides(spec)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise FileNotFoundError(f"SAM2 checkpoint not found: {checkpoint} (SamSpec.checkpoint)")
+    if config_path is None:
+        model = build_sam2(spec.config, ckpt_path=None, device="cpu", mode="eval",
+                           hydra_overrides_extra=overrides, apply_postprocessing=True)
+    else:
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        if not config_path.is_file():
+            raise FileNotFoundError(f"SAM2 config not found: {config_path} (SamSpec.config)")
+        cfg = OmegaConf.load(config_path)
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+        OmegaConf.resolve(cfg)
+        model = instantiate(cfg.model, _recursive_=True).eval()
+    if checkpoint is not None:
+        load_sam_checkpoint(model, checkpoint)
+    return model
+
+
+def load_sam_checkpoint(model: nn.Module, checkpoint: Path) -> None:
+    try:
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{checkpoint}: not a readable SAM2 checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise ValueError(f"{checkpoint}: not a SAM2 checkpoint (expected a dict with a 'model' state_dict)")
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint}: SAM2 weights do not match the config; missing keys: {sorted(missing)}; "
+                         f"unexpected keys: {sorted(unexpected)}")
+
+
+def copy_sam_config(source: Path, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "sam2.yaml"
+    shutil.copyfile(source, target)
+    return target
+
+
+@dataclass
+class FrameFeatures:
+    """SAM2 features of T frames (levels from high to low resolution, flattened (HW, T, C) as sam2 keeps them)."""
+
+    vision_feats: list[torch.Tensor]
+    vision_pos: list[torch.Tensor]
+    feat_sizes: list[tuple[int, int]]
+    image_size: int
+
+    @property
+    def num_frames(self) -> int:
+        return self.vision_feats[-1].shape[1]
+
+    def frames(self, start: int, stop: int) -> "FrameFeatures":
+        return FrameFeatures([x[:, start:stop] for x in self.vision_feats], [x[:, start:stop] for x in self.vision_pos],
+                             self.feat_sizes, self.image_size)
+
+    @staticmethod
+    def cat(parts: list["FrameFeatures"]) -> "FrameFeatures":
+        first = parts[0]
+        return FrameFeatures([torch.cat([p.vision_feats[i] for p in parts], dim=1) for i in range(len(first.vision_feats))],
+                             [torch.cat([p.vision_pos[i] for p in parts], dim=1) for i in range(len(first.vision_pos))],
+                             first.feat_sizes, first.image_size)
+
+    def level(self, index: int, t: int | slice) -> torch.Tensor:
+        """Level ``index`` of frame(s) ``t`` as (n, C, H, W)."""
+        x = self.vision_feats[index][:, t]
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        h, w = self.feat_sizes[index]
+        return x.permute(1, 2, 0).reshape(x.shape[1], x.shape[2], h, w)
+
+
+@dataclass
+class MemoryState:
+    """SAM2 memory carried across calls (GLUS question windows): outputs keyed by absolute frame index."""
+
+    num_frames: int
+    next_frame: int = 0
+    output_dict: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.output_dict is None:
+            self.output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+
+
+class PixelDecoder(nn.Module):
+    """SAM2 image features and prompt decoding with extra sparse tokens."""
+
+    def __init__(self, sam: nn.Module, object_score_gating: bool = False):
+        super().__init__()
+        self.sam = sam
+        self.object_score_gating = object_score_gating
+        self._extra_tokens: torch.Tensor | None = None
+        self.register_buffer("mean", torch.tensor(SAM_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(SAM_STD).view(1, 3, 1, 1), persistent=False)
+        sam.sam_prompt_encoder.register_forward_hook(self._append_tokens)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.sam.image_size)
+
+    @property
+    def hidden_dim(self) -> int:
+        return int(self.sam.hidden_dim)
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        """Channels of the three decoder feature levels (32, 64, 256 for SAM2-L)."""
+        dec = self.sam.sam_mask_decoder
+        if getattr(dec, "use_high_res_features", False):
+            return (dec.conv_s0.out_channels, dec.conv_s1.out_channels, self.hidden_dim)
+        return (self.hidden_dim,)
+
+    # -- prompt-encoder hook ---------------------------------------------------------------------------------
+    def _append_tokens(self, module, args, output):
+        extra = self._extra_tokens
+        if extra is None:
+            return None
+        sparse, dense = output
+        if sparse.shape[0] != extra.shape[0]:
+            if sparse.shape[0] != 1:
+                raise ValueError(f"{sparse.shape[0]} prompts but {extra.shape[0]} extra sparse tokens")
+            sparse = sparse.expand(extra.shape[0], -1, -1)
+            dense = dense.expand(extra.shape[0], -1, -1, -1)
+        return torch.cat([sparse, extra.to(sparse.dtype)], dim=1), dense
+
+    @contextmanager
+    def extra_sparse_tokens(self, tokens: torch.Tensor | None):
+        """Within the block, every prompt-encoder call appends ``tokens`` (P, k, C) to its sparse embeddings."""
+        previous = self._extra_tokens
+        self._extra_tokens = tokens
+        try:
+            yield
+        finally:
+            self._extra_tokens = previous
+
+    # -- features --------------------------------------------------------------------------------------------
+    def encode(self, frames: torch.Tensor, image_size: int | None = None) -> FrameFeatures:
+        """SAM2 features of frames (T, 3, H, W) in [0, 1], resized (stretched) to the SAM input size."""
+        size = image_size or self.image_size
+        if frames.shape[-2:] != (size, size):
+            frames = F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
+        x = ((frames - self.mean) / self.std).to(self._dtype())
+        sam = self.sam
+        # The frozen trunk runs without a graph; the decoder's projections keep theirs when they train.
+        trunk_grad = torch.is_grad_enabled() and any(p.requires_grad for p in sam.image_encoder.parameters())
+        with torch.set_grad_enabled(trunk_grad):
+            backbone_out = sam.image_encoder(x)
+        if sam.use_high_res_features_in_sam:
+            fpn = list(backbone_out["backbone_fpn"])
+            fpn[0] = sam.sam_mask_decoder.conv_s0(fpn[0])
+            fpn[1] = sam.sam_mask_decoder.conv_s1(fpn[1])
+            backbone_out = dict(backbone_out, backbone_fpn=fpn)
+        _, feats, pos, sizes = sam._prepare_backbone_features(backbone_out)
+        return FrameFeatures(list(feats), list(pos), [tuple(s) for s in sizes], size)
+
+    def top_level(self, feats: FrameFeatures, t: int = 0) -> torch.Tensor:
+        """(1, C, h, w) lowest-resolution features of frame ``t`` without ``no_mem_embed`` (the proposer's input)."""
+        return feats.level(len(feats.vision_feats) - 1, t)
+
+    def memoryless_embed(self, feats: FrameFeatures, t: int | slice) -> torch.Tensor:
+        x = feats.level(len(feats.vision_feats) - 1, t)
+        if self.sam.directly_add_no_mem_embed:
+            x = x + self.sam.no_mem_embed.view(1, -1, 1, 1).to(x.dtype)
+        return x
+
+    def roi_pyramid(self, feats: FrameFeatures, t: int = 0) -> list[torch.Tensor]:
+        """Frame ``t`` levels as (1, C_l, H_l, W_l), ``no_mem_embed`` on the last (the ROI helper's input)."""
+        levels = [feats.level(i, t) for i in range(len(feats.vision_feats) - 1)]
+        return levels + [self.memoryless_embed(feats, t)]
+
+    # -- decoding --------------------------------------------------------------------------------------------
+    def _decode(self, image_embed: torch.Tensor, high_res: list[torch.Tensor] | None, boxes_px: torch.Tensor | None,
+                tokens: torch.Tensor | None, pad_point: bool = False):
+        """One decoder call for P prompts on P image embeddings: (low-res logits (P,1,h4,w4), SAM token, obj score)."""
+        sam = self.sam
+        p = image_embed.shape[0]
+        points = None
+        if pad_point:
+            points = (torch.zeros(p, 1, 2, device=image_embed.device),
+                      -torch.ones(p, 1, dtype=torch.int32, device=image_embed.device))
+        with self.extra_sparse_tokens(tokens):
+            sparse, dense = sam.sam_prompt_encoder(points=points, boxes=boxes_px, masks=None)
+        if sparse.shape[0] != p:
+            sparse = sparse.expand(p, -1, -1)
+            dense = dense.expand(p, -1, -1, -1)
+        low, _, sam_tokens, obj_scores = sam.sam_mask_decoder(
+            image_embeddings=image_embed, image_pe=sam.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse.to(image_embed.dtype), dense_prompt_embeddings=dense.to(image_embed.dtype),
+            multimask_output=False, repeat_image=False, high_res_features=high_res)
+        return low.float(), sam_tokens[:, 0], obj_scores
+
+    def _prompts(self, tokens: torch.Tensor, boxes: list[torch.Tensor] | None):
+        """Expand (N, k, C) tokens over their boxes: (P, k, C) tokens, (P, 4) pixel boxes or None, (P,) owner."""
+        n = tokens.shape[0]
+        if boxes is None:
+            return tokens, None, torch.arange(n, device=tokens.device)
+        if len(boxes) != n:
+            raise ValueError(f"{len(boxes)} box lists for {n} tokens")
+        counts = [int(b.shape[0]) for b in boxes]
+        if min(counts, default=0) == 0:
+            raise ValueError("every token needs at least one box in the guided path")
+        owner = torch.repeat_interleave(torch.arange(n, device=tokens.device),
+                                        torch.tensor(counts, device=tokens.device))
+        px = torch.cat(boxes).to(tokens.device).float().clamp(0, 1) * self.image_size
+        return tokens[owner], px, owner
+
+    @staticmethod
+    def _max_by_owner(low: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
+        """(P, 1, h, w) -> (N, h, w): max over each token's prompts."""
+        out = low.new_full((n,) + tuple(low.shape[-2:]), float("-inf"))
+        index = owner.view(-1, 1, 1).expand(-1, *low.shape[-2:])
+        return out.scatter_reduce(0, index, low[:, 0], reduce="amax", include_self=True)
+
+    def _upsample(self, low: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(low, size=out_hw, mode="bilinear", align_corners=False)
+
+    def decode(self, feats: FrameFeatures, tokens: torch.Tensor, boxes: list[torch.Tensor] | None,
+               out_hw: tuple[int, int], mode: str = "framewise", state: MemoryState | None = None) -> torch.Tensor:
+        """Mask logits (N, T, H, W) for N tokens (N, k, C); ``boxes``: per token (n_i, 4) normalised xyxy, or None.
+
+        ``state`` continues a memory-mode video from an earlier call (same prompts, later frames).
+        """
+        if tokens.shape[0] == 0:
+            return tokens.new_zeros((0, feats.num_frames) + tuple(out_hw))
+        if mode == "framewise":
+            return self._decode_framewise(feats, tokens, boxes, out_hw)
+        if mode in ("memory_from_first", "memory_every_frame"):
+            return self._decode_memory(feats, tokens, boxes, out_hw, mode == "memory_every_frame",
+                                       state or MemoryState(feats.num_frames))
+        raise ValueError(f"unknown propagation mode {mode!r}")
+
+    def _decode_framewise(self, feats, tokens, boxes, out_hw):
+        n = tokens.shape[0]
+        ptok, px, owner = self._prompts(tokens, boxes)
+        p = ptok.shape[0]
+        nlev = len(feats.vision_feats)
+        frames = []
+        for t in range(feats.num_frames):
+            embed = self.memoryless_embed(feats, t).expand(p, -1, -1, -1)
+            high = [feats.level(i, t).expand(p, -1, -1, -1) for i in range(nlev - 1)] or None
+            low, _, _ = self._decode(embed, high, px, ptok)
+            frames.append(self._max_by_owner(low, owner, n))
+        low_all = torch.stack(frames, dim=1)  # (N, T, h, w)
+        return self._upsample(low_all, out_hw)
+
+    def _decode_memory(self, feats, tokens, boxes, out_hw, every_frame: bool, state: MemoryState):
+        sam = self.sam
+        n = tokens.shape[0]
+        ptok, px, owner = self._prompts(tokens, boxes)
+        p = ptok.shape[0]
+        output_dict = state.output_dict
+        gate = self.object_score_gating and not self.training and sam.pred_obj_scores
+        outputs = []
+        for local in range(feats.num_frames):
+            t = state.next_frame + local
+            vf = [x[:, local:local + 1].expand(-1, p, -1) for x in feats.vision_feats]
+            vp = [x[:, local:local + 1].expand(-1, p, -1) for x in feats.vision_pos]
+            pix = sam._prepare_memory_conditioned_features(
+                frame_idx=t, is_init_cond_frame=t == 0, current_vision_feats=vf[-1:],
+                current_vision_pos_embeds=vp[-1:], feat_sizes=feats.feat_sizes[-1:], output_dict=output_dict,
+                num_frames=max(state.num_frames, t + 1))
+            high = [x.permute(1, 2, 0).reshape(p, x.shape[2], *s)
+                    for x, s in zip(vf[:-1], feats.feat_sizes[:-1])] or None
+            prompted = t == 0 or every_frame
+            if prompted:
+                low, sam_token, obj = self._decode(pix, high, px, ptok)
+            else:
+                low, sam_token, obj = self._decode(pix, high, None, None, pad_point=True)
+            if gate:
+                low = torch.where(obj.view(-1, 1, 1, 1) > 0, low, torch.full_like(low, NO_OBJ_SCORE))
+            high_res_mask = F.interpolate(low, size=(feats.image_size, feats.image_size), mode="bilinear",
+                                          align_corners=False)
+            obj_ptr = sam.obj_ptr_proj(sam_token)
+            if sam.pred_obj_scores:
+                appear = torch.sigmoid(obj) if sam.soft_no_obj_ptr else (obj > 0).float()
+                if sam.fixed_no_obj_ptr:
+                    obj_ptr = appear * obj_ptr
+                obj_ptr = obj_ptr + (1 - appear) * sam.no_obj_ptr
+            mem_feats, mem_pos = sam._encode_new_memory(
+                current_vision_feats=vf, feat_sizes=feats.feat_sizes, pred_masks_high_res=high_res_mask,
+                object_score_logits=obj, is_mask_from_pts=prompted)
+            entry = {"maskmem_features": mem_feats, "maskmem_pos_enc": mem_pos, "pred_masks": low,
+                     "obj_ptr": obj_ptr}
+            output_dict["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = entry
+            outputs.append(self._max_by_owner(low, owner, n))
+        state.next_frame += feats.num_frames
+        return self._upsample(torch.stack(outputs, dim=1), out_hw)
+
+    def box_masks(self, feats: FrameFeatures, boxes: torch.Tensor, out_hw: tuple[int, int], t: int = 0) -> torch.Tensor:
+        """SAM2 box -> mask logits (n, H, W) on frame ``t`` without any text token (the box prior filter)."""
+        if boxes.shape[0] == 0:
+            return boxes.new_zeros((0,) + tuple(out_hw))
+        n = boxes.shape[0]
+        px = boxes.float().clamp(0, 1) * self.image_size
+        embed = self.memoryless_embed(feats, t).expand(n, -1, -1, -1)
+        high = [feats.level(i, t).expand(n, -1, -1, -1) for i in range(len(feats.vision_feats) - 1)] or None
+        low, _, _ = self._decode(embed, high, px, None)
+        return self._upsample(low, out_hw)[:, 0]
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.sam.parameters()).dtype

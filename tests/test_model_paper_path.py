@@ -1,0 +1,187 @@
+"""The paper-size loading path with tiny components on disk.
+
+Every component is saved the way its real release is (transformers ``save_pretrained`` folders for the LLM, its
+tokenizer, CLIP and VideoMAE; sam2's ``{"model": state_dict}`` checkpoint next to its yaml; the proposer's folder)
+under the folder names the paper presets expect, and the model is built by ``ModelConfig.for_preset(host, "paper")``
+with only ``weights_root`` pointing at them. The SAM2 config is a local yaml instead of the packaged Hiera-L name
+(a real Hiera-L would not be tiny); UniPixel's 768-px SAM2 override is dropped for the same reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import sparrow  # noqa: F401  (torchvision shim first)
+import numpy as np
+import pytest
+import torch
+
+from sparrow.model import ModelConfig, SparrowExample, SparrowModel
+from sparrow.model.config import ProposerSpec
+from sparrow.model.pixel_decoder import tiny_overrides
+from sparrow.model.presets import PAPER_PATHS
+from sparrow.model.proposer import ClassAgnosticProposer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+WORDS = ["the", "a", "red", "blue", "square", "circle", "moving", "left", "right", "can", "you", "segment", "in",
+         "this", "video", "what", "is", "please", "sure", "it", ",", ".", "?", "respond", "with", "masks"]
+
+
+def base_tokenizer(bos: bool = True):
+    """A released-style tokenizer: no [SEG]/[BOX] yet (the loader adds them and resizes the embeddings)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    vocab = {w: i for i, w in enumerate(specials + WORDS)}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>",
+                                   bos_token="<s>" if bos else None, eos_token="</s>")
+
+
+def save_llm(kind: str, folder) -> dict[str, torch.Tensor]:
+    from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2_5_VLConfig
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    tok = base_tokenizer(bos=kind != "qwen2_5_vl")
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=8192, tie_word_embeddings=False, pad_token_id=0,
+                bos_token_id=2, eos_token_id=3)
+    torch.manual_seed(1)
+    if kind == "phi3":
+        model = Phi3ForCausalLM(Phi3Config(**text))
+    elif kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**text))
+    else:
+        model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+            text_config=dict(text, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]}),
+            vision_config=dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32,
+                               patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                               fullatt_block_indexes=[0], in_channels=3),
+            pad_token_id=0, bos_token_id=2, eos_token_id=3))
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def save_clip(folder, image_size: int) -> dict[str, torch.Tensor]:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    model = CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                             num_attention_heads=2, image_size=image_size, patch_size=8))
+    model.save_pretrained(folder)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def save_videomae(folder) -> dict[str, torch.Tensor]:
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    model = VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=16, num_frames=16, tubelet_size=2, hidden_size=16,
+                                         num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                         use_mean_pooling=False))
+    model.save_pretrained(folder)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def save_sam2(root, packaged: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """sam2's own formats: the composed yaml and ``torch.save({"model": state_dict})``."""
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import sam2  # noqa: F401
+
+    cfg = compose(config_name=packaged, overrides=tiny_overrides(128))
+    OmegaConf.resolve(cfg)
+    OmegaConf.save(cfg, root / "sam2_tiny.yaml")
+    torch.manual_seed(2)
+    sam = instantiate(cfg.model, _recursive_=True)
+    state = {k: v.clone() for k, v in sam.state_dict().items()}
+    return "sam2_tiny.yaml", state
+
+
+def example(cfg: ModelConfig, h: int = 48, w: int = 64) -> SparrowExample:
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, (20, h, w, 3), dtype=np.uint8)
+    idx = np.linspace(0, 19, cfg.num_frames).astype(int)
+    sam_idx = np.linspace(0, 19, cfg.num_sam_frames).astype(int)
+    masks = np.zeros((1, cfg.num_sam_frames, h, w), np.int8)
+    masks[0, :, 10:30, 20:40] = 1
+    return SparrowExample("s/v", "e0", "expression", "the red square", None, video[idx], video[sam_idx], masks,
+                          np.array([[20 / w, 10 / h, 40 / w, 30 / h]], np.float32))
+
+
+def assert_same(expected: dict[str, torch.Tensor], module: torch.nn.Module, prefix: str = "",
+                dtype: torch.dtype = torch.bfloat16) -> None:
+    """Every saved tensor arrived (as the configured dtype), LoRA wrapping aside."""
+    actual = {k.replace(".base_layer", ""): v for k, v in module.state_dict().items() if ".lora_" not in k}
+    for key, value in expected.items():
+        got = actual[prefix + key]
+        if got.shape != value.shape:  # resized embeddings: the original rows are kept
+            got = got[: value.shape[0]]
+        assert torch.equal(got, value.to(dtype)), key
+
+
+@pytest.mark.parametrize("host", ["videoglamm", "glus", "unipixel"])
+def test_paper_presets_load_local_components(tmp_path, host):
+    root = tmp_path / "weights"
+    root.mkdir()
+    paths = PAPER_PATHS[host]
+    llm_kind = {"videoglamm": "phi3", "glus": "llama", "unipixel": "qwen2_5_vl"}[host]
+    llm_state = save_llm(llm_kind, root / paths["llm"])
+    clip_state = save_clip(root / paths["vision"], 32) if "vision" in paths else None
+    mae_state = save_videomae(root / paths["temporal"]) if "temporal" in paths else None
+    sam_yaml, sam_state = save_sam2(root, paths["sam_config"])
+    torch.save({"model": sam_state}, root / paths["sam_checkpoint"])
+    proposer = ClassAgnosticProposer(ProposerSpec(d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2,
+                                                  num_heads=2, ffn_dim=32, topk=6, image_size=448), in_channels=64)
+    proposer.save_pretrained(root / "proposer")
+
+    paper = ModelConfig.for_preset(host, "paper")
+    sam = dataclasses.replace(paper.sam, config=sam_yaml, image_size=None)
+    cfg = ModelConfig.for_preset(host, "paper", weights_root=str(root), sam=sam,
+                                 proposer=dataclasses.replace(paper.proposer, path="proposer"))
+    assert cfg.llm.path == paths["llm"] and cfg.sam.checkpoint == paths["sam_checkpoint"]
+    model = SparrowModel.from_config(cfg)
+
+    assert model.llm.input_embeddings().weight.shape[0] == len(base_tokenizer()) + 2  # [SEG] and [BOX] added
+    assert_same(llm_state, model.llm.model, "")
+    if clip_state is not None:
+        assert_same(clip_state, model.spatial.clip)
+    if mae_state is not None:
+        assert_same(mae_state, model.temporal.model)
+        assert model.temporal.chunk_size == 16 and model.temporal.tubelet == 2
+    assert_same(sam_state, model.pixel_decoder.sam, dtype=torch.float32)  # SAM2 and the box modules stay fp32
+    assert_same(proposer.state_dict(), model.proposer, dtype=torch.float32)
+    assert model.pixel_decoder.image_size == 128 and model.proposer.spec.image_size == 448
+
+    for stage in ("stage1", "stage2"):
+        model.configure_stage(stage).train()
+        out = model(model.collator()([example(cfg)]))
+        assert torch.isfinite(out.loss) and out.losses["ce"] > 0
+        out.loss.backward()
+    assert out.losses["prop"] > 0
+
+    seg, box, eos = model.seg_token_id, model.box_token_id, model.tokenizer.eos_token_id
+    model.llm.generate_greedy = lambda embeds, n, stops: [box, seg, eos]
+    frames = np.random.default_rng(1).integers(0, 255, (6, 48, 64, 3), dtype=np.uint8)
+    pred = model.predict(frames, "the red square")
+    assert pred.seg_found and pred.masks.shape == (6, 48, 64)
+    del model.llm.generate_greedy
+
+    # a checkpoint of the paper-size model is self-contained: the component folders are no longer needed
+    target = model.save_pretrained(tmp_path / "ckpt")
+    shutil.rmtree(root)
+    again = SparrowModel.from_pretrained(target)
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
