@@ -1,0 +1,156 @@
+"""Training settings per stage and profile (`TrainConfig`).
+
+The paper-size values follow the released code (architecture reference §5, §10.2 and §13):
+
+- ``host`` (the host model's own training, which SPARROW starts from): the paper starts from released host
+  checkpoints, so at paper size this stage only matters without one. VideoGLaMM's defaults: lr 3e-4, betas
+  (0.9, 0.95), batch 2 x accumulation 10, ``WarmupDecayLR`` (warmup 100), 10 x 500 steps; GLUS the same with
+  50 x 100 steps (GLUS-A); UniPixel's last stage: lr 2e-5, cosine with 3% warmup, global batch 32 (here 4 x 8);
+  its step count depends on its data mixture (one epoch), so 5000 steps is the kit's placeholder.
+- ``proposer`` (the reference's "Stage 0", class-agnostic proposer pretraining): AdamW lr 2e-4, weight decay 1e-4,
+  100 warmup steps then cosine decay, 64 images per device, at most 500k steps (the README's example cap).
+  The reference does not set Adam betas for this stage, so torch's defaults (0.9, 0.999) apply.
+- ``stage1`` (TSF injection, LoRA) and ``stage2`` (selector / box filter): AdamW lr 3e-4, betas (0.9, 0.95), weight
+  decay 0, DeepSpeed ``WarmupDecayLR`` with linear warmup over 100 steps then linear decay to 0, gradient clip
+  1.0, micro-batch 1, no accumulation, 30 x 500 and 8 x 500 steps, one checkpoint per 500-step "epoch".
+
+Precision: bf16 on GPU (the reference trains in fp16 by default; bf16 needs no loss scaling and is what current
+GPUs run best), fp32 on CPU where bf16 autocast is slow and changes numerics for no benefit.
+
+``smoke`` and ``mini`` keep every setting except the sizes: a handful of steps for smoke (no warmup, so that every
+step updates the weights: the reference schedule's first step runs at lr 0), and for mini a step budget
+that trains one variant on 2 CPU cores in about three minutes. Mini models start from random weights rather
+than a pretrained host, so mini uses a larger learning rate (1e-3) and a warmup scaled to its step count; the
+reason is the tiny step budget, not a tuned result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sparrow.profiles import check_profile
+
+Stage = Literal["host", "proposer", "stage1", "stage2"]
+STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
+
+# Fields that change the optimisation trajectory: a checkpoint may only be resumed under the same values.
+_BOOKKEEPING_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "show_progress"})
+
+
+def check_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
+    return stage
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule, batch and checkpoint settings of one training stage."""
+
+    profile: str
+    stage: str
+    max_steps: int
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    schedule: Literal["linear", "cosine"] = "linear"
+    warmup_steps: int = 100
+    batch_size: int = 1
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 1
+    seed: int = 0
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_profile(self.profile)
+        check_stage(self.stage)
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError(f"batch_size and grad_accum must be >= 1, got {self.batch_size}, {self.grad_accum}")
+        if self.warmup_steps < 0 or self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
+        if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
+            raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
+        if self.schedule not in ("linear", "cosine"):
+            raise ValueError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not (self.lr > 0 and self.grad_clip > 0):
+            raise ValueError(f"lr and grad_clip must be > 0, got {self.lr}, {self.grad_clip}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+    @classmethod
+    def for_profile(cls, profile: str, stage: str, host: str = "videoglamm", **overrides: Any) -> "TrainConfig":
+        """The settings of ``stage`` at ``profile`` size; ``host`` matters for the host stage at paper size only.
+        Keyword overrides replace single fields."""
+        check_profile(profile)
+        check_stage(stage)
+        if stage == "proposer":
+            base: dict[str, Any] = dict(lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4, schedule="cosine")
+        else:
+            base = dict(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0, schedule="linear")
+        paper_host = {
+            "videoglamm": dict(max_steps=10 * 500, warmup_steps=100, batch_size=2, grad_accum=10),
+            "glus": dict(max_steps=50 * 100, warmup_steps=100, batch_size=2, grad_accum=10),
+            "unipixel": dict(max_steps=5000, warmup_steps=150, batch_size=4, grad_accum=8, lr=2e-5,
+                             schedule="cosine"),
+        }
+        if host not in paper_host:
+            raise ValueError(f"unknown host {host!r}; choose one of {', '.join(paper_host)}")
+        sizes = {
+            "paper": {"host": dict(paper_host[host], checkpoint_every=500),
+                      "proposer": dict(max_steps=500_000, warmup_steps=100, batch_size=64, checkpoint_every=5_000),
+                      "stage1": dict(max_steps=30 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500),
+                      "stage2": dict(max_steps=8 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500)},
+            "mini": {"host": dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3),
+                     "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
+                     "stage1": dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3),
+                     "stage2": dict(max_steps=60, warmup_steps=5, batch_size=2, checkpoint_every=20, lr=1e-3)},
+            "smoke": {"host": dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2),
+                      "proposer": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2),
+                      "stage1": dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2),
+                      "stage2": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2)},
+        }
+        base.update(sizes[profile][stage])
+        base.update(overrides)
+        return cls(profile=profile, stage=stage, **base)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(row) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return cls(**row)
+
+    def trajectory_differences(self, other: "TrainConfig") -> list[str]:
+        """Fields (other than checkpoint bookkeeping) whose values differ; resuming across them is refused."""
+        out = []
+        for f in dataclasses.fields(self):
+            if f.name in _BOOKKEEPING_FIELDS:
+                continue
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b:
+                out.append(f"{f.name}: {a!r} (checkpoint) vs {b!r} (now)")
+        return out
+
+    def resolved_precision(self, cuda_available: bool) -> str:
+        """accelerate's ``mixed_precision`` value: ``auto`` means bf16 on GPU and fp32 (``no``) on CPU."""
+        if self.mixed_precision == "auto":
+            return "bf16" if cuda_available else "no"
+        return self.mixed_precision

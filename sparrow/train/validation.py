@@ -1,0 +1,185 @@
+"""Quick validation of a trained variant: J&F on held-out expressions, and predictions to look at.
+
+The score follows the MeViS per-expression protocol (metrics reference §6.1): for each expression the masks of
+every frame are predicted with ``model.predict(frames, text)`` (the host's evaluation prompt; the first
+``[SEG]``'s mask per frame), J and F are averaged over all frames (bound_th 0.008; a frame where prediction and
+ground truth are both empty scores 1), then over expressions; J&F = (J + F) / 2, reported in percent. The default
+split is MeViS ``valid_u``, the held-out split whose ground truth MeViS itself releases.
+
+"Quick" means a fixed, evenly spread subset of the split's expressions (all of them with ``limit=None``), chosen
+from the sorted expression ids only, so two variants are always scored on the same expressions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparrow.profiles import check_profile
+from sparrow.storage import DataError
+
+DEFAULT_SOURCE = "mevis"
+DEFAULT_SPLIT = "valid_u"
+# Expressions scored per profile by default: the whole held-out split would take longer than the training.
+DEFAULT_LIMIT = {"smoke": 2, "mini": 60, "paper": None}
+
+
+@dataclass
+class ExpressionScore:
+    video_id: str
+    expression_id: str
+    text: str
+    j: float
+    f: float
+    seg_found: bool
+    answer: str
+
+
+@dataclass
+class Validation:
+    """J, F and J&F in percent over ``n_expressions`` expressions of ``source``/``split``."""
+
+    source: str
+    split: str
+    jf: float
+    j: float
+    f: float
+    n_expressions: int
+    seg_found_rate: float
+    per_expression: list[ExpressionScore] = field(default_factory=list)
+
+
+def held_out_expressions(curated, source: str, split: str, limit: int | None) -> list:
+    """Expressions of ``source``/``split``, sorted by (video, expression) id, thinned evenly to ``limit``."""
+    found = sorted(curated.iter_expressions(source=source, split=split), key=lambda e: (e.video_id, e.expression_id))
+    if not found:
+        raise DataError(f"{curated.root}: no expressions in {source}/{split} (available: "
+                        f"{', '.join(f'{s}/{p}' for s in curated.sources() for p in curated.splits(s))})")
+    if limit is None or limit >= len(found):
+        return found
+    picks = np.unique(np.linspace(0, len(found) - 1, limit).round().astype(int))
+    return [found[i] for i in picks]
+
+
+def score_expression(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """(j, f) of one expression: per-frame J and F of ``sparrow.eval.jf`` averaged over every frame."""
+    from sparrow.eval.jf import jf_per_frame
+
+    j, f = jf_per_frame(gt, pred)
+    return float(np.mean(j)), float(np.mean(f))
+
+
+def _curated(run: Any, curated_root: str | Path | None):
+    from sparrow.data.curated import CuratedDataset
+
+    if curated_root is None:
+        from sparrow.data.curate import ensure_curated
+
+        curated_root = ensure_curated(run.profile, run.seed)
+    return CuratedDataset(curated_root)
+
+
+def quick_validation(run: Any, split: str = DEFAULT_SPLIT, source: str = DEFAULT_SOURCE, limit: int | None = -1,
+                     curated_root: str | Path | None = None, model: Any = None) -> Validation:
+    """Score ``run`` (a :class:`~sparrow.train.variants.RunResult`) on held-out expressions.
+
+    ``limit=-1`` uses the profile's default subset size (:data:`DEFAULT_LIMIT`); ``None`` scores every expression."""
+    check_profile(run.profile)
+    curated = _curated(run, curated_root)
+    if limit == -1:
+        limit = DEFAULT_LIMIT[run.profile]
+    expressions = held_out_expressions(curated, source, split, limit)
+    model = model if model is not None else run.load_model()
+    scores = []
+    frames_cache: dict[str, np.ndarray] = {}
+    for exp in expressions:
+        if exp.video_id not in frames_cache:
+            frames_cache = {exp.video_id: curated.load_frames(exp.video_id)}
+        frames = frames_cache[exp.video_id]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "no [SEG] emitted" is counted in seg_found_rate instead
+            pred = model.predict(frames, exp.text)
+        j, f = score_expression(curated.expression_masks(exp), pred.masks)
+        scores.append(ExpressionScore(exp.video_id, exp.expression_id, exp.text, j, f, bool(pred.seg_found),
+                                      pred.answer))
+    j = float(np.mean([s.j for s in scores]))
+    f = float(np.mean([s.f for s in scores]))
+    return Validation(source=source, split=split, jf=100.0 * (j + f) / 2, j=100.0 * j, f=100.0 * f,
+                      n_expressions=len(scores), seg_found_rate=float(np.mean([s.seg_found for s in scores])),
+                      per_expression=scores)
+
+
+@dataclass
+class Comparison:
+    """One held-out expression with its frames, ground truth and each run's predicted masks (for figures)."""
+
+    video_id: str
+    expression_id: str
+    text: str
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    gt: np.ndarray  # (T, H, W) bool
+    preds: dict[str, np.ndarray]  # run name -> (T, H, W) bool
+    answers: dict[str, str]
+
+
+def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: int = 2,
+                        split: str = DEFAULT_SPLIT, source: str = DEFAULT_SOURCE,
+                        curated_root: str | Path | None = None) -> list[Comparison]:
+    """Each model's prediction on the same ``n`` held-out expressions (evenly spread over the split)."""
+    from sparrow.data.curated import CuratedDataset
+
+    if curated_root is None:
+        from sparrow.data.curate import ensure_curated
+
+        curated_root = ensure_curated(profile, seed)
+    curated = CuratedDataset(curated_root)
+    out = []
+    for exp in held_out_expressions(curated, source, split, n):
+        frames = curated.load_frames(exp.video_id)
+        preds, answers = {}, {}
+        for name, model in models.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pred = model.predict(frames, exp.text)
+            preds[name], answers[name] = pred.masks, pred.answer
+        out.append(Comparison(exp.video_id, exp.expression_id, exp.text, frames, curated.expression_masks(exp),
+                              preds, answers))
+    return out
+
+
+# The MeViS valid_u column of the official results table (RISys-Lab/SPARROW README; architecture reference §11.1),
+# as (host alone, host + SPARROW), J&F in percent.
+PAPER_MEVIS_VALID_U: dict[str, tuple[float, float]] = {
+    "videoglamm": (48.5, 57.4),
+    "unipixel": (59.7, 60.7),
+    "glus": (59.8, 61.9),
+}
+
+
+def summary_rows(validations: Mapping[str, Validation]) -> list[dict[str, Any]]:
+    """One row per run: J&F, J, F, expressions scored and the share of answers that contained a [SEG]."""
+    return [{"run": name, "J&F": round(v.jf, 2), "J": round(v.j, 2), "F": round(v.f, 2),
+             "expressions": v.n_expressions, "[SEG] emitted": f"{100 * v.seg_found_rate:.0f}%",
+             "split": f"{v.source}/{v.split}"} for name, v in validations.items()]
+
+
+def verdict(baseline: Validation, sparrow: Validation, host: str, profile: str) -> str:
+    """A sentence saying, with the numbers, whether SPARROW beat the baseline on this run."""
+    delta = sparrow.jf - baseline.jf
+    where = f"{baseline.n_expressions} {baseline.source} {baseline.split} expressions ({profile})"
+    paper = PAPER_MEVIS_VALID_U.get(host)
+    paper_text = (f" The paper reports {paper[0]:.1f} -> {paper[1]:.1f} ({paper[1] - paper[0]:+.1f}) on the full "
+                  f"MeViS valid_u with the real {host}.") if paper else ""
+    if delta > 0:
+        head = f"SPARROW beats the baseline: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} ({delta:+.2f}) on {where}."
+    elif delta == 0:
+        head = f"SPARROW ties with the baseline: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} on {where}."
+    else:
+        head = (f"SPARROW does NOT beat the baseline here: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} "
+                f"({delta:+.2f}) on {where}.")
+    return head + paper_text

@@ -1,0 +1,306 @@
+"""Training a whole variant (a row of the paper's tables) through its stages, cached and resumable.
+
+A variant is a host plus the two SPARROW switches. Its stages follow the released recipe:
+
+- ``baseline`` (no TSF, no dual prompt) is the host model alone: the ``host`` stage. The paper compares with the
+  released host checkpoints; the kit has none offline, so it trains the host with the host's own recipe.
+- every other variant starts from those same host weights and runs ``proposer`` (only with the dual prompt),
+  ``stage1`` (TSF injection when ``tsf``; LoRA) and ``stage2`` (selector and ROI helper when ``box``; LoRA).
+  LoRA is folded into the base weights between stages, as the released stage scripts export merged weights
+  and start the next stage with a fresh adapter.
+
+So a SPARROW variant receives more optimizer steps than the baseline, as in the paper (SPARROW fine-tunes the
+released host); :func:`variant_stages` lists them and :class:`RunResult` keeps every stage's step count.
+
+Layout under ``sparrow.paths.runs_dir(profile)``::
+
+    <host>-seed<seed>/host/          the host stage, shared by every variant of that host and seed
+    <host>-seed<seed>/<variant>/<stage>/   the later stages of one variant
+    <host>-seed<seed>/<variant>/run.json   written when the variant is complete
+
+Each stage folder is a :class:`~sparrow.train.trainer.Trainer` run (checkpoints, loss log, final weights), so an
+interrupted variant resumes from its last checkpoint, and a finished one is returned without training. A run
+whose data or settings no longer match (a regenerated dataset, a changed preset) is retrained from scratch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparrow.paths import runs_dir
+from sparrow.profiles import check_profile
+from sparrow.storage import DataError, atomic_write_json, read_json
+from sparrow.train.config import TrainConfig
+from sparrow.train.loss_log import read_loss_log
+from sparrow.train.sampling import derive_seed, seed_all
+from sparrow.train.trainer import RESULT_FILE, Trainer, TrainResult, process_state
+
+RUN_FILE = "run.json"
+TRAIN_SPLIT = "train"
+# Modules that exist only with the dual prompt: absent from host weights, initialised fresh in a variant.
+DUAL_PROMPT_PREFIXES = ("proposer.", "selector.", "roi_helper.", "roi_fusion_gamma")
+_MODEL_INIT, _LORA_FOLD = 11, 12  # seed-derivation tags
+
+
+def variant_name(tsf: bool, box: bool) -> str:
+    return {(False, False): "baseline", (True, True): "sparrow", (True, False): "tsf-only",
+            (False, True): "box-only"}[(bool(tsf), bool(box))]
+
+
+def variant_stages(tsf: bool, box: bool) -> tuple[str, ...]:
+    """The stages a variant trains, in order (the host stage included)."""
+    if not tsf and not box:
+        return ("host",)
+    return ("host",) + (("proposer",) if box else ()) + ("stage1", "stage2")
+
+
+def data_fingerprint(curated_root: str | Path) -> str:
+    """Hash of the curated records (not the frames, which the records name), to notice a regenerated dataset."""
+    digest = hashlib.sha256()
+    for name in ("videos.jsonl", "objects.jsonl", "expressions.jsonl"):
+        path = Path(curated_root) / name
+        if not path.is_file():
+            raise DataError(f"{curated_root}: not a curated dataset (missing {name})")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_config(host: str, profile: str, tsf: bool, box: bool, curated_root: str | Path):
+    """The host preset with the switches set, and (tiny models) a vocabulary covering the dataset's words.
+
+    The tiny word-level tokenizer would split unknown words into characters; giving it every word of the curated
+    texts (all splits: vocabulary only, like a pretrained tokenizer) keeps one token per word."""
+    from sparrow.data.curated import CuratedDataset
+    from sparrow.model import ModelConfig
+    from sparrow.model.tokens import vocabulary_from_texts
+
+    cfg = ModelConfig.for_preset(host, profile, tsf=tsf, box=box)
+    if cfg.llm.path is not None:
+        return cfg
+    curated = CuratedDataset(curated_root)
+    texts = [e.text for e in curated.iter_expressions()]
+    return cfg.replace(llm=dataclasses.replace(cfg.llm, extra_words=vocabulary_from_texts(texts)))
+
+
+def build_model(cfg, seed: int):
+    """A freshly initialised :class:`SparrowModel`; the random init depends only on ``seed``."""
+    from sparrow.model import SparrowModel
+
+    seed_all(derive_seed(seed, _MODEL_INIT))
+    return SparrowModel.from_config(cfg)
+
+
+def load_host_weights(model, host_dir: str | Path) -> list[str]:
+    """Load host-stage weights into a variant model; only dual-prompt modules may be missing from them.
+
+    Returns the names initialised fresh (not found in the host weights)."""
+    from sparrow.model.checkpoint import CheckpointError, read_state
+
+    path = Path(host_dir) / "model.safetensors"
+    state = read_state(path)
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state))
+    foreign = [k for k in missing if not k.startswith(DUAL_PROMPT_PREFIXES)]
+    if unexpected or foreign:
+        raise CheckpointError(f"{path}: host weights do not fit this variant; missing {foreign[:10]}, "
+                              f"unexpected {unexpected[:10]}")
+    wrong = [f"{k} {tuple(v.shape)} != {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if wrong:
+        raise CheckpointError(f"{path}: host weights have other shapes: {wrong[:10]}")
+    model.load_state_dict(state, strict=False)
+    return missing
+
+
+@dataclass
+class RunResult:
+    """A trained variant: where its stages are and what they reported."""
+
+    host: str
+    profile: str
+    seed: int
+    tsf: bool
+    box: bool
+    run_dir: Path
+    stages: dict[str, TrainResult] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return variant_name(self.tsf, self.box)
+
+    @property
+    def final_dir(self) -> Path:
+        """The weights of the last stage (``SparrowModel.from_pretrained`` reads it)."""
+        return list(self.stages.values())[-1].final_dir
+
+    @property
+    def total_steps(self) -> int:
+        return sum(r.steps for r in self.stages.values())
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall time spent training, summed over stages, as measured when each stage ran (0 for a cached stage is
+        never recorded: each stage keeps the time of the run that produced it; a resumed stage counts the last
+        process only)."""
+        return sum(r.wall_s for r in self.stages.values())
+
+    @property
+    def final_losses(self) -> dict[str, float]:
+        """The last step's loss terms of the last stage."""
+        return dict(list(self.stages.values())[-1].final_losses)
+
+    def loss_logs(self) -> dict[str, list[dict[str, float]]]:
+        """Every stage's loss log rows (step, lr, loss, grad_norm and the terms), in stage order."""
+        return {stage: read_loss_log(result.loss_log) for stage, result in self.stages.items()}
+
+    def loss_curve(self, term: str = "loss", stages: tuple[str, ...] | None = None,
+                   skip: tuple[str, ...] = ("proposer",)) -> tuple[list[int], list[float]]:
+        """One term's values over the stages run back to back: (global step, value) with steps numbered on from
+        one stage to the next. The proposer stage is skipped by default: its detection loss is another quantity
+        on another scale (plot it on its own with ``stages=("proposer",)``)."""
+        steps: list[int] = []
+        values: list[float] = []
+        offset = 0
+        for stage, result in self.stages.items():
+            if (stages is not None and stage not in stages) or (stages is None and stage in skip):
+                continue
+            for row in read_loss_log(result.loss_log):
+                steps.append(offset + int(row["step"]))
+                values.append(float(row.get(term, float("nan"))))
+            offset += result.steps
+        return steps, values
+
+    def load_model(self):
+        from sparrow.model import SparrowModel
+
+        return SparrowModel.from_pretrained(self.final_dir)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "profile": self.profile, "seed": self.seed, "tsf": self.tsf, "box": self.box,
+                "variant": self.name, "data_fingerprint": self.data_fingerprint,
+                "stages": {s: str(r.out_dir.relative_to(self.run_dir.parent)) for s, r in self.stages.items()},
+                "model_config": self.model_config}
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunResult":
+        run_dir = Path(run_dir)
+        row = read_json(run_dir / RUN_FILE)
+        try:
+            stages = {s: TrainResult.load(run_dir.parent / rel) for s, rel in row["stages"].items()}
+            return cls(host=row["host"], profile=row["profile"], seed=int(row["seed"]), tsf=bool(row["tsf"]),
+                       box=bool(row["box"]), run_dir=run_dir, stages=stages,
+                       data_fingerprint=row["data_fingerprint"], model_config=row["model_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{run_dir / RUN_FILE}: malformed run record ({exc})") from exc
+
+
+def _stage_matches(folder: Path, fingerprint: str, model_json: dict, cfg: TrainConfig) -> bool:
+    """Whether a stage folder was produced from this data, model config and training config."""
+    result_file = folder / RESULT_FILE
+    if result_file.is_file():
+        done = TrainResult.load(folder)
+        extra, train_cfg = done.extra, TrainConfig.from_json(done.train_config)
+    else:
+        from sparrow.train.checkpoint import latest_checkpoint, read_state
+
+        latest = latest_checkpoint(folder / "checkpoints")
+        if latest is None:
+            return True  # nothing to reuse; the trainer starts fresh
+        state = read_state(latest)
+        extra, train_cfg = state.get("extra", {}), TrainConfig.from_json(state["train_config"])
+    return (extra.get("data_fingerprint") == fingerprint and extra.get("model_config") == model_json
+            and not train_cfg.trajectory_differences(cfg))
+
+
+def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0, tsf: bool = True,
+                  box: bool = True, *, curated_root: str | Path | None = None, show_progress: bool = True,
+                  train_overrides: dict[str, dict[str, Any]] | None = None,
+                  runs_root: str | Path | None = None) -> RunResult:
+    """Train (or load from the cache) one variant on the curated SPARROW-Mini of ``profile``/``seed``.
+
+    ``train_overrides`` maps a stage name to :class:`TrainConfig` field overrides (for experiments; a changed
+    setting retrains that stage and the ones after it)."""
+    check_profile(profile)
+    state = process_state()
+    if curated_root is None:
+        from sparrow.data.curate import ensure_curated
+
+        with state.main_process_first():  # generating the data twice at once is not safe
+            curated_root = ensure_curated(profile, seed)
+    curated_root = Path(curated_root)
+    fingerprint = data_fingerprint(curated_root)
+    root = Path(runs_root) if runs_root is not None else runs_dir(profile)
+    base_dir = root / f"{host}-seed{seed}"
+    name = variant_name(tsf, box)
+    run_dir = base_dir / name
+    overrides = train_overrides or {}
+    stages = variant_stages(tsf, box)
+    configs = {s: TrainConfig.for_profile(profile, s, host=host, seed=seed, show_progress=show_progress,
+                                          **overrides.get(s, {})) for s in stages}
+    host_cfg = model_config(host, profile, False, False, curated_root)
+    var_cfg = host_cfg.replace(tsf=tsf, box=box)
+    folders = {s: (base_dir / "host" if s == "host" else run_dir / s) for s in stages}
+    # Compared with what a stage recorded in JSON, so tuples must already be lists.
+    model_json = {s: json.loads(json.dumps((host_cfg if s == "host" else var_cfg).to_json())) for s in stages}
+
+    # Everything cached and consistent: no model is built at all.
+    if (run_dir / RUN_FILE).is_file():
+        try:
+            cached = RunResult.load(run_dir)
+        except DataError:
+            cached = None
+        if cached is not None and all(_stage_matches(folders[s], fingerprint, model_json[s], configs[s])
+                                      and (folders[s] / RESULT_FILE).is_file() for s in stages):
+            return cached
+
+    # A stage whose inputs changed invalidates itself and everything after it.
+    if state.is_main_process:
+        stale = False
+        for s in stages:
+            stale = stale or not _stage_matches(folders[s], fingerprint, model_json[s], configs[s])
+            if stale and folders[s].exists():
+                warnings.warn(f"{folders[s]}: trained on other data or settings; retraining", stacklevel=2)
+                shutil.rmtree(folders[s])
+        (run_dir / RUN_FILE).unlink(missing_ok=True)
+    state.wait_for_everyone()
+
+    from sparrow.model import SparrowDataset
+
+    results: dict[str, TrainResult] = {}
+    model = None
+    for index, stage in enumerate(stages):
+        cfg_s = host_cfg if stage == "host" else var_cfg
+        if model is None:
+            model = build_model(cfg_s, seed)
+            if stage != "host":
+                load_host_weights(model, results["host"].final_dir)
+        # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
+        # adapter's random init is seeded here so that it does not depend on what ran before in this process.
+        seed_all(derive_seed(seed, _LORA_FOLD, index))
+        model.configure_stage(stage, fold_lora=stage in ("stage1", "stage2"))
+        dataset = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s)
+        extra = {"data_fingerprint": fingerprint, "model_config": model_json[stage], "host": host,
+                 "variant": "host" if stage == "host" else name}
+        trainer = Trainer(model, dataset, configs[stage], folders[stage], collate_fn=model.collator(stage),
+                          extra=extra)
+        results[stage] = trainer.train(resume=True)
+        if stage == "host":
+            model = None  # a variant model has other modules: it is rebuilt and loads these host weights
+
+    run = RunResult(host=host, profile=profile, seed=seed, tsf=tsf, box=box, run_dir=run_dir, stages=results,
+                    data_fingerprint=fingerprint, model_config=var_cfg.to_json())
+    if state.is_main_process:
+        atomic_write_json(run_dir / RUN_FILE, run.to_json())
+    state.wait_for_everyone()
+    return run

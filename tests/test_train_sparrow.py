@@ -1,0 +1,113 @@
+"""The trainer on the real SparrowModel (smoke preset): resume, the stage chain, caching, the CLI, validation."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import sparrow  # noqa: F401  (torchvision shim first)
+import pytest
+import torch
+
+from sparrow.train import TrainConfig, Trainer, quick_validation, train_variant
+from sparrow.train.checkpoint import list_checkpoints
+from sparrow.train.loss_log import read_loss_log
+from sparrow.train.variants import build_model, model_config
+
+
+@pytest.fixture(scope="module")
+def curated():
+    from sparrow.data.curate import ensure_curated
+
+    return ensure_curated("smoke", 0)
+
+
+def _host_run(curated, out, **overrides):
+    from sparrow.model import SparrowDataset
+
+    cfg = model_config("videoglamm", "smoke", False, False, curated)
+    model = build_model(cfg, 0)
+    model.configure_stage("host")
+    train_cfg = TrainConfig.for_profile("smoke", "host", show_progress=False, **overrides)
+    trainer = Trainer(model, SparrowDataset(curated, "train", cfg), train_cfg, out, collate_fn=model.collator("host"))
+    return model, trainer.train()
+
+
+def test_resumed_sparrow_model_matches_an_uninterrupted_run_bit_for_bit(curated, tmp_path):
+    # LoRA dropout and the frame sampling make this depend on the restored RNG and data position.
+    settings = dict(max_steps=4, checkpoint_every=2, keep_checkpoints=2)
+    straight, result = _host_run(curated, tmp_path / "straight", **settings)
+    assert [s for s, _ in list_checkpoints(tmp_path / "straight" / "checkpoints")] == [2, 4]
+    # The state a kill after the step-2 checkpoint leaves behind (the loss log may run ahead; it is truncated).
+    (tmp_path / "killed" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step-00000002",
+                    tmp_path / "killed" / "checkpoints" / "step-00000002")
+    shutil.copy(tmp_path / "straight" / "loss_log.csv", tmp_path / "killed" / "loss_log.csv")
+    resumed, again = _host_run(curated, tmp_path / "killed", **settings)
+    assert again.resumed_from == 2 and result.resumed_from is None
+    a, b = straight.state_dict(), resumed.state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    assert read_loss_log(result.loss_log) == read_loss_log(again.loss_log)
+
+
+def test_variant_chain_caches_and_validates(curated, tmp_path):
+    quick = {"host": {"max_steps": 2}, "proposer": {"max_steps": 1}, "stage1": {"max_steps": 2},
+             "stage2": {"max_steps": 1}}
+    run = train_variant("videoglamm", "smoke", 0, tsf=True, box=True, curated_root=curated, show_progress=False,
+                        train_overrides=quick, runs_root=tmp_path)
+    assert list(run.stages) == ["host", "proposer", "stage1", "stage2"] and run.total_steps == 6
+    assert run.stages["host"].out_dir.parent.name == "videoglamm-seed0"  # shared with the baseline
+    logs = run.loss_logs()
+    assert {"det_cls", "det_l1", "det_giou"} <= set(logs["proposer"][0])
+    assert all(math.isfinite(r["loss"]) for rows in logs.values() for r in rows)
+    steps, values = run.loss_curve()
+    assert steps == [1, 2, 3, 4, 5] and len(values) == 5  # host 1-2, stage1 3-4, stage2 5 (proposer left out)
+
+    model = run.load_model()
+    assert model.cfg.tsf and model.cfg.box and model.proposer is not None
+    host_only = build_model(model_config("videoglamm", "smoke", False, False, curated), 0)
+    # Stage 1 and 2 never train the embeddings, so they still hold the host stage's weights.
+    from sparrow.model.checkpoint import read_state
+
+    host_state = read_state(run.stages["host"].final_dir / "model.safetensors")
+    emb = [k for k in host_state if "embed_tokens" in k][0]
+    assert torch.equal(model.state_dict()[emb], host_state[emb])
+    assert not torch.equal(host_only.state_dict()[emb], host_state[emb])
+
+    # A second call is answered from the cache: same results, nothing retrained.
+    stamp = (run.run_dir / "run.json").stat().st_mtime_ns
+    again = train_variant("videoglamm", "smoke", 0, tsf=True, box=True, curated_root=curated,
+                          show_progress=False, train_overrides=quick, runs_root=tmp_path)
+    assert again.final_losses == run.final_losses and (run.run_dir / "run.json").stat().st_mtime_ns == stamp
+
+    # Changing a later stage's settings retrains that stage only.
+    with pytest.warns(UserWarning, match="stage2: trained on other data or settings"):
+        changed = train_variant("videoglamm", "smoke", 0, tsf=True, box=True, curated_root=curated,
+                                show_progress=False, train_overrides={**quick, "stage2": {"max_steps": 2}},
+                                runs_root=tmp_path)
+    assert changed.stages["stage2"].steps == 2
+    assert changed.stages["stage1"].final_losses == run.stages["stage1"].final_losses
+
+    val = quick_validation(changed, model=None, limit=1, curated_root=curated)
+    assert val.n_expressions == 1 and 0.0 <= val.jf <= 100.0 and val.jf == pytest.approx((val.j + val.f) / 2)
+
+
+def test_cli_trains_one_stage_and_the_next_from_its_weights(curated, tmp_path, capsys):
+    from sparrow.model import SparrowModel
+    from sparrow.train.cli import main_train
+
+    common = ["--profile", "smoke", "--data", str(curated), "--no-progress", "--max-steps", "2"]
+    assert main_train(["--stage", "host", "--out", str(tmp_path / "host"), *common]) == 0
+    assert '"resumed_from": null' in capsys.readouterr().out
+    host = SparrowModel.from_pretrained(tmp_path / "host" / "final")
+    assert host.proposer is None
+    assert main_train(["--stage", "stage1", "--tsf", "--box", "--init", str(tmp_path / "host" / "final"),
+                       "--out", str(tmp_path / "s1"), *common]) == 0
+    s1 = SparrowModel.from_pretrained(tmp_path / "s1" / "final")
+    assert s1.cfg.tsf and s1.cfg.box and s1.proposer is not None
+    emb = [k for k in host.state_dict() if "embed_tokens" in k][0]
+    assert torch.equal(host.state_dict()[emb], s1.state_dict()[emb])
+    assert len(read_loss_log(tmp_path / "s1" / "loss_log.csv")) == 2
+    with pytest.raises(SystemExit):
+        main_train(["--stage", "all", "--init", str(tmp_path / "host" / "final"), *common])
