@@ -16,6 +16,10 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session", autouse=True)
 def sparrow_home(tmp_path_factory) -> str:
     """Each test session (each xdist worker) gets its own SPARROW_HOME and results folder."""
+    # Artifacts a person should look at after the run (browser screenshots) stay under the caller's artifact root.
+    from sparrow.paths import home as caller_home
+
+    os.environ.setdefault("SPARROW_TEST_ARTIFACTS", str(caller_home() / "test-artifacts"))
     home = tmp_path_factory.mktemp("sparrow_home")
     os.environ["SPARROW_HOME"] = str(home)
     os.environ["SPARROW_RESULTS"] = str(home / "results")

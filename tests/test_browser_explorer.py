@@ -3,7 +3,8 @@
 The test copies notebook 05 into a temporary server root with its parameters pointing at a small demo set (two
 prediction folders, TSF tracks), opens it in JupyterLab, runs it with Run > Run All Cells, moves the frame slider
 and checks on screenshots of the explorer's image that the frame changed and that the ground-truth and
-prediction colours are on screen. Screenshots are kept under ``$SPARROW_HOME/test-artifacts/browser_explorer``.
+prediction colours are on screen. Screenshots are kept under ``$SPARROW_TEST_ARTIFACTS/browser_explorer`` (default
+``$SPARROW_HOME/test-artifacts``, i.e. ``./artifacts/test-artifacts`` under ``make test``; never in git).
 
 Needs the Debian ``chromium`` package (``apt-get install -y chromium``) and the ``playwright`` Python package; no
 browser is ever downloaded (Playwright is pointed at ``/usr/bin/chromium``). Skipped, with the reason, without them.
@@ -174,7 +175,7 @@ def test_notebook_05_explorer_in_jupyterlab(tmp_path: Path) -> None:
     demo = build_demo_set(tmp_path / "demo", height=48, width=64, num_frames=8)
     root = tmp_path / "lab"
     notebook = _prepare_root(root, demo)
-    artifacts = home() / "test-artifacts" / "browser_explorer"
+    artifacts = Path(os.environ.get("SPARROW_TEST_ARTIFACTS", home() / "test-artifacts")) / "browser_explorer"
     artifacts.mkdir(parents=True, exist_ok=True)
     results = Path(os.environ.get("SPARROW_RESULTS", home() / "results")) / "smoke" / "05_mask_explorer.json"
     results.unlink(missing_ok=True)

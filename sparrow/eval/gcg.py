@@ -128,20 +128,32 @@ def caption_scores(references: Sequence[str], candidates: Sequence[str]) -> tupl
     if shutil.which("java") is None:
         return {"METEOR": None, "CIDEr": None}, {"METEOR": JAVA_MISSING, "CIDEr": JAVA_MISSING}
     from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     gts = {str(i): [{"caption": r[:MAX_CHARS]}] for i, r in enumerate(references)}
     res = {str(i): [{"caption": c[:MAX_CHARS]}] for i, c in enumerate(candidates)}
     tokenizer = PTBTokenizer()
     gts_tok, res_tok = tokenizer.tokenize(gts), tokenizer.tokenize(res)
-    meteor = Meteor()
-    try:
-        m_score, _ = meteor.compute_score(gts_tok, res_tok)
-    finally:
-        meteor.__del__()  # stop the jar now rather than at garbage collection
+    m_score, _ = _meteor_scorer().compute_score(gts_tok, res_tok)
     c_score, _ = Cider().compute_score(gts_tok, res_tok)
     return {"METEOR": float(m_score), "CIDEr": float(c_score)}, {}
+
+
+_METEOR = None
+
+
+def _meteor_scorer():
+    """One METEOR jar per process: its first score loads the paraphrase tables (15-30 s on 2 cores), later ones
+    take a fraction of a second, and the jar keeps no state between ``compute_score`` calls."""
+    global _METEOR
+    if _METEOR is None:
+        import atexit
+
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        _METEOR = Meteor()
+        atexit.register(_METEOR.__del__)
+    return _METEOR
 
 
 @dataclass(frozen=True)
