@@ -43,7 +43,7 @@ from typing import Any
 
 from sparrow.data.qa_templates import TARGET_JOIN, make_qa, normalise_text, parse_markup
 from sparrow.data.records import EXPRESSION_KINDS, SPLITS, ExpressionRecord, ObjectRecord
-from sparrow.data.sources import FrameExtraction, ItemError, LoadContext, VideoBundle, get_source
+from sparrow.data.sources import SOURCE_NAMES, FrameExtraction, ItemError, LoadContext, VideoBundle, get_source
 from sparrow.data.sources.base import check_rle
 from sparrow.storage import DataError, atomic_write_json, read_json
 
@@ -513,6 +513,34 @@ def ensure_curated(profile: str, seed: int) -> Path:
             return out
     curate(sources, out, seed=seed, extra_meta={"profile": profile, "manifest_sha256": fingerprint,
                                                 "generated_root": os.path.realpath(root)})
+    return out
+
+
+def ensure_curated_release(sources: dict[str, str | Path], out: str | Path, *, seed: int = 0,
+                           skip_bad: bool = False, splits: list[str] | None = None) -> Path:
+    """Curate real releases (NAME -> root) into ``out`` once; later calls with the same roots, seed, splits and
+    ``skip_bad`` reuse the finished folder (a paper-size curation decodes every frame of every video).
+
+    Releases do not change once unpacked, so the roots (resolved) identify the input; delete ``out`` to redo it.
+    """
+    if not sources:
+        raise ValueError("ensure_curated_release needs at least one source (NAME -> release root); names: "
+                         + ", ".join(SOURCE_NAMES))
+    roots = {name: os.path.realpath(root) for name, root in sorted(sources.items())}
+    wanted = _parse_splits(splits)
+    out = Path(out)
+    key = {"release_roots": roots, "skip_bad": bool(skip_bad)}
+    if _is_curated(out) and (out / "report.json").is_file():
+        try:
+            meta = read_json(out / "meta.json")
+        except DataError:
+            meta = {}
+        if (meta.get("format_version") == FORMAT_VERSION and meta.get("seed") == seed
+                and meta.get("splits") == (list(wanted) if wanted else None)
+                and all(meta.get(k) == v for k, v in key.items())):
+            return out
+    curate({name: Path(root) for name, root in roots.items()}, out, splits=splits, skip_bad=skip_bad, seed=seed,
+           extra_meta=key)
     return out
 
 

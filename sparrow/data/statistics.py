@@ -2,18 +2,22 @@
 
 The paper's curated set is described by three numbers (abstract and project page): 30,646 videos, 45,231 Q&A pairs,
 7 sources. :data:`PAPER_CURATED` keeps them with their source so that a ``paper``-profile curation can be set beside
-them.
+them (:func:`paper_comparison`). :func:`hard_case_table` counts SPARROW-Mini's hard cases per source from the
+generator's manifest; :func:`example_expressions` picks the expressions notebook 01 shows.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from sparrow.data.curated import CuratedDataset
+from sparrow.data.records import EXPRESSION_KINDS, ExpressionRecord
 from sparrow.data.rle import rle_area
+from sparrow.storage import DataError, read_json
 
 PAPER_CURATED = {
     "videos": (30646, "SPARROW abstract / project page: 'curated referential video dataset of 30,646 videos'"),
@@ -31,6 +35,9 @@ class CurationStatistics:
     objects_per_expression: dict[str, list[int]] = field(default_factory=dict)
     mask_area_fraction: dict[str, list[float]] = field(default_factory=dict)
     expression_kinds: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Expressions of splits released without ground truth (e.g. Ref-YouTube-VOS test): their ``object_ids == []``
+    # means "unknown", so they are counted here and kept out of ``objects_per_expression``.
+    referents_unknown: dict[str, int] = field(default_factory=dict)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -45,16 +52,37 @@ class CurationStatistics:
         frame.loc["total"] = frame.sum(numeric_only=True)
         return frame.astype(int)
 
+    def kinds_table(self):
+        """Expressions per kind (referring, reasoning, caption, declarative, interrogative) and source, with a
+        total row, as a pandas DataFrame."""
+        import pandas as pd
+
+        kinds = [k for k in EXPRESSION_KINDS if any(k in row for row in self.expression_kinds.values())]
+        frame = pd.DataFrame.from_dict(self.expression_kinds, orient="index").reindex(columns=kinds)
+        frame = frame.sort_index().fillna(0)
+        frame.loc["total"] = frame.sum(numeric_only=True)
+        return frame.astype(int)
+
+    def distribution_summary(self) -> dict[str, dict[str, float]]:
+        """:func:`summarise` of each distribution pooled over the sources (the numbers beside the plots)."""
+        pooled = {"frames_per_video": self.frames_per_video, "objects_per_expression": self.objects_per_expression,
+                  "mask_area_fraction": self.mask_area_fraction}
+        return {name: summarise([v for values in per_source.values() for v in values])
+                for name, per_source in pooled.items()}
+
 
 def compute_statistics(dataset: CuratedDataset | str) -> CurationStatistics:
     """One streaming pass over the curated records; masks are measured on their RLE without decoding."""
     ds = dataset if isinstance(dataset, CuratedDataset) else CuratedDataset(dataset)
     stats = CurationStatistics()
+    no_truth = _splits_without_ground_truth(ds.meta)
+    split_of: dict[str, str] = {}
     rows: dict[str, Counter] = defaultdict(Counter)
     source_of: dict[str, str] = {}
     pixels: dict[str, int] = {}
     for video in ds.iter_videos():
         source_of[video.video_id] = video.source
+        split_of[video.video_id] = video.split
         pixels[video.video_id] = video.height * video.width
         rows[video.source]["videos"] += 1
         rows[video.source]["frames"] += video.num_frames
@@ -71,7 +99,10 @@ def compute_statistics(dataset: CuratedDataset | str) -> CurationStatistics:
     for exp in ds.iter_expressions():
         source = source_of[exp.video_id]
         rows[source]["expressions"] += 1
-        stats.objects_per_expression.setdefault(source, []).append(len(exp.object_ids))
+        if (source, split_of[exp.video_id]) in no_truth:
+            stats.referents_unknown[source] = stats.referents_unknown.get(source, 0) + 1
+        else:
+            stats.objects_per_expression.setdefault(source, []).append(len(exp.object_ids))
         stats.expression_kinds.setdefault(source, Counter())[exp.kind] += 1
     for qa in ds.iter_qa():
         rows[source_of[qa.video_id]]["qa_pairs"] += 1
@@ -83,9 +114,75 @@ def compute_statistics(dataset: CuratedDataset | str) -> CurationStatistics:
     return stats
 
 
+def _splits_without_ground_truth(meta: dict) -> set[tuple[str, str]]:
+    """(source, split) pairs that ``meta.json`` marks as released without masks or boxes."""
+    sources = meta.get("sources") if isinstance(meta, dict) else None
+    if not isinstance(sources, dict):
+        return set()
+    return {(name, split) for name, entry in sources.items() if isinstance(entry, dict)
+            for split, known in (entry.get("ground_truth") or {}).items() if known is False}
+
+
 def summarise(values: list[float]) -> dict[str, float]:
     """Mean, median, min and max of a distribution, for recording next to a histogram."""
     if not values:
         return {"mean": 0.0, "median": 0.0, "min": 0.0, "max": 0.0}
     arr = np.asarray(values, dtype=float)
     return {"mean": float(arr.mean()), "median": float(np.median(arr)), "min": float(arr.min()), "max": float(arr.max())}
+
+
+def paper_comparison(stats: CurationStatistics, real_data: bool):
+    """The paper's three headline numbers beside this curation's, as a DataFrame (one row per quantity).
+
+    ``real_data`` says whether the curated sources are the real releases; for SPARROW-Mini the ``data`` column
+    says plainly that the numbers are not comparable.
+    """
+    import pandas as pd
+
+    totals = stats.totals
+    data = "real releases" if real_data else "SPARROW-Mini (synthetic, not the paper's data)"
+    rows = {name: {"paper": value, "this run": totals[name], "data": data, "paper source": source}
+            for name, (value, source) in PAPER_CURATED.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def hard_case_table(generated_root: str | Path):
+    """Videos per hard case and source of a SPARROW-Mini generation (from its ``manifest.json``), as a
+    DataFrame with a ``videos`` column (all videos of the source) and a total row."""
+    import pandas as pd
+
+    path = Path(generated_root) / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no SPARROW-Mini manifest (hard cases are known only for generated data)")
+    manifest = read_json(path)
+    cases = list(manifest.get("hard_cases") or {})
+    videos = manifest.get("videos")
+    if not cases or not isinstance(videos, dict):
+        raise DataError(f"{path}: lacks the 'hard_cases' and per-source 'videos' entries of a SPARROW-Mini manifest")
+    rows = {}
+    for source, records in sorted(videos.items()):
+        counts = Counter(tag for record in records for tag in set(record.get("tags", ())))
+        rows[source] = {"videos": len(records), **{case: counts.get(case, 0) for case in cases}}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.loc["total"] = frame.sum(numeric_only=True)
+    return frame.astype(int)
+
+
+def example_expressions(dataset: CuratedDataset | str, per_source: int = 1, seed: int = 0) -> list[ExpressionRecord]:
+    """``per_source`` expressions of every source, drawn with ``seed`` among those with known, non-empty referents
+    (sources in name order), for a montage of the curated set."""
+    ds = dataset if isinstance(dataset, CuratedDataset) else CuratedDataset(dataset)
+    no_truth = _splits_without_ground_truth(ds.meta)
+    # Only (source, split) per video, not the records with their frame lists, so that memory stays small.
+    where = {v.video_id: (v.source, v.split) for v in ds.iter_videos()}
+    eligible: dict[str, list[ExpressionRecord]] = defaultdict(list)
+    for exp in ds.iter_expressions():
+        if exp.object_ids and where[exp.video_id] not in no_truth:
+            eligible[where[exp.video_id][0]].append(exp)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for source in sorted(eligible):
+        pool = eligible[source]
+        take = rng.choice(len(pool), size=min(per_source, len(pool)), replace=False)
+        picked.extend(pool[int(i)] for i in sorted(take))
+    return picked
