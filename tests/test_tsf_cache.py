@@ -114,21 +114,24 @@ RESUMABLE_RUN = textwrap.dedent("""
     from sparrow.tsf.encoder import PatchMeanEncoder
     from sparrow.tsf.pipeline import TSFConfig, run_tsf
 
-    root, pause = sys.argv[1], float(sys.argv[2])
+    root, stall_after = sys.argv[1], int(sys.argv[2])
     config = TSFConfig.for_profile("smoke", detector=DetectorConfig(box_source="ground_truth"))
+    stored = []
 
     def on_entry(entry, status):
+        stored.append(entry.expression_id)
         print("ENTRY", entry.expression_id, status, flush=True)
-        time.sleep(pause)
+        if len(stored) == stall_after:
+            time.sleep(600)  # the parent kills the run here, mid-pass
 
     report = run_tsf(root, "valid", config, PatchMeanEncoder(config.crop_size), on_entry=on_entry)
     print("DONE", report.counts["computed"], report.counts["cache_hits"], report.index_path, flush=True)
 """)
 
 
-def _launch(script: Path, root: Path, home: Path, pause: float) -> subprocess.Popen:
+def _launch(script: Path, root: Path, home: Path, stall_after: int) -> subprocess.Popen:
     env = dict(os.environ, SPARROW_HOME=str(home), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(script), str(root), str(pause)], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, str(script), str(root), str(stall_after)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -143,18 +146,19 @@ def test_a_killed_run_resumes_with_identical_output(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(RESUMABLE_RUN)
 
-    killed = _launch(script, root, tmp_path / "home_a", pause=30.0)
+    killed = _launch(script, root, tmp_path / "home_a", stall_after=3)
     seen = []
     for line in killed.stdout:
         if line.startswith("ENTRY"):
             seen.append(line.split()[1])
         if len(seen) == 3:
             break
-    killed.send_signal(signal.SIGKILL)  # while it sleeps after storing its third entry
+    killed.send_signal(signal.SIGKILL)  # while it stalls after storing its third entry
     killed.wait(timeout=60)
     assert killed.returncode == -signal.SIGKILL
 
-    resumed = _finish(_launch(script, root, tmp_path / "home_a", pause=0.0))
+    assert not (tmp_path / "home_a" / "cache" / "tsf" / "runs").exists()  # no index or report of a half run
+    resumed = _finish(_launch(script, root, tmp_path / "home_a", stall_after=0))
     done = resumed[-1].split()
     assert done[0] == "DONE" and (int(done[1]), int(done[2])) == (8 - 3, 3)
     assert not {line.split()[1] for line in resumed if line.startswith("ENTRY")} & set(seen)

@@ -1,4 +1,5 @@
-"""Two CPU ranks under torchrun split the TSF pass and merge it into the same output as one process."""
+"""Two CPU ranks (under torchrun and under accelerate launch) split the TSF pass and merge it into the same output
+as one process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from test_tsf_toydata import write_toy_curated
@@ -43,13 +45,22 @@ def test_shard_takes_every_world_th_item():
     assert Shard().take(items) == items and Shard().is_main
 
 
-def test_two_torchrun_ranks_split_the_work_and_merge_identically(tmp_path):
+# The two launches environment.md §9 found to start two CPU ranks (``accelerate launch --cpu`` starts one).
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no"],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_ranks_split_the_work_and_merge_identically(tmp_path, launcher):
     root = write_toy_curated(tmp_path / "toy", videos=5, frames=5)
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED_RUN)
     env = dict(os.environ, SPARROW_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), str(root), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, *LAUNCHERS[launcher], str(script), str(root), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]

@@ -24,7 +24,7 @@ import torch
 from sparrow.storage import atomic_write_bytes
 
 #: bump when the entry layout or the computation changes in a way the key cannot see
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CorruptEntry(Exception):

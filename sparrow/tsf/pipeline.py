@@ -5,6 +5,8 @@ that share a keyframe box share one track), stores each expression's result in t
 (:mod:`sparrow.tsf.cache`) and writes a merged index and report. A run that is killed resumes where it stopped
 with identical output, because finished entries are found by key and unfinished ones never became visible. Under
 ``torchrun``/``accelerate launch`` each rank takes every world-th video and rank 0 merges (:mod:`sparrow.tsf.sharding`).
+:func:`ensure_tsf` is the cached entry point by profile, seed, split and source (what notebooks 02 and 04 call);
+:class:`sparrow.tsf.runs.TSFRun` reads a finished run back (per-frame boxes for ``SparrowModel.predict``).
 
 Fallbacks (each counted in the report and tagged on the entry, never an exception):
 
@@ -39,7 +41,7 @@ from sparrow.profiles import check_profile
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, sha256_file, video_fingerprint
 from sparrow.tsf.crops import crops_at_boxes, fill_missing_boxes, ground_truth_mask_crops, sample_frame_indices
 from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
-from sparrow.tsf.encoder import CropEncoder, check_encoder_output, encoder_fingerprint
+from sparrow.tsf.encoder import CropEncoder, PatchMeanEncoder, check_encoder_output, encoder_fingerprint
 from sparrow.tsf.kmeans import Selection, tsf_kmeans
 from sparrow.tsf.sharding import Shard, barrier, gather, init_shard
 from sparrow.tsf.tracking import Track, Tracker, TrackerConfig, build_tracker, resolve_boxes_txt
@@ -71,6 +73,9 @@ class TSFConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     device: str | None = None
+    # Intra-op threads while the pass runs (None: torch's default). The tiny models gain nothing from threads
+    # and lose up to 25x when other processes share the cores; more cores are used through sharding instead.
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         check_profile(self.profile)
@@ -84,6 +89,7 @@ class TSFConfig:
         check_profile(profile)
         sizes = {"smoke": 32, "mini": 64, "paper": 336}
         base = cls(profile=profile, crop_size=sizes[profile], store_crop_features=profile != "paper",
+                   threads=None if profile == "paper" else 1,
                    detector=DetectorConfig.for_profile(profile), tracker=TrackerConfig.for_profile(profile))
         return replace(base, **overrides) if overrides else base
 
@@ -91,6 +97,7 @@ class TSFConfig:
         """The settings that change results, with file paths replaced by what they hold."""
         data = asdict(self)
         data.pop("device")
+        data.pop("threads")
         data.pop("profile")
         data["detector"].pop("batch_size")
         data["detector"].pop("checkpoint_dir")
@@ -119,11 +126,18 @@ class TSFReport:
     world: int
     rows: list[dict[str, Any]]
     index_path: Path | None = None
+    source: str | None = None
+    store_root: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"split": self.split, "run_key": self.run_key, "counts": self.counts,
+        store = None
+        if self.store_root is not None:
+            # relative to the run folder, so that the artifact root can move (sparrow.tsf.runs.TSFRun reads it)
+            base = self.index_path.parent if self.index_path is not None else Path.cwd()
+            store = os.path.relpath(Path(self.store_root).resolve(), base.resolve())
+        return {"split": self.split, "source": self.source, "run_key": self.run_key, "counts": self.counts,
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}, "wall_s": round(self.wall_s, 4),
-                "world": self.world, "index": str(self.index_path) if self.index_path else None}
+                "world": self.world, "index": str(self.index_path) if self.index_path else None, "store": store}
 
     def entries(self, store: TSFStore | None = None) -> list[TSFEntry]:
         store = store or TSFStore()
@@ -172,9 +186,7 @@ class TSFRunner:
         self.dataset, self.config, self.encoder = dataset, config, encoder
         self.detector, self.tracker, self.store, self.timer = detector, tracker, store, timer
         self.config_key = config.key_dict()
-        self.components = {"encoder": encoder_fingerprint(encoder, config.crop_size)}
-        if config.crop_variant == "tracked" and config.detector.box_source == "detector":
-            self.components["detector"] = detector.fingerprint if detector is not None else None
+        self.components = run_components(config, encoder, detector.fingerprint if detector is not None else None)
 
     def keys(self, video_id: str, expressions: Sequence) -> list[str]:
         video_hash = video_fingerprint(self.dataset, video_id)
@@ -334,31 +346,59 @@ class TSFRunner:
             frame_indices=[start + i for i in indices], crop_boxes=crop_boxes, track_boxes=track_boxes,
             selected=chosen.indices.cpu().numpy(), features=chosen.vectors.float().cpu(),
             crop_features=features.float().cpu() if cfg.store_crop_features else None,
-            meta={"lost_crop_frames": int(lost_crop_frames), "clip_frames": int(total)})
+            meta={"lost_crop_frames": int(lost_crop_frames), "clip_frames": int(total),
+                  "video_frames": int(frames.shape[0]), "frame_size": [int(v) for v in frames.shape[1:3]]})
 
 
-def _run_key(dataset, split: str, config: TSFConfig, components: dict) -> str:
+def run_components(config: TSFConfig, encoder: CropEncoder, detector_fingerprint: str | None) -> dict[str, Any]:
+    """The fingerprints of the learned parts a TSF result depends on (they enter every key)."""
+    components: dict[str, Any] = {"encoder": encoder_fingerprint(encoder, config.crop_size)}
+    if config.crop_variant == "tracked" and config.detector.box_source == "detector":
+        components["detector"] = detector_fingerprint
+    return components
+
+
+def _run_key(dataset, split: str, source: str | None, config: TSFConfig, components: dict,
+             limit_videos: int | None) -> str:
     from sparrow.tsf.cache import dataset_fingerprint
 
-    payload = {"data": dataset_fingerprint(dataset), "split": split, "config": config.key_dict(),
-               "components": components}
+    payload = {"data": dataset_fingerprint(dataset), "split": split, "source": source, "config": config.key_dict(),
+               "components": components, "limit_videos": limit_videos}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def default_run_dir(split: str, source: str | None, run_key: str) -> Path:
+    """``cache_dir("tsf")/runs/<split>[-<source>]-<run key>``: where a run's index and report go by default."""
+    from sparrow.paths import cache_dir
+
+    name = split.replace("/", "_") + (f"-{source}" if source else "")
+    return cache_dir("tsf") / "runs" / f"{name}-{run_key}"
+
+
 def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, encoder: CropEncoder, *,
-            detector: GroundingDetector | None = None, tracker: Tracker | None = None,
+            source: str | None = None, detector: GroundingDetector | None = None, tracker: Tracker | None = None,
             store: TSFStore | None = None, out_dir: str | os.PathLike | None = None,
             limit_videos: int | None = None,
             on_entry: Callable[[TSFEntry, str], None] | None = None) -> TSFReport:
     """Compute (or load from the cache) the TSF of every expression of ``split``; see the module docstring.
 
+    ``source`` keeps one source's videos (e.g. ``"ref-davis17"``; None: every source with that split).
     ``detector``/``tracker`` default to the ones ``config`` names (the detector from
     ``config.detector.checkpoint_dir``). ``out_dir`` receives ``index.jsonl`` (one summary row per expression,
-    sorted) and ``report.json``; default ``cache_dir("tsf")/runs/<split>-<run key>``. ``on_entry`` is called after
-    each entry is stored (progress, tests).
+    sorted) and ``report.json``; default :func:`default_run_dir`. ``on_entry`` is called after each entry is
+    stored (progress, tests). ``report.json`` times what this call computed: a run that finds everything in the
+    cache times only the look-ups.
     """
+    from sparrow.tsf.detection import torch_threads
+
+    with torch_threads(config.threads):
+        return _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
+                        on_entry)
+
+
+def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
+             on_entry) -> TSFReport:
     from sparrow.data.curated import CuratedDataset
-    from sparrow.paths import cache_dir
     from sparrow.storage import atomic_write_json, write_jsonl
 
     started = time.perf_counter()
@@ -382,7 +422,9 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
 
     by_video: dict[str, list] = defaultdict(list)
     skipped = 0
-    for expression in dataset.iter_expressions(split=split):
+    if source is not None and source not in dataset.sources():
+        raise ValueError(f"{curated_root}: no source {source!r} (the curated set has {', '.join(dataset.sources())})")
+    for expression in dataset.iter_expressions(source=source, split=split):
         if expression.kind in config.expression_kinds:
             by_video[expression.video_id].append(expression)
         else:
@@ -397,8 +439,11 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
         expressions = sorted(by_video[video_id], key=lambda e: e.expression_id)
         with timer("cache"):
             keys = runner.keys(video_id, expressions)
+        computed_here = False
         for entry, status in runner.compute_video(video_id, expressions, keys, on_entry):
             counts[{"hit": "cache_hits", "computed": "computed", "recomputed": "corrupt_recomputed"}[status]] += 1
+            if status != "hit":
+                computed_here = True
             if status == "recomputed":
                 counts["computed"] += 1
             for name in entry.fallbacks:
@@ -406,6 +451,7 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
             counts["lost_crop_frames"] += int(entry.meta.get("lost_crop_frames", 0))
             rows.append(entry.summary())
         counts["videos"] += 1
+        counts["computed_videos"] += int(computed_here)
 
     parts = gather({"rows": rows, "counts": dict(counts), "timings": dict(timer.seconds)}, shard)
     merged_counts: dict[str, int] = defaultdict(int)
@@ -420,13 +466,13 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
     merged_rows.sort(key=lambda r: (r["video_id"], r["expression_id"]))
     merged_counts["expressions"] = len(merged_rows)
     merged_counts["skipped_kind"] = skipped
-    for name in ("computed", "cache_hits", "corrupt_recomputed", "lost_crop_frames", *FALLBACKS):
+    for name in ("computed", "computed_videos", "cache_hits", "corrupt_recomputed", "lost_crop_frames", *FALLBACKS):
         merged_counts.setdefault(name, 0)
-    run_key = _run_key(dataset, split, config, runner.components)
-    out = Path(out_dir) if out_dir is not None else cache_dir("tsf") / "runs" / f"{split.replace('/', '_')}-{run_key}"
+    run_key = _run_key(dataset, split, source, config, runner.components, limit_videos)
+    out = Path(out_dir) if out_dir is not None else default_run_dir(split, source, run_key)
     report = TSFReport(split=split, run_key=run_key, counts=dict(sorted(merged_counts.items())), timings=merged_timings,
                        wall_s=time.perf_counter() - started, world=shard.world, rows=merged_rows,
-                       index_path=out / "index.jsonl")
+                       index_path=out / "index.jsonl", source=source, store_root=store.root)
     if shard.is_main:
         write_jsonl(out / "index.jsonl", merged_rows)
         atomic_write_json(out / "report.json", report.to_json())
@@ -439,3 +485,64 @@ def load_index(path: str | os.PathLike) -> list[dict[str, Any]]:
     from sparrow.storage import iter_jsonl
 
     return list(iter_jsonl(path))
+
+
+def profile_config(profile: str, curated_root: str | os.PathLike, box_source: str = "detector",
+                   **overrides) -> TSFConfig:
+    """:meth:`TSFConfig.for_profile` with the detector the profile uses.
+
+    Under ``smoke``/``mini`` that is the tiny GroundingDINO trained on the curated set's training split
+    (:func:`sparrow.tsf.detection.ensure_detector`, trained on first use and cached). Under ``paper`` the released
+    checkpoint must be given: pass a whole ``config`` to :func:`ensure_tsf` with ``detector.checkpoint_dir`` set.
+    ``box_source="ground_truth"`` starts every track from the referent's ground-truth box instead (the oracle
+    keyframe option: no detector is trained or used).
+    """
+    from sparrow.tsf.detection import ensure_detector
+
+    check_profile(profile)
+    if profile == "paper":
+        raise ValueError("under 'paper' give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
+                         "GroundingDINO folder (and tracker.sam2_checkpoint the SAM2 weights)")
+    if box_source not in ("detector", "ground_truth"):
+        raise ValueError(f"box_source must be 'detector' or 'ground_truth', got {box_source!r}")
+    if box_source != "detector":
+        overrides["detector"] = replace(DetectorConfig.for_profile(profile), box_source=box_source)
+    base = TSFConfig.for_profile(profile, **overrides)
+    if base.crop_variant == "tracked" and base.detector.box_source == "detector" and not base.detector.checkpoint_dir:
+        base = replace(base, detector=replace(base.detector, checkpoint_dir=str(ensure_detector(curated_root, profile))))
+    return base
+
+
+def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *, config: TSFConfig | None = None,
+               encoder: CropEncoder | None = None, curated_root: str | os.PathLike | None = None,
+               limit_videos: int | None = None) -> Path:
+    """The folder of a finished TSF run over ``split`` (of one ``source``, or all) of a curated set.
+
+    Default data: the curated SPARROW-Mini of ``profile``/``seed`` (:func:`sparrow.data.curate.ensure_curated`);
+    default config: :func:`profile_config`; default encoder: :class:`PatchMeanEncoder` at the config's crop size
+    (the crop boxes do not depend on it; TSF vectors for training come from the model's own ``encode_crops``).
+    Cached and content-addressed: when the run folder exists and every entry it lists is intact it is returned
+    as is (its ``report.json`` keeps the timings of the run that computed it); otherwise :func:`run_tsf` computes
+    what is missing, resuming a killed run and recomputing damaged entries. Read it with
+    :class:`sparrow.tsf.runs.TSFRun`.
+    """
+    from sparrow.data.curate import ensure_curated
+    from sparrow.data.curated import CuratedDataset
+    from sparrow.tsf.detection import weights_fingerprint
+    from sparrow.tsf.runs import TSFRun
+
+    check_profile(profile)
+    root = Path(curated_root) if curated_root is not None else ensure_curated(profile, seed)
+    config = config or profile_config(profile, root)
+    encoder = encoder if encoder is not None else PatchMeanEncoder(config.crop_size)
+    needs_detector = config.crop_variant == "tracked" and config.detector.box_source == "detector"
+    if needs_detector and not config.detector.checkpoint_dir:
+        raise ValueError("TSFConfig.detector.checkpoint_dir is not set (see profile_config)")
+    fingerprint = weights_fingerprint(config.detector.checkpoint_dir) if needs_detector else None
+    run_key = _run_key(CuratedDataset(root), split, source, config, run_components(config, encoder, fingerprint),
+                       limit_videos)
+    out = default_run_dir(split, source, run_key)
+    if (out / "report.json").is_file() and (out / "index.jsonl").is_file() and not TSFRun(out).problems():
+        return out
+    run_tsf(root, split, config, encoder, source=source, out_dir=out, limit_videos=limit_videos)
+    return out

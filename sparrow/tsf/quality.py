@@ -77,6 +77,32 @@ def average_precision(predictions: Iterable[tuple[Any, float, Sequence[float]]],
     return float(np.mean([envelope[i] if i < len(envelope) else 0.0 for i in idx]))
 
 
+@dataclass(frozen=True)
+class QualityConfig:
+    """What notebook 02 measures quality on.
+
+    ``split``: the held-out split (every source that has it) for detection and tracking quality;
+    ``sam2_per_case``: referents per hard case (and from plain videos) tracked by SAM2, which costs about 0.2 s a
+    frame on CPU (None: every referent, as the appearance tracker is); ``examples_per_case`` entries pictured per
+    hard case, ``max_examples`` in all (None: one per hard case and per fallback that occurred).
+    """
+
+    split: str = "valid"
+    sam2_per_case: int | None = 10
+    score_floor: float = 0.05
+    examples_per_case: int = 1
+    max_examples: int | None = None
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "QualityConfig":
+        from sparrow.profiles import check_profile
+
+        check_profile(profile)
+        if profile == "smoke":
+            return cls(sam2_per_case=1, max_examples=2)
+        return cls(sam2_per_case=None) if profile == "paper" else cls()
+
+
 @dataclass
 class DetectionQuality:
     expressions: int
@@ -91,26 +117,43 @@ class DetectionQuality:
 
 
 def evaluate_detection(detector: GroundingDetector, dataset, split: str, config: DetectorConfig,
-                       kinds: Sequence[str] = QUERY_KINDS, score_floor: float = 0.05) -> DetectionQuality:
-    """Detection quality on the keyframes the pipeline would use for ``split`` (see the module docstring)."""
+                       kinds: Sequence[str] = QUERY_KINDS, score_floor: float = 0.05, source: str | None = None,
+                       threads: int | None = 1) -> DetectionQuality:
+    """Detection quality on the keyframes the pipeline would use for ``split`` (of one ``source``, or all; see the
+    module docstring). ``threads``: intra-op threads while it runs (1 suits the tiny detector; None: leave)."""
+    from sparrow.tsf.detection import torch_threads
+
+    with torch_threads(threads):
+        return _evaluate_detection(detector, dataset, split, config, kinds, score_floor, source)
+
+
+def _evaluate_detection(detector, dataset, split, config, kinds, score_floor, source) -> DetectionQuality:
     ious, hits = [], []
     predictions: list[tuple[str, float, Sequence[float]]] = []
     truth: dict[str, list] = {}
     total = no_detection = 0
     by_video: dict[str, list] = defaultdict(list)
-    for expression in dataset.iter_expressions(split=split):
+    for expression in dataset.iter_expressions(source=source, split=split):
         if expression.kind in kinds and expression.text.strip() and expression.object_ids:
             by_video[expression.video_id].append(expression)
     for video_id in sorted(by_video):
         frames = dataset.load_frames(video_id)
         objects = dataset.objects(video_id)
+        spans = []
         for expression in by_video[video_id]:
-            total += 1
             start, end = (expression.frame_span or (0, frames.shape[0]))
             start, end = max(0, start), min(frames.shape[0], end)
-            if end <= start:
-                start, end = 0, frames.shape[0]
-            frame, found = choose_keyframe(detector, frames[start:end], expression.text, config)
+            spans.append((start, end) if end > start else (0, frames.shape[0]))
+        if config.keyframe == "first":
+            # one batched call per video, as the pipeline does
+            found_all = detector.detect([frames[start] for start, _ in spans], [e.text for e in by_video[video_id]],
+                                        text_threshold=config.text_threshold, batch_size=config.batch_size)
+            picks = [(0, found) for found in found_all]
+        else:
+            picks = [choose_keyframe(detector, frames[start:end], e.text, config)
+                     for e, (start, end) in zip(by_video[video_id], spans)]
+        for expression, (start, _end), (frame, found) in zip(by_video[video_id], spans, picks):
+            total += 1
             t = start + frame
             gts = [objects[o].boxes[t] for o in expression.object_ids if o in objects and objects[o].boxes[t] is not None]
             truth[expression.expression_id] = gts
@@ -212,12 +255,33 @@ def referent_objects(dataset, split: str, kinds: Sequence[str] = QUERY_KINDS) ->
     return sorted(found)
 
 
+def hard_case_sample(dataset, split: str, tags: Mapping[str, Sequence[str]], per_case: int,
+                     kinds: Sequence[str] = QUERY_KINDS) -> list[tuple[str, str]]:
+    """A deterministic subset of ``split``'s referents for slow trackers: the first ``per_case`` (in sorted order)
+    of each hard case, plus ``per_case`` from videos with none of them; sorted, without repeats."""
+    everything = referent_objects(dataset, split, kinds)
+    chosen: set[tuple[str, str]] = set()
+    for tag in HARD_CASES:
+        chosen.update([r for r in everything if tag in tags.get(r[0], ())][:per_case])
+    chosen.update([r for r in everything if not any(t in HARD_CASES for t in tags.get(r[0], ()))][:per_case])
+    return sorted(chosen)
+
+
 def evaluate_tracker(tracker, dataset, split: str, tags: Mapping[str, Sequence[str]] | None = None,
-                     kinds: Sequence[str] = QUERY_KINDS) -> tuple[dict[str, TrackingQuality], list[TrackScore]]:
-    """Track every referent of ``split`` from its first ground-truth box; quality overall and per hard case."""
+                     kinds: Sequence[str] = QUERY_KINDS, objects: Sequence[tuple[str, str]] | None = None,
+                     threads: int | None = 1) -> tuple[dict[str, TrackingQuality], list[TrackScore]]:
+    """Track every referent of ``split`` (or only ``objects``, (video_id, object_id) pairs) from its first
+    ground-truth box; quality overall and per hard case. ``threads`` as in :func:`evaluate_detection`."""
+    from sparrow.tsf.detection import torch_threads
+
+    with torch_threads(threads):
+        return _evaluate_tracker(tracker, dataset, split, tags, kinds, objects)
+
+
+def _evaluate_tracker(tracker, dataset, split, tags, kinds, objects):
     scores = []
     frames_of: dict[str, np.ndarray] = {}
-    for video_id, object_id in referent_objects(dataset, split, kinds):
+    for video_id, object_id in (referent_objects(dataset, split, kinds) if objects is None else objects):
         truth = dataset.objects(video_id)[object_id].boxes
         key = next((t for t, b in enumerate(truth) if b is not None), None)
         if key is None:
@@ -233,26 +297,63 @@ def evaluate_tracker(tracker, dataset, split: str, tags: Mapping[str, Sequence[s
     return by_hard_case(scores, tags), scores
 
 
+def referent_object(dataset, entry) -> str | None:
+    """The referent an entry is scored against: the one its keyframe box overlapped most (``target_object``),
+    else the expression's first object that exists."""
+    objects = dataset.objects(entry.video_id)
+    if entry.target_object in objects:
+        return entry.target_object
+    expression = next(e for e in dataset.expressions(entry.video_id) if e.expression_id == entry.expression_id)
+    return next((o for o in expression.object_ids if o in objects), None)
+
+
+def referent_boxes(dataset, entry) -> list | None:
+    """Ground-truth boxes (one per video frame, None where absent) of :func:`referent_object`."""
+    object_id = referent_object(dataset, entry)
+    return None if object_id is None else list(dataset.objects(entry.video_id)[object_id].boxes)
+
+
 def evaluate_entries(entries: Iterable, dataset, tags: Mapping[str, Sequence[str]] | None = None
                      ) -> tuple[dict[str, TrackingQuality], list[TrackScore]]:
-    """End-to-end box quality of pipeline entries (detector-initialised tracks) against their referent.
-
-    The referent is the one the keyframe box overlapped most (``target_object``), else the first one; an entry
-    without a track (no detection) scores 0 on every visible frame.
-    """
+    """End-to-end box quality of pipeline entries (detector-initialised tracks) against their referent
+    (:func:`referent_object`); an entry without a track (no detection) scores 0 on every visible frame."""
     scores = []
     for entry in entries:
         if entry is None or entry.key_source == "gt_mask":
             continue
-        objects = dataset.objects(entry.video_id)
-        expression = next(e for e in dataset.expressions(entry.video_id) if e.expression_id == entry.expression_id)
-        object_id = entry.target_object or next((o for o in expression.object_ids if o in objects), None)
+        object_id = referent_object(dataset, entry)
         if object_id is None:
             continue
         clip = len(entry.track_boxes)
-        truth = objects[object_id].boxes[entry.clip_start:entry.clip_start + clip]
+        truth = dataset.objects(entry.video_id)[object_id].boxes[entry.clip_start:entry.clip_start + clip]
         scores.append(score_track(entry.video_id, object_id, entry.track(), truth))
     return by_hard_case(scores, tags), scores
+
+
+def example_rows(rows: Sequence[Mapping[str, Any]], tags: Mapping[str, Sequence[str]], per_case: int = 1,
+                 limit: int | None = None) -> dict[str, Mapping[str, Any]]:
+    """Index rows to show: the first of each hard case, then the first of each fallback that occurred (at most
+    ``limit`` in all, taken alternately from the two lists so that both kinds appear)."""
+    picked: dict[str, Mapping[str, Any]] = {}
+    used: set[str] = set()
+    for tag in HARD_CASES:
+        hits = [r for r in rows if tag in tags.get(r["video_id"], ()) and not r["fallbacks"]
+                and r["expression_id"] not in used][:per_case]
+        for i, row in enumerate(hits):
+            picked[HARD_CASES[tag] + (f" {i + 1}" if per_case > 1 else "")] = row
+            used.add(row["expression_id"])
+    fallbacks: dict[str, Mapping[str, Any]] = {}
+    for fallback in ("no_detection", "lost_track", "short_video", "no_target"):
+        row = next((r for r in rows if fallback in r["fallbacks"] and r["expression_id"] not in used), None)
+        if row is not None:
+            fallbacks[f"fallback: {fallback}"] = row
+            used.add(row["expression_id"])
+    if limit is None:
+        return {**picked, **fallbacks}
+    cases, others = list(picked.items()), list(fallbacks.items())
+    merged = [item for pair in zip(cases, others) for item in pair]
+    merged += cases[len(others):] + others[len(cases):]
+    return dict(merged[:limit])
 
 
 def _shared_tail(a: list[str], b: list[str]) -> int:
@@ -293,3 +394,17 @@ def read_hard_case_tags(curated_root: str | Path) -> dict[str, tuple[str, ...]]:
                 out[video.video_id] = scored[0][1]
                 break
     return out
+
+
+def quality_table(results: Mapping[str, Mapping[str, TrackingQuality]]) -> list[dict[str, Any]]:
+    """Rows (tracker, case, what the case is, tracks, mean IoU, success rate, absent frames reported lost) of
+    ``{tracker: by_hard_case(...)}``, cases in report order."""
+    names = {"all": "all tracks", **HARD_CASES, "none_of_these": "no hard case"}
+    rows = []
+    for tracker, groups in results.items():
+        for case in [c for c in names if c in groups]:
+            q = groups[case]
+            rows.append({"tracker": tracker, "case": case, "hard case": names[case], "tracks": q.tracks,
+                         "mean_iou": q.mean_iou, "success_rate": q.success_rate,
+                         "absent_reported_lost": q.absent_reported_lost})
+    return rows

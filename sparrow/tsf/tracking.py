@@ -289,6 +289,7 @@ class SAM2Tracker:
                 config.sam2_config, ckpt_path=config.sam2_checkpoint, device=device,
                 hydra_overrides_extra=overrides + ["++model.fill_hole_area=0"], apply_postprocessing=False)
         self.device = device
+        _quiet_sam2_progress()
 
     def track(self, frames: np.ndarray, key_index: int, key_box: Sequence[float],
               frame_paths: Sequence[str | os.PathLike] | None = None, video_id: str | None = None) -> Track:
@@ -314,6 +315,20 @@ class SAM2Tracker:
             box = mask_to_box(mask)
             boxes.append(None if box is None else tuple(float(v) for v in box))
         return Track(boxes, [1.0 if b is not None else 0.0 for b in boxes], masks)
+
+
+def _quiet_sam2_progress() -> None:
+    """Turn off the two progress bars sam2 draws per propagated clip (a notebook tracking hundreds of clips would
+    drown in them); sam2 1.1.0 has no switch for them, so its module-level ``tqdm`` names are replaced."""
+    import functools
+
+    import sam2.sam2_video_predictor as video_predictor
+    import sam2.utils.misc as misc
+    from tqdm import tqdm
+
+    quiet = functools.partial(tqdm, disable=True)
+    video_predictor.tqdm = quiet
+    misc.tqdm = quiet
 
 
 def _frames_folder(folder: str, frames: np.ndarray, frame_paths: Sequence[str | os.PathLike] | None) -> None:
