@@ -220,8 +220,16 @@ def test_encode_crops_gives_one_llm_vector_per_crop(models):
             model.encode_crops(torch.rand(5, 20, 20))
 
 
-def _force_answer(model, ids):
-    model.llm.generate_greedy = lambda embeds, n, stops: list(ids)
+def _force_answer(model, ids, captured: list | None = None):
+    """Make the LLM answer ``ids`` (teacher-forced through the real decoding, so hidden states stay real)."""
+    real = type(model.llm).generate
+
+    def forced(embeds, n, stops):
+        if captured is not None:
+            captured.append(embeds.clone())
+        return real(model.llm, embeds, n, stops, forced=list(ids))
+
+    model.llm.generate = forced
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -233,7 +241,7 @@ def test_predict_no_seg_gives_empty_mask_and_warning(models, host):
         pred = model.predict(frames, "the dog")
     assert not pred.seg_found and pred.masks.shape == (5, 24, 32) and not pred.masks.any()
     assert np.isnan(pred.boxes).all() and pred.answer == "red"
-    del model.llm.generate_greedy
+    del model.llm.generate
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -253,7 +261,7 @@ def test_predict_short_video_and_guided_masks(models, host):
     assert pred.masks.shape == (7, 24, 32) and pred.masks_per_seg.shape == (1, 7, 24, 32)
     nonempty = pred.masks.reshape(7, -1).any(1)
     assert np.isfinite(pred.boxes[nonempty]).all() and np.isnan(pred.boxes[~nonempty]).all()
-    del model.llm.generate_greedy
+    del model.llm.generate
 
 
 def test_predict_rejects_bad_frames_and_runs_real_generation(models):
@@ -273,12 +281,7 @@ def test_tsf_at_test_uses_given_embeddings_or_boxes(models):
     model = get_model(models, "videoglamm", tsf_at_test=True)
     seg, eos = model.seg_token_id, model.tokenizer.eos_token_id
     captured = []
-
-    def fake(embeds, n, stops):
-        captured.append(embeds.clone())
-        return [seg, eos]
-
-    model.llm.generate_greedy = fake
+    _force_answer(model, [seg, eos], captured)
     frames = np.random.default_rng(3).integers(0, 255, (4, 24, 32, 3), dtype=np.uint8)
     tsf = torch.full((2, model.llm.hidden_size), 3.5)
     model.predict(frames, "the red square", tsf_embeddings=tsf)
@@ -288,4 +291,162 @@ def test_tsf_at_test_uses_given_embeddings_or_boxes(models):
     with pytest.warns(UserWarning, match="zero vectors"):
         model.predict(frames, "the red square")
     assert (captured[-1][0] == 0).all(dim=1).sum() == model.cfg.tsf_k
-    del model.llm.generate_greedy
+    del model.llm.generate
+
+
+# -- speed paths: each must compute what the straightforward path computes -------------------------------------
+def _same_prediction(a, b) -> bool:
+    return (a.answer == b.answer and a.seg_found == b.seg_found and np.array_equal(a.masks, b.masks)
+            and np.array_equal(a.masks_per_seg, b.masks_per_seg) and np.array_equal(a.boxes, b.boxes, equal_nan=True)
+            and len(a.prompt_boxes) == len(b.prompt_boxes)
+            and all(np.array_equal(x, y) for x, y in zip(a.prompt_boxes, b.prompt_boxes)))
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_predict_many_equals_predict_per_text(models, host):
+    frames = np.random.default_rng(4).integers(0, 255, (7, 24, 32, 3), dtype=np.uint8)
+    frames[:, 6:18, 8:20] = (220, 30, 30)
+    texts = ["the red square", "the thing on the left.", "the red square"]
+    for box in (True, False):
+        model = get_model(models, host, box=box)
+        _force_answer(model, [model.box_token_id, model.seg_token_id, model.tokenizer.eos_token_id])
+        try:
+            many = model.predict_many(frames, texts)
+            single = [model.predict(frames, t) for t in texts]
+            assert all(p.seg_found for p in many) and all(map(_same_prediction, many, single))
+            raw = model.predict_many(frames, texts[:2], raw_question=True, max_new_tokens=5)
+            assert all(map(_same_prediction, raw, [model.predict(frames, t, raw_question=True) for t in texts[:2]]))
+        finally:
+            del model.llm.generate
+    model = get_model(models, host)  # free generation (random weights: answers without [SEG] warn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        many = model.predict_many(frames, texts[:2], max_new_tokens=4)
+        assert all(map(_same_prediction, many, [model.predict(frames, t, max_new_tokens=4) for t in texts[:2]]))
+    assert model.predict_many(frames, []) == []
+    with pytest.raises(ValueError, match="tsf_boxes has 1 entries for 2 texts"):
+        model.predict_many(frames, texts[:2], tsf_boxes=[None])
+
+
+def test_predict_many_with_tsf_boxes_per_text(models):
+    model = get_model(models, "videoglamm", tsf_at_test=True)
+    _force_answer(model, [model.seg_token_id, model.tokenizer.eos_token_id])
+    frames = np.random.default_rng(5).integers(0, 255, (4, 24, 32, 3), dtype=np.uint8)
+    boxes = [np.array([[2, 2, 20, 20]]), None, np.array([[0, 4, 10, 24], [3, 3, 30, 22]])]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the text without boxes gets zero TSF vectors, with a warning
+            many = model.predict_many(frames, ["a", "b", "c"], tsf_boxes=boxes)
+            single = [model.predict(frames, t, tsf_boxes=b) for t, b in zip("abc", boxes)]
+    finally:
+        del model.llm.generate
+    assert all(map(_same_prediction, many, single))
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_generation_hidden_states_equal_one_forward_over_prompt_and_answer(models, host):
+    model = get_model(models, host, tsf=False, box=False)
+    llm = model.llm.eval()
+    torch.manual_seed(3)
+    prompt = torch.randn(1, 9, llm.hidden_size)
+    answer = [model.box_token_id, model.seg_token_id, 7, model.tokenizer.eos_token_id]
+    with torch.no_grad():
+        ids, states = llm.generate(prompt, 10, {model.tokenizer.eos_token_id}, forced=answer)
+        full = torch.cat([prompt, llm.embed(torch.tensor([answer[:-1]]))], dim=1)
+        _, hidden, _ = llm(full, torch.ones(1, full.shape[1], dtype=torch.long))
+    assert ids == answer and states.shape == (4, llm.hidden_size)  # last prompt position + 3 fed answer tokens
+    assert torch.allclose(states, hidden[0, 8:], atol=1e-5)
+
+
+def _framewise_reference(pd, feats, tokens, boxes, out_hw):
+    """The frame-by-frame decoding the batched path replaces."""
+    if tokens.shape[0] == 0:
+        return tokens.new_zeros((0, feats.num_frames) + out_hw)
+    ptok, px, owner = pd._prompts(tokens, boxes)
+    frames = []
+    for t in range(feats.num_frames):
+        embed = pd.memoryless_embed(feats, t).expand(ptok.shape[0], -1, -1, -1)
+        high = [feats.level(i, t).expand(ptok.shape[0], -1, -1, -1) for i in range(len(feats.vision_feats) - 1)]
+        low, _, _ = pd._decode(embed, high or None, px, ptok)
+        frames.append(pd._max_by_owner(low, owner, tokens.shape[0]))
+    return pd._upsample(torch.stack(frames, dim=1), out_hw)
+
+
+@pytest.mark.parametrize("host", ["videoglamm", "unipixel"])
+def test_batched_framewise_decoding_equals_frame_by_frame(models, host, monkeypatch):
+    import sparrow.model.pixel_decoder as pdm
+
+    model = get_model(models, host, tsf=False, box=False)
+    pd = model.pixel_decoder.eval()
+    with torch.no_grad():
+        feats = pd.encode(torch.rand(5, 3, 48, 48))
+    k = model.cfg.seg_tokens_per_target
+    torch.manual_seed(2)
+    tokens = [torch.randn(2, k, pd.hidden_dim), torch.randn(1, k, pd.hidden_dim), torch.randn(0, k, pd.hidden_dim)]
+    boxes = [[torch.tensor([[0.1, 0.1, 0.5, 0.6]]), torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.3, 0.9, 0.8]])],
+             None, None]
+    spans = [(0, 3), (3, 5), (1, 4)]
+    requests = [(a, b, tok, bx, (20, 28)) for (a, b), tok, bx in zip(spans, tokens, boxes)]
+    for budget in (pdm.DECODE_BATCH_ELEMENTS, 1):  # one call per group, and one (frame, prompt) pair per call
+        monkeypatch.setattr(pdm, "DECODE_BATCH_ELEMENTS", budget)
+        with torch.no_grad():
+            out = pd.decode_framewise_many(feats, requests)
+        for (a, b), tok, bx, got in zip(spans, tokens, boxes, out):
+            ref = _framewise_reference(pd, feats.frames(a, b), tok, bx, (20, 28))
+            assert got.shape == ref.shape == (tok.shape[0], b - a, 20, 28)
+            assert torch.allclose(got, ref, atol=1e-5)
+    # gradients reach the prompt tokens as through the per-frame calls
+    a = tokens[0].clone().requires_grad_(True)
+    b = tokens[0].clone().requires_grad_(True)
+    pd.decode(feats, a, boxes[0], (20, 28)).square().mean().backward()
+    _framewise_reference(pd, feats, b, boxes[0], (20, 28)).square().mean().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_frozen_sam_features_are_cached_per_sample_and_only_while_frozen(models):
+    model = get_model(models, "videoglamm", tsf=False, box=False)
+    pd = model.pixel_decoder
+    cache = pd.feature_cache
+    frames = torch.rand(2, 2, 3, pd.image_size, pd.image_size)
+    model.configure_stage("stage1").train()  # SAM2 frozen: cached
+    cache.clear()
+    first = pd.encode_samples(frames)
+    assert len(cache) == 2 and cache.misses >= 2
+    hits = cache.hits
+    again = pd.encode_samples(frames)
+    assert cache.hits == hits + 2 and len(cache) == 2
+    assert all(torch.equal(x, y) for x, y in zip(first.vision_feats, again.vision_feats))
+    # a sample's features do not depend on the batch it came in: equal to encoding it alone, bit for bit
+    alone = pd.encode(frames[1])
+    assert all(torch.equal(x[:, 2:], y) for x, y in zip(first.vision_feats, alone.vision_feats))
+    assert all(torch.equal(x[:, 2:], y) for x, y in zip(first.vision_pos, alone.vision_pos))
+    # a weight change drops the cache
+    with torch.no_grad():
+        pd.sam.image_encoder.trunk.patch_embed.proj.weight.mul_(1.5)
+        changed = pd.encode_samples(frames)
+        pd.sam.image_encoder.trunk.patch_embed.proj.weight.div_(1.5)
+    assert len(cache) == 2 and not torch.equal(changed.vision_feats[-1], first.vision_feats[-1])
+    # the host stage trains SAM2 (mini and smoke presets) and inference runs in eval mode: no cache
+    for stage, train in (("host", True), ("stage1", False)):
+        model.configure_stage(stage).train(train)
+        cache.clear()
+        pd.encode_samples(frames)
+        assert len(cache) == 0, stage
+    model.train()
+
+
+def test_batched_training_forward_keeps_samples_apart(models):
+    # Every cross-sample batching (decoder, proposer, TSF crop encoding) must give each sample what it gets alone.
+    model = get_model(models, "videoglamm")
+    examples = [make_example(model.cfg, i) for i in range(2)]
+    examples[1].target_masks[0, :, 5:15, 5:15] = 1
+    for stage in ("stage1", "stage2"):
+        model.configure_stage(stage).eval()  # no dropout, so single and batched runs are comparable
+        collate = model.collator()
+        with torch.no_grad():
+            both = model(collate(examples))
+            for i, ex in enumerate(examples):
+                alone = model(collate([ex]))
+                assert torch.allclose(both.mask_logits[i], alone.mask_logits[0], atol=1e-4), (stage, i)
+                assert [b.tolist() for b in both.selected_boxes[i]] == [b.tolist() for b in alone.selected_boxes[0]]
+    model.train()

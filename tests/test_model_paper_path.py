@@ -173,11 +173,12 @@ def test_paper_presets_load_local_components(tmp_path, host):
     assert out.losses["prop"] > 0
 
     seg, box, eos = model.seg_token_id, model.box_token_id, model.tokenizer.eos_token_id
-    model.llm.generate_greedy = lambda embeds, n, stops: [box, seg, eos]
+    real = type(model.llm).generate
+    model.llm.generate = lambda embeds, n, stops: real(model.llm, embeds, n, stops, forced=[box, seg, eos])
     frames = np.random.default_rng(1).integers(0, 255, (6, 48, 64, 3), dtype=np.uint8)
     pred = model.predict(frames, "the red square")
     assert pred.seg_found and pred.masks.shape == (6, 48, 64)
-    del model.llm.generate_greedy
+    del model.llm.generate
 
     # a checkpoint of the paper-size model is self-contained: the component folders are no longer needed
     target = model.save_pretrained(tmp_path / "ckpt")

@@ -51,6 +51,35 @@ def test_resumed_sparrow_model_matches_an_uninterrupted_run_bit_for_bit(curated,
     assert read_loss_log(result.loss_log) == read_loss_log(again.loss_log)
 
 
+def test_resume_through_a_frozen_sam_stage_with_cached_features_is_bit_identical(curated, tmp_path):
+    # Stage 1 keeps SAM2 frozen, so its image features come from the per-sample feature cache; a resumed run starts
+    # with an empty cache and must still end with the same weights as the uninterrupted run that had cache hits.
+    from sparrow.model import SparrowDataset
+
+    cfg = model_config("videoglamm", "smoke", True, False, curated)
+    settings = dict(max_steps=4, checkpoint_every=2, keep_checkpoints=2)
+
+    def run(out):
+        model = build_model(cfg, 0)
+        model.configure_stage("stage1")
+        dataset = SparrowDataset(curated, "train", cfg, sources=["ref-davis17"])  # two videos: features repeat
+        train_cfg = TrainConfig.for_profile("smoke", "stage1", show_progress=False, **settings)
+        return model, Trainer(model, dataset, train_cfg, out, collate_fn=model.collator("stage1")).train()
+
+    straight, result = run(tmp_path / "straight")
+    assert straight.pixel_decoder.feature_cache.hits > 0
+    (tmp_path / "killed" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step-00000002",
+                    tmp_path / "killed" / "checkpoints" / "step-00000002")
+    shutil.copy(tmp_path / "straight" / "loss_log.csv", tmp_path / "killed" / "loss_log.csv")
+    resumed, again = run(tmp_path / "killed")
+    assert again.resumed_from == 2
+    a, b = straight.state_dict(), resumed.state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    assert read_loss_log(result.loss_log) == read_loss_log(again.loss_log)
+
+
 def test_variant_chain_caches_and_validates(curated, tmp_path):
     quick = {"host": {"max_steps": 2}, "proposer": {"max_steps": 1}, "stage1": {"max_steps": 2},
              "stage2": {"max_steps": 1}}
@@ -111,3 +140,24 @@ def test_cli_trains_one_stage_and_the_next_from_its_weights(curated, tmp_path, c
     assert len(read_loss_log(tmp_path / "s1" / "loss_log.csv")) == 2
     with pytest.raises(SystemExit):
         main_train(["--stage", "all", "--init", str(tmp_path / "host" / "final"), *common])
+
+
+def test_dataset_frame_cache_gives_the_same_items_within_its_bound(curated):
+    import numpy as np
+
+    from sparrow.model import SparrowDataset
+
+    cfg = model_config("videoglamm", "smoke", True, True, curated)
+    cached = SparrowDataset(curated, "train", cfg)
+    plain = SparrowDataset(curated, "train", cfg, frame_cache_bytes=0)
+    for index in (0, 1, 0, len(plain) - 1):
+        a, b = cached[index], plain[index]
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.sam_frames, b.sam_frames)
+        assert np.array_equal(a.target_masks, b.target_masks)
+        a.frames[:] = 0  # items own their arrays: the cache is not changed through them
+    assert np.array_equal(cached[0].frames, plain[0].frames)
+    assert len(plain._frames) == 0 and 0 < cached._frame_bytes <= cached.frame_cache_bytes
+    small = SparrowDataset(curated, "train", cfg, frame_cache_bytes=cached[0].frames[0].nbytes * 3)
+    for index in range(4):
+        small[index]
+    assert small._frame_bytes <= small.frame_cache_bytes and len(small._frames) <= 3

@@ -10,7 +10,9 @@ Contract for training code (stable):
 - ``model(batch) -> SparrowOutput`` with ``.loss`` and ``.losses`` (``ce``, ``bce``, ``dice``, ``prop``, ``box``).
 - ``model.configure_stage(stage, fold_lora=False)`` and ``model.trainable_parameters(stage)`` for the stages in
   ``STAGES`` (``host``, ``proposer``, ``stage1``, ``stage2``); ``model.merge_lora()`` between stages.
-- ``model.predict(frames, text) -> Prediction``; ``model.encode_crops(crops) -> (N, D)`` for TSF.
+- ``model.predict(frames, text) -> Prediction``; ``model.predict_many(frames, texts, tsf_boxes=None,
+  raw_question=False, max_new_tokens=None) -> list[Prediction]`` for all the texts of one video (the per-video work
+  done once; each prediction equals ``predict``'s); ``model.encode_crops(crops) -> (N, D)`` for TSF.
 """
 
 from sparrow.model.batch import LOSS_KEYS, Prediction, SparrowBatch, SparrowExample, SparrowOutput

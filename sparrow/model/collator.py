@@ -69,7 +69,9 @@ class SparrowCollator:
                 llm_frames = torch.cat([context, encoder_frames(sam_raw, sizes.spatial, sizes.spatial_kind)])
             frames.append(llm_frames)
             if sizes.temporal is not None:
-                temporal.append(encoder_frames(enc, sizes.temporal, "clip"))
+                # VideoMAE frames follow the CLIP rule: at the same size they are the context frames themselves.
+                same = sizes.temporal == sizes.spatial and sizes.spatial_kind == "clip"
+                temporal.append(context if same else encoder_frames(enc, sizes.temporal, "clip"))
             sam.append(stretch(sam_raw, sizes.sam))
             target = torch.from_numpy(np.asarray(ex.target_masks, dtype=np.float32))
             masks.append(target)

@@ -12,6 +12,7 @@ ones and ignore-only (-1) masks for the rest, as the released GCG loaders pad wi
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,20 @@ from sparrow.model.tokens import MASK_IGNORE_INDEX, SEG_TOKEN
 from sparrow.storage import DataError
 
 
+FRAME_CACHE_BYTES = 256 << 20  # decoded frames kept per dataset (SPARROW-Mini's training frames take ~190 MiB)
+
+
 class SparrowDataset(Dataset):
+    """``frame_cache_bytes`` bounds the decoded frames kept in memory (least recently used first out; 0: none):
+    a video's frames are decoded from JPEG once, not once per expression and pass."""
+
     def __init__(self, curated_root: str | Path, split: str, cfg: ModelConfig, sources: list[str] | None = None,
-                 include_qa: bool = False, include_expressions: bool = True):
+                 include_qa: bool = False, include_expressions: bool = True,
+                 frame_cache_bytes: int = FRAME_CACHE_BYTES):
         self.curated = CuratedDataset(curated_root)
+        self.frame_cache_bytes = int(frame_cache_bytes)
+        self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._frame_bytes = 0
         self.cfg = cfg
         self.split = split
         keep = {v.video_id for v in self.curated.iter_videos(split=split)
@@ -55,6 +66,22 @@ class SparrowDataset(Dataset):
         out = []
         for kind, rec in self.items:
             out.extend([rec.text] if kind == "expression" else [rec.question, rec.answer])
+        return out
+
+    def load_frames(self, video_id: str, indices: list[int]) -> np.ndarray:
+        """Frames ``indices`` of a video as (n, H, W, 3) uint8, through the decoded-frame cache."""
+        missing = [t for t in dict.fromkeys(indices) if (video_id, t) not in self._frames]
+        if missing:
+            for t, frame in zip(missing, self.curated.load_frames(video_id, missing)):
+                frame.flags.writeable = False  # shared by every item that uses it
+                self._frames[(video_id, t)] = frame
+                self._frame_bytes += frame.nbytes
+        out = np.stack([self._frames[(video_id, t)] for t in indices])
+        for t in indices:
+            self._frames.move_to_end((video_id, t))
+        while self._frame_bytes > self.frame_cache_bytes and self._frames:
+            _, old = self._frames.popitem(last=False)
+            self._frame_bytes -= old.nbytes
         return out
 
     def _object_masks(self, video: VideoRecord, object_ids: list[str], indices: list[int]) -> np.ndarray:
@@ -88,7 +115,7 @@ class SparrowDataset(Dataset):
         cfg = self.cfg
         enc_idx, sam_idx = sample_training_frames(video.num_frames, cfg.num_frames, cfg.num_sam_frames, cfg.host, key)
         wanted = sorted(set(enc_idx) | set(sam_idx))
-        loaded = self.curated.load_frames(video.video_id, wanted)
+        loaded = self.load_frames(video.video_id, wanted)
         pos = {t: i for i, t in enumerate(wanted)}
         frames = loaded[[pos[t] for t in enc_idx]]
         sam_frames = loaded[[pos[t] for t in sam_idx]]

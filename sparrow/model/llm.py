@@ -85,6 +85,7 @@ class LanguageModel(nn.Module):
         self.model = model
         self.hidden_state = hidden_state
         self._captured: torch.Tensor | None = None
+        self._cache_name: str | None = None
         decoder = model.get_decoder()
         target = decoder.norm if hidden_state == "last" else decoder.layers[-1]
         target.register_forward_hook(self._capture)
@@ -172,22 +173,37 @@ class LanguageModel(nn.Module):
 
     def _cache_kwarg(self) -> str:
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns); accept both releases.
-        params = inspect.signature(self.model.forward).parameters
-        return "cache" if "cache" in params else "past_key_values"
+        # Looked up once: inspecting the signature on every decoding step costs as much as a tiny model's step.
+        if self._cache_name is None:
+            params = inspect.signature(self.model.forward).parameters
+            self._cache_name = "cache" if "cache" in params else "past_key_values"
+        return self._cache_name
 
     @torch.no_grad()
-    def generate_greedy(self, inputs_embeds: torch.Tensor, max_new_tokens: int, stop_ids: set[int]) -> list[int]:
-        """Greedy decoding from a (1, L, D) prompt with the KV cache; returns the new ids (stop id included)."""
+    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, stop_ids: set[int],
+                 forced: list[int] | None = None) -> tuple[list[int], torch.Tensor]:
+        """Greedy decoding from a (1, L, D) prompt with the KV cache.
+
+        Returns the new ids (stop id included) and the captured hidden states (1 + f, d) of the positions the
+        decoding computed: the last prompt position, then each of the f fed answer tokens (every new id but a final
+        stop id). ``forced``: ids to emit instead of the greedy choices (a scripted answer; same computation)."""
         generated: list[int] = []
         mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
-        logits, _, past = self.forward(inputs_embeds, mask, use_cache=True)
-        for _ in range(max_new_tokens):
-            next_id = int(logits[0, -1].float().argmax())
+        logits, hidden, past = self.forward(inputs_embeds, mask, use_cache=True)
+        states = [hidden[0, -1:]]
+        steps = max_new_tokens if forced is None else len(forced)
+        for j in range(steps):
+            next_id = int(logits[0, -1].float().argmax()) if forced is None else int(forced[j])
             generated.append(next_id)
             if next_id in stop_ids:
                 break
             step = self.embed(torch.tensor([[next_id]], device=inputs_embeds.device))
             mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-            logits, _, past = self.forward(step.to(inputs_embeds.dtype), mask, past_key_values=past, use_cache=True)
-        return generated
+            logits, hidden, past = self.forward(step.to(inputs_embeds.dtype), mask, past_key_values=past,
+                                                use_cache=True)
+            states.append(hidden[0])
+        return generated, torch.cat(states)
 
+    def generate_greedy(self, inputs_embeds: torch.Tensor, max_new_tokens: int, stop_ids: set[int]) -> list[int]:
+        """The new ids of :meth:`generate`."""
+        return self.generate(inputs_embeds, max_new_tokens, stop_ids)[0]

@@ -26,11 +26,25 @@ encoding and decoding step is the same hook-based call as the framewise path, so
 is one memory track, and a token's tracks are max-pooled at the output. SAM2 gates memory-mode logits with its
 object-score head; the kit applies that gating only at inference and only if ``SamSpec.object_score_gating``
 (SPARROW's losses never supervise the object score, so the training loss sees the ungated logits).
+
+Speed, without changing what is computed:
+
+- framewise decoding sends every (frame, prompt) pair through the mask decoder in one batched call (bounded by
+  ``DECODE_BATCH_ELEMENTS``), and ``decode_framewise_many`` does so for several samples at once; the mask decoder
+  treats batch entries independently and draws no random numbers, so this equals one call per frame up to float
+  rounding (tested);
+- while the feature modules are frozen in training (the SPARROW stages keep SAM2 frozen), ``encode_samples`` keeps
+  each sample's frame features in a :class:`FrozenFeatureCache`: a video seen again (another expression, another
+  stage) is not re-encoded. Each sample's frames are encoded as a batch of their own, so cached and fresh features
+  are the same bits and a resumed run equals an uninterrupted one. The host stage (which trains SAM2 at mini
+  size), inference (eval mode) and GPU tensors do not use it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +58,10 @@ from sparrow.model.config import SamSpec
 SAM_MEAN = (0.485, 0.456, 0.406)
 SAM_STD = (0.229, 0.224, 0.225)
 NO_OBJ_SCORE = -1024.0
+# Image-embedding elements per batched framewise decoder call: every (frame, prompt) pair of a mini video in one
+# call, while a paper-size SAM2 (256 x 64 x 64 per pair) is decoded 16 pairs at a time.
+DECODE_BATCH_ELEMENTS = 1 << 24
+FEATURE_CACHE_BYTES = 512 << 20  # bound of the frozen-feature cache (every SPARROW-Mini training sample: ~170 MiB)
 
 
 def tiny_overrides(image_size: int) -> list[str]:
@@ -164,6 +182,73 @@ class FrameFeatures:
         return x.permute(1, 2, 0).reshape(x.shape[1], x.shape[2], h, w)
 
 
+def _stochastic(module: nn.Module) -> bool:
+    """Whether ``module`` draws random numbers in training mode (dropout, stochastic depth)."""
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return module.p > 0
+    return float(getattr(module, "drop_prob", 0.0) or 0.0) > 0
+
+
+class FrozenFeatureCache:
+    """SAM2 features of whole frame stacks (one training sample's SAM frames), least recently used first out.
+
+    An entry is keyed by the stack's content (a BLAKE2 digest of its float pixels) and SAM input size, and holds the
+    features as that stack alone produced them, so a hit returns exactly what a miss would compute whatever else was
+    in the batch. Positional encodings depend only on the feature-map sizes (every frame has the same) and are kept
+    once per stack shape. The whole cache is dropped when a weight of the feature modules changes (their version
+    counters or storage move)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
+        self._layout: dict[tuple, tuple[list[torch.Tensor], list[tuple[int, int]]]] = {}
+        self._weights: tuple | None = None
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(frames: torch.Tensor, size: int) -> tuple:
+        data = frames.detach().contiguous().view(torch.uint8).numpy()  # the raw bytes, whatever the dtype
+        return (size, str(frames.dtype), tuple(frames.shape), hashlib.blake2b(data.data, digest_size=16).digest())
+
+    def check_weights(self, token: tuple) -> None:
+        if token != self._weights:
+            self.clear()
+            self._weights = token
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._layout.clear()
+        self.nbytes = 0
+
+    def get(self, key: tuple) -> "FrameFeatures | None":
+        feats = self._entries.get(key)
+        if feats is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        pos, sizes = self._layout[key[:3]]
+        n = feats[-1].shape[1]
+        return FrameFeatures(list(feats), [p.expand(-1, n, -1) for p in pos], list(sizes), key[0])
+
+    def put(self, key: tuple, feats: "FrameFeatures") -> None:
+        levels = [x.contiguous() for x in feats.vision_feats]
+        size = sum(x.numel() * x.element_size() for x in levels)
+        if size > self.max_bytes:
+            return
+        self._layout.setdefault(key[:3], ([p[:, :1].contiguous() for p in feats.vision_pos], list(feats.feat_sizes)))
+        self._entries[key] = levels
+        self.nbytes += size
+        while self.nbytes > self.max_bytes:
+            _, old = self._entries.popitem(last=False)
+            self.nbytes -= sum(x.numel() * x.element_size() for x in old)
+
+
 @dataclass
 class MemoryState:
     """SAM2 memory carried across calls (GLUS question windows): outputs keyed by absolute frame index."""
@@ -185,6 +270,7 @@ class PixelDecoder(nn.Module):
         self.sam = sam
         self.object_score_gating = object_score_gating
         self._extra_tokens: torch.Tensor | None = None
+        self.feature_cache = FrozenFeatureCache(FEATURE_CACHE_BYTES)
         self.register_buffer("mean", torch.tensor(SAM_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(SAM_STD).view(1, 3, 1, 1), persistent=False)
         sam.sam_prompt_encoder.register_forward_hook(self._append_tokens)
@@ -231,7 +317,32 @@ class PixelDecoder(nn.Module):
     # -- features --------------------------------------------------------------------------------------------
     def encode(self, frames: torch.Tensor, image_size: int | None = None) -> FrameFeatures:
         """SAM2 features of frames (T, 3, H, W) in [0, 1], resized (stretched) to the SAM input size."""
-        size = image_size or self.image_size
+        return self._encode_batch(frames, image_size or self.image_size)
+
+    def encode_samples(self, frames: torch.Tensor) -> FrameFeatures:
+        """Features of every sample's SAM frames (B, T, 3, H, W), as ``encode`` of the B * T frames.
+
+        In training, while the feature modules are frozen and deterministic (the SPARROW stages), each sample's
+        frames come from the :class:`FrozenFeatureCache` or are encoded as a batch of their own, so that a sample's
+        features do not depend on the other samples of its batch and a run resumed with an empty cache computes the
+        same numbers. Otherwise (the host stage trains SAM2) the B * T frames are encoded together."""
+        flat = frames.flatten(0, 1)
+        if not self._cache_usable(flat):
+            return self.encode(flat)
+        cache = self.feature_cache
+        cache.check_weights(self._weights_token())
+        parts = []
+        with torch.no_grad():
+            for sample in frames:
+                key = cache.key(sample, self.image_size)
+                feats = cache.get(key)
+                if feats is None:
+                    feats = self.encode(sample)
+                    cache.put(key, feats)
+                parts.append(feats)
+        return parts[0] if len(parts) == 1 else FrameFeatures.cat(parts)
+
+    def _encode_batch(self, frames: torch.Tensor, size: int) -> FrameFeatures:
         if frames.shape[-2:] != (size, size):
             frames = F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
         x = ((frames - self.mean) / self.std).to(self._dtype())
@@ -247,6 +358,31 @@ class PixelDecoder(nn.Module):
             backbone_out = dict(backbone_out, backbone_fpn=fpn)
         _, feats, pos, sizes = sam._prepare_backbone_features(backbone_out)
         return FrameFeatures(list(feats), list(pos), [tuple(s) for s in sizes], size)
+
+    def _feature_modules(self) -> list[nn.Module]:
+        """The modules whose outputs make up :class:`FrameFeatures` (what the frozen-feature cache stands for)."""
+        sam = self.sam
+        mods = [sam.image_encoder]
+        if sam.use_high_res_features_in_sam:
+            mods += [sam.sam_mask_decoder.conv_s0, sam.sam_mask_decoder.conv_s1]
+        return mods
+
+    def _cache_usable(self, frames: torch.Tensor) -> bool:
+        if not (self.training and self.feature_cache.max_bytes > 0 and frames.device.type == "cpu"):
+            return False
+        for module in self._feature_modules():
+            for p in module.parameters():
+                if p.requires_grad:
+                    return False
+            for m in module.modules():
+                if m.training and _stochastic(m):
+                    return False
+        return True
+
+    def _weights_token(self) -> tuple:
+        # Any in-place update of a parameter (optimizer step, load_state_dict) bumps its version counter.
+        return tuple((t.data_ptr(), t._version) for m in self._feature_modules()
+                     for t in list(m.parameters()) + list(m.buffers()))
 
     def top_level(self, feats: FrameFeatures, t: int = 0) -> torch.Tensor:
         """(1, C, h, w) lowest-resolution features of frame ``t`` without ``no_mem_embed`` (the proposer's input)."""
@@ -325,18 +461,67 @@ class PixelDecoder(nn.Module):
         raise ValueError(f"unknown propagation mode {mode!r}")
 
     def _decode_framewise(self, feats, tokens, boxes, out_hw):
-        n = tokens.shape[0]
-        ptok, px, owner = self._prompts(tokens, boxes)
-        p = ptok.shape[0]
+        return self.decode_framewise_many(feats, [(0, feats.num_frames, tokens, boxes, out_hw)])[0]
+
+    def decode_framewise_many(self, feats: FrameFeatures,
+                              requests: list[tuple[int, int, torch.Tensor, list[torch.Tensor] | None, tuple[int, int]]]
+                              ) -> list[torch.Tensor]:
+        """Framewise mask logits for several (start, stop, tokens, boxes, out_hw) requests on frames of ``feats``.
+
+        Each request is what ``decode`` does for frames ``start:stop`` (every frame independently, the same prompt
+        on each); since frames are independent, every (frame, prompt) pair of the requests goes through the mask
+        decoder in as few calls as memory allows (box prompts and token-only prompts apart: their sparse prompts
+        differ in length). Returns one (N, stop - start, H, W) tensor per request."""
+        out: list[torch.Tensor | None] = [None] * len(requests)
+        groups: dict[bool, list] = {}
+        for r, (start, stop, tokens, boxes, out_hw) in enumerate(requests):
+            if tokens.shape[0] == 0:
+                out[r] = tokens.new_zeros((0, stop - start) + tuple(out_hw))
+                continue
+            ptok, px, owner = self._prompts(tokens, boxes)
+            groups.setdefault(px is not None, []).append((r, ptok, px, owner))
         nlev = len(feats.vision_feats)
-        frames = []
-        for t in range(feats.num_frames):
-            embed = self.memoryless_embed(feats, t).expand(p, -1, -1, -1)
-            high = [feats.level(i, t).expand(p, -1, -1, -1) for i in range(nlev - 1)] or None
-            low, _, _ = self._decode(embed, high, px, ptok)
-            frames.append(self._max_by_owner(low, owner, n))
-        low_all = torch.stack(frames, dim=1)  # (N, T, h, w)
-        return self._upsample(low_all, out_hw)
+        h, w = feats.feat_sizes[-1]
+        chunk = max(1, DECODE_BATCH_ELEMENTS // (feats.vision_feats[-1].shape[-1] * h * w))
+        device = feats.vision_feats[-1].device
+        for guided, members in groups.items():
+            # Entry order: request by request, frame-major, prompt-minor.
+            index, ptoks, pxs = [], [], []
+            for r, ptok, px, _ in members:
+                start, stop = requests[r][:2]
+                index.append(torch.arange(start, stop, device=device).repeat_interleave(ptok.shape[0]))
+                ptoks.append(ptok.repeat(stop - start, 1, 1))
+                if guided:
+                    pxs.append(px.repeat(stop - start, 1))
+            index = torch.cat(index)
+            ptok_all = torch.cat(ptoks)
+            px_all = torch.cat(pxs) if guided else None
+            lows = []
+            for s in range(0, index.shape[0], chunk):
+                idx = index[s:s + chunk]
+                embed = self.memoryless_embed(feats, idx)
+                high = [feats.level(i, idx) for i in range(nlev - 1)] or None
+                low, _, _ = self._decode(embed, high, None if px_all is None else px_all[s:s + chunk],
+                                         ptok_all[s:s + chunk])
+                lows.append(low)
+            low = lows[0] if len(lows) == 1 else torch.cat(lows)
+            offset = 0
+            for r, ptok, _, owner in members:
+                start, stop, tokens, _, out_hw = requests[r]
+                t, p = stop - start, ptok.shape[0]
+                piece = low[offset:offset + t * p].view(t, p, *low.shape[-2:])
+                offset += t * p
+                out[r] = self._upsample(self._max_by_owner_frames(piece, owner, tokens.shape[0]), out_hw)
+        return out
+
+    @staticmethod
+    def _max_by_owner_frames(low: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
+        """(T, P, h, w) -> (N, T, h, w): per frame, the max over each token's prompts."""
+        if low.shape[1] == n:
+            return low.transpose(0, 1)  # one prompt per token: the max is the prompt itself
+        out = low.new_full((low.shape[0], n) + tuple(low.shape[-2:]), float("-inf"))
+        index = owner.view(1, -1, 1, 1).expand_as(low)
+        return out.scatter_reduce(1, index, low, reduce="amax", include_self=True).transpose(0, 1)
 
     def _decode_memory(self, feats, tokens, boxes, out_hw, every_frame: bool, state: MemoryState):
         sam = self.sam

@@ -105,25 +105,35 @@ class ROIProposalHelper(nn.Module):
                                         nn.Linear(hidden_dim, 1))
 
     def forward(self, queries: torch.Tensor, boxes: torch.Tensor, pyramid: list[torch.Tensor],
-                image_size: int) -> torch.Tensor:
-        """ROI logits (N_q, N_p) for queries (N_q, seg_dim) and normalised xyxy boxes (N_p, 4)."""
+                image_size: int, proposal_tokens: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """ROI logits (N_q, N_p) for queries (N_q, seg_dim) and normalised xyxy boxes (N_p, 4).
+
+        ``proposal_tokens``: :meth:`proposal_tokens` of the same boxes and pyramid, when the caller has them (they
+        do not depend on the queries)."""
         nq, np_ = queries.shape[0], boxes.shape[0]
         if nq == 0 or np_ == 0 or not pyramid:
             return queries.new_zeros(nq, np_)
+        if proposal_tokens is None:
+            proposal_tokens = self.proposal_tokens(boxes, pyramid, image_size, queries.dtype)
+        tokens, proposal_global = proposal_tokens
+        q = self.query_proj(queries)  # (N_q, hidden)
+        attn = torch.einsum("qd,ptd->qpt", q, tokens) / math.sqrt(self.hidden_dim)
+        attn = torch.nan_to_num(torch.softmax(attn, dim=-1), nan=0.0)
+        z = torch.einsum("qpt,ptd->qpd", attn, tokens)
+        fused = torch.cat([z, proposal_global.unsqueeze(0).expand(nq, -1, -1),
+                           self.seg_proj(queries).unsqueeze(1).expand(-1, np_, -1)], dim=-1)
+        return self.score_head(fused).squeeze(-1)
+
+    def proposal_tokens(self, boxes: torch.Tensor, pyramid: list[torch.Tensor], image_size: int,
+                        dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query-independent part: per proposal, its ROI tokens over the levels (N_p, T, hidden) and its
+        global vector (N_p, hidden)."""
         px = boxes.float().clamp(0, 1) * float(image_size)
         tokens, pooled = [], []
         for i, feat in enumerate(pyramid[: len(self.level_channels)]):
             roi = roi_align_features(feat.float(), px, self.roi_size, feat.shape[-2] / float(image_size))
-            roi = roi.to(queries.dtype)
+            roi = roi.to(dtype)
             level_tokens = _match_channels(roi.flatten(2).transpose(1, 2), self.level_channels[i])
             tokens.append(self.level_token_proj[i](level_tokens))
             pooled.append(self.level_pool_proj[i](_match_channels(roi.mean(dim=(-1, -2)), self.level_channels[i])))
-        proposal_tokens = torch.cat(tokens, dim=1)  # (N_p, T, hidden)
-        proposal_global = torch.stack(pooled).mean(dim=0)  # (N_p, hidden)
-        q = self.query_proj(queries)  # (N_q, hidden)
-        attn = torch.einsum("qd,ptd->qpt", q, proposal_tokens) / math.sqrt(self.hidden_dim)
-        attn = torch.nan_to_num(torch.softmax(attn, dim=-1), nan=0.0)
-        z = torch.einsum("qpt,ptd->qpd", attn, proposal_tokens)
-        fused = torch.cat([z, proposal_global.unsqueeze(0).expand(nq, -1, -1),
-                           self.seg_proj(queries).unsqueeze(1).expand(-1, np_, -1)], dim=-1)
-        return self.score_head(fused).squeeze(-1)
+        return torch.cat(tokens, dim=1), torch.stack(pooled).mean(dim=0)

@@ -35,12 +35,23 @@ Released code vs paper, and the switch for the other variant:
 - Propagation: framewise for VideoGLaMM (SPARROW's evaluation default); the SAM2 memory modes of UniPixel and GLUS
   are their presets. The released video-branch path that fails with boxes (``add_new_points_or_box``) is not copied:
   the kit's memory modes accept boxes.
+
+Inference: ``predict(frames, text)`` for one text; ``predict_many(frames, texts)`` for all the texts of a video,
+which computes the per-video part once (SAM2 features, encoder tokens, frame-0 proposals and their ROI tokens) and
+runs the same per-text steps as ``predict``, so its predictions equal ``predict``'s. The ``[SEG]``/``[BOX]`` hidden
+states are the ones greedy decoding computed (not a second LLM pass over prompt + answer).
+
+Training forward: samples are batched where a module draws no random numbers (SAM2 encoder and mask decoder,
+proposer, the CLIP tower on TSF crops); modules with LoRA dropout and SAM2's memory attention run per sample in the
+original order, so the random stream of a step is the one of the unbatched code.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +81,7 @@ from sparrow.model.losses import (
     proposal_targets,
 )
 from sparrow.model.lv_projector import LVProjector
-from sparrow.model.multimodal_inputs import build_multimodal_inputs, expand_sample
+from sparrow.model.multimodal_inputs import build_multimodal_inputs, expand_sample, token_marks
 from sparrow.model.pixel_decoder import FrameFeatures, MemoryState, PixelDecoder, build_sam
 from sparrow.model.proposal_selector import ProposalSelector, align_to_tokens, select_boxes
 from sparrow.model.proposer import ClassAgnosticProposer
@@ -324,6 +335,24 @@ class SparrowModel(nn.Module):
         index = kmeans_select_representatives(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters)
         return embeddings[index]
 
+    def tsf_tokens_many(self, crops: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """``tsf_tokens`` of several samples; a CLIP spatial encoder (frozen, no random draws) sees all their crops
+        in one call, and the adapter (LoRA dropout in stage 1) then runs per sample in order, as ``tsf_tokens``."""
+        present = [c for c in crops if c is not None and c.shape[0] > 0]
+        if self.spatial.clip is None or len(present) < 2:
+            return [self.tsf_tokens(c) for c in crops]
+        device = next(self.parameters()).device
+        tokens = self._spatial_tokens(torch.cat(present).to(device=device, dtype=torch.float32))
+        parts = iter(tokens.split([c.shape[0] for c in present]))
+        out = []
+        for c in crops:
+            if c is None or c.shape[0] == 0:
+                out.append(None)
+                continue
+            embeddings = self.image_adapter.encode_mean(next(parts))
+            out.append(embeddings[kmeans_select_representatives(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters)])
+        return out
+
     def sam_features(self, frames: torch.Tensor, chunk: int | None = None) -> FrameFeatures:
         """SAM2 features of (T, 3, S, S) frames, encoded ``chunk`` frames at a time."""
         if chunk is None or frames.shape[0] <= chunk:
@@ -332,47 +361,68 @@ class SparrowModel(nn.Module):
                                   for i in range(0, frames.shape[0], chunk)])
 
     # -- the mask branch -------------------------------------------------------------------------------------
-    def _proposer_input(self, feats: FrameFeatures, frame0: torch.Tensor) -> torch.Tensor:
+    def _proposer_input(self, feats: FrameFeatures, frame0: torch.Tensor, t: int = 0) -> torch.Tensor:
+        """(1, C, h, w) proposer input for the frame ``t`` of ``feats`` (``frame0``: its pixels, for a re-encode)."""
         size = self.proposer.spec.image_size
         if size is None or size == self.pixel_decoder.image_size:
-            return self.pixel_decoder.top_level(feats, 0)
+            return self.pixel_decoder.top_level(feats, t)
         with torch.no_grad():
             alt = self.pixel_decoder.encode(frame0.unsqueeze(0), image_size=size)
         return self.pixel_decoder.top_level(alt, 0)
 
+    def _select(self, feats: FrameFeatures, seg_tokens: torch.Tensor, box_queries: torch.Tensor, proposals,
+                out_hw: tuple[int, int], prior_filter: bool, targets: torch.Tensor | None = None,
+                roi_tokens=None):
+        """Detection guidance for one sample whose frame 0 is ``feats``' first frame.
+
+        Returns the [SEG] tokens (refined when no [BOX] was emitted), the selected boxes per token (None unless
+        every token has one), and the proposal and box losses (or None). ``roi_tokens``: a function giving the ROI
+        helper's query-independent proposal tokens for these proposals (inference shares them across texts)."""
+        n = seg_tokens.shape[0]
+        prop_loss = box_loss = None
+        queries = box_queries if box_queries.shape[0] > 0 else seg_tokens.mean(dim=1)
+        refined, logits, _, pair_boxes = self.selector(queries, proposals.features, proposals.scores,
+                                                       proposals.valid)
+        if self.roi_helper is not None:
+            roi = self.roi_helper(queries, proposals.boxes, self.pixel_decoder.roi_pyramid(feats, 0),
+                                  self.pixel_decoder.image_size, None if roi_tokens is None else roi_tokens())
+            logits = logits + self.roi_fusion_gamma.clamp(0.0, 1.0).to(logits.dtype) * roi
+        if box_queries.shape[0] == 0:
+            # Without [BOX] the refined queries replace the [SEG] embeddings (released behaviour).
+            seg_tokens = seg_tokens + (refined - queries).unsqueeze(1)
+        selected = select_boxes(logits, proposals.boxes, proposals.valid, self.cfg.selector.score_threshold,
+                                self.cfg.selector.max_selected_per_token)
+        selected = align_to_tokens(selected, n)
+        if prior_filter:
+            selected = self._prior_filter(feats, selected, out_hw)
+        if targets is not None and targets.shape[0] > 0:
+            m = min(logits.shape[0], targets.shape[0])
+            hot = proposal_targets(proposals.boxes, targets[:m], self.cfg.selector.proposal_iou_threshold)
+            prop_loss = proposal_bce(logits[:m], hot, proposals.valid)
+            if self.cfg.selector.box_regression:
+                box_loss = proposal_box_loss(pair_boxes[:m], hot, targets[:m])
+        boxes = selected if all(b.shape[0] > 0 for b in selected) else None
+        return seg_tokens, boxes, prop_loss, box_loss
+
     def _segment(self, feats: FrameFeatures, seg_tokens: torch.Tensor, box_queries: torch.Tensor,
                  out_hw: tuple[int, int], frame0: torch.Tensor, guidance: bool, prior_filter: bool,
                  targets: torch.Tensor | None = None, state: MemoryState | None = None,
-                 fixed_boxes: list[torch.Tensor] | None = None):
-        """Mask logits (n, T, H, W), the prompt boxes per token, and the proposal and box losses (or None)."""
+                 fixed_boxes: list[torch.Tensor] | None = None, proposals=None, roi_tokens=None):
+        """Mask logits (n, T, H, W), the prompt boxes per token, and the proposal and box losses (or None).
+
+        ``proposals``: the proposer's output on ``feats``' first frame when the caller already has it, or a
+        function returning it (called only if guidance needs it)."""
         n = seg_tokens.shape[0]
         seg_tokens, box_queries = seg_tokens.float(), box_queries.float()
         boxes = fixed_boxes
         prop_loss = box_loss = None
         if guidance and n > 0 and self.selector is not None and boxes is None:
-            queries = box_queries if box_queries.shape[0] > 0 else seg_tokens.mean(dim=1)
-            proposals = self.proposer.propose(self._proposer_input(feats, frame0))[0]
-            refined, logits, _, pair_boxes = self.selector(queries, proposals.features, proposals.scores,
-                                                           proposals.valid)
-            if self.roi_helper is not None:
-                roi = self.roi_helper(queries, proposals.boxes, self.pixel_decoder.roi_pyramid(feats, 0),
-                                      self.pixel_decoder.image_size)
-                logits = logits + self.roi_fusion_gamma.clamp(0.0, 1.0).to(logits.dtype) * roi
-            if box_queries.shape[0] == 0:
-                # Without [BOX] the refined queries replace the [SEG] embeddings (released behaviour).
-                seg_tokens = seg_tokens + (refined - queries).unsqueeze(1)
-            selected = select_boxes(logits, proposals.boxes, proposals.valid, self.cfg.selector.score_threshold,
-                                    self.cfg.selector.max_selected_per_token)
-            selected = align_to_tokens(selected, n)
-            if prior_filter:
-                selected = self._prior_filter(feats, selected, out_hw)
-            if targets is not None and targets.shape[0] > 0:
-                m = min(logits.shape[0], targets.shape[0])
-                hot = proposal_targets(proposals.boxes, targets[:m], self.cfg.selector.proposal_iou_threshold)
-                prop_loss = proposal_bce(logits[:m], hot, proposals.valid)
-                if self.cfg.selector.box_regression:
-                    box_loss = proposal_box_loss(pair_boxes[:m], hot, targets[:m])
-            boxes = selected if all(b.shape[0] > 0 for b in selected) else None
+            if proposals is None:
+                proposals = self.proposer.propose(self._proposer_input(feats, frame0))[0]
+            elif callable(proposals):
+                proposals = proposals()
+            seg_tokens, boxes, prop_loss, box_loss = self._select(feats, seg_tokens, box_queries, proposals, out_hw,
+                                                                  prior_filter, targets, roi_tokens)
         mask_logits = self.pixel_decoder.decode(feats, seg_tokens, boxes, out_hw, self.cfg.propagation, state)
         return mask_logits, boxes, prop_loss, box_loss
 
@@ -407,29 +457,46 @@ class SparrowModel(nn.Module):
         batch = batch.to(device)
         visual = self.visual_tokens(batch.frames, batch.temporal_frames)
         crops = batch.tsf_crops if (behaviour.tsf and batch.tsf_crops is not None) else [None] * len(batch)
-        tsf = [self.tsf_tokens(c) for c in crops]
+        tsf = self.tsf_tokens_many(crops)
         mm = build_multimodal_inputs(batch.input_ids, batch.attention_mask, batch.labels, visual, tsf,
                                      self.llm.embed, self.seg_token_id, self.box_token_id, cfg.tsf_k,
                                      cfg.seg_hidden_at)
         logits, hidden, _ = self.llm(mm.embeds, mm.attention_mask)
         ce = causal_lm_loss(logits, mm.labels)
         b, t_sam = batch.sam_frames.shape[:2]
-        feats = self.pixel_decoder.encode(batch.sam_frames.flatten(0, 1))
-        preds, selected_all, prop_losses, box_losses = [], [], [], []
+        feats = self.pixel_decoder.encode_samples(batch.sam_frames)
+        out_hw = [tuple(t.shape[-2:]) if t.dim() == 4 else batch.orig_sizes[i]
+                  for i, t in enumerate(batch.target_masks)]
+        guided = [i for i in range(b) if behaviour.guidance and self.selector is not None and mm.seg_mask[i].any()]
+        proposals = {}
+        if guided:
+            # One proposer call for the frame 0 of every guided sample (the proposer draws no random numbers).
+            inputs = torch.cat([self._proposer_input(feats, batch.sam_frames[i, 0], i * t_sam) for i in guided])
+            proposals = dict(zip(guided, self.proposer.propose(inputs)))
+        framewise = cfg.propagation == "framewise"
+        requests, preds, selected_all, prop_losses, box_losses = [], [], [], [], []
         for i in range(b):
+            # Per sample and in this order, as the random draws of LoRA dropout (projector) and of SAM2's memory
+            # attention (memory modes) must follow the same sequence whatever the batching below.
             seg_h = hidden[i][mm.seg_mask[i]][: cfg.max_seg_tokens]
             box_h = hidden[i][mm.box_mask[i]][: cfg.max_seg_tokens]
-            target = batch.target_masks[i]
-            mask_logits, boxes, prop, box = self._segment(
-                feats.frames(i * t_sam, (i + 1) * t_sam), self.lv_projector(seg_h), self.lv_projector.query(box_h),
-                tuple(target.shape[-2:]) if target.dim() == 4 else batch.orig_sizes[i], batch.sam_frames[i, 0],
-                guidance=behaviour.guidance, prior_filter=cfg.selector.box_prior_filter_train, targets=target)
-            preds.append(mask_logits)
-            selected_all.append(boxes or [])
-            if prop is not None:
-                prop_losses.append(prop)
-            if box is not None:
-                box_losses.append(box)
+            tok, box_q, sel = self.lv_projector(seg_h).float(), self.lv_projector.query(box_h).float(), None
+            frames = feats.frames(i * t_sam, (i + 1) * t_sam)
+            if i in proposals:
+                tok, sel, prop, box = self._select(frames, tok, box_q, proposals[i], out_hw[i],
+                                                   cfg.selector.box_prior_filter_train, batch.target_masks[i])
+                if prop is not None:
+                    prop_losses.append(prop)
+                if box is not None:
+                    box_losses.append(box)
+            selected_all.append(sel or [])
+            if framewise:
+                requests.append((i * t_sam, (i + 1) * t_sam, tok, sel, out_hw[i]))
+            else:
+                preds.append(self.pixel_decoder.decode(frames, tok, sel, out_hw[i], cfg.propagation))
+        if framewise:
+            # Frames are independent (and the decoder draws nothing): every sample's frames and prompts together.
+            preds = self.pixel_decoder.decode_framewise_many(feats, requests)
         bce_sum, dice_sum, pairs = mask_losses(preds, batch.target_masks)
         zero = ce * 0.0
         losses = {
@@ -468,30 +535,29 @@ class SparrowModel(nn.Module):
             stops.add(int(ids[0]))
         return stops
 
-    def _answer(self, frames: torch.Tensor, temporal: torch.Tensor | None, question: str, tsf: torch.Tensor | None,
-                num_tsf: int, max_new_tokens: int):
-        """Greedy answer for one sample: (text, [SEG] hidden states (n, d), [BOX] hidden states (m, d))."""
+    def _answer(self, visual: torch.Tensor, question: str, tsf: torch.Tensor | None, num_tsf: int,
+                max_new_tokens: int):
+        """Greedy answer for one sample on its visual tokens (N_vis, D): (text, [SEG] hidden states (n, d),
+        [BOX] hidden states (m, d)).
+
+        The hidden states are the ones the greedy decoding computed (the KV-cache steps see the same causal context
+        as one forward over prompt + answer), so the answer is not run through the LLM a second time."""
         template = CHAT_TEMPLATES[self.cfg.chat_template]
         turn = tokenize_conversation(self.tokenizer, template, question, None, num_tsf)
-        device = frames.device
+        device = visual.device
         prompt = torch.tensor(turn.input_ids, dtype=torch.long, device=device)
-        visual = self.visual_tokens(frames.unsqueeze(0), None if temporal is None else temporal.unsqueeze(0))[0]
         embeds, _, _, _ = expand_sample(prompt, None, visual, tsf, self.llm.embed, self.seg_token_id,
                                         self.box_token_id, self.cfg.tsf_k, self.cfg.seg_hidden_at)
         stops = self._stop_ids()
-        generated = self.llm.generate_greedy(embeds.unsqueeze(0), max_new_tokens, stops)
+        generated, states = self.llm.generate(embeds.unsqueeze(0), max_new_tokens, stops)
         text_ids = [i for i in generated if i not in stops]
         answer = self.tokenizer.decode(text_ids, skip_special_tokens=False).strip()
-        full = torch.cat([prompt, torch.tensor(generated, dtype=torch.long, device=device)])
-        embeds, _, seg_mask, box_mask = expand_sample(full, None, visual, tsf, self.llm.embed, self.seg_token_id,
-                                                      self.box_token_id, self.cfg.tsf_k, self.cfg.seg_hidden_at)
-        _, hidden, _ = self.llm(embeds.unsqueeze(0), torch.ones(1, embeds.shape[0], dtype=torch.long, device=device))
-        n_prompt_tokens = embeds.shape[0] - len(generated)
-        generated_part = torch.zeros_like(seg_mask)
-        generated_part[max(0, n_prompt_tokens - 1):] = True  # "preceding" marks start at the last prompt token
-        seg_h = hidden[0][seg_mask & generated_part][: self.cfg.max_seg_tokens]
-        box_h = hidden[0][box_mask & generated_part][: self.cfg.max_seg_tokens]
-        return answer, seg_h, box_h
+        # Row r of ``states`` is the position of tail[r]: the last prompt token, then every fed answer token.
+        tail = torch.tensor([int(prompt[-1])] + list(generated), dtype=torch.long, device=device)
+        rows = states.shape[0]
+        seg_rows = token_marks(tail, self.seg_token_id, self.cfg.seg_hidden_at)[:rows]
+        box_rows = token_marks(tail, self.box_token_id, self.cfg.seg_hidden_at)[:rows]
+        return answer, states[seg_rows][: self.cfg.max_seg_tokens], states[box_rows][: self.cfg.max_seg_tokens]
 
     def _tsf_for_inference(self, video: torch.Tensor, tsf_boxes, tsf_embeddings) -> torch.Tensor | None:
         if tsf_embeddings is not None:
@@ -506,6 +572,15 @@ class SparrowModel(nn.Module):
                       "become zero vectors (released rule)", stacklevel=3)
         return None
 
+    @staticmethod
+    def _check_frames(frames) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+            raise ValueError(f"frames must be a non-empty (T, H, W, 3) array, got shape {frames.shape}")
+        if frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got {frames.dtype}")
+        return frames
+
     @torch.no_grad()
     def predict(self, frames: np.ndarray, text: str, *, raw_question: bool = False, tsf_boxes=None,
                 tsf_embeddings=None, max_new_tokens: int | None = None) -> Prediction:
@@ -515,60 +590,76 @@ class SparrowModel(nn.Module):
         than the encoder's frame sample is padded by repeating its last frame. No ``[SEG]`` in the answer gives empty
         masks and a warning.
         """
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-            raise ValueError(f"frames must be a non-empty (T, H, W, 3) array, got shape {frames.shape}")
-        if frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8, got {frames.dtype}")
-        was_training = self.training
-        self.eval()
-        try:
-            return self._predict(frames, text, raw_question, tsf_boxes, tsf_embeddings,
-                                 max_new_tokens or self.cfg.max_new_tokens)
-        finally:
-            self.train(was_training)
+        frames = self._check_frames(frames)
+        with self._inference_mode():
+            video = _VideoContext(self, frames)
+            return self._predict_text(video, text, raw_question, tsf_boxes, tsf_embeddings,
+                                      max_new_tokens or self.cfg.max_new_tokens)
 
-    def _predict(self, frames, text, raw_question, tsf_boxes, tsf_embeddings, max_new_tokens) -> Prediction:
+    @torch.no_grad()
+    def predict_many(self, frames: np.ndarray, texts: Sequence[str], *, tsf_boxes: Sequence | None = None,
+                     raw_question: bool = False, max_new_tokens: int | None = None) -> list[Prediction]:
+        """``predict`` for several texts on the same video, sharing all per-video work.
+
+        Frame conversion and resizing, the spatial/temporal encoder tokens (per GLUS question window), the SAM2
+        image features and the proposer's frame-0 proposals are computed once; each text then runs only its own
+        steps (TSF tokens, generation, selection, mask decoding), exactly as ``predict`` runs them, so prediction
+        ``i`` equals ``predict(frames, texts[i], tsf_boxes=tsf_boxes[i], ...)``. ``tsf_boxes``: None, or one entry
+        per text (an entry may be None)."""
+        frames = self._check_frames(frames)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        boxes = [None] * len(texts) if tsf_boxes is None else list(tsf_boxes)
+        if len(boxes) != len(texts):
+            raise ValueError(f"tsf_boxes has {len(boxes)} entries for {len(texts)} texts")
+        if not texts:
+            return []
+        with self._inference_mode():
+            video = _VideoContext(self, frames)
+            return [self._predict_text(video, text, raw_question, box, None, max_new_tokens or self.cfg.max_new_tokens)
+                    for text, box in zip(texts, boxes)]
+
+    @contextmanager
+    def _inference_mode(self):
+        # Switching modes walks every submodule, which costs more than a small model's answer: only when needed.
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            yield
+        finally:
+            if was_training:
+                self.train()
+
+    def _predict_text(self, video: "_VideoContext", text, raw_question, tsf_boxes, tsf_embeddings,
+                      max_new_tokens) -> Prediction:
         cfg = self.cfg
         behaviour = stage_behaviour(cfg, "inference")
-        device = next(self.parameters()).device
-        t, h, w = frames.shape[:3]
+        t, h, w = video.shape
         question = text if raw_question else cfg.eval_prompt.format(phrase=text.strip().lower().rstrip("."))
-        video = to_float(frames).to(device)
         num_tsf = cfg.num_tsf_placeholders if behaviour.tsf else 0
-        tsf = self._tsf_for_inference(video, tsf_boxes, tsf_embeddings) if num_tsf else None
-        sizes = self.frame_sizes()
-        sam_frames = stretch(video, sizes.sam)
-        feats = self.sam_features(sam_frames, SAM_CHUNK)
+        tsf = self._tsf_for_inference(video.video, tsf_boxes, tsf_embeddings) if num_tsf else None
         if cfg.llm_sees_sam_frames:
-            logits, answer, boxes = self._predict_windows(video, sam_frames, feats, question, tsf, num_tsf,
-                                                          max_new_tokens, behaviour, (h, w))
+            logits, answer, boxes = self._predict_windows(video, question, tsf, num_tsf, max_new_tokens, behaviour)
         else:
-            idx = linspace_indices(t, cfg.num_frames)
-            llm_frames = encoder_frames(video[idx], sizes.spatial, sizes.spatial_kind)
-            temporal = encoder_frames(video[idx], sizes.temporal, "clip") if sizes.temporal else None
-            answer, seg_h, box_h = self._answer(llm_frames, temporal, question, tsf, num_tsf, max_new_tokens)
+            answer, seg_h, box_h = self._answer(video.visual(), question, tsf, num_tsf, max_new_tokens)
             logits, boxes = None, None
             if seg_h.shape[0] > 0:
                 logits, boxes, _, _ = self._segment(
-                    feats, self.lv_projector(seg_h), self.lv_projector.query(box_h), (h, w), sam_frames[0],
-                    guidance=behaviour.guidance, prior_filter=cfg.selector.box_prior_filter_test)
+                    video.feats, self.lv_projector(seg_h), self.lv_projector.query(box_h), (h, w),
+                    video.sam_frames[0], guidance=behaviour.guidance, prior_filter=cfg.selector.box_prior_filter_test,
+                    proposals=video.proposals, roi_tokens=video.roi_tokens)
         return self._prediction(logits, boxes, answer, text, (t, h, w))
 
-    def _predict_windows(self, video, sam_frames, feats, question, tsf, num_tsf, max_new_tokens, behaviour, out_hw):
+    def _predict_windows(self, video: "_VideoContext", question, tsf, num_tsf, max_new_tokens, behaviour):
         """GLUS: fixed global frames + a sliding question window; SAM2 memory carried across windows."""
         cfg = self.cfg
-        sizes = self.frame_sizes()
-        t = video.shape[0]
+        t, h, w = video.shape
         n = cfg.num_sam_frames
-        context = encoder_frames(video[segment_centres(t, cfg.num_frames)], sizes.spatial, sizes.spatial_kind)
         state = MemoryState(num_frames=t)
         answer, seg_prev, boxes, pieces = None, None, None, []
         for start in range(0, t, n):
             window = list(range(start, min(start + n, t)))
-            padded = window + [window[-1]] * (n - len(window))
-            llm_frames = torch.cat([context, encoder_frames(video[padded], sizes.spatial, sizes.spatial_kind)])
-            text, seg_h, box_h = self._answer(llm_frames, None, question, tsf, num_tsf, max_new_tokens)
+            text, seg_h, box_h = self._answer(video.window_visual(start), question, tsf, num_tsf, max_new_tokens)
             if answer is None:
                 answer = text
                 if seg_h.shape[0] == 0:
@@ -577,11 +668,11 @@ class SparrowModel(nn.Module):
             if seg_prev is not None and tokens.shape[0] != seg_prev.shape[0]:
                 fill = seg_prev[tokens.shape[0]:] if tokens.shape[0] < seg_prev.shape[0] else None
                 tokens = torch.cat([tokens, fill]) if fill is not None else tokens[: seg_prev.shape[0]]
-            win_feats = feats.frames(window[0], window[-1] + 1)
+            win_feats = video.feats.frames(window[0], window[-1] + 1)
             logits, win_boxes, _, _ = self._segment(
-                win_feats, tokens, self.lv_projector.query(box_h), out_hw, sam_frames[0],
+                win_feats, tokens, self.lv_projector.query(box_h), (h, w), video.sam_frames[0],
                 guidance=behaviour.guidance and start == 0, prior_filter=cfg.selector.box_prior_filter_test,
-                state=state, fixed_boxes=boxes)
+                state=state, fixed_boxes=boxes, proposals=video.proposals, roi_tokens=video.roi_tokens)
             if start == 0:
                 boxes = win_boxes
             seg_prev = tokens
@@ -599,10 +690,12 @@ class SparrowModel(nn.Module):
         masks = (logits > 0).cpu().numpy()
         first = masks[0]
         frame_boxes = np.full((t, 4), np.nan, dtype=np.float32)
-        for i in range(t):
-            ys, xs = np.nonzero(first[i])
-            if ys.size:
-                frame_boxes[i] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        rows, cols = first.any(axis=2), first.any(axis=1)  # (t, h), (t, w)
+        present = rows.any(axis=1)
+        if present.any():
+            y0, x0 = rows.argmax(axis=1), cols.argmax(axis=1)
+            y1, x1 = h - rows[:, ::-1].argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
+            frame_boxes[present] = np.stack([x0, y0, x1, y1], axis=1)[present]
         scale = np.array([w, h, w, h], dtype=np.float32)
         prompt = [b.float().cpu().numpy() * scale for b in boxes] if boxes else []
         return Prediction(masks=first, boxes=frame_boxes, answer=answer, masks_per_seg=masks, prompt_boxes=prompt,
@@ -669,3 +762,67 @@ class SparrowModel(nn.Module):
     def extra_repr(self) -> str:
         return json.dumps({"host": self.cfg.host, "profile": self.cfg.profile, "stage": self.stage,
                            "tsf": self.cfg.tsf, "box": self.cfg.box, "tsf_at_test": self.cfg.tsf_at_test})
+
+
+class _VideoContext:
+    """The per-video part of inference, computed once and shared by every text on the video.
+
+    Everything here depends on the frames only: the float video, the SAM2 frames and features, the encoder tokens
+    (for GLUS, per question window) and the proposer's frame-0 proposals, the last three on first use."""
+
+    def __init__(self, model: SparrowModel, frames: np.ndarray):
+        self.model = model
+        device = next(model.parameters()).device
+        self.shape = tuple(int(v) for v in frames.shape[:3])
+        self.video = to_float(frames).to(device)
+        self.sizes = model.frame_sizes()
+        self.sam_frames = stretch(self.video, self.sizes.sam)
+        self.feats = model.sam_features(self.sam_frames, SAM_CHUNK)
+        self._visual: torch.Tensor | None = None
+        self._windows: dict[int, torch.Tensor] = {}
+        self._context: torch.Tensor | None = None
+        self._proposals = None
+        self._roi_tokens = None
+
+    def visual(self) -> torch.Tensor:
+        """LLM visual tokens (N_vis, D) of the encoder frames (VideoGLaMM, UniPixel)."""
+        if self._visual is None:
+            m, sizes, video = self.model, self.sizes, self.video
+            idx = linspace_indices(video.shape[0], m.cfg.num_frames)
+            llm_frames = encoder_frames(video[idx], sizes.spatial, sizes.spatial_kind)
+            temporal = None
+            if sizes.temporal:
+                same = sizes.temporal == sizes.spatial and sizes.spatial_kind == "clip"  # the collator's rule
+                temporal = llm_frames if same else encoder_frames(video[idx], sizes.temporal, "clip")
+            self._visual = m.visual_tokens(llm_frames.unsqueeze(0),
+                                           None if temporal is None else temporal.unsqueeze(0))[0]
+        return self._visual
+
+    def window_visual(self, start: int) -> torch.Tensor:
+        """GLUS: visual tokens of the global frames plus the question window starting at ``start``."""
+        if start not in self._windows:
+            m, sizes, video = self.model, self.sizes, self.video
+            t, n = video.shape[0], m.cfg.num_sam_frames
+            if self._context is None:
+                self._context = encoder_frames(video[segment_centres(t, m.cfg.num_frames)], sizes.spatial,
+                                               sizes.spatial_kind)
+            window = list(range(start, min(start + n, t)))
+            padded = window + [window[-1]] * (n - len(window))
+            llm_frames = torch.cat([self._context, encoder_frames(video[padded], sizes.spatial, sizes.spatial_kind)])
+            self._windows[start] = m.visual_tokens(llm_frames.unsqueeze(0), None)[0]
+        return self._windows[start]
+
+    def proposals(self):
+        """The proposer's proposals on frame 0."""
+        if self._proposals is None:
+            m = self.model
+            self._proposals = m.proposer.propose(m._proposer_input(self.feats, self.sam_frames[0]))[0]
+        return self._proposals
+
+    def roi_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ROI helper's tokens of the frame-0 proposals (they do not depend on the text)."""
+        if self._roi_tokens is None:
+            m = self.model
+            self._roi_tokens = m.roi_helper.proposal_tokens(self.proposals().boxes, m.pixel_decoder.roi_pyramid(
+                self.feats, 0), m.pixel_decoder.image_size)
+        return self._roi_tokens

@@ -1,10 +1,11 @@
 """Quick validation of a trained variant: J&F on held-out expressions, and predictions to look at.
 
 The score follows the MeViS per-expression protocol (metrics reference §6.1): for each expression the masks of
-every frame are predicted with ``model.predict(frames, text)`` (the host's evaluation prompt; the first
-``[SEG]``'s mask per frame), J and F are averaged over all frames (bound_th 0.008; a frame where prediction and
-ground truth are both empty scores 1), then over expressions; J&F = (J + F) / 2, reported in percent. The default
-split is MeViS ``valid_u``, the held-out split whose ground truth MeViS itself releases.
+every frame are predicted with the host's evaluation prompt (``model.predict_many`` over a video's expressions,
+which gives what ``model.predict`` gives per text; the first ``[SEG]``'s mask per frame), J and F are averaged
+over all frames (bound_th 0.008; a frame where prediction and ground truth are both empty scores 1), then over
+expressions; J&F = (J + F) / 2, reported in percent. The default split is MeViS ``valid_u``, the held-out split
+whose ground truth MeViS itself releases.
 
 "Quick" means a fixed, evenly spread subset of the split's expressions (all of them with ``limit=None``), chosen
 from the sorted expression ids only, so two variants are always scored on the same expressions.
@@ -54,16 +55,21 @@ class Validation:
     per_expression: list[ExpressionScore] = field(default_factory=list)
 
 
+def evenly_spread(items: list, limit: int | None) -> list:
+    """``limit`` items evenly spread over ``items`` (first and last included), in order; all of them for None."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
+    return [items[i] for i in picks]
+
+
 def held_out_expressions(curated, source: str, split: str, limit: int | None) -> list:
     """Expressions of ``source``/``split``, sorted by (video, expression) id, thinned evenly to ``limit``."""
     found = sorted(curated.iter_expressions(source=source, split=split), key=lambda e: (e.video_id, e.expression_id))
     if not found:
         raise DataError(f"{curated.root}: no expressions in {source}/{split} (available: "
                         f"{', '.join(f'{s}/{p}' for s in curated.sources() for p in curated.splits(s))})")
-    if limit is None or limit >= len(found):
-        return found
-    picks = np.unique(np.linspace(0, len(found) - 1, limit).round().astype(int))
-    return [found[i] for i in picks]
+    return evenly_spread(found, limit)
 
 
 def score_expression(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -96,17 +102,20 @@ def quick_validation(run: Any, split: str = DEFAULT_SPLIT, source: str = DEFAULT
     expressions = held_out_expressions(curated, source, split, limit)
     model = model if model is not None else run.load_model()
     scores = []
-    frames_cache: dict[str, np.ndarray] = {}
+    # Expressions come sorted by video: each video's are predicted together (predict_many shares the per-video
+    # work and gives what predict gives for each text).
+    groups: dict[str, list] = {}
     for exp in expressions:
-        if exp.video_id not in frames_cache:
-            frames_cache = {exp.video_id: curated.load_frames(exp.video_id)}
-        frames = frames_cache[exp.video_id]
+        groups.setdefault(exp.video_id, []).append(exp)
+    for video_id, group in groups.items():
+        frames = curated.load_frames(video_id)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no [SEG] emitted" is counted in seg_found_rate instead
-            pred = model.predict(frames, exp.text)
-        j, f = score_expression(curated.expression_masks(exp), pred.masks)
-        scores.append(ExpressionScore(exp.video_id, exp.expression_id, exp.text, j, f, bool(pred.seg_found),
-                                      pred.answer))
+            preds = model.predict_many(frames, [exp.text for exp in group])
+        for exp, pred in zip(group, preds):
+            j, f = score_expression(curated.expression_masks(exp), pred.masks)
+            scores.append(ExpressionScore(exp.video_id, exp.expression_id, exp.text, j, f, bool(pred.seg_found),
+                                          pred.answer))
     j = float(np.mean([s.j for s in scores]))
     f = float(np.mean([s.f for s in scores]))
     return Validation(source=source, split=split, jf=100.0 * (j + f) / 2, j=100.0 * j, f=100.0 * f,

@@ -279,6 +279,7 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
 
     results: dict[str, TrainResult] = {}
     model = None
+    datasets: dict = {}  # one per model config, so decoded frames are shared by the stages that use it
     for index, stage in enumerate(stages):
         cfg_s = host_cfg if stage == "host" else var_cfg
         if model is None:
@@ -289,7 +290,9 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
         # adapter's random init is seeded here so that it does not depend on what ran before in this process.
         seed_all(derive_seed(seed, _LORA_FOLD, index))
         model.configure_stage(stage, fold_lora=stage in ("stage1", "stage2"))
-        dataset = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s)
+        if cfg_s not in datasets:
+            datasets[cfg_s] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s)
+        dataset = datasets[cfg_s]
         extra = {"data_fingerprint": fingerprint, "model_config": model_json[stage], "host": host,
                  "variant": "host" if stage == "host" else name}
         trainer = Trainer(model, dataset, configs[stage], folders[stage], collate_fn=model.collator(stage),
