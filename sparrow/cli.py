@@ -2,6 +2,7 @@
 
     sparrow synth --profile PROFILE --seed N --out DIR       generate SPARROW-Mini in the real source layouts
     sparrow curate --source NAME=ROOT ... --out DIR          harmonise sources into one curated dataset
+    sparrow eval (--run DIR | --checkpoint DIR) [--benchmark KEY ...]  predict and score benchmarks, print the metrics
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
     sparrow regen-expected --profile PROFILE [--notebook N]  rewrite reproductions/expected/<profile>/ from a fresh run
 
@@ -33,6 +34,59 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from sparrow.eval.benchmarks import benchmarks_for
+    from sparrow.eval.runner import eval_root, evaluate_checkpoint, run_eval_dir
+    from sparrow.paths import runs_dir
+
+    benchmarks = benchmarks_for(args.profile, args.benchmark or None)
+    if args.all:
+        benchmarks = tuple(b.replace(limit=None) for b in benchmarks)
+    if args.curated:
+        curated = Path(args.curated)
+    else:
+        from sparrow.data.curate import ensure_curated
+
+        curated = ensure_curated(args.profile, args.seed)
+    tsf_boxes = tsf_tag = None
+    if args.tsf_run:
+        from sparrow.eval.runner import tsf_boxes_from_run
+
+        tsf_boxes, tsf_tag = tsf_boxes_from_run(args.tsf_run)
+    if args.run:
+        from sparrow.train.variants import RunResult
+
+        run_dir = Path(args.run)
+        if not (run_dir / "run.json").is_file():
+            run_dir = runs_dir(args.profile) / args.run
+        run = RunResult.load(run_dir)
+        checkpoint, out = run.final_dir, Path(args.out) if args.out else run_eval_dir(run, tsf_tag)
+    else:
+        checkpoint = Path(args.checkpoint)
+        out = Path(args.out) if args.out else eval_root(args.profile) / (checkpoint.resolve().name
+                                                                         + ("+tsf-test" if tsf_tag else ""))
+    results = evaluate_checkpoint(checkpoint, benchmarks, curated, out, tsf_boxes=tsf_boxes, tsf_tag=tsf_tag,
+                                  show_progress=not args.quiet, device=args.device)
+    if args.json:
+        print(json.dumps({k: r.to_json() for k, r in results.items()}, indent=2))
+        return 0
+    print(f"{checkpoint} on {curated}")
+    for r in results.values():
+        value = f"{r.value:.2f}" if r.value is not None else r.note
+        unit = next(b.unit for b in benchmarks if b.key == r.key)
+        print(f"  {r.title:<14} {r.metric:<5} {value}   ({r.units} {unit}, "
+              f"[SEG] in {100 * (r.seg_found_rate or 0):.0f}% of answers, predictions {r.predictions})")
+        extra = {k: v for k, v in r.details.items() if isinstance(v, (int, float)) and v is not None}
+        if extra:
+            print("                 " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in extra.items()))
+        for w in r.warnings:
+            print(f"                 warning: {w}")
+    return 0
+
+
 def _regen_expected(args: argparse.Namespace) -> int:
     from sparrow.notebook_tools import numbered_notebooks, run_notebook
     from sparrow.results import expected_path, write_expected
@@ -61,6 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("curate", help="harmonise dataset sources into one curated dataset", add_help=False)
     p.set_defaults(func=None, passthrough="curate")
+
+    p = sub.add_parser("eval", help="predict and score benchmarks for a trained run or a checkpoint folder")
+    from sparrow.eval.benchmarks import COLUMNS  # light: no torch
+
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--run", help="a trained run: its folder, or <host>-seed<N>/<variant> under the profile's runs")
+    target.add_argument("--checkpoint", help="a SparrowModel.save_pretrained folder")
+    p.add_argument("--profile", choices=PROFILES, default="mini")
+    p.add_argument("--seed", type=int, default=0, help="data seed of the curated SPARROW-Mini (without --curated)")
+    p.add_argument("--benchmark", action="append", default=[], choices=COLUMNS,
+                   help="benchmark key (repeatable; default all six)")
+    p.add_argument("--curated", help="curated dataset folder (default: SPARROW-Mini of --profile/--seed)")
+    p.add_argument("--out", help="prediction folder root (default: $SPARROW_HOME/eval/<profile>/...)")
+    p.add_argument("--all", action="store_true", help="score every unit of each split, not the profile's subset")
+    p.add_argument("--tsf-run", help="a finished TSF run folder: evaluate with TSF at test from its tracked boxes")
+    p.add_argument("--device", help="torch device for the model (default: the CPU)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_eval)
 
     p = sub.add_parser("reproduce", help="run every numbered notebook in order")
     p.add_argument("--profile", choices=PROFILES, default="mini")

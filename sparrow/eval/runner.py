@@ -1,0 +1,659 @@
+"""Model x benchmark -> predictions on disk -> metrics with the official protocols.
+
+:func:`run_benchmark` predicts one benchmark (:mod:`sparrow.eval.benchmarks`) video by video and writes what the
+official evaluators and servers read; :func:`score_benchmark` then scores that folder from disk alone, so a
+prediction folder made elsewhere in the same layout is scored the same way. Layouts (under the benchmark folder):
+
+- ``rvos``: ``Annotations/<video>/<exp_id>/<frame>.png`` (0/255, the MeViS / Ref-YouTube-VOS server layout; a
+  split without public ground truth also gets ``submission.zip``);
+- ``ref_davis``: ``Davis17_annot1``, ``Davis17_annot1_full_video``, ``Davis17_annot2``,
+  ``Davis17_annot2_full_video``, each ``<video>/<frame>.png`` palette PNGs (objects merged as the released scripts);
+- ``grounding``: ``masks/<video>/<exp_id>/<frame>.png`` for the frames of the sentence's clip;
+- ``gcg``: ``video_gcg/<index:06d>/res.json`` with ``gt_masks_<k>/`` and ``pred_masks_<k>/mask_<t>.png``, the
+  layout of SPARROW's ``eval_gcg_infer.py`` (index = position of the video in the sorted split);
+- every protocol: ``records/<video>.json`` (answers, per-frame boxes, whether a ``[SEG]`` was emitted, seconds).
+
+PNGs are written as :mod:`sparrow.eval.png` writes them (0/255 single-channel, or DAVIS palette indices after
+:func:`sparrow.eval.export.merge_objects`), each atomically, from a few threads so that their fsyncs overlap the
+next video's prediction.
+
+**Resuming.** A video counts as done when its record exists and covers the expressions wanted now; the record is
+written (atomically, like every file here) after the video's masks, so a killed run redoes at most the video it
+was on, and the result is identical because prediction is deterministic. ``manifest.json`` holds what decides
+the predictions (model fingerprint, curated data, protocol, prompts, TSF source); when it changes the folder is
+cleared. ``metrics.json`` caches the scores for the scored subset and scoring settings.
+
+**Batching.** The expressions of one video (one clip for VidSTG) are predicted together with
+``model.predict_many(frames, texts, tsf_boxes=...)`` when the model has it, else one ``predict`` per text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparrow.data.curated import CuratedDataset
+from sparrow.data.qa_templates import markup_to_tokens, parse_markup
+from sparrow.data.records import ExpressionRecord
+from sparrow.eval.benchmarks import Benchmark
+from sparrow.eval.export import merge_objects, submission_names, zip_submission
+from sparrow.eval.ref_davis import FOLDER_SETS
+from sparrow.storage import DataError, atomic_write_json, read_json
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+RECORDS = "records"
+DAVIS_FOLDERS = FOLDER_SETS["sparrow"]
+MASK_TOKENS = ("[SEG]", "[BOX]")
+TSFBoxes = Callable[[ExpressionRecord], "np.ndarray | None"]
+
+
+@dataclass
+class BenchmarkResult:
+    """One benchmark's score for one model. ``value`` is the table's number in percent, or None with ``note``."""
+
+    key: str
+    title: str
+    metric: str
+    value: float | None
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    units: int = 0
+    expressions: int = 0
+    missing: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seg_found_rate: float | None = None
+    predict_seconds: float = 0.0  # prediction time, summed over the videos' records (the run that made each)
+    predictions: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> "BenchmarkResult":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fingerprints and folders
+# ----------------------------------------------------------------------------------------------------------------
+def _digest_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def checkpoint_fingerprint(directory: str | Path) -> str:
+    """SHA-256 over a ``save_pretrained`` folder's config and weights (what decides the predictions)."""
+    from sparrow.tsf.cache import sha256_file
+
+    directory = Path(directory)
+    parts = []
+    for name in ("config.json", "model.safetensors"):
+        path = directory / name
+        if not path.is_file():
+            raise DataError(f"{directory}: not a checkpoint folder (missing {name})")
+        parts.append(sha256_file(path))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 over a loaded model's config and weights (for models that have no checkpoint folder)."""
+    digest = hashlib.sha256(json.dumps(model.cfg.to_json(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def eval_root(profile: str) -> Path:
+    """Where predictions and metrics are cached: ``$SPARROW_HOME/eval/<profile>``."""
+    from sparrow.paths import home
+    from sparrow.profiles import check_profile
+
+    return home() / "eval" / check_profile(profile)
+
+
+_DATA_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _data_fingerprint(curated_root: Path) -> str:
+    """:func:`sparrow.train.variants.data_fingerprint`, remembered per file state (real releases' records are
+    large and every benchmark of every model asks)."""
+    from sparrow.train.variants import data_fingerprint
+
+    files = [Path(curated_root) / n for n in ("videos.jsonl", "objects.jsonl", "expressions.jsonl")]
+    state = (str(Path(curated_root).resolve()), *((p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+                                                  for p in files))
+    if state not in _DATA_FINGERPRINTS:
+        _DATA_FINGERPRINTS[state] = data_fingerprint(curated_root)
+    return _DATA_FINGERPRINTS[state]
+
+
+def _has_ground_truth(ds: CuratedDataset, source: str, split: str) -> bool:
+    return bool(ds.meta.get("sources", {}).get(source, {}).get("ground_truth", {}).get(split, True))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Clips
+# ----------------------------------------------------------------------------------------------------------------
+def clip_indices(benchmark: Benchmark, video, expression: ExpressionRecord) -> list[int]:
+    """Frame indices a sentence is evaluated on.
+
+    VidSTG (``tmp_loc=False``): the ground-truth tube ``frame_span`` only, at about 1 fps (every round(fps)-th frame
+    of the curated frames when they are denser), at most ``max_frames`` evenly spread. GCG: the whole video, at
+    most ``max_frames``. Referring benchmarks: every frame."""
+    from sparrow.train.validation import evenly_spread
+
+    n = video.num_frames
+    if n == 0:
+        raise DataError(f"video {video.video_id}: no frames")
+    if benchmark.protocol == "grounding":
+        if expression.frame_span is None:
+            raise DataError(f"{expression.expression_id}: a VidSTG sentence needs a frame_span (its ground-truth tube)")
+        start, end = expression.frame_span
+        step = max(1, int(round(video.fps))) if video.fps and video.fps > 1 else 1
+        indices = list(range(start, end, step))
+        if not indices:
+            raise DataError(f"{expression.expression_id}: empty ground-truth tube {expression.frame_span}")
+    else:
+        indices = list(range(n))
+    if benchmark.max_frames is not None and benchmark.protocol in ("grounding", "gcg"):
+        indices = evenly_spread(indices, benchmark.max_frames)
+    return indices
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prediction
+# ----------------------------------------------------------------------------------------------------------------
+def predict_texts(model: Any, frames: np.ndarray, texts: Sequence[str], raw_question: bool = False,
+                  tsf_boxes: Sequence[Any] | None = None) -> list:
+    """One Prediction per text on the same frames: ``predict_many`` when the model has it, else ``predict``."""
+    boxes = list(tsf_boxes) if tsf_boxes is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no [SEG] emitted" is counted in seg_found_rate instead
+        many = getattr(model, "predict_many", None)
+        if many is not None:
+            params = inspect.signature(many).parameters
+            if not raw_question:
+                return list(many(frames, list(texts), tsf_boxes=boxes))
+            if "raw_question" in params:
+                return list(many(frames, list(texts), tsf_boxes=boxes, raw_question=True))
+        return [model.predict(frames, t, raw_question=raw_question, tsf_boxes=None if boxes is None else boxes[i])
+                for i, t in enumerate(texts)]
+
+
+def _boxes_json(boxes: np.ndarray) -> list[list[float] | None]:
+    return [None if np.isnan(row).any() else [float(v) for v in row] for row in np.asarray(boxes, dtype=float)]
+
+
+def _record_row(exp: ExpressionRecord, pred, text: str) -> dict[str, Any]:
+    return {"expression_id": exp.expression_id, "prompt": text, "answer": pred.answer,
+            "seg_found": bool(pred.seg_found), "boxes": _boxes_json(pred.boxes),
+            "n_seg": int(pred.masks_per_seg.shape[0])}
+
+
+Write = tuple[str, Path, Any]  # ("binary" | "index" | "json", path, mask / labels / object)
+
+
+def _flush(writes: list[Write], record_path: Path, record: dict[str, Any]) -> None:
+    """One video's files, then its record (which marks the video done), each written atomically."""
+    from sparrow.eval.png import write_binary_png, write_index_png
+
+    for kind, path, data in writes:
+        if kind == "binary":
+            write_binary_png(path, data)
+        elif kind == "index":
+            write_index_png(path, data)
+        else:
+            atomic_write_json(path, data)
+    atomic_write_json(record_path, record)
+
+
+def _frame_writes(kind: str, folder: Path, frame_names: Sequence[str], frames: np.ndarray) -> list[Write]:
+    if len(frames) != len(frame_names):
+        raise ValueError(f"{folder}: {len(frame_names)} frame names for {len(frames)} predicted frames")
+    return [(kind, folder / f"{n}.png", f) for n, f in zip(frame_names, frames)]
+
+
+class _Predictor:
+    """Predicts one benchmark for one model, video by video; returns each video's files to write and its rows."""
+
+    def __init__(self, benchmark: Benchmark, ds: CuratedDataset, out: Path, tsf_boxes: TSFBoxes | None):
+        self.b, self.ds, self.out, self.tsf_boxes = benchmark, ds, out, tsf_boxes
+        self._gcg_order: dict[str, int] | None = None
+
+    def _tsf(self, expressions: Sequence[ExpressionRecord]) -> list | None:
+        if self.tsf_boxes is None:
+            return None
+        return [self.tsf_boxes(e) for e in expressions]
+
+    def video(self, model: Any, video_id: str, expressions: list[ExpressionRecord]
+              ) -> tuple[list[Write], list[dict[str, Any]]]:
+        b, ds = self.b, self.ds
+        video = ds.video(video_id)
+        name = submission_names(video_id, expressions[0].expression_id)[0]
+        writes: list[Write] = []
+        if b.protocol in ("rvos", "ref_davis"):
+            frames = ds.load_frames(video_id)
+            prompts = [b.prompt(e) for e in expressions]
+            preds = predict_texts(model, frames, [p[0] for p in prompts], prompts[0][1], self._tsf(expressions))
+            if b.protocol == "rvos":
+                for e, p in zip(expressions, preds):
+                    folder = self.out / "Annotations" / name / submission_names(video_id, e.expression_id)[1]
+                    writes += _frame_writes("binary", folder, video.frame_names, p.masks)
+            else:
+                writes += self._davis_writes(video, name, expressions, preds)
+            rows = [_record_row(e, p, t) for e, p, (t, _) in zip(expressions, preds, prompts)]
+        elif b.protocol == "grounding":
+            clips: dict[tuple[int, ...], list[ExpressionRecord]] = {}
+            for e in expressions:
+                clips.setdefault(tuple(clip_indices(b, video, e)), []).append(e)
+            by_id = {}
+            for indices, group in clips.items():
+                frames = ds.load_frames(video_id, list(indices))
+                prompts = [b.prompt(e) for e in group]
+                preds = predict_texts(model, frames, [p[0] for p in prompts], True, self._tsf(group))
+                names = [video.frame_names[i] for i in indices]
+                for e, p, (t, _) in zip(group, preds, prompts):
+                    folder = self.out / "masks" / name / submission_names(video_id, e.expression_id)[1]
+                    writes += _frame_writes("binary", folder, names, p.masks)
+                    by_id[e.expression_id] = {**_record_row(e, p, t), "frames": list(indices)}
+            rows = [by_id[e.expression_id] for e in expressions]
+        else:
+            rows = [self._gcg(model, video, e, writes) for e in expressions]
+        return writes, rows
+
+    def _davis_writes(self, video, name: str, expressions: list[ExpressionRecord], preds: list) -> list[Write]:
+        """Per annotator set, the video's objects merged into palette labels (:func:`merge_objects`)."""
+        objects = sorted({o for e in expressions for o in e.object_ids}, key=_object_order)
+        shape = (video.num_frames, video.height, video.width)
+        writes: list[Write] = []
+        for slot, folder in enumerate(DAVIS_FOLDERS):
+            masks = {o: np.zeros(shape, bool) for o in objects}
+            for e, p in zip(expressions, preds):
+                if _davis_slot(e) == slot:
+                    for o in e.object_ids:
+                        masks[o] = masks[o] | p.masks
+            labels = merge_objects([masks[o] for o in objects])
+            writes += _frame_writes("index", self.out / folder / name, video.frame_names, labels)
+        return writes
+
+    def _gcg(self, model: Any, video, exp: ExpressionRecord, writes: list[Write]) -> dict[str, Any]:
+        from sparrow.eval.gcg import clean_caption, phrases
+
+        indices = clip_indices(self.b, video, exp)
+        frames = self.ds.load_frames(video.video_id, indices)
+        text, _ = self.b.prompt(exp)
+        pred = predict_texts(model, frames, [text], True, self._tsf([exp]))[0]
+        folder = self.out / "video_gcg" / f"{self._gcg_index(video.video_id):06d}"
+        gt_text = markup_to_tokens(exp.text)
+        for k, ids in enumerate(ids for _, ids in parse_markup(exp.text)):
+            gt = self._union(video.video_id, ids)[indices]
+            writes += [("binary", folder / f"gt_masks_{k}" / f"mask_{t}.png", m) for t, m in enumerate(gt)]
+        for k, tube in enumerate(pred.masks_per_seg):
+            writes += [("binary", folder / f"pred_masks_{k}" / f"mask_{t}.png", m) for t, m in enumerate(tube)]
+        writes.append(("json", folder / "res.json", {
+            "video_id": video.video_id, "expression_id": exp.expression_id, "frames": indices,
+            "gt_text": gt_text, "pred_text": pred.answer,
+            "gt_text_cleaned": clean_caption(gt_text, MASK_TOKENS),
+            "pred_text_cleaned": clean_caption(pred.answer, MASK_TOKENS),
+            "gt_phrases": phrases(gt_text), "pred_phrases": phrases(pred.answer)}))
+        return {**_record_row(exp, pred, text), "frames": indices, "folder": folder.name}
+
+    def _union(self, video_id: str, ids: Sequence[str]) -> np.ndarray:
+        masks = [self.ds.object_masks(video_id, i) for i in ids]
+        return np.logical_or.reduce(masks) if masks else np.zeros(0, bool)
+
+    def _gcg_index(self, video_id: str) -> int:
+        if self._gcg_order is None:
+            self._gcg_order = gcg_order(self.b, self.ds)
+        return self._gcg_order[video_id]
+
+
+def gcg_order(benchmark: Benchmark, ds: CuratedDataset) -> dict[str, int]:
+    """GCG sample index of each video: its position in the sorted split (stable whatever subset is scored)."""
+    return {v: i for i, v in enumerate(sorted({e.video_id for e in benchmark.expressions(ds)}))}
+
+
+def _object_order(object_id: str) -> tuple[int, Any]:
+    return (0, int(object_id)) if object_id.isdigit() else (1, object_id)
+
+
+def _davis_slot(exp: ExpressionRecord) -> int:
+    """Annotator set of a Ref-DAVIS17 expression: converted ids are ``4k + slot`` (datasets reference)."""
+    exp_id = exp.expression_id.rsplit("/", 1)[-1]
+    if not exp_id.isdigit():
+        raise DataError(f"{exp.expression_id}: Ref-DAVIS17 expression ids must be integers 4k + annotator slot")
+    return int(exp_id) % 4
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------------------------
+def _prediction_manifest(benchmark: Benchmark, model_id: str, data: str, tsf_tag: str | None) -> dict[str, Any]:
+    """What decides the predictions (not the subset size, nor the scoring settings: those reuse predictions)."""
+    b = benchmark
+    return {"format": FORMAT, "model": model_id, "data": data, "tsf": tsf_tag, "source": b.source, "split": b.split,
+            "protocol": b.protocol, "kinds": list(b.kinds) if b.kinds else None, "max_frames": b.max_frames}
+
+
+def _done(out: Path, video_id: str, expressions: list[ExpressionRecord]) -> bool:
+    path = out / RECORDS / f"{_safe(video_id)}.json"
+    if not path.is_file():
+        return False
+    have = {r["expression_id"] for r in read_json(path).get("expressions", [])}
+    return all(e.expression_id in have for e in expressions)
+
+
+def _safe(video_id: str) -> str:
+    return video_id.replace("/", "__")
+
+
+def run_benchmark(model: Any, benchmark: Benchmark, curated_root: str | Path, out_dir: str | Path, *,
+                  model_id: str | None = None, tsf_boxes: TSFBoxes | None = None, tsf_tag: str | None = None,
+                  clair_judge: Any = None, show_progress: bool = True) -> BenchmarkResult:
+    """Predict what is not on disk yet, then score (or load the cached score). See the module doc.
+
+    ``model`` is a model with ``predict`` or a zero-argument callable that loads one (called only if some video
+    still needs predicting). ``model_id`` identifies its weights (default: a hash of the loaded model's weights).
+    ``tsf_boxes`` gives each expression's tracked boxes for TSF at test, ``tsf_tag`` names their source."""
+    from tqdm.auto import tqdm
+
+    curated_root, out = Path(curated_root), Path(out_dir)
+    ds = CuratedDataset(curated_root)
+    units = benchmark.select(ds)
+    if tsf_boxes is not None and tsf_tag is None:
+        raise ValueError("tsf_boxes needs a tsf_tag naming their source (it enters the prediction manifest)")
+    loaded = model if hasattr(model, "predict") else None
+    if model_id is None:
+        loaded = loaded if loaded is not None else model()
+        model_id = model_fingerprint(loaded)
+    manifest = _prediction_manifest(benchmark, model_id, _data_fingerprint(curated_root), tsf_tag)
+    if (out / MANIFEST).is_file():
+        if read_json(out / MANIFEST) != manifest:
+            warnings.warn(f"{out}: predictions were made by another model, data or protocol; recomputing", stacklevel=2)
+            shutil.rmtree(out)
+    if not (out / MANIFEST).is_file():
+        atomic_write_json(out / MANIFEST, manifest)
+    todo = [(v, exps) for v, exps in units.items() if not _done(out, v, exps)]
+    if todo:
+        from concurrent.futures import ThreadPoolExecutor
+
+        loaded = loaded if loaded is not None else model()
+        predictor = _Predictor(benchmark, ds, out, tsf_boxes)
+        # Each PNG is fsynced; writing them from threads keeps that I/O wait out of the prediction loop. The pool
+        # finishes every submitted video (files, then record) even when the loop is interrupted.
+        with ThreadPoolExecutor(max_workers=4) as writer:
+            pending = []
+            for video_id, expressions in tqdm(todo, desc=benchmark.title, disable=not show_progress, leave=False):
+                start = time.perf_counter()
+                writes, rows = predictor.video(loaded, video_id, expressions)
+                record = {"video_id": video_id, "expressions": rows, "seconds": time.perf_counter() - start}
+                pending.append(writer.submit(_flush, writes, out / RECORDS / f"{_safe(video_id)}.json", record))
+            for done in pending:
+                done.result()
+    scoring = {"manifest": manifest, "benchmark": benchmark.to_json(), "units": {v: [e.expression_id for e in exps]
+               for v, exps in units.items()}, "judge": _judge_settings(clair_judge)}
+    key = _digest_json(scoring)
+    if (out / METRICS).is_file():
+        cached = read_json(out / METRICS)
+        if cached.get("scoring_key") == key:
+            return BenchmarkResult.from_json(cached["result"])
+    result = score_benchmark(benchmark, curated_root, out, clair_judge=clair_judge, units=units)
+    atomic_write_json(out / METRICS, {"scoring_key": key, "result": result.to_json()})
+    return result
+
+
+def _judge_settings(judge: Any) -> Any:
+    if judge is None:
+        return None
+    judges = judge if isinstance(judge, (list, tuple)) else [judge]
+    return [dict(getattr(j, "settings", {})) for j in judges]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scoring from disk
+# ----------------------------------------------------------------------------------------------------------------
+def _records(out: Path, units: dict[str, list[ExpressionRecord]]) -> tuple[dict[str, dict], float]:
+    rows, seconds = {}, 0.0
+    for video_id in units:
+        path = out / RECORDS / f"{_safe(video_id)}.json"
+        if not path.is_file():
+            continue
+        record = read_json(path)
+        try:
+            seconds += float(record.get("seconds", 0.0))
+            rows.update({r["expression_id"]: r for r in record["expressions"]})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: malformed prediction record ({exc})") from exc
+    return rows, seconds
+
+
+def score_benchmark(benchmark: Benchmark, curated_root: str | Path, pred_dir: str | Path, *, clair_judge: Any = None,
+                    units: dict[str, list[ExpressionRecord]] | None = None) -> BenchmarkResult:
+    """Score a prediction folder in the layout of the module doc against the curated ground truth."""
+    ds = CuratedDataset(curated_root)
+    out = Path(pred_dir)
+    if not out.is_dir():
+        raise DataError(f"prediction folder {out} does not exist")
+    units = units if units is not None else benchmark.select(ds)
+    expressions = [e for exps in units.values() for e in exps]
+    rows, seconds = _records(out, units)
+    seg = [bool(rows[e.expression_id]["seg_found"]) for e in expressions if e.expression_id in rows]
+    result = BenchmarkResult(benchmark.key, benchmark.title, benchmark.metric, None, units=len(units),
+                             expressions=len(expressions), predict_seconds=seconds, predictions=str(out),
+                             seg_found_rate=float(np.mean(seg)) if seg else None)
+    scorer = {"rvos": _score_rvos, "ref_davis": _score_ref_davis, "grounding": _score_grounding, "gcg": _score_gcg}
+    scorer[benchmark.protocol](benchmark, ds, out, units, result, clair_judge)
+    return result
+
+
+def _score_rvos(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
+    from sparrow.eval.rvos import evaluate_rvos
+
+    if not _has_ground_truth(ds, b.source, b.split):
+        parent = b.source == "ref-youtube-vos"  # Ref-YouTube-VOS keeps Annotations/ in the zip; MeViS does not
+        zipped = zip_submission(out / "Annotations", out / "submission.zip", parent=parent)
+        result.note = f"not computed: {b.source}/{b.split} has no public ground truth; submit {zipped} to the server"
+        return
+    ids = [e.expression_id for exps in units.values() for e in exps]
+    r = evaluate_rvos(ds, out / "Annotations", source=b.source, split=b.split, expression_ids=ids)
+    result.value = 100.0 * r.jf
+    result.details = {"J": 100.0 * r.j, "F": 100.0 * r.f}
+    result.missing, result.warnings = list(r.missing), list(r.warnings)
+
+
+def davis_ground_truth(ds: CuratedDataset, b: Benchmark, cache: Path) -> Path:
+    """A DAVIS root with ``Annotations_unsupervised/480p``: the raw release's, or (ReferFormer-converted layout)
+    one built from the split's palette annotations, which the conversion copied from the unsupervised ones."""
+    root = Path(ds.meta.get("sources", {}).get(b.source, {}).get("root", ""))
+    for candidate in (root / "DAVIS", root):
+        if (candidate / "Annotations_unsupervised").is_dir():
+            return candidate
+    converted = root / b.split / "Annotations"
+    if not converted.is_dir():
+        raise DataError(f"{root}: no DAVIS/Annotations_unsupervised nor {b.split}/Annotations to score "
+                        "Ref-DAVIS17 with")
+    target = cache / "davis_gt" / "Annotations_unsupervised" / "480p"
+    for video in sorted(p for p in converted.iterdir() if p.is_dir()):
+        if not (target / video.name).is_dir():
+            tmp = target / f".{video.name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(video, tmp)
+            tmp.rename(target / video.name)
+    return cache / "davis_gt"
+
+
+def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
+    from sparrow.eval.ref_davis import evaluate_ref_davis
+
+    gt_root = davis_ground_truth(ds, b, out)
+    sequences = [submission_names(v, exps[0].expression_id)[0] for v, exps in units.items()]
+    missing = [s for s in sequences if not all((out / f / s).is_dir() for f in DAVIS_FOLDERS)]
+    if missing:
+        raise DataError(f"{out}: no Ref-DAVIS17 predictions for {', '.join(missing[:5])} (the DAVIS evaluation scores "
+                        f"whole sequences and stops on a missing one)")
+    r = evaluate_ref_davis(gt_root, out, folders=DAVIS_FOLDERS, sequences=sequences)
+    result.value = 100.0 * r.mean
+    result.details = {**{f"J&F {f}": 100.0 * v for f, v in r.jf.items()},
+                      **{c: 100.0 * v for c, v in r.table_mean.items() if c in ("J-Mean", "F-Mean")}}
+
+
+def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
+    from sparrow.eval.rvos import read_expression_prediction
+    from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
+
+    samples = []
+    for video_id, exps in units.items():
+        video = ds.video(video_id)
+        for e in exps:
+            if len(e.object_ids) != 1:
+                raise DataError(f"{e.expression_id}: a VidSTG sentence refers to exactly one object, "
+                                f"got {e.object_ids}")
+            indices = clip_indices(b, video, e)
+            obj = ds.objects(video_id)[e.object_ids[0]]
+            gt = [obj.boxes[i] for i in indices]
+            absent = [video.frame_names[i] for i, box in zip(indices, gt) if box is None]
+            if absent:
+                raise DataError(f"{e.expression_id}: no ground-truth box on tube frame(s) {', '.join(absent[:5])}")
+            name, exp = submission_names(video_id, e.expression_id)
+            pred = read_expression_prediction(out / "masks", name, exp, [video.frame_names[i] for i in indices],
+                                              (video.height, video.width))
+            samples.append(GroundingSample(e.expression_id, e.kind, gt, None if pred is None else list(pred)))
+    r = mllm_grounding_miou(samples, missing="zero")
+    values = list(r.per_video.values())
+    result.value = 100.0 * float(np.mean(values))
+    result.details = {**{f"mIoU {q}": 100.0 * v for q, v in r.miou.items()},
+                      **{f"mIoU@{th} {q}": 100.0 * v for q, by in r.recall.items() for th, v in by.items()}}
+    result.missing = list(r.missing)
+    if r.missing:
+        result.warnings = [f"{len(r.missing)} sentences have no prediction and score 0: {', '.join(r.missing[:10])}"]
+
+
+def _read_gcg_folder(folder: Path, num_frames: int, shape: tuple[int, int]) -> tuple[str | None, list[np.ndarray]]:
+    from sparrow.eval.png import read_gray_png
+
+    res = folder / "res.json"
+    if not res.is_file():
+        return None, []
+    data = read_json(res)
+    if "pred_text" not in data:
+        raise DataError(f"{res}: no pred_text")
+    tubes = []
+    folders = sorted((p for p in folder.glob("pred_masks_*") if p.is_dir()),
+                     key=lambda p: int(p.name.rsplit("_", 1)[1]) if p.name.rsplit("_", 1)[1].isdigit() else -1)
+    for f in folders:
+        tube = np.zeros((num_frames, *shape), bool)
+        for t in range(num_frames):  # SPARROW reads a missing mask frame as zeros
+            path = f / f"mask_{t}.png"
+            if path.is_file():
+                arr = read_gray_png(path, f"{folder.name}/{f.name}/mask_{t}")
+                if arr.shape != shape:
+                    raise DataError(f"{path}: mask size {arr.shape} differs from the frame size {shape}")
+                tube[t] = arr != 0
+        tubes.append(tube)
+    return str(data["pred_text"]), tubes
+
+
+def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
+    from sparrow.eval.gcg import GcgSample, evaluate_gcg
+
+    order = gcg_order(b, ds)
+    samples = []
+    for video_id, exps in units.items():
+        video = ds.video(video_id)
+        for e in exps:
+            indices = clip_indices(b, video, e)
+            gt_masks = []
+            for _, ids in parse_markup(e.text):
+                masks = [ds.object_masks(video_id, i)[indices] for i in ids]
+                gt_masks.append(np.logical_or.reduce(masks))
+            pred_text, pred_masks = _read_gcg_folder(out / "video_gcg" / f"{order[video_id]:06d}", len(indices),
+                                                     (video.height, video.width))
+            samples.append(GcgSample(e.expression_id, markup_to_tokens(e.text), gt_masks, pred_text, pred_masks))
+    r = evaluate_gcg(samples, text_encoder=None, caption_metrics=b.caption_metrics, clair_judge=judge,
+                     mask_tokens=MASK_TOKENS)
+    result.value = 100.0 * r.miou
+    result.details = {"METEOR": r.meteor, "CIDEr": r.cider, "CLAIR": None if r.clair is None else 100.0 * r.clair,
+                      "recall": r.recall, "failed": len(r.failed), "notes": dict(r.notes), "judges": r.judges}
+    result.missing = list(r.missing)
+    result.warnings = ([f"{len(r.failed)} videos: predicted phrases and masks do not pair up (mIoU 0, caption "
+                        f"scored as empty): {', '.join(sorted(r.failed)[:5])}"] if r.failed else [])
+    if r.missing:
+        result.warnings.append(f"{len(r.missing)} videos have no prediction and score 0: {', '.join(r.missing[:10])}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Whole models
+# ----------------------------------------------------------------------------------------------------------------
+def tsf_boxes_from_run(tsf_run: str | Path) -> tuple[TSFBoxes, str]:
+    """(per-expression tracked boxes, tag) from a finished TSF run folder (:class:`sparrow.tsf.runs.TSFRun`)."""
+    from sparrow.tsf.runs import TSFRun
+
+    run = TSFRun(tsf_run)
+
+    def boxes(expression: ExpressionRecord) -> np.ndarray:
+        return run.boxes(expression.video_id, expression.expression_id)
+
+    return boxes, f"tsf-run:{Path(tsf_run).resolve().name}"
+
+
+def with_tsf_at_test(model: Any) -> Any:
+    """The model switched to TSF tokens at inference (the paper's best Ref-DAVIS17 setting; released default off)."""
+    model.cfg = model.cfg.replace(tsf_at_test=True)
+    return model
+
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, benchmarks: Sequence[Benchmark], curated_root: str | Path,
+                        out_root: str | Path, *, tsf_boxes: TSFBoxes | None = None, tsf_tag: str | None = None,
+                        clair_judge: Any = None, show_progress: bool = True,
+                        device: str | None = None) -> dict[str, BenchmarkResult]:
+    """Every benchmark for one ``save_pretrained`` folder; predictions under ``out_root/<benchmark key>``.
+
+    The model is loaded only if some benchmark still has videos to predict, on ``device`` (default: where
+    ``from_pretrained`` puts it, the CPU). With ``tsf_boxes`` it runs with TSF at test (:func:`with_tsf_at_test`)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    model_id = checkpoint_fingerprint(checkpoint_dir)
+    cache: dict[str, Any] = {}
+
+    def load() -> Any:  # loading a paper-size model is slow; run_benchmark calls this only when it must predict
+        if "model" not in cache:
+            from sparrow.model import SparrowModel
+
+            model = SparrowModel.from_pretrained(checkpoint_dir)
+            if device is not None:
+                model = model.to(device)
+            cache["model"] = with_tsf_at_test(model) if tsf_boxes is not None else model
+        return cache["model"]
+
+    return {b.key: run_benchmark(load, b, curated_root, Path(out_root) / b.key, model_id=model_id,
+                                 tsf_boxes=tsf_boxes, tsf_tag=tsf_tag, clair_judge=clair_judge,
+                                 show_progress=show_progress)
+            for b in benchmarks}
+
+
+def run_eval_dir(run: Any, tsf_tag: str | None = None) -> Path:
+    """``$SPARROW_HOME/eval/<profile>/<host>-seed<seed>/<variant>[+tsf-test]`` for a trained run."""
+    suffix = "+tsf-test" if tsf_tag else ""
+    return eval_root(run.profile) / f"{run.host}-seed{run.seed}" / f"{run.name}{suffix}"
+
+
+def evaluate_run(run: Any, benchmarks: Sequence[Benchmark], curated_root: str | Path, *,
+                 tsf_boxes: TSFBoxes | None = None, tsf_tag: str | None = None, clair_judge: Any = None,
+                 show_progress: bool = True) -> dict[str, BenchmarkResult]:
+    """:func:`evaluate_checkpoint` on a :class:`~sparrow.train.variants.RunResult`'s final weights."""
+    return evaluate_checkpoint(run.final_dir, benchmarks, curated_root, run_eval_dir(run, tsf_tag),
+                               tsf_boxes=tsf_boxes, tsf_tag=tsf_tag, clair_judge=clair_judge,
+                               show_progress=show_progress)

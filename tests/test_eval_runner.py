@@ -1,0 +1,248 @@
+"""The benchmark runner: predictions on disk in the server layouts, resume, the MeViS missing rule, bad input, CLI.
+
+Most tests use a deterministic stand-in model (colour thresholds of the frames, so the masks are neither empty nor
+the ground truth and every metric is non-trivial); one runs the real smoke-size SparrowModel end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from pathlib import Path
+
+import sparrow  # noqa: F401  (torchvision shim first)
+import numpy as np
+import pytest
+
+from sparrow.eval.benchmarks import BENCHMARKS, benchmarks_for, get_benchmark
+from sparrow.eval.runner import (
+    BenchmarkResult,
+    evaluate_checkpoint,
+    run_benchmark,
+    score_benchmark,
+)
+from sparrow.model.batch import Prediction
+from sparrow.storage import DataError
+
+
+class Interrupted(Exception):
+    pass
+
+
+class ColourModel:
+    """``predict`` -> pixels whose channel ``c`` (chosen by the text) is bright; a GCG answer with one phrase."""
+
+    def __init__(self, interrupt_after: int | None = None, batched: bool = False):
+        self.calls = 0
+        self.interrupt_after = interrupt_after
+        self.batched_calls = 0
+        if batched:
+            self.predict_many = self._predict_many
+
+    def predict(self, frames, text, *, raw_question=False, tsf_boxes=None, max_new_tokens=None):
+        if self.interrupt_after is not None and self.calls >= self.interrupt_after:
+            raise Interrupted(f"killed after {self.calls} predictions")
+        self.calls += 1
+        frames = np.asarray(frames)
+        c = zlib.crc32(text.encode()) % 3
+        masks = frames[..., c] > 150
+        boxes = np.full((len(frames), 4), np.nan, np.float32)
+        for i, m in enumerate(masks):
+            ys, xs = np.nonzero(m)
+            if ys.size:
+                boxes[i] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        answer = "<p> a bright thing </p> [SEG] moves." if raw_question else "Sure, [SEG]."
+        return Prediction(masks=masks, boxes=boxes, answer=answer, masks_per_seg=masks[None], prompt_boxes=[],
+                          seg_found=True)
+
+    def _predict_many(self, frames, texts, tsf_boxes=None):
+        self.batched_calls += 1
+        return [self.predict(frames, t) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def curated():
+    from sparrow.data.curate import ensure_curated
+
+    return ensure_curated("smoke", 0)
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())["result"]
+
+
+@pytest.mark.parametrize("key", [b.key for b in BENCHMARKS])
+def test_every_benchmark_writes_its_layout_and_scores(curated, tmp_path, key):
+    bench = get_benchmark(key, "smoke")
+    result = run_benchmark(ColourModel(), bench, curated, tmp_path / key, model_id="colour", show_progress=False)
+    assert isinstance(result, BenchmarkResult) and result.value is not None and 0.0 <= result.value <= 100.0
+    assert result.units == bench.limit and result.expressions >= result.units and not result.missing
+    out = tmp_path / key
+    layout = {"rvos": "Annotations", "ref_davis": "Davis17_annot2_full_video", "grounding": "masks",
+              "gcg": "video_gcg"}[bench.protocol]
+    assert (out / layout).is_dir() and list((out / "records").glob("*.json"))
+    if bench.protocol == "ref_davis":
+        from PIL import Image
+
+        png = next((out / "Davis17_annot1").rglob("*.png"))
+        assert Image.open(png).mode == "P"  # palette PNGs, object k = index k, as DAVIS reads them
+    if bench.protocol == "gcg":
+        res = json.loads(next((out / "video_gcg").rglob("res.json")).read_text())
+        assert {"gt_text", "pred_text", "gt_phrases", "pred_phrases"} <= set(res)
+        assert result.details["CLAIR"] is None and "no CLAIR judge" in result.details["notes"]["clair"]
+
+
+def test_some_metric_is_not_trivial(curated, tmp_path):
+    # Guards the stand-in: a resume test on all-zero scores would prove nothing.
+    result = run_benchmark(ColourModel(), get_benchmark("mevis_valid_u", "smoke"), curated, tmp_path / "m",
+                           model_id="colour", show_progress=False)
+    assert 0.0 < result.value < 100.0
+
+
+@pytest.mark.parametrize("key", ["mevis_valid", "ref_davis17", "vidstg", "videogcg"])
+def test_resume_after_interruption_gives_identical_metrics(curated, tmp_path, key):
+    bench = get_benchmark(key, "smoke").replace(limit=None if key != "ref_davis17" else 2)
+    straight = run_benchmark(ColourModel(), bench, curated, tmp_path / "straight", model_id="colour",
+                             show_progress=False)
+    total = ColourModel()
+    run_benchmark(total, bench, curated, tmp_path / "count", model_id="colour", show_progress=False)
+    killer = ColourModel(interrupt_after=total.calls - 1)  # dies inside the last video
+    with pytest.raises(Interrupted):
+        run_benchmark(killer, bench, curated, tmp_path / "resumed", model_id="colour", show_progress=False)
+    done_before = {p.name for p in (tmp_path / "resumed" / "records").glob("*.json")}
+    assert done_before and not (tmp_path / "resumed" / "metrics.json").exists()
+    again = ColourModel()
+    resumed = run_benchmark(again, bench, curated, tmp_path / "resumed", model_id="colour", show_progress=False)
+    assert 0 < again.calls < total.calls  # finished videos were not recomputed
+    a, b = straight.to_json(), resumed.to_json()
+    for d in (a, b):
+        d.pop("predictions"), d.pop("predict_seconds")
+    assert a == b
+
+
+def test_cached_predictions_do_not_load_the_model(curated, tmp_path):
+    bench = get_benchmark("vidstg", "smoke")
+    first = run_benchmark(ColourModel(), bench, curated, tmp_path / "v", model_id="colour", show_progress=False)
+
+    def loader():
+        raise AssertionError("the model was loaded although every prediction was on disk")
+
+    assert run_benchmark(loader, bench, curated, tmp_path / "v", model_id="colour", show_progress=False) == first
+    # Scoring settings change the score key, not the predictions: rescored from disk, still no model.
+    wider = bench.replace(limit=1)
+    assert run_benchmark(loader, wider, curated, tmp_path / "v", model_id="colour", show_progress=False).units == 1
+
+
+def test_another_model_clears_the_folder(curated, tmp_path):
+    bench = get_benchmark("mevis_valid", "smoke")
+    first = ColourModel()
+    run_benchmark(first, bench, curated, tmp_path / "m", model_id="a", show_progress=False)
+    second = ColourModel()
+    with pytest.warns(UserWarning, match="another model"):
+        run_benchmark(second, bench, curated, tmp_path / "m", model_id="b", show_progress=False)
+    assert second.calls == first.calls > 0
+
+
+def test_predict_many_is_used_when_the_model_has_it(curated, tmp_path):
+    bench = get_benchmark("ref_davis17", "smoke")
+    model = ColourModel(batched=True)
+    run_benchmark(model, bench, curated, tmp_path / "d", model_id="colour", show_progress=False)
+    assert model.batched_calls == bench.limit and model.calls > model.batched_calls  # one call per video
+
+
+def test_missing_prediction_scores_zero_under_the_mevis_rule_and_is_listed(curated, tmp_path):
+    bench = get_benchmark("mevis_valid_u", "smoke")
+    full = run_benchmark(ColourModel(), bench, curated, tmp_path / "m", model_id="colour", show_progress=False)
+    video = next(p for p in (tmp_path / "m" / "Annotations").iterdir())
+    expression = sorted(video.iterdir())[0]
+    shutil.rmtree(expression)
+    scored = score_benchmark(bench, curated, tmp_path / "m")
+    assert scored.missing == [f"{video.name}/{expression.name}"]
+    assert scored.warnings and "score 0" in scored.warnings[0]
+    from sparrow.data.curated import CuratedDataset
+    from sparrow.eval.rvos import evaluate_rvos
+
+    per = {s.expression_id: s for s in evaluate_rvos(CuratedDataset(curated), tmp_path / "m" / "Annotations",
+                                                     "mevis", "valid_u").expressions}
+    assert all(s.j == s.f == 0.0 for s in per.values() if s.missing)
+    assert scored.value < full.value
+
+
+def test_vidstg_missing_prediction_scores_zero_and_is_listed(curated, tmp_path):
+    bench = get_benchmark("vidstg", "smoke")
+    run_benchmark(ColourModel(), bench, curated, tmp_path / "v", model_id="colour", show_progress=False)
+    gone = next((tmp_path / "v" / "masks").rglob("*.png")).parent
+    shutil.rmtree(gone)
+    scored = score_benchmark(bench, curated, tmp_path / "v")
+    assert len(scored.missing) == 1 and gone.name in scored.missing[0]
+
+
+def test_bad_prediction_png_names_the_file(curated, tmp_path):
+    bench = get_benchmark("mevis_valid", "smoke")
+    run_benchmark(ColourModel(), bench, curated, tmp_path / "m", model_id="colour", show_progress=False)
+    png = sorted((tmp_path / "m" / "Annotations").rglob("*.png"))[0]
+    png.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=str(png.name)):
+        score_benchmark(bench, curated, tmp_path / "m")
+
+
+def test_bad_record_names_the_file(curated, tmp_path):
+    bench = get_benchmark("vidstg", "smoke")
+    run_benchmark(ColourModel(), bench, curated, tmp_path / "v", model_id="colour", show_progress=False)
+    record = sorted((tmp_path / "v" / "records").glob("*.json"))[0]
+    record.write_text("{ broken")
+    with pytest.raises(DataError, match=record.name):
+        run_benchmark(ColourModel(), bench, curated, tmp_path / "v", model_id="colour", show_progress=False)
+
+
+def test_missing_davis_sequence_is_an_error_naming_it(curated, tmp_path):
+    bench = get_benchmark("ref_davis17", "smoke")
+    run_benchmark(ColourModel(), bench, curated, tmp_path / "d", model_id="colour", show_progress=False)
+    seq = next((tmp_path / "d" / "Davis17_annot2").iterdir())
+    shutil.rmtree(seq)
+    with pytest.raises(DataError, match=seq.name):
+        score_benchmark(bench, curated, tmp_path / "d")
+
+
+def test_not_a_curated_dataset_names_the_folder(tmp_path):
+    with pytest.raises(DataError, match=str(tmp_path)):
+        run_benchmark(ColourModel(), get_benchmark("mevis_valid", "smoke"), tmp_path, tmp_path / "out",
+                      model_id="colour", show_progress=False)
+
+
+def test_benchmark_subsets_are_fixed_and_evenly_spread(curated):
+    from sparrow.data.curated import CuratedDataset
+
+    ds = CuratedDataset(curated)
+    bench = get_benchmark("ref_youtube_vos", "smoke").replace(limit=2)
+    every = bench.expressions(ds)
+    chosen = bench.select(ds)
+    assert list(chosen) == sorted({e.video_id for e in every})[:: len({e.video_id for e in every}) - 1]
+    assert all(chosen[v] == [e for e in every if e.video_id == v] for v in chosen)  # whole videos
+    assert bench.select(ds) == chosen
+    sentences = get_benchmark("vidstg", "smoke").replace(limit=3)
+    picked = [e for exps in sentences.select(ds).values() for e in exps]
+    assert len(picked) == 3 and picked[0] == sentences.expressions(ds)[0]
+    vidstg = get_benchmark("vidstg", "smoke")
+    assert all(e.kind == "interrogative" for exps in vidstg.replace(limit=None).select(ds).values() for e in exps)
+    assert [b.limit for b in benchmarks_for("paper")] == [None] * 6
+
+
+def test_real_smoke_model_end_to_end_and_cli(curated, tmp_path, capsys):
+    from sparrow.cli import main
+    from sparrow.train.variants import build_model, model_config
+
+    model = build_model(model_config("videoglamm", "smoke", True, True, curated), 0)
+    ckpt = model.save_pretrained(tmp_path / "ckpt")
+    benches = benchmarks_for("smoke", ["vidstg", "videogcg"])
+    results = evaluate_checkpoint(ckpt, benches, curated, tmp_path / "eval", show_progress=False)
+    assert set(results) == {"vidstg", "videogcg"}
+    for r in results.values():
+        assert r.value is not None and r.seg_found_rate is not None and r.predict_seconds > 0
+    again = evaluate_checkpoint(ckpt, benches, curated, tmp_path / "eval", show_progress=False)
+    assert again == results  # from the cache
+    assert main(["eval", "--checkpoint", str(ckpt), "--curated", str(curated), "--profile", "smoke",
+                 "--benchmark", "vidstg", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "VidSTG mIoU" in printed and f"{results['vidstg'].value:.2f}" in printed
