@@ -168,8 +168,9 @@ class LanguageModel(nn.Module):
                          return_dict=True, **kwargs)
         hidden = self._captured
         self._captured = None
-        cache = getattr(out, "cache", None)
-        return out.logits, hidden, cache if cache is not None else getattr(out, "past_key_values", None)
+        # Older releases name the output `past_key_values`; on 5.24 reading that name warns even when it is None.
+        cache = out.cache if hasattr(type(out), "cache") or "cache" in out else getattr(out, "past_key_values", None)
+        return out.logits, hidden, cache
 
     def _cache_kwarg(self) -> str:
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns); accept both releases.

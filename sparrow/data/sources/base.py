@@ -129,6 +129,20 @@ class LoadContext:
              "reason": reason}
         )
 
+    def read_json_of(self, path: Path, kind: type, expected: str, *, split: str | None, item: str) -> Any | None:
+        """``path`` read as JSON whose top level is a ``kind``; a malformed file goes through :meth:`skip`
+        (``expected`` says what it should hold) and gives None."""
+        from sparrow.storage import read_json
+
+        try:
+            data = read_json(path)
+            if not isinstance(data, kind):
+                raise ItemError(path, expected)
+        except MALFORMED as exc:
+            self.skip(exc, split=split, item=item, file=path)
+            return None
+        return data
+
     def frames_for(self, video_key: str) -> Path:
         """The extraction folder of one mp4-backed video."""
         return self.frames_dir / safe_name(video_key)

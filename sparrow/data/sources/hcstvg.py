@@ -14,7 +14,7 @@ from pathlib import Path
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, Provenance, VideoBundle, register, xywh_to_xyxy
 from sparrow.data.sources.video_frames import extract_frames, span_positions
-from sparrow.storage import DataError, read_json
+from sparrow.storage import DataError
 
 SPLITS = ("train", "val")
 ANNOTATION_NAMES = {"train": ("train_v2.json",), "val": ("val_v2.json", "val_hc_stvg_v2.json")}
@@ -92,12 +92,9 @@ def load_hcstvg(ctx: LoadContext) -> Iterator[VideoBundle]:
         if not ctx.wants(split):
             continue
         ctx.gt_splits[split] = True
-        try:
-            annotations = read_json(ann_path)
-            if not isinstance(annotations, dict):
-                raise ItemError(ann_path, "expected a dict keyed by <name>.mp4")
-        except MALFORMED as exc:
-            ctx.skip(exc, split=split, item=f"{ctx.source}/{split}", file=ann_path)
+        annotations = ctx.read_json_of(ann_path, dict, "expected a dict keyed by <name>.mp4", split=split,
+                                       item=f"{ctx.source}/{split}")
+        if annotations is None:
             continue
         for name, entry in annotations.items():
             try:

@@ -161,12 +161,9 @@ def load_mevis(ctx: LoadContext) -> Iterator[VideoBundle]:
         mask_path = split_dir / "mask_dict.json"
         mask_dict = None
         if mask_path.is_file():
-            try:
-                mask_dict = read_json(mask_path)
-                if not isinstance(mask_dict, dict):
-                    raise ItemError(mask_path, "expected a dict anno_id -> list of RLE")
-            except MALFORMED as exc:
-                ctx.skip(exc, split=split, item=f"{ctx.source}/{split}", file=mask_path)
+            mask_dict = ctx.read_json_of(mask_path, dict, "expected a dict anno_id -> list of RLE", split=split,
+                                         item=f"{ctx.source}/{split}")
+            if mask_dict is None:
                 continue
         ctx.gt_splits[split] = mask_dict is not None
         meta_path = split_dir / "meta_expressions.json"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, VideoBundle, register
 from sparrow.data.sources.mevis import iter_meta_videos, mevis_family_bundle
-from sparrow.storage import DataError, read_json
+from sparrow.storage import DataError
 
 SPLITS = ("train", "valid")
 
@@ -40,12 +40,9 @@ def load_revos(ctx: LoadContext) -> Iterator[VideoBundle]:
         if not ctx.wants(split):
             continue
         if mask_dict is None:
-            try:
-                mask_dict = read_json(mask_path)
-                if not isinstance(mask_dict, dict):
-                    raise ItemError(mask_path, "expected a dict anno_id -> list of RLE")
-            except MALFORMED as exc:
-                ctx.skip(exc, split=None, item=f"{ctx.source}/mask_dict.json", file=mask_path)
+            mask_dict = ctx.read_json_of(mask_path, dict, "expected a dict anno_id -> list of RLE", split=None,
+                                         item=f"{ctx.source}/mask_dict.json")
+            if mask_dict is None:
                 return
         ctx.gt_splits[split] = True
         meta_path = ctx.root / f"meta_expressions_{split}_.json"

@@ -165,12 +165,9 @@ def load_vidstg(ctx: LoadContext) -> Iterator[VideoBundle]:
         if not ctx.wants(split):
             continue
         ctx.gt_splits[split] = True
-        try:
-            annotations = read_json(ann_path)
-            if not isinstance(annotations, list):
-                raise ItemError(ann_path, "expected a list of annotations")
-        except MALFORMED as exc:
-            ctx.skip(exc, split=split, item=f"{ctx.source}/{split}", file=ann_path)
+        annotations = ctx.read_json_of(ann_path, list, "expected a list of annotations", split=split,
+                                       item=f"{ctx.source}/{split}")
+        if annotations is None:
             continue
         for (vid, begin, end), entries in group_segments(annotations, ann_path).items():
             try:
