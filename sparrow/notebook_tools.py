@@ -69,8 +69,17 @@ def run_notebook(path: str | Path, profile: str, seed: int = 0, out_dir: str | P
     return NotebookRun(path.stem, profile, seconds, executed, results if results.is_file() else None)
 
 
+TIMINGS_FILE = "timings.json"
+
+
 def reproduce(profile: str = "mini", seed: int = 0, notebooks: list[Path] | None = None) -> list[NotebookRun]:
-    """Run every numbered notebook in order and print the time each took."""
+    """Run every numbered notebook in order, print the time each took and write the times beside the results
+    (``<results>/<profile>/timings.json``; a run that found its work cached is faster, and says so only through
+    its time)."""
+    import platform
+
+    from sparrow.storage import atomic_write_json
+
     runs = []
     for nb in notebooks or numbered_notebooks():
         print(f"[sparrow reproduce] {nb.name} (profile={profile}, seed={seed}) ...", flush=True)
@@ -79,6 +88,10 @@ def reproduce(profile: str = "mini", seed: int = 0, notebooks: list[Path] | None
         print(f"[sparrow reproduce] {nb.name}: {run.seconds:.1f} s; results -> {run.results}", flush=True)
     total = sum(r.seconds for r in runs)
     print(f"[sparrow reproduce] {len(runs)} notebooks in {total:.1f} s ({total / 60:.1f} min)", flush=True)
+    atomic_write_json(results_root() / profile / TIMINGS_FILE, {
+        "profile": profile, "seed": int(seed), "cpu_count": os.cpu_count(), "machine": platform.platform(),
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "notebooks": {r.notebook: round(r.seconds, 1) for r in runs}, "total_s": round(total, 1)})
     return runs
 
 
