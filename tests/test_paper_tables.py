@@ -192,3 +192,24 @@ def test_paper_path_scores_checkpoints_and_compares_within_the_tolerance(tmp_pat
     assert "needs a finished tracked TSF run" in ablation.details["tsf_test"]
     lines = tables.paper_checks(main, ablation)
     assert any("VideoGLaMM, MeViS val:" in line and "OUTSIDE ±1.0" in line for line in lines)
+
+
+def test_two_workers_train_the_ablation_runs_with_the_main_groups():
+    """With a pool, the ablation host's main group also runs + TSF and TSF at test; measure_ablation then only
+    reads them back, and gives the numbers a one-process run gives."""
+    import dataclasses
+
+    from sparrow.eval import tables
+    from sparrow.eval.runner import eval_root
+    from sparrow.paths import runs_dir
+
+    plan = dataclasses.replace(tables.TablePlan.for_profile("smoke", 0),
+                               benchmarks=benchmarks_for("smoke", ["ref_davis17"]), workers=2)
+    main = tables.measure_main(plan)
+    assert (runs_dir("smoke") / "videoglamm-seed0" / "tsf-only" / "run.json").is_file()
+    assert (eval_root("smoke") / "videoglamm-seed0" / "sparrow+tsf-test" / "ref_davis17" / "metrics.json").is_file()
+    ablation = tables.measure_ablation(plan, main)
+    again = tables.measure_ablation(dataclasses.replace(plan, workers=1), main)
+    assert ablation.values("videoglamm", "tsf", "ref_davis17")
+    for step in ("tsf", "tsf_test"):
+        assert ablation.values("videoglamm", step, "ref_davis17") == again.values("videoglamm", step, "ref_davis17")

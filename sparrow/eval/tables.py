@@ -14,7 +14,8 @@ What is measured:
 
 Under mini the (host, seed) groups run in ``TablePlan.workers`` single-threaded processes (two on the 2-core target
 machine): each group's runs share a host stage, so a group never runs in two processes at once, and every run is
-seeded and cached, so the numbers do not depend on the schedule.
+seeded and cached, so the numbers do not depend on the schedule. With a pool, the VideoGLaMM groups of the main table
+also train and score the ablation's runs, which :func:`measure_ablation` then reads back from the cache.
 
 Per cell: mean ± sample standard deviation over seeds (no std with one seed). Gains are paired per seed (both
 variants of a seed share the host stage): ``gain_s = sparrow_s − baseline_s``, then mean ± std of the gains.
@@ -29,7 +30,7 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,9 @@ class _Group:
     kind: str  # "main": baseline and + SPARROW on every benchmark; "ablation": + TSF, and TSF at test
     tsf_run: str | None = None
     tsf_why: str = ""
+    # a "main" group of the ablation host also trains and scores the ablation's runs (kept in the cache for
+    # measure_ablation): one pool then balances all the work, instead of a second pool with an idle worker
+    with_ablation: bool = False
 
 
 def _measure_group(group: _Group, clair_judge: Any = None) -> Measurements:
@@ -282,6 +286,10 @@ def _measure_group(group: _Group, clair_judge: Any = None) -> Measurements:
             out.eval_seconds += time.perf_counter() - mid
             out.predict_seconds += sum(r.predict_seconds for r in results.values())
             out.cells += _cells(results, host, variant, seed)
+        if group.with_ablation:
+            ahead = _measure_group(replace(group, kind="ablation", with_ablation=False))
+            out.train_seconds += ahead.train_seconds
+            out.eval_seconds += ahead.eval_seconds
         return out
     bench = [get_benchmark(ABLATION_COLUMN, plan.profile)]
     start = time.perf_counter()
@@ -320,7 +328,8 @@ def _run_groups(groups: list[_Group], workers: int, show_progress: bool) -> list
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    cost = {"unipixel": 3, "glus": 2, "videoglamm": 1}  # measured training time order on mini
+    # measured training + evaluation time order on mini (videoglamm groups carry the ablation's runs)
+    cost = {"unipixel": 3, "glus": 2, "videoglamm": 2 if any(g.with_ablation for g in groups) else 1}
     order = sorted(groups, key=lambda g: -cost.get(g.host, 0))
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_single_thread) as pool:
@@ -346,7 +355,8 @@ def measure_main(plan: TablePlan, assets: PaperAssets | None = None, show_progre
     """Every (host, variant, seed) on every benchmark of the plan (trained and cached under smoke/mini, in
     ``plan.workers`` processes; the converted checkpoints under paper, or nothing with ``skipped`` set when they
     are absent). ``train_seconds``/``eval_seconds`` add up the time of every group (more than the wall time when
-    groups ran in parallel); the notebook reports its own wall time beside them."""
+    groups ran in parallel; with a pool they include the ablation's runs, see the module docstring); the notebook
+    reports its own wall time beside them."""
     from sparrow.eval.runner import eval_root, evaluate_checkpoint
 
     out = Measurements(plan)
@@ -366,6 +376,10 @@ def measure_main(plan: TablePlan, assets: PaperAssets | None = None, show_progre
                 out.cells += _cells(results, host, variant, plan.seeds[0])
         return out
     groups = [_Group(plan, host, seed, "main") for seed in plan.seeds for host in plan.hosts]
+    if ABLATION_HOST in plan.hosts and plan.workers > 1:
+        path, why = _tsf_run(plan, None, None)
+        groups = [replace(g, tsf_run=str(path) if path else None, tsf_why=why, with_ablation=True)
+                  if g.host == ABLATION_HOST else g for g in groups]
     if clair_judge is not None:  # a judge (an HTTP client, a loaded LLM) stays in this process
         return _merge(plan, [_measure_group(g, clair_judge) for g in groups])
     return _merge(plan, _run_groups(groups, plan.workers, show_progress))
