@@ -4,8 +4,8 @@ Three trackers behind one interface (:class:`Tracker`):
 
 - :class:`SAM2Tracker`: the ``sam2`` package's video predictor, prompted with the keyframe box and propagated
   forward and backward (the paper's offline pass also produces SAM2 masks). Under ``smoke``/``mini`` it is
-  built with the tiny hydra overrides of environment.md §5.1; without a checkpoint its weights are random, so
-  its boxes only exercise the plumbing.
+  built with the pixel decoder's tiny hydra overrides (``sparrow.model.pixel_decoder.tiny_overrides``,
+  environment.md §5.1); without a checkpoint its weights are random, so its boxes only exercise the plumbing.
 - :class:`AppearanceMotionTracker`: a light template tracker (OpenCV SSD matching over a few scales in a window
   around a constant-velocity prediction, with a motion penalty, loss detection and whole-frame re-acquisition).
   It is the tracker that means something on CPU for SPARROW-Mini.
@@ -246,30 +246,6 @@ def _match(image: np.ndarray, template: np.ndarray, window: tuple[float, float, 
 
 # -- (a) SAM2 video predictor ----------------------------------------------------------------------------------
 
-def sam2_tiny_overrides(size: int) -> list[str]:
-    """Hydra overrides that shrink a sam2.1 config to about 2 M parameters (environment.md §5.1)."""
-    fs = size // 16
-    return [
-        f"++model.image_size={size}",
-        "++model.image_encoder.trunk.embed_dim=32", "++model.image_encoder.trunk.num_heads=1",
-        "++model.image_encoder.trunk.stages=[1,1,2,1]", "++model.image_encoder.trunk.global_att_blocks=[3]",
-        "++model.image_encoder.trunk.window_spec=[8,4,4,2]",
-        "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]", "++model.image_encoder.neck.d_model=64",
-        "++model.image_encoder.neck.position_encoding.num_pos_feats=64",
-        "++model.memory_attention.d_model=64", "++model.memory_attention.num_layers=1",
-        "++model.memory_attention.layer.d_model=64", "++model.memory_attention.layer.dim_feedforward=128",
-        "++model.memory_attention.layer.self_attention.embedding_dim=64",
-        f"++model.memory_attention.layer.self_attention.feat_sizes=[{fs},{fs}]",
-        "++model.memory_attention.layer.cross_attention.embedding_dim=64",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{fs},{fs}]",
-        "++model.memory_attention.layer.cross_attention.kv_in_dim=32",
-        "++model.memory_encoder.out_dim=32", "++model.memory_encoder.in_dim=64",
-        "++model.memory_encoder.mask_downsampler.embed_dim=64",
-        "++model.memory_encoder.position_encoding.num_pos_feats=32", "++model.memory_encoder.fuser.layer.dim=64",
-        "++model.memory_encoder.fuser.num_layers=1", "++model.num_maskmem=3",
-    ]
-
-
 class SAM2Tracker:
     """SAM2 video predictor prompted with the keyframe box; masks propagated forward, then backward."""
 
@@ -279,9 +255,11 @@ class SAM2Tracker:
         import torch
         from sam2.build_sam import build_sam2_video_predictor
 
+        from sparrow.model.pixel_decoder import tiny_overrides
+
         if config.sam2_checkpoint is not None and not Path(config.sam2_checkpoint).is_file():
             raise FileNotFoundError(f"SAM2 checkpoint {config.sam2_checkpoint} not found")
-        overrides = sam2_tiny_overrides(config.sam2_tiny_size) if config.sam2_tiny_size else []
+        overrides = tiny_overrides(config.sam2_tiny_size) if config.sam2_tiny_size else []
         # Random weights must be the same every run: the cache key does not see them.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.sam2_seed)
