@@ -72,14 +72,14 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
     one row per (host, variant, benchmark) with the pairs, the predicted and the ground-truth pair IoU. Reads the
     predictions :func:`sparrow.eval.tables.measure_main` left on disk; a run without them is left out.
     ``curated_root``: the curated data they were predicted on (default: SPARROW-Mini of the plan's data seed;
-    required under ``paper``)."""
+    under ``paper`` without it nothing is measured)."""
     from sparrow.data.curate import ensure_curated
     from sparrow.eval.runner import eval_root
     from sparrow.eval.tables import checkpoint_name
 
     seed = plan.seeds[0] if seed is None else seed
     if curated_root is None and plan.profile == "paper":
-        raise ValueError("under paper give the curated real data the predictions were made on (curated_root)")
+        return []  # the real data are absent, so nothing was predicted
     curated = CuratedDataset(curated_root if curated_root is not None else ensure_curated(plan.profile, plan.data_seed))
     rows = []
     for host in plan.hosts:
@@ -113,3 +113,18 @@ def text_dependence_verdict(rows: list[dict]) -> str:
         return (head + ": the masks do not follow the text, so these J&F numbers measure a text-independent "
                 "segmentation, and neither TSF nor [BOX] can show a gain through them.")
     return head + "."
+
+
+def text_dependence_numbers(rows: list[dict]) -> list[dict]:
+    """The rows as :meth:`sparrow.results.Recorder.add` keyword arguments (notebook 04's last cell)."""
+    out = []
+    for r in rows:
+        if r["predicted_pair_iou"] is None:
+            continue
+        name = f"text/{r['host']}/{r['variant']}/{r['benchmark']}"
+        note = f"{r['pairs']} pairs of same-video expressions with different referents"
+        out.append({"name": f"{name}/predicted_pair_iou", "value": r["predicted_pair_iou"], "unit": "IoU",
+                    "note": note})
+        out.append({"name": f"{name}/ground_truth_pair_iou", "value": r["ground_truth_pair_iou"], "unit": "IoU",
+                    "note": note})
+    return out
