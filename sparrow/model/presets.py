@@ -11,7 +11,8 @@ Sizes:
 
 - ``smoke``: a forward in well under a second (CI).
 - ``mini``: trainable on 2 CPU cores in minutes: LLM hidden 128 with 2 layers, 64-px encoder frames, tiny SAM2 at
-  128 px with 8 SAM frames (GLUS: 4 + 4). No pretrained SAM2 exists offline, so the host stage trains the whole tiny
+  128 px with 8 SAM frames per training sample (UniPixel 4: its memory propagation makes each SAM frame cost
+  about twice a framewise one, and 4 keep ``make reproduce`` within 20 minutes; GLUS: 4 + 4). No pretrained SAM2 exists offline, so the host stage trains the whole tiny
   SAM2 (``host_trainable_sam="all"``); the SPARROW stages keep it frozen as the released code does.
 - ``paper``: the real component ids, loaded from local folders under ``weights_root`` (default
   ``$SPARROW_HOME/weights``): the folder names below are what the loader expects. Nothing is downloaded.
@@ -154,7 +155,7 @@ def _unipixel(profile: str) -> ModelConfig:
         vision=VisionSpec(kind="qwen2_5_vl", image_size=size, patch_size=8, hidden_size=32, num_layers=1,
                           num_heads=2, intermediate_size=64),
         sam=_tiny_sam(profile), proposer=_tiny_proposer(profile),
-        num_frames=4 if profile == "smoke" else 8, num_sam_frames=2 if profile == "smoke" else 8,
+        num_frames=4 if profile == "smoke" else 8, num_sam_frames=2 if profile == "smoke" else 4,
         max_new_tokens=12, host_trainable_sam="all",
     )
 
