@@ -210,6 +210,23 @@ def test_framewise_frames_are_independent(models):
     assert torch.allclose(full[:, 2], last[:, 0], atol=1e-5)
 
 
+def test_sam_trained_from_scratch_decodes_its_single_mask_at_inference(models):
+    # Training supervises only the single-mask output (mask token 0); without pretrained SAM2 weights the multimask
+    # tokens and IoU head stay untrained, so inference must not fall back to them (sam2's stability fallback).
+    model = get_model(models, "videoglamm", tsf=False, box=False)
+    pd = model.pixel_decoder
+    assert model.cfg.sam.checkpoint is None
+    assert not pd.sam.sam_mask_decoder.dynamic_multimask_via_stability
+    was_training = pd.training
+    with torch.no_grad():
+        feats = pd.eval().encode(torch.rand(2, 3, 48, 48))
+        token = torch.randn(2, 1, pd.hidden_dim)
+        at_inference = pd.decode(feats, token, None, (16, 16))
+        in_training = pd.train().decode(feats, token, None, (16, 16))
+    pd.train(was_training)
+    assert torch.allclose(at_inference, in_training, atol=1e-6)
+
+
 def test_encode_crops_gives_one_llm_vector_per_crop(models):
     for host in HOSTS:
         model = get_model(models, host)

@@ -51,7 +51,9 @@ from sparrow.eval.export import merge_objects, submission_names, zip_submission
 from sparrow.eval.ref_davis import FOLDER_SETS
 from sparrow.storage import DataError, atomic_write_json, read_json
 
-FORMAT = 1
+# 2: a SAM2 trained from scratch decodes its trained single mask at inference (no stability fallback), so
+# predictions cached by format 1 no longer match the code that would make them
+FORMAT = 2
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 RECORDS = "records"

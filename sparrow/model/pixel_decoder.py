@@ -111,8 +111,12 @@ def build_sam(spec: SamSpec, config_path: Path | None, checkpoint: Path | None) 
     if checkpoint is not None and not checkpoint.is_file():
         raise FileNotFoundError(f"SAM2 checkpoint not found: {checkpoint} (SamSpec.checkpoint)")
     if config_path is None:
+        # sam2's post-processing makes an eval-mode single-mask call fall back to the multimask output with the
+        # best predicted IoU when mask 0 is unstable. Only pretrained SAM2 weights have trained multimask tokens
+        # and IoU head; a SAM2 trained from scratch by the kit (no SamSpec.checkpoint: smoke, mini) learns mask 0
+        # alone, and the fallback would answer with its untrained masks.
         model = build_sam2(spec.config, ckpt_path=None, device="cpu", mode="eval",
-                           hydra_overrides_extra=overrides, apply_postprocessing=True)
+                           hydra_overrides_extra=overrides, apply_postprocessing=spec.checkpoint is not None)
     else:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
