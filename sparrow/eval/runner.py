@@ -646,10 +646,15 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, benchmarks: Sequence[Benchma
             for b in benchmarks}
 
 
-def run_eval_dir(run: Any, tsf_tag: str | None = None) -> Path:
-    """``$SPARROW_HOME/eval/<profile>/<host>-seed<seed>/<variant>[+tsf-test]`` for a trained run."""
+def variant_eval_dir(profile: str, host: str, seed: int, variant: str, tsf_tag: str | None = None) -> Path:
+    """``$SPARROW_HOME/eval/<profile>/<host>-seed<seed>/<variant>[+tsf-test]``: a trained variant's predictions."""
     suffix = "+tsf-test" if tsf_tag else ""
-    return eval_root(run.profile) / f"{run.host}-seed{run.seed}" / f"{run.name}{suffix}"
+    return eval_root(profile) / f"{host}-seed{seed}" / f"{variant}{suffix}"
+
+
+def run_eval_dir(run: Any, tsf_tag: str | None = None) -> Path:
+    """:func:`variant_eval_dir` of a trained :class:`~sparrow.train.variants.RunResult`."""
+    return variant_eval_dir(run.profile, run.host, run.seed, run.name, tsf_tag)
 
 
 def evaluate_run(run: Any, benchmarks: Sequence[Benchmark], curated_root: str | Path, *,

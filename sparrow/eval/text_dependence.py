@@ -56,12 +56,12 @@ def text_dependence(dataset: CuratedDataset | str | Path, pred_root: str | Path,
             pred = read_expression_prediction(pred_root, name, exp_name, list(video.frame_names),
                                               (video.height, video.width))
             if pred is not None:
-                masks[exp.expression_id] = (exp, pred)
-        for (a, pa), (b, pb) in itertools.combinations(masks.values(), 2):
+                masks[exp.expression_id] = (exp, pred, ds.expression_masks(exp))  # each decoded once
+        for (a, pa, ga), (b, pb, gb) in itertools.combinations(masks.values(), 2):
             if set(a.object_ids) == set(b.object_ids):
                 continue
             predicted.append(_iou(pa, pb))
-            truth.append(_iou(ds.expression_masks(a), ds.expression_masks(b)))
+            truth.append(_iou(ga, gb))
     if not predicted:
         return TextDependence(0, None, None)
     return TextDependence(len(predicted), float(np.mean(predicted)), float(np.mean(truth)))
@@ -74,7 +74,7 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
     ``curated_root``: the curated data they were predicted on (default: SPARROW-Mini of the plan's data seed;
     under ``paper`` without it nothing is measured)."""
     from sparrow.data.curate import ensure_curated
-    from sparrow.eval.runner import eval_root
+    from sparrow.eval.runner import eval_root, variant_eval_dir
     from sparrow.eval.tables import checkpoint_name
 
     seed = plan.seeds[0] if seed is None else seed
@@ -85,7 +85,7 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
     for host in plan.hosts:
         for variant in ("baseline", "sparrow"):
             run_dir = (eval_root(plan.profile) / checkpoint_name(host, variant) if plan.profile == "paper"
-                       else eval_root(plan.profile) / f"{host}-seed{seed}" / variant)
+                       else variant_eval_dir(plan.profile, host, seed, variant))
             for b in plan.benchmarks:
                 folder = run_dir / b.key / "Annotations"
                 if b.protocol != "rvos" or not folder.is_dir():

@@ -31,7 +31,7 @@ import numpy as np
 
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.rle import decode_rle, encode_rle, mask_to_box
-from sparrow.storage import DataError
+from sparrow.storage import DataError, read_json
 
 FPS_UNKNOWN = 0.0
 
@@ -132,8 +132,6 @@ class LoadContext:
     def read_json_of(self, path: Path, kind: type, expected: str, *, split: str | None, item: str) -> Any | None:
         """``path`` read as JSON whose top level is a ``kind``; a malformed file goes through :meth:`skip`
         (``expected`` says what it should hold) and gives None."""
-        from sparrow.storage import read_json
-
         try:
             data = read_json(path)
             if not isinstance(data, kind):
