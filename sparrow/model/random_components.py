@@ -1,0 +1,114 @@
+"""Random-weight component folders in the released formats, for speed measurements without the real weights.
+
+``write_videoglamm_components`` writes what ``ModelConfig.for_preset("videoglamm", "paper")`` loads, under the folder
+names of ``PAPER_PATHS`` (transformers ``save_pretrained`` folders for Phi-3, CLIP and VideoMAE plus a tokenizer;
+sam2's ``{"model": state_dict}`` checkpoint for the packaged Hiera-L config; the proposer's own folder), so the model
+is then built by the paper-size loading code itself. Speed depends on the architecture, not on the weights' values:
+at ``scale="paper"`` every dimension is the released one (Phi-3-mini-4k, CLIP ViT-L/14-336, VideoMAE-L, SAM2
+Hiera-L, the 300-query proposer); ``scale="tiny"`` keeps the same folder layout with small dimensions, so the
+same path runs on a CPU in seconds (the test of the benchmark script).
+
+The tokenizer is the kit's offline word-level tokenizer padded to Phi-3's 32,011 entries (its real tokenizer is a
+SentencePiece model that cannot be fetched here), so the embedding and output layers have the released sizes; the
+prompt's token count differs from Phi-3's by a few text tokens, next to hundreds of visual tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from sparrow.model.config import ModelConfig
+from sparrow.model.presets import PAPER_PATHS, PAPER_PROPOSER
+from sparrow.model.tokens import build_word_tokenizer
+
+Scale = Literal["paper", "tiny"]
+PHI3_TOKENIZER_SIZE = 32_011
+
+
+def _tokenizer(size: int):
+    base = len(build_word_tokenizer())
+    return build_word_tokenizer(tuple(f"w{i}" for i in range(max(0, size - base))))
+
+
+@contextmanager
+def _init_on(device: str | torch.device, dtype: torch.dtype):
+    """Build modules directly on ``device`` in ``dtype`` (Phi-3 in fp32 first would need 15 GB more memory)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def write_videoglamm_components(root: Path, scale: Scale = "paper", device: str | torch.device = "cpu",
+                                seed: int = 0) -> ModelConfig:
+    """Write random VideoGLaMM + SPARROW components under ``root``; returns the paper preset pointing at them.
+
+    ``device``: where the random weights are initialised (a GPU initialises Phi-3's 3.8 B parameters in seconds).
+    """
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from transformers import CLIPVisionConfig, CLIPVisionModel, Phi3Config, Phi3ForCausalLM, VideoMAEConfig
+    from transformers import VideoMAEModel
+
+    import sam2  # noqa: F401  (initialises sam2's hydra config module)
+    from sparrow.model.pixel_decoder import tiny_overrides
+    from sparrow.model.proposer import ClassAgnosticProposer
+
+    if scale not in ("paper", "tiny"):
+        raise ValueError(f"scale must be 'paper' or 'tiny', got {scale!r}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = PAPER_PATHS["videoglamm"]
+    paper = ModelConfig.for_preset("videoglamm", "paper")
+    tiny = scale == "tiny"
+    torch.manual_seed(seed)
+
+    tokenizer = _tokenizer(64 if tiny else PHI3_TOKENIZER_SIZE)
+    specials = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                    eos_token_id=tokenizer.eos_token_id)
+    if tiny:
+        llm_config = Phi3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, **specials)
+    else:
+        llm_config = Phi3Config(**specials)  # transformers' defaults are Phi-3-mini-4k's dimensions
+    with _init_on(device, torch.bfloat16):
+        Phi3ForCausalLM(llm_config).save_pretrained(root / paths["llm"])
+    tokenizer.save_pretrained(root / paths["llm"])
+
+    clip = (dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                 patch_size=8) if tiny else
+            dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                 image_size=336, patch_size=14, projection_dim=768))
+    mae = dict(num_frames=paper.temporal.chunk_size, tubelet_size=paper.temporal.tubelet_size, use_mean_pooling=False)
+    mae.update(dict(image_size=32, patch_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32) if tiny else
+               dict(image_size=224, patch_size=16, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                    intermediate_size=4096))
+    with _init_on(device, torch.bfloat16):
+        CLIPVisionModel(CLIPVisionConfig(**clip)).save_pretrained(root / paths["vision"])
+        VideoMAEModel(VideoMAEConfig(**mae)).save_pretrained(root / paths["temporal"])
+
+    sam_cfg = compose(config_name=paths["sam_config"], overrides=tiny_overrides(128) if tiny else [])
+    OmegaConf.resolve(sam_cfg)
+    with _init_on(device, torch.float32):
+        sam = instantiate(sam_cfg.model, _recursive_=True)
+    sam_spec = paper.sam
+    if tiny:
+        OmegaConf.save(sam_cfg, root / "sam2_tiny.yaml")
+        sam_spec = dataclasses.replace(sam_spec, config="sam2_tiny.yaml")
+    torch.save({"model": {k: v.cpu() for k, v in sam.state_dict().items()}}, root / paths["sam_checkpoint"])
+
+    spec = (dataclasses.replace(PAPER_PROPOSER, d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2,
+                                num_heads=2, ffn_dim=32, topk=6) if tiny else PAPER_PROPOSER)
+    ClassAgnosticProposer(spec, in_channels=int(sam.hidden_dim)).save_pretrained(root / "proposer")
+    return ModelConfig.for_preset("videoglamm", "paper", weights_root=str(root), sam=sam_spec,
+                                  proposer=dataclasses.replace(paper.proposer, path="proposer"))

@@ -1,0 +1,50 @@
+"""The paper-size FPS benchmark's path, run at tiny scale on the CPU (the paper scale needs a GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import sparrow  # noqa: F401  (torchvision shim first)
+import pytest
+import torch
+
+from sparrow.storage import read_json
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_paper_fps.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_paper_fps", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_tiny_scale_measures_both_variants_through_the_paper_loader(tmp_path):
+    out = tmp_path / "fps.json"
+    report = load_bench().main(["--scale", "tiny", "--device", "cpu", "--frames", "3", "--height", "24",
+                                "--width", "32", "--runs", "1", "--workdir", str(tmp_path), "--out", str(out)])
+    assert read_json(out) == report
+    base, sparrow_ = report["variants"]["baseline"], report["variants"]["sparrow"]
+    for r in (base, sparrow_):
+        assert r["seconds_per_call"] > 0 and r["fps"] == pytest.approx(3 / r["seconds_per_call"])
+    # the dual prompt adds the proposer, the selector and the ROI helper to the same loaded components
+    assert sparrow_["parameters"] > base["parameters"]
+    assert report["meets_goal"] is None and report["device"].startswith("CPU")
+    assert report["ratio_to_paper"] == pytest.approx(sparrow_["fps"] / 2.40)
+    assert not any(p.name != "fps.json" for p in tmp_path.iterdir()), "random component folders left behind"
+
+
+def test_paper_scale_refuses_a_cpu_without_allow_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="needs a GPU"):
+        load_bench().main(["--scale", "paper"])
