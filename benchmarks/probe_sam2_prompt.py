@@ -1,16 +1,17 @@
 """Does a tiny SAM2 trained from scratch follow its box prompt? (The README's SAM2 prompt probe.)
 
-Every SPARROW-Mini model gives the same mask for every text of a video (notebook 04's text-dependence check). This
-probe isolates the SAM2 half: the mini pixel decoder (tiny SAM2 at 128 px, random init) learns box prompt → mask on
-images of three overlapping discs on noise, the target one of them (its visible part), with the kit's mask losses
+Before the kit pretrained its tiny SAM2, every SPARROW-Mini model gave the same mask for every text of a video
+(notebook 04's text-dependence check). This probe isolates the SAM2 half: the mini pixel decoder (tiny SAM2 at
+128 px, random init) learns box prompt → mask on images of three overlapping discs on noise, the target one of them (its visible part), with the kit's mask losses
 (2.0 BCE + 0.5 Dice), AdamW, gradient clip 1.0, batch 8. Every ``--every`` steps it reports, on 16 held-out images:
 
 - ``target IoU``: the mask under the target's box against the target;
 - ``same under other box``: IoU between that mask and the mask under another disc's box. 1.0 means the prompt is
   ignored (the decoder segments what is salient); near 0 means it follows the prompt.
 
-``--train whole`` trains all of SAM2 as the mini host stage does (``host_trainable_sam="all"``); ``--train decoder``
-freezes the image encoder and trains the prompt encoder and mask decoder. Not a speed benchmark (``make bench``
+``--train whole`` trains all of SAM2 as the mini host stage once did (``host_trainable_sam="all"``); ``--train decoder``
+freezes the image encoder and trains the prompt encoder and mask decoder, which is what the kit's SAM2 pretraining
+for the tiny profiles now does (:mod:`sparrow.train.sam_pretrain`). Not a speed benchmark (``make bench``
 runs only ``bench_*.py``); about 45 s per 1,000 decoder-only steps on one core.
 
 Run: ``.venv/bin/python benchmarks/probe_sam2_prompt.py --train whole decoder --seeds 0 1 --steps 1000``

@@ -308,6 +308,17 @@ def _measure_group(group: _Group, clair_judge: Any = None) -> Measurements:
     return out
 
 
+def _pretrain_sam(plan: TablePlan) -> None:
+    """The SAM2 pretraining every tiny host starts from, run here with all threads before the pool starts (the
+    pool's workers would otherwise wait for the first of them to train it on one thread)."""
+    from sparrow.data.curate import ensure_curated
+    from sparrow.train.variants import model_config, pretrained_sam
+
+    curated_root = ensure_curated(plan.profile, plan.data_seed)
+    for host in plan.hosts:
+        pretrained_sam(model_config(host, plan.profile, False, False, curated_root), curated_root)
+
+
 def _single_thread() -> None:
     # Two single-threaded processes use 2 cores far better than one process with 2 intra-op threads on models
     # this small (and do not oversubscribe a loaded machine).
@@ -376,6 +387,8 @@ def measure_main(plan: TablePlan, assets: PaperAssets | None = None, show_progre
                 out.cells += _cells(results, host, variant, plan.seeds[0])
         return out
     groups = [_Group(plan, host, seed, "main") for seed in plan.seeds for host in plan.hosts]
+    if plan.workers > 1:
+        _pretrain_sam(plan)
     if ABLATION_HOST in plan.hosts and plan.workers > 1:
         path, why = _tsf_run(plan, None, None)
         groups = [replace(g, tsf_run=str(path) if path else None, tsf_why=why, with_ablation=True)

@@ -12,8 +12,10 @@ Sizes:
 - ``smoke``: a forward in well under a second (CI).
 - ``mini``: trainable on 2 CPU cores in minutes: LLM hidden 128 with 2 layers, 64-px encoder frames, tiny SAM2 at
   128 px with 8 SAM frames per training sample (UniPixel 4: its memory propagation makes each SAM frame cost
-  about twice a framewise one, and 4 keep ``make reproduce`` within 20 minutes; GLUS: 4 + 4). No pretrained SAM2 exists offline, so the host stage trains the whole tiny
-  SAM2 (``host_trainable_sam="all"``); the SPARROW stages keep it frozen as the released code does.
+  about twice a framewise one, and 4 keep ``make reproduce`` within 20 minutes; GLUS: 4 + 4). No pretrained SAM2
+  exists offline: the tiny SAM2 is first pretrained on box prompts (:mod:`sparrow.train.sam_pretrain`) and the
+  host stage fine-tunes its mask decoder as at paper size. The SPARROW stages keep SAM2 frozen as the released
+  code does.
 - ``paper``: the real component ids, loaded from local folders under ``weights_root`` (default
   ``$SPARROW_HOME/weights``): the folder names below are what the loader expects. Nothing is downloaded.
 
@@ -99,6 +101,10 @@ def _tiny_proposer(profile: str) -> ProposerSpec:
                         topk=16)
 
 
+# The tiny SAM2 starts from the kit's box-prompt pretraining (sparrow.train.sam_pretrain) instead of a released
+# checkpoint, and the host stage fine-tunes its mask decoder, as at paper size.
+_TINY_HOST: dict[str, Any] = dict(host_trainable_sam="mask_decoder")
+
 PAPER_PROPOSER = ProposerSpec(d_model=256, num_queries=300, encoder_layers=6, decoder_layers=6, num_heads=8,
                               ffn_dim=1024, topk=100, image_size=448)
 
@@ -129,7 +135,7 @@ def _videoglamm(profile: str) -> ModelConfig:
                               hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
         sam=_tiny_sam(profile), proposer=_tiny_proposer(profile),
         num_frames=4 if profile == "smoke" else 8, num_sam_frames=2 if profile == "smoke" else 8,
-        max_new_tokens=12, host_trainable_sam="all",
+        max_new_tokens=12, **_TINY_HOST,
     )
 
 
@@ -156,7 +162,7 @@ def _unipixel(profile: str) -> ModelConfig:
                           num_heads=2, intermediate_size=64),
         sam=_tiny_sam(profile), proposer=_tiny_proposer(profile),
         num_frames=4 if profile == "smoke" else 8, num_sam_frames=2 if profile == "smoke" else 4,
-        max_new_tokens=12, host_trainable_sam="all",
+        max_new_tokens=12, **_TINY_HOST,
     )
 
 
@@ -184,5 +190,5 @@ def _glus(profile: str) -> ModelConfig:
                           intermediate_size=64 if profile == "smoke" else 128),
         sam=_tiny_sam(profile), proposer=_tiny_proposer(profile),
         num_frames=2 if profile == "smoke" else 4, num_sam_frames=2 if profile == "smoke" else 4,
-        max_new_tokens=12, host_trainable_sam="all",
+        max_new_tokens=12, **_TINY_HOST,
     )

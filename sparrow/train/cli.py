@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from sparrow.profiles import PROFILES
-from sparrow.train.config import STAGES
+from sparrow.model.config import STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +67,8 @@ def _train_one_stage(args: argparse.Namespace, curated_root: Path) -> dict:
     from sparrow.model import SparrowDataset, SparrowModel
     from sparrow.train.config import TrainConfig
     from sparrow.train.trainer import Trainer
-    from sparrow.train.variants import build_model, load_host_weights, model_config
+    from sparrow.train.sam_pretrain import load_pretrained_sam
+    from sparrow.train.variants import build_model, load_host_weights, model_config, pretrained_sam
 
     if args.out is None:
         raise SystemExit("sparrow train: --out is required for a single stage")
@@ -82,6 +83,9 @@ def _train_one_stage(args: argparse.Namespace, curated_root: Path) -> dict:
         cfg = model.cfg
     else:
         model = build_model(cfg, args.seed)
+        sam_weights, _ = pretrained_sam(cfg, curated_root, show_progress=not args.no_progress)
+        if sam_weights is not None:  # as in train_variant: a tiny SAM2 starts from the kit's pretraining
+            load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
     model.configure_stage(args.stage, fold_lora=args.init is not None and args.stage in ("stage1", "stage2"))
     train_cfg = TrainConfig.for_profile(args.profile, args.stage, host=args.host, seed=args.seed,
                                         show_progress=not args.no_progress, **_overrides(args))

@@ -2,6 +2,8 @@
 
 A variant is a host plus the two SPARROW switches. Its stages follow the released recipe:
 
+- under ``smoke`` and ``mini`` a shared SAM2 pretraining run comes first (:mod:`sparrow.train.sam_pretrain`: the
+  stand-in for the released SAM2 checkpoint), and the host stage starts from it;
 - ``baseline`` (no TSF, no dual prompt) is the host model alone: the ``host`` stage. The paper compares with the
   released host checkpoints; the kit has none offline, so it trains the host with the host's own recipe.
 - every other variant starts from those same host weights and runs ``proposer`` (only with the dual prompt),
@@ -59,6 +61,34 @@ def variant_stages(tsf: bool, box: bool) -> tuple[str, ...]:
     if not tsf and not box:
         return ("host",)
     return ("host",) + (("proposer",) if box else ()) + ("stage1", "stage2")
+
+
+def pretrains_sam(cfg) -> bool:
+    """Whether a variant's host stage starts from the kit's own SAM2 pretraining (a random tiny SAM2) rather than
+    from a SAM2 checkpoint."""
+    return cfg.sam.checkpoint is None and cfg.sam.tiny and cfg.host_trainable_sam != "all"
+
+
+def pretrained_sam(cfg, curated_root: str | Path, fingerprint: str | None = None, *,
+                   runs_root: str | Path | None = None, show_progress: bool = False) -> tuple[Path | None, str]:
+    """The kit's pretrained SAM2 for a host config, trained on first use: (weights, fingerprint), or (None, "")
+    where the host starts from a SAM2 checkpoint instead."""
+    if not pretrains_sam(cfg):
+        return None, ""
+    from sparrow.train.sam_pretrain import ensure_pretrained_sam
+
+    return ensure_pretrained_sam(cfg.profile, curated_root, cfg.sam, fingerprint or data_fingerprint(curated_root),
+                                 runs_root=runs_root, show_progress=show_progress)
+
+
+def pretrained_sam_check(host: str, profile: str, curated_root: str | Path):
+    """How the pretrained tiny SAM2 of ``host`` follows box prompts on held-out objects
+    (:func:`sparrow.train.sam_pretrain.prompt_following`), or None where the host starts from a SAM2 checkpoint."""
+    from sparrow.train.sam_pretrain import prompt_following
+
+    cfg = model_config(host, profile, False, False, curated_root)
+    weights, _ = pretrained_sam(cfg, curated_root)
+    return None if weights is None else prompt_following(weights, cfg.sam, curated_root)
 
 
 def data_fingerprint(curated_root: str | Path) -> str:
@@ -250,6 +280,11 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
                                           **overrides.get(s, {})) for s in stages}
     host_cfg = model_config(host, profile, False, False, curated_root)
     var_cfg = host_cfg.replace(tsf=tsf, box=box)
+    sam_weights, sam_fingerprint = pretrained_sam(host_cfg, curated_root, fingerprint, runs_root=runs_root,
+                                                  show_progress=show_progress)
+    if sam_weights is not None:
+        # The pretrained SAM2 is part of every stage's starting point: other SAM2 weights make every stage stale.
+        fingerprint = f"{fingerprint}+sam2-{sam_fingerprint}"
     folders = {s: (base_dir / "host" if s == "host" else run_dir / s) for s in stages}
     # Compared with what a stage recorded in JSON, so tuples must already be lists.
     model_json = {s: json.loads(json.dumps((host_cfg if s == "host" else var_cfg).to_json())) for s in stages}
@@ -286,6 +321,10 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
             model = build_model(cfg_s, seed)
             if stage != "host":
                 load_host_weights(model, results["host"].final_dir)
+            elif sam_weights is not None:
+                from sparrow.train.sam_pretrain import load_pretrained_sam
+
+                load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
         # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
         # adapter's random init is seeded here so that it does not depend on what ran before in this process.
         seed_all(derive_seed(seed, _LORA_FOLD, index))

@@ -1,0 +1,244 @@
+"""Class-agnostic SAM2 pretraining: the tiny profiles' stand-in for the released SAM2 checkpoint.
+
+Every host starts from a SAM2 checkpoint pretrained on SA-1B/SA-V to segment whatever a point or box prompt asks
+for, and fine-tunes only its mask decoder (architecture reference §2, §10). Under ``smoke`` and ``mini`` no such
+checkpoint exists offline, and a tiny SAM2 trained from scratch inside the host stage learns to segment whatever is
+salient and to ignore its prompt (measured: ``benchmarks/probe_sam2_prompt.py``, and notebook 04's text-dependence
+check before this stage existed: the same mask for every text). With nothing in SAM2 that follows a prompt, neither
+the ``[SEG]`` embedding nor SPARROW's ``[BOX]`` prompt can choose the target.
+
+So the tiny profiles first run this stage once per curated dataset, as SA-1B pretraining does in miniature:
+box prompt → mask of that object, for every object of the training split on a few frames each, with the kit's mask
+losses (2.0 BCE + 0.5 Dice). The randomly initialised image encoder stays frozen and the prompt encoder and mask
+decoder train: trained whole, the probe's tiny SAM2 still ignored its box after 1,000 steps, while with the encoder
+frozen it follows the box after 300-400 steps. The host stage then starts from these weights and, as at paper size,
+trains only the mask decoder (``host_trainable_sam="mask_decoder"``).
+
+Layout: ``sparrow.paths.runs_dir(profile) / "sam2-pretrain" / <fingerprint>`` is a
+:class:`~sparrow.train.trainer.Trainer` run (resumable checkpoints, loss log); its ``final/sam2.safetensors`` holds
+the SAM2 state dict. The fingerprint covers the data, the SAM2 config and the training settings, so a run is never
+reused for anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from sparrow.model.checkpoint import read_state, save_state
+from sparrow.model.config import SamSpec
+from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair
+from sparrow.model.pixel_decoder import PixelDecoder, build_sam
+from sparrow.storage import DataError, atomic_write_json
+
+WEIGHTS_NAME = "sam2.safetensors"
+RUN_DIR = "sam2-pretrain"
+PRETRAIN_SEED = 0  # one pretrained SAM2 for every training seed, as one released checkpoint
+FRAMES_PER_OBJECT = 3  # evenly spread over the frames where the object is visible
+MIN_AREA = 16  # pixels at the video's size: smaller slivers (a mostly occluded object) are no prompt target
+
+
+@dataclass
+class SamPretrainOutput:
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor]
+
+
+class BoxPromptDataset(Dataset):
+    """(frame, box, mask) of every training object on ``FRAMES_PER_OBJECT`` frames, resized to SAM2's input size.
+
+    Boxes are the visible mask's extent (normalised xyxy), so a prompt always names what is drawn."""
+
+    def __init__(self, curated_root: str | Path, split: str, image_size: int):
+        from sparrow.data.curated import CuratedDataset
+
+        self.curated = CuratedDataset(curated_root)
+        self.image_size = int(image_size)
+        self.items: list[tuple[str, str, int]] = []
+        for video in self.curated.iter_videos(split=split):
+            for object_id, obj in sorted(self.curated.objects(video.video_id).items()):
+                present = [t for t, rle in enumerate(obj.masks) if rle is not None]
+                if not present:
+                    continue
+                picks = np.unique(np.linspace(0, len(present) - 1, FRAMES_PER_OBJECT).round().astype(int))
+                self.items.extend((video.video_id, object_id, present[i]) for i in picks)
+        if not self.items:
+            raise DataError(f"{self.curated.root}: no object masks in split {split!r} to pretrain SAM2 on")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        from sparrow.data.rle import decode_rle
+
+        video_id, object_id, t = self.items[index]
+        video = self.curated.video(video_id)
+        frame = torch.from_numpy(self.curated.load_frames(video_id, [t])[0]).permute(2, 0, 1).float() / 255.0
+        mask = torch.from_numpy(decode_rle(self.curated.objects(video_id)[object_id].masks[t],
+                                           (video.height, video.width)).astype(np.float32))
+        size = (self.image_size, self.image_size)
+        frame = F.interpolate(frame[None], size=size, mode="bilinear", align_corners=False)[0]
+        mask = F.interpolate(mask[None, None], size=size, mode="nearest")[0, 0]
+        ys, xs = torch.nonzero(mask > 0, as_tuple=True)
+        if ys.numel() * video.height * video.width < MIN_AREA * self.image_size ** 2:
+            box = torch.tensor([0.0, 0.0, 1.0, 1.0])  # too small to prompt: a whole-frame box and an empty target
+            mask = torch.zeros_like(mask)
+        else:
+            box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float() / self.image_size
+        return {"frame": frame, "box": box, "mask": mask}
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+class SamPretrainer(nn.Module):
+    """The pixel decoder trained on box prompts alone (no text token), encoder frozen."""
+
+    def __init__(self, spec: SamSpec):
+        super().__init__()
+        if spec.checkpoint is not None or not spec.tiny:
+            raise ValueError("SAM2 pretraining is for the tiny randomly initialised SAM2 (smoke, mini); paper size "
+                             "loads the released checkpoint")
+        self.spec = spec
+        self.decoder = PixelDecoder(build_sam(spec, None, None))
+        self.configure_stage("sam")
+
+    def configure_stage(self, stage: str) -> "SamPretrainer":
+        for name, p in self.decoder.sam.named_parameters():
+            p.requires_grad_(name.startswith(("sam_prompt_encoder.", "sam_mask_decoder.")))
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> SamPretrainOutput:
+        logits = box_mask_logits(self.decoder, batch["frame"], batch["box"])
+        target = batch["mask"]
+        bce = 2.0 * mask_bce_per_pair(logits, target).mean()
+        dice = 0.5 * mask_dice_per_pair(logits, target).mean()
+        return SamPretrainOutput(loss=bce + dice, losses={"bce": bce, "dice": dice})
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_state(self.decoder.sam, directory / WEIGHTS_NAME)
+        atomic_write_json(directory / "sam_spec.json", json.loads(json.dumps(self.spec.__dict__)))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "SamPretrainer":
+        from sparrow.model.config import _build
+
+        spec = _build(SamSpec, json.loads((Path(directory) / "sam_spec.json").read_text()), str(directory))
+        model = cls(spec)
+        model.decoder.sam.load_state_dict(read_state(Path(directory) / WEIGHTS_NAME))
+        return model
+
+
+def box_mask_logits(decoder: PixelDecoder, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """(n, S, S) mask logits at SAM2's input size, frame ``i`` prompted with ``boxes[i]`` (normalised xyxy)."""
+    feats = decoder.encode(frames)
+    size = (decoder.image_size, decoder.image_size)
+    return torch.stack([decoder.box_masks(feats, boxes[i:i + 1], size, t=i)[0] for i in range(frames.shape[0])])
+
+
+def pretrain_fingerprint(data_fingerprint: str, spec: SamSpec, train_config) -> str:
+    """What the pretrained weights depend on (it names their folder): other data or settings, other weights."""
+    row = {"data": data_fingerprint, "spec": json.loads(json.dumps(spec.__dict__)),
+           "train": train_config.to_json(), "frames_per_object": FRAMES_PER_OBJECT, "min_area": MIN_AREA}
+    return hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ensure_pretrained_sam(profile: str, curated_root: str | Path, spec: SamSpec, data_fingerprint: str, *,
+                          runs_root: str | Path | None = None, show_progress: bool = True) -> tuple[Path, str]:
+    """Train (or reuse) the tiny SAM2 of ``profile`` on ``curated_root``: (weights file, fingerprint).
+
+    One run per profile, data and SAM2 config, whatever the host or training seed, as one released checkpoint
+    serves every host and seed at paper size. Processes of a worker pool that ask at once wait on a file lock while
+    the first one trains; DDP ranks train it together. An interrupted run resumes from its last checkpoint."""
+    import fcntl
+
+    from sparrow.paths import runs_dir
+    from sparrow.train.config import TrainConfig
+    from sparrow.train.trainer import RESULT_FILE
+
+    cfg = TrainConfig.for_profile(profile, "sam", seed=PRETRAIN_SEED, show_progress=show_progress)
+    fingerprint = pretrain_fingerprint(data_fingerprint, spec, cfg)
+    folder = (Path(runs_root) if runs_root is not None else runs_dir(profile)) / RUN_DIR / fingerprint
+    weights = folder / "final" / WEIGHTS_NAME
+    if (folder / RESULT_FILE).is_file():
+        return weights, fingerprint
+    folder.mkdir(parents=True, exist_ok=True)
+    if _distributed():
+        # DDP ranks train it together (the trainer's collectives need every rank); the main process writes.
+        _train(spec, curated_root, cfg, folder)
+        return weights, fingerprint
+    with open(folder.parent / f".{fingerprint}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / RESULT_FILE).is_file():
+            _train(spec, curated_root, cfg, folder)
+    return weights, fingerprint
+
+
+def _train(spec: SamSpec, curated_root: str | Path, cfg, folder: Path) -> None:
+    from sparrow.train.sampling import derive_seed, seed_all
+    from sparrow.train.trainer import Trainer
+
+    seed_all(derive_seed(PRETRAIN_SEED, _SAM_INIT))
+    model = SamPretrainer(spec)
+    dataset = BoxPromptDataset(curated_root, "train", model.decoder.image_size)
+    Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+@dataclass
+class PromptFollowing:
+    """How well a SAM2 follows box prompts on held-out objects."""
+
+    target_iou: float  # mean IoU of the mask under an object's box with that object
+    other_box_overlap: float  # mean IoU of that mask with the mask under another item's box (1: prompt ignored)
+    n: int
+
+
+@torch.no_grad()
+def prompt_following(weights: str | Path, spec: SamSpec, curated_root: str | Path, split: str = "valid",
+                     n: int = 64) -> PromptFollowing:
+    """Score pretrained SAM2 weights on ``n`` evenly spread held-out (frame, box, mask) items of ``split``."""
+    model = SamPretrainer(spec).eval()
+    load_pretrained_sam(model.decoder.sam, weights)
+    data = BoxPromptDataset(curated_root, split, model.decoder.image_size)
+    picks = np.unique(np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int))
+    batch = collate([data[int(i)] for i in picks])
+    own = box_mask_logits(model.decoder, batch["frame"], batch["box"]) > 0
+    # Another item's box (the next one in the list) asks for another object, usually in another video.
+    other = box_mask_logits(model.decoder, batch["frame"], batch["box"].roll(1, 0)) > 0
+    return PromptFollowing(_mean_iou(own, batch["mask"] > 0), _mean_iou(own, other), len(picks))
+
+
+def _mean_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    inter = (a & b).flatten(1).sum(1).float()
+    union = (a | b).flatten(1).sum(1).float()
+    return float(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean())
+
+
+def load_pretrained_sam(sam: nn.Module, weights: str | Path) -> None:
+    """Copy pretrained SAM2 weights into a model's SAM2 (strict: the same tiny config)."""
+    state = read_state(Path(weights))
+    missing, unexpected = sam.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DataError(f"{weights}: SAM2 weights do not fit this model (missing {sorted(missing)[:10]}, "
+                        f"unexpected {sorted(unexpected)[:10]})")
+
+
+_SAM_INIT = 13  # seed-derivation tag (variants use 11 and 12)

@@ -1,0 +1,86 @@
+"""The tiny profiles' SAM2 pretraining: its data, what trains, reuse by fingerprint, and the host stage starting from it."""
+
+from __future__ import annotations
+
+import sparrow  # noqa: F401  (torchvision shim first)
+import numpy as np
+import pytest
+import torch
+
+from sparrow.model.checkpoint import read_state
+from sparrow.model.presets import preset
+from sparrow.train import TrainConfig, train_variant
+from sparrow.train.sam_pretrain import (
+    BoxPromptDataset,
+    SamPretrainer,
+    ensure_pretrained_sam,
+    load_pretrained_sam,
+)
+from sparrow.train.variants import data_fingerprint, pretrained_sam
+
+
+@pytest.fixture(scope="module")
+def curated():
+    from sparrow.data.curate import ensure_curated
+
+    return ensure_curated("smoke", 0)
+
+
+def test_box_prompts_name_the_visible_mask(curated):
+    data = BoxPromptDataset(curated, "train", 64)
+    assert len(data) > 0 and len({(v, o) for v, o, _ in data.items}) * 3 >= len(data)
+    for i in range(0, len(data), max(1, len(data) // 10)):
+        item = data[i]
+        assert item["frame"].shape == (3, 64, 64) and item["mask"].shape == (64, 64)
+        ys, xs = np.nonzero(item["mask"].numpy())
+        if len(ys) == 0:
+            assert item["box"].tolist() == [0.0, 0.0, 1.0, 1.0]  # a sliver: whole-frame box, empty target
+            continue
+        expected = [xs.min() / 64, ys.min() / 64, (xs.max() + 1) / 64, (ys.max() + 1) / 64]
+        assert item["box"].tolist() == pytest.approx(expected)
+
+
+def test_only_prompt_encoder_and_mask_decoder_train():
+    model = SamPretrainer(preset("videoglamm", "smoke").sam)
+    trainable = {n.split(".")[0] for n, p in model.decoder.sam.named_parameters() if p.requires_grad}
+    assert trainable == {"sam_prompt_encoder", "sam_mask_decoder"}
+    with pytest.raises(ValueError, match="released checkpoint"):
+        SamPretrainer(preset("videoglamm", "paper").sam)
+    with pytest.raises(ValueError, match="tiny profiles only"):
+        TrainConfig.for_profile("paper", "sam")
+
+
+def test_pretraining_is_reused_by_fingerprint_and_starts_the_host_stage(curated, tmp_path):
+    spec = preset("videoglamm", "smoke").sam
+    fingerprint = data_fingerprint(curated)
+    weights, fp = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path, show_progress=False)
+    assert weights.is_file() and weights.parent.parent.name == fp
+    stamp = weights.stat().st_mtime_ns
+    again, fp2 = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path, show_progress=False)
+    assert (again, fp2) == (weights, fp) and weights.stat().st_mtime_ns == stamp  # reused, not retrained
+    other, fp3 = ensure_pretrained_sam("smoke", curated, spec, "other data", runs_root=tmp_path, show_progress=False)
+    assert fp3 != fp and other != weights
+
+    pretrained = read_state(weights)
+    fresh = SamPretrainer(spec)
+    moved = [k for k in pretrained if k.startswith("sam_mask_decoder.")
+             and not torch.equal(pretrained[k], fresh.decoder.sam.state_dict()[k])]
+    assert moved, "two pretraining steps changed no mask-decoder weight"
+    load_pretrained_sam(fresh.decoder.sam, weights)
+    assert all(torch.equal(v, fresh.decoder.sam.state_dict()[k]) for k, v in pretrained.items())
+
+    # The host stage starts from those weights and trains the mask decoder only: the prompt encoder and image
+    # encoder it exports are the pretrained ones. Every host (and seed) shares the one pretraining.
+    run = train_variant("videoglamm", "smoke", 1, tsf=False, box=False, curated_root=curated, show_progress=False,
+                        train_overrides={"host": {"max_steps": 1}}, runs_root=tmp_path)
+    host = read_state(run.final_dir / "model.safetensors")
+    for key in ("sam_prompt_encoder.point_embeddings.0.weight", "image_encoder.trunk.patch_embed.proj.weight"):
+        assert torch.equal(host["pixel_decoder.sam." + key], pretrained[key])
+    glus_weights, _ = pretrained_sam(preset("glus", "smoke"), curated, runs_root=tmp_path)
+    assert glus_weights == weights
+
+
+def test_a_sam_checkpoint_or_whole_sam_training_skips_the_pretraining(curated):
+    cfg = preset("videoglamm", "smoke")
+    assert pretrained_sam(cfg.replace(host_trainable_sam="all"), curated) == (None, "")
+    assert pretrained_sam(preset("videoglamm", "paper"), curated) == (None, "")
