@@ -58,6 +58,9 @@ def test_pretraining_is_reused_by_fingerprint_and_starts_the_host_stage(curated,
     stamp = weights.stat().st_mtime_ns
     again, fp2 = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path, show_progress=False)
     assert (again, fp2) == (weights, fp) and weights.stat().st_mtime_ns == stamp  # reused, not retrained
+    quiet, fp_quiet = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path,
+                                            show_progress=True)
+    assert (quiet, fp_quiet) == (weights, fp)  # a progress bar is no reason to pretrain again
     other, fp3 = ensure_pretrained_sam("smoke", curated, spec, "other data", runs_root=tmp_path, show_progress=False)
     assert fp3 != fp and other != weights
 

@@ -36,7 +36,7 @@ Stage = Literal["sam", "host", "proposer", "stage1", "stage2"]
 STAGES: tuple[str, ...] = ("sam", "host", "proposer", "stage1", "stage2")
 
 # Fields that change the optimisation trajectory: a checkpoint may only be resumed under the same values.
-_BOOKKEEPING_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "show_progress"})
+BOOKKEEPING_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "show_progress"})
 
 
 def check_stage(stage: str) -> str:
@@ -149,7 +149,7 @@ class TrainConfig:
         """Fields (other than checkpoint bookkeeping) whose values differ; resuming across them is refused."""
         out = []
         for f in dataclasses.fields(self):
-            if f.name in _BOOKKEEPING_FIELDS:
+            if f.name in BOOKKEEPING_FIELDS:
                 continue
             a, b = getattr(self, f.name), getattr(other, f.name)
             if a != b:

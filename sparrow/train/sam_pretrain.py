@@ -150,8 +150,11 @@ def box_mask_logits(decoder: PixelDecoder, frames: torch.Tensor, boxes: torch.Te
 
 def pretrain_fingerprint(data_fingerprint: str, spec: SamSpec, train_config) -> str:
     """What the pretrained weights depend on (it names their folder): other data or settings, other weights."""
-    row = {"data": data_fingerprint, "spec": json.loads(json.dumps(spec.__dict__)),
-           "train": train_config.to_json(), "frames_per_object": FRAMES_PER_OBJECT, "min_area": MIN_AREA}
+    from sparrow.train.config import BOOKKEEPING_FIELDS
+
+    train = {k: v for k, v in train_config.to_json().items() if k not in BOOKKEEPING_FIELDS}
+    row = {"data": data_fingerprint, "spec": json.loads(json.dumps(spec.__dict__)), "train": train,
+           "frames_per_object": FRAMES_PER_OBJECT, "min_area": MIN_AREA}
     return hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:16]
 
 
