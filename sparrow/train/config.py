@@ -7,6 +7,8 @@ The paper-size values follow the released code (architecture reference §5, §10
   (0.9, 0.95), batch 2 x accumulation 10, ``WarmupDecayLR`` (warmup 100), 10 x 500 steps; GLUS the same with
   50 x 100 steps (GLUS-A); UniPixel's last stage: lr 2e-5, cosine with 3% warmup, global batch 32 (here 4 x 8);
   its step count depends on its data mixture (one epoch), so 5000 steps is the kit's placeholder.
+- ``sam`` (smoke and mini only): the tiny SAM2's box-prompt pretraining that stands in for the released SAM2
+  checkpoint (:mod:`sparrow.train.sam_pretrain`); mini: 600 steps of 8 prompts, lr 1e-3, 20 warmup steps.
 - ``proposer`` (the reference's "Stage 0", class-agnostic proposer pretraining): AdamW lr 2e-4, weight decay 1e-4,
   100 warmup steps then cosine decay, 64 images per device, at most 500k steps (the README's example cap).
   The reference does not set Adam betas for this stage, so torch's defaults (0.9, 0.999) apply.
