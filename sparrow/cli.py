@@ -2,6 +2,7 @@
 
     sparrow synth --profile PROFILE --seed N --out DIR       generate SPARROW-Mini in the real source layouts
     sparrow curate --source NAME=ROOT ... --out DIR          harmonise sources into one curated dataset
+    sparrow train --host HOST --profile PROFILE --stage STAGE|all [--tsf] [--box] [--out DIR]  train a stage or variant
     sparrow eval (--run DIR | --checkpoint DIR) [--benchmark KEY ...]  predict and score benchmarks, print the metrics
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
     sparrow regen-expected --profile PROFILE [--notebook N]  rewrite reproductions/expected/<profile>/ from a fresh run
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curate", help="harmonise dataset sources into one curated dataset", add_help=False)
     p.set_defaults(func=None, passthrough="curate")
 
+    p = sub.add_parser("train", help="train one SPARROW stage or a whole variant (also under torchrun)", add_help=False)
+    p.set_defaults(func=None, passthrough="train")
+
     p = sub.add_parser("eval", help="predict and score benchmarks for a trained run or a checkpoint folder")
     from sparrow.eval.benchmarks import COLUMNS  # light: no torch
 
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands that own their argument parsing (their modules define ``main_<name>(argv)``).
 _PASSTHROUGH = {
     "curate": ("sparrow.data.curate", "main_curate"),
+    "train": ("sparrow.train.cli", "main_train"),
 }
 
 

@@ -87,3 +87,20 @@ def test_a_sam_checkpoint_or_whole_sam_training_skips_the_pretraining(curated):
     cfg = preset("videoglamm", "smoke")
     assert pretrained_sam(cfg.replace(host_trainable_sam="all"), curated) == (None, "")
     assert pretrained_sam(preset("videoglamm", "paper"), curated) == (None, "")
+
+
+def test_two_ddp_ranks_pretrain_sam2_together_then_train_the_variant(curated, tmp_path):
+    # `sparrow train --stage all` under torchrun: both ranks join the SAM2 pretraining (no lock wait between ranks,
+    # which would deadlock the trainer's collectives), then the host stage.
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sparrow.cli", "train", "--host", "videoglamm", "--profile", "smoke", "--stage", "all",
+           "--data", str(curated), "--out", str(tmp_path), "--max-steps", "1", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "sam2-pretrain").glob("*/train_result.json"))
+    assert len(runs) == 1 and json.loads(runs[0].read_text())["world_size"] == 2
+    assert (tmp_path / "videoglamm-seed0" / "baseline" / "run.json").is_file()
