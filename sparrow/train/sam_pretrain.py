@@ -41,6 +41,7 @@ from sparrow.storage import DataError, atomic_write_json
 WEIGHTS_NAME = "sam2.safetensors"
 RUN_DIR = "sam2-pretrain"
 PRETRAIN_SEED = 0  # one pretrained SAM2 for every training seed, as one released checkpoint
+_SAM_INIT = 13  # seed-derivation tag (sparrow.train.variants uses 11 and 12)
 FRAMES_PER_OBJECT = 3  # evenly spread over the frames where the object is visible
 MIN_AREA = 16  # pixels at the video's size: smaller slivers (a mostly occluded object) are no prompt target
 
@@ -242,6 +243,3 @@ def load_pretrained_sam(sam: nn.Module, weights: str | Path) -> None:
     if missing or unexpected:
         raise DataError(f"{weights}: SAM2 weights do not fit this model (missing {sorted(missing)[:10]}, "
                         f"unexpected {sorted(unexpected)[:10]})")
-
-
-_SAM_INIT = 13  # seed-derivation tag (variants use 11 and 12)
