@@ -312,11 +312,12 @@ def _pretrain_sam(plan: TablePlan) -> None:
     """The SAM2 pretraining every tiny host starts from, run here with all threads before the pool starts (the
     pool's workers would otherwise wait for the first of them to train it on one thread)."""
     from sparrow.data.curate import ensure_curated
-    from sparrow.train.variants import model_config, pretrained_sam
+    from sparrow.model import ModelConfig
+    from sparrow.train.variants import pretrained_sam
 
     curated_root = ensure_curated(plan.profile, plan.data_seed)
-    for host in plan.hosts:
-        pretrained_sam(model_config(host, plan.profile, False, False, curated_root), curated_root)
+    for host in plan.hosts:  # every tiny host has the same SAM2 spec: the first trains it, the others find it
+        pretrained_sam(ModelConfig.for_preset(host, plan.profile), curated_root)
 
 
 def _single_thread() -> None:

@@ -22,6 +22,7 @@ reused for anything else.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -33,10 +34,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sparrow.model.checkpoint import read_state, save_state
-from sparrow.model.config import SamSpec
+from sparrow.eval.jf import region_similarity
+from sparrow.model.config import LossWeights, SamSpec
 from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair
 from sparrow.model.pixel_decoder import PixelDecoder, build_sam
-from sparrow.storage import DataError, atomic_write_json
+from sparrow.storage import DataError, atomic_write_json, read_json
 
 WEIGHTS_NAME = "sam2.safetensors"
 RUN_DIR = "sam2-pretrain"
@@ -80,21 +82,20 @@ class BoxPromptDataset(Dataset):
         import torch.nn.functional as F
 
         from sparrow.data.rle import decode_rle
+        from sparrow.model.frames import stretch, to_float
+        from sparrow.model.losses import union_box
 
         video_id, object_id, t = self.items[index]
         video = self.curated.video(video_id)
-        frame = torch.from_numpy(self.curated.load_frames(video_id, [t])[0]).permute(2, 0, 1).float() / 255.0
+        frame = stretch(to_float(self.curated.load_frames(video_id, [t])), self.image_size)[0]
         mask = torch.from_numpy(decode_rle(self.curated.objects(video_id)[object_id].masks[t],
                                            (video.height, video.width)).astype(np.float32))
-        size = (self.image_size, self.image_size)
-        frame = F.interpolate(frame[None], size=size, mode="bilinear", align_corners=False)[0]
-        mask = F.interpolate(mask[None, None], size=size, mode="nearest")[0, 0]
-        ys, xs = torch.nonzero(mask > 0, as_tuple=True)
-        if ys.numel() * video.height * video.width < MIN_AREA * self.image_size ** 2:
+        mask = F.interpolate(mask[None, None], size=(self.image_size, self.image_size), mode="nearest")[0, 0]
+        if mask.sum() * video.height * video.width < MIN_AREA * self.image_size ** 2:
             box = torch.tensor([0.0, 0.0, 1.0, 1.0])  # too small to prompt: a whole-frame box and an empty target
             mask = torch.zeros_like(mask)
         else:
-            box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float() / self.image_size
+            box = union_box(mask)
         return {"frame": frame, "box": box, "mask": mask}
 
 
@@ -121,25 +122,29 @@ class SamPretrainer(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> SamPretrainOutput:
         logits = box_mask_logits(self.decoder, batch["frame"], batch["box"])
-        target = batch["mask"]
-        bce = 2.0 * mask_bce_per_pair(logits, target).mean()
-        dice = 0.5 * mask_dice_per_pair(logits, target).mean()
+        target, weights = batch["mask"], LossWeights()
+        bce = weights.bce * mask_bce_per_pair(logits, target).mean()
+        dice = weights.dice * mask_dice_per_pair(logits, target).mean()
         return SamPretrainOutput(loss=bce + dice, losses={"bce": bce, "dice": dice})
 
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_state(self.decoder.sam, directory / WEIGHTS_NAME)
-        atomic_write_json(directory / "sam_spec.json", json.loads(json.dumps(self.spec.__dict__)))
+        atomic_write_json(directory / "sam_spec.json", _spec_json(self.spec))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "SamPretrainer":
         from sparrow.model.config import _build
 
-        spec = _build(SamSpec, json.loads((Path(directory) / "sam_spec.json").read_text()), str(directory))
+        spec = _build(SamSpec, read_json(Path(directory) / "sam_spec.json"), str(directory))
         model = cls(spec)
-        model.decoder.sam.load_state_dict(read_state(Path(directory) / WEIGHTS_NAME))
+        load_pretrained_sam(model.decoder.sam, Path(directory) / WEIGHTS_NAME)
         return model
+
+
+def _spec_json(spec: SamSpec) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(spec)))  # tuples as lists, as the JSON file holds them
 
 
 def box_mask_logits(decoder: PixelDecoder, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -154,7 +159,7 @@ def pretrain_fingerprint(data_fingerprint: str, spec: SamSpec, train_config) -> 
     from sparrow.train.config import BOOKKEEPING_FIELDS
 
     train = {k: v for k, v in train_config.to_json().items() if k not in BOOKKEEPING_FIELDS}
-    row = {"data": data_fingerprint, "spec": json.loads(json.dumps(spec.__dict__)), "train": train,
+    row = {"data": data_fingerprint, "spec": _spec_json(spec), "train": train,
            "frames_per_object": FRAMES_PER_OBJECT, "min_area": MIN_AREA}
     return hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -224,16 +229,12 @@ def prompt_following(weights: str | Path, spec: SamSpec, curated_root: str | Pat
     data = BoxPromptDataset(curated_root, split, model.decoder.image_size)
     picks = np.unique(np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int))
     batch = collate([data[int(i)] for i in picks])
-    own = box_mask_logits(model.decoder, batch["frame"], batch["box"]) > 0
+    own = (box_mask_logits(model.decoder, batch["frame"], batch["box"]) > 0).numpy()
     # Another item's box (the next one in the list) asks for another object, usually in another video.
-    other = box_mask_logits(model.decoder, batch["frame"], batch["box"].roll(1, 0)) > 0
-    return PromptFollowing(_mean_iou(own, batch["mask"] > 0), _mean_iou(own, other), len(picks))
-
-
-def _mean_iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    inter = (a & b).flatten(1).sum(1).float()
-    union = (a | b).flatten(1).sum(1).float()
-    return float(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean())
+    other = (box_mask_logits(model.decoder, batch["frame"], batch["box"].roll(1, 0)) > 0).numpy()
+    # J of the DAVIS definition per item (1 on an empty union), averaged
+    return PromptFollowing(float(region_similarity(batch["mask"].numpy(), own).mean()),
+                           float(region_similarity(own, other).mean()), len(picks))
 
 
 def load_pretrained_sam(sam: nn.Module, weights: str | Path) -> None:

@@ -86,7 +86,9 @@ def pretrained_sam_check(host: str, profile: str, curated_root: str | Path):
     (:func:`sparrow.train.sam_pretrain.prompt_following`), or None where the host starts from a SAM2 checkpoint."""
     from sparrow.train.sam_pretrain import prompt_following
 
-    cfg = model_config(host, profile, False, False, curated_root)
+    from sparrow.model import ModelConfig
+
+    cfg = ModelConfig.for_preset(host, profile)  # the SAM2 spec does not depend on the tokenizer's vocabulary
     weights, _ = pretrained_sam(cfg, curated_root)
     return None if weights is None else prompt_following(weights, cfg.sam, curated_root)
 
