@@ -9,7 +9,7 @@ export SPARROW_HOME ?= $(CURDIR)/artifacts
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-# CPU install rules (environment.md): the constraint must reach sam2's isolated build, hence the env variable.
+# CPU install rules (docs/runtime.md): the constraint must reach sam2's isolated build, hence the env variable.
 export PIP_CONSTRAINT := $(CURDIR)/constraints-cpu.txt
 export SAM2_BUILD_CUDA := 0
 

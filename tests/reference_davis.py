@@ -1,6 +1,6 @@
 """REFERENCE (not the kit's implementation): a faithful per-frame re-implementation of the official DAVIS-2017
 evaluation (davisvideochallenge/davis2017-evaluation @ ac7c43f, ``davis2017/metrics.py`` and ``utils.py``),
-written from ``shared/reference/metrics.md`` §1-§4.
+written from ``docs/evaluation.md`` §1-§4.
 
 It follows the official algorithm operation by operation (bool casts, the east/south/south-east XOR boundary map
 with its last-row/last-column overrides, ``skimage.morphology.disk`` + ``cv2.dilate``, the boundary-emptiness

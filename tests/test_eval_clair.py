@@ -1,4 +1,4 @@
-"""CLAIR (metrics.md §8.4) driven by scripted judges: prompt, parsing, retries, averaging, 'not computed'."""
+"""CLAIR (docs/evaluation.md §8.4) driven by scripted judges: prompt, parsing, retries, averaging, 'not computed'."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Video GCG metrics (metrics.md §8.2-8.3): tube IoU, GLaMM's greedy pairings, failure handling, METEOR/CIDEr."""
+"""Video GCG metrics (docs/evaluation.md §8.2-8.3): tube IoU, GLaMM's greedy pairings, failure handling, METEOR/CIDEr."""
 
 from __future__ import annotations
 

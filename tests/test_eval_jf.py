@@ -1,6 +1,6 @@
 """sparrow.eval.jf against the faithful re-implementation of the official DAVIS-2017 functions (reference_davis).
 
-Edge cases from metrics.md §3 with their official values, then randomised masks of many kinds and sizes (1x1 to
+Edge cases from docs/evaluation.md §3 with their official values, then randomised masks of many kinds and sizes (1x1 to
 1080x1920), with and without void, several tolerances, the statistics, bad input and the torch path.
 """
 
@@ -40,7 +40,7 @@ def _check(gt, pred, void=None, bound_th=0.008):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The reference itself reproduces the official facts of metrics.md §2.1-§3
+# The reference itself reproduces the official facts of docs/evaluation.md §2.1-§3
 # ----------------------------------------------------------------------------------------------------------------
 def test_reference_boundary_facts():
     m = np.zeros((9, 11), bool)
@@ -75,7 +75,7 @@ def test_disk_footprint_is_skimage_disk():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Edge cases (metrics.md §3): official values, and equality with the reference
+# Edge cases (docs/evaluation.md §3): official values, and equality with the reference
 # ----------------------------------------------------------------------------------------------------------------
 H, W = 480, 854
 

@@ -1,4 +1,4 @@
-"""Each loader on a tiny fixture in its release layout, one test per quirk of datasets.md."""
+"""Each loader on a tiny fixture in its release layout, one test per quirk of docs/data-formats.md."""
 
 from __future__ import annotations
 

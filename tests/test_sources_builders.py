@@ -1,4 +1,4 @@
-"""Tiny on-disk fixtures in each real source layout (datasets.md §9), shared by the loader and curation tests.
+"""Tiny on-disk fixtures in each real source layout (docs/data-formats.md §9), shared by the loader and curation tests.
 
 Images are 32 x 48 (H x W) unless stated, so that a transposed size would be caught. Nothing here is a test.
 """

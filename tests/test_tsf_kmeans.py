@@ -1,4 +1,4 @@
-"""TSF K-means against an independent numpy transcription of the released algorithm (architecture.md §4.3)."""
+"""TSF K-means against an independent numpy transcription of the released algorithm (docs/design.md §4.3)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def test_shard_takes_every_world_th_item():
     assert Shard().take(items) == items and Shard().is_main
 
 
-# The two launches environment.md §9 found to start two CPU ranks (``accelerate launch --cpu`` starts one).
+# The two launches docs/runtime.md §9 found to start two CPU ranks (``accelerate launch --cpu`` starts one).
 LAUNCHERS = {
     "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
     "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",

@@ -1,6 +1,6 @@
 """Question/answer templates and caption markup: how curated expressions become Q&A pairs with ``[BOX] [SEG]``.
 
-Templates are SPARROW's for its tracking sources (datasets.md §5.1): four questions that wrap a phrase, five
+Templates are SPARROW's for its tracking sources (docs/data-formats.md §5.1): four questions that wrap a phrase, five
 answers carrying ``[SEG]``, every ``[SEG]`` then rewritten to ``[BOX] [SEG]`` by SPARROW's rule (a ``[SEG]`` not
 already preceded by ``[BOX]`` and one whitespace character). Unlike SPARROW's loader, the question is formatted
 from the *plain* phrase (markup removed), so no ``[SEG]`` leaks into the human turn.

@@ -1,6 +1,6 @@
 """COCO run-length encoding through pycocotools, for every variant the sources use.
 
-Variants (datasets.md §2.1): compressed ``counts`` as str (JSON) or bytes (pickles), uncompressed ``counts`` as a
+Variants (docs/data-formats.md §2.1): compressed ``counts`` as str (JSON) or bytes (pickles), uncompressed ``counts`` as a
 list of ints (some BURST / YTVIS-GCG entries), and a list of RLEs per frame (ReVOS, SA-V), reduced by OR.
 """
 

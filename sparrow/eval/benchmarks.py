@@ -1,7 +1,7 @@
 """The six benchmark columns of the paper's main table, as analogs on a curated dataset (SPARROW-Mini or real data).
 
 Each :class:`Benchmark` names the curated source and split it reads, the protocol that scores it
-(architecture.md §11, metrics.md) and the prompt the released evaluation scripts use:
+(docs/design.md §11, docs/evaluation.md) and the prompt the released evaluation scripts use:
 
 =============  =========================  =============  ===================================================
 column         curated source / split     protocol       number in the table
@@ -38,7 +38,7 @@ from sparrow.profiles import check_profile
 from sparrow.storage import DataError
 
 PROTOCOLS = ("rvos", "ref_davis", "grounding", "gcg")
-# eval_grounding.py's two prompts (architecture.md §11): interrogative sentences get the segmentation request
+# eval_grounding.py's two prompts (docs/design.md §11): interrogative sentences get the segmentation request
 # appended, declarative ones are wrapped in a question.
 GROUNDING_PROMPTS = {"interrogative": "{caption} " + QUESTION_SUFFIX,
                      "declarative": "Can you segment {caption} in this video?"}

@@ -1,7 +1,7 @@
 """CLAIR: an LLM judges whether a candidate caption describes the same thing as a reference (Chan et al., 2023).
 
 The prompt is the original text (kept verbatim in :data:`CLAIR_PROMPT`); parsing follows the original and its
-VideoGLaMM / SPARROW ports (metrics.md §8.4): up to 3 requests; the text between the first ``{`` and the next ``}``
+VideoGLaMM / SPARROW ports (docs/evaluation.md §8.4): up to 3 requests; the text between the first ``{`` and the next ``}``
 as JSON with ``score`` (and ``reason``, default "Unknown"); failing that, the first number in the text (a value
 below 1 is taken as a fraction and multiplied by 100) and whatever follows the word "reason"; if there is no
 number, ask again; after 3 failures the score is 0 (reason None). A JSON ``score`` that is not a number is not

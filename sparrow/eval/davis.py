@@ -1,6 +1,6 @@
 """The DAVIS-2017 evaluation protocols (semi-supervised and unsupervised) over palette-PNG folders.
 
-Follows ``davis2017/evaluation.py``, ``davis.py``, ``results.py`` and ``evaluation_method.py`` (metrics.md §5):
+Follows ``davis2017/evaluation.py``, ``davis.py``, ``results.py`` and ``evaluation_method.py`` (docs/evaluation.md §5):
 
 - Ground truth: ``<root>/Annotations/<res>/<seq>/*.png`` (semi-supervised) or ``Annotations_unsupervised`` (unsupervised),
   frames in sorted file order, raw palette indices; 255 is void (removed from the objects, returned as the void

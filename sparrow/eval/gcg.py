@@ -1,4 +1,4 @@
-"""Video grounded conversation generation (GCG) metrics: mIoU, recall, METEOR, CIDEr and CLAIR (metrics.md §8).
+"""Video grounded conversation generation (GCG) metrics: mIoU, recall, METEOR, CIDEr and CLAIR (docs/evaluation.md §8).
 
 - **Tube IoU** of two mask tubes: ``Σ_t |P∧G| / Σ_t |P∨G|``, 1.0 on an empty union (SPARROW).
 - **mIoU** per video: greedy one-to-one pairing on the (prediction × ground truth) IoU matrix: take the global
@@ -13,7 +13,7 @@
   Without Java they are reported as "not computed: Java missing". SPICE (which downloads models) is not used.
 - **CLAIR** through :mod:`sparrow.eval.clair`, only with a judge.
 
-Failures as SPARROW handles them (metrics.md §8.2): a missing prediction scores mIoU 0, its GT phrases are not
+Failures as SPARROW handles them (docs/evaluation.md §8.2): a missing prediction scores mIoU 0, its GT phrases are not
 counted and both captions are scored as empty; a prediction whose phrases and masks do not pair up scores mIoU 0,
 its GT phrases are counted and its caption is scored as empty. Both are listed in the result.
 """

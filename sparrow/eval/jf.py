@@ -1,6 +1,6 @@
 """Region similarity J and contour accuracy F, equal to the official DAVIS-2017 evaluation and much faster.
 
-Definitions (``shared/reference/metrics.md`` §1-§4): ``db_eval_iou``, ``db_eval_boundary`` (``f_measure`` +
+Definitions (``docs/evaluation.md`` §1-§4): ``db_eval_iou``, ``db_eval_boundary`` (``f_measure`` +
 ``_seg2bmap``) and ``db_statistics`` of davisvideochallenge/davis2017-evaluation @ ac7c43f. Every value returned
 here comes from the same integer counts and the same float64 operations, in the same order, as the official
 code, so the results are identical, not merely close; ``tests/test_eval_jf.py`` holds them to a faithful

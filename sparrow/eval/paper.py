@@ -1,9 +1,9 @@
 """The paper's numbers as data: ``reproductions/paper/*.csv``, loaded, and the abstract's claims recomputed.
 
-- ``main_table.csv``: the official results table (RISys-Lab/SPARROW README; architecture.md §11.1), one row per
+- ``main_table.csv``: the official results table (RISys-Lab/SPARROW README; docs/design.md §11.1), one row per
   host and variant (``baseline`` = the host alone, ``sparrow`` = host + SPARROW), one column per benchmark of
   :mod:`sparrow.eval.benchmarks` (J&F or mIoU in percent), with a source note per row.
-- ``ablation.csv``: the Ref-DAVIS17 ablation with VideoGLaMM (architecture.md §4.5): baseline 69.5 → TSF in
+- ``ablation.csv``: the Ref-DAVIS17 ablation with VideoGLaMM (docs/design.md §4.5): baseline 69.5 → TSF in
   training 72.4 → + ``[BOX]`` 76.8 → + TSF at test 77.7, with the switches of each step.
 - ``claims.csv``: the abstract's claims ("consistent gains across six benchmarks, improving up to +8.9 J&F on
   RVOS, +5 mIoU on visual grounding, and +5.4 CLAIR on GCG"; arXiv 2603.12382) and two consistency checks between

@@ -1,4 +1,4 @@
-"""Ref-DAVIS17's four-annotator protocol: four J&F values and their mean (metrics.md §6.3).
+"""Ref-DAVIS17's four-annotator protocol: four J&F values and their mean (docs/evaluation.md §6.3).
 
 Each annotator expression set (annotator 1 / 2, first-frame / full-video) has its own folder of merged palette
 PNGs (written by :func:`sparrow.eval.export.write_ref_davis_annotator`), scored with the DAVIS-2017 evaluation in

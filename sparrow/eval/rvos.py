@@ -1,6 +1,6 @@
 """MeViS / Ref-YouTube-VOS per-expression J&F from a curated dataset and predicted masks on disk.
 
-As MeViS ``tools/eval_mevis.py`` (metrics.md §6.1): the ground truth of an expression is the union of its
+As MeViS ``tools/eval_mevis.py`` (docs/evaluation.md §6.1): the ground truth of an expression is the union of its
 referents' masks on every frame of the video; the prediction is ``<pred_root>/<video>/<exp_id>/<frame>.png`` read
 as grayscale, any non-zero pixel foreground; per expression ``j = mean_t J_t`` and ``f = mean_t F_t`` over all
 frames (no void, no first/last dropping, tolerance 0.008); then ``J = mean_expr j``, ``F = mean_expr f`` and

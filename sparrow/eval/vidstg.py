@@ -1,4 +1,4 @@
-"""VidSTG spatio-temporal grounding metrics (metrics.md §7).
+"""VidSTG spatio-temporal grounding metrics (docs/evaluation.md §7).
 
 Two protocols:
 

@@ -1,4 +1,4 @@
-"""The box prior filter (architecture.md §7): keep selected boxes whose SAM2 box->mask agrees with the box.
+"""The box prior filter (docs/design.md §7): keep selected boxes whose SAM2 box->mask agrees with the box.
 
 For each selected box (normalised xyxy) and its SAM2 mask on frame 0 at the original size (binarised; the released
 code thresholds the predictor's binary masks at 0.5, i.e. logits > 0):

@@ -94,7 +94,7 @@ class SamSpec:
     config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"  # packaged config name, or a local .yaml path
     checkpoint: str | None = None  # sam2's own format: torch.save({"model": state_dict})
     image_size: int | None = 64  # None keeps the config's size; tiny=True needs a value
-    tiny: bool = True  # apply the tiny hydra overrides of environment.md §5.1
+    tiny: bool = True  # apply the tiny hydra overrides of docs/runtime.md §5.1
     extra_overrides: tuple[str, ...] = ()
     object_score_gating: bool = False  # memory modes at inference: SAM2's "no object" gating of the logits
 

@@ -1,6 +1,6 @@
 """Conversations: chat templates per host, training templates, ``<tsf>`` placeholders, and tokenisation to ids/labels.
 
-Layout of one sample (released code, architecture.md §4.3):
+Layout of one sample (released code, docs/design.md §4.3):
 ``[system][USER: <video>\\n question \\n <tsf> x N][ASSISTANT: answer]``. ``<tsf>`` placeholders are appended to the
 end of the human turn (N = the number of encoder frames for video prompts) only when TSF is used. Only the answer (and
 the template's end-of-turn marker) is labelled; everything else is ``IGNORE_INDEX``.

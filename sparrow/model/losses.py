@@ -1,4 +1,4 @@
-"""Losses (architecture.md §9): ``1.0 CE + 2.0 BCE + 0.5 Dice + 1.0 L_prop + 0.01 L_box``.
+"""Losses (docs/design.md §9): ``1.0 CE + 2.0 BCE + 0.5 Dice + 1.0 L_prop + 0.01 L_box``.
 
 - CE: next-token cross-entropy over labelled positions (visual and TSF positions are ``IGNORE_INDEX``).
 - BCE (LISA form): per mask and frame, the mean over **all** pixels of BCE-with-logits where pixels with target -1

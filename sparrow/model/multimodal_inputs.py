@@ -1,6 +1,6 @@
 """The multimodal input builder: token ids with placeholders -> LLM input embeddings, labels and token masks.
 
-Released ``prepare_inputs_labels_for_multimodal`` rules (architecture.md §4.3):
+Released ``prepare_inputs_labels_for_multimodal`` rules (docs/design.md §4.3):
 
 - the ``IMAGE_TOKEN_INDEX`` placeholder is replaced by the sample's visual tokens (label ``IGNORE_INDEX``);
 - with P ``<tsf>`` placeholders and B TSF vectors, the first ``min(tsf_k, B, P)`` placeholders become the vectors in

@@ -1,12 +1,12 @@
 """The SAM2 pixel decoder: the ``sam2`` package's model, prompted with box corners plus the projected ``[SEG]``.
 
 Built by ``sam2.build_sam.build_sam2`` from one of sam2's hydra configs with ``hydra_overrides_extra`` (the tiny
-overrides of environment.md §5.1 under smoke/mini), or, for a local ``.yaml`` file, by instantiating its ``model``
+overrides of docs/runtime.md §5.1 under smoke/mini), or, for a local ``.yaml`` file, by instantiating its ``model``
 node; a checkpoint in sam2's own format (``{"model": state_dict}``) is loaded with ``weights_only=True``. sam2 is not
 vendored: the ``[SEG]`` tokens enter through a forward hook on ``sam_prompt_encoder`` that appends them to the sparse
 embeddings (the released code patches the prompt encoder to accept ``text_embeds`` the same way).
 
-Decoding (architecture.md §3, §8):
+Decoding (docs/design.md §3, §8):
 
 - image features per frame: ``image_encoder`` (+ the mask decoder's ``conv_s0``/``conv_s1`` high-resolution
   projections), ``no_mem_embed`` added to the lowest-resolution level for memory-free frames;
@@ -65,7 +65,7 @@ FEATURE_CACHE_BYTES = 512 << 20  # bound of the frozen-feature cache (every SPAR
 
 
 def tiny_overrides(image_size: int) -> list[str]:
-    """environment.md §5.1: a 2.2 M-parameter SAM2 (Hiera embed 32, stages 1-1-2-1, d_model 64)."""
+    """docs/runtime.md §5.1: a 2.2 M-parameter SAM2 (Hiera embed 32, stages 1-1-2-1, d_model 64)."""
     fs = image_size // 16
     return [
         f"++model.image_size={image_size}",

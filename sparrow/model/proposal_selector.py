@@ -1,4 +1,4 @@
-"""ProposalSelector and box selection (architecture.md §6, §7), with the optional box-regression head.
+"""ProposalSelector and box selection (docs/design.md §6, §7), with the optional box-regression head.
 
 Dimensions: ``seg_dim`` = the SAM2 prompt dimension (256), ``prop_dim`` = the proposer's d_model (256),
 ``hidden`` = ``min(seg_dim, prop_dim)`` unless set.

@@ -1,6 +1,6 @@
 """The class-agnostic proposer: a query-based DETR-style head on frozen SAM2 features of the first frame.
 
-Released code (architecture.md §5): ``CustomDDETRSAM2Model``, a two-stage Deformable-DETR (6 encoder + 6 decoder
+Released code (docs/design.md §5): ``CustomDDETRSAM2Model``, a two-stage Deformable-DETR (6 encoder + 6 decoder
 layers, 300 queries, iterative box refinement, one class) on a frozen SAM2 Hiera-L backbone whose FPN level is
 projected by a 1x1 conv + LayerNorm to d=256; two objectness heads (``coco`` and ``sa1b``, Groma style); run on frame 0
 resized to 448x448; per-query score ``sigmoid(coco)^0.3 * sigmoid(sa1b)^0.7``; top-100 queries kept with their

@@ -1,4 +1,4 @@
-"""ROIProposalHelper (architecture.md §7): proposal scores from ROI features of SAM2's frame-0 feature pyramid.
+"""ROIProposalHelper (docs/design.md §7): proposal scores from ROI features of SAM2's frame-0 feature pyramid.
 
 1. Normalised proposal boxes x SAM input size -> pixel boxes.
 2. ROIAlign ``roi_size`` x ``roi_size`` (``aligned=True``, ``spatial_scale`` = level height / input height) on the

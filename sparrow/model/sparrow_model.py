@@ -1,11 +1,11 @@
 """SparrowModel: the host MLLM with TSF tokens and the dual ``[BOX]``/``[SEG]`` prompt (the paper's figure, assembled).
 
-Data flow (architecture.md §1): frames -> spatial (+ temporal) encoder -> V->L adapters -> visual tokens; question
+Data flow (docs/design.md §1): frames -> spatial (+ temporal) encoder -> V->L adapters -> visual tokens; question
 + ``<tsf>`` TSF tokens -> LLM -> ``[BOX] [SEG]``; last-layer states at ``[BOX]``/``[SEG]`` -> shared L->V projector;
 frame 0 -> class-agnostic proposer -> ProposalSelector + ROI helper (from the ``[BOX]`` query) -> selected boxes ->
 (box prior filter at inference) -> SAM2 decoder prompted with box corners + ``[SEG]`` tokens on every SAM frame.
 
-Training stages (``configure_stage``; architecture.md §10):
+Training stages (``configure_stage``; docs/design.md §10):
 
 - ``host``: the host model's own recipe (no TSF, no ``[BOX]``): LoRA on the LLM's q/v projections plus full training
   of ``lm_head``, ``embed_tokens``, the L->V projector, the V->L adapters and the SAM2 mask decoder (VideoGLaMM's

@@ -1,6 +1,6 @@
 """Special tokens, placeholder ids, the ``[BOX]`` rewrite rule, and the offline tokenizer of tiny models.
 
-Conventions of the released code (architecture.md §4.1):
+Conventions of the released code (docs/design.md §4.1):
 
 - ``[SEG]`` and ``[BOX]`` are added to the tokenizer; every target ``[SEG]`` becomes ``[BOX] [SEG]``: a ``[SEG]`` not
   already preceded by ``[BOX]`` plus one whitespace character is replaced (negative look-behind), and a bare
@@ -8,7 +8,7 @@ Conventions of the released code (architecture.md §4.1):
 - ``<video>`` and ``<tsf>`` never become vocabulary ids: the prompt is split on them and the negative placeholder ids
   ``IMAGE_TOKEN_INDEX`` (-200) and ``TSF_TOKEN_INDEX`` (-201) are inserted, which the multimodal input builder expands.
 
-Tiny models (smoke, mini) need a tokenizer that works offline. environment.md §6.2 suggests a word-level one; the kit
+Tiny models (smoke, mini) need a tokenizer that works offline. docs/runtime.md §6.2 suggests a word-level one; the kit
 uses a WordPiece model over a word vocabulary plus single characters (``a`` and ``##a`` ...), so that known words are
 one token and an unknown word falls back to characters instead of ``<unk>``. It is built from a fixed vocabulary
 (plus ``LLMSpec.extra_words``), deterministic, and saved with ``save_pretrained`` like any tokenizer.

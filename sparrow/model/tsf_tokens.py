@@ -5,7 +5,7 @@ Paper vs released code: the paper builds TSF crops offline (GroundingDINO -> CLD
 and at inference TSF is off unless ``ModelConfig.tsf_at_test`` is set (then crops come from given per-frame boxes,
 ``box_crops``, or precomputed TSF embeddings).
 
-``gt_mask_crops`` (architecture.md §4.2 b), per sample:
+``gt_mask_crops`` (docs/design.md §4.2 b), per sample:
 
 1. source frames = the sample's encoder (context) frames at the spatial encoder's size;
 2. ``n = min(num_frames, num_src)`` crops at source indices ``linspace(0, num_src - 1, n)`` (int);
@@ -19,7 +19,7 @@ and at inference TSF is off unless ``ModelConfig.tsf_at_test`` is set (then crop
 The released code crops the normalised tensor; cropping the [0, 1] frame and normalising later is the same because
 normalisation is per-channel affine and commutes with bilinear resizing.
 
-``kmeans_select_representatives`` (architecture.md §4.3): ``k = max(1, min(K, n))``; ``n <= k`` returns all rows;
+``kmeans_select_representatives`` (docs/design.md §4.3): ``k = max(1, min(K, n))``; ``n <= k`` returns all rows;
 float32; initial centres at ``round(linspace(0, n - 1, k))``; up to ``iters`` iterations of nearest-centre assignment
 (``cdist``, ties to the lowest index), mean update (an empty cluster keeps its centre), early stop when ``allclose``
 (atol = rtol = 1e-4); returns, in centre order, the nearest actual sample of each centre (two centres may return the

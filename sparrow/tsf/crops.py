@@ -1,4 +1,4 @@
-"""Target crops: the frames TSF samples and the crops it cuts from them, in both variants of architecture.md §4.
+"""Target crops: the frames TSF samples and the crops it cuts from them, in both variants of docs/design.md §4.
 
 - **Tracked-box crops** (the paper pipeline; crop rules of the released ``--tsf_boxes_txt`` path, §4.4): the
   sampled frames are ``linspace(0, T - 1, 16, dtype=int)`` (every frame when ``T <= 16``); a box is cut from the
@@ -113,7 +113,7 @@ def normalised_mask_box(mask: np.ndarray) -> tuple[float, float, float, float] |
 
 def ground_truth_mask_crops(frames: np.ndarray, referent_masks: Sequence[np.ndarray], size: int,
                             num_frames: int = 16, num_mask_frames: int = 8) -> tuple[torch.Tensor, list[int], list[tuple[float, ...]]]:
-    """The released training-time crops (architecture.md §4.2 (b)) for one expression.
+    """The released training-time crops (docs/design.md §4.2 (b)) for one expression.
 
     ``frames`` is the (T, H, W, 3) clip, ``referent_masks`` the (T, H, W) masks of the expression's objects in
     their listed order. Context frames are ``linspace(0, T - 1, min(num_frames, T))``; the mask frames are

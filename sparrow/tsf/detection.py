@@ -5,7 +5,7 @@ always loaded with ``from_pretrained`` from a local folder:
 
 - ``paper``: a released checkpoint copied to disk (e.g. ``IDEA-Research/grounding-dino-tiny``), given as
   ``DetectorConfig.checkpoint_dir``;
-- ``smoke``/``mini``: a tiny configuration (environment.md §6.1) with an offline word-level BERT tokenizer built
+- ``smoke``/``mini``: a tiny configuration (docs/runtime.md §6.1) with an offline word-level BERT tokenizer built
   from the training expressions, saved to a folder, trained on the curated training split by
   :func:`train_detector` so that detection means something on SPARROW-Mini, and reloaded from that folder.
 
@@ -67,7 +67,7 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class TinyDetectorSpec:
-    """Sizes of the tiny GroundingDINO (environment.md §6.1; decoder_layers >= 2, vocab >= 1030)."""
+    """Sizes of the tiny GroundingDINO (docs/runtime.md §6.1; decoder_layers >= 2, vocab >= 1030)."""
 
     image_size: int = 128
     embed_dim: int = 24
@@ -151,7 +151,7 @@ def build_vocabulary(texts: Iterable[str]) -> dict[str, int]:
 def build_processor(vocab: dict[str, int], image_size: int):
     from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
 
-    # vocab= (not vocab_file=, which transformers 5 silently ignores): environment.md §6.1.
+    # vocab= (not vocab_file=, which transformers 5 silently ignores): docs/runtime.md §6.1.
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
     images = GroundingDinoImageProcessor(size={"shortest_edge": image_size, "longest_edge": image_size * 5 // 4})
     return GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer)

@@ -1,7 +1,7 @@
 """The crop encoder TSF needs: crops (N, 3, S, S) in [0, 1] -> one vector per crop (N, D).
 
 In SPARROW this is the model's spatial encoder followed by the V->L adapter and a mean over patch tokens
-(architecture.md §4.3); the model exposes it as ``SparrowModel.encode_crops``. TSF accepts any callable of that
+(docs/design.md §4.3); the model exposes it as ``SparrowModel.encode_crops``. TSF accepts any callable of that
 shape (:class:`CropEncoder`), so the pipeline does not depend on the model package.
 
 :class:`PatchMeanEncoder` is a small fixed stand-in with the same structure (patch embedding, projection, mean

@@ -1,6 +1,6 @@
 """TSF K-means: pick K representative crop embeddings out of the n crops of one target.
 
-The released algorithm (architecture.md §4.3, ``arch.py::_kmeans_select_representatives``), kept exact:
+The released algorithm (docs/design.md §4.3, ``arch.py::_kmeans_select_representatives``), kept exact:
 
 1. ``k = max(1, min(K, n))``; if ``n <= k`` every vector is returned unchanged (fewer than K TSF tokens).
 2. float32; initial centres are the samples at ``round(linspace(0, n - 1, k))`` (torch rounds half to even).

@@ -14,7 +14,7 @@ Fallbacks (each counted in the report and tagged on the entry, never an exceptio
   (the released rule for a frame without a box).
 - ``no_target``: ground-truth box source or mask variant, but no referent is visible in the clip -> whole frames.
 - ``lost_track``: the tracker lost the target on some sampled frames -> those crops reuse the previous sampled
-  frame's box (the whole frame before the first), the released rule of architecture.md §4.2 step 5.
+  frame's box (the whole frame before the first), the released rule of docs/design.md §4.2 step 5.
 - ``short_video``: fewer than K frames -> fewer than K crops, all kept (K-means returns every vector when n <= K).
 
 The clip is the expression's ``frame_span`` when it has one (the sentence only holds there), else the video.

@@ -12,7 +12,7 @@ Box format of :meth:`TSFRun.boxes`: a float32 array ``(T, 4)`` with one row per 
 where the tracker lost the target, frames outside the expression's clip, and every frame of a ``no_detection``
 entry are NaN with ``fill_lost=False``; with ``fill_lost=True`` (the default, because the model's crop code
 needs a box on every frame) they take the previous frame's box, or the whole frame before the first box: the
-released rule for a frame without a box (architecture.md §4.2 step 5), applied per frame instead of per sampled
+released rule for a frame without a box (docs/design.md §4.2 step 5), applied per frame instead of per sampled
 frame because the model samples its own frames.
 """
 

@@ -1,7 +1,7 @@
 """Splitting the TSF pass over processes or GPUs, and merging what the ranks computed.
 
 Launch with ``torchrun --standalone --nproc_per_node N`` or ``accelerate launch --multi_gpu --num_processes N
---num_machines 1 --mixed_precision no --dynamo_backend no`` (environment.md §9; ``accelerate launch --cpu``
+--num_machines 1 --mixed_precision no --dynamo_backend no`` (docs/runtime.md §9; ``accelerate launch --cpu``
 starts one process only). :func:`init_shard` joins the process group through accelerate's ``PartialState``
 (gloo on CPU, NCCL with each rank on its own GPU); without a launcher it is a single rank. Work is dealt by
 position (``items[rank::world]``) after a deterministic sort, results go to the shared content-addressed cache,
@@ -49,7 +49,7 @@ def init_shard() -> Shard:
         return Shard(device="cuda" if torch.cuda.is_available() else "cpu")
     from accelerate import PartialState
 
-    # Without cpu=True on a machine with no GPU, PartialState silently makes a world of one (environment.md §9).
+    # Without cpu=True on a machine with no GPU, PartialState silently makes a world of one (docs/runtime.md §9).
     state = PartialState(cpu=not torch.cuda.is_available())
     return Shard(rank=state.process_index, world=state.num_processes, device=str(state.device))
 

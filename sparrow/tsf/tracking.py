@@ -5,12 +5,12 @@ Three trackers behind one interface (:class:`Tracker`):
 - :class:`SAM2Tracker`: the ``sam2`` package's video predictor, prompted with the keyframe box and propagated
   forward and backward (the paper's offline pass also produces SAM2 masks). Under ``smoke``/``mini`` it is
   built with the pixel decoder's tiny hydra overrides (``sparrow.model.pixel_decoder.tiny_overrides``,
-  environment.md §5.1); without a checkpoint its weights are random, so its boxes only exercise the plumbing.
+  docs/runtime.md §5.1); without a checkpoint its weights are random, so its boxes only exercise the plumbing.
 - :class:`AppearanceMotionTracker`: a light template tracker (OpenCV SSD matching over a few scales in a window
   around a constant-velocity prediction, with a motion penalty, loss detection and whole-frame re-acquisition).
   It is the tracker that means something on CPU for SPARROW-Mini.
 - :class:`ExternalTracks`: boxes written by an external tracker (CLDTracker/pytracking: one ``x y w h`` line per
-  frame, tab separated), read with the released ``--tsf_boxes_txt`` rules (architecture.md §4.4): path as file,
+  frame, tab separated), read with the released ``--tsf_boxes_txt`` rules (docs/design.md §4.4): path as file,
   folder (``<dir>/<video>.txt``) or ``{video}`` template; lines split on whitespace or commas, fewer than four
   fields skipped; xyxy vs xywh decided by the released per-line vote (ties to xywh); frame i uses line
   ``min(i, L - 1)``.

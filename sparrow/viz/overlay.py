@@ -165,7 +165,7 @@ def box_center(box: Sequence[float]) -> tuple[float, float]:
 def crop_box(frame: np.ndarray, box: Sequence[float], size: int | None = None) -> np.ndarray | None:
     """The pixels of ``frame`` inside ``box`` (floor of the min, ceil of the max, clamped to the frame).
 
-    Rounding follows the released TSF crop rule (architecture.md §4.4); ``size`` resizes the crop to a square.
+    Rounding follows the released TSF crop rule (docs/design.md §4.4); ``size`` resizes the crop to a square.
     Returns None when the clamped box is empty.
     """
     height, width = frame.shape[:2]

@@ -1,6 +1,6 @@
 """HC-STVG v2: ``anno_v2/{train_v2,val_v2}.json`` keyed by ``<name>.mp4`` and the clips under ``Video/<subdir>/``.
 
-Facts honoured (datasets.md §4.2): ``img_size`` is ``[H, W]``; ``bbox`` holds one ``[x, y, w, h]`` per frame from
+Facts honoured (docs/data-formats.md §4.2): ``img_size`` is ``[H, W]``; ``bbox`` holds one ``[x, y, w, h]`` per frame from
 the **1-based** ``st_frame`` for ``len(bbox)`` frames (the tube ends, exclusive, at ``st_frame + len(bbox)``);
 clips last 20 s, so fps = ``img_num / 20``; one person per clip (object ``"1"``), one declarative sentence.
 """

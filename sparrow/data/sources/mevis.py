@@ -1,6 +1,6 @@
 """MeViS (ICCV 2023) as released: ``<split>/{JPEGImages/<vid>/<frame>.jpg, meta_expressions.json, mask_dict.json}``.
 
-Quirks honoured (datasets.md §3.1): masks are indexed by *position* in ``sorted(frames)``; ``obj_id`` (video-local)
+Quirks honoured (docs/data-formats.md §3.1): masks are indexed by *position* in ``sorted(frames)``; ``obj_id`` (video-local)
 and ``anno_id`` (global, the ``mask_dict`` key as a str) are aligned int lists; a multi-object expression refers to
 the union of its objects; ``valid`` has no ``mask_dict.json`` (unknown ground truth), though SPARROW-Mini writes
 one there too, and it is read when present. The MeViS-family builder here is shared with ReVOS.

@@ -1,7 +1,7 @@
 """Ref-YouTube-VOS (competition release): ``meta_expressions/<split>/meta_expressions.json`` plus
 ``<split>/{JPEGImages,Annotations}/<vid>/<frame>`` and ``<split>/meta.json``.
 
-Quirks honoured (datasets.md §3.2): ``obj_id`` is a str scalar equal to the palette index of the annotation PNG,
+Quirks honoured (docs/data-formats.md §3.2): ``obj_id`` is a str scalar equal to the palette index of the annotation PNG,
 read as raw indices (never ``convert("L")``); frame names skip by 5 (``00000, 00005``) and are not positions;
 ``valid/meta_expressions.json`` also lists the test videos, whose keys are subtracted; ``valid``/``test`` have no
 public masks (a ``<split>/Annotations`` folder, as SPARROW-Mini writes for its held-out split, is read when present).

@@ -1,7 +1,7 @@
 """ReVOS (VISA, ECCV 2024): ``JPEGImages/<source>/<video>/<frame>.jpg``, one ``mask_dict.json`` for both splits and
 ``meta_expressions_{train,valid}_.json``.
 
-Quirks honoured (datasets.md §3.4): the meta file names end in an underscore; video keys carry the source prefix
+Quirks honoured (docs/data-formats.md §3.4): the meta file names end in an underscore; video keys carry the source prefix
 (``MOSE/<id>``), kept in the curated id (``revos/MOSE/<id>``); the Sa2VA copy drops the ``JPEGImages`` level;
 ``type_id`` 1 marks reasoning instructions (without it, text containing ``?`` counts as reasoning); empty
 ``obj_id``/``anno_id`` lists are no-target instructions, kept with ``object_ids == []``; a ``mask_dict`` frame may

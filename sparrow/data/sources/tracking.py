@@ -1,4 +1,4 @@
-"""SPARROW's TSF tracking layout (datasets.md §5): GOT-10k, LaSOT, VID-Sentence, A2D-Sentences and HC-STVG as
+"""SPARROW's TSF tracking layout (docs/data-formats.md §5): GOT-10k, LaSOT, VID-Sentence, A2D-Sentences and HC-STVG as
 per-sequence folders ``img/`` + ``mask/`` + ``groundtruth.txt`` + ``nlp.txt`` under a ``VOT_dataset`` root.
 
 Rules honoured:

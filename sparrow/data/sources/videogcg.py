@@ -1,6 +1,6 @@
 """VideoGLaMM grounded-conversation (GCG) data, read from a ``video_dataset`` root (or one ``*_gcg`` folder).
 
-Parts (datasets.md §4.3), each optional:
+Parts (docs/data-formats.md §4.3), each optional:
 
 - ``vidstg_gcg`` / ``hcstvg_gcg``: ``<split>/<video_id>/frames/*.png``, binary ``masks/<id:03d>/<frame file>``,
   captions ``<split>_captions/<video_id>.json`` = ``{"caption": "... [phrase](id, id) ..."}``. VideoGLaMM's

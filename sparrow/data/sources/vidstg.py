@@ -5,7 +5,7 @@ Layout (VideoGLaMM's ``video_dataset/vidstg`` or the raw repositories): ``{split
 ``vidor_annotations/`` or ``annotation/`` as ``{training,validation}/<folder>/<vid>.json``; mp4s under ``video/``
 or ``videos/`` at the VidOR ``video_path``.
 
-Facts honoured (datasets.md §4.1): VidSTG train/val take their trajectories from VidOR *training*, VidSTG test
+Facts honoured (docs/data-formats.md §4.1): VidSTG train/val take their trajectories from VidOR *training*, VidSTG test
 from VidOR *validation*; VidOR ``trajectories`` is a list over frames of ``[{tid, bbox: {xmin, ymin, xmax,
 ymax}}]`` (xyxy, used as is); ``captions`` are declarative and ``questions`` interrogative sentences whose target
 is the tube of ``target_id``; frame ids are 0-based; ``temporal_gt.end_fid`` is taken as exclusive (TubeDETR),

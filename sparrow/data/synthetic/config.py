@@ -46,7 +46,7 @@ class SynthConfig:
     revos_valid: int
     jpeg_quality: int = 90
     # VidSTG mp4s are written at 1 fps so that the 1-fps sampling of the MLLM grounding protocol
-    # (metrics.md 7.2) scores every frame of these short clips.
+    # (docs/evaluation.md §7.2) scores every frame of these short clips.
     vidstg_fps: float = 1.0
     # Ref-YouTube-VOS names frames by their 30-fps index at 6 fps: 00000, 00005, ...
     ytvos_frame_step: int = 5

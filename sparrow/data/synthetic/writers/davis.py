@@ -1,4 +1,4 @@
-"""Ref-DAVIS17 in the ReferFormer-converted layout (datasets.md 3.3), plus the DAVIS-2017 evaluation root.
+"""Ref-DAVIS17 in the ReferFormer-converted layout (docs/data-formats.md §3.3), plus the DAVIS-2017 evaluation root.
 
 ```
 ref-davis17/
@@ -17,7 +17,7 @@ Every object has exactly four expressions with consecutive ids, objects in strin
 ``4k+3`` annotator 2 full-video (first-frame expressions only use what frame 0 shows: appearance and position).
 Video names are hyphenated words like the DAVIS ones (``spinning-rings``); frames are consecutive.
 
-The ``DAVIS`` folder is what the unsupervised DAVIS-2017 protocol (metrics.md 5.3) reads. It keeps
+The ``DAVIS`` folder is what the unsupervised DAVIS-2017 protocol (docs/evaluation.md §5.3) reads. It keeps
 SPARROW-Mini's own frame size although the folder is named ``480p``, as the toolkit expects that name. Every
 object is visible in frame 0, because the toolkit counts the ground-truth objects as the largest id of the
 first annotation frame. ``valid/Annotations`` exist in the real conversion as well (DAVIS val has public masks).

@@ -1,4 +1,4 @@
-"""MeViS layout (datasets.md 3.1): motion expressions, multi-object referents, ``mask_dict.json`` RLEs.
+"""MeViS layout (docs/data-formats.md §3.1): motion expressions, multi-object referents, ``mask_dict.json`` RLEs.
 
 ```
 mevis/{train,valid_u,valid}/

@@ -1,4 +1,4 @@
-"""ReVOS layout (datasets.md 3.4): MeViS-family files with referring *and* reasoning expressions.
+"""ReVOS layout (docs/data-formats.md §3.4): MeViS-family files with referring *and* reasoning expressions.
 
 ```
 revos/

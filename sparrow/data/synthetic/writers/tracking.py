@@ -1,4 +1,4 @@
-"""SPARROW's tracking-source (TSF) layout (datasets.md 5): GOT-10k and LaSOT style (xywh), A2D style (xyxy).
+"""SPARROW's tracking-source (TSF) layout (docs/data-formats.md §5): GOT-10k and LaSOT style (xywh), A2D style (xyxy).
 
 ```
 tracking/VOT_dataset/

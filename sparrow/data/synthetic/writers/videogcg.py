@@ -1,4 +1,4 @@
-"""VideoGLaMM grounded-caption (GCG) data in the ``vidstg_gcg`` layout (datasets.md 4.3).
+"""VideoGLaMM grounded-caption (GCG) data in the ``vidstg_gcg`` layout (docs/data-formats.md §4.3).
 
 ```
 videogcg/

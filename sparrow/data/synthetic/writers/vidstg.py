@@ -1,4 +1,4 @@
-"""VidSTG raw layout (datasets.md 4.1): VidSTG sentence annotations over VidOR trajectories and mp4 videos.
+"""VidSTG raw layout (docs/data-formats.md §4.1): VidSTG sentence annotations over VidOR trajectories and mp4 videos.
 
 ```
 vidstg/

@@ -1,4 +1,4 @@
-"""Ref-YouTube-VOS layout (datasets.md 3.2): appearance expressions, palette PNG masks, frame names step 5.
+"""Ref-YouTube-VOS layout (docs/data-formats.md §3.2): appearance expressions, palette PNG masks, frame names step 5.
 
 ```
 ref-youtube-vos/
