@@ -20,14 +20,13 @@ wall and CPU time of each, their final losses, and inference of the trained SPAR
 
 ``--reference REV`` runs every child a second time on the ``sparrow`` package of git revision ``REV`` (extracted to
 a temporary folder and put first on ``PYTHONPATH``) and prints the two side by side with CPU-time ratios; children of
-the two revisions alternate, so machine load changes hit both. ``9e94043`` is the last revision before the speed
-work (batched SAM2 decoding, the frozen-feature cache, ``predict_many``, ...). An older revision has no
-``predict_many``; its column shows ``predict`` only.
+the two revisions alternate, so machine load changes hit both. A revision without ``predict_many`` shows
+``predict`` only in its column.
 
 CPU time is the headline on a shared machine (other processes disturb it far less than wall time); ``--threads``
 sets torch's intra-op threads in every child (default: torch's own choice, the number of cores).
 
-Run: ``.venv/bin/python benchmarks/bench_train.py [--hosts ...] [--steps 5] [--reference 9e94043] [--no-variant]``
+Run: ``.venv/bin/python benchmarks/bench_train.py [--hosts ...] [--steps 5] [--reference REV] [--no-variant]``
 """
 
 from __future__ import annotations

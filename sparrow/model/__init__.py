@@ -1,4 +1,4 @@
-"""The SPARROW model on three host presets (issue 5, model half).
+"""The SPARROW model on three host presets (VideoGLaMM, UniPixel, GLUS).
 
 Contract for training code (stable):
 

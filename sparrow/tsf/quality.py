@@ -23,7 +23,7 @@ import numpy as np
 
 from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
 
-#: The generator's scene tags for the hard cases the issue names, in report order.
+#: The generator's scene tags for the hard cases TSF tracking must survive, in report order.
 HARD_CASES: dict[str, str] = {
     "crossing": "crossings",
     "occlusion": "occlusions",

@@ -184,5 +184,5 @@ def throughput(runs: Sequence[TSFRun]) -> Throughput:
     return Throughput(seconds, expressions, videos, counted)
 
 
-#: the paper's offline TSF cost, for context: 2.16 GPU-days over about 30k training videos (issue 4)
+#: the paper's offline TSF cost, for context: 2.16 GPU-days over about 30k training videos
 PAPER_SECONDS_PER_VIDEO = 2.16 * 86400 / 30_000
