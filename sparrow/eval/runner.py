@@ -334,7 +334,7 @@ def _object_order(object_id: str) -> tuple[int, Any]:
 
 
 def _davis_slot(exp: ExpressionRecord) -> int:
-    """Annotator set of a Ref-DAVIS17 expression: converted ids are ``4k + slot`` (datasets reference)."""
+    """Annotator set of a Ref-DAVIS17 expression: converted ids are ``4k + slot`` (docs/data-formats.md §3.3)."""
     exp_id = exp.expression_id.rsplit("/", 1)[-1]
     if not exp_id.isdigit():
         raise DataError(f"{exp.expression_id}: Ref-DAVIS17 expression ids must be integers 4k + annotator slot")

@@ -1,6 +1,6 @@
 """Staged training of SPARROW on accelerate: host, proposer pretraining, stage 1 (TSF + LoRA), stage 2 (selector).
 
-- :mod:`sparrow.train.config`: :class:`TrainConfig` per stage and profile (the reference's optimiser and schedule).
+- :mod:`sparrow.train.config`: :class:`TrainConfig` per stage and profile (the released optimiser and schedule).
 - :mod:`sparrow.train.trainer`: :class:`Trainer`, the accelerate loop with checkpoints, resume and the loss log.
 - :mod:`sparrow.train.variants`: :func:`train_variant`, every stage of one table row, cached and resumable.
 - :mod:`sparrow.train.validation`: :func:`quick_validation` (held-out J&F) and predictions beside ground truth.

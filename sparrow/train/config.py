@@ -1,6 +1,6 @@
 """Training settings per stage and profile (`TrainConfig`).
 
-The paper-size values follow the released code (architecture reference §5, §10.2 and §13):
+The paper-size values follow the released code (docs/design.md §5, §10.2 and §13):
 
 - ``host`` (the host model's own training, which SPARROW starts from): the paper starts from released host
   checkpoints, so at paper size this stage only matters without one. VideoGLaMM's defaults: lr 3e-4, betas
@@ -9,18 +9,18 @@ The paper-size values follow the released code (architecture reference §5, §10
   its step count depends on its data mixture (one epoch), so 5000 steps is the kit's placeholder.
 - ``sam`` (smoke and mini only): the tiny SAM2's box-prompt pretraining that stands in for the released SAM2
   checkpoint (:mod:`sparrow.train.sam_pretrain`); mini: 600 steps of 8 prompts, lr 1e-3, 20 warmup steps.
-- ``proposer`` (the reference's "Stage 0", class-agnostic proposer pretraining): AdamW lr 2e-4, weight decay 1e-4,
+- ``proposer`` (the released code's "Stage 0", class-agnostic proposer pretraining): AdamW lr 2e-4, weight decay 1e-4,
   100 warmup steps then cosine decay, 64 images per device, at most 500k steps (the README's example cap).
-  The reference does not set Adam betas for this stage, so torch's defaults (0.9, 0.999) apply.
+  The released code does not set Adam betas for this stage, so torch's defaults (0.9, 0.999) apply.
 - ``stage1`` (TSF injection, LoRA) and ``stage2`` (selector / box filter): AdamW lr 3e-4, betas (0.9, 0.95), weight
   decay 0, DeepSpeed ``WarmupDecayLR`` with linear warmup over 100 steps then linear decay to 0, gradient clip
   1.0, micro-batch 1, no accumulation, 30 x 500 and 8 x 500 steps, one checkpoint per 500-step "epoch".
 
-Precision: bf16 on GPU (the reference trains in fp16 by default; bf16 needs no loss scaling and is what current
+Precision: bf16 on GPU (the released code trains in fp16 by default; bf16 needs no loss scaling and is what current
 GPUs run best), fp32 on CPU where bf16 autocast is slow and changes numerics for no benefit.
 
 ``smoke`` and ``mini`` keep every setting except the sizes: a handful of steps for smoke (no warmup, so that every
-step updates the weights: the reference schedule's first step runs at lr 0), and for mini a step budget
+step updates the weights: the released schedule's first step runs at lr 0), and for mini a step budget
 that trains one variant on 2 CPU cores in about three minutes. Mini models start from random weights rather
 than a pretrained host, so mini uses a larger learning rate (1e-3) and a warmup scaled to its step count; the
 reason is the tiny step budget, not a tuned result.

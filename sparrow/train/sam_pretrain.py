@@ -1,7 +1,7 @@
 """Class-agnostic SAM2 pretraining: the tiny profiles' stand-in for the released SAM2 checkpoint.
 
 Every host starts from a SAM2 checkpoint pretrained on SA-1B/SA-V to segment whatever a point or box prompt asks
-for, and fine-tunes only its mask decoder (architecture reference §2, §10). Under ``smoke`` and ``mini`` no such
+for, and fine-tunes only its mask decoder (docs/design.md §10, §13). Under ``smoke`` and ``mini`` no such
 checkpoint exists offline, and a tiny SAM2 trained from scratch inside the host stage learns to segment whatever is
 salient and to ignore its prompt (measured: ``benchmarks/probe_sam2_prompt.py``, and notebook 04's text-dependence
 check before this stage existed: the same mask for every text). With nothing in SAM2 that follows a prompt, neither

@@ -1,6 +1,6 @@
 """Quick validation of a trained variant: J&F on held-out expressions, and predictions to look at.
 
-The score follows the MeViS per-expression protocol (metrics reference §6.1): for each expression the masks of
+The score follows the MeViS per-expression protocol (docs/evaluation.md §6.1): for each expression the masks of
 every frame are predicted with the host's evaluation prompt (``model.predict_many`` over a video's expressions,
 which gives what ``model.predict`` gives per text; the first ``[SEG]``'s mask per frame), J and F are averaged
 over all frames (bound_th 0.008; a frame where prediction and ground truth are both empty scores 1), then over
@@ -161,7 +161,7 @@ def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: i
     return out
 
 
-# The MeViS valid_u column of the official results table (RISys-Lab/SPARROW README; architecture reference §11.1),
+# The MeViS valid_u column of the official results table (RISys-Lab/SPARROW README; docs/design.md §11.1),
 # as (host alone, host + SPARROW), J&F in percent.
 PAPER_MEVIS_VALID_U: dict[str, tuple[float, float]] = {
     "videoglamm": (48.5, 57.4),
