@@ -2,7 +2,7 @@
 
 Per item: frames resized for each encoder; the conversation (training question/answer templates for expressions, the
 record's own question/answer for QA) with the stage's rules: ``[BOX] [SEG]`` answers when the stage uses the dual
-prompt (plain ``[SEG]`` otherwise), ``<tsf>`` placeholders and ground-truth-mask TSF crops (released variant, §4.2 b)
+prompt (plain ``[SEG]`` otherwise), ``<tsf>`` placeholders and ground-truth-mask TSF crops (released variant, docs/design.md §4.2 b)
 when the stage uses TSF; token ids truncated to ``model_max_length - visual_token_reserve`` (released: 2048 - 255).
 Build one with ``model.collator(stage)``, which knows the encoders' real input sizes.
 """
