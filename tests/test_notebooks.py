@@ -53,7 +53,7 @@ def test_committed_without_outputs(notebook: Path) -> None:
 
 @pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=[n.stem for n in ALL_NOTEBOOKS])
 def test_notebook_conventions(notebook: Path) -> None:
-    """DEVELOPERS.md conventions: header, one literal parameters cell, no helper functions, results recorded last."""
+    """docs/conventions.md: header, one literal parameters cell, no helper functions, results recorded last."""
     import ast
 
     nb = json.loads(notebook.read_text(encoding="utf-8"))
