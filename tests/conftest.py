@@ -10,8 +10,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import sparrow  # noqa: E402  (installs the torchvision shim before any test imports torchvision)
 import pytest  # noqa: E402
+
+import sparrow  # noqa: E402  (installs the torchvision shim before any test imports torchvision)
 
 TIERS = ("unit", "regression", "notebooks")
 # Every other test file is a unit tier file. A test may add a second tier explicitly (the notebook runs compare
