@@ -15,10 +15,11 @@ export SAM2_BUILD_CUDA := 0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: setup reproduce test test-mini regen-expected clean-results strip-notebooks bench help
+.PHONY: setup reproduce lint test test-mini regen-expected clean-results strip-notebooks bench help
 
 help:
 	@echo "make reproduce   # set up .venv if missing, run every numbered notebook under PROFILE=$(PROFILE)"
+	@echo "make lint        # ruff: lint rules and formatting (pyproject.toml [tool.ruff]); changes nothing"
 	@echo "make test        # set up .venv if missing, run the test suite (notebooks under smoke)"
 	@echo "make test-mini   # the slow suite: every notebook under mini, compared with reproductions/expected/mini"
 	@echo "make regen-expected PROFILE=smoke|mini   # rewrite reproductions/expected/<profile>/ from a fresh run"
@@ -36,6 +37,10 @@ setup: $(VENV)/.installed
 
 reproduce: setup
 	$(PY) -m sparrow.cli reproduce --profile $(PROFILE) --seed $(SEED)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: setup
 	$(PY) -m pytest -n 2 -q

@@ -1,5 +1,5 @@
 """J and F: the kit (sparrow.eval.jf) against a faithful per-frame re-implementation of the official DAVIS-2017
-functions (tests/reference_davis.py), side by side in one run, on the same masks.
+functions (tests/fixtures/reference_davis.py), side by side in one run, on the same masks.
 
 Default size: 30 sequences x 40 frames x 480x854 (1,200 frame pairs), one object per sequence as the official
 evaluation scores objects one at a time. Object areas are log-uniform between 0.5 % and 20 % of the frame (DAVIS-2017
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import sparrow  # noqa: E402,F401  (torchvision shim first)
-from reference_davis import ref_boundary, ref_iou  # noqa: E402
+from fixtures.reference_davis import ref_boundary, ref_iou  # noqa: E402
 from sparrow.eval.jf import contour_accuracy, jf_per_frame, region_similarity  # noqa: E402
 
 

@@ -3,7 +3,9 @@
 The last cell of every notebook builds a :class:`Recorder`, adds every reported number, and saves it to
 ``reproductions/results/<profile>/<notebook>.json`` together with what produced it (profile, seed, git commit,
 package versions, device). ``reproductions/expected/<profile>/<notebook>.json`` holds the expected value of each
-number with its tolerance and the reason for that tolerance; :func:`compare` checks one against the other.
+number with its tolerance and the reason for that tolerance; :func:`compare` checks one against the other. An entry
+marked ``"info": true`` (a wall time) must be recorded, but its value is only shown next to the stored one, never
+asserted.
 """
 
 from __future__ import annotations
@@ -124,6 +126,14 @@ class Expectation:
     abs_tol: float = 0.0
     rel_tol: float = 0.0
     why: str = "deterministic on CPU: exact"
+    info: bool = False
+
+    def to_json(self, value: Any) -> dict[str, Any]:
+        """The stored form of this expectation with a new ``value``; ``info`` is written only when set."""
+        spec = {"value": value, "abs_tol": self.abs_tol, "rel_tol": self.rel_tol, "why": self.why}
+        if self.info:
+            spec["info"] = True
+        return spec
 
     def accepts(self, value: Any) -> bool:
         if isinstance(self.value, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -135,6 +145,7 @@ class Expectation:
 class Drift:
     notebook: str
     problems: list[str] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -142,8 +153,12 @@ class Drift:
 
     def __str__(self) -> str:
         if self.ok:
-            return f"{self.notebook}: every recorded number matches its expectation"
-        return f"{self.notebook}: {len(self.problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in self.problems)
+            text = f"{self.notebook}: every recorded number matches its expectation"
+        else:
+            text = f"{self.notebook}: {len(self.problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in self.problems)
+        if self.info:
+            text += "\n  not compared (info):\n" + "\n".join(f"  - {i}" for i in self.info)
+        return text
 
 
 def expected_path(notebook: str, profile: str) -> Path:
@@ -156,7 +171,9 @@ def load_expected(path: str | Path) -> dict[str, Expectation]:
 
 
 def compare(results_file: str | Path, expected_file: str | Path) -> Drift:
-    """Compare every recorded number with its expectation; missing and unexpected numbers are problems too."""
+    """Compare every recorded number with its expectation; missing and unexpected numbers are problems too.
+
+    Numbers whose expectation is ``info`` must be recorded; their values go to ``Drift.info``, not compared."""
     results = read_json(results_file)
     expected = load_expected(expected_file)
     drift = Drift(results["notebook"])
@@ -167,6 +184,9 @@ def compare(results_file: str | Path, expected_file: str | Path) -> Drift:
                                   f"(add it with `make regen-expected PROFILE={results['profile']}`)")
         elif name not in recorded:
             drift.problems.append(f"{name}: expected {expected[name].value!r} but was not recorded")
+        elif expected[name].info:
+            drift.info.append(f"{name}: recorded {recorded[name]!r} (stored {expected[name].value!r}) "
+                              f"[{expected[name].why}]")
         elif not expected[name].accepts(recorded[name]):
             exp = expected[name]
             delta = ""
@@ -185,18 +205,17 @@ def default_tolerance(value: Any) -> tuple[float, float, str]:
 
 
 def write_expected(results_file: str | Path, expected_file: str | Path) -> Path:
-    """Rewrite an expectation file from a results file, keeping existing tolerances and reasons."""
+    """Rewrite an expectation file from a results file, keeping existing tolerances, reasons and info flags."""
     results = read_json(results_file)
     expected_file = Path(expected_file)
     old = load_expected(expected_file) if expected_file.is_file() else {}
     metrics = {}
     for m in results["metrics"]:
         if m["name"] in old:
-            prev = old[m["name"]]
-            metrics[m["name"]] = {"value": m["value"], "abs_tol": prev.abs_tol, "rel_tol": prev.rel_tol, "why": prev.why}
+            metrics[m["name"]] = old[m["name"]].to_json(m["value"])
         else:
             abs_tol, rel_tol, why = default_tolerance(m["value"])
-            metrics[m["name"]] = {"value": m["value"], "abs_tol": abs_tol, "rel_tol": rel_tol, "why": why}
+            metrics[m["name"]] = Expectation(m["value"], abs_tol, rel_tol, why).to_json(m["value"])
     atomic_write_json(expected_file, {"notebook": results["notebook"], "profile": results["profile"],
                                       "seed": results["seed"], "metrics": metrics})
     return expected_file

@@ -21,12 +21,7 @@ def load_bench():
     return module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tiny_scale_measures_both_variants_through_the_paper_loader(tmp_path):

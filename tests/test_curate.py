@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import test_sources_builders as fx
+from fixtures import sources as fx
 from sparrow.data.curate import curate, main_curate
 from sparrow.data.curated import CuratedDataset
 from sparrow.data.qa_templates import ANSWER_TEMPLATES, QUESTION_TEMPLATES, seg_targets

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import sparrow  # noqa: F401
-from reference_davis import ref_davis_table
+from fixtures.reference_davis import ref_davis_table
 from sparrow.eval.davis import TABLE_COLUMNS, evaluate_davis, list_sequences
 from sparrow.eval.png import write_index_png
 from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis

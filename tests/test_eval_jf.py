@@ -1,4 +1,4 @@
-"""sparrow.eval.jf against the faithful re-implementation of the official DAVIS-2017 functions (reference_davis).
+"""sparrow.eval.jf against the faithful re-implementation of the official DAVIS-2017 functions (tests/fixtures).
 
 Edge cases from docs/evaluation.md §3 with their official values, then randomised masks of many kinds and sizes (1x1 to
 1080x1920), with and without void, several tolerances, the statistics, bad input and the torch path.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import sparrow  # noqa: F401
-from reference_davis import ref_boundary, ref_f_measure, ref_iou, ref_seg2bmap, ref_statistics
+from fixtures.reference_davis import ref_boundary, ref_f_measure, ref_iou, ref_seg2bmap, ref_statistics
 from sparrow.eval.jf import (
     _disk,
     bound_radius,

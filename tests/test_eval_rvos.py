@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sparrow  # noqa: F401
-from reference_davis import ref_boundary, ref_iou
+from fixtures.reference_davis import ref_boundary, ref_iou
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.rle import encode_rle
 from sparrow.eval.export import (

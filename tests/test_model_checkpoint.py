@@ -13,12 +13,7 @@ from sparrow.model import CheckpointError, ModelConfig, SparrowExample, SparrowM
 from sparrow.model.checkpoint import WEIGHTS_NAME, read_state
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_example(cfg: ModelConfig, seed: int = 0) -> SparrowExample:

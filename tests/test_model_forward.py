@@ -29,13 +29,7 @@ def make_example(cfg: ModelConfig, seed: int = 0, t: int = 6, h: int = 40, w: in
                           video[sam_idx], masks, np.array([[14 / w, 10 / h, 34 / w, 26 / h]], np.float32))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: intra-op threads only add contention (10x slower steps measured).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

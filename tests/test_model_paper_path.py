@@ -24,12 +24,7 @@ from sparrow.model.presets import PAPER_PATHS
 from sparrow.model.proposer import ClassAgnosticProposer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 WORDS = ["the", "a", "red", "blue", "square", "circle", "moving", "left", "right", "can", "you", "segment", "in",

@@ -29,12 +29,14 @@ def _run_and_compare(notebook: Path, profile: str, tmp_path: Path) -> None:
     assert drift.ok, str(drift)
 
 
+@pytest.mark.regression
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
 def test_notebook_smoke(notebook: Path, tmp_path: Path) -> None:
     _run_and_compare(notebook, "smoke", tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.regression
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
 def test_notebook_mini(notebook: Path, tmp_path: Path) -> None:
     _run_and_compare(notebook, "mini", tmp_path)

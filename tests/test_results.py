@@ -71,6 +71,36 @@ def test_compare_reports_drift_missing_and_unexpected(tmp_path: Path) -> None:
                                                                     "why": "seed spread"}
 
 
+def test_info_numbers_are_shown_never_asserted(tmp_path: Path) -> None:
+    first = _record(tmp_path / "a", {"n": 10, "wall_s": 12.5})
+    expected = write_expected(first, tmp_path / "expected.json")
+    spec = json.loads(expected.read_text())
+    spec["metrics"]["wall_s"].update(info=True, why="wall time")
+    expected.write_text(json.dumps(spec))
+    drift = compare(_record(tmp_path / "b", {"n": 10, "wall_s": 9000.0}), expected)
+    assert drift.ok and drift.info == ["wall_s: recorded 9000.0 (stored 12.5) [wall time]"]
+    assert "not compared (info):\n  - wall_s: recorded 9000.0" in str(drift)
+    # An info number must still be recorded; the asserted ones still fail.
+    drift = compare(_record(tmp_path / "c", {"n": 11}), expected)
+    assert sorted(drift.problems) == ["n: recorded 11, expected 10 (delta +1) within abs 0 / rel 0 "
+                                      "[count or label: exact]", "wall_s: expected 12.5 but was not recorded"]
+    # Regeneration keeps the flag; entries without it are written as before.
+    write_expected(_record(tmp_path / "d", {"n": 12, "wall_s": 3.0}), expected)
+    metrics = json.loads(expected.read_text())["metrics"]
+    assert metrics["wall_s"] == {"value": 3.0, "abs_tol": 1e-09, "rel_tol": 1e-06, "why": "wall time", "info": True}
+    assert "info" not in metrics["n"]
+
+
+def test_the_recorded_wall_times_are_info_only() -> None:
+    from sparrow.results import expected_path, load_expected
+
+    for profile in ("smoke", "mini"):
+        expected = load_expected(expected_path("04_benchmark_tables", profile))
+        info = sorted(name for name, spec in expected.items() if spec.info)
+        assert info == ["time/eval_s", "time/notebook_s", "time/train_s"], profile
+        assert all(spec.abs_tol < 1e3 for spec in expected.values()), f"{profile}: a tolerance that cannot fail"
+
+
 def test_atomic_open_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "out.json"
     target.write_text("old")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import test_sources_builders as fx
+from fixtures import sources as fx
 from sparrow.data.rle import decode_rle
 from sparrow.data.sources import REGISTRY, LoadContext, get_source
 from sparrow.storage import DataError

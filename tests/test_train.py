@@ -1,32 +1,27 @@
 """The staged trainer on a small stand-in model: schedule, sampling, checkpoints, resume after SIGKILL, NaN stop, DDP.
 
-The stand-in (:class:`ToyModel`) honours the same protocol as :class:`sparrow.model.SparrowModel` (``model(batch)``
-returning ``.loss`` and ``.losses``, ``configure_stage``, ``save_pretrained`` / ``from_pretrained``), has dropout,
-and its dataset draws random augmentation noise, so both sources of randomness are exercised. This file is also
-the script that the subprocess tests run (``python tests/test_train.py ...`` or under ``torchrun``).
+The stand-in model, its data and the training script that the subprocess tests run are in
+``tests/fixtures/toy_trainer.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import sparrow  # noqa: F401  (torchvision shim first)
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
-from torch.utils.data import Dataset
+from safetensors.torch import load_file
 
+from fixtures import toy_trainer
+from fixtures.toy_trainer import ToyData, ToyModel, build_toy, collate, toy_config
 from sparrow.storage import DataError, read_json
 from sparrow.train import NonFiniteLossError, TrainConfig, Trainer, TrainResult
 from sparrow.train.checkpoint import list_checkpoints, load_tensors, save_tensors
@@ -34,150 +29,13 @@ from sparrow.train.loss_log import LossLog, read_loss_log
 from sparrow.train.sampling import PassSampler, SeededSamples, derive_seed
 from sparrow.train.schedule import lr_factor
 
-HERE = Path(__file__).resolve()
-REPO = HERE.parents[1]
-
-
-# -- the stand-in model ------------------------------------------------------------------------------------------
-
-@dataclass
-class ToyConfig:
-    dim: int = 8
-    hidden: int = 16
-    dropout: float = 0.1
-    sleep_s: float = 0.0
-    nan_after_calls: int = -1
-
-
-@dataclass
-class ToyOutput:
-    loss: torch.Tensor
-    losses: dict
-
-
-class ToyModel(nn.Module):
-    """Encoder + head trained in stage 1, a "proposer" layer in the proposer stage, a "selector" in stage 2."""
-
-    def __init__(self, config: ToyConfig):
-        super().__init__()
-        self.config = config
-        self.proposer = nn.Linear(config.dim, config.dim)
-        self.encoder = nn.Sequential(nn.Linear(config.dim, config.hidden), nn.GELU(), nn.Dropout(config.dropout))
-        self.head = nn.Linear(config.hidden, 3)
-        self.selector = nn.Linear(config.hidden, 1)
-        self.calls = 0
-
-    def configure_stage(self, stage: str) -> None:
-        trainable = {"proposer": ("proposer",), "stage1": ("encoder", "head"), "stage2": ("selector", "head")}[stage]
-        for name, param in self.named_parameters():
-            param.requires_grad_(name.split(".")[0] in trainable)
-
-    def forward(self, batch: dict) -> ToyOutput:
-        self.calls += 1
-        if self.config.sleep_s:
-            time.sleep(self.config.sleep_s)
-        h = self.encoder(self.proposer(batch["x"]))
-        logits = self.head(h)
-        ce = nn.functional.cross_entropy(logits, batch["label"])
-        mask_logit = self.selector(h).squeeze(-1)
-        bce = nn.functional.binary_cross_entropy_with_logits(mask_logit, batch["mask"])
-        prob = mask_logit.sigmoid()
-        # Per-sample dice averaged over the batch, so that DDP's gradient average equals the one-process mean.
-        dice = (1 - (2 * prob * batch["mask"] + 1) / (prob + batch["mask"] + 1)).mean()
-        if 0 <= self.config.nan_after_calls < self.calls:
-            bce = bce * float("nan")
-        losses = {"ce": ce, "bce": bce, "dice": dice}
-        return ToyOutput(1.0 * ce + 2.0 * bce + 0.5 * dice, losses)
-
-    def save_pretrained(self, directory) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps(asdict(self.config)))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(directory / "model.safetensors"))
-
-    @classmethod
-    def from_pretrained(cls, directory) -> "ToyModel":
-        directory = Path(directory)
-        model = cls(ToyConfig(**json.loads((directory / "config.json").read_text())))
-        model.load_state_dict(load_file(str(directory / "model.safetensors")))
-        return model
-
-
-class ToyData(Dataset):
-    """Fixed features plus per-draw noise (the kind of randomness a real dataset's augmentation draws)."""
-
-    def __init__(self, n: int = 10, dim: int = 8):
-        gen = torch.Generator().manual_seed(123)
-        self.x = torch.randn(n, dim, generator=gen)
-        self.label = (self.x[:, 0] > 0).long() + (self.x[:, 1] > 0).long()
-        self.mask = (self.x[:, 2] > 0).float()
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"x": self.x[i] + 0.05 * torch.randn(self.x.shape[1]), "label": self.label[i], "mask": self.mask[i]}
-
-
-def collate(items: list[dict]) -> dict:
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
-
-
-def toy_config(**overrides) -> TrainConfig:
-    base = dict(max_steps=6, warmup_steps=1, batch_size=2, checkpoint_every=2, lr=5e-2, show_progress=False)
-    base.update(overrides)
-    return TrainConfig.for_profile("smoke", "stage1", **base)
-
-
-def build_toy(seed: int, **model_kw) -> ToyModel:
-    torch.manual_seed(seed)
-    return ToyModel(ToyConfig(**model_kw))
-
-
-# -- the subprocess entry point ----------------------------------------------------------------------------------
-
-def _script_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--accum", type=int, default=1)
-    parser.add_argument("--every", type=int, default=2)
-    parser.add_argument("--n", type=int, default=10)
-    parser.add_argument("--sleep", type=float, default=0.0)
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--keep", type=int, default=1)
-    parser.add_argument("--then-resume-from", type=int, default=0,
-                        help="afterwards, copy the run, drop what came after this checkpoint and resume the copy")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    cfg = toy_config(max_steps=args.steps, batch_size=args.batch, grad_accum=args.accum, checkpoint_every=args.every,
-                     keep_checkpoints=args.keep)
-    out = Path(args.out)
-    runs = [out] + ([out / "resumed"] if args.then_resume_from else [])
-    for run in runs:
-        if run != out:
-            if trainer.accelerator.is_main_process:
-                shutil.copytree(out / "checkpoints", run / "checkpoints")
-                shutil.copy(out / "loss_log.csv", run / "loss_log.csv")
-                for step, folder in list_checkpoints(run / "checkpoints"):
-                    if step > args.then_resume_from:
-                        shutil.rmtree(folder)
-            trainer.accelerator.wait_for_everyone()
-        model = build_toy(0, dropout=args.dropout, sleep_s=args.sleep)
-        trainer = Trainer(model, ToyData(args.n), cfg, run, collate_fn=collate)
-        result = trainer.train(resume=True)
-        rank = trainer.accelerator.process_index
-        weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, str(run / f"weights_rank{rank}.safetensors"))
-        if rank == 0:
-            print(json.dumps({"resumed_from": result.resumed_from, "world_size": result.world_size}))
-    return 0
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(toy_trainer.__file__).resolve()
 
 
 def _run_script(out: Path, *args: str, launcher: list[str] | None = None, wait: bool = True, timeout: float = 120):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = (launcher or [sys.executable]) + [str(HERE), "--out", str(out), *args]
+    cmd = (launcher or [sys.executable]) + [str(SCRIPT), "--out", str(out), *args]
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -395,6 +253,3 @@ def test_two_process_ddp_keeps_ranks_in_sync_resumes_and_matches_one_process_wit
     for key, value in single_model.state_dict().items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-5, atol=1e-6)
 
-
-if __name__ == "__main__":
-    raise SystemExit(_script_main(sys.argv[1:]))

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_tsf_toydata import write_toy_curated
-
+from fixtures.toydata import write_toy_curated
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, decode_entry, encode_entry
 from sparrow.tsf.detection import DetectorConfig
 from sparrow.tsf.encoder import PatchMeanEncoder

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_tsf_toydata import write_toy_curated
-
+from fixtures.toydata import write_toy_curated
 from sparrow.tsf.detection import (
     SPECIAL_IDS,
     DetectorConfig,

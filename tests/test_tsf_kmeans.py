@@ -96,7 +96,7 @@ def test_bad_input_is_refused():
         tsf_kmeans(torch.zeros(5, 2), select="mean")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
+@pytest.mark.gpu
 def test_same_choice_on_gpu():
     x = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
     assert tsf_kmeans(x.cuda(), 4).indices.cpu().tolist() == tsf_kmeans(x, 4).indices.tolist()

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_tsf_toydata import write_toy_curated
-
+from fixtures.toydata import write_toy_curated
 from sparrow.data.curated import CuratedDataset
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.detection import DetectorConfig, TinyDetectorSpec, build_tiny_detector, build_vocabulary

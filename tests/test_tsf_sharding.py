@@ -12,8 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from test_tsf_toydata import write_toy_curated
-
+from fixtures.toydata import write_toy_curated
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.detection import DetectorConfig
 from sparrow.tsf.encoder import PatchMeanEncoder

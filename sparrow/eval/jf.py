@@ -4,7 +4,8 @@ Definitions (``docs/evaluation.md`` §1-§4): ``db_eval_iou``, ``db_eval_boundar
 ``_seg2bmap``) and ``db_statistics`` of davisvideochallenge/davis2017-evaluation @ ac7c43f. Every value returned
 here comes from the same integer counts and the same float64 operations, in the same order, as the official
 code, so the results are identical, not merely close; ``tests/test_eval_jf.py`` holds them to a faithful
-per-frame re-implementation (``tests/reference_davis.py``) and ``benchmarks/bench_jf.py`` measures the speed-up.
+per-frame re-implementation (``tests/fixtures/reference_davis.py``) and ``benchmarks/bench_jf.py`` measures the
+speed-up.
 
 Why it is fast, every step exact:
 
