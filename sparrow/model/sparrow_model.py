@@ -2,29 +2,35 @@
 
 Data flow (docs/design.md §1)::
 
-    video ---------------+---------------------------------+------------------------------+
-      | encoder frames   | target crops (TSF)              | SAM frames                   |
-      v                  v                                 v                              |
-    spatial (+ temporal) encoder                         SAM2 image encoder               |
-      |                  |                                 | frame 0                      |
-      v                  v                                 v                              |
-    V->L adapters      V->L adapter, K-means medoids     class-agnostic proposer          |
-      | visual tokens    | TSF tokens                      | proposals                    |
-      v                  v                                 |                              |
-    [visual | question | <tsf>] --> LLM --> "[BOX] [SEG]"  |                              |
-                                     | last-layer states   |                              |
-                                     v                     v                              |
-                              L->V projector --[BOX]--> ProposalSelector + ROI helper     |
-                                     |                     | selected boxes               |
-                                     | [SEG]               | (box prior filter at test)   |
-                                     v                     v                              v
-                              SAM2 mask decoder <-- [SEG] tokens + box corners, on every SAM frame
-                                     |
-                                     v
-                              masks (n, T, H, W)
+    video (T, H, W, 3)
+      |
+      +- encoder frames -> spatial (+ temporal) encoder -> V->L adapters -> visual tokens -----+
+      |                                                                                        |
+      +- target crops ---> spatial encoder -> V->L adapter -> K-means medoids -> TSF tokens ---+
+      |                                                                                        |
+      |                                               question with <tsf> placeholders --------+
+      |                                                                                        v
+      |                                                                                       LLM --> CE loss
+      |                                                                                        | "[BOX] [SEG]"
+      |                                                                                        v
+      |                                                                 L->V projector on the last-layer states
+      |                                                                  | [BOX]                      | [SEG]
+      +- SAM frames -> SAM2 image encoder -+- frame 0 -> proposer        |                            |
+                                           |               | proposals   |                            |
+                                           |               v             v                            |
+                                           |          ProposalSelector + ROI helper (proposal loss)   |
+                                           |               | selected boxes                           |
+                                           |               v                                          |
+                                           |          box prior filter (inference)                    |
+                                           |               | box corners                              |
+                                           |  features     v                                          |
+                                           +---------> SAM2 mask decoder, on every SAM frame <--------+
+                                                           |
+                                                           v
+                                                      masks (n, T, H, W) --> BCE + Dice losses
 
-    losses: CE on the answer (LLM), BCE + Dice on the masks, proposal BCE (and the off-by-default box loss) on the
-    selector's logits; stage ``proposer`` trains the proposer alone on SAM2 frame-0 features.
+The stage says which arrows are on (``stage_behaviour``): TSF tokens in ``stage1``, the proposer/selector branch in
+``stage2`` and at inference; stage ``proposer`` trains the proposer alone on SAM2 frame-0 features.
 
 Training stages and LoRA: :mod:`sparrow.model.stages` (docs/design.md §10). Inference (greedy answer, per-video
 sharing, GLUS's question windows): :mod:`sparrow.model.inference`. Checkpoint folders: :mod:`sparrow.model.checkpoint`.
@@ -54,6 +60,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,7 +70,7 @@ from sparrow.model import checkpoint, inference, stages
 from sparrow.model.batch import LOSS_KEYS, Prediction, SparrowBatch, SparrowOutput
 from sparrow.model.box_prior_filter import filter_boxes, prior_scores
 from sparrow.model.collator import FrameSizes, SparrowCollator
-from sparrow.model.config import ModelConfig, stage_behaviour
+from sparrow.model.config import ModelConfig, StageBehaviour, stage_behaviour
 from sparrow.model.frame_zero import FrameZero, proposer_input
 from sparrow.model.llm import LanguageModel, torch_dtype
 from sparrow.model.losses import causal_lm_loss, mask_losses, proposal_bce, proposal_box_loss, proposal_targets
@@ -86,7 +93,8 @@ def _grad_if_trainable(module: nn.Module | None) -> bool:
 
 @dataclass
 class Components:
-    """The figure's boxes of one model, in registration order (which fixes ``named_parameters`` order)."""
+    """The figure's boxes of one model in registration order (which fixes the ``named_parameters`` order), the
+    tokenizer, and the local SAM2 yaml the pixel decoder was built from (None: one of sam2's own configs)."""
 
     llm: LanguageModel
     spatial: SpatialEncoder
@@ -99,10 +107,12 @@ class Components:
     selector: ProposalSelector | None
     roi_helper: ROIProposalHelper | None
     roi_fusion_gamma: nn.Parameter | None
+    tokenizer: Any
+    sam_yaml: Path | None
 
 
-def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> tuple[Components, object, Path | None]:
-    """The components of ``cfg``, their tokenizer and the local SAM2 yaml (None: one of sam2's own configs).
+def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Components:
+    """The components of ``cfg``.
 
     Pretrained parts come from the folders ``cfg`` names, or, with ``checkpoint_dir``, are rebuilt from the
     component configs saved there (their weights are loaded afterwards). The construction order is the order of
@@ -148,9 +158,8 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> tu
             roi_helper = ROIProposalHelper(sam_dim, cfg.selector.roi_hidden_dim or sam_dim, cfg.selector.roi_size,
                                            pixel_decoder.level_channels)
         gamma = nn.Parameter(torch.tensor(float(cfg.selector.roi_fusion_init)))
-    parts = Components(llm, spatial, temporal, image_adapter, video_adapter, pixel_decoder, lv_projector, proposer,
-                       selector, roi_helper, gamma)
-    return parts, tokenizer, sam_yaml
+    return Components(llm, spatial, temporal, image_adapter, video_adapter, pixel_decoder, lv_projector, proposer,
+                      selector, roi_helper, gamma, tokenizer, sam_yaml)
 
 
 def _proposer(cfg: ModelConfig, comp: Path | None, sam_dim: int) -> ClassAgnosticProposer:
@@ -193,11 +202,13 @@ class SparrowModel(nn.Module):
     selector: ProposalSelector | None
     roi_helper: ROIProposalHelper | None
     roi_fusion_gamma: nn.Parameter | None
+    tokenizer: Any
+    sam_yaml: Path | None
 
     def __init__(self, cfg: ModelConfig, checkpoint_dir: Path | None = None):
         super().__init__()
         self.cfg = cfg
-        parts, self.tokenizer, self.sam_yaml = build_components(cfg, checkpoint_dir)
+        parts = build_components(cfg, checkpoint_dir)
         for field in fields(parts):
             setattr(self, field.name, getattr(parts, field.name))
         self.seg_token_id = token_id(self.tokenizer, "[SEG]")
@@ -402,7 +413,7 @@ class SparrowModel(nn.Module):
         """Losses of one collated batch (the figure's arrows; the stage says which are on)."""
         if self.stage == "proposer":
             return self._proposer_forward(batch)
-        behaviour = self._behaviour(batch)
+        behaviour = self._stage_behaviour(batch)
         batch = batch.to(self.device)
         visual = self.visual_tokens(batch.frames, batch.temporal_frames)  # encoders -> V->L adapters
         tsf = self.tsf_tokens_many(self._tsf_crops(batch, behaviour.tsf))  # target crops -> TSF tokens
@@ -414,7 +425,8 @@ class SparrowModel(nn.Module):
         prompts, masks = self._prompt_and_decode(batch, hidden, mm, feats, frame_zeros)  # L->V, selector, SAM2 decoder
         return self._output(ce, masks, prompts, batch.target_masks)
 
-    def _behaviour(self, batch: SparrowBatch):
+    def _stage_behaviour(self, batch: SparrowBatch) -> StageBehaviour:
+        """What the configured stage turns on; ``batch`` must have been collated for it."""
         if batch.stage != self.stage:
             raise ValueError(f"batch collated for stage {batch.stage!r} but the model is configured for "
                              f"{self.stage!r}; build the collator with model.collator()")

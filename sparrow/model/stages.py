@@ -1,14 +1,21 @@
 """Training stages of :class:`~sparrow.model.sparrow_model.SparrowModel`: LoRA injection and folding, and which
-parameters train in each stage (docs/design.md §10).
+parameters train in each stage (``configure_stage``; docs/design.md §10).
 
-- ``host``: LoRA on the LLM's q/v projections plus full training of ``lm_head``, ``embed_tokens``, the L->V
-  projector, the V->L adapters (``host_train_adapters``) and the SAM2 mask decoder (``host_trainable_sam``).
-- ``proposer``: only the class-agnostic proposer.
-- ``stage1``: LoRA on the LLM, on every Linear of the V->L adapters and of the L->V projector.
-- ``stage2``: LoRA on the LLM and the L->V projector, plus the ProposalSelector, the ROI helper and ``gamma``.
+- ``host``: the host model's own recipe (no TSF, no ``[BOX]``): LoRA on the LLM's q/v projections plus full training
+  of ``lm_head``, ``embed_tokens``, the L->V projector, the V->L adapters and the SAM2 mask decoder (VideoGLaMM's
+  ``train_ds`` defaults; ``host_trainable_sam`` / ``host_train_adapters`` change the last two). The paper starts
+  from released host checkpoints; the kit trains its own baseline with this stage.
+- ``proposer``: class-agnostic proposer pretraining on SAM2 frame-0 features (only the proposer trains).
+- ``stage1``: TSF injection: LoRA r=8, alpha=16, dropout 0.05 on the LLM's q/v matches and on every Linear of the
+  V->L adapters and the L->V projector; nothing else trains (``lm_head`` and ``embed_tokens`` stay frozen, so the
+  ``[BOX]`` row keeps its resize initialisation, as in the released code).
+- ``stage2``: LoRA on the LLM and the L->V projector, plus the ProposalSelector, the ROI helper and ``gamma``;
+  detection guidance on, TSF off, proposal loss on.
 
-LoRA layers (peft) are injected once, at construction, on the union of those targets, so every stage has the same
-state_dict keys; :func:`merge_lora` folds the deltas into the base weights and starts a fresh adapter.
+LoRA layers (peft) are injected once at construction on the union of those targets, so every stage has the same
+state_dict keys. Moving from one stage to the next on the previous stage's weights (the released pipeline exports
+merged weights and starts a fresh LoRA) is :func:`merge_lora`, or ``configure_stage(stage, fold_lora=True)``; a
+resumed run of the same stage must not fold.
 """
 
 from __future__ import annotations
