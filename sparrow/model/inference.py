@@ -39,20 +39,20 @@ Segmentation = tuple[torch.Tensor | None, str, list[torch.Tensor] | None]
 
 
 class VideoContext:
-    """The per-video part of inference, computed once and shared by every text on the video: the float video,
+    """The per-video part of inference, computed once and shared by every text on the video: the float frames,
     the SAM2 frames and features, and frame 0 (its proposals and ROI tokens on first use)."""
 
     def __init__(self, model: SparrowModel, frames: np.ndarray):
         self.model = model
         self.shape = tuple(int(v) for v in frames.shape[:3])
-        self.video = to_float(frames).to(model.device)
+        self.frames = to_float(frames).to(model.device)  # (T, 3, H, W) in [0, 1]
         self.sizes = model.frame_sizes()
-        self.sam_frames = stretch(self.video, self.sizes.sam)
+        self.sam_frames = stretch(self.frames, self.sizes.sam)
         self.feats = model.sam_features(self.sam_frames, SAM_CHUNK)
         self.frame0 = model.frame_zero(self.feats, self.sam_frames[0])
 
     def encoder_frames(self, index: list[int]) -> torch.Tensor:
-        return encoder_frames(self.video[index], self.sizes.spatial, self.sizes.spatial_kind)
+        return encoder_frames(self.frames[index], self.sizes.spatial, self.sizes.spatial_kind)
 
 
 class WholeVideo:
@@ -65,13 +65,13 @@ class WholeVideo:
     def visual(self) -> torch.Tensor:
         """LLM visual tokens (N_vis, D) of the encoder frames (computed on first use)."""
         if self._visual is None:
-            m, sizes, video = self.video.model, self.video.sizes, self.video.video
-            idx = linspace_indices(video.shape[0], m.cfg.num_frames)
+            m, sizes, frames = self.video.model, self.video.sizes, self.video.frames
+            idx = linspace_indices(frames.shape[0], m.cfg.num_frames)
             llm_frames = self.video.encoder_frames(idx)
             temporal = None
             if sizes.temporal:
                 same = sizes.temporal == sizes.spatial and sizes.spatial_kind == "clip"  # the collator's rule
-                temporal = llm_frames if same else encoder_frames(video[idx], sizes.temporal, "clip")
+                temporal = llm_frames if same else encoder_frames(frames[idx], sizes.temporal, "clip")
             self._visual = m.visual_tokens(llm_frames.unsqueeze(0),
                                            None if temporal is None else temporal.unsqueeze(0))[0]
         return self._visual
@@ -100,8 +100,8 @@ class QuestionWindows:
     def visual(self, start: int) -> torch.Tensor:
         """Visual tokens of the global frames plus the question window starting at ``start`` (cached per window)."""
         if start not in self._windows:
-            m, video = self.video.model, self.video.video
-            t, n = video.shape[0], m.cfg.num_sam_frames
+            m = self.video.model
+            t, n = self.video.shape[0], m.cfg.num_sam_frames
             if self._context is None:
                 self._context = self.video.encoder_frames(segment_centres(t, m.cfg.num_frames))
             window = list(range(start, min(start + n, t)))
@@ -254,7 +254,7 @@ def _predict_text(view: HostView, text: str, raw_question: bool, tsf_boxes, tsf_
     behaviour = stage_behaviour(cfg, "inference")
     question = text if raw_question else cfg.eval_prompt.format(phrase=text.strip().lower().rstrip("."))
     num_tsf = cfg.num_tsf_placeholders if behaviour.tsf else 0
-    tsf = _tsf_tokens(model, video.video, tsf_boxes, tsf_embeddings) if num_tsf else None
+    tsf = _tsf_tokens(model, video.frames, tsf_boxes, tsf_embeddings) if num_tsf else None
     logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour)
     return _prediction(logits, boxes, answer_text, text, video.shape)
 
