@@ -105,7 +105,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     model = trained_like("glus", stage="stage1")
     target = model.save_pretrained(tmp_path / "ckpt")
     before = (target / WEIGHTS_NAME).read_bytes()
-    import sparrow.model.sparrow_model as sm
+    import sparrow.model.checkpoint as sm
 
     def fail(*args, **kwargs):
         raise OSError("disk full")

@@ -12,6 +12,7 @@ import torch
 
 from sparrow.model import LOSS_KEYS, ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.pixel_decoder import MemoryState
+from sparrow.model.stages import trainable_names
 
 HOSTS = ("videoglamm", "unipixel", "glus")
 
@@ -106,7 +107,7 @@ def test_box_regression_loss_only_when_enabled(models):
 
 def test_stage_trainables_follow_the_released_split(models):
     model = get_model(models, "videoglamm")
-    names = lambda stage: {n for n, p in model.named_parameters() if n in model._trainable_names(stage)}  # noqa: E731
+    names = lambda stage: {n for n, p in model.named_parameters() if n in trainable_names(model, stage)}  # noqa: E731
     stage1, stage2, host, prop = names("stage1"), names("stage2"), names("host"), names("proposer")
     assert stage1 and all(".lora_" in n for n in stage1)
     assert any(n.startswith("image_adapter.") for n in stage1) and any(n.startswith("lv_projector.") for n in stage1)

@@ -1,4 +1,4 @@
-"""Checkpoint files: safetensors weights with strict loading, and atomic checkpoint directories.
+"""Checkpoint files: safetensors weights with strict loading, atomic checkpoint directories, and the model folder.
 
 - Weights are one ``model.safetensors`` holding the full state_dict (frozen parts included, so a checkpoint is
   self-contained). Tensors that share storage (tied embeddings) are stored once; the aliases are kept in the
@@ -7,6 +7,9 @@
   the missing keys and the unexpected keys; an empty, truncated or non-safetensors file raises one naming the file.
 - ``atomic_directory`` writes a checkpoint into a temporary sibling folder and renames it into place, so a reader
   never sees a half-written checkpoint (an existing folder is swapped out and removed after the rename).
+- A model folder (:func:`save_model`, :func:`load_model`) holds ``config.json`` (the model config and the stage),
+  ``model.safetensors``, the tokenizer and, under ``components/``, the configs that rebuild each pretrained part
+  offline (LLM, vision and temporal encoders, SAM2 yaml, proposer spec).
 """
 
 from __future__ import annotations
@@ -18,11 +21,18 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
-from sparrow.storage import DataError
+from sparrow.model.config import ModelConfig
+from sparrow.storage import DataError, atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from sparrow.model.sparrow_model import SparrowModel
+
+Model = TypeVar("Model", bound="SparrowModel")
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -127,3 +137,57 @@ def atomic_directory(target: str | os.PathLike):
     os.rename(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(model: SparrowModel, directory: str | os.PathLike) -> Path:
+    """Write ``model``'s folder (config, weights, tokenizer, component configs), atomically."""
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        atomic_write_json(tmp / CONFIG_NAME, {"model": model.cfg.to_json(), "stage": model.stage})
+        save_state(model, tmp / WEIGHTS_NAME)
+        model.tokenizer.save_pretrained(tmp / "tokenizer")
+        comp = tmp / "components"
+        model.llm.save_config(comp / "llm")
+        if model.spatial.clip is not None:
+            model.spatial.save_config(comp / "vision")
+        if model.temporal is not None:
+            model.temporal.save_config(comp / "temporal")
+        if model.sam_yaml is not None:
+            from sparrow.model.pixel_decoder import copy_sam_config
+
+            copy_sam_config(model.sam_yaml, comp)
+        if model.proposer is not None:
+            atomic_write_json(comp / "proposer.json", model.proposer.effective_spec())
+    return directory
+
+
+def load_model(cls: type[Model], directory: str | os.PathLike) -> Model:
+    """Rebuild a ``save_model`` folder as ``cls`` with strict weight loading, in eval mode, at its saved stage."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a checkpoint directory")
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: checkpoint config not found")
+    try:
+        data = read_json(config_path)
+        cfg = ModelConfig.from_json(data["model"], source=str(config_path))
+    except (DataError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: invalid checkpoint config ({exc})") from exc
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: checkpoint weights not found")
+    model = cls(cfg, checkpoint_dir=directory)
+    load_state_strict(model, weights)
+    model.configure_stage(data.get("stage", "stage1"))
+    return model.eval()
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters per top-level component (LoRA included where injected) and the trainable total."""
+    counts: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        counts[name.split(".")[0]] = counts.get(name.split(".")[0], 0) + p.numel()
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    counts["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return counts
