@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
-from sparrow.tsf.runs import TSFPass, TSFRun, Throughput
+from sparrow.tsf.runs import Throughput, TSFPass, TSFRun
 from sparrow.tsf.tracking import TrackerConfig, build_tracker
 
 #: The generator's scene tags for the hard cases the issue names, in report order.
