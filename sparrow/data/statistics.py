@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from sparrow.data.curated import CuratedDataset
 from sparrow.data.records import EXPRESSION_KINDS, ExpressionRecord
 from sparrow.data.rle import rle_area
 from sparrow.storage import DataError, read_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAPER_CURATED = {
     "videos": (30646, "SPARROW abstract / project page: 'curated referential video dataset of 30,646 videos'"),
@@ -201,7 +204,7 @@ def hard_case_figure_examples(profile: str, seed: int) -> list[dict]:
 
 
 def recorded_numbers(stats: CurationStatistics, report: Mapping[str, Any], profile: str, real_data: bool,
-                     hard_cases=None) -> list[dict[str, Any]]:
+                     hard_cases: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """Every number notebook 01 records, as keyword arguments of :meth:`sparrow.results.Recorder.add`.
 
     ``report`` is the curation report (``CuratedDataset.report``), ``hard_cases`` the :func:`hard_case_table` of
@@ -229,7 +232,7 @@ def recorded_numbers(stats: CurationStatistics, report: Mapping[str, Any], profi
     return out
 
 
-def _frame_numbers(frame, unit: str, prefix: str) -> list[dict[str, Any]]:
+def _frame_numbers(frame: pd.DataFrame, unit: str, prefix: str) -> list[dict[str, Any]]:
     """One number per cell of a per-source DataFrame, named ``<prefix>/<row>/<column>``."""
     return [number for row, values in frame.iterrows()
             for number in _plain_numbers(values.to_dict(), unit, f"{prefix}/{row}/")]
