@@ -143,57 +143,6 @@ class TSFRun:
         return count
 
 
-@dataclass
-class Throughput:
-    """Seconds per stage over the runs' computed work, and what they amount to per video and per expression.
-
-    Only runs that computed something count (a run served from the cache times look-ups, not the pipeline);
-    when none did, the per-item figures are None. Seconds are summed over ranks for a sharded run.
-    """
-
-    seconds: dict[str, float]
-    computed_expressions: int
-    computed_videos: int
-    runs: int
-
-    @property
-    def total_s(self) -> float:
-        return float(sum(self.seconds.values()))
-
-    @property
-    def per_video_s(self) -> float | None:
-        return self.total_s / self.computed_videos if self.computed_videos else None
-
-    def per_expression_ms(self) -> dict[str, float | None]:
-        n = self.computed_expressions
-        return {stage: (1000.0 * s / n if n else None) for stage, s in self.seconds.items()}
-
-    def summary(self) -> str:
-        """One line: what the runs computed and how long its stages took."""
-        per_video = (f", {self.per_video_s:.3f} s per video" if self.per_video_s is not None
-                     else " (all from the cache)")
-        return (f"{self.computed_expressions} expressions in {self.computed_videos} videos, "
-                f"{self.total_s:.1f} s of stages{per_video}")
-
-
-def throughput(runs: Sequence[TSFRun]) -> Throughput:
-    """Per-stage seconds of the ``runs`` that computed entries (see :class:`Throughput`)."""
-    from sparrow.tsf.pipeline import STAGES
-
-    seconds = {stage: 0.0 for stage in STAGES}
-    expressions = videos = counted = 0
-    for run in runs:
-        counts = run.counts
-        if not counts.get("computed"):
-            continue
-        counted += 1
-        expressions += int(counts["computed"])
-        videos += int(counts.get("computed_videos", 0))
-        for stage, value in run.timings.items():
-            seconds[stage] = seconds.get(stage, 0.0) + float(value)
-    return Throughput(seconds, expressions, videos, counted)
-
-
 #: Where a pass takes its keyframe box from: the trained detector (the paper's pipeline) or the referent's
 #: ground-truth box (the oracle option, no detector involved).
 KEYFRAME_BOXES = ("detector", "ground_truth")
@@ -247,6 +196,57 @@ def run_counts(runs: Mapping[TSFPass, TSFRun], counts: Sequence[str] | None = No
     """``{pass name: {count: value}}``: every count of each run's report, or only ``counts``."""
     return {str(key): run.counts if counts is None else {c: run.counts[c] for c in counts}
             for key, run in runs.items()}
+
+
+@dataclass
+class Throughput:
+    """Seconds per stage over the runs' computed work, and what they amount to per video and per expression.
+
+    Only runs that computed something count (a run served from the cache times look-ups, not the pipeline);
+    when none did, the per-item figures are None. Seconds are summed over ranks for a sharded run.
+    """
+
+    seconds: dict[str, float]
+    computed_expressions: int
+    computed_videos: int
+    runs: int
+
+    @property
+    def total_s(self) -> float:
+        return float(sum(self.seconds.values()))
+
+    @property
+    def per_video_s(self) -> float | None:
+        return self.total_s / self.computed_videos if self.computed_videos else None
+
+    def per_expression_ms(self) -> dict[str, float | None]:
+        n = self.computed_expressions
+        return {stage: (1000.0 * s / n if n else None) for stage, s in self.seconds.items()}
+
+    def summary(self) -> str:
+        """One line: what the runs computed and how long its stages took."""
+        per_video = (f", {self.per_video_s:.3f} s per video" if self.per_video_s is not None
+                     else " (all from the cache)")
+        return (f"{self.computed_expressions} expressions in {self.computed_videos} videos, "
+                f"{self.total_s:.1f} s of stages{per_video}")
+
+
+def throughput(runs: Sequence[TSFRun]) -> Throughput:
+    """Per-stage seconds of the ``runs`` that computed entries (see :class:`Throughput`)."""
+    from sparrow.tsf.pipeline import STAGES
+
+    seconds = {stage: 0.0 for stage in STAGES}
+    expressions = videos = counted = 0
+    for run in runs:
+        counts = run.counts
+        if not counts.get("computed"):
+            continue
+        counted += 1
+        expressions += int(counts["computed"])
+        videos += int(counts.get("computed_videos", 0))
+        for stage, value in run.timings.items():
+            seconds[stage] = seconds.get(stage, 0.0) + float(value)
+    return Throughput(seconds, expressions, videos, counted)
 
 
 #: the paper's offline TSF cost, for context: 2.16 GPU-days over about 30k training videos (issue 4)
