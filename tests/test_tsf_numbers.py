@@ -77,9 +77,10 @@ def test_detector_training_log_and_final_loss(tmp_path):
     assert final_loss([4.0, 2.0], window=50) == 3.0
     assert final_loss([]) is None
     losses = [float(v) for v in range(100)]
-    (tmp_path / "training.json").write_text(json.dumps({"samples": 7, "config": {"steps": 100}, "losses": losses}))
+    log = {"samples": 7, "config": {"steps": 100}, "losses": losses, "wall_s": 1.5}
+    (tmp_path / "training.json").write_text(json.dumps(log))
     training = read_detector_training(tmp_path)
-    assert training == DetectorTraining(samples=7, steps=100, losses=losses)
+    assert training == DetectorTraining(samples=7, steps=100, losses=losses, wall_s=1.5)
     assert training.final_loss == sum(range(50, 100)) / 50
     with pytest.raises(FileNotFoundError, match="training log"):
         read_detector_training(tmp_path / "released")

@@ -130,6 +130,7 @@ class DetectorTraining:
     samples: int
     steps: int
     losses: list[float]
+    wall_s: float | None = None
 
     @property
     def final_loss(self) -> float | None:
@@ -145,7 +146,7 @@ def read_detector_training(checkpoint_dir: str | Path) -> DetectorTraining:
         raise FileNotFoundError(f"{path}: no training log (only detectors trained by the kit have one)")
     log = read_json(path)
     return DetectorTraining(samples=int(log["samples"]), steps=int(log["config"]["steps"]),
-                            losses=[float(v) for v in log["losses"]])
+                            losses=[float(v) for v in log["losses"]], wall_s=log.get("wall_s"))
 
 
 @dataclass
