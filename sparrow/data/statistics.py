@@ -3,14 +3,17 @@
 The paper's curated set is described by three numbers (abstract and project page): 30,646 videos, 45,231 Q&A pairs,
 7 sources. :data:`PAPER_CURATED` keeps them with their source so that a ``paper``-profile curation can be set beside
 them (:func:`paper_comparison`). :func:`hard_case_table` counts SPARROW-Mini's hard cases per source from the
-generator's manifest; :func:`example_expressions` picks the expressions notebook 01 shows.
+generator's manifest; :func:`example_expressions` and :func:`hard_case_figure_examples` pick what notebook 01
+shows; :func:`recorded_numbers` lists every number it records.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +21,9 @@ from sparrow.data.curated import CuratedDataset
 from sparrow.data.records import EXPRESSION_KINDS, ExpressionRecord
 from sparrow.data.rle import rle_area
 from sparrow.storage import DataError, read_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAPER_CURATED = {
     "videos": (30646, "SPARROW abstract / project page: 'curated referential video dataset of 30,646 videos'"),
@@ -186,3 +192,53 @@ def example_expressions(dataset: CuratedDataset | str, per_source: int = 1, seed
         take = rng.choice(len(pool), size=min(per_source, len(pool)), replace=False)
         picked.extend(pool[int(i)] for i in sorted(take))
     return picked
+
+
+def hard_case_figure_examples(profile: str, seed: int) -> list[dict]:
+    """:func:`sparrow.data.synthetic.hard_case_examples` at the SPARROW-Mini size of ``profile``: SPARROW-Mini has
+    no ``paper`` size, so ``paper`` draws its examples at ``mini`` size."""
+    from sparrow.data.synthetic import hard_case_examples
+    from sparrow.profiles import check_profile
+
+    return hard_case_examples("smoke" if check_profile(profile) == "smoke" else "mini", seed)
+
+
+def recorded_numbers(stats: CurationStatistics, report: Mapping[str, Any], profile: str, real_data: bool,
+                     hard_cases: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Every number notebook 01 records, as keyword arguments of :meth:`sparrow.results.Recorder.add`.
+
+    ``report`` is the curation report (``CuratedDataset.report``), ``hard_cases`` the :func:`hard_case_table` of
+    a SPARROW-Mini generation (None for real releases). The paper's headline values sit beside the totals only
+    when ``real_data`` says that the real releases were curated; otherwise the note says why they are not
+    comparable.
+    """
+    out: list[dict[str, Any]] = []
+    totals = stats.totals
+    for name, (paper, quote) in PAPER_CURATED.items():
+        if real_data:
+            out.append({"name": name, "value": totals[name], "unit": "count", "paper": paper,
+                        "paper_source": "SPARROW paper, curated dataset statistics", "note": quote})
+        else:
+            out.append({"name": name, "value": totals[name], "unit": "count",
+                        "note": f"SPARROW-Mini ({profile}) is not the paper's data (paper: {paper:,})"})
+    out += _frame_numbers(stats.table(), "count", "table")
+    out += _frame_numbers(stats.kinds_table(), "expressions", "kinds")
+    out += _plain_numbers(report["totals"], "items", "report/")
+    out += _plain_numbers(stats.referents_unknown, "expressions", "referents_unknown/")
+    for name, summary in stats.distribution_summary().items():
+        out += _plain_numbers(summary, "", f"distribution/{name}/")
+    if hard_cases is not None:
+        out += _frame_numbers(hard_cases, "videos", "hard_cases")
+    return out
+
+
+def _frame_numbers(frame: pd.DataFrame, unit: str, prefix: str) -> list[dict[str, Any]]:
+    """One number per cell of a per-source DataFrame, named ``<prefix>/<row>/<column>``."""
+    return [number for row, values in frame.iterrows()
+            for number in _plain_numbers(values.to_dict(), unit, f"{prefix}/{row}/")]
+
+
+def _plain_numbers(values: Mapping[str, Any], unit: str, prefix: str) -> list[dict[str, Any]]:
+    # numpy scalars become Python numbers, as the results JSON stores them
+    return [{"name": f"{prefix}{key}", "value": value.item() if hasattr(value, "item") else value, "unit": unit}
+            for key, value in values.items()]

@@ -9,19 +9,24 @@
   fraction of those frames with IoU >= 0.5, both averaged over tracks; plus how often the tracker reports "lost"
   on frames where the target is really absent. Reported for all tracks and per hard case of the video
   (crossings, occlusions, re-entries, identical distractors), as tagged by the SPARROW-Mini generator.
+
+:func:`evaluate_trackers` runs the trackers notebook 02 compares, :func:`recorded_numbers` lists every number the
+notebook records.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
+from sparrow.tsf.runs import Throughput, TSFPass, TSFRun
+from sparrow.tsf.tracking import TrackerConfig, build_tracker
 
 #: The generator's scene tags for the hard cases TSF tracking must survive, in report order.
 HARD_CASES: dict[str, str] = {
@@ -105,6 +110,43 @@ class QualityConfig:
         # The tiny SAM2 has random weights under mini (plumbing, not quality): 4 referents per case keep it to
         # about 6 s of notebook 02 instead of 15 s with 10.
         return cls(sam2_per_case=4)
+
+
+#: Training steps averaged into the detector's final loss (the single-batch loss is noisy).
+FINAL_LOSS_WINDOW = 50
+
+
+def final_loss(losses: Sequence[float], window: int = FINAL_LOSS_WINDOW) -> float | None:
+    """Mean of the last ``window`` training losses (all of them when fewer); None without any."""
+    tail = list(losses[-window:])
+    return sum(tail) / len(tail) if tail else None
+
+
+@dataclass(frozen=True)
+class DetectorTraining:
+    """The training log of a tiny GroundingDINO checkpoint (``training.json``, written by
+    :func:`sparrow.tsf.detection.train_detector`)."""
+
+    samples: int
+    steps: int
+    losses: list[float]
+    wall_s: float | None = None
+
+    @property
+    def final_loss(self) -> float | None:
+        return final_loss(self.losses)
+
+
+def read_detector_training(checkpoint_dir: str | Path) -> DetectorTraining:
+    """The training log of the detector in ``checkpoint_dir`` (a released checkpoint has none)."""
+    from sparrow.storage import read_json
+
+    path = Path(checkpoint_dir) / "training.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training log (only detectors trained by the kit have one)")
+    log = read_json(path)
+    return DetectorTraining(samples=int(log["samples"]), steps=int(log["config"]["steps"]),
+                            losses=[float(v) for v in log["losses"]], wall_s=log.get("wall_s"))
 
 
 @dataclass
@@ -412,3 +454,70 @@ def quality_table(results: Mapping[str, Mapping[str, TrackingQuality]]) -> list[
                          "mean_iou": q.mean_iou, "success_rate": q.success_rate,
                          "absent_reported_lost": q.absent_reported_lost})
     return rows
+
+
+#: The passes whose tracks are scored end to end: Ref-DAVIS17 ``valid``, the one notebook 04 uses at test time.
+PIPELINE_SPLIT, PIPELINE_SOURCE = "valid", "ref-davis17"
+
+
+def evaluate_trackers(tracker: TrackerConfig, dataset, quality: QualityConfig, tags: Mapping[str, Sequence[str]],
+                      runs: Mapping[TSFPass, TSFRun] | None = None) -> dict[str, dict[str, TrackingQuality]]:
+    """``{tracker name: by_hard_case(...)}`` of the trackers notebook 02 compares on ``quality.split``.
+
+    ``appearance``: the appearance+motion ``tracker`` on every referent; ``appearance (sample)`` and ``sam2 tiny
+    (sample)``: it and the SAM2 video predictor on :func:`hard_case_sample` (SAM2 is slow on CPU); ``pipeline,
+    <box> keyframe``: the tracks of the Ref-DAVIS17 ``valid`` passes among ``runs``, scored end to end.
+    """
+    split = quality.split
+    sample = hard_case_sample(dataset, split, tags, quality.sam2_per_case)
+    results = {
+        "appearance": evaluate_tracker(build_tracker(tracker), dataset, split, tags)[0],
+        "appearance (sample)": evaluate_tracker(build_tracker(tracker), dataset, split, tags, objects=sample)[0],
+        "sam2 tiny (sample)": evaluate_tracker(build_tracker(replace(tracker, kind="sam2")), dataset, split, tags,
+                                               objects=sample)[0],
+    }
+    for key, run in (runs or {}).items():
+        if (key.split, key.source) == (PIPELINE_SPLIT, PIPELINE_SOURCE):
+            results[f"pipeline, {key.box} keyframe"] = evaluate_entries(run.entries(), dataset, tags)[0]
+    return results
+
+
+def mean_iou_by_case(results: Mapping[str, Mapping[str, TrackingQuality]], digits: int = 3
+                     ) -> dict[str, dict[str, float]]:
+    """``{case: {tracker: mean IoU}}`` of ``{tracker: by_hard_case(...)}``, cases in report order (for a grouped
+    bar chart)."""
+    cases = [c for c in ("all", *HARD_CASES, "none_of_these") if any(c in groups for groups in results.values())]
+    return {case: {tracker: round(groups[case].mean_iou, digits) for tracker, groups in results.items()
+                   if case in groups} for case in cases}
+
+
+#: The counts of each TSF run that notebook 02 records.
+RUN_COUNTS = ("expressions", "videos", "skipped_kind", "lost_crop_frames")
+
+
+def recorded_numbers(training: DetectorTraining, detection: DetectionQuality, split: str,
+                     runs: Mapping[TSFPass, TSFRun], tracking: Mapping[str, Mapping[str, TrackingQuality]],
+                     speed: Throughput) -> list[dict[str, Any]]:
+    """Every number notebook 02 records but the throughput per video (which the notebook sets beside the paper's
+    offline cost), as keyword arguments of :meth:`sparrow.results.Recorder.add`. ``split`` is the held-out split
+    ``detection`` was measured on."""
+    from sparrow.tsf.pipeline import FALLBACKS
+
+    out: list[dict[str, Any]] = [
+        {"name": "detector/train_steps", "value": training.steps, "unit": "steps"},
+        {"name": "detector/train_samples", "value": training.samples, "unit": "count"},
+        {"name": "detector/final_loss", "value": training.final_loss, "unit": "loss"},
+    ]
+    out += [{"name": f"detection/{split}/{name}", "value": value, "unit": "IoU" if name == "mean_iou" else ""}
+            for name, value in detection.to_json().items()]
+    out += [{"name": f"tsf/{key}/{count}", "value": run.counts[count], "unit": "count"}
+            for key, run in runs.items() for count in (*RUN_COUNTS, *FALLBACKS)]
+    for row in quality_table(tracking):
+        prefix = f"tracking/{row['tracker']}/{row['case']}"
+        out += [{"name": f"{prefix}/tracks", "value": row["tracks"], "unit": "count"},
+                {"name": f"{prefix}/mean_iou", "value": row["mean_iou"], "unit": "IoU"},
+                {"name": f"{prefix}/success_rate", "value": row["success_rate"], "unit": "fraction"}]
+    out.append({"name": "throughput/computed_expressions", "value": speed.computed_expressions, "unit": "count"})
+    out += [{"name": f"throughput/{stage}_ms_per_expression", "value": ms, "unit": "ms",
+             "note": "wall clock, machine-dependent"} for stage, ms in speed.per_expression_ms().items()]
+    return out

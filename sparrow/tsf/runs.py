@@ -19,16 +19,19 @@ frame because the model samples its own frames.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sparrow.storage import DataError, atomic_write_json, iter_jsonl, read_json
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore
 from sparrow.tsf.crops import fill_missing_boxes
+
+if TYPE_CHECKING:
+    from sparrow.tsf.pipeline import TSFConfig
 
 
 def tracked_boxes(entry: TSFEntry, fill_lost: bool = True) -> np.ndarray:
@@ -140,6 +143,61 @@ class TSFRun:
         return count
 
 
+#: Where a pass takes its keyframe box from: the trained detector (the paper's pipeline) or the referent's
+#: ground-truth box (the oracle option, no detector involved).
+KEYFRAME_BOXES = ("detector", "ground_truth")
+
+
+@dataclass(frozen=True)
+class TSFPass:
+    """One TSF pass: a split, of one ``source`` (None: every source), with keyframe boxes from ``box``."""
+
+    split: str
+    source: str | None = None
+    box: str = "detector"
+
+    def __post_init__(self) -> None:
+        if self.box not in KEYFRAME_BOXES:
+            raise ValueError(f"keyframe box must be one of {KEYFRAME_BOXES}, got {self.box!r}")
+
+    @property
+    def name(self) -> str:
+        """``<split>/<source or 'all'>/<box>``, the pass's part of the recorded keys (``tsf/<name>/...``)."""
+        return f"{self.split}/{self.source or 'all'}/{self.box}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def ensure_runs(profile: str, seed: int, passes: Iterable[TSFPass | Sequence[str | None]],
+                config: TSFConfig | None = None, curated_root: str | os.PathLike | None = None
+                ) -> dict[TSFPass, TSFRun]:
+    """Every pass of ``passes`` (``TSFPass`` or ``[split, source, box]``) computed or found in the cache, in order.
+
+    ``config`` is the detector-box configuration (default: :func:`sparrow.tsf.pipeline.profile_config`); the
+    ground-truth passes use the profile's configuration with ``box_source="ground_truth"``.
+    """
+    from sparrow.data.curate import ensure_curated
+    from sparrow.tsf.pipeline import ensure_tsf, profile_config
+
+    root = Path(curated_root) if curated_root is not None else ensure_curated(profile, seed)
+    configs: dict[str, TSFConfig] = {} if config is None else {"detector": config}
+    runs: dict[TSFPass, TSFRun] = {}
+    for wanted in passes:
+        key = wanted if isinstance(wanted, TSFPass) else TSFPass(*wanted)
+        if key.box not in configs:
+            configs[key.box] = profile_config(profile, root, box_source=key.box)
+        runs[key] = TSFRun(ensure_tsf(profile, seed, key.split, key.source, config=configs[key.box],
+                                      curated_root=root))
+    return runs
+
+
+def run_counts(runs: Mapping[TSFPass, TSFRun], counts: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+    """``{pass name: {count: value}}``: every count of each run's report, or only ``counts``."""
+    return {str(key): run.counts if counts is None else {c: run.counts[c] for c in counts}
+            for key, run in runs.items()}
+
+
 @dataclass
 class Throughput:
     """Seconds per stage over the runs' computed work, and what they amount to per video and per expression.
@@ -164,6 +222,13 @@ class Throughput:
     def per_expression_ms(self) -> dict[str, float | None]:
         n = self.computed_expressions
         return {stage: (1000.0 * s / n if n else None) for stage, s in self.seconds.items()}
+
+    def summary(self) -> str:
+        """One line: what the runs computed and how long its stages took."""
+        per_video = (f", {self.per_video_s:.3f} s per video" if self.per_video_s is not None
+                     else " (all from the cache)")
+        return (f"{self.computed_expressions} expressions in {self.computed_videos} videos, "
+                f"{self.total_s:.1f} s of stages{per_video}")
 
 
 def throughput(runs: Sequence[TSFRun]) -> Throughput:

@@ -90,9 +90,12 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def loss_curves(curves: Mapping[str, Series | tuple[Series, Series]], title: str = "", ylabel: str = "loss",
-                xlabel: str = "step", smooth: int = 1, logy: bool = False):
+                xlabel: str = "step", smooth: int = 1, logy: bool = False, profile: str | None = None):
     """Line plots of ``{name: values}`` or ``{name: (steps, values)}``; ``smooth`` > 1 draws a moving average
-    over the faint raw curve."""
+    over the faint raw curve. Under the ``smoke`` ``profile`` the curves are raw: a few steps leave nothing to
+    average."""
+    if profile == "smoke":
+        smooth = 1
     fig = new_figure(6.0, 3.4)
     ax = fig.add_subplot()
     for i, (name, curve) in enumerate(curves.items()):
