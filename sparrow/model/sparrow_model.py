@@ -89,8 +89,9 @@ from sparrow.model.roi_helper import ROIProposalHelper
 from sparrow.model.spatial_encoder import SpatialEncoder
 from sparrow.model.temporal_encoder import TemporalEncoder
 from sparrow.model.tokens import token_id
-from sparrow.model.tsf_tokens import box_crops, kmeans_select_representatives
 from sparrow.model.vl_adapter import VLAdapter
+from sparrow.tsf.crops import tracked_box_crops
+from sparrow.tsf.kmeans import tsf_kmeans
 
 SAM_CHUNK = 16  # frames encoded per SAM2 call at inference
 
@@ -331,9 +332,7 @@ class SparrowModel(nn.Module):
         """K-means medoid TSF tokens (k', D) of one sample's crops, or None without crops."""
         if crops is None or crops.shape[0] == 0:
             return None
-        embeddings = self.encode_crops(crops)
-        index = kmeans_select_representatives(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters)
-        return embeddings[index]
+        return tsf_kmeans(self.encode_crops(crops), self.cfg.tsf_k, self.cfg.tsf_kmeans_iters).vectors
 
     def tsf_tokens_many(self, crops: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
         """``tsf_tokens`` of several samples; a CLIP spatial encoder (frozen, no random draws) sees all their crops
@@ -350,7 +349,7 @@ class SparrowModel(nn.Module):
                 out.append(None)
                 continue
             embeddings = self.image_adapter.encode_mean(next(parts))
-            out.append(embeddings[kmeans_select_representatives(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters)])
+            out.append(tsf_kmeans(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters).vectors)
         return out
 
     def sam_features(self, frames: torch.Tensor, chunk: int | None = None) -> FrameFeatures:
@@ -566,7 +565,7 @@ class SparrowModel(nn.Module):
                 raise ValueError(f"tsf_embeddings must be (k, {self.llm.hidden_size}), got {tuple(emb.shape)}")
             return emb
         if tsf_boxes is not None:
-            crops = box_crops(video, np.asarray(tsf_boxes), self.spatial.image_size, self.cfg.num_frames)
+            crops, _, _ = tracked_box_crops(video, np.asarray(tsf_boxes), self.spatial.image_size)
             return self.tsf_tokens(crops)
         warnings.warn("tsf_at_test is on but no tsf_boxes or tsf_embeddings were given; the <tsf> placeholders "
                       "become zero vectors (released rule)", stacklevel=3)

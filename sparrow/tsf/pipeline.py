@@ -39,7 +39,8 @@ import torch
 
 from sparrow.profiles import check_profile
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, sha256_file, video_fingerprint
-from sparrow.tsf.crops import crops_at_boxes, fill_missing_boxes, ground_truth_mask_crops, sample_frame_indices
+from sparrow.tsf.crops import (TSF_FRAMES, TSF_MASK_FRAMES, ground_truth_mask_crops, sample_frame_indices,
+                               tracked_box_crops)
 from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
 from sparrow.tsf.encoder import CropEncoder, PatchMeanEncoder, check_encoder_output, encoder_fingerprint
 from sparrow.tsf.kmeans import Selection, tsf_kmeans
@@ -62,8 +63,8 @@ class TSFConfig:
 
     profile: str = "mini"
     crop_variant: Literal["tracked", "gt_mask"] = "tracked"
-    num_frames: int = 16
-    num_mask_frames: int = 8
+    num_frames: int = TSF_FRAMES
+    num_mask_frames: int = TSF_MASK_FRAMES
     crop_size: int = 336
     k: int = 4
     kmeans_iters: int = 8
@@ -325,10 +326,9 @@ class TSFRunner:
                 lost_crop_frames = sum(per_frame[t] is None for t in indices)
                 if lost_crop_frames:
                     fallbacks.append("lost_track")
-            height, width = clip.shape[1:3]
-            boxes, _ = fill_missing_boxes([per_frame[t] for t in indices], width, height)
             with self.timer("crop"):
-                crops = crops_at_boxes(clip, indices, boxes, cfg.crop_size)
+                # from the stored float32 track, so that the model's crops of TSFRun.boxes are these exactly
+                crops, indices, boxes = tracked_box_crops(clip, track_boxes, cfg.crop_size, cfg.num_frames)
             crop_boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if total < cfg.k:
             fallbacks.append("short_video")
