@@ -6,9 +6,10 @@ TSF at test) both call :func:`tsf_kmeans`; it imports only torch. The released a
 
 1. ``k = max(1, min(K, n))``; if ``n <= k`` every vector is returned unchanged (fewer than K TSF tokens).
 2. float32; initial centres are the samples at ``round(linspace(0, n - 1, k))`` (torch rounds half to even).
-3. ``max(1, iters)`` rounds, the released loop bound (so ``iters=0`` still runs one round): assign each sample to its nearest centre (L2 ``cdist``; ``argmin`` breaks ties to the
-   lowest centre index); a centre moves to the mean of its members, an empty cluster keeps its centre; stop
-   early once the new centres are ``allclose`` to the old (``atol = rtol = 1e-4``), keeping the new ones.
+3. ``max(1, iters)`` rounds, the released loop bound (``iters=0`` still runs one round): assign each sample to
+   its nearest centre (L2 ``cdist``; ``argmin`` breaks ties to the lowest centre index); a centre moves to the
+   mean of its members, an empty cluster keeps its centre; stop early once the new centres are ``allclose`` to
+   the old (``atol = rtol = 1e-4``), keeping the new ones.
 4. Per centre, in centre order, the nearest actual sample (medoid-like): two centres may pick the same sample.
 
 ``select="centroid"`` returns the centres themselves instead (an option the paper text allows; not released).
