@@ -6,8 +6,9 @@ It imports only numpy and torch, so the model can use it without importing the r
 
 - **Tracked-box crops** (:func:`tracked_box_crops`; the paper pipeline, crop rules of the released
   ``--tsf_boxes_txt`` inference path, §4.4): ``TSF_FRAMES = 16`` sampled frames ``linspace(0, T - 1, 16,
-  dtype=int)`` (every frame when ``T <= 16``), the released ``NUM_FRAMES`` that the released encoder also samples;
-  frame ``i`` uses box row ``min(i, L - 1)``; a box is cut from the **raw** frame with ``floor`` of x0, y0 and
+  dtype=int)`` (every frame when ``T <= 16``), the released ``NUM_FRAMES`` that the released encoder also samples,
+  kept at 16 inside the model too whatever its host's encoder samples (8 frames for VideoGLaMM mini), so that the
+  model crops what the offline pass cropped; frame ``i`` uses box row ``min(i, L - 1)``; a box is cut from the **raw** frame with ``floor`` of x0, y0 and
   ``ceil`` of x1, y1, clamped so that the crop keeps at least one pixel (so the released whole-frame fallback for
   an empty crop never triggers); the crop then gets the CLIP encoder's preprocessing, shortest edge to S
   (bicubic) and a centre crop S x S (:func:`clip_preprocess`), not a stretch: the released code hands the raw
