@@ -6,16 +6,16 @@ It imports only numpy and torch, so the model can use it without importing the r
 
 - **Tracked-box crops** (:func:`tracked_box_crops`; the paper pipeline, crop rules of the released
   ``--tsf_boxes_txt`` inference path, §4.4): ``TSF_FRAMES = 16`` sampled frames ``linspace(0, T - 1, 16,
-  dtype=int)`` (every frame when ``T <= 16``), the released ``NUM_FRAMES`` that the released encoder also samples,
-  kept at 16 inside the model too whatever its host's encoder samples (8 frames for VideoGLaMM mini), so that the
-  model crops what the offline pass cropped; frame ``i`` uses box row ``min(i, L - 1)``; a box is cut from the **raw** frame with ``floor`` of x0, y0 and
-  ``ceil`` of x1, y1, clamped so that the crop keeps at least one pixel (so the released whole-frame fallback for
-  an empty crop never triggers); the crop then gets the CLIP encoder's preprocessing, shortest edge to S
-  (bicubic) and a centre crop S x S (:func:`clip_preprocess`), not a stretch: the released code hands the raw
-  crop to ``CLIPImageProcessor``, and the kit's CLIP encoders preprocess their frames the same way. UniPixel's
-  Qwen2.5-VL tower has no released TSF path; it gets the same square crops. A sampled frame without a box (lost
-  track, a NaN row) reuses the previous sampled frame's box, and the whole frame when there is none yet (the
-  released rule of §4.2 step 5).
+  dtype=int)`` (every frame when ``T <= 16``), the released ``NUM_FRAMES`` that the released encoder also
+  samples, kept at 16 inside the model too whatever its host's encoder samples (8 frames for VideoGLaMM mini), so
+  that the model crops what the offline pass cropped; frame ``i`` uses box row ``min(i, L - 1)``; a box is cut
+  from the **raw** frame with ``floor`` of x0, y0 and ``ceil`` of x1, y1, clamped so that the crop keeps at least
+  one pixel (so the released whole-frame fallback for an empty crop never triggers); the crop then gets the CLIP
+  encoder's preprocessing, shortest edge to S (bicubic) and a centre crop S x S (:func:`clip_preprocess`), not a
+  stretch: the released code hands the raw crop to ``CLIPImageProcessor``, and the kit's CLIP encoders
+  preprocess their frames the same way. UniPixel's Qwen2.5-VL tower has no released TSF path; it gets the same
+  square crops. A sampled frame without a box (lost track, a NaN row) reuses the previous sampled frame's box,
+  and the whole frame when there is none yet (the released rule of §4.2 step 5).
 - **Ground-truth-mask crops** (:func:`mask_box_crops`; what the released training code does, §4.2 (b)): the
   source frames are the encoder's S x S frames; ``n = min(16, num_src)`` crops at source indices
   ``linspace(0, num_src - 1, n)``; the aligned mask frame is ``round(s / (num_src - 1) * (T_sam - 1))``; the box
