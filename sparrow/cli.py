@@ -3,6 +3,7 @@
     sparrow synth --profile PROFILE --seed N --out DIR       generate SPARROW-Mini in the real source layouts
     sparrow curate --source NAME=ROOT ... --out DIR          harmonise sources into one curated dataset
     sparrow train --host HOST --profile PROFILE --stage STAGE|all [--tsf] [--box] [--out DIR]  train a stage or variant
+    sparrow tsf --profile PROFILE --split SPLIT [--source SRC] [--detector DIR]  the offline TSF pass (also under torchrun)
     sparrow eval (--run DIR | --checkpoint DIR) [--benchmark KEY ...]  predict and score benchmarks, print the metrics
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
     sparrow regen-expected --profile PROFILE [--notebook N]  rewrite reproductions/expected/<profile>/ from a fresh run
@@ -32,6 +33,45 @@ def _reproduce(args: argparse.Namespace) -> int:
     from sparrow.notebook_tools import reproduce
 
     reproduce(args.profile, args.seed, [Path(n) for n in args.notebook] or None)
+    return 0
+
+
+def _tsf(args: argparse.Namespace) -> int:
+    from sparrow.data.curated import CuratedDataset
+    from sparrow.storage import DataError
+    from sparrow.tsf.pipeline import ensure_tsf, main_rank_first, profile_config
+    from sparrow.tsf.runs import TSFRun
+    from sparrow.tsf.sharding import init_shard
+
+    try:
+        shard = init_shard()
+        with main_rank_first(shard):
+            if args.curated:
+                root = Path(args.curated)
+                if not root.is_dir():
+                    raise FileNotFoundError(f"curated dataset folder not found: {root}")
+            else:
+                from sparrow.data.curate import ensure_curated
+
+                root = ensure_curated(args.profile, args.seed)
+            dataset = CuratedDataset(root)
+            if args.source is not None and args.source not in dataset.sources():
+                raise ValueError(f"{root}: no source {args.source!r} (it has {', '.join(dataset.sources())})")
+            splits = dataset.splits(args.source)
+            if args.split not in splits:
+                raise ValueError(f"{root}: no split {args.split!r}" + (f" in source {args.source!r}" if args.source
+                                                                        else "") + f" (it has {', '.join(splits)})")
+            config = profile_config(args.profile, root, args.box_source, args.detector, args.sam2_checkpoint)
+        folder = ensure_tsf(args.profile, args.seed, args.split, args.source, config=config, curated_root=root,
+                            limit_videos=args.limit_videos)
+    except (ValueError, FileNotFoundError, DataError) as exc:
+        print(f"sparrow tsf: error: {exc}", file=sys.stderr)
+        return 2
+    if shard.is_main:
+        counts = TSFRun(folder).counts
+        print(f"TSF of {counts['expressions']} expressions in {counts['videos']} videos ({args.split}"
+              f"{'/' + args.source if args.source else ''}): {folder}")
+        print("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
 
@@ -119,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one SPARROW stage or a whole variant (also under torchrun)", add_help=False)
     p.set_defaults(func=None, passthrough="train")
+
+    p = sub.add_parser("tsf", help="compute the offline TSF of a split (cached and resumable; shards under torchrun)")
+    p.add_argument("--profile", choices=PROFILES, default="mini")
+    p.add_argument("--split", required=True, help="split of the curated set, e.g. train or valid")
+    p.add_argument("--source", help="keep one source's videos, e.g. ref-davis17 (default: every source)")
+    p.add_argument("--seed", type=int, default=0, help="data seed of the curated SPARROW-Mini (without --curated)")
+    p.add_argument("--curated", help="curated dataset folder (default: SPARROW-Mini of --profile/--seed)")
+    p.add_argument("--detector", help="GroundingDINO folder (required under paper; default under smoke/mini: the "
+                                      "tiny detector, trained on first use)")
+    p.add_argument("--box-source", choices=("detector", "ground_truth"), default="detector",
+                   help="keyframe box from the detector or the referent's ground truth (the oracle option)")
+    p.add_argument("--sam2-checkpoint", help="SAM2 weights of the sam2 tracker (the paper tracker)")
+    p.add_argument("--limit-videos", type=int, help="only the first N videos of the split (sorted)")
+    p.set_defaults(func=_tsf)
 
     p = sub.add_parser("eval", help="predict and score benchmarks for a trained run or a checkpoint folder")
     from sparrow.eval.benchmarks import COLUMNS  # light: no torch

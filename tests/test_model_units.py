@@ -1,4 +1,4 @@
-"""Unit tests of the model's rules and math: tokens, TSF, selector, ROI, box prior filter, losses, frames, config."""
+"""Unit tests of the model's rules and math: tokens, selector, ROI, box prior filter, losses, frames, config."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import importlib
 import math
 
 import sparrow  # noqa: F401  (torchvision shim first)
-import numpy as np
 import pytest
 import torch
 
@@ -38,7 +37,6 @@ from sparrow.model.tokens import (
     token_id,
     vocabulary_from_texts,
 )
-from sparrow.model.tsf_tokens import box_crops, gt_mask_crops, kmeans_select_representatives
 
 
 # -- [BOX] rewrite ----------------------------------------------------------------------------------------------
@@ -142,44 +140,6 @@ def test_seg_marks_preceding_convention_and_padding():
     assert mm.seg_mask[0].nonzero().flatten().tolist() == [7]  # [1, v, v, v, 5, 6, 7, BOX, SEG, 8]: BOX at 7
     assert mm.box_mask[0].nonzero().flatten().tolist() == [6]
     assert (mm.labels == IGNORE_INDEX).all() and (mm.embeds[1, 6:] == 0).all()
-
-
-# -- K-means and crops ------------------------------------------------------------------------------------------
-def test_kmeans_returns_actual_samples_nearest_each_centre():
-    torch.manual_seed(0)
-    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
-    x = torch.cat([c + 0.1 * torch.randn(4, 2) for c in centres])
-    idx = kmeans_select_representatives(x, k=4, iters=8)
-    assert idx.shape == (4,)
-    groups = sorted(int(i) // 4 for i in idx)
-    assert groups == [0, 1, 2, 3]
-    for i in idx:
-        group = x[(int(i) // 4) * 4:(int(i) // 4) * 4 + 4]
-        assert int(i) == (int(i) // 4) * 4 + int(torch.cdist(group.mean(0, keepdim=True), group).argmin())
-    assert kmeans_select_representatives(x[:3], k=4, iters=8).tolist() == [0, 1, 2]
-    assert kmeans_select_representatives(x[:1], k=0, iters=8).tolist() == [0]
-    # initial centres at round(linspace(0, n-1, k)); with zero iterations those samples are returned
-    assert kmeans_select_representatives(x, k=3, iters=0).tolist() == [0, 8, 15]
-
-
-def test_gt_mask_crops_follow_the_mask_boxes():
-    frames = torch.zeros(4, 3, 16, 16)
-    frames[:, 0, 4:8, 8:12] = 1.0  # red block at rows 4..7, cols 8..11 on every frame
-    masks = torch.zeros(1, 2, 32, 32)
-    masks[0, 0, 8:16, 16:24] = 1  # same place at mask resolution on SAM frame 0
-    crops = gt_mask_crops(frames, masks, num_frames=4)
-    assert crops.shape == (4, 3, 16, 16)
-    # sources 0,1 map to SAM frame 0 (m = round(s/3)), 2,3 to frame 1 (empty -> reuse the previous box)
-    assert torch.allclose(crops[0, 0], torch.ones(16, 16)) and torch.allclose(crops[3, 0], torch.ones(16, 16))
-    empty = gt_mask_crops(frames, torch.zeros(1, 2, 32, 32), num_frames=2)
-    assert torch.allclose(empty, frames[[0, 3]])  # no positive pixel anywhere: the whole frame
-    ignored = torch.full((1, 2, 32, 32), -1.0)
-    assert torch.allclose(gt_mask_crops(frames, ignored, num_frames=2), frames[[0, 3]])
-    assert gt_mask_crops(frames, masks, num_frames=16).shape[0] == 4  # n = min(num_frames, num_src)
-    raw = torch.zeros(5, 3, 20, 40)
-    raw[:, 1, 2:6, 10:20] = 1.0
-    crops = box_crops(raw, np.array([[10, 2, 20, 6]]), size=8, num_frames=3)
-    assert crops.shape == (3, 3, 8, 8) and torch.allclose(crops[:, 1], torch.ones(3, 8, 8))
 
 
 # -- selector, box selection, ROI ------------------------------------------------------------------------------

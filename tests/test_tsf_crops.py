@@ -1,4 +1,5 @@
-"""Target crops: frame sampling, the released clamp/fallback rules, and the ground-truth-mask variant."""
+"""Target crops: frame sampling, the released clamp/fallback rules, tracked-box crops of raw frames or a float
+video, and the ground-truth-mask variant on raw clips and on encoder frames."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from sparrow.tsf.crops import (
     crops_at_boxes,
     fill_missing_boxes,
     ground_truth_mask_crops,
+    mask_box_crops,
     normalised_mask_box,
     pixel_box,
     sample_frame_indices,
+    to_float_image,
+    tracked_box_crops,
 )
 
 
@@ -102,3 +106,68 @@ def test_ground_truth_mask_crops_without_any_mask_use_whole_frames():
     assert boxes == [(0.0, 0.0, 1.0, 1.0)] * 4
     expected = torch.from_numpy(frames[0]).permute(2, 0, 1).float() / 255
     assert torch.allclose(crops[0], expected, atol=1e-5)
+
+
+def test_crops_of_a_float_video_equal_crops_of_its_uint8_frames():
+    frames = np.random.default_rng(1).integers(0, 255, size=(3, 30, 50, 3), dtype=np.uint8)
+    boxes = [(3.5, 2.2, 40.1, 17.0), (0, 0, 50, 30), (20, 10, 24, 29)]
+    raw = crops_at_boxes(frames, [0, 2, 1], boxes, size=12)
+    video = to_float_image(frames)
+    assert video.shape == (3, 3, 30, 50)
+    assert torch.equal(crops_at_boxes(video, [0, 2, 1], boxes, size=12), raw)
+    batched = clip_preprocess(video, 12)  # one call over a batch = one call per image
+    assert torch.equal(batched, torch.stack([clip_preprocess(v, 12) for v in video]))
+
+
+def test_tracked_box_crops_sample_16_frames_and_fill_lost_rows():
+    frames = np.random.default_rng(2).integers(0, 255, size=(40, 24, 32, 3), dtype=np.uint8)
+    boxes = np.tile(np.array([[4, 2, 20, 18]], np.float32), (40, 1))
+    boxes[2] = (10, 10, 30, 22)
+    boxes[5] = np.nan  # lost on a sampled frame: the previous sampled frame's box (frame 2), not frame 4's
+    crops, indices, used = tracked_box_crops(frames, boxes, size=8)
+    assert indices == sample_frame_indices(40) and len(indices) == 16 and crops.shape == (16, 3, 8, 8)
+    assert used[1] == used[2] == (10.0, 10.0, 30.0, 22.0) and used[0] == (4.0, 2.0, 20.0, 18.0)
+    assert torch.equal(crops, crops_at_boxes(frames, indices, used, 8))
+    # frame i uses row min(i, L - 1); every row lost: whole frames
+    short, idx, rows = tracked_box_crops(frames[:5], np.array([[1, 1, 9, 9]]), size=8)
+    assert idx == [0, 1, 2, 3, 4] and rows == [(1.0, 1.0, 9.0, 9.0)] * 5
+    _, _, lost = tracked_box_crops(frames[:3], np.full((3, 4), np.nan), size=8)
+    assert lost == [(0.0, 0.0, 32.0, 24.0)] * 3
+    # a non-square box keeps its aspect: the short side fills the crop and the long side is centre-cropped
+    wide = np.zeros((1, 24, 32, 3), np.uint8)
+    wide[0, 8:16, 0:8] = 255  # left third of the box: cut away
+    wide[0, 8:16, 8:16] = (0, 255, 0)  # middle third: kept
+    crop, _, _ = tracked_box_crops(wide, np.array([[0, 8, 24, 16]]), size=8)
+    assert crop[0, 0].max() < 1e-4 and crop[0, 1].min() > 1 - 1e-4
+    with pytest.raises(ValueError, match="at least one box"):
+        tracked_box_crops(frames, np.zeros((0, 4)), size=8)
+
+
+def test_mask_box_crops_on_encoder_frames():
+    frames = torch.zeros(4, 3, 16, 16)
+    frames[:, 0, 4:8, 8:12] = 1.0  # red block at rows 4..7, cols 8..11 on every frame
+    masks = torch.zeros(1, 2, 32, 32)
+    masks[0, 0, 8:16, 16:24] = 1  # same place at mask resolution on mask frame 0
+    crops, sources, boxes = mask_box_crops(frames, masks, 4)
+    assert crops.shape == (4, 3, 16, 16) and sources == [0, 1, 2, 3]
+    # sources 0, 1 map to mask frame 0 (m = round(s / 3)), 2, 3 to frame 1 (empty: the previous box is reused)
+    assert boxes == [(0.5, 0.25, 0.75, 0.5)] * 4
+    assert torch.equal(crops[0, 0], torch.ones(16, 16)) and torch.equal(crops[3, 0], torch.ones(16, 16))
+    empty, sources, _ = mask_box_crops(frames, torch.zeros(1, 2, 32, 32), 2)
+    assert sources == [0, 3] and torch.equal(empty, frames[[0, 3]])  # no positive pixel anywhere: whole frames
+    ignored = torch.full((1, 2, 32, 32), -1.0)  # the ignore label is never the target
+    assert torch.equal(mask_box_crops(frames, ignored, 2)[0], frames[[0, 3]])
+    assert mask_box_crops(frames, masks)[0].shape[0] == 4  # n = min(16, num_src)
+
+
+def test_ground_truth_mask_crops_are_mask_box_crops_of_the_preprocessed_clip():
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 255, size=(20, 30, 40, 3), dtype=np.uint8)
+    masks = np.zeros((20, 30, 40), bool)
+    masks[6:, 5:17, 9:30] = True
+    crops, source, boxes = ground_truth_mask_crops(frames, [masks], 16, num_frames=8, num_mask_frames=4)
+    context = clip_preprocess(to_float_image(frames[source]), 16)
+    mask_frames = np.linspace(0, 19, 4, dtype=int)
+    again, picked, same = mask_box_crops(context, torch.from_numpy(masks[mask_frames][None]), 8)
+    assert source == np.linspace(0, 19, 8, dtype=int).tolist() and picked == list(range(8))
+    assert torch.equal(crops, again) and boxes == same

@@ -89,6 +89,21 @@ def test_early_stop_and_centroid_option():
     assert torch.allclose(centroid.vectors.sort(dim=0).values, expected.sort(dim=0).values)
 
 
+def test_zero_iterations_still_run_the_released_single_round():
+    x = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    # k=2 starts at x[0] and x[4]; one round moves the centres to 1.0 and 10.5, whose nearest samples are 1 and 3
+    assert tsf_kmeans(x, k=2, iters=0).indices.tolist() == [1, 3] == reference_select(x.numpy(), 2, 0)
+    assert tsf_kmeans(x, k=2, iters=0).iterations == 1
+
+
+def test_medoids_keep_the_input_graph():
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    result = tsf_kmeans(x, k=3)
+    assert result.vectors.requires_grad and not result.centres.requires_grad
+    result.vectors.sum().backward()
+    assert x.grad.sum(dim=1).gt(0).sum() == len(set(result.indices.tolist()))
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="expects \\(n, D\\)"):
         tsf_kmeans(torch.zeros(4), k=2)

@@ -57,13 +57,12 @@ def test_boxes_cover_the_video_in_pixels_and_fill_lost_frames_for_the_model(tmp_
     assert np.isnan(run.boxes("toy/valid00", "valid00-ghost", fill_lost=False)).all()
     assert set(run.all_boxes()) == set(run.keys())
 
-    # the model's crop code takes the filled boxes as they are (and cannot take NaN)
-    from sparrow.model.tsf_tokens import box_crops
+    # the crop code takes either: filled rows as they are, NaN rows filled per sampled frame
+    from sparrow.tsf.crops import tracked_box_crops
 
     frames = torch.from_numpy(dataset.load_frames("toy/valid00")).permute(0, 3, 1, 2).float() / 255
-    assert box_crops(frames, filled, 16, 4).shape == (4, 3, 16, 16)
-    with pytest.raises(ValueError):
-        box_crops(frames, raw, 16, 6)
+    assert tracked_box_crops(frames, filled, 16, 4)[0].shape == (4, 3, 16, 16)
+    assert tracked_box_crops(frames, raw, 16)[2][2] == tuple(truth[1])
 
     with pytest.raises(KeyError, match="no TSF for expression"):
         run.boxes("toy/valid00", "nope")

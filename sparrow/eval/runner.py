@@ -607,7 +607,8 @@ def tsf_boxes_from_run(tsf_run: str | Path) -> tuple[TSFBoxes, str]:
     run = TSFRun(tsf_run)
 
     def boxes(expression: ExpressionRecord) -> np.ndarray:
-        return run.boxes(expression.video_id, expression.expression_id)
+        # lost frames stay NaN: the model fills its sampled frames by the rule the TSF pass used
+        return run.boxes(expression.video_id, expression.expression_id, fill_lost=False)
 
     return boxes, f"tsf-run:{Path(tsf_run).resolve().name}"
 

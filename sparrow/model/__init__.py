@@ -21,7 +21,6 @@ from sparrow.model.collator import FrameSizes, SparrowCollator
 from sparrow.model.config import HOSTS, STAGES, ModelConfig, stage_behaviour
 from sparrow.model.dataset import SparrowDataset
 from sparrow.model.sparrow_model import SparrowModel
-from sparrow.model.tsf_tokens import kmeans_select_representatives
 
 __all__ = [
     "HOSTS",
@@ -37,6 +36,5 @@ __all__ = [
     "SparrowExample",
     "SparrowModel",
     "SparrowOutput",
-    "kmeans_select_representatives",
     "stage_behaviour",
 ]

@@ -19,7 +19,7 @@ from sparrow.model.config import ModelConfig, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, apply_box_rule, referring_turn, tokenize_conversation
 from sparrow.model.frames import encoder_frames, stretch, to_float
 from sparrow.model.tokens import IGNORE_INDEX, SEG_TOKEN
-from sparrow.model.tsf_tokens import gt_mask_crops
+from sparrow.tsf.crops import mask_box_crops
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class SparrowCollator:
             target = torch.from_numpy(np.asarray(ex.target_masks, dtype=np.float32))
             masks.append(target)
             boxes.append(torch.from_numpy(np.asarray(ex.object_boxes, dtype=np.float32).reshape(-1, 4)))
-            crops.append(gt_mask_crops(context, target, cfg.num_frames) if num_tsf else None)
+            crops.append(mask_box_crops(context, target)[0] if num_tsf else None)
             orig.append((int(ex.sam_frames.shape[1]), int(ex.sam_frames.shape[2])))
         pad = self.tokenizer.pad_token_id
         length = max(x.shape[0] for x in ids)

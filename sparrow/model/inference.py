@@ -27,7 +27,7 @@ from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
 from sparrow.model.frames import encoder_frames, linspace_indices, segment_centres, stretch, to_float
 from sparrow.model.multimodal_inputs import expand_sample, token_marks
 from sparrow.model.pixel_decoder import MemoryState
-from sparrow.model.tsf_tokens import box_crops
+from sparrow.tsf.crops import tracked_box_crops
 
 if TYPE_CHECKING:
     from sparrow.model.sparrow_model import SparrowModel
@@ -190,7 +190,7 @@ def _tsf_tokens(model: SparrowModel, video: torch.Tensor, tsf_boxes, tsf_embeddi
             raise ValueError(f"tsf_embeddings must be (k, {model.llm.hidden_size}), got {tuple(emb.shape)}")
         return emb
     if tsf_boxes is not None:
-        crops = box_crops(video, np.asarray(tsf_boxes), model.spatial.image_size, model.cfg.num_frames)
+        crops, _, _ = tracked_box_crops(video, np.asarray(tsf_boxes), model.spatial.image_size)
         return model.tsf_tokens(crops)
     warnings.warn("tsf_at_test is on but no tsf_boxes or tsf_embeddings were given; the <tsf> placeholders "
                   "become zero vectors (released rule)", stacklevel=3)

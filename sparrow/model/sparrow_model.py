@@ -83,8 +83,8 @@ from sparrow.model.roi_helper import ROIProposalHelper
 from sparrow.model.spatial_encoder import SpatialEncoder
 from sparrow.model.temporal_encoder import TemporalEncoder
 from sparrow.model.tokens import token_id
-from sparrow.model.tsf_tokens import kmeans_select_representatives
 from sparrow.model.vl_adapter import VLAdapter
+from sparrow.tsf.kmeans import tsf_kmeans
 
 
 def _grad_if_trainable(module: nn.Module | None) -> bool:
@@ -305,9 +305,7 @@ class SparrowModel(nn.Module):
         """K-means medoid TSF tokens (k', D) of one sample's crops, or None without crops."""
         if crops is None or crops.shape[0] == 0:
             return None
-        embeddings = self.encode_crops(crops)
-        index = kmeans_select_representatives(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters)
-        return embeddings[index]
+        return tsf_kmeans(self.encode_crops(crops), self.cfg.tsf_k, self.cfg.tsf_kmeans_iters).vectors
 
     def tsf_tokens_many(self, crops: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
         """``tsf_tokens`` of several samples; a CLIP spatial encoder (frozen, no random draws) sees all their crops
@@ -323,7 +321,7 @@ class SparrowModel(nn.Module):
                 out.append(None)
                 continue
             embeddings = self.image_adapter.encode_mean(next(parts))
-            out.append(embeddings[kmeans_select_representatives(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters)])
+            out.append(tsf_kmeans(embeddings, self.cfg.tsf_k, self.cfg.tsf_kmeans_iters).vectors)
         return out
 
     def sam_features(self, frames: torch.Tensor, chunk: int | None = None) -> FrameFeatures:

@@ -1,16 +1,20 @@
 """TSF K-means: pick K representative crop embeddings out of the n crops of one target.
 
-The released algorithm (docs/design.md §4.3, ``arch.py::_kmeans_select_representatives``), kept exact:
+The one implementation: the offline pass (:mod:`sparrow.tsf.pipeline`) and the model's TSF tokens (training and
+TSF at test) both call :func:`tsf_kmeans`; it imports only torch. The released algorithm (docs/design.md §4.3,
+``arch.py::_kmeans_select_representatives``), kept exact:
 
 1. ``k = max(1, min(K, n))``; if ``n <= k`` every vector is returned unchanged (fewer than K TSF tokens).
 2. float32; initial centres are the samples at ``round(linspace(0, n - 1, k))`` (torch rounds half to even).
-3. ``max(1, iters)`` rounds: assign each sample to its nearest centre (L2 ``cdist``; ``argmin`` breaks ties to the
-   lowest centre index); a centre moves to the mean of its members, an empty cluster keeps its centre; stop
-   early once the new centres are ``allclose`` to the old (``atol = rtol = 1e-4``), keeping the new ones.
+3. ``max(1, iters)`` rounds, the released loop bound (``iters=0`` still runs one round): assign each sample to
+   its nearest centre (L2 ``cdist``; ``argmin`` breaks ties to the lowest centre index); a centre moves to the
+   mean of its members, an empty cluster keeps its centre; stop early once the new centres are ``allclose`` to
+   the old (``atol = rtol = 1e-4``), keeping the new ones.
 4. Per centre, in centre order, the nearest actual sample (medoid-like): two centres may pick the same sample.
 
 ``select="centroid"`` returns the centres themselves instead (an option the paper text allows; not released).
-Everything is torch on the input's device, so it runs on a GPU when the features live there.
+Everything is torch on the input's device, so it runs on a GPU when the features live there. The clustering sees
+detached features; the returned medoid vectors are rows of the input and keep its autograd graph.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def tsf_kmeans(x: torch.Tensor, k: int = 4, iters: int = 8, select: Selection = 
         every = torch.arange(n, device=device)
         return KMeansResult(x, every, every, x.float(), 0)
 
-    x32 = x.float()
+    x32 = x.detach().float()
     init = torch.linspace(0, n - 1, steps=k, device=device).round().long()
     centres = x32[init]
     rounds = 0

@@ -5,7 +5,8 @@ that share a keyframe box share one track), stores each expression's result in t
 (:mod:`sparrow.tsf.cache`) and writes a merged index and report. A run that is killed resumes where it stopped
 with identical output, because finished entries are found by key and unfinished ones never became visible. Under
 ``torchrun``/``accelerate launch`` each rank takes every world-th video and rank 0 merges (:mod:`sparrow.tsf.sharding`).
-:func:`ensure_tsf` is the cached entry point by profile, seed, split and source (what notebooks 02 and 04 call);
+:func:`ensure_tsf` is the cached entry point by profile, seed, split and source (what notebooks 02 and 04 call, and
+``sparrow tsf`` on the command line);
 :class:`sparrow.tsf.runs.TSFRun` reads a finished run back (per-frame boxes for ``SparrowModel.predict``).
 
 Fallbacks (each counted in the report and tagged on the entry, never an exception):
@@ -30,6 +31,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +41,8 @@ import torch
 
 from sparrow.profiles import check_profile
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, sha256_file, video_fingerprint
-from sparrow.tsf.crops import crops_at_boxes, fill_missing_boxes, ground_truth_mask_crops, sample_frame_indices
+from sparrow.tsf.crops import (TSF_FRAMES, TSF_MASK_FRAMES, ground_truth_mask_crops, sample_frame_indices,
+                               tracked_box_crops)
 from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
 from sparrow.tsf.encoder import CropEncoder, PatchMeanEncoder, check_encoder_output, encoder_fingerprint
 from sparrow.tsf.kmeans import Selection, tsf_kmeans
@@ -62,8 +65,8 @@ class TSFConfig:
 
     profile: str = "mini"
     crop_variant: Literal["tracked", "gt_mask"] = "tracked"
-    num_frames: int = 16
-    num_mask_frames: int = 8
+    num_frames: int = TSF_FRAMES
+    num_mask_frames: int = TSF_MASK_FRAMES
     crop_size: int = 336
     k: int = 4
     kmeans_iters: int = 8
@@ -325,10 +328,9 @@ class TSFRunner:
                 lost_crop_frames = sum(per_frame[t] is None for t in indices)
                 if lost_crop_frames:
                     fallbacks.append("lost_track")
-            height, width = clip.shape[1:3]
-            boxes, _ = fill_missing_boxes([per_frame[t] for t in indices], width, height)
             with self.timer("crop"):
-                crops = crops_at_boxes(clip, indices, boxes, cfg.crop_size)
+                # from the stored float32 track, so that the model's crops of TSFRun.boxes are these exactly
+                crops, indices, boxes = tracked_box_crops(clip, track_boxes, cfg.crop_size, cfg.num_frames)
             crop_boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if total < cfg.k:
             fallbacks.append("short_video")
@@ -488,29 +490,47 @@ def load_index(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def profile_config(profile: str, curated_root: str | os.PathLike, box_source: str = "detector",
+                   detector_dir: str | os.PathLike | None = None, sam2_checkpoint: str | os.PathLike | None = None,
                    **overrides) -> TSFConfig:
     """:meth:`TSFConfig.for_profile` with the detector the profile uses.
 
-    Under ``smoke``/``mini`` that is the tiny GroundingDINO trained on the curated set's training split
-    (:func:`sparrow.tsf.detection.ensure_detector`, trained on first use and cached). Under ``paper`` the released
-    checkpoint must be given: pass a whole ``config`` to :func:`ensure_tsf` with ``detector.checkpoint_dir`` set.
+    ``detector_dir`` names a GroundingDINO folder (the released checkpoint; required under ``paper`` with the
+    detector box source). Without it, ``smoke``/``mini`` use the tiny GroundingDINO trained on the curated set's
+    training split (:func:`sparrow.tsf.detection.ensure_detector`, trained on first use and cached).
+    ``sam2_checkpoint`` is the SAM2 weights file of the ``sam2`` tracker (the ``paper`` tracker).
     ``box_source="ground_truth"`` starts every track from the referent's ground-truth box instead (the oracle
     keyframe option: no detector is trained or used).
     """
     from sparrow.tsf.detection import ensure_detector
 
     check_profile(profile)
-    if profile == "paper":
-        raise ValueError("under 'paper' give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
-                         "GroundingDINO folder (and tracker.sam2_checkpoint the SAM2 weights)")
     if box_source not in ("detector", "ground_truth"):
         raise ValueError(f"box_source must be 'detector' or 'ground_truth', got {box_source!r}")
-    if box_source != "detector":
-        overrides["detector"] = replace(DetectorConfig.for_profile(profile), box_source=box_source)
+    if profile == "paper" and box_source == "detector" and detector_dir is None:
+        raise ValueError("under 'paper' give the local GroundingDINO folder (detector_dir; --detector on the command "
+                         "line) and the SAM2 weights (sam2_checkpoint)")
+    if detector_dir is not None and not Path(detector_dir).is_dir():
+        raise FileNotFoundError(f"detector folder not found: {detector_dir}")
+    if box_source != "detector" or detector_dir is not None:
+        overrides["detector"] = replace(DetectorConfig.for_profile(profile), box_source=box_source,
+                                        checkpoint_dir=None if detector_dir is None else str(detector_dir))
+    if sam2_checkpoint is not None:
+        overrides["tracker"] = replace(TrackerConfig.for_profile(profile), sam2_checkpoint=str(sam2_checkpoint))
     base = TSFConfig.for_profile(profile, **overrides)
     if base.crop_variant == "tracked" and base.detector.box_source == "detector" and not base.detector.checkpoint_dir:
         base = replace(base, detector=replace(base.detector, checkpoint_dir=str(ensure_detector(curated_root, profile))))
     return base
+
+
+@contextmanager
+def main_rank_first(shard: Shard):
+    """Rank 0 runs the block first (it may write shared caches: the curated set, the tiny detector); the other
+    ranks run it after, and find what rank 0 wrote."""
+    if not shard.is_main:
+        barrier(shard)
+    yield
+    if shard.is_main:
+        barrier(shard)
 
 
 def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *, config: TSFConfig | None = None,
@@ -523,7 +543,8 @@ def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *
     (the crop boxes do not depend on it; TSF vectors for training come from the model's own ``encode_crops``).
     Cached and content-addressed: when the run folder exists and every entry it lists is intact it is returned
     as is (its ``report.json`` keeps the timings of the run that computed it); otherwise :func:`run_tsf` computes
-    what is missing, resuming a killed run and recomputing damaged entries. Read it with
+    what is missing, resuming a killed run and recomputing damaged entries. Under ``torchrun`` every rank calls it:
+    rank 0 prepares the curated set and the detector first, then the ranks split the pass. Read it with
     :class:`sparrow.tsf.runs.TSFRun`.
     """
     from sparrow.data.curate import ensure_curated
@@ -532,8 +553,9 @@ def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *
     from sparrow.tsf.runs import TSFRun
 
     check_profile(profile)
-    root = Path(curated_root) if curated_root is not None else ensure_curated(profile, seed)
-    config = config or profile_config(profile, root)
+    with main_rank_first(init_shard()):
+        root = Path(curated_root) if curated_root is not None else ensure_curated(profile, seed)
+        config = config or profile_config(profile, root)
     encoder = encoder if encoder is not None else PatchMeanEncoder(config.crop_size)
     needs_detector = config.crop_variant == "tracked" and config.detector.box_source == "detector"
     if needs_detector and not config.detector.checkpoint_dir:

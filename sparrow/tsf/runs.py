@@ -10,10 +10,10 @@ Box format of :meth:`TSFRun.boxes`: a float32 array ``(T, 4)`` with one row per 
 (``T = video.num_frames``), pixel ``x0, y0, x1, y1`` (exclusive max) in the video's own frame size, the format
 ``SparrowModel.predict(frames, text, tsf_boxes=...)`` takes (frame ``i`` uses row ``min(i, L - 1)``). Frames
 where the tracker lost the target, frames outside the expression's clip, and every frame of a ``no_detection``
-entry are NaN with ``fill_lost=False``; with ``fill_lost=True`` (the default, because the model's crop code
-needs a box on every frame) they take the previous frame's box, or the whole frame before the first box: the
-released rule for a frame without a box (docs/design.md §4.2 step 5), applied per frame instead of per sampled
-frame because the model samples its own frames.
+entry are NaN with ``fill_lost=False``: the model then fills its sampled frames as the pass did
+(:func:`sparrow.tsf.crops.tracked_box_crops`), so it crops what the pass cropped. With ``fill_lost=True`` (the
+default, for readers that need a box on every frame) they take the previous frame's box, or the whole frame
+before the first box: the released rule for a frame without a box (docs/design.md §4.2 step 5), applied per frame.
 """
 
 from __future__ import annotations
