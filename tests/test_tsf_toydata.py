@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sparrow.data.boxes import mask_to_box
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
-from sparrow.data.rle import encode_rle, mask_to_box
+from sparrow.data.rle import encode_rle
 from sparrow.storage import atomic_write_json, write_jsonl
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "yellow": (235, 210, 40), "green": (40, 180, 70)}

@@ -69,7 +69,7 @@ from sparrow.model.checkpoint import (
     save_state,
 )
 from sparrow.model.collator import FrameSizes, SparrowCollator
-from sparrow.model.config import STAGES, ModelConfig, stage_behaviour
+from sparrow.model.config import MODEL_STAGES, ModelConfig, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
 from sparrow.model.frames import encoder_frames, linspace_indices, segment_centres, stretch, to_float
 from sparrow.model.llm import LanguageModel, torch_dtype
@@ -235,8 +235,8 @@ class SparrowModel(nn.Module):
         }
 
     def _trainable_names(self, stage: str) -> set[str]:
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+        if stage not in MODEL_STAGES:
+            raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(MODEL_STAGES)}")
         g = self._names_by_group()
         if stage == "host":
             names = g["llm_lora"] | g["embeddings"] | g["lv_base"]

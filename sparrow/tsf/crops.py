@@ -24,16 +24,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sparrow.data.boxes import mask_box
+from sparrow.data.indices import linspace_truncated
+
 Box = Sequence[float]
 
 
 def sample_frame_indices(num_frames: int, count: int = 16) -> list[int]:
     """``linspace(0, T - 1, count, dtype=int)`` when ``T > count``, else every frame (the encoder's sampling)."""
-    if num_frames <= 0:
-        return []
-    if num_frames <= count:
-        return list(range(num_frames))
-    return np.linspace(0, num_frames - 1, count, dtype=int).tolist()
+    return linspace_truncated(num_frames, count)
 
 
 def pixel_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
@@ -103,12 +102,7 @@ def aligned_mask_frame(source_index: int, num_source: int, num_mask_frames: int)
 
 def normalised_mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """Tight box of a mask's positive pixels, exclusive max, divided by the mask's own width and height."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    height, width = mask.shape
-    return (cols[0] / width, rows[0] / height, (cols[-1] + 1) / width, (rows[-1] + 1) / height)
+    return mask_box(mask, normalised=True)
 
 
 def ground_truth_mask_crops(frames: np.ndarray, referent_masks: Sequence[np.ndarray], size: int,
@@ -124,9 +118,9 @@ def ground_truth_mask_crops(frames: np.ndarray, referent_masks: Sequence[np.ndar
     n = min(num_frames, total)
     if n == 0:
         return torch.zeros((0, 3, size, size)), [], []
-    source = np.linspace(0, total - 1, n, dtype=int).tolist()
+    source = linspace_truncated(total, n)
     t_sam = min(num_mask_frames, total)
-    mask_frames = np.linspace(0, total - 1, t_sam, dtype=int).tolist()
+    mask_frames = linspace_truncated(total, t_sam)
     crops = torch.empty((n, 3, size, size), dtype=torch.float32)
     used: list[tuple[float, ...]] = []
     previous: tuple[float, ...] | None = None
