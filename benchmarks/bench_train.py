@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 
 GOAL_VARIANT_S = 180.0
-STAGES = ("host", "proposer", "stage1", "stage2")
 PARTS = ("data", "collate", "forward", "backward", "optimizer")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +103,7 @@ def _child_steps(host: str, steps: int, seed: int, curated_root: str, videos: in
     import torch
 
     from sparrow.data.curated import CuratedDataset
-    from sparrow.model import SparrowDataset
+    from sparrow.model import MODEL_STAGES, SparrowDataset
     from sparrow.train import TrainConfig
     from sparrow.train import trainer
     from sparrow.train.variants import build_model, model_config
@@ -119,7 +118,7 @@ def _child_steps(host: str, steps: int, seed: int, curated_root: str, videos: in
     out: dict = {"host": host, "package": str(Path(sparrow.__file__).parent), "build_s": build_s,
                  "threads": torch.get_num_threads(), "stages": {}}
     position = 0
-    for stage in STAGES:
+    for stage in MODEL_STAGES:
         model.configure_stage(stage)
         model.train()
         batch_size = TrainConfig.for_profile("mini", stage).batch_size
@@ -240,6 +239,8 @@ def main() -> int:
 
 
 def _report(args, versions, curated_root: str, tmp: Path) -> None:
+    from sparrow.model.config import MODEL_STAGES
+
     names = [v for v, _ in versions]
     print(f"bench_train: mini profile, {os.cpu_count()} CPU cores, {platform.machine()}, torch threads "
           f"{args.threads or 'default'}, load average {os.getloadavg()[0]:.1f} at start")
@@ -255,7 +256,7 @@ def _report(args, versions, curated_root: str, tmp: Path) -> None:
     print(f"{'preset':<11} {'stage':<9} {'batch':>5} " + " ".join(f"{n[:16]:>17}" for n in names) +
           ("  speedup" if len(names) > 1 else "") + f"   {names[-1]} parts (CPU ms: " + ", ".join(PARTS) + ")")
     for host, by in results.items():
-        for stage in STAGES:
+        for stage in MODEL_STAGES:
             rows = [by[n]["stages"][stage] for n in names]
             cells = " ".join(f"{r['step_cpu_s']:>7.3f} ({r['step_wall_s']:>7.3f})" for r in rows)
             parts = " ".join(f"{1000 * rows[-1]['parts_cpu_s'][p]:.0f}" for p in PARTS)

@@ -50,7 +50,7 @@ def _pass(splits: list[str] | None, home: str, device: str | None = None, config
     from sparrow.data.curated import CuratedDataset
     from sparrow.tsf.cache import TSFStore
     from sparrow.tsf.encoder import PatchMeanEncoder
-    from sparrow.tsf.pipeline import STAGES, TSFConfig, run_tsf
+    from sparrow.tsf.pipeline import TIMING_STAGES, TSFConfig, run_tsf
     from sparrow.tsf.sharding import launched_world_size
 
     config = TSFConfig(**_config_from_json(config_json)) if config_json else None
@@ -59,7 +59,7 @@ def _pass(splits: list[str] | None, home: str, device: str | None = None, config
     encoder = _encoder(clip, config.crop_size, device) if clip else PatchMeanEncoder(
         config.crop_size, patch=14 if config.crop_size % 14 == 0 else 8, device=device or "cpu")
     store = TSFStore(Path(home) / "entries")
-    seconds = {stage: 0.0 for stage in STAGES}
+    seconds = {stage: 0.0 for stage in TIMING_STAGES}
     counts: dict[str, int] = {}
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for split in splits or dataset.splits():
@@ -122,13 +122,13 @@ def _child(args: list[str], env: dict, ranks: int) -> dict:
 
 
 def _table(results: dict[str, dict]) -> None:
-    from sparrow.tsf.pipeline import STAGES
+    from sparrow.tsf.pipeline import TIMING_STAGES
 
     names = list(results)
     first = results[names[0]]
     expressions = max(1, first["counts"].get("computed", 0))
     print(f"\n{'stage':<8}" + "".join(f"{n + ' s':>16}{'share':>7}" for n in names) + f"{'ms/expr (1st)':>15}")
-    for stage in STAGES:
+    for stage in TIMING_STAGES:
         row = f"{stage:<8}"
         for name in names:
             seconds = results[name]["seconds"][stage]

@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sparrow.data.boxes import mask_to_box
 from sparrow.data.curated import CuratedDataset
 from sparrow.data.records import ExpressionRecord, ObjectRecord, QARecord, VideoRecord
-from sparrow.data.rle import decode_rle, encode_rle, mask_to_box, rle_area
+from sparrow.data.rle import decode_rle, encode_rle, rle_area
 from sparrow.data.statistics import compute_statistics
 from sparrow.storage import DataError, atomic_write_json, write_jsonl
 

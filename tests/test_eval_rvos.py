@@ -11,11 +11,10 @@ import pytest
 
 import sparrow  # noqa: F401
 from fixtures.reference_davis import ref_boundary, ref_iou
-from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
+from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord, submission_names
 from sparrow.data.rle import encode_rle
 from sparrow.eval.export import (
     merge_objects,
-    submission_names,
     write_expression_masks,
     write_ref_davis_annotator,
     zip_submission,

@@ -132,7 +132,7 @@ def test_video_and_expression_pickers(explorer) -> None:
 def test_missing_prediction_shows_a_note(explorer) -> None:
     explorer.expression.value = "demo/video0/2"  # the demo has no prediction for "both shapes"
     assert explorer.notes.value.count("no prediction for this expression") == 2
-    assert "pred_sparrow/demo/video0/2" in explorer.notes.value
+    assert "pred_sparrow/video0/2" in explorer.notes.value
     image = explorer.current_image()
     assert count(image, BASELINE) == 0 and count(image, SPARROW) == 0 and count(image, GT_COLOR) > 0
     assert "needs a prediction" in explorer.strip.children[0].value

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from sparrow.model import LOSS_KEYS, ModelConfig, SparrowExample, SparrowModel
+from sparrow.model import HOSTS, LOSS_KEYS, ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.pixel_decoder import MemoryState
 from sparrow.model.stages import trainable_names
-
-HOSTS = ("videoglamm", "unipixel", "glus")
 
 
 def make_example(cfg: ModelConfig, seed: int = 0, t: int = 6, h: int = 40, w: int = 56) -> SparrowExample:

@@ -9,8 +9,9 @@ import sparrow  # noqa: F401  (torchvision shim first)
 import pytest
 import torch
 
+from sparrow.data.boxes import mask_box
 from sparrow.model import ModelConfig
-from sparrow.model.box_prior_filter import filter_boxes, mask_box_exclusive, prior_scores
+from sparrow.model.box_prior_filter import filter_boxes, prior_scores
 from sparrow.model.config import LoraSpec
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
 from sparrow.model.frames import linspace_indices, sample_training_frames, segment_centres
@@ -207,7 +208,7 @@ def test_box_prior_scores_and_filter():
     mask = torch.zeros(3, h, w, dtype=torch.bool)
     mask[0, 5:15, 10:30] = True  # exactly the box below
     mask[2, 0:1, 0:1] = True  # 1 pixel: a_mask = 1/800 (not below 1e-4)
-    assert mask_box_exclusive(mask[0]).tolist() == [10.0, 5.0, 30.0, 15.0]
+    assert mask_box(mask[0]).tolist() == [10.0, 5.0, 30.0, 15.0]
     boxes = torch.tensor([[10 / w, 5 / h, 30 / w, 15 / h], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]])
     scores = prior_scores(boxes, mask)
     assert scores[0].item() == pytest.approx(1.0)

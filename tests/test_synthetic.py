@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sparrow.data.rle import decode_rle, mask_to_box
+from sparrow.data.boxes import mask_to_box
+from sparrow.data.rle import decode_rle
 from sparrow.data.synthetic import (
     HARD_CASES,
     SynthConfig,

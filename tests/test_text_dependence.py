@@ -7,7 +7,8 @@ import pytest
 
 from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset
-from sparrow.eval.export import submission_names, write_expression_masks
+from sparrow.data.records import submission_names
+from sparrow.eval.export import write_expression_masks
 from sparrow.eval.text_dependence import text_dependence
 
 

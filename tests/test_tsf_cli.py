@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_tsf_toydata import write_toy_curated
+from fixtures.toydata import write_toy_curated
 
 from sparrow.cli import main
 from sparrow.tsf.runs import TSFRun

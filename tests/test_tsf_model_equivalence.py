@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_tsf_toydata import write_toy_curated
+from fixtures.toydata import write_toy_curated
 
 from sparrow.data.curated import CuratedDataset
 from sparrow.eval.runner import predict_texts, tsf_boxes_from_run

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from test_tsf_toydata import write_toy_curated
+from fixtures.toydata import write_toy_curated
 
 from sparrow.results import Recorder
 from sparrow.storage import atomic_write_json

@@ -13,7 +13,7 @@ from sparrow.data.curated import CuratedDataset
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.detection import DetectorConfig, TinyDetectorSpec, build_tiny_detector, build_vocabulary
 from sparrow.tsf.encoder import PatchMeanEncoder, encoder_fingerprint
-from sparrow.tsf.pipeline import STAGES, TSFConfig, run_tsf
+from sparrow.tsf.pipeline import TIMING_STAGES, TSFConfig, run_tsf
 from sparrow.tsf.quality import (
     HARD_CASES,
     by_hard_case,
@@ -56,7 +56,7 @@ def test_ground_truth_boxes_tracked_crops_and_report(tmp_path):
     assert counts["expressions"] == 5 and counts["computed"] == 5 and counts["videos"] == 2
     assert counts["no_target"] == 1  # the ghost is never visible: whole-frame crops
     assert counts["short_video"] == 2  # both expressions of the 3-frame video: 3 < K crops
-    assert set(report.timings) == set(STAGES) and all(v >= 0 for v in report.timings.values())
+    assert set(report.timings) == set(TIMING_STAGES) and all(v >= 0 for v in report.timings.values())
     rows = {r["expression_id"]: r for r in report.rows}
     assert rows["valid00-ghost"]["fallbacks"] == ["no_target"] and rows["valid00-ghost"]["key_box"] is None
     assert rows["valid01-0"]["fallbacks"] == ["short_video"] and rows["valid01-0"]["num_crops"] == 3

@@ -12,7 +12,7 @@ from sparrow.data.curated import CuratedDataset
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.detection import DetectorConfig
 from sparrow.tsf.encoder import PatchMeanEncoder
-from sparrow.tsf.pipeline import STAGES, TSFConfig, ensure_tsf, run_tsf
+from sparrow.tsf.pipeline import TIMING_STAGES, TSFConfig, ensure_tsf, run_tsf
 from sparrow.tsf.runs import TSFRun, throughput, tracked_boxes
 from sparrow.tsf.tracking import Track
 
@@ -43,7 +43,7 @@ def test_boxes_cover_the_video_in_pixels_and_fill_lost_frames_for_the_model(tmp_
                      store=TSFStore(tmp_path / "entries"), out_dir=tmp_path / "run")
     run = TSFRun(tmp_path / "run")
     assert len(run) == report.counts["expressions"] == 5 and run.keys() == sorted(run.keys())
-    assert run.counts == report.counts and set(run.timings) == set(STAGES)
+    assert run.counts == report.counts and set(run.timings) == set(TIMING_STAGES)
 
     raw = run.boxes("toy/valid00", "valid00-0", fill_lost=False)
     truth = dataset.objects("toy/valid00")["0"].boxes
@@ -140,7 +140,7 @@ def test_throughput_counts_only_runs_that_computed(tmp_path):
     assert (measured.runs, measured.computed_expressions, measured.computed_videos) == (1, 4, 2)
     assert measured.total_s == pytest.approx(sum(TSFRun(tmp_path / "a").timings.values()))
     assert measured.per_video_s == pytest.approx(measured.total_s / 2)
-    assert set(measured.per_expression_ms()) == set(STAGES)
+    assert set(measured.per_expression_ms()) == set(TIMING_STAGES)
     nothing = throughput([TSFRun(tmp_path / "b")])
     assert nothing.per_video_s is None and nothing.per_expression_ms()["track"] is None
 

@@ -12,6 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
+from sparrow.eval.export import write_expression_masks
 from sparrow.storage import DataError
 from sparrow.viz import (
     BOX_COLOR,
@@ -25,13 +26,11 @@ from sparrow.viz import (
     compare_figure,
     compose,
     encode_png,
-    expressions_montage,
     histogram,
     loss_curves,
     montage,
     montage_image,
     overlay_figure,
-    paper_vs_reproduced,
     per_frame_jf,
     read_mask_png,
     read_track,
@@ -43,7 +42,7 @@ from sparrow.viz import (
     save_video,
 )
 from sparrow.viz.overlay import blend_mask, crop_box, draw_box, draw_contours
-from sparrow.viz.predictions import PredictionFolder, write_predictions
+from sparrow.viz.predictions import PredictionFolder
 from sparrow.viz.tracks import TrackFolder
 
 
@@ -174,16 +173,6 @@ def test_montage_draws_boxes_and_the_track_per_frame() -> None:
     assert "mean 0.750" in fig.axes[0].get_legend().get_texts()[0].get_text()
 
 
-def test_expressions_montage_reads_a_curated_dataset(demo_set) -> None:
-    from sparrow.data.curated import CuratedDataset
-
-    ds = CuratedDataset(demo_set.curated)
-    exps = list(ds.iter_expressions())[:3]
-    fig = expressions_montage(ds, exps, num=3)
-    assert sum(1 for ax in fig.axes if ax.images) == 9
-    assert exps[0].text in fig.axes[0].get_title(loc="left")
-
-
 def test_per_frame_jf_equals_the_eval_functions() -> None:
     from sparrow.eval.jf import contour_accuracy, region_similarity
 
@@ -242,16 +231,6 @@ def test_loss_curves_raw_and_smoothed() -> None:
         loss_curves({"x": ([0, 1], [1.0])})
 
 
-def test_paper_vs_reproduced_deltas_and_missing_values() -> None:
-    fig = paper_vs_reproduced(["A", "B", "C"], [50.0, 70.0, None], [45.5, 71.0, 30.0], unit="J&F")
-    delta_ax = fig.axes[1]
-    assert [round(p.get_height(), 6) for p in delta_ax.patches] == [-4.5, 1.0, 0.0]
-    labels = [t.get_text() for t in delta_ax.texts]
-    assert labels == ["-4.50", "+1.00", "n/a"]
-    with pytest.raises(ValueError):
-        paper_vs_reproduced(["A"], [1.0, 2.0], [1.0])
-
-
 def test_cluster_scatter_rings_the_medoids() -> None:
     pts = np.array([[0, 0], [1, 0], [5, 5], [6, 5]], float)
     fig = cluster_scatter(pts, [0, 0, 1, 1], highlight=[1, 2])
@@ -299,8 +278,9 @@ def test_prediction_folder_reads_the_server_layout(tmp_path, demo_set) -> None:
     video = ds.video("demo/video0")
     masks = np.stack([_square(video.height, video.width, 4, 2 + t, 8) for t in range(video.num_frames)])
     root = tmp_path / "preds"
-    folder = write_predictions(root, video.video_id, "demo/video0/0", video.frame_names, masks)
-    assert folder == root / "demo" / "video0" / "0"
+    folder = root / "video0" / "0"
+    assert write_expression_masks(root, "video0", "0", video.frame_names, masks)[0].parent == folder
+    assert PredictionFolder(root).expression_dir(video.video_id, "demo/video0/0") == folder
     assert np.unique(np.asarray(Image.open(folder / f"{video.frame_names[0]}.png"))).tolist() == [0, 255]
     (folder / f"{video.frame_names[2]}.png").unlink()
     loaded = PredictionFolder(root, "mine").load(video, "demo/video0/0")
@@ -312,24 +292,25 @@ def test_prediction_folder_reads_the_server_layout(tmp_path, demo_set) -> None:
     with pytest.raises(DataError, match="5x5"):
         PredictionFolder(root).load(video, "demo/video0/0")
     (folder / f"{video.frame_names[1]}.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="not a readable PNG"):
+    with pytest.raises(DataError, match="not a readable image"):
         read_mask_png(folder / f"{video.frame_names[1]}.png")
 
 
-@pytest.mark.parametrize("layout", ["video_id/local", "video_id/expression_id", "video/local"])
-def test_prediction_folder_accepts_each_spelling_of_the_layout(tmp_path, demo_set, layout) -> None:
+@pytest.mark.parametrize("layout", ["video/local", "video_id/local"])
+def test_prediction_folder_reads_only_the_server_names(tmp_path, demo_set, layout) -> None:
     from sparrow.data.curated import CuratedDataset
 
     video = CuratedDataset(demo_set.curated).video("demo/video0")
-    folder = {"video_id/local": tmp_path / "demo" / "video0" / "1",
-              "video_id/expression_id": tmp_path / "demo" / "video0" / "demo" / "video0" / "1",
-              "video/local": tmp_path / "video0" / "1"}[layout]
+    folder = {"video/local": tmp_path / "video0" / "1", "video_id/local": tmp_path / "demo" / "video0" / "1"}[layout]
     masks = np.zeros((video.num_frames, video.height, video.width), bool)
     masks[:, 3:9, 4:12] = True
     for name, mask in zip(video.frame_names, masks):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{name}.png")
     loaded = PredictionFolder(tmp_path).load(video, "demo/video0/1")
+    if layout != "video/local":
+        assert loaded is None
+        return
     assert loaded is not None and loaded.complete
     np.testing.assert_array_equal(loaded.masks, masks)
 
@@ -365,8 +346,8 @@ def test_track_folder_prefers_the_expression_file(tmp_path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "vid.txt").write_text("0 0 2 2\n")
     assert folder.find("src/vid", "src/vid/1") == tmp_path / "src" / "vid.txt"
-    (tmp_path / "src" / "vid").mkdir()
-    (tmp_path / "src" / "vid" / "1.json").write_text("[[0, 0, 3, 3]]")
+    (tmp_path / "vid").mkdir()
+    (tmp_path / "vid" / "1.json").write_text("[[0, 0, 3, 3]]")
     assert folder.load("src/vid", "src/vid/1", 2, 10, 10).boxes == ([0.0, 0.0, 3.0, 3.0], None)
     assert folder.find("other/vid2", "other/vid2/1") is None
 

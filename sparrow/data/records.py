@@ -20,6 +20,17 @@ EXPRESSION_KINDS = ("referring", "reasoning", "caption", "declarative", "interro
 SPLITS = ("train", "valid", "valid_u", "val", "test")
 
 
+def submission_names(video_id: str, expression_id: str) -> tuple[str, str]:
+    """(video, expression) as the source dataset names them: the folder names of the evaluation servers' layout
+    ``<video>/<expression>/`` (``"mevis/abc"``, ``"mevis/abc/3"`` -> ``("abc", "3")``)."""
+    video = video_id.split("/", 1)[1] if "/" in video_id else video_id
+    if expression_id.startswith(video_id + "/"):
+        exp = expression_id[len(video_id) + 1:]
+    else:
+        exp = expression_id.rsplit("/", 1)[-1]
+    return video, exp
+
+
 def _from_dict(cls, row: dict[str, Any]):
     names = {f.name for f in fields(cls)}
     missing = [n for n in names if n not in row and not _has_default(cls, n)]

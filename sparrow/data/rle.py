@@ -72,11 +72,3 @@ def decode_rle(rle: dict[str, Any] | list[dict[str, Any]] | None, shape: tuple[i
 def rle_area(rle: dict[str, Any]) -> int:
     return int(mask_utils.area(_normalise(rle)))
 
-
-def mask_to_box(mask: np.ndarray) -> list[float] | None:
-    """Tight box ``[x0, y0, x1, y1]`` with an exclusive max (``x1 = max column + 1``); None for an empty mask."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    if ys.size == 0:
-        return None
-    xs = np.flatnonzero(mask.any(axis=0))
-    return [float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)]

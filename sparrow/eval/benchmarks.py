@@ -22,7 +22,7 @@ every held-out split, so all six are scored locally.
 need 24 model evaluations, so ``mini`` scores a fixed subset per split (:data:`SUBSET_LIMITS`; on the seed-0 data:
 MeViS val 6 videos / 33 expressions, val^u 6 / 29, Ref-YTVOS 4 / 32, Ref-DAVIS17 3 videos / 40 expressions,
 VidSTG 30 sentences, VideoGCG 6 videos, ~170 predictions per model): the units (whole videos, or VidSTG sentences)
-sorted by id and thinned evenly with the rule of :func:`sparrow.train.validation.evenly_spread`. The choice depends
+sorted by id and thinned evenly with the rule of :func:`sparrow.data.indices.evenly_spread`. The choice depends
 only on the ids, so every model is scored on the same subset; ``paper`` scores every unit.
 """
 
@@ -100,7 +100,7 @@ class Benchmark:
 
     def select(self, curated) -> dict[str, list[ExpressionRecord]]:
         """The scored subset: ``{video_id: [expressions]}`` in sorted order (see the module doc)."""
-        from sparrow.train.validation import evenly_spread
+        from sparrow.data.indices import evenly_spread
 
         expressions = self.expressions(curated)
         if self.unit == "videos":

@@ -8,7 +8,7 @@
   label = argmax (ties to the lowest object), as ReferFormer / VideoGLaMM / SPARROW write them.
 
 Names: a curated ``video_id`` is ``"<source>/<video>"`` and an ``expression_id`` ``"<video_id>/<exp_id>"``; the
-server wants the raw ``<video>`` and ``<exp_id>`` (:func:`submission_names`).
+server wants the raw ``<video>`` and ``<exp_id>`` (:func:`sparrow.data.records.submission_names`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,6 @@ from sparrow.eval.png import write_binary_png, write_index_png
 from sparrow.storage import atomic_open
 
 BENCHMARKS = ("mevis", "ref-youtube-vos")
-
-
-def submission_names(video_id: str, expression_id: str) -> tuple[str, str]:
-    """(video folder, expression folder) of a curated expression in the server layout."""
-    video = video_id.split("/", 1)[1] if "/" in video_id else video_id
-    if expression_id.startswith(video_id + "/"):
-        exp = expression_id[len(video_id) + 1:]
-    else:
-        exp = expression_id.rsplit("/", 1)[-1]
-    return video, exp
 
 
 def write_expression_masks(annotations_dir: str | Path, video: str, expression: str, frame_names: Sequence[str],

@@ -24,7 +24,7 @@ from pathlib import Path
 from sparrow.eval.benchmarks import BENCHMARKS, COLUMNS, RVOS_COLUMNS
 from sparrow.storage import DataError
 
-HOSTS: tuple[str, ...] = ("unipixel", "glus", "videoglamm")  # the table's row order
+TABLE_HOSTS: tuple[str, ...] = ("unipixel", "glus", "videoglamm")  # the table's row order
 VARIANTS: tuple[str, ...] = ("baseline", "sparrow")
 SUPPORT = ("yes", "no", "not checkable")
 TITLES = {b.key: b.title for b in BENCHMARKS}
@@ -116,12 +116,12 @@ def main_table(path: str | Path | None = None) -> list[PaperRow]:
     path = Path(path) if path is not None else paper_dir() / "main_table.csv"
     rows = []
     for line, row in enumerate(_read_csv(path, ("method", "host", "variant", *COLUMNS, "source", "note")), start=2):
-        if row["host"] not in HOSTS or row["variant"] not in VARIANTS:
+        if row["host"] not in TABLE_HOSTS or row["variant"] not in VARIANTS:
             raise DataError(f"{path}:{line}: unknown host/variant {row['host']!r}/{row['variant']!r}")
         values = {c: _float(path, line, c, row[c]) for c in COLUMNS}
         rows.append(PaperRow(row["method"], row["host"], row["variant"], values, row["source"], row["note"] or ""))
     seen = [(r.host, r.variant) for r in rows]
-    if sorted(seen) != sorted((h, v) for h in HOSTS for v in VARIANTS):
+    if sorted(seen) != sorted((h, v) for h in TABLE_HOSTS for v in VARIANTS):
         raise DataError(f"{path}: expected one row per host and variant, got {seen}")
     return rows
 
@@ -137,7 +137,7 @@ def gains(table: list[PaperRow] | None = None) -> dict[tuple[str, str], float]:
     """``{(host, column): (host + SPARROW) − host}`` rounded to two decimals."""
     table = table if table is not None else main_table()
     return {(h, c): round(paper_value(h, "sparrow", c, table) - paper_value(h, "baseline", c, table), 2)
-            for h in HOSTS for c in COLUMNS}
+            for h in TABLE_HOSTS for c in COLUMNS}
 
 
 def ablation(path: str | Path | None = None) -> list[AblationStep]:
@@ -200,7 +200,7 @@ def check_claims(table: list[PaperRow] | None = None, steps: list[AblationStep] 
         elif claim.claim == "grounding_miou":
             out[claim.claim] = _up_to(claim, {k: v for k, v in g.items() if k[1] == "vidstg"})
         elif claim.claim == "gcg_clair":
-            gcg = ", ".join(f"{h} {g[(h, 'videogcg')]:+.2f}" for h in HOSTS)
+            gcg = ", ".join(f"{h} {g[(h, 'videogcg')]:+.2f}" for h in TABLE_HOSTS)
             out[claim.claim] = ClaimCheck(claim.claim, "", "not checkable",
                                           f"the table has no CLAIR column; its VideoGCG column is mIoU (gains {gcg})")
         elif claim.claim in ("ablation_baseline", "ablation_box"):

@@ -45,9 +45,9 @@ import numpy as np
 
 from sparrow.data.curated import CuratedDataset
 from sparrow.data.qa_templates import markup_to_tokens, parse_markup
-from sparrow.data.records import ExpressionRecord
+from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.eval.benchmarks import Benchmark
-from sparrow.eval.export import merge_objects, submission_names, zip_submission
+from sparrow.eval.export import merge_objects, zip_submission
 from sparrow.eval.ref_davis import FOLDER_SETS
 from sparrow.storage import DataError, atomic_write_json, read_json
 
@@ -156,7 +156,7 @@ def clip_indices(benchmark: Benchmark, video, expression: ExpressionRecord) -> l
     VidSTG (``tmp_loc=False``): the ground-truth tube ``frame_span`` only, at about 1 fps (every round(fps)-th frame
     of the curated frames when they are denser), at most ``max_frames`` evenly spread. GCG: the whole video, at
     most ``max_frames``. Referring benchmarks: every frame."""
-    from sparrow.train.validation import evenly_spread
+    from sparrow.data.indices import evenly_spread
 
     n = video.num_frames
     if n == 0:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sparrow.data.curated import CuratedDataset
-from sparrow.eval.export import submission_names
+from sparrow.data.records import submission_names
 from sparrow.eval.jf import jf_per_frame
 from sparrow.eval.png import read_gray_png
 from sparrow.storage import DataError

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sparrow.eval.benchmarks import COLUMNS, Benchmark, benchmarks_for
-from sparrow.eval.paper import HOSTS, TITLES, ablation, main_table, paper_value
+from sparrow.eval.paper import TABLE_HOSTS, TITLES, ablation, main_table, paper_value
 from sparrow.profiles import check_profile
 
 HOST_NAMES = {"unipixel": "UniPixel", "glus": "GLUS", "videoglamm": "VideoGLaMM"}
@@ -48,7 +48,7 @@ ABLATION_STEPS = ("baseline", "tsf", "box", "tsf_test")  # ablation.csv step nam
 # within its 20-minute budget; smoke is a CI check of the code path,
 # not of the numbers, and must take well under a minute, so it trains one seed of one host.
 DEFAULT_SEEDS = {"smoke": 1, "mini": 3, "paper": 1}
-DEFAULT_HOSTS = {"smoke": ("videoglamm",), "mini": HOSTS, "paper": HOSTS}
+DEFAULT_HOSTS = {"smoke": ("videoglamm",), "mini": TABLE_HOSTS, "paper": TABLE_HOSTS}
 # Processes: under mini the (host, seed) groups are independent runs, two at a time on the 2-core target machine;
 # smoke stays in the notebook's process (starting a worker costs more than smoke's whole work).
 DEFAULT_WORKERS = {"smoke": 1, "mini": 2, "paper": 1}
@@ -69,7 +69,7 @@ class TablePlan:
     profile: str
     data_seed: int
     seeds: tuple[int, ...]
-    hosts: tuple[str, ...] = HOSTS
+    hosts: tuple[str, ...] = TABLE_HOSTS
     benchmarks: tuple[Benchmark, ...] = ()
     workers: int = 1  # processes training and evaluating (host, seed) groups side by side
 
@@ -77,9 +77,9 @@ class TablePlan:
         check_profile(self.profile)
         if not self.seeds:
             raise ValueError("a table needs at least one training seed")
-        unknown = [h for h in self.hosts if h not in HOSTS]
+        unknown = [h for h in self.hosts if h not in TABLE_HOSTS]
         if unknown:
-            raise ValueError(f"unknown host(s) {unknown}; choose from {HOSTS}")
+            raise ValueError(f"unknown host(s) {unknown}; choose from {TABLE_HOSTS}")
 
     @classmethod
     def for_profile(cls, profile: str, seed: int = 0, seeds: Sequence[int] | None = None,
@@ -468,7 +468,7 @@ def main_table_frame(m: Measurements, digits: int = 1):
     return frame
 
 
-def paper_table_frame(hosts: Sequence[str] = HOSTS):
+def paper_table_frame(hosts: Sequence[str] = TABLE_HOSTS):
     """The published table in the same layout."""
     import pandas as pd
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sparrow.data.curated import CuratedDataset
-from sparrow.eval.export import submission_names
+from sparrow.data.records import submission_names
 from sparrow.eval.rvos import read_expression_prediction
 
 

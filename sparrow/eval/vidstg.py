@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sparrow.data.boxes import mask_box
 from sparrow.storage import DataError
 
 EMPTY_BOX = (1e8, 1e8, 0.0, 0.0)
@@ -49,11 +50,8 @@ def remove_small_blobs(mask: np.ndarray, min_size: int = 20) -> np.ndarray:
 
 def mask_to_box_inclusive(mask: np.ndarray) -> tuple[float, float, float, float]:
     """``torchvision.ops.masks_to_boxes``: [x_min, y_min, x_max, y_max], max = last pixel index (no +1)."""
-    ys = np.flatnonzero(np.asarray(mask).any(axis=1))
-    if ys.size == 0:
-        return EMPTY_BOX
-    xs = np.flatnonzero(np.asarray(mask).any(axis=0))
-    return float(xs[0]), float(ys[0]), float(xs[-1]), float(ys[-1])
+    box = mask_box(mask, inclusive=True)
+    return EMPTY_BOX if box is None else box
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:

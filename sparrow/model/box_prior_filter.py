@@ -20,14 +20,7 @@ from __future__ import annotations
 
 import torch
 
-
-def mask_box_exclusive(mask: torch.Tensor) -> torch.Tensor | None:
-    """Tight pixel box [x1, y1, x2 + 1, y2 + 1] of a bool (H, W) mask, or None when empty."""
-    idx = mask.nonzero(as_tuple=False)
-    if idx.numel() == 0:
-        return None
-    y, x = idx[:, 0].float(), idx[:, 1].float()
-    return torch.stack([x.min(), y.min(), x.max() + 1, y.max() + 1])
+from sparrow.data.boxes import mask_box
 
 
 def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -47,7 +40,7 @@ def prior_scores(boxes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     h, w = masks.shape[-2:]
     for i in range(min(boxes.shape[0], masks.shape[0])):
         mask = masks[i].bool()
-        mbox = mask_box_exclusive(mask)
+        mbox = mask_box(mask)
         if mbox is None:
             continue
         box = boxes[i].detach().float().cpu().clamp(0, 1)

@@ -22,7 +22,7 @@ from typing import Any
 from sparrow.profiles import check_profile
 
 HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
-STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
+MODEL_STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
 PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
 CONFIG_FORMAT = "sparrow-model/1"
 
@@ -331,4 +331,4 @@ def stage_behaviour(cfg: ModelConfig, stage: str) -> StageBehaviour:
         return StageBehaviour(cfg.box, False, cfg.box)
     if stage == "inference":
         return StageBehaviour(cfg.box, cfg.tsf_at_test, cfg.box)
-    raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES + ('inference',))}")
+    raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(MODEL_STAGES + ('inference',))}")

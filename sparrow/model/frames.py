@@ -22,14 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sparrow.data.indices import linspace_truncated_padded
 
-def linspace_indices(num_available: int, n: int) -> list[int]:
-    """``n`` indices spread over ``num_available`` frames; repeats the last frame when the video is shorter."""
-    if num_available <= 0:
-        raise ValueError("a video needs at least one frame")
-    if num_available >= n:
-        return [int(v) for v in np.linspace(0, num_available - 1, n).astype(int)]
-    return list(range(num_available)) + [num_available - 1] * (n - num_available)
+# The encoders' rule under the name the model's inference path imports.
+linspace_indices = linspace_truncated_padded
 
 
 def segment_centres(num_available: int, n: int) -> list[int]:

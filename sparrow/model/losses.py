@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sparrow.data.boxes import mask_box
 from sparrow.model.tokens import IGNORE_INDEX, MASK_IGNORE_INDEX
 
 
@@ -72,15 +73,7 @@ def mask_losses(pred: list[torch.Tensor], target: list[torch.Tensor]) -> tuple[t
 
 def union_box(mask: torch.Tensor) -> torch.Tensor | None:
     """Normalised xyxy (exclusive max) of a (T, H, W) or (H, W) target unioned over time, or None when empty."""
-    positive = (mask > 0) & (mask != MASK_IGNORE_INDEX)
-    if positive.dim() == 3:
-        positive = positive.any(dim=0)
-    idx = positive.nonzero(as_tuple=False)
-    if idx.numel() == 0:
-        return None
-    h, w = positive.shape
-    y, x = idx[:, 0].float(), idx[:, 1].float()
-    return torch.stack([x.min() / w, y.min() / h, (x.max() + 1) / w, (y.max() + 1) / h]).clamp(0, 1)
+    return mask_box(mask, normalised=True, ignore_index=MASK_IGNORE_INDEX, union=True)
 
 
 def proposal_targets(boxes: torch.Tensor, masks: torch.Tensor, iou_threshold: float) -> torch.Tensor:

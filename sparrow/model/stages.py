@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from sparrow.model.config import STAGES
+from sparrow.model.config import MODEL_STAGES
 
 if TYPE_CHECKING:
     from sparrow.model.sparrow_model import SparrowModel
@@ -74,8 +74,8 @@ def _names_by_group(model: SparrowModel) -> dict[str, set[str]]:
 
 def trainable_names(model: SparrowModel, stage: str) -> set[str]:
     """The parameter names that train in ``stage``."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    if stage not in MODEL_STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(MODEL_STAGES)}")
     g = _names_by_group(model)
     if stage == "host":
         names = g["llm_lora"] | g["embeddings"] | g["lv_base"]

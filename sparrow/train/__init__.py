@@ -10,10 +10,9 @@
   atomic checkpoints, the CSV loss log, the warmup-decay schedule).
 """
 
-from sparrow.train.config import STAGES, TrainConfig
+from sparrow.train.config import TRAIN_STAGES, TrainConfig
 from sparrow.train.trainer import NonFiniteLossError, Trainer, TrainResult
 from sparrow.train.validation import (
-    PAPER_MEVIS_VALID_U,
     Comparison,
     Validation,
     compare_predictions,
@@ -24,8 +23,7 @@ from sparrow.train.validation import (
 from sparrow.train.variants import RunResult, train_variant, variant_name, variant_stages
 
 __all__ = [
-    "PAPER_MEVIS_VALID_U",
-    "STAGES",
+    "TRAIN_STAGES",
     "Comparison",
     "NonFiniteLossError",
     "RunResult",

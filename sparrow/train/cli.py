@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from sparrow.profiles import PROFILES
-from sparrow.model.config import STAGES
+from sparrow.model.config import MODEL_STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", choices=("videoglamm", "unipixel", "glus"), default="videoglamm")
     p.add_argument("--profile", choices=PROFILES, default="mini")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage", choices=STAGES + ("all",), required=True)
+    p.add_argument("--stage", choices=MODEL_STAGES + ("all",), required=True)
     p.add_argument("--tsf", action="store_true", help="TSF tokens in stage-1 training")
     p.add_argument("--box", action="store_true", help="the dual [BOX]/[SEG] prompt with proposer guidance")
     p.add_argument("--out", default=None, help="run folder (one stage) or runs root (--stage all)")
@@ -56,7 +56,7 @@ def _curated_root(args: argparse.Namespace) -> Path:
     if args.data is not None:
         return Path(args.data)
     from sparrow.data.curate import ensure_curated
-    from sparrow.train.trainer import process_state
+    from sparrow.distributed import process_state
 
     # Generating the data is not safe to run twice at once: the first process builds it, the others wait.
     with process_state().main_process_first():
@@ -103,7 +103,7 @@ def _train_all(args: argparse.Namespace, curated_root: Path) -> dict:
     overrides = _overrides(args)
     run = train_variant(args.host, args.profile, args.seed, args.tsf, args.box, curated_root=curated_root,
                         show_progress=not args.no_progress, runs_root=args.out,
-                        train_overrides={s: overrides for s in STAGES} if overrides else None)
+                        train_overrides={s: overrides for s in MODEL_STAGES} if overrides else None)
     return {"variant": run.name, "run_dir": str(run.run_dir), "final": str(run.final_dir),
             "steps": {s: r.steps for s, r in run.stages.items()}, "final_losses": run.final_losses}
 
@@ -115,7 +115,7 @@ def main_train(argv: list[str] | None = None) -> int:
         raise SystemExit("sparrow train: --init applies to a single stage, not --stage all")
     curated_root = _curated_root(args)
     summary = _train_all(args, curated_root) if args.stage == "all" else _train_one_stage(args, curated_root)
-    from sparrow.train.trainer import process_state
+    from sparrow.distributed import process_state
 
     if process_state().is_main_process:
         print(json.dumps(summary, indent=2))

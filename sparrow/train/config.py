@@ -35,15 +35,15 @@ from typing import Any, Literal
 from sparrow.profiles import check_profile
 
 Stage = Literal["sam", "host", "proposer", "stage1", "stage2"]
-STAGES: tuple[str, ...] = ("sam", "host", "proposer", "stage1", "stage2")
+TRAIN_STAGES: tuple[str, ...] = ("sam", "host", "proposer", "stage1", "stage2")
 
 # Fields that change the optimisation trajectory: a checkpoint may only be resumed under the same values.
 BOOKKEEPING_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "show_progress"})
 
 
 def check_stage(stage: str) -> str:
-    if stage not in STAGES:
-        raise ValueError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
+    if stage not in TRAIN_STAGES:
+        raise ValueError(f"unknown training stage {stage!r}; choose one of {', '.join(TRAIN_STAGES)}")
     return stage
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from sparrow.data.indices import linspace_rounded_unique
 from sparrow.model.checkpoint import read_state, save_state
 from sparrow.eval.jf import region_similarity
 from sparrow.model.config import LossWeights, SamSpec
@@ -70,7 +71,7 @@ class BoxPromptDataset(Dataset):
                 present = [t for t, rle in enumerate(obj.masks) if rle is not None]
                 if not present:
                     continue
-                picks = np.unique(np.linspace(0, len(present) - 1, FRAMES_PER_OBJECT).round().astype(int))
+                picks = linspace_rounded_unique(len(present), FRAMES_PER_OBJECT)
                 self.items.extend((video.video_id, object_id, present[i]) for i in picks)
         if not self.items:
             raise DataError(f"{self.curated.root}: no object masks in split {split!r} to pretrain SAM2 on")
@@ -227,8 +228,8 @@ def prompt_following(weights: str | Path, spec: SamSpec, curated_root: str | Pat
     model = SamPretrainer(spec).eval()
     load_pretrained_sam(model.decoder.sam, weights)
     data = BoxPromptDataset(curated_root, split, model.decoder.image_size)
-    picks = np.unique(np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int))
-    batch = collate([data[int(i)] for i in picks])
+    picks = linspace_rounded_unique(len(data), n)
+    batch = collate([data[i] for i in picks])
     own = (box_mask_logits(model.decoder, batch["frame"], batch["box"]) > 0).numpy()
     # Another item's box (the next one in the list) asks for another object, usually in another video.
     other = (box_mask_logits(model.decoder, batch["frame"], batch["box"].roll(1, 0)) > 0).numpy()

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
+from sparrow.distributed import process_state
 from sparrow.storage import DataError, atomic_write_json, read_json
 from sparrow.train import checkpoint as ckpt
 from sparrow.train.config import TrainConfig
@@ -90,17 +91,6 @@ class TrainResult:
 
 def _to_float(value: Any) -> float:
     return float(value.detach().float().mean().item()) if torch.is_tensor(value) else float(value)
-
-
-def process_state():
-    """accelerate's process state (rank, world size, barriers), created the way :class:`Trainer` creates it.
-
-    Without ``cpu=True`` accelerate only forms a process group on accelerators; with it, ranks started by torchrun
-    or ``accelerate launch`` on a CPU-only machine join a gloo group. The state is shared by the whole process, so
-    whatever creates it first must make the same choice."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def _fused_adamw(params: list[torch.nn.Parameter]) -> bool:

@@ -1,6 +1,6 @@
 """Quick validation of a trained variant: J&F on held-out expressions, and predictions to look at.
 
-The score follows the MeViS per-expression protocol (docs/evaluation.md §6.1): for each expression the masks of
+The score follows the MeViS per-expression protocol (metrics reference §6.1): for each expression the masks of
 every frame are predicted with the host's evaluation prompt (``model.predict_many`` over a video's expressions,
 which gives what ``model.predict`` gives per text; the first ``[SEG]``'s mask per frame), J and F are averaged
 over all frames (bound_th 0.008; a frame where prediction and ground truth are both empty scores 1), then over
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from sparrow.data.indices import evenly_spread
 from sparrow.profiles import check_profile
 from sparrow.storage import DataError
 
@@ -53,14 +54,6 @@ class Validation:
     n_expressions: int
     seg_found_rate: float
     per_expression: list[ExpressionScore] = field(default_factory=list)
-
-
-def evenly_spread(items: list, limit: int | None) -> list:
-    """``limit`` items evenly spread over ``items`` (first and last included), in order; all of them for None."""
-    if limit is None or limit >= len(items):
-        return list(items)
-    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
-    return [items[i] for i in picks]
 
 
 def held_out_expressions(curated, source: str, split: str, limit: int | None) -> list:
@@ -161,15 +154,6 @@ def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: i
     return out
 
 
-# The MeViS valid_u column of the official results table (RISys-Lab/SPARROW README; docs/design.md §11.1),
-# as (host alone, host + SPARROW), J&F in percent.
-PAPER_MEVIS_VALID_U: dict[str, tuple[float, float]] = {
-    "videoglamm": (48.5, 57.4),
-    "unipixel": (59.7, 60.7),
-    "glus": (59.8, 61.9),
-}
-
-
 def summary_rows(validations: Mapping[str, Validation]) -> list[dict[str, Any]]:
     """One row per run: J&F, J, F, expressions scored and the share of answers that contained a [SEG]."""
     return [{"run": name, "J&F": round(v.jf, 2), "J": round(v.j, 2), "F": round(v.f, 2),
@@ -181,9 +165,11 @@ def verdict(baseline: Validation, sparrow: Validation, host: str, profile: str) 
     """A sentence saying, with the numbers, whether SPARROW beat the baseline on this run."""
     delta = sparrow.jf - baseline.jf
     where = f"{baseline.n_expressions} {baseline.source} {baseline.split} expressions ({profile})"
-    paper = PAPER_MEVIS_VALID_U.get(host)
+    from sparrow.eval.paper import paper_value
+
+    paper = [paper_value(host, variant, "mevis_valid_u") for variant in ("baseline", "sparrow")]
     paper_text = (f" The paper reports {paper[0]:.1f} -> {paper[1]:.1f} ({paper[1] - paper[0]:+.1f}) on the full "
-                  f"MeViS valid_u with the real {host}.") if paper else ""
+                  f"MeViS valid_u with the real {host}.")
     if delta > 0:
         head = f"SPARROW beats the baseline: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} ({delta:+.2f}) on {where}."
     elif delta == 0:

@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparrow.distributed import process_state
 from sparrow.paths import runs_dir
 from sparrow.profiles import check_profile
 from sparrow.storage import DataError, atomic_write_json, read_json
 from sparrow.train.config import TrainConfig
 from sparrow.train.loss_log import read_loss_log
 from sparrow.train.sampling import derive_seed, seed_all
-from sparrow.train.trainer import RESULT_FILE, Trainer, TrainResult, process_state
+from sparrow.train.trainer import RESULT_FILE, Trainer, TrainResult
 
 RUN_FILE = "run.json"
 TRAIN_SPLIT = "train"

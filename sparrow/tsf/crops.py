@@ -37,6 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sparrow.data.boxes import mask_box
+from sparrow.data.indices import linspace_truncated
+
 Box = Sequence[float]
 
 #: frames sampled per clip for TSF crops (the released ``NUM_FRAMES``)
@@ -47,11 +50,7 @@ TSF_MASK_FRAMES = 8
 
 def sample_frame_indices(num_frames: int, count: int = TSF_FRAMES) -> list[int]:
     """``linspace(0, T - 1, count, dtype=int)`` when ``T > count``, else every frame (the encoder's sampling)."""
-    if num_frames <= 0:
-        return []
-    if num_frames <= count:
-        return list(range(num_frames))
-    return np.linspace(0, num_frames - 1, count, dtype=int).tolist()
+    return linspace_truncated(num_frames, count)
 
 
 def pixel_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
@@ -157,14 +156,9 @@ def aligned_mask_frame(source_index: int, num_source: int, num_mask_frames: int)
 def normalised_mask_box(mask: np.ndarray | torch.Tensor) -> tuple[float, float, float, float] | None:
     """Tight box of a mask's positive pixels, exclusive max, divided by the mask's own width and height.
 
-    Positive means ``> 0``, so the kit's negative ignore label (-1) never counts as the target."""
-    positive = torch.as_tensor(mask) > 0
-    rows = positive.any(dim=1).nonzero()
-    if rows.numel() == 0:
-        return None
-    cols = positive.any(dim=0).nonzero()
-    height, width = positive.shape
-    return (int(cols[0]) / width, int(rows[0]) / height, (int(cols[-1]) + 1) / width, (int(rows[-1]) + 1) / height)
+    Positive means ``> 0``, so the kit's negative ignore label (-1) never counts as the target; the box is computed
+    on the host in float64, as the released code's Python arithmetic."""
+    return mask_box(torch.as_tensor(mask).cpu().numpy(), normalised=True, ignore_index=-1)
 
 
 def _crop_normalised(frame: torch.Tensor, box: Box) -> torch.Tensor:
@@ -189,7 +183,7 @@ def mask_box_crops(source_frames: torch.Tensor, target_masks: np.ndarray | torch
     n = min(count, num_src)
     if n == 0:
         return source_frames.new_zeros((0, *source_frames.shape[1:])), [], []
-    sources = np.linspace(0, num_src - 1, n, dtype=int).tolist()
+    sources = linspace_truncated(num_src, n)
     crops, used = [], []
     previous: tuple[float, ...] | None = None
     for s in sources:
@@ -222,8 +216,8 @@ def ground_truth_mask_crops(frames: np.ndarray, referent_masks: Sequence[np.ndar
     n = min(num_frames, total)
     if n == 0:
         return torch.zeros((0, 3, size, size)), [], []
-    source = np.linspace(0, total - 1, n, dtype=int).tolist()
-    mask_frames = np.linspace(0, total - 1, min(num_mask_frames, total), dtype=int).tolist()
+    source = linspace_truncated(total, n)
+    mask_frames = linspace_truncated(total, num_mask_frames)
     masks = (np.stack([np.asarray(m)[mask_frames] for m in referent_masks]) if len(referent_masks)
              else np.zeros((0, len(mask_frames), height, width), dtype=bool))
     context = clip_preprocess(to_float_image(frames[source]), size)

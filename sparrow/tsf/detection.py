@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from sparrow.data.indices import linspace_truncated
 from sparrow.profiles import check_profile
 
 #: ids GroundingDINO's loss and label maps take from bert-base-uncased.
@@ -269,7 +270,7 @@ def choose_keyframe(detector: GroundingDetector, frames: np.ndarray, text: str, 
         frames_to_try = [0]
     else:
         count = min(config.keyframe_candidates, total)
-        frames_to_try = list(candidates) if candidates is not None else np.linspace(0, total - 1, count, dtype=int).tolist()
+        frames_to_try = list(candidates) if candidates is not None else linspace_truncated(total, count)
     found = detector.detect([frames[i] for i in frames_to_try], [text] * len(frames_to_try),
                             text_threshold=config.text_threshold, batch_size=config.batch_size)
     best = max(range(len(frames_to_try)), key=lambda j: (found[j].scores[0] if len(found[j].scores) else -1.0, -j))

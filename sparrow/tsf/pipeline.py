@@ -49,7 +49,7 @@ from sparrow.tsf.kmeans import Selection, tsf_kmeans
 from sparrow.tsf.sharding import Shard, barrier, gather, init_shard
 from sparrow.tsf.tracking import Track, Tracker, TrackerConfig, build_tracker, resolve_boxes_txt
 
-STAGES = ("load", "detect", "track", "crop", "encode", "kmeans", "cache")
+TIMING_STAGES = ("load", "detect", "track", "crop", "encode", "kmeans", "cache")
 FALLBACKS = ("no_detection", "no_target", "lost_track", "short_video")
 
 
@@ -457,7 +457,7 @@ def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, st
 
     parts = gather({"rows": rows, "counts": dict(counts), "timings": dict(timer.seconds)}, shard)
     merged_counts: dict[str, int] = defaultdict(int)
-    merged_timings: dict[str, float] = {stage: 0.0 for stage in STAGES}
+    merged_timings: dict[str, float] = {stage: 0.0 for stage in TIMING_STAGES}
     merged_rows: list[dict[str, Any]] = []
     for part in parts:
         merged_rows.extend(part["rows"])
@@ -480,13 +480,6 @@ def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, st
         atomic_write_json(out / "report.json", report.to_json())
     barrier(shard)
     return report
-
-
-def load_index(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The summary rows of a finished run's ``index.jsonl``."""
-    from sparrow.storage import iter_jsonl
-
-    return list(iter_jsonl(path))
 
 
 def profile_config(profile: str, curated_root: str | os.PathLike, box_source: str = "detector",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sparrow.data.records import submission_names
 from sparrow.storage import DataError, atomic_write_json, iter_jsonl, read_json
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore
 from sparrow.tsf.crops import fill_missing_boxes
@@ -125,10 +126,9 @@ class TSFRun:
         return found
 
     def export_tracks(self, folder: str | os.PathLike) -> int:
-        """Write ``<folder>/<video_id>/<local id>.json`` per expression, the track files notebook 05's explorer
-        reads (:mod:`sparrow.viz.tracks`): per-frame boxes (null where lost) and the frames K-means picked."""
-        from sparrow.viz.predictions import local_expression_id
-
+        """Write ``<folder>/<video>/<expression>.json`` per expression (the server layout's names), the track
+        files notebook 05's explorer reads (:mod:`sparrow.viz.tracks`): per-frame boxes (null where lost) and the
+        frames K-means picked."""
         folder = Path(folder)
         count = 0
         for entry in self.entries():
@@ -137,7 +137,8 @@ class TSFRun:
             boxes = [None if np.isnan(b[0]) else [round(float(v), 2) for v in b]
                      for b in tracked_boxes(entry, fill_lost=False)]
             crop_frames = sorted({entry.frame_indices[i] for i in entry.selected.tolist() if i >= 0})
-            path = folder / entry.video_id / f"{local_expression_id(entry.video_id, entry.expression_id)}.json"
+            video, expression = submission_names(entry.video_id, entry.expression_id)
+            path = folder / video / f"{expression}.json"
             atomic_write_json(path, {"boxes": boxes, "format": "xyxy", "crop_frames": crop_frames}, indent=None)
             count += 1
         return count
@@ -233,9 +234,9 @@ class Throughput:
 
 def throughput(runs: Sequence[TSFRun]) -> Throughput:
     """Per-stage seconds of the ``runs`` that computed entries (see :class:`Throughput`)."""
-    from sparrow.tsf.pipeline import STAGES
+    from sparrow.tsf.pipeline import TIMING_STAGES
 
-    seconds = {stage: 0.0 for stage in STAGES}
+    seconds = {stage: 0.0 for stage in TIMING_STAGES}
     expressions = videos = counted = 0
     for run in runs:
         counts = run.counts

@@ -47,10 +47,9 @@ def init_shard() -> Shard:
 
     if launched_world_size() <= 1:
         return Shard(device="cuda" if torch.cuda.is_available() else "cpu")
-    from accelerate import PartialState
+    from sparrow.distributed import process_state
 
-    # Without cpu=True on a machine with no GPU, PartialState silently makes a world of one (docs/runtime.md §9).
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     return Shard(rank=state.process_index, world=state.num_processes, device=str(state.device))
 
 

@@ -273,7 +273,7 @@ class SAM2Tracker:
               frame_paths: Sequence[str | os.PathLike] | None = None, video_id: str | None = None) -> Track:
         import torch
 
-        from sparrow.data.rle import mask_to_box
+        from sparrow.data.boxes import mask_box
 
         total, height, width = frames.shape[:3]
         masks = np.zeros((total, height, width), dtype=bool)
@@ -290,8 +290,7 @@ class SAM2Tracker:
                 self.predictor.reset_state(state)
         boxes: list[BoxT | None] = []
         for mask in masks:
-            box = mask_to_box(mask)
-            boxes.append(None if box is None else tuple(float(v) for v in box))
+            boxes.append(mask_box(mask))
         return Track(boxes, [1.0 if b is not None else 0.0 for b in boxes], masks)
 
 

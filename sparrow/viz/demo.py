@@ -14,10 +14,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
-from sparrow.data.rle import encode_rle, mask_to_box
+from sparrow.data.boxes import mask_to_box
+from sparrow.data.records import (
+    ExpressionRecord,
+    ObjectRecord,
+    VideoRecord,
+    submission_names,
+)
+from sparrow.data.rle import encode_rle
+from sparrow.eval.export import write_expression_masks
 from sparrow.storage import atomic_write_json, write_jsonl
-from sparrow.viz.predictions import write_predictions
 
 
 @dataclass(frozen=True)
@@ -86,10 +92,11 @@ def build_demo_set(root: str | Path, height: int = 128, width: int = 128, num_fr
             for oid in e.object_ids:
                 masks |= gt[oid]
             eroded = np.stack([cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0 for m in masks])
-            write_predictions(out.sparrow, vid, e.expression_id, frame_names, eroded)
-            write_predictions(out.baseline, vid, e.expression_id, frame_names, np.roll(masks, shift, axis=2))
+            video, expression = submission_names(vid, e.expression_id)
+            write_expression_masks(out.sparrow, video, expression, frame_names, eroded)
+            write_expression_masks(out.baseline, video, expression, frame_names, np.roll(masks, shift, axis=2))
             boxes = [mask_to_box(m) for m in masks]
-            atomic_write_json(out.tracks / f"{e.expression_id}.json",
+            atomic_write_json(out.tracks / video / f"{expression}.json",
                               {"format": "xyxy", "boxes": boxes, "crop_frames": [0, num_frames // 2]})
     write_jsonl(curated / "videos.jsonl", videos)
     write_jsonl(curated / "objects.jsonl", objects)

@@ -27,9 +27,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sparrow.data.boxes import mask_to_box
 from sparrow.data.curated import CuratedDataset
-from sparrow.data.records import ExpressionRecord
-from sparrow.data.rle import mask_to_box
+from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.viz.compare import FrameScores, per_frame_jf
 from sparrow.viz.export import encode_png
 from sparrow.viz.overlay import (
@@ -44,7 +44,7 @@ from sparrow.viz.overlay import (
     draw_label,
     pred_color,
 )
-from sparrow.viz.predictions import PredictedMasks, PredictionFolder, local_expression_id
+from sparrow.viz.predictions import PredictedMasks, PredictionFolder
 from sparrow.viz.tracks import Track, TrackFolder
 
 
@@ -492,7 +492,7 @@ class MaskExplorer:
     @staticmethod
     def _expression_label(e: ExpressionRecord) -> str:
         text = e.text if len(e.text) <= 70 else e.text[:69] + "…"
-        return f"{local_expression_id(e.video_id, e.expression_id)}: {text}"
+        return f"{submission_names(e.video_id, e.expression_id)[1]}: {text}"
 
     def _on_split(self, change) -> None:
         if not self._busy:

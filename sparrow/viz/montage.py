@@ -1,4 +1,4 @@
-"""Montages across time: sampled frames of one video with its masks, and rows of several expressions.
+"""Montages across time: sampled frames of one video with its masks.
 
 Used by notebook 01 (a look at curated videos and their hard cases), 02 (tracks over frames) and 05.
 """
@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from sparrow.data.indices import linspace_rounded_unique
 from sparrow.viz._figures import new_figure
 from sparrow.viz.overlay import (
     BOX_COLOR,
@@ -26,11 +27,7 @@ BoxTrack = Sequence[Sequence[float] | None]
 
 def sample_indices(num_frames: int, num: int) -> list[int]:
     """``num`` evenly spaced frame positions from first to last (all frames when there are fewer)."""
-    if num_frames <= 0:
-        return []
-    if num >= num_frames:
-        return list(range(num_frames))
-    return sorted({int(round(v)) for v in np.linspace(0, num_frames - 1, max(1, num))})
+    return linspace_rounded_unique(num_frames, max(1, num))
 
 
 def _mask_sets(masks: MaskInput, num_frames: int) -> list[tuple[str, np.ndarray, tuple[int, int, int]]]:
@@ -114,32 +111,4 @@ def montage(frames: np.ndarray, masks: MaskInput = None, boxes: Mapping[str, Box
         handles.append(Patch(color=np.asarray(TRACK_COLOR) / 255.0, label="TSF track"))
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize="small")
-    return fig
-
-
-def expressions_montage(dataset, expressions: Sequence, num: int = 4, alpha: float = 0.45,
-                        panel_width: float = 1.8, max_text: int = 60):
-    """One row per expression of a :class:`~sparrow.data.curated.CuratedDataset`: ``num`` frames with the
-    referent's ground-truth mask, the expression text and its video id as the row label."""
-    if not expressions:
-        raise ValueError("no expressions to show")
-    rows = []
-    for exp in expressions:
-        video = dataset.video(exp.video_id)
-        idx = sample_indices(video.num_frames, num)
-        frames = dataset.load_frames(exp.video_id, idx)
-        masks = dataset.expression_masks(exp)[idx]
-        rows.append((exp, montage_frames(frames, masks, indices=range(len(idx)), alpha=alpha)))
-    cols = max(len(images) for _, images in rows)
-    aspect = max(img.shape[0] / img.shape[1] for _, images in rows for img in images)
-    fig = new_figure(panel_width * cols + 0.5, (panel_width * aspect + 0.45) * len(rows))
-    axes = fig.subplots(len(rows), cols, squeeze=False)
-    for r, (exp, images) in enumerate(rows):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.set_axis_off()
-            if c < len(images):
-                ax.imshow(images[c], interpolation="nearest")
-        text = exp.text if len(exp.text) <= max_text else exp.text[:max_text - 1] + "…"
-        axes[r, 0].set_title(f"{exp.video_id}: “{text}”", fontsize="small", loc="left")
     return fig

@@ -1,4 +1,4 @@
-"""Generic charts the notebooks share: counts, histograms, loss curves, clusters, and paper vs reproduced.
+"""Generic charts the notebooks share: counts, histograms, loss curves and clusters.
 
 Each function takes plain numbers (mappings, sequences, arrays) and returns a matplotlib Figure; save it with
 :func:`sparrow.viz.export.save_figure`.
@@ -121,37 +121,6 @@ def loss_curves(curves: Mapping[str, Series | tuple[Series, Series]], title: str
     if title:
         ax.set_title(title, fontsize="medium")
     ax.grid(alpha=0.3)
-    return fig
-
-
-def paper_vs_reproduced(names: Sequence[str], paper: Sequence[float | None], reproduced: Sequence[float | None],
-                        title: str = "", unit: str = "", labels: tuple[str, str] = ("paper", "reproduced")):
-    """Two panels: the paper's and the reproduced value side by side per metric, and their difference
-    (reproduced − paper). A missing value (None) leaves its bar out and is marked "n/a" instead of a delta."""
-    if not (len(names) == len(paper) == len(reproduced)):
-        raise ValueError(f"{len(names)} names, {len(paper)} paper values, {len(reproduced)} reproduced values")
-    p = np.array([np.nan if v is None else float(v) for v in paper])
-    r = np.array([np.nan if v is None else float(v) for v in reproduced])
-    x = np.arange(len(names), dtype=float)
-    fig = new_figure(max(5.0, 0.9 * len(names) + 2.0), 5.0)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
-    top.bar(x - 0.2, np.nan_to_num(p), 0.4, label=labels[0], color="0.6")
-    top.bar(x + 0.2, np.nan_to_num(r), 0.4, label=labels[1], color="C0")
-    top.set_ylabel(unit or "value")
-    top.legend(fontsize="small")
-    top.grid(axis="y", alpha=0.3)
-    delta = r - p
-    colors = ["C2" if d >= 0 else "C3" for d in np.nan_to_num(delta)]
-    bars = bottom.bar(x, np.nan_to_num(delta), 0.5, color=colors)
-    bottom.bar_label(bars, labels=["n/a" if np.isnan(d) else f"{d:+.2f}" for d in delta], fontsize="x-small",
-                     padding=1)
-    bottom.axhline(0, color="k", lw=0.8)
-    bottom.set_ylabel(f"Δ {unit}".strip())
-    bottom.set_xticks(x, list(names), rotation=30 if max((len(n) for n in names), default=0) > 8 else 0,
-                      ha="right" if max((len(n) for n in names), default=0) > 8 else "center")
-    bottom.grid(axis="y", alpha=0.3)
-    if title:
-        top.set_title(title, fontsize="medium")
     return fig
 
 

@@ -15,9 +15,9 @@ Accepted files:
 - ``.json``: either a list with one ``[x0, y0, x1, y1]`` box (exclusive max) or null per frame, or an object
   ``{"boxes": [...], "format": "xyxy" | "xywh", "crop_frames": [...]}``.
 
-A :class:`TrackFolder` finds the file of an expression as ``<root>/<folder>.{json,txt}`` for each spelling of the
-expression folder that prediction folders accept (:func:`sparrow.viz.predictions.expression_dirs`), else the
-per-video file ``<root>/<video_id>.{json,txt}`` or ``<root>/<video>.txt`` that SPARROW's ``--tsf_boxes_txt`` reads.
+A :class:`TrackFolder` finds the file of an expression as ``<root>/<video>/<expression>.{json,txt}`` (the names
+of the prediction folders' server layout, :func:`sparrow.data.records.submission_names`), else the per-video file
+``<root>/<video_id>.{json,txt}`` or ``<root>/<video>.txt`` that SPARROW's ``--tsf_boxes_txt`` reads.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparrow.data.records import submission_names
 from sparrow.storage import DataError, read_json
 
 Box = list[float]
@@ -112,10 +113,8 @@ class TrackFolder:
         object.__setattr__(self, "root", Path(self.root))
 
     def find(self, video_id: str, expression_id: str) -> Path | None:
-        from sparrow.viz.predictions import expression_dirs
-
-        video_name = video_id.split("/", 1)[1] if "/" in video_id else video_id
-        stems = expression_dirs(self.root, video_id, expression_id) + [self.root / video_id, self.root / video_name]
+        video_name, expression = submission_names(video_id, expression_id)
+        stems = [self.root / video_name / expression, self.root / video_id, self.root / video_name]
         for stem in stems:
             for suffix in (".json", ".txt"):
                 candidate = stem.with_name(stem.name + suffix)

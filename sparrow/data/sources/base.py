@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from sparrow.data.boxes import mask_to_box
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
-from sparrow.data.rle import decode_rle, encode_rle, mask_to_box
+from sparrow.data.rle import decode_rle, encode_rle
 from sparrow.storage import DataError, read_json
 
 FPS_UNKNOWN = 0.0
@@ -140,6 +141,28 @@ class LoadContext:
             self.skip(exc, split=split, item=item, file=path)
             return None
         return data
+
+    def annotation_files(self, splits: tuple[str, ...], find: Callable[[Path, str], Path | None], missing: str,
+                         layout: str) -> dict[str, Path]:
+        """``{split: file}`` for the splits whose annotation file ``find(root, split)`` locates; sets ``layout``.
+        None found raises :class:`DataError` (``missing`` says what was looked for)."""
+        found = {s: find(self.root, s) for s in splits}
+        found = {s: p for s, p in found.items() if p is not None}
+        if not found:
+            raise DataError(f"{self.root}: {missing}")
+        self.layout = layout
+        return found
+
+    def split_annotations(self, found: dict[str, Path], kind: type, expected: str) -> Iterator[tuple[str, Path, Any]]:
+        """(split, file, content) of each wanted split of :meth:`annotation_files`, marked as having ground truth;
+        a malformed file is skipped as one bad item (:meth:`read_json_of`)."""
+        for split, path in found.items():
+            if not self.wants(split):
+                continue
+            self.gt_splits[split] = True
+            data = self.read_json_of(path, kind, expected, split=split, item=f"{self.source}/{split}")
+            if data is not None:
+                yield split, path, data
 
     def frames_for(self, video_key: str) -> Path:
         """The extraction folder of one mp4-backed video."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, Provenance, VideoBundle, register, xywh_to_xyxy
 from sparrow.data.sources.video_frames import extract_frames, span_positions
-from sparrow.storage import DataError
+
 
 SPLITS = ("train", "val")
 ANNOTATION_NAMES = {"train": ("train_v2.json",), "val": ("val_v2.json", "val_hc_stvg_v2.json")}
@@ -82,21 +82,11 @@ def load_clip(
 
 @register("hcstvg", SPLITS, "HC-STVG v2: anno_v2/{train_v2,val_v2}.json keyed by <name>.mp4 + Video/ clips")
 def load_hcstvg(ctx: LoadContext) -> Iterator[VideoBundle]:
-    found = {s: annotation_file(ctx.root, s) for s in SPLITS}
-    found = {s: p for s, p in found.items() if p is not None}
-    if not found:
-        raise DataError(f"{ctx.root}: no HC-STVG v2 annotations (anno_v2/train_v2.json, anno_v2/val_v2.json)")
-    ctx.layout = "hcstvg v2"
+    found = ctx.annotation_files(SPLITS, annotation_file, "no HC-STVG v2 annotations (anno_v2/train_v2.json, "
+                                 "anno_v2/val_v2.json)", "hcstvg v2")
     videos = index_videos(ctx.root)
-    for split, ann_path in found.items():
-        if not ctx.wants(split):
-            continue
-        ctx.gt_splits[split] = True
-        annotations = ctx.read_json_of(ann_path, dict, "expected a dict keyed by <name>.mp4", split=split,
-                                       item=f"{ctx.source}/{split}")
-        if annotations is None:
-            continue
-        for name, entry in annotations.items():
+    for split, ann_path, clips in ctx.split_annotations(found, dict, "expected a dict keyed by <name>.mp4"):
+        for name, entry in clips.items():
             try:
                 if not isinstance(entry, dict):
                     raise ItemError(ann_path, f"clip {name}: entry is not a dict")

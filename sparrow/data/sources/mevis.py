@@ -131,15 +131,17 @@ def mevis_family_bundle(
                        has_gt=has_gt)
 
 
-def iter_meta_videos(ctx: LoadContext, meta_path: Path, split: str) -> Iterator[tuple[str, Any]]:
-    """(key, entry) of a ``{"videos": {...}}`` file; an unreadable file is one bad item (the whole split)."""
+def iter_meta_videos(ctx: LoadContext, meta_path: Path, split: str, item: str | None = None
+                     ) -> Iterator[tuple[str, Any]]:
+    """(key, entry) of a ``{"videos": {...}}`` file; an unreadable file is one bad item (``item``, by default the
+    whole split)."""
     try:
         meta = read_json(meta_path)
         videos = meta.get("videos") if isinstance(meta, dict) else None
         if not isinstance(videos, dict):
             raise ItemError(meta_path, "no 'videos' dict at the top level")
     except MALFORMED as exc:
-        ctx.skip(exc, split=split, item=f"{ctx.source}/{split}", file=meta_path)
+        ctx.skip(exc, split=split, item=item or f"{ctx.source}/{split}", file=meta_path)
         return
     yield from videos.items()
 

@@ -37,16 +37,8 @@ def object_table(ctx: LoadContext, meta_path: Path, split: str) -> dict[str, dic
     """``meta.json`` objects per video (``{vid: {obj_id: {"category": ...}}}``); empty when the file is absent."""
     if not meta_path.is_file():
         return {}
-    try:
-        meta = read_json(meta_path)
-        videos = meta.get("videos") if isinstance(meta, dict) else None
-        if not isinstance(videos, dict):
-            raise ItemError(meta_path, "no 'videos' dict at the top level")
-    except MALFORMED as exc:
-        ctx.skip(exc, split=split, item=f"{ctx.source}/{split}/meta.json", file=meta_path)
-        return {}
     table: dict[str, dict[str, Any]] = {}
-    for key, entry in videos.items():
+    for key, entry in iter_meta_videos(ctx, meta_path, split, item=f"{ctx.source}/{split}/meta.json"):
         objects = entry.get("objects", {}) if isinstance(entry, dict) else {}
         table[key] = {str(k): (v if isinstance(v, dict) else {}) for k, v in objects.items()}
     return table

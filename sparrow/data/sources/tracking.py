@@ -45,7 +45,8 @@ from sparrow.data.sources.base import (
     sorted_frames,
     xywh_to_xyxy,
 )
-from sparrow.data.rle import encode_rle, mask_to_box
+from sparrow.data.boxes import mask_to_box
+from sparrow.data.rle import encode_rle
 from sparrow.storage import DataError
 
 SPLITS = ("train", "val")

@@ -23,7 +23,7 @@ from typing import Any
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, Provenance, VideoBundle, register
 from sparrow.data.sources.video_frames import extract_frames, span_positions
-from sparrow.storage import DataError, read_json
+from sparrow.storage import read_json
 
 SPLITS = ("train", "val", "test")
 VIDOR_PART = {"train": "training", "val": "training", "test": "validation"}
@@ -155,21 +155,11 @@ def group_segments(annotations: list[Any], ann_path: Path) -> dict[tuple[str, An
 
 @register("vidstg", SPLITS, "VidSTG: {split}_annotations.json + VidOR trajectories + mp4 videos")
 def load_vidstg(ctx: LoadContext) -> Iterator[VideoBundle]:
-    found = {s: annotation_file(ctx.root, s) for s in SPLITS}
-    found = {s: p for s, p in found.items() if p is not None}
-    if not found:
-        raise DataError(f"{ctx.root}: no VidSTG annotations ({{train,val,test}}_annotations.json)")
-    ctx.layout = "vidstg raw + vidor"
+    found = ctx.annotation_files(SPLITS, annotation_file, "no VidSTG annotations ({train,val,test}_annotations.json)",
+                                 "vidstg raw + vidor")
     vidor = VidorIndex(ctx.root)
-    for split, ann_path in found.items():
-        if not ctx.wants(split):
-            continue
-        ctx.gt_splits[split] = True
-        annotations = ctx.read_json_of(ann_path, list, "expected a list of annotations", split=split,
-                                       item=f"{ctx.source}/{split}")
-        if annotations is None:
-            continue
-        for (vid, begin, end), entries in group_segments(annotations, ann_path).items():
+    for split, ann_path, sentences in ctx.split_annotations(found, list, "expected a list of annotations"):
+        for (vid, begin, end), entries in group_segments(sentences, ann_path).items():
             try:
                 if not vid:
                     raise ItemError(ann_path, f"annotation {entries[0][0]} is not a dict with a 'vid'")

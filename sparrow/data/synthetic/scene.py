@@ -30,7 +30,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sparrow.data.rle import mask_to_box
+from sparrow.data.boxes import mask_to_box
 
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle", "star", "ring", "diamond")
 COLOURS: dict[str, tuple[int, int, int]] = {
