@@ -105,3 +105,10 @@ class QARecord:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "QARecord":
         return _from_dict(cls, row)
+
+
+def local_expression_id(video_id: str, expression_id: str) -> str:
+    """The expression's id within its video (``"mevis/abc/3"`` -> ``"3"``); ids without the prefix are kept."""
+    expression_id = str(expression_id)
+    prefix = f"{video_id}/"
+    return expression_id[len(prefix):] if expression_id.startswith(prefix) else expression_id

@@ -22,7 +22,7 @@ every held-out split, so all six are scored locally.
 need 24 model evaluations, so ``mini`` scores a fixed subset per split (:data:`SUBSET_LIMITS`; on the seed-0 data:
 MeViS val 6 videos / 33 expressions, val^u 6 / 29, Ref-YTVOS 4 / 32, Ref-DAVIS17 3 videos / 40 expressions,
 VidSTG 30 sentences, VideoGCG 6 videos, ~170 predictions per model): the units (whole videos, or VidSTG sentences)
-sorted by id and thinned evenly with the rule of :func:`sparrow.train.validation.evenly_spread`. The choice depends
+sorted by id and thinned evenly with the rule of :func:`evenly_spread`. The choice depends
 only on the ids, so every model is scored on the same subset; ``paper`` scores every unit.
 """
 
@@ -31,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from sparrow.data.qa_templates import GCG_QUESTIONS, QUESTION_SUFFIX
 from sparrow.data.records import ExpressionRecord
@@ -43,6 +45,14 @@ PROTOCOLS = ("rvos", "ref_davis", "grounding", "gcg")
 GROUNDING_PROMPTS = {"interrogative": "{caption} " + QUESTION_SUFFIX,
                      "declarative": "Can you segment {caption} in this video?"}
 GCG_PROMPT = GCG_QUESTIONS[0]  # eval_gcg_infer.py's prompt
+
+
+def evenly_spread(items: list, limit: int | None) -> list:
+    """``limit`` items evenly spread over ``items`` (first and last included), in order; all of them for None."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
+    return [items[i] for i in picks]
 
 
 @dataclass(frozen=True)
@@ -100,8 +110,6 @@ class Benchmark:
 
     def select(self, curated) -> dict[str, list[ExpressionRecord]]:
         """The scored subset: ``{video_id: [expressions]}`` in sorted order (see the module doc)."""
-        from sparrow.train.validation import evenly_spread
-
         expressions = self.expressions(curated)
         if self.unit == "videos":
             videos = evenly_spread(sorted({e.video_id for e in expressions}), self.limit)

@@ -24,8 +24,6 @@ are not detector queries); the others are counted as ``skipped_kind``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections import defaultdict
@@ -37,12 +35,25 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from sparrow.data.curate import ensure_curated
+from sparrow.data.curated import CuratedDataset, records_fingerprint
+from sparrow.paths import cache_dir
 from sparrow.profiles import check_profile
-from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, sha256_file, video_fingerprint
+from sparrow.storage import atomic_write_json, digest_json, iter_jsonl, write_jsonl
+from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, video_fingerprint
 from sparrow.tsf.crops import crops_at_boxes, fill_missing_boxes, ground_truth_mask_crops, sample_frame_indices
-from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
+from sparrow.tsf.detection import (
+    QUERY_KINDS,
+    DetectorConfig,
+    GroundingDetector,
+    choose_keyframe,
+    ensure_detector,
+    torch_threads,
+    weights_fingerprint,
+)
 from sparrow.tsf.encoder import CropEncoder, PatchMeanEncoder, check_encoder_output, encoder_fingerprint
 from sparrow.tsf.kmeans import Selection, tsf_kmeans
+from sparrow.tsf.runs import TSFRun
 from sparrow.tsf.sharding import Shard, barrier, gather, init_shard
 from sparrow.tsf.tracking import Track, Tracker, TrackerConfig, build_tracker, resolve_boxes_txt
 
@@ -360,17 +371,13 @@ def run_components(config: TSFConfig, encoder: CropEncoder, detector_fingerprint
 
 def _run_key(dataset, split: str, source: str | None, config: TSFConfig, components: dict,
              limit_videos: int | None) -> str:
-    from sparrow.tsf.cache import dataset_fingerprint
-
-    payload = {"data": dataset_fingerprint(dataset), "split": split, "source": source, "config": config.key_dict(),
-               "components": components, "limit_videos": limit_videos}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    payload = {"data": records_fingerprint(dataset.root), "split": split, "source": source,
+               "config": config.key_dict(), "components": components, "limit_videos": limit_videos}
+    return digest_json(payload, 16)
 
 
 def default_run_dir(split: str, source: str | None, run_key: str) -> Path:
     """``cache_dir("tsf")/runs/<split>[-<source>]-<run key>``: where a run's index and report go by default."""
-    from sparrow.paths import cache_dir
-
     name = split.replace("/", "_") + (f"-{source}" if source else "")
     return cache_dir("tsf") / "runs" / f"{name}-{run_key}"
 
@@ -389,8 +396,6 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
     stored (progress, tests). ``report.json`` times what this call computed: a run that finds everything in the
     cache times only the look-ups.
     """
-    from sparrow.tsf.detection import torch_threads
-
     with torch_threads(config.threads):
         return _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
                         on_entry)
@@ -398,9 +403,6 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
 
 def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
              on_entry) -> TSFReport:
-    from sparrow.data.curated import CuratedDataset
-    from sparrow.storage import atomic_write_json, write_jsonl
-
     started = time.perf_counter()
     shard: Shard = init_shard()
     dataset = CuratedDataset(curated_root)
@@ -482,8 +484,6 @@ def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, st
 
 def load_index(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The summary rows of a finished run's ``index.jsonl``."""
-    from sparrow.storage import iter_jsonl
-
     return list(iter_jsonl(path))
 
 
@@ -497,8 +497,6 @@ def profile_config(profile: str, curated_root: str | os.PathLike, box_source: st
     ``box_source="ground_truth"`` starts every track from the referent's ground-truth box instead (the oracle
     keyframe option: no detector is trained or used).
     """
-    from sparrow.tsf.detection import ensure_detector
-
     check_profile(profile)
     if profile == "paper":
         raise ValueError("under 'paper' give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
@@ -526,11 +524,6 @@ def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *
     what is missing, resuming a killed run and recomputing damaged entries. Read it with
     :class:`sparrow.tsf.runs.TSFRun`.
     """
-    from sparrow.data.curate import ensure_curated
-    from sparrow.data.curated import CuratedDataset
-    from sparrow.tsf.detection import weights_fingerprint
-    from sparrow.tsf.runs import TSFRun
-
     check_profile(profile)
     root = Path(curated_root) if curated_root is not None else ensure_curated(profile, seed)
     config = config or profile_config(profile, root)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from sparrow.data.records import local_expression_id
 from sparrow.storage import DataError, atomic_write_json, iter_jsonl, read_json
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore
 from sparrow.tsf.crops import fill_missing_boxes
@@ -124,8 +125,6 @@ class TSFRun:
     def export_tracks(self, folder: str | os.PathLike) -> int:
         """Write ``<folder>/<video_id>/<local id>.json`` per expression, the track files notebook 05's explorer
         reads (:mod:`sparrow.viz.tracks`): per-frame boxes (null where lost) and the frames K-means picked."""
-        from sparrow.viz.predictions import local_expression_id
-
         folder = Path(folder)
         count = 0
         for entry in self.entries():

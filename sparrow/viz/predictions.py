@@ -19,15 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sparrow.data.records import VideoRecord
+from sparrow.data.records import VideoRecord, local_expression_id
 from sparrow.storage import DataError, atomic_write_bytes
-
-
-def local_expression_id(video_id: str, expression_id: str) -> str:
-    """The expression's id within its video (``"mevis/abc/3"`` -> ``"3"``); ids without the prefix are kept."""
-    expression_id = str(expression_id)
-    prefix = f"{video_id}/"
-    return expression_id[len(prefix):] if expression_id.startswith(prefix) else expression_id
 
 
 def expression_dirs(root: Path, video_id: str, expression_id: str) -> list[Path]:
