@@ -39,7 +39,7 @@ from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset, records_fingerprint
 from sparrow.paths import cache_dir
 from sparrow.profiles import check_profile
-from sparrow.storage import atomic_write_json, digest_json, iter_jsonl, write_jsonl
+from sparrow.storage import atomic_write_json, digest_json, iter_jsonl, sha256_file, write_jsonl
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, video_fingerprint
 from sparrow.tsf.crops import crops_at_boxes, fill_missing_boxes, ground_truth_mask_crops, sample_frame_indices
 from sparrow.tsf.detection import (
