@@ -27,6 +27,7 @@ from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset
 from sparrow.eval.benchmarks import evenly_spread
 from sparrow.eval.jf import jf_per_frame, region_similarity
+from sparrow.eval.paper import HOSTS, paper_value
 from sparrow.model import ModelConfig
 from sparrow.model.config import SamSpec
 from sparrow.profiles import check_profile
@@ -36,6 +37,7 @@ from sparrow.train.variants import RunResult, pretrained_sam
 
 DEFAULT_SOURCE = "mevis"
 DEFAULT_SPLIT = "valid_u"
+DEFAULT_COLUMN = "mevis_valid_u"  # the paper table's column of that split
 # Expressions scored per profile by default: the whole held-out split would take longer than the training.
 DEFAULT_LIMIT = {"smoke": 2, "mini": 60, "paper": None}
 
@@ -149,13 +151,11 @@ def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: i
     return out
 
 
-# The MeViS valid_u column of the official results table (RISys-Lab/SPARROW README; architecture reference §11.1),
-# as (host alone, host + SPARROW), J&F in percent.
-PAPER_MEVIS_VALID_U: dict[str, tuple[float, float]] = {
-    "videoglamm": (48.5, 57.4),
-    "unipixel": (59.7, 60.7),
-    "glus": (59.8, 61.9),
-}
+def paper_mevis_valid_u(host: str) -> tuple[float, float] | None:
+    """(host alone, host + SPARROW) J&F in percent on MeViS valid_u in the paper's table, None for another host."""
+    if host not in HOSTS:
+        return None
+    return paper_value(host, "baseline", DEFAULT_COLUMN), paper_value(host, "sparrow", DEFAULT_COLUMN)
 
 
 def summary_rows(validations: Mapping[str, Validation]) -> list[dict[str, Any]]:
@@ -169,7 +169,7 @@ def verdict(baseline: Validation, sparrow: Validation, host: str, profile: str) 
     """A sentence saying, with the numbers, whether SPARROW beat the baseline on this run."""
     delta = sparrow.jf - baseline.jf
     where = f"{baseline.n_expressions} {baseline.source} {baseline.split} expressions ({profile})"
-    paper = PAPER_MEVIS_VALID_U.get(host)
+    paper = paper_mevis_valid_u(host)
     paper_text = (f" The paper reports {paper[0]:.1f} -> {paper[1]:.1f} ({paper[1] - paper[0]:+.1f}) on the full "
                   f"MeViS valid_u with the real {host}.") if paper else ""
     if delta > 0:
@@ -227,7 +227,7 @@ def recorded_numbers(runs: Mapping[str, RunResult], validations: Mapping[str, Va
     """Every number notebook 03 reports, as keyword arguments of :meth:`sparrow.results.Recorder.add`: per run
     (``"baseline"`` and the SPARROW variant's name) its steps, final loss terms and held-out J&F, J, F and [SEG]
     rate, then the SAM2 prompt-following check."""
-    paper_base, paper_sparrow = PAPER_MEVIS_VALID_U[host]
+    paper_base, paper_sparrow = paper_mevis_valid_u(host)
     source = f"README results table ({host} / {host} + SPARROW, MeViS valid_u)"
     n = validations["baseline"].n_expressions
     note = f"SPARROW-Mini ({profile}), {n} expressions, tiny models: not the paper's setting"
