@@ -71,7 +71,7 @@ def _inference(model, curated, videos: int) -> dict:
     import warnings
     from collections import defaultdict
 
-    from sparrow.train.validation import held_out_expressions
+    from sparrow.experiments.validation import held_out_expressions
 
     by_video: dict[str, list] = defaultdict(list)
     for exp in held_out_expressions(curated, "mevis", "valid_u", None):

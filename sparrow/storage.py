@@ -1,11 +1,15 @@
-"""Atomic writes and streaming JSON Lines.
+"""Atomic writes, streaming JSON Lines and content fingerprints.
 
 Every cache, checkpoint and results file is written to a temporary file in the destination folder and renamed
 into place, so a killed run never leaves a half-written file where a reader expects a whole one.
+
+Every cache key of the kit is one of two content fingerprints: :func:`digest_json` of what a result depends on
+(settings, the fingerprints of its inputs) and :func:`sha256_file` of a file's bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -90,3 +94,19 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+
+
+def digest_json(obj: Any, length: int | None = None) -> str:
+    """SHA-256 (hex) of ``obj`` as canonical JSON (sorted keys; non-JSON values by ``str``), cut to ``length``."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return digest if length is None else digest[:length]
+
+
+def sha256_file(*paths: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes (of several files' bytes one after the other), read in blocks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

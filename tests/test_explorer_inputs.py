@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sparrow.viz import explorer_inputs
-from sparrow.viz.explorer_inputs import ExplorerInputs, notebook_outputs, resolve_inputs
+from sparrow.experiments import explorer_inputs
+from sparrow.experiments.explorer_inputs import ExplorerInputs, notebook_outputs, resolve_inputs
 
 
 def test_explicit_folders_compute_nothing(monkeypatch, tmp_path: Path) -> None:

@@ -27,6 +27,13 @@ def test_main_table_has_every_host_variant_and_column_with_a_source():
     assert paper.paper_value("glus", "baseline", "vidstg") == 29.92
 
 
+def test_notebook_03_reads_its_paper_numbers_from_the_table():
+    from sparrow.experiments.validation import paper_mevis_valid_u
+
+    assert paper_mevis_valid_u("videoglamm") == (48.5, 57.4)
+    assert paper_mevis_valid_u("glus") == (59.8, 61.9)
+
+
 def test_ablation_steps_and_switches():
     steps = paper.ablation()
     assert [(s.step, s.ref_davis17) for s in steps] == [("baseline", 69.5), ("tsf", 72.4), ("box", 76.8),
@@ -88,7 +95,7 @@ def test_a_row_without_a_source_is_refused(tmp_path):
 # -- table builders on hand-made measurements -------------------------------------------------------------------
 
 def _measurements(values):
-    from sparrow.eval.tables import Cell, Measurements, TablePlan
+    from sparrow.experiments.tables import Cell, Measurements, TablePlan
 
     plan = TablePlan("mini", 0, (0, 1, 2), benchmarks=benchmarks_for("mini"))
     cells = [Cell(h, v, s, c, values(h, v, s, c), units=3) for h in plan.hosts for v in ("baseline", "sparrow")
@@ -97,7 +104,8 @@ def _measurements(values):
 
 
 def test_tables_verdicts_and_recorded_numbers():
-    from sparrow.eval import tables
+    from sparrow.experiments import table_report as report
+    from sparrow.experiments import tables
     from sparrow.results import Recorder
 
     def values(host, variant, seed, column):
@@ -111,29 +119,29 @@ def test_tables_verdicts_and_recorded_numbers():
         return base + (1.0 + seed if variant == "sparrow" else 0.0)
 
     m = _measurements(values)
-    frame = tables.main_table_frame(m)
+    frame = report.main_table_frame(m)
     assert frame.shape == (6, 6) and frame.loc["VideoGLaMM + SPARROW", "MeViS val"] == "43.0 ± 2.0"
-    gains = tables.gains_frame(m)
+    gains = report.gains_frame(m)
     assert gains.loc[("VideoGLaMM", "MeViS val"), "gain"] == "+2.00 ± 1.00"
     assert gains.loc[("VideoGLaMM", "MeViS val"), "paper gain"] == "+2.30"
-    text = tables.verdict_text(m)
+    text = report.verdict_text(m)
     assert "GLUS, VidSTG mIoU: +SPARROW does NOT beat the baseline (it scores lower)" in text
     assert "UniPixel, VideoGCG mIoU: +SPARROW does NOT beat the baseline (no difference" in text
     assert "VideoGLaMM, MeViS val: +SPARROW beats the baseline (more than its seed-to-seed spread)" in text
     assert "UniPixel, MeViS val^u: +SPARROW does NOT beat the baseline (no difference" in text
     assert "beats the baseline in 15 of 18" in text
 
-    from sparrow.eval.tables import Cell, Measurements
+    from sparrow.experiments.tables import Cell, Measurements
 
     a = Measurements(m.plan, [Cell("videoglamm", step, s, "ref_davis17", 50.0 + i + s)
                               for i, step in enumerate(tables.ABLATION_STEPS[:3]) for s in m.plan.seeds])
     a.cells += [Cell("videoglamm", "tsf_test", s, "ref_davis17", None, "not computed: no TSF") for s in m.plan.seeds]
     a.details["tsf_test"] = "not computed: no TSF"
-    ab = tables.ablation_frame(a)
+    ab = report.ablation_frame(a)
     assert ab.loc["+ TSF in training", "change"] == "+1.00" and ab.loc["+ TSF at test", "measured"].startswith("not")
-    assert any("not computed" in line for line in tables.ablation_verdicts(a))
+    assert any("not computed" in line for line in report.ablation_verdicts(a))
     rec = Recorder("04_benchmark_tables", "mini", 0)
-    for number in tables.recorded_numbers(m, a):
+    for number in report.recorded_numbers(m, a):
         rec.add(**number)
     names = {x.name for x in rec.metrics}
     assert "main/videoglamm/sparrow/ref_davis17/mean" in names and "ablation/tsf_test/mean" in names
@@ -141,23 +149,24 @@ def test_tables_verdicts_and_recorded_numbers():
 
 
 def test_paper_assets_absent_skip_with_a_message(tmp_path):
-    from sparrow.eval import tables
+    from sparrow.experiments import table_report as report
+    from sparrow.experiments import tables
 
     plan = tables.TablePlan.for_profile("paper", 0)
     assets = tables.find_paper_assets(plan, tmp_path / "curated", tmp_path / "ckpt")
     assert not assets.ok and "SKIPPED" in assets.message and "videoglamm-sparrow" in assets.message
     main = tables.measure_main(plan, assets)
-    assert main.skipped and tables.verdicts(main) == [main.skipped]
-    assert tables.paper_checks(main) == [main.skipped]
+    assert main.skipped and report.verdicts(main) == [main.skipped]
+    assert report.paper_checks(main) == [main.skipped]
     assert tables.measure_ablation(plan, main, assets).skipped
 
 
 def test_gain_and_ablation_figures():
-    from sparrow.eval import tables
+    from sparrow.experiments import table_report as report
     from sparrow.viz.tables import ablation_figure, gains_figure
 
     m = _measurements(lambda h, v, s, c: 10.0 + s + (1.0 if v == "sparrow" else 0.0))
-    fig = gains_figure(tables.gain_series(m), title="gains")
+    fig = gains_figure(report.gain_series(m), title="gains")
     assert len(fig.axes) == 3
     fig = ablation_figure(["a", "b"], [1.0, 2.0], [0.5, None], [0.1, None])
     assert fig.axes
@@ -166,7 +175,8 @@ def test_gain_and_ablation_figures():
 def test_paper_path_scores_checkpoints_and_compares_within_the_tolerance(tmp_path):
     """The `paper` code path on stand-in assets: smoke-size checkpoints and the curated smoke set."""
     from sparrow.data.curate import ensure_curated
-    from sparrow.eval import tables
+    from sparrow.experiments import table_report as report
+    from sparrow.experiments import tables
     from sparrow.train.variants import build_model, model_config
 
     curated = ensure_curated("smoke", 0)
@@ -182,7 +192,7 @@ def test_paper_path_scores_checkpoints_and_compares_within_the_tolerance(tmp_pat
     assert ablation.values("videoglamm", "tsf", "ref_davis17")
     assert not ablation.values("videoglamm", "tsf_test", "ref_davis17")  # no TSF run given: not computed
     assert "needs a finished tracked TSF run" in ablation.details["tsf_test"]
-    lines = tables.paper_checks(main, ablation)
+    lines = report.paper_checks(main, ablation)
     assert any("VideoGLaMM, MeViS val:" in line and "OUTSIDE ±1.0" in line for line in lines)
 
 
@@ -191,8 +201,8 @@ def test_two_workers_train_the_ablation_runs_with_the_main_groups():
     reads them back, and gives the numbers a one-process run gives."""
     import dataclasses
 
-    from sparrow.eval import tables
     from sparrow.eval.runner import eval_root
+    from sparrow.experiments import tables
     from sparrow.paths import runs_dir
 
     plan = dataclasses.replace(tables.TablePlan.for_profile("smoke", 0),

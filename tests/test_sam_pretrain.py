@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from sparrow.data.curated import records_fingerprint
 from sparrow.model.checkpoint import read_state
 from sparrow.model.presets import preset
 from sparrow.train import TrainConfig, train_variant
@@ -16,7 +17,7 @@ from sparrow.train.sam_pretrain import (
     ensure_pretrained_sam,
     load_pretrained_sam,
 )
-from sparrow.train.variants import data_fingerprint, pretrained_sam
+from sparrow.train.variants import pretrained_sam
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_only_prompt_encoder_and_mask_decoder_train():
 
 def test_pretraining_is_reused_by_fingerprint_and_starts_the_host_stage(curated, tmp_path):
     spec = preset("videoglamm", "smoke").sam
-    fingerprint = data_fingerprint(curated)
+    fingerprint = records_fingerprint(curated)
     weights, fp = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path, show_progress=False)
     assert weights.is_file() and weights.parent.parent.name == fp
     stamp = weights.stat().st_mtime_ns

@@ -9,7 +9,8 @@ import sparrow  # noqa: F401  (torchvision shim first)
 import pytest
 import torch
 
-from sparrow.train import TrainConfig, Trainer, quick_validation, train_variant
+from sparrow.experiments.validation import quick_validation
+from sparrow.train import TrainConfig, Trainer, train_variant
 from sparrow.train.checkpoint import list_checkpoints
 from sparrow.train.loss_log import read_loss_log
 from sparrow.train.variants import build_model, model_config

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sparrow.data.records import ExpressionRecord, ObjectRecord, QARecord, VideoRecord
-from sparrow.storage import DataError, iter_jsonl, read_json
+from sparrow.storage import DataError, iter_jsonl, read_json, sha256_file
 
 
 class CuratedDataset:
@@ -135,3 +135,24 @@ class CuratedDataset:
         for object_id in expression.object_ids:
             union |= self.object_masks(expression.video_id, object_id)
         return union
+
+
+RECORD_FILES = ("videos.jsonl", "objects.jsonl", "expressions.jsonl")
+_RECORD_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def records_fingerprint(root: str | Path) -> str:
+    """SHA-256 over the bytes of a curated set's record files (not the frames, which the records name): the data
+    part of every cache key (trained runs, predictions, TSF runs), so a regenerated dataset is noticed.
+
+    Remembered per file state (path, size, modification time): real releases' records are large and every
+    benchmark of every model asks."""
+    root = Path(root)
+    files = [root / name for name in RECORD_FILES]
+    missing = [p.name for p in files if not p.is_file()]
+    if missing:
+        raise DataError(f"{root}: not a curated dataset (missing {', '.join(missing)})")
+    state = (str(root.resolve()), *((p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if state not in _RECORD_FINGERPRINTS:
+        _RECORD_FINGERPRINTS[state] = sha256_file(*files)
+    return _RECORD_FINGERPRINTS[state]

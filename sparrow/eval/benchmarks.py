@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparrow.data.qa_templates import GCG_QUESTIONS, QUESTION_SUFFIX
+from sparrow.data.indices import evenly_spread
 from sparrow.data.records import ExpressionRecord
 from sparrow.profiles import check_profile
 from sparrow.storage import DataError
@@ -100,8 +101,6 @@ class Benchmark:
 
     def select(self, curated) -> dict[str, list[ExpressionRecord]]:
         """The scored subset: ``{video_id: [expressions]}`` in sorted order (see the module doc)."""
-        from sparrow.data.indices import evenly_spread
-
         expressions = self.expressions(curated)
         if self.unit == "videos":
             videos = evenly_spread(sorted({e.video_id for e in expressions}), self.limit)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparrow.eval.benchmarks import BENCHMARKS, COLUMNS, RVOS_COLUMNS
+from sparrow.paths import repo_root
 from sparrow.storage import DataError
 
 TABLE_HOSTS: tuple[str, ...] = ("unipixel", "glus", "videoglamm")  # the table's row order
@@ -32,8 +33,6 @@ ABSTRACT_SOURCE = "arXiv 2603.12382 abstract (also https://risys-lab.github.io/S
 
 
 def paper_dir() -> Path:
-    from sparrow.paths import repo_root
-
     root = repo_root()
     if root is None:
         raise FileNotFoundError("reproductions/paper lives in the kit's checkout; run from a clone of the repository")

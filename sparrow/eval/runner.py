@@ -43,13 +43,22 @@ from typing import Any
 
 import numpy as np
 
-from sparrow.data.curated import CuratedDataset
+from sparrow.data.curated import CuratedDataset, records_fingerprint
 from sparrow.data.qa_templates import markup_to_tokens, parse_markup
+from sparrow.data.indices import evenly_spread
 from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.eval.benchmarks import Benchmark
 from sparrow.eval.export import merge_objects, zip_submission
-from sparrow.eval.ref_davis import FOLDER_SETS
-from sparrow.storage import DataError, atomic_write_json, read_json
+from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases
+from sparrow.eval.png import read_gray_png, write_binary_png, write_index_png
+from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis
+from sparrow.eval.rvos import evaluate_rvos, read_expression_prediction
+from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
+from sparrow.model import SparrowModel
+from sparrow.paths import home
+from sparrow.profiles import check_profile
+from sparrow.storage import DataError, atomic_write_json, digest_json, read_json, sha256_file
+from sparrow.tsf.runs import TSFRun
 
 # 2: a SAM2 trained from scratch decodes its trained single mask at inference (no stability fallback), so
 # predictions cached by format 1 no longer match the code that would make them
@@ -92,14 +101,8 @@ class BenchmarkResult:
 # ----------------------------------------------------------------------------------------------------------------
 # Fingerprints and folders
 # ----------------------------------------------------------------------------------------------------------------
-def _digest_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def checkpoint_fingerprint(directory: str | Path) -> str:
     """SHA-256 over a ``save_pretrained`` folder's config and weights (what decides the predictions)."""
-    from sparrow.tsf.cache import sha256_file
-
     directory = Path(directory)
     parts = []
     for name in ("config.json", "model.safetensors"):
@@ -121,26 +124,7 @@ def model_fingerprint(model: Any) -> str:
 
 def eval_root(profile: str) -> Path:
     """Where predictions and metrics are cached: ``$SPARROW_HOME/eval/<profile>``."""
-    from sparrow.paths import home
-    from sparrow.profiles import check_profile
-
     return home() / "eval" / check_profile(profile)
-
-
-_DATA_FINGERPRINTS: dict[tuple, str] = {}
-
-
-def _data_fingerprint(curated_root: Path) -> str:
-    """:func:`sparrow.train.variants.data_fingerprint`, remembered per file state (real releases' records are
-    large and every benchmark of every model asks)."""
-    from sparrow.train.variants import data_fingerprint
-
-    files = [Path(curated_root) / n for n in ("videos.jsonl", "objects.jsonl", "expressions.jsonl")]
-    state = (str(Path(curated_root).resolve()), *((p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
-                                                  for p in files))
-    if state not in _DATA_FINGERPRINTS:
-        _DATA_FINGERPRINTS[state] = data_fingerprint(curated_root)
-    return _DATA_FINGERPRINTS[state]
 
 
 def _has_ground_truth(ds: CuratedDataset, source: str, split: str) -> bool:
@@ -156,8 +140,6 @@ def clip_indices(benchmark: Benchmark, video, expression: ExpressionRecord) -> l
     VidSTG (``tmp_loc=False``): the ground-truth tube ``frame_span`` only, at about 1 fps (every round(fps)-th frame
     of the curated frames when they are denser), at most ``max_frames`` evenly spread. GCG: the whole video, at
     most ``max_frames``. Referring benchmarks: every frame."""
-    from sparrow.data.indices import evenly_spread
-
     n = video.num_frames
     if n == 0:
         raise DataError(f"video {video.video_id}: no frames")
@@ -211,8 +193,6 @@ Write = tuple[str, Path, Any]  # ("binary" | "index" | "json", path, mask / labe
 
 def _flush(writes: list[Write], record_path: Path, record: dict[str, Any]) -> None:
     """One video's files, then its record (which marks the video done), each written atomically."""
-    from sparrow.eval.png import write_binary_png, write_index_png
-
     for kind, path, data in writes:
         if kind == "binary":
             write_binary_png(path, data)
@@ -293,8 +273,6 @@ class _Predictor:
         return writes
 
     def _gcg(self, model: Any, video, exp: ExpressionRecord, writes: list[Write]) -> dict[str, Any]:
-        from sparrow.eval.gcg import clean_caption, phrases
-
         indices = clip_indices(self.b, video, exp)
         frames = self.ds.load_frames(video.video_id, indices)
         text, _ = self.b.prompt(exp)
@@ -382,7 +360,7 @@ def run_benchmark(model: Any, benchmark: Benchmark, curated_root: str | Path, ou
     if model_id is None:
         loaded = loaded if loaded is not None else model()
         model_id = model_fingerprint(loaded)
-    manifest = _prediction_manifest(benchmark, model_id, _data_fingerprint(curated_root), tsf_tag)
+    manifest = _prediction_manifest(benchmark, model_id, records_fingerprint(curated_root), tsf_tag)
     if (out / MANIFEST).is_file():
         if read_json(out / MANIFEST) != manifest:
             warnings.warn(f"{out}: predictions were made by another model, data or protocol; recomputing", stacklevel=2)
@@ -408,7 +386,7 @@ def run_benchmark(model: Any, benchmark: Benchmark, curated_root: str | Path, ou
                 done.result()
     scoring = {"manifest": manifest, "benchmark": benchmark.to_json(), "units": {v: [e.expression_id for e in exps]
                for v, exps in units.items()}, "judge": _judge_settings(clair_judge)}
-    key = _digest_json(scoring)
+    key = digest_json(scoring)
     if (out / METRICS).is_file():
         cached = read_json(out / METRICS)
         if cached.get("scoring_key") == key:
@@ -463,8 +441,6 @@ def score_benchmark(benchmark: Benchmark, curated_root: str | Path, pred_dir: st
 
 
 def _score_rvos(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
-    from sparrow.eval.rvos import evaluate_rvos
-
     if not _has_ground_truth(ds, b.source, b.split):
         parent = b.source == "ref-youtube-vos"  # Ref-YouTube-VOS keeps Annotations/ in the zip; MeViS does not
         zipped = zip_submission(out / "Annotations", out / "submission.zip", parent=parent)
@@ -499,8 +475,6 @@ def davis_ground_truth(ds: CuratedDataset, b: Benchmark, cache: Path) -> Path:
 
 
 def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
-    from sparrow.eval.ref_davis import evaluate_ref_davis
-
     gt_root = davis_ground_truth(ds, b, out)
     sequences = [submission_names(v, exps[0].expression_id)[0] for v, exps in units.items()]
     missing = [s for s in sequences if not all((out / f / s).is_dir() for f in DAVIS_FOLDERS)]
@@ -514,9 +488,6 @@ def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
 
 
 def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
-    from sparrow.eval.rvos import read_expression_prediction
-    from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
-
     samples = []
     for video_id, exps in units.items():
         video = ds.video(video_id)
@@ -545,8 +516,6 @@ def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
 
 
 def _read_gcg_folder(folder: Path, num_frames: int, shape: tuple[int, int]) -> tuple[str | None, list[np.ndarray]]:
-    from sparrow.eval.png import read_gray_png
-
     res = folder / "res.json"
     if not res.is_file():
         return None, []
@@ -570,8 +539,6 @@ def _read_gcg_folder(folder: Path, num_frames: int, shape: tuple[int, int]) -> t
 
 
 def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
-    from sparrow.eval.gcg import GcgSample, evaluate_gcg
-
     order = gcg_order(b, ds)
     samples = []
     for video_id, exps in units.items():
@@ -602,8 +569,6 @@ def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judg
 # ----------------------------------------------------------------------------------------------------------------
 def tsf_boxes_from_run(tsf_run: str | Path) -> tuple[TSFBoxes, str]:
     """(per-expression tracked boxes, tag) from a finished TSF run folder (:class:`sparrow.tsf.runs.TSFRun`)."""
-    from sparrow.tsf.runs import TSFRun
-
     run = TSFRun(tsf_run)
 
     def boxes(expression: ExpressionRecord) -> np.ndarray:
@@ -633,8 +598,6 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, benchmarks: Sequence[Benchma
 
     def load() -> Any:  # loading a paper-size model is slow; run_benchmark calls this only when it must predict
         if "model" not in cache:
-            from sparrow.model import SparrowModel
-
             model = SparrowModel.from_pretrained(checkpoint_dir)
             if device is not None:
                 model = model.to(device)

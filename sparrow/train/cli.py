@@ -24,6 +24,9 @@ from pathlib import Path
 from sparrow.profiles import PROFILES
 from sparrow.model.config import MODEL_STAGES
 
+# The training stack (torch, the model, accelerate) is imported inside the functions that run it, so that
+# `sparrow train --help` and `sparrow --help` stay fast.
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparrow train", description="train one SPARROW stage or a whole variant")

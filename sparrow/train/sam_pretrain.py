@@ -23,7 +23,6 @@ reused for anything else.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +32,19 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from sparrow.data.curated import CuratedDataset
 from sparrow.data.indices import linspace_rounded_unique
+from sparrow.data.rle import decode_rle
 from sparrow.model.checkpoint import read_state, save_state
-from sparrow.eval.jf import region_similarity
-from sparrow.model.config import LossWeights, SamSpec
-from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair
+from sparrow.model.config import LossWeights, SamSpec, _build
+from sparrow.model.frames import stretch, to_float
+from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair, union_box
 from sparrow.model.pixel_decoder import PixelDecoder, build_sam
-from sparrow.storage import DataError, atomic_write_json, read_json
+from sparrow.paths import runs_dir
+from sparrow.storage import DataError, atomic_write_json, digest_json, read_json
+from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
+from sparrow.train.sampling import derive_seed, seed_all
+from sparrow.train.trainer import RESULT_FILE, Trainer
 
 WEIGHTS_NAME = "sam2.safetensors"
 RUN_DIR = "sam2-pretrain"
@@ -61,8 +66,6 @@ class BoxPromptDataset(Dataset):
     Boxes are the visible mask's extent (normalised xyxy), so a prompt always names what is drawn."""
 
     def __init__(self, curated_root: str | Path, split: str, image_size: int):
-        from sparrow.data.curated import CuratedDataset
-
         self.curated = CuratedDataset(curated_root)
         self.image_size = int(image_size)
         self.items: list[tuple[str, str, int]] = []
@@ -81,10 +84,6 @@ class BoxPromptDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         import torch.nn.functional as F
-
-        from sparrow.data.rle import decode_rle
-        from sparrow.model.frames import stretch, to_float
-        from sparrow.model.losses import union_box
 
         video_id, object_id, t = self.items[index]
         video = self.curated.video(video_id)
@@ -136,8 +135,6 @@ class SamPretrainer(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "SamPretrainer":
-        from sparrow.model.config import _build
-
         spec = _build(SamSpec, read_json(Path(directory) / "sam_spec.json"), str(directory))
         model = cls(spec)
         load_pretrained_sam(model.decoder.sam, Path(directory) / WEIGHTS_NAME)
@@ -157,12 +154,10 @@ def box_mask_logits(decoder: PixelDecoder, frames: torch.Tensor, boxes: torch.Te
 
 def pretrain_fingerprint(data_fingerprint: str, spec: SamSpec, train_config) -> str:
     """What the pretrained weights depend on (it names their folder): other data or settings, other weights."""
-    from sparrow.train.config import BOOKKEEPING_FIELDS
-
     train = {k: v for k, v in train_config.to_json().items() if k not in BOOKKEEPING_FIELDS}
     row = {"data": data_fingerprint, "spec": _spec_json(spec), "train": train,
            "frames_per_object": FRAMES_PER_OBJECT, "min_area": MIN_AREA}
-    return hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:16]
+    return digest_json(row, 16)
 
 
 def ensure_pretrained_sam(profile: str, curated_root: str | Path, spec: SamSpec, data_fingerprint: str, *,
@@ -173,10 +168,6 @@ def ensure_pretrained_sam(profile: str, curated_root: str | Path, spec: SamSpec,
     serves every host and seed at paper size. Processes of a worker pool that ask at once wait on a file lock while
     the first one trains; DDP ranks train it together. An interrupted run resumes from its last checkpoint."""
     import fcntl
-
-    from sparrow.paths import runs_dir
-    from sparrow.train.config import TrainConfig
-    from sparrow.train.trainer import RESULT_FILE
 
     cfg = TrainConfig.for_profile(profile, "sam", seed=PRETRAIN_SEED, show_progress=show_progress)
     fingerprint = pretrain_fingerprint(data_fingerprint, spec, cfg)
@@ -197,9 +188,6 @@ def ensure_pretrained_sam(profile: str, curated_root: str | Path, spec: SamSpec,
 
 
 def _train(spec: SamSpec, curated_root: str | Path, cfg, folder: Path) -> None:
-    from sparrow.train.sampling import derive_seed, seed_all
-    from sparrow.train.trainer import Trainer
-
     seed_all(derive_seed(PRETRAIN_SEED, _SAM_INIT))
     model = SamPretrainer(spec)
     dataset = BoxPromptDataset(curated_root, "train", model.decoder.image_size)
@@ -210,32 +198,6 @@ def _distributed() -> bool:
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
-
-
-@dataclass
-class PromptFollowing:
-    """How well a SAM2 follows box prompts on held-out objects."""
-
-    target_iou: float  # mean IoU of the mask under an object's box with that object
-    other_box_overlap: float  # mean IoU of that mask with the mask under another item's box (1: prompt ignored)
-    n: int
-
-
-@torch.no_grad()
-def prompt_following(weights: str | Path, spec: SamSpec, curated_root: str | Path, split: str = "valid",
-                     n: int = 64) -> PromptFollowing:
-    """Score pretrained SAM2 weights on ``n`` evenly spread held-out (frame, box, mask) items of ``split``."""
-    model = SamPretrainer(spec).eval()
-    load_pretrained_sam(model.decoder.sam, weights)
-    data = BoxPromptDataset(curated_root, split, model.decoder.image_size)
-    picks = linspace_rounded_unique(len(data), n)
-    batch = collate([data[i] for i in picks])
-    own = (box_mask_logits(model.decoder, batch["frame"], batch["box"]) > 0).numpy()
-    # Another item's box (the next one in the list) asks for another object, usually in another video.
-    other = (box_mask_logits(model.decoder, batch["frame"], batch["box"].roll(1, 0)) > 0).numpy()
-    # J of the DAVIS definition per item (1 on an empty union), averaged
-    return PromptFollowing(float(region_similarity(batch["mask"].numpy(), own).mean()),
-                           float(region_similarity(own, other).mean()), len(picks))
 
 
 def load_pretrained_sam(sam: nn.Module, weights: str | Path) -> None:

@@ -28,7 +28,6 @@ whose data or settings no longer match (a regenerated dataset, a changed preset)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import warnings
@@ -37,11 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from sparrow.distributed import process_state
+from sparrow.data.curate import ensure_curated
+from sparrow.data.curated import CuratedDataset, records_fingerprint
+from sparrow.model import ModelConfig, SparrowDataset, SparrowModel
+from sparrow.model.checkpoint import CheckpointError, read_state
+from sparrow.model.tokens import vocabulary_from_texts
 from sparrow.paths import runs_dir
 from sparrow.profiles import check_profile
 from sparrow.storage import DataError, atomic_write_json, read_json
+from sparrow.train.checkpoint import latest_checkpoint
+from sparrow.train.checkpoint import read_state as read_checkpoint
 from sparrow.train.config import TrainConfig
 from sparrow.train.loss_log import read_loss_log
+from sparrow.train.sam_pretrain import ensure_pretrained_sam, load_pretrained_sam
 from sparrow.train.sampling import derive_seed, seed_all
 from sparrow.train.trainer import RESULT_FILE, Trainer, TrainResult
 
@@ -76,35 +83,8 @@ def pretrained_sam(cfg, curated_root: str | Path, fingerprint: str | None = None
     where the host starts from a SAM2 checkpoint instead."""
     if not pretrains_sam(cfg):
         return None, ""
-    from sparrow.train.sam_pretrain import ensure_pretrained_sam
-
-    return ensure_pretrained_sam(cfg.profile, curated_root, cfg.sam, fingerprint or data_fingerprint(curated_root),
+    return ensure_pretrained_sam(cfg.profile, curated_root, cfg.sam, fingerprint or records_fingerprint(curated_root),
                                  runs_root=runs_root, show_progress=show_progress)
-
-
-def pretrained_sam_check(host: str, profile: str, curated_root: str | Path):
-    """How the pretrained tiny SAM2 of ``host`` follows box prompts on held-out objects
-    (:func:`sparrow.train.sam_pretrain.prompt_following`), or None where the host starts from a SAM2 checkpoint."""
-    from sparrow.train.sam_pretrain import prompt_following
-
-    from sparrow.model import ModelConfig
-
-    cfg = ModelConfig.for_preset(host, profile)  # the SAM2 spec does not depend on the tokenizer's vocabulary
-    weights, _ = pretrained_sam(cfg, curated_root)
-    return None if weights is None else prompt_following(weights, cfg.sam, curated_root)
-
-
-def data_fingerprint(curated_root: str | Path) -> str:
-    """Hash of the curated records (not the frames, which the records name), to notice a regenerated dataset."""
-    digest = hashlib.sha256()
-    for name in ("videos.jsonl", "objects.jsonl", "expressions.jsonl"):
-        path = Path(curated_root) / name
-        if not path.is_file():
-            raise DataError(f"{curated_root}: not a curated dataset (missing {name})")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def model_config(host: str, profile: str, tsf: bool, box: bool, curated_root: str | Path):
@@ -112,10 +92,6 @@ def model_config(host: str, profile: str, tsf: bool, box: bool, curated_root: st
 
     The tiny word-level tokenizer would split unknown words into characters; giving it every word of the curated
     texts (all splits: vocabulary only, like a pretrained tokenizer) keeps one token per word."""
-    from sparrow.data.curated import CuratedDataset
-    from sparrow.model import ModelConfig
-    from sparrow.model.tokens import vocabulary_from_texts
-
     cfg = ModelConfig.for_preset(host, profile, tsf=tsf, box=box)
     if cfg.llm.path is not None:
         return cfg
@@ -126,8 +102,6 @@ def model_config(host: str, profile: str, tsf: bool, box: bool, curated_root: st
 
 def build_model(cfg, seed: int):
     """A freshly initialised :class:`SparrowModel`; the random init depends only on ``seed``."""
-    from sparrow.model import SparrowModel
-
     seed_all(derive_seed(seed, _MODEL_INIT))
     return SparrowModel.from_config(cfg)
 
@@ -136,8 +110,6 @@ def load_host_weights(model, host_dir: str | Path) -> list[str]:
     """Load host-stage weights into a variant model; only dual-prompt modules may be missing from them.
 
     Returns the names initialised fresh (not found in the host weights)."""
-    from sparrow.model.checkpoint import CheckpointError, read_state
-
     path = Path(host_dir) / "model.safetensors"
     state = read_state(path)
     own = model.state_dict()
@@ -215,8 +187,6 @@ class RunResult:
         return steps, values
 
     def load_model(self):
-        from sparrow.model import SparrowModel
-
         return SparrowModel.from_pretrained(self.final_dir)
 
     def to_json(self) -> dict[str, Any]:
@@ -245,12 +215,10 @@ def _stage_matches(folder: Path, fingerprint: str, model_json: dict, cfg: TrainC
         done = TrainResult.load(folder)
         extra, train_cfg = done.extra, TrainConfig.from_json(done.train_config)
     else:
-        from sparrow.train.checkpoint import latest_checkpoint, read_state
-
         latest = latest_checkpoint(folder / "checkpoints")
         if latest is None:
             return True  # nothing to reuse; the trainer starts fresh
-        state = read_state(latest)
+        state = read_checkpoint(latest)
         extra, train_cfg = state.get("extra", {}), TrainConfig.from_json(state["train_config"])
     return (extra.get("data_fingerprint") == fingerprint and extra.get("model_config") == model_json
             and not train_cfg.trajectory_differences(cfg))
@@ -267,12 +235,10 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
     check_profile(profile)
     state = process_state()
     if curated_root is None:
-        from sparrow.data.curate import ensure_curated
-
         with state.main_process_first():  # generating the data twice at once is not safe
             curated_root = ensure_curated(profile, seed)
     curated_root = Path(curated_root)
-    fingerprint = data_fingerprint(curated_root)
+    fingerprint = records_fingerprint(curated_root)
     root = Path(runs_root) if runs_root is not None else runs_dir(profile)
     base_dir = root / f"{host}-seed{seed}"
     name = variant_name(tsf, box)
@@ -313,8 +279,6 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
         (run_dir / RUN_FILE).unlink(missing_ok=True)
     state.wait_for_everyone()
 
-    from sparrow.model import SparrowDataset
-
     results: dict[str, TrainResult] = {}
     model = None
     datasets: dict = {}  # one per model config, so decoded frames are shared by the stages that use it
@@ -325,8 +289,6 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
             if stage != "host":
                 load_host_weights(model, results["host"].final_dir)
             elif sam_weights is not None:
-                from sparrow.train.sam_pretrain import load_pretrained_sam
-
                 load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
         # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
         # adapter's random init is seeded here so that it does not depend on what ran before in this process.

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparrow.storage import atomic_write_bytes
+from sparrow.data.curated import records_fingerprint
+from sparrow.paths import cache_dir
+from sparrow.storage import atomic_write_bytes, digest_json, sha256_file
 
 #: bump when the entry layout or the computation changes in a way the key cannot see
 FORMAT_VERSION = 2
@@ -137,8 +139,6 @@ class TSFStore:
     """The content-addressed entry files under ``root`` (default ``cache_dir("tsf")/entries``)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        from sparrow.paths import cache_dir
-
         self.root = Path(root) if root is not None else cache_dir("tsf") / "entries"
 
     def path(self, key: str) -> Path:
@@ -164,14 +164,6 @@ class TSFStore:
 
 # -- keys ----------------------------------------------------------------------------------------------------------
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def video_fingerprint(dataset, video_id: str) -> str:
     """sha256 over a video's record and the bytes of its frame files."""
     video = dataset.video(video_id)
@@ -181,19 +173,14 @@ def video_fingerprint(dataset, video_id: str) -> str:
     return digest.hexdigest()
 
 
-def dataset_fingerprint(dataset, split: str | None = None) -> str:
-    """sha256 over the record files of a curated set (and the frames of ``split``'s videos when given)."""
-    digest = hashlib.sha256()
-    for name in ("videos.jsonl", "objects.jsonl", "expressions.jsonl"):
-        digest.update(sha256_file(Path(dataset.root) / name).encode())
-    if split is not None:
-        for video in dataset.iter_videos(split=split):
-            digest.update(video_fingerprint(dataset, video.video_id).encode())
-    return digest.hexdigest()
+def dataset_fingerprint(dataset, split: str) -> str:
+    """The curated records' fingerprint together with the frames of ``split``'s videos."""
+    return digest_json([records_fingerprint(dataset.root)]
+                       + [video_fingerprint(dataset, video.video_id) for video in dataset.iter_videos(split=split)])
 
 
 def entry_key(video_hash: str, expression: dict, referents: Sequence[dict], config: dict, components: dict) -> str:
     """The content address of one (video, expression) under one configuration."""
     payload = {"format": FORMAT_VERSION, "video": video_hash, "expression": expression, "referents": list(referents),
                "config": config, "components": components}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return digest_json(payload)

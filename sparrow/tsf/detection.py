@@ -21,7 +21,6 @@ it is visible (an oracle for isolating the tracker).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -35,7 +34,11 @@ import numpy as np
 import torch
 
 from sparrow.data.indices import linspace_truncated
+from sparrow.data.curated import CuratedDataset
+from sparrow.paths import runs_dir
 from sparrow.profiles import check_profile
+from sparrow.storage import atomic_write_json, digest_json
+from sparrow.tsf.cache import dataset_fingerprint
 
 #: ids GroundingDINO's loss and label maps take from bert-base-uncased.
 SPECIAL_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
@@ -307,11 +310,9 @@ def detection_samples(dataset, split: str | None, kinds: Sequence[str] = QUERY_K
 
 
 def _training_key(dataset, split: str, training: DetectorTrainingConfig) -> str:
-    from sparrow.tsf.cache import dataset_fingerprint
-
     # version 2: fused AdamW (same update, different rounding), so a version-1 checkpoint is not reused
     payload = {"data": dataset_fingerprint(dataset, split), "training": asdict(training), "version": 2}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return digest_json(payload, 16)
 
 
 def train_detector(curated_root: str | os.PathLike, training: DetectorTrainingConfig, out_root: str | os.PathLike,
@@ -321,9 +322,6 @@ def train_detector(curated_root: str | os.PathLike, training: DetectorTrainingCo
     Returns the checkpoint folder ``<out_root>/detector-<key>`` (written to a temporary sibling and renamed, so a
     killed run leaves no half checkpoint); ``training.json`` inside records the losses and the wall time.
     """
-    from sparrow.data.curated import CuratedDataset
-    from sparrow.storage import atomic_write_json
-
     dataset = CuratedDataset(curated_root)
     out = Path(out_root) / f"detector-{_training_key(dataset, split, training)}"
     if (out / "training.json").is_file():
@@ -412,7 +410,5 @@ class _FrameCache:
 def ensure_detector(curated_root: str | os.PathLike, profile: str, training: DetectorTrainingConfig | None = None,
                     log_every: int = 0) -> Path:
     """The trained tiny detector for a curated SPARROW-Mini set (trains it on first use)."""
-    from sparrow.paths import runs_dir
-
     training = training or DetectorTrainingConfig.for_profile(profile)
     return train_detector(curated_root, training, runs_dir(profile) / "tsf", log_every=log_every)

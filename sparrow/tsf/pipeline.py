@@ -25,8 +25,6 @@ are not detector queries); the others are counted as ``skipped_kind``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections import defaultdict
@@ -39,13 +37,26 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from sparrow.data.curate import ensure_curated
+from sparrow.data.curated import CuratedDataset, records_fingerprint
+from sparrow.paths import cache_dir
 from sparrow.profiles import check_profile
-from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, sha256_file, video_fingerprint
+from sparrow.storage import atomic_write_json, digest_json, iter_jsonl, sha256_file, write_jsonl
+from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, video_fingerprint
 from sparrow.tsf.crops import (TSF_FRAMES, TSF_MASK_FRAMES, ground_truth_mask_crops, sample_frame_indices,
                                tracked_box_crops)
-from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
+from sparrow.tsf.detection import (
+    QUERY_KINDS,
+    DetectorConfig,
+    GroundingDetector,
+    choose_keyframe,
+    ensure_detector,
+    torch_threads,
+    weights_fingerprint,
+)
 from sparrow.tsf.encoder import CropEncoder, PatchMeanEncoder, check_encoder_output, encoder_fingerprint
 from sparrow.tsf.kmeans import Selection, tsf_kmeans
+from sparrow.tsf.runs import TSFRun
 from sparrow.tsf.sharding import Shard, barrier, gather, init_shard
 from sparrow.tsf.tracking import Track, Tracker, TrackerConfig, build_tracker, resolve_boxes_txt
 
@@ -362,17 +373,13 @@ def run_components(config: TSFConfig, encoder: CropEncoder, detector_fingerprint
 
 def _run_key(dataset, split: str, source: str | None, config: TSFConfig, components: dict,
              limit_videos: int | None) -> str:
-    from sparrow.tsf.cache import dataset_fingerprint
-
-    payload = {"data": dataset_fingerprint(dataset), "split": split, "source": source, "config": config.key_dict(),
-               "components": components, "limit_videos": limit_videos}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    payload = {"data": records_fingerprint(dataset.root), "split": split, "source": source,
+               "config": config.key_dict(), "components": components, "limit_videos": limit_videos}
+    return digest_json(payload, 16)
 
 
 def default_run_dir(split: str, source: str | None, run_key: str) -> Path:
     """``cache_dir("tsf")/runs/<split>[-<source>]-<run key>``: where a run's index and report go by default."""
-    from sparrow.paths import cache_dir
-
     name = split.replace("/", "_") + (f"-{source}" if source else "")
     return cache_dir("tsf") / "runs" / f"{name}-{run_key}"
 
@@ -391,8 +398,6 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
     stored (progress, tests). ``report.json`` times what this call computed: a run that finds everything in the
     cache times only the look-ups.
     """
-    from sparrow.tsf.detection import torch_threads
-
     with torch_threads(config.threads):
         return _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
                         on_entry)
@@ -400,9 +405,6 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
 
 def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
              on_entry) -> TSFReport:
-    from sparrow.data.curated import CuratedDataset
-    from sparrow.storage import atomic_write_json, write_jsonl
-
     started = time.perf_counter()
     shard: Shard = init_shard()
     dataset = CuratedDataset(curated_root)
@@ -494,8 +496,6 @@ def profile_config(profile: str, curated_root: str | os.PathLike, box_source: st
     ``box_source="ground_truth"`` starts every track from the referent's ground-truth box instead (the oracle
     keyframe option: no detector is trained or used).
     """
-    from sparrow.tsf.detection import ensure_detector
-
     check_profile(profile)
     if box_source not in ("detector", "ground_truth"):
         raise ValueError(f"box_source must be 'detector' or 'ground_truth', got {box_source!r}")
@@ -540,11 +540,6 @@ def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *
     rank 0 prepares the curated set and the detector first, then the ranks split the pass. Read it with
     :class:`sparrow.tsf.runs.TSFRun`.
     """
-    from sparrow.data.curate import ensure_curated
-    from sparrow.data.curated import CuratedDataset
-    from sparrow.tsf.detection import weights_fingerprint
-    from sparrow.tsf.runs import TSFRun
-
     check_profile(profile)
     with main_rank_first(init_shard()):
         root = Path(curated_root) if curated_root is not None else ensure_curated(profile, seed)

@@ -16,7 +16,7 @@ def gains_figure(gains: GainSeries, title: str = "", labels: tuple[str, str] = (
     with its seed-to-seed standard deviation as an error bar. A column without a reproduced value is marked "n/a".
 
     ``gains``: ``{host: {column: (reproduced mean, reproduced std, paper gain)}}``
-    (:func:`sparrow.eval.tables.gain_series`)."""
+    (:func:`sparrow.experiments.table_report.gain_series`)."""
     if not gains:
         raise ValueError("gains_figure needs at least one host")
     hosts = list(gains)

@@ -1,4 +1,5 @@
-"""Quick validation of a trained variant: J&F on held-out expressions, and predictions to look at.
+"""Notebook 03's checks of a trained variant: J&F on held-out expressions, predictions to look at, whether the
+pretrained tiny SAM2 follows box prompts, and the numbers the notebook records.
 
 The score follows the MeViS per-expression protocol (metrics reference §6.1): for each expression the masks of
 every frame are predicted with the host's evaluation prompt (``model.predict_many`` over a video's expressions,
@@ -20,13 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from sparrow.data.indices import evenly_spread
+from sparrow.data.curate import ensure_curated
+from sparrow.data.curated import CuratedDataset
+from sparrow.data.indices import evenly_spread, linspace_rounded_unique
+from sparrow.eval.jf import jf_per_frame, region_similarity
+from sparrow.eval.paper import TABLE_HOSTS, paper_value
+from sparrow.model import ModelConfig
+from sparrow.model.config import SamSpec
 from sparrow.profiles import check_profile
 from sparrow.storage import DataError
+from sparrow.train.sam_pretrain import BoxPromptDataset, SamPretrainer, box_mask_logits, collate, load_pretrained_sam
+from sparrow.train.variants import RunResult, pretrained_sam
 
 DEFAULT_SOURCE = "mevis"
 DEFAULT_SPLIT = "valid_u"
+DEFAULT_COLUMN = "mevis_valid_u"  # the paper table's column of that split
 # Expressions scored per profile by default: the whole held-out split would take longer than the training.
 DEFAULT_LIMIT = {"smoke": 2, "mini": 60, "paper": None}
 
@@ -67,23 +78,15 @@ def held_out_expressions(curated, source: str, split: str, limit: int | None) ->
 
 def score_expression(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """(j, f) of one expression: per-frame J and F of ``sparrow.eval.jf`` averaged over every frame."""
-    from sparrow.eval.jf import jf_per_frame
-
     j, f = jf_per_frame(gt, pred)
     return float(np.mean(j)), float(np.mean(f))
 
 
-def _curated(run: Any, curated_root: str | Path | None):
-    from sparrow.data.curated import CuratedDataset
-
-    if curated_root is None:
-        from sparrow.data.curate import ensure_curated
-
-        curated_root = ensure_curated(run.profile, run.seed)
-    return CuratedDataset(curated_root)
+def _curated(run: RunResult, curated_root: str | Path | None) -> CuratedDataset:
+    return CuratedDataset(curated_root if curated_root is not None else ensure_curated(run.profile, run.seed))
 
 
-def quick_validation(run: Any, split: str = DEFAULT_SPLIT, source: str = DEFAULT_SOURCE, limit: int | None = -1,
+def quick_validation(run: RunResult, split: str = DEFAULT_SPLIT, source: str = DEFAULT_SOURCE, limit: int | None = -1,
                      curated_root: str | Path | None = None, model: Any = None) -> Validation:
     """Score ``run`` (a :class:`~sparrow.train.variants.RunResult`) on held-out expressions.
 
@@ -133,13 +136,7 @@ def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: i
                         split: str = DEFAULT_SPLIT, source: str = DEFAULT_SOURCE,
                         curated_root: str | Path | None = None) -> list[Comparison]:
     """Each model's prediction on the same ``n`` held-out expressions (evenly spread over the split)."""
-    from sparrow.data.curated import CuratedDataset
-
-    if curated_root is None:
-        from sparrow.data.curate import ensure_curated
-
-        curated_root = ensure_curated(profile, seed)
-    curated = CuratedDataset(curated_root)
+    curated = CuratedDataset(curated_root if curated_root is not None else ensure_curated(profile, seed))
     out = []
     for exp in held_out_expressions(curated, source, split, n):
         frames = curated.load_frames(exp.video_id)
@@ -154,6 +151,13 @@ def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: i
     return out
 
 
+def paper_mevis_valid_u(host: str) -> tuple[float, float] | None:
+    """(host alone, host + SPARROW) J&F in percent on MeViS valid_u in the paper's table, None for another host."""
+    if host not in TABLE_HOSTS:
+        return None
+    return paper_value(host, "baseline", DEFAULT_COLUMN), paper_value(host, "sparrow", DEFAULT_COLUMN)
+
+
 def summary_rows(validations: Mapping[str, Validation]) -> list[dict[str, Any]]:
     """One row per run: J&F, J, F, expressions scored and the share of answers that contained a [SEG]."""
     return [{"run": name, "J&F": round(v.jf, 2), "J": round(v.j, 2), "F": round(v.f, 2),
@@ -165,9 +169,7 @@ def verdict(baseline: Validation, sparrow: Validation, host: str, profile: str) 
     """A sentence saying, with the numbers, whether SPARROW beat the baseline on this run."""
     delta = sparrow.jf - baseline.jf
     where = f"{baseline.n_expressions} {baseline.source} {baseline.split} expressions ({profile})"
-    from sparrow.eval.paper import paper_value
-
-    paper = [paper_value(host, variant, "mevis_valid_u") for variant in ("baseline", "sparrow")]
+    paper = paper_mevis_valid_u(host)
     paper_text = (f" The paper reports {paper[0]:.1f} -> {paper[1]:.1f} ({paper[1] - paper[0]:+.1f}) on the full "
                   f"MeViS valid_u with the real {host}.")
     if delta > 0:
@@ -178,3 +180,71 @@ def verdict(baseline: Validation, sparrow: Validation, host: str, profile: str) 
         head = (f"SPARROW does NOT beat the baseline here: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} "
                 f"({delta:+.2f}) on {where}.")
     return head + paper_text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Does the pretrained tiny SAM2 follow its box prompt?
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class PromptFollowing:
+    """How well a SAM2 follows box prompts on held-out objects."""
+
+    target_iou: float  # mean IoU of the mask under an object's box with that object
+    other_box_overlap: float  # mean IoU of that mask with the mask under another item's box (1: prompt ignored)
+    n: int
+
+
+@torch.no_grad()
+def prompt_following(weights: str | Path, spec: SamSpec, curated_root: str | Path, split: str = "valid",
+                     n: int = 64) -> PromptFollowing:
+    """Score pretrained SAM2 weights on ``n`` evenly spread held-out (frame, box, mask) items of ``split``."""
+    model = SamPretrainer(spec).eval()
+    load_pretrained_sam(model.decoder.sam, weights)
+    data = BoxPromptDataset(curated_root, split, model.decoder.image_size)
+    picks = linspace_rounded_unique(len(data), n)
+    batch = collate([data[i] for i in picks])
+    own = (box_mask_logits(model.decoder, batch["frame"], batch["box"]) > 0).numpy()
+    # Another item's box (the next one in the list) asks for another object, usually in another video.
+    other = (box_mask_logits(model.decoder, batch["frame"], batch["box"].roll(1, 0)) > 0).numpy()
+    # J of the DAVIS definition per item (1 on an empty union), averaged
+    return PromptFollowing(float(region_similarity(batch["mask"].numpy(), own).mean()),
+                           float(region_similarity(own, other).mean()), len(picks))
+
+
+def pretrained_sam_check(host: str, profile: str, curated_root: str | Path) -> PromptFollowing | None:
+    """How the pretrained tiny SAM2 of ``host`` follows box prompts on held-out objects (:func:`prompt_following`),
+    or None where the host starts from a SAM2 checkpoint."""
+    cfg = ModelConfig.for_preset(host, profile)  # the SAM2 spec does not depend on the tokenizer's vocabulary
+    weights, _ = pretrained_sam(cfg, curated_root)
+    return None if weights is None else prompt_following(weights, cfg.sam, curated_root)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Recorded numbers
+# ----------------------------------------------------------------------------------------------------------------
+def recorded_numbers(runs: Mapping[str, RunResult], validations: Mapping[str, Validation], host: str,
+                     profile: str, sam_check: PromptFollowing | None = None) -> list[dict[str, Any]]:
+    """Every number notebook 03 reports, as keyword arguments of :meth:`sparrow.results.Recorder.add`: per run
+    (``"baseline"`` and the SPARROW variant's name) its steps, final loss terms and held-out J&F, J, F and [SEG]
+    rate, then the SAM2 prompt-following check."""
+    paper_base, paper_sparrow = paper_mevis_valid_u(host)
+    source = f"README results table ({host} / {host} + SPARROW, MeViS valid_u)"
+    n = validations["baseline"].n_expressions
+    note = f"SPARROW-Mini ({profile}), {n} expressions, tiny models: not the paper's setting"
+    out: list[dict[str, Any]] = []
+    for name, run in runs.items():
+        out.append({"name": f"train/steps/{name}", "value": run.total_steps, "unit": "steps"})
+        out += [{"name": f"train/final_{term}/{name}", "value": value, "unit": "loss"}
+                for term, value in run.final_losses.items()]
+        v = validations[name]
+        paper = paper_base if name == "baseline" else (paper_sparrow if name == "sparrow" else None)
+        out.append({"name": f"val/jf/{name}", "value": v.jf, "unit": "J&F (%)", "paper": paper,
+                    "paper_source": source if paper else None, "note": note})
+        out.append({"name": f"val/j/{name}", "value": v.j, "unit": "J (%)"})
+        out.append({"name": f"val/f/{name}", "value": v.f, "unit": "F (%)"})
+        out.append({"name": f"val/seg_emitted/{name}", "value": v.seg_found_rate, "unit": "fraction"})
+    out.append({"name": "val/expressions", "value": n, "unit": "count"})
+    if sam_check is not None:
+        out.append({"name": "sam2_pretrain/target_iou", "value": sam_check.target_iou, "unit": "IoU"})
+        out.append({"name": "sam2_pretrain/other_box_overlap", "value": sam_check.other_box_overlap, "unit": "IoU"})
+    return out

@@ -12,12 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparrow.data.curate import ensure_curated
+from sparrow.data.curated import CuratedDataset
+from sparrow.eval.benchmarks import get_benchmark
+from sparrow.eval.runner import evaluate_run, run_eval_dir
+from sparrow.experiments.tables import VARIANT_SWITCHES
+from sparrow.paths import cache_dir
 from sparrow.profiles import check_profile
+from sparrow.train.variants import train_variant
+from sparrow.tsf.pipeline import ensure_tsf
+from sparrow.tsf.runs import TSFRun
+from sparrow.viz.predictions import PredictionFolder
 
 DEFAULT_HOST = "videoglamm"
 # MeViS val^u: motion expressions with ground truth, where tracking the referent over time matters most.
 DEFAULT_BENCHMARK = "mevis_valid_u"
-MODELS = {"baseline": "baseline", "SPARROW": "sparrow"}  # display name -> variant of sparrow.eval.tables
+MODELS = {"baseline": "baseline", "SPARROW": "sparrow"}  # display name -> variant of sparrow.experiments.tables
 
 
 @dataclass(frozen=True)
@@ -35,17 +45,6 @@ def notebook_outputs(profile: str, seed: int, host: str = DEFAULT_HOST,
                      benchmark: str = DEFAULT_BENCHMARK) -> ExplorerInputs:
     """Predictions of ``host`` (baseline and + SPARROW, seed ``seed``) on ``benchmark`` and the TSF tracks of its
     split, trained, predicted and tracked only where the cache lacks them."""
-    from sparrow.data.curate import ensure_curated
-    from sparrow.data.curated import CuratedDataset
-    from sparrow.eval.benchmarks import get_benchmark
-    from sparrow.eval.runner import evaluate_run, run_eval_dir
-    from sparrow.eval.tables import VARIANT_SWITCHES
-    from sparrow.paths import cache_dir
-    from sparrow.train.variants import train_variant
-    from sparrow.tsf.pipeline import ensure_tsf
-    from sparrow.tsf.runs import TSFRun
-    from sparrow.viz.predictions import PredictionFolder
-
     check_profile(profile)
     bench = get_benchmark(benchmark, profile)
     if bench.protocol != "rvos":

@@ -1,0 +1,400 @@
+"""The paper's main table and Ref-DAVIS17 ablation, measured (notebook 04).
+
+What is measured:
+
+- **Main table**: for every host (VideoGLaMM, UniPixel, GLUS) the baseline (the host stage alone) and
+  + SPARROW (TSF in training + ``[BOX]``), trained with :func:`sparrow.train.variants.train_variant` on the
+  curated data of the plan's data seed for each training seed, evaluated on the six benchmarks of
+  :mod:`sparrow.eval.benchmarks` with :func:`sparrow.eval.runner.evaluate_run` (cached per run and benchmark).
+- **Ablation** (Ref-DAVIS17, VideoGLaMM): baseline → + TSF (``tsf=True, box=False``) → + ``[BOX]`` (the SPARROW run)
+  → + TSF at test (the SPARROW run with tracked TSF boxes from :func:`sparrow.tsf.pipeline.ensure_tsf`).
+- Under ``paper`` nothing is trained: the checkpoints of the released models, converted to the kit's
+  ``save_pretrained`` format, are read from ``<checkpoints>/<host>-<variant>`` and scored on the real data
+  (:mod:`sparrow.experiments.table_report` compares each number with the paper's).
+
+Under mini the (host, seed) groups run in ``TablePlan.workers`` single-threaded processes (two on the 2-core target
+machine) with :func:`sparrow.experiments.scheduling.run_units`: each group's runs share a host stage, so a group
+never runs in two processes at once, and every run is seeded and cached, so the numbers do not depend on the
+schedule. With a pool, the VideoGLaMM groups of the main table also train and score the ablation's runs, which
+:func:`measure_ablation` then reads back from the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparrow.data.curate import ensure_curated
+from sparrow.data.curated import CuratedDataset
+from sparrow.eval.benchmarks import COLUMNS, Benchmark, benchmarks_for, get_benchmark
+from sparrow.eval.paper import TABLE_HOSTS
+from sparrow.eval.runner import eval_root, evaluate_checkpoint, evaluate_run, tsf_boxes_from_run, variant_eval_dir
+from sparrow.eval.text_dependence import text_dependence
+from sparrow.experiments.scheduling import recorded_seconds, run_units
+from sparrow.model import ModelConfig
+from sparrow.paths import home, runs_dir
+from sparrow.profiles import check_profile
+from sparrow.train.variants import pretrained_sam, train_variant
+from sparrow.tsf.pipeline import ensure_tsf
+
+VARIANT_SWITCHES = {"baseline": (False, False), "sparrow": (True, True), "tsf-only": (True, False)}
+ABLATION_HOST = "videoglamm"
+ABLATION_COLUMN = "ref_davis17"
+ABLATION_STEPS = ("baseline", "tsf", "box", "tsf_test")  # ablation.csv step names
+# Seeds and hosts per profile: three seeds under mini (a mean with a spread); smoke is a CI check of the code
+# path, not of the numbers, and must take well under a minute, so it trains one seed of one host.
+DEFAULT_SEEDS = {"smoke": 1, "mini": 3, "paper": 1}
+DEFAULT_HOSTS = {"smoke": ("videoglamm",), "mini": TABLE_HOSTS, "paper": TABLE_HOSTS}
+# Processes: under mini the (host, seed) groups are independent runs, two at a time on the 2-core target machine;
+# smoke stays in the notebook's process (starting a worker costs more than smoke's whole work).
+DEFAULT_WORKERS = {"smoke": 1, "mini": 2, "paper": 1}
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What notebook 04 measures: profile, the data seed, training seeds, hosts and the benchmarks."""
+
+    profile: str
+    data_seed: int
+    seeds: tuple[int, ...]
+    hosts: tuple[str, ...] = TABLE_HOSTS
+    benchmarks: tuple[Benchmark, ...] = ()
+    workers: int = 1  # processes training and evaluating (host, seed) groups side by side
+
+    def __post_init__(self) -> None:
+        check_profile(self.profile)
+        if not self.seeds:
+            raise ValueError("a table needs at least one training seed")
+        unknown = [h for h in self.hosts if h not in TABLE_HOSTS]
+        if unknown:
+            raise ValueError(f"unknown host(s) {unknown}; choose from {TABLE_HOSTS}")
+
+    @classmethod
+    def for_profile(cls, profile: str, seed: int = 0, seeds: Sequence[int] | None = None,
+                    hosts: Sequence[str] | None = None) -> "TablePlan":
+        """Default seeds: ``seed, seed + 1, ...`` (:data:`DEFAULT_SEEDS` of them); data always from ``seed``;
+        default hosts :data:`DEFAULT_HOSTS`."""
+        check_profile(profile)
+        chosen = tuple(seeds) if seeds is not None else tuple(seed + i for i in range(DEFAULT_SEEDS[profile]))
+        return cls(profile, int(seed), tuple(int(s) for s in chosen),
+                   tuple(hosts) if hosts else DEFAULT_HOSTS[profile], benchmarks_for(profile),
+                   max(1, min(DEFAULT_WORKERS[profile], os.cpu_count() or 1)))
+
+
+@dataclass
+class Cell:
+    """One measured number: a model (host, variant, seed) on one column."""
+
+    host: str
+    variant: str
+    seed: int
+    column: str
+    value: float | None
+    note: str = ""
+    seg_found_rate: float | None = None
+    units: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    expressions: int = 0
+
+
+@dataclass
+class Measurements:
+    plan: TablePlan
+    cells: list[Cell] = field(default_factory=list)
+    skipped: str = ""  # why nothing was measured (paper assets absent)
+    train_seconds: float = 0.0  # wall time spent training in this process (0 when every run was cached)
+    eval_seconds: float = 0.0  # wall time spent predicting and scoring in this process
+    predict_seconds: float = 0.0  # prediction time of the cached predictions, summed (whenever they were made)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def values(self, host: str, variant: str, column: str) -> list[float]:
+        """The per-seed values, in seed order; seeds without a number are left out."""
+        cells = sorted((c for c in self.cells if (c.host, c.variant, c.column) == (host, variant, column)),
+                       key=lambda c: c.seed)
+        return [c.value for c in cells if c.value is not None]
+
+    def cell(self, host: str, variant: str, column: str, seed: int) -> Cell | None:
+        for c in self.cells:
+            if (c.host, c.variant, c.column, c.seed) == (host, variant, column, seed):
+                return c
+        return None
+
+    def paired_gains(self, host: str, column: str, base: str = "baseline", new: str = "sparrow") -> list[float]:
+        out = []
+        for s in self.plan.seeds:
+            a, b = self.cell(host, base, column, s), self.cell(host, new, column, s)
+            if a is not None and b is not None and a.value is not None and b.value is not None:
+                out.append(b.value - a.value)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Assets under `paper`
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PaperAssets:
+    """Where the real data and checkpoints are, and whether they are there."""
+
+    curated_root: Path | None
+    checkpoints_root: Path | None
+    missing: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            return f"paper assets found: curated data {self.curated_root}, checkpoints {self.checkpoints_root}"
+        return ("SKIPPED: the paper comparison needs assets that are absent: " + "; ".join(self.missing)
+                + ". Curate the real releases with `sparrow curate` and put the converted checkpoints in "
+                  "<checkpoints>/<host>-<baseline|sparrow|tsf-only>/ (SparrowModel.save_pretrained format).")
+
+
+def checkpoint_name(host: str, variant: str) -> str:
+    return f"{host}-{variant}"
+
+
+def find_paper_assets(plan: TablePlan, curated_root: str | Path | None, checkpoints_root: str | Path | None
+                      ) -> PaperAssets:
+    """Check the curated real data and every checkpoint the plan needs (relative paths are under SPARROW_HOME)."""
+    def resolve(p: str | Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = Path(p)
+        return p if p.is_absolute() else home() / p
+
+    data, ckpt = resolve(curated_root), resolve(checkpoints_root)
+    missing = []
+    if data is None or not (data / "expressions.jsonl").is_file():
+        missing.append(f"curated real data ({data or 'no path given'})")
+    else:
+        ds = CuratedDataset(data)
+        for b in plan.benchmarks:
+            if b.split not in ds.splits(b.source):
+                missing.append(f"{b.source}/{b.split} in {data}")
+    names = [checkpoint_name(h, v) for h in plan.hosts for v in ("baseline", "sparrow")]
+    if ABLATION_HOST in plan.hosts:
+        names.append(checkpoint_name(ABLATION_HOST, "tsf-only"))
+    for name in names:
+        if ckpt is None or not (ckpt / name / "model.safetensors").is_file():
+            missing.append(f"checkpoint {ckpt / name if ckpt else name}")
+    return PaperAssets(data, ckpt, tuple(missing))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measuring
+# ----------------------------------------------------------------------------------------------------------------
+def _cells(results: dict, host: str, variant: str, seed: int) -> list[Cell]:
+    return [Cell(host, variant, seed, key, r.value, r.note, r.seg_found_rate, r.units, dict(r.details),
+                 r.expressions) for key, r in results.items()]
+
+
+def _paper_device() -> str | None:
+    """Paper-size checkpoints go to the GPU when there is one (smoke/mini stay on the CPU their expectations
+    were recorded on)."""
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def _train(plan: TablePlan, host: str, variant: str, seed: int, curated_root: Path, show_progress: bool):
+    tsf, box = VARIANT_SWITCHES[variant]
+    return train_variant(host, plan.profile, seed, tsf, box, curated_root=curated_root, show_progress=show_progress)
+
+
+def _tsf_run(plan: TablePlan, curated_root: Path | None, tsf_run: str | Path | None) -> tuple[Path | None, str]:
+    """(finished TSF run folder, why not) for TSF at test on the ablation's split: the run given, or under
+    smoke/mini the cached one of :func:`sparrow.tsf.pipeline.ensure_tsf` (notebook 02 computes it)."""
+    if tsf_run is not None:
+        return Path(tsf_run), ""
+    if plan.profile == "paper":
+        return None, ("not computed: under paper, TSF at test needs a finished tracked TSF run of ref-davis17/valid "
+                      "(pass tsf_run, computed with the released GroundingDINO)")
+    b = get_benchmark(ABLATION_COLUMN, plan.profile)
+    root = curated_root if curated_root is not None else ensure_curated(plan.profile, plan.data_seed)
+    return ensure_tsf(plan.profile, plan.data_seed, b.split, b.source, curated_root=root), ""
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One (host, seed) of a plan: its runs share the host stage, so they are trained in one process, in order."""
+
+    plan: TablePlan
+    host: str
+    seed: int
+    kind: str  # "main": baseline and + SPARROW on every benchmark; "ablation": + TSF, and TSF at test
+    tsf_run: str | None = None
+    tsf_why: str = ""
+    # a "main" group of the ablation host also trains and scores the ablation's runs (kept in the cache for
+    # measure_ablation): one pool then balances all the work, instead of a second pool with an idle worker
+    with_ablation: bool = False
+
+
+def _measure_group(group: _Group, clair_judge: Any = None) -> Measurements:
+    plan, host, seed = group.plan, group.host, group.seed
+    out = Measurements(plan)
+    curated_root = ensure_curated(plan.profile, plan.data_seed)
+    if group.kind == "main":
+        for variant in ("baseline", "sparrow"):
+            start = time.perf_counter()
+            run = _train(plan, host, variant, seed, curated_root, False)
+            mid = time.perf_counter()
+            results = evaluate_run(run, plan.benchmarks, curated_root, clair_judge=clair_judge, show_progress=False)
+            out.train_seconds += mid - start
+            out.eval_seconds += time.perf_counter() - mid
+            out.predict_seconds += sum(r.predict_seconds for r in results.values())
+            out.cells += _cells(results, host, variant, seed)
+        if group.with_ablation:
+            ahead = _measure_group(replace(group, kind="ablation", with_ablation=False))
+            out.train_seconds += ahead.train_seconds
+            out.eval_seconds += ahead.eval_seconds
+        return out
+    bench = [get_benchmark(ABLATION_COLUMN, plan.profile)]
+    start = time.perf_counter()
+    run = _train(plan, host, "tsf-only", seed, curated_root, False)
+    mid = time.perf_counter()
+    out.train_seconds += mid - start
+    out.cells += _cells(evaluate_run(run, bench, curated_root, show_progress=False), host, "tsf", seed)
+    if group.tsf_run is None:
+        out.cells.append(Cell(host, "tsf_test", seed, ABLATION_COLUMN, None, group.tsf_why))
+    else:
+        boxes, tag = tsf_boxes_from_run(group.tsf_run)
+        sparrow_run = _train(plan, host, "sparrow", seed, curated_root, False)
+        results = evaluate_run(sparrow_run, bench, curated_root, tsf_boxes=boxes, tsf_tag=tag, show_progress=False)
+        out.cells += _cells(results, host, "tsf_test", seed)
+    out.eval_seconds += time.perf_counter() - mid
+    return out
+
+
+def _pretrain_sam(plan: TablePlan) -> None:
+    """The SAM2 pretraining every tiny host starts from, run here with all threads before the pool starts (the
+    pool's workers would otherwise wait for the first of them to train it on one thread)."""
+    curated_root = ensure_curated(plan.profile, plan.data_seed)
+    for host in plan.hosts:  # every tiny host has the same SAM2 spec: the first trains it, the others find it
+        pretrained_sam(ModelConfig.for_preset(host, plan.profile), curated_root)
+
+
+def _run_groups(groups: list[_Group], workers: int, show_progress: bool) -> list[Measurements]:
+    """Each group in order (``workers`` <= 1) or in a pool, by the training time its runs took last time."""
+    return run_units(_measure_group, groups, workers, show_progress,
+                     cost=lambda g: recorded_seconds(runs_dir(g.plan.profile) / f"{g.host}-seed{g.seed}"))
+
+
+def _merge(plan: TablePlan, parts: list[Measurements]) -> Measurements:
+    out = Measurements(plan)
+    for part in parts:
+        out.cells += part.cells
+        out.train_seconds += part.train_seconds
+        out.eval_seconds += part.eval_seconds
+        out.predict_seconds += part.predict_seconds
+    out.cells.sort(key=lambda c: (c.host, c.variant, c.seed, COLUMNS.index(c.column)))
+    return out
+
+
+def measure_main(plan: TablePlan, assets: PaperAssets | None = None, show_progress: bool = False,
+                 clair_judge: Any = None) -> Measurements:
+    """Every (host, variant, seed) on every benchmark of the plan (trained and cached under smoke/mini, in
+    ``plan.workers`` processes; the converted checkpoints under paper, or nothing with ``skipped`` set when they
+    are absent). ``train_seconds``/``eval_seconds`` add up the time of every group (more than the wall time when
+    groups ran in parallel; with a pool they include the ablation's runs, see the module docstring); the notebook
+    reports its own wall time beside them."""
+    out = Measurements(plan)
+    if plan.profile == "paper":
+        if assets is None or not assets.ok:
+            out.skipped = assets.message if assets is not None else "SKIPPED: no paper assets given"
+            return out
+        for host in plan.hosts:
+            for variant in ("baseline", "sparrow"):
+                start = time.perf_counter()
+                name = checkpoint_name(host, variant)
+                results = evaluate_checkpoint(assets.checkpoints_root / name, plan.benchmarks, assets.curated_root,
+                                              eval_root("paper") / name, clair_judge=clair_judge,
+                                              show_progress=show_progress, device=_paper_device())
+                out.eval_seconds += time.perf_counter() - start
+                out.predict_seconds += sum(r.predict_seconds for r in results.values())
+                out.cells += _cells(results, host, variant, plan.seeds[0])
+        return out
+    groups = [_Group(plan, host, seed, "main") for seed in plan.seeds for host in plan.hosts]
+    if plan.workers > 1:
+        _pretrain_sam(plan)
+    if ABLATION_HOST in plan.hosts and plan.workers > 1:
+        path, why = _tsf_run(plan, None, None)
+        groups = [replace(g, tsf_run=str(path) if path else None, tsf_why=why, with_ablation=True)
+                  if g.host == ABLATION_HOST else g for g in groups]
+    if clair_judge is not None:  # a judge (an HTTP client, a loaded LLM) stays in this process
+        return _merge(plan, [_measure_group(g, clair_judge) for g in groups])
+    return _merge(plan, _run_groups(groups, plan.workers, show_progress))
+
+
+def measure_ablation(plan: TablePlan, main: Measurements, assets: PaperAssets | None = None,
+                     tsf_run: str | Path | None = None, show_progress: bool = False) -> Measurements:
+    """Ref-DAVIS17 of the four ablation steps per seed; baseline and + [BOX] are the main table's cells."""
+    out = Measurements(plan)
+    if ABLATION_HOST not in plan.hosts:
+        out.skipped = f"the plan has no {ABLATION_HOST}"
+        return out
+    if main.skipped:
+        out.skipped = main.skipped
+        return out
+    base = []
+    for step, variant in (("baseline", "baseline"), ("box", "sparrow")):
+        for s in plan.seeds:
+            c = main.cell(ABLATION_HOST, variant, ABLATION_COLUMN, s)
+            base.append(Cell(ABLATION_HOST, step, s, ABLATION_COLUMN, c.value, c.note, c.seg_found_rate, c.units,
+                             dict(c.details), c.expressions))
+    path, why = _tsf_run(plan, assets.curated_root if assets else None, tsf_run)
+    if plan.profile == "paper":
+        out.details["tsf_test"] = why or f"tsf-run:{path.name}"
+        bench = [get_benchmark(ABLATION_COLUMN, plan.profile)]
+        seed = plan.seeds[0]
+        out.cells = base
+        for step, name, use_boxes in (("tsf", "tsf-only", False), ("tsf_test", "sparrow", True)):
+            if use_boxes and path is None:
+                out.cells.append(Cell(ABLATION_HOST, step, seed, ABLATION_COLUMN, None, why))
+                continue
+            boxes, tag = tsf_boxes_from_run(path) if use_boxes else (None, None)
+            ckpt = checkpoint_name(ABLATION_HOST, name)
+            r = evaluate_checkpoint(assets.checkpoints_root / ckpt, bench, assets.curated_root,
+                                    eval_root("paper") / (ckpt + ("+tsf-test" if use_boxes else "")),
+                                    tsf_boxes=boxes, tsf_tag=tag, show_progress=show_progress,
+                                    device=_paper_device())[ABLATION_COLUMN]
+            out.cells.append(Cell(ABLATION_HOST, step, seed, ABLATION_COLUMN, r.value, r.note, r.seg_found_rate,
+                                  r.units, dict(r.details), r.expressions))
+        return out
+    groups = [_Group(plan, ABLATION_HOST, s, "ablation", str(path) if path else None, why) for s in plan.seeds]
+    out = _merge(plan, _run_groups(groups, plan.workers, show_progress))
+    out.cells = base + out.cells
+    out.details["tsf_test"] = why or f"tsf-run:{path.name}"
+    return out
+
+
+def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: int | None = None) -> list[dict]:
+    """Notebook 04's runs of one training seed (default the plan's first) on its MeViS / Ref-YouTube-VOS columns:
+    one row per (host, variant, benchmark) with the pairs, the predicted and the ground-truth pair IoU. Reads the
+    predictions :func:`measure_main` left on disk; a run without them is left out.
+    ``curated_root``: the curated data they were predicted on (default: SPARROW-Mini of the plan's data seed;
+    under ``paper`` without it nothing is measured)."""
+    seed = plan.seeds[0] if seed is None else seed
+    if curated_root is None and plan.profile == "paper":
+        return []  # the real data are absent, so nothing was predicted
+    curated = CuratedDataset(curated_root if curated_root is not None else ensure_curated(plan.profile, plan.data_seed))
+    rows = []
+    for host in plan.hosts:
+        for variant in ("baseline", "sparrow"):
+            run_dir = (eval_root(plan.profile) / checkpoint_name(host, variant) if plan.profile == "paper"
+                       else variant_eval_dir(plan.profile, host, seed, variant))
+            for b in plan.benchmarks:
+                folder = run_dir / b.key / "Annotations"
+                if b.protocol != "rvos" or not folder.is_dir():
+                    continue
+                r = text_dependence(curated, folder, b.source, b.split)
+                rows.append({"host": host, "variant": variant, "benchmark": b.key, "pairs": r.pairs,
+                             "predicted_pair_iou": r.predicted_pair_iou,
+                             "ground_truth_pair_iou": r.ground_truth_pair_iou, "ignores_text": r.ignores_text})
+    return rows
