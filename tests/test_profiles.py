@@ -65,6 +65,28 @@ def test_every_config_equals_the_pinned_one():
         assert built[key] == pinned[key], key
 
 
+def test_the_table_holds_notebook_04s_seeds_hosts_and_workers():
+    from sparrow.eval import tables
+    from sparrow.profiles import get_profile
+
+    for p in PROFILE_NAMES:
+        section = get_profile(p).eval
+        assert (section.seeds, section.hosts, section.workers) == (
+            tables.DEFAULT_SEEDS[p], tuple(tables.DEFAULT_HOSTS[p]), tables.DEFAULT_WORKERS[p])
+
+
+def test_every_profile_names_every_host():
+    from sparrow.model.config import HOSTS
+    from sparrow.profiles import PROFILES, get_profile
+
+    for p in PROFILES:
+        profile = get_profile(p)
+        assert profile.name == p
+        assert set(profile.model.hosts) == set(HOSTS) == set(profile.train.host_stage)
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("huge")
+
+
 if __name__ == "__main__":  # rewrite the fixture after an intended change of a profile
     rows = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(every_config().items())]
     FIXTURE.write_text("{\n" + ",\n".join(rows) + "\n}\n")

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from sparrow.profiles import check_profile
+from sparrow.profiles import check_profile, get_profile
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, sha256_file, video_fingerprint
 from sparrow.tsf.crops import crops_at_boxes, fill_missing_boxes, ground_truth_mask_crops, sample_frame_indices
 from sparrow.tsf.detection import QUERY_KINDS, DetectorConfig, GroundingDetector, choose_keyframe
@@ -86,12 +86,11 @@ class TSFConfig:
 
     @classmethod
     def for_profile(cls, profile: str, **overrides) -> "TSFConfig":
-        check_profile(profile)
-        sizes = {"smoke": 32, "mini": 64, "paper": 336}
-        base = cls(profile=profile, crop_size=sizes[profile], store_crop_features=profile != "paper",
-                   threads=None if profile == "paper" else 1,
-                   detector=DetectorConfig.for_profile(profile), tracker=TrackerConfig.for_profile(profile))
-        return replace(base, **overrides) if overrides else base
+        section = get_profile(profile).tsf
+        return cls(**{**dict(profile=profile, crop_size=section.crop_size,
+                             store_crop_features=section.store_crop_features, threads=section.threads,
+                             detector=DetectorConfig.for_profile(profile), tracker=TrackerConfig.for_profile(profile)),
+                      **overrides})
 
     def key_dict(self) -> dict[str, Any]:
         """The settings that change results, with file paths replaced by what they hold."""
@@ -499,8 +498,7 @@ def profile_config(profile: str, curated_root: str | os.PathLike, box_source: st
     """
     from sparrow.tsf.detection import ensure_detector
 
-    check_profile(profile)
-    if profile == "paper":
+    if get_profile(profile).tsf.detector_training is None:
         raise ValueError("under 'paper' give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
                          "GroundingDINO folder (and tracker.sam2_checkpoint the SAM2 weights)")
     if box_source not in ("detector", "ground_truth"):
