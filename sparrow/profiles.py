@@ -122,6 +122,8 @@ class EvalSection:
 
 @dataclass(frozen=True)
 class Profile:
+    """One run profile: a section per subsystem."""
+
     name: str
     data: DataSection | None  # None: no synthetic counterpart (the paper uses the real releases)
     model: ModelSection

@@ -1,10 +1,11 @@
 """Recording the numbers a notebook reports, and comparing them with expectations.
 
 The last cell of every notebook builds a :class:`Recorder`, adds every reported number, and saves it to
-``$SPARROW_HOME/results/<profile>/<notebook>.json`` (:func:`sparrow.paths.results_root`) together with what produced it (profile, seed, git commit,
-package versions, device). ``reproductions/expected/<profile>/<notebook>.json`` holds the expected value of each
-number with its tolerance and the reason for that tolerance; :func:`compare` checks one against the other.
-:func:`promote` copies a run's results over the committed reference results ``reproductions/results/<profile>/``.
+``$SPARROW_HOME/results/<profile>/<notebook>.json`` (:func:`sparrow.paths.results_root`) together with what produced
+it (profile, seed, git commit, package versions, device). ``reproductions/expected/<profile>/<notebook>.json`` holds
+the expected value of each number with its tolerance and the reason for that tolerance; :func:`compare` checks one
+against the other. :func:`promote` copies a run's results over the committed reference results
+``reproductions/results/<profile>/``.
 """
 
 from __future__ import annotations

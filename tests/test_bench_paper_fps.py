@@ -56,4 +56,5 @@ def test_real_components_missing_stop_with_one_line_naming_the_component(tmp_pat
         load_bench().main(["--weights-root", str(tmp_path / "empty"), "--device", "cpu", "--allow-cpu"])
     assert info.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "component 'Phi-3-mini-4k-instruct' not found at " + str(tmp_path / "empty" / "Phi-3-mini-4k-instruct") in last
+    missing = tmp_path / "empty" / "Phi-3-mini-4k-instruct"
+    assert f"component 'Phi-3-mini-4k-instruct' not found at {missing}" in last

@@ -1,8 +1,8 @@
 """The model's configuration: one frozen dataclass per figure box, gathered in :class:`ModelConfig`.
 
 Every size that depends on the profile is in :mod:`sparrow.profiles`, assembled per host by
-:mod:`sparrow.model.presets` (``ModelConfig.for_preset(host, profile)``); this module only defines the fields, their JSON round trip and the
-resolution of local component paths.
+:mod:`sparrow.model.presets` (``ModelConfig.for_preset(host, profile)``); this module only defines the fields,
+their JSON round trip and the resolution of local component paths.
 
 Component paths (``path`` / ``checkpoint`` fields) are either absolute, or component names found by
 :func:`sparrow.paths.component_path` (the weights paths file, then ``<weights_root>/<name>``, default root

@@ -1,12 +1,13 @@
 """Random-weight component folders in the released formats, for speed measurements without the real weights.
 
 ``write_videoglamm_components`` writes what ``ModelConfig.for_preset("videoglamm", "paper")`` loads, in the default
-layout of a weights root (the component names of :func:`sparrow.model.presets.paper_components`; transformers ``save_pretrained`` folders for Phi-3, CLIP and VideoMAE plus a tokenizer;
-sam2's ``{"model": state_dict}`` checkpoint for the packaged Hiera-L config; the proposer's own folder), so the model
-is then built by the paper-size loading code itself, through the same component resolution as real weights. Speed depends on the architecture, not on the weights' values:
-at ``scale="paper"`` every dimension is the released one (Phi-3-mini-4k, CLIP ViT-L/14-336, VideoMAE-L, SAM2
-Hiera-L, the 300-query proposer); ``scale="tiny"`` keeps the same folder layout with small dimensions, so the
-same path runs on a CPU in seconds (the test of the benchmark script).
+layout of a weights root (the names of :func:`sparrow.model.presets.paper_components`: transformers
+``save_pretrained`` folders for Phi-3, CLIP and VideoMAE plus a tokenizer; sam2's ``{"model": state_dict}``
+checkpoint for the packaged Hiera-L config; the proposer's own folder), so the model is then built by the paper-size
+loading code itself, through the same component resolution as real weights. Speed depends on the architecture, not
+on the weights' values: at ``scale="paper"`` every dimension is the released one (Phi-3-mini-4k, CLIP ViT-L/14-336,
+VideoMAE-L, SAM2 Hiera-L, the 300-query proposer); ``scale="tiny"`` keeps the same folder layout with small
+dimensions, so the same path runs on a CPU in seconds (the test of the benchmark script).
 
 The tokenizer is the kit's offline word-level tokenizer padded to Phi-3's 32,011 entries (its real tokenizer is a
 SentencePiece model that cannot be fetched here), so the embedding and output layers have the released sizes; the

@@ -87,10 +87,10 @@ class TSFConfig:
     @classmethod
     def for_profile(cls, profile: str, **overrides) -> "TSFConfig":
         section = get_profile(profile).tsf
-        return cls(**{**dict(profile=profile, crop_size=section.crop_size,
-                             store_crop_features=section.store_crop_features, threads=section.threads,
-                             detector=DetectorConfig.for_profile(profile), tracker=TrackerConfig.for_profile(profile)),
-                      **overrides})
+        settings = dict(profile=profile, crop_size=section.crop_size, store_crop_features=section.store_crop_features,
+                        threads=section.threads, detector=DetectorConfig.for_profile(profile),
+                        tracker=TrackerConfig.for_profile(profile))
+        return cls(**{**settings, **overrides})
 
     def key_dict(self) -> dict[str, Any]:
         """The settings that change results, with file paths replaced by what they hold."""
@@ -499,7 +499,7 @@ def profile_config(profile: str, curated_root: str | os.PathLike, box_source: st
     from sparrow.tsf.detection import ensure_detector
 
     if get_profile(profile).tsf.detector_training is None:
-        raise ValueError("under 'paper' give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
+        raise ValueError(f"under {profile!r} give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
                          "GroundingDINO folder (and tracker.sam2_checkpoint the SAM2 weights)")
     if box_source not in ("detector", "ground_truth"):
         raise ValueError(f"box_source must be 'detector' or 'ground_truth', got {box_source!r}")
