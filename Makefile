@@ -15,7 +15,7 @@ export SAM2_BUILD_CUDA := 0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: setup reproduce lint test test-mini regen-expected clean-results strip-notebooks bench help
+.PHONY: setup reproduce lint test test-mini regen-expected promote-results clean-results strip-notebooks bench help
 
 help:
 	@echo "make reproduce   # set up .venv if missing, run every numbered notebook under PROFILE=$(PROFILE)"
@@ -23,6 +23,7 @@ help:
 	@echo "make test        # set up .venv if missing, run the test suite (notebooks under smoke)"
 	@echo "make test-mini   # the slow suite: every notebook under mini, compared with reproductions/expected/mini"
 	@echo "make regen-expected PROFILE=smoke|mini   # rewrite reproductions/expected/<profile>/ from a fresh run"
+	@echo "make promote-results PROFILE=mini        # copy the last reproduce's results to reproductions/results/<profile>/"
 	@echo "make bench       # the scripts in benchmarks/"
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
@@ -50,6 +51,9 @@ test-mini: setup
 
 regen-expected: setup
 	$(PY) -m sparrow.cli regen-expected --profile $(PROFILE) --seed $(SEED)
+
+promote-results: setup
+	$(PY) -m sparrow.cli promote-results --profile $(PROFILE)
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

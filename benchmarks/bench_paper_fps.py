@@ -2,9 +2,10 @@
 
 The paper reports 2.40 FPS for VideoGLaMM + SPARROW; the kit's goal is at least twice that. Speed depends on the
 architecture, not on the weights' values, so the components are random, written in the released formats under the
-paper folder names (:mod:`sparrow.model.random_components`: Phi-3-mini-4k, CLIP ViT-L/14-336, VideoMAE-L, SAM2
-Hiera-L, the 300-query proposer) and loaded by the paper preset's own loading code; ``--weights-root`` points the
-same measurement at real component folders instead.
+paper component names (:mod:`sparrow.model.random_components`: Phi-3-mini-4k, CLIP ViT-L/14-336, VideoMAE-L, SAM2
+Hiera-L, the 300-query proposer) and loaded by the paper preset's own loading code. ``--weights-root DIR`` and/or
+``--paths FILE`` measure real components instead, found as the kit finds them (:func:`sparrow.paths.component_path`:
+the paths file's entry, else ``DIR/<name>``); a component found nowhere stops the script with one line naming it.
 
 Per variant, in one process: one warm-up ``predict`` on a random ``--frames`` x ``--height`` x ``--width`` video,
 then ``--runs`` timed calls (CUDA synchronised); FPS = video frames / median seconds per call. A random LLM rarely
@@ -94,17 +95,23 @@ def run(args: argparse.Namespace) -> dict | None:
     from sparrow.model import ModelConfig
     from sparrow.model.random_components import write_videoglamm_components
 
+    real = bool(args.weights_root or args.paths)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if args.scale == "paper" and device.type != "cuda" and not args.allow_cpu:
         # `make bench` runs every script: on a machine without a GPU this one reports why it measured nothing.
         print("skipped: the paper-size preset needs a GPU (about 20 GB); --scale tiny checks the path on a CPU, "
               "--allow-cpu insists")
         return None
+    if real:
+        from sparrow.model.presets import paper_components
+
+        cfg = ModelConfig.for_preset("videoglamm", "paper", weights_root=args.weights_root)
+        for role, name in paper_components("videoglamm").items():
+            if role != "sam_config":  # a config inside the sam2 package
+                cfg.resolve(name)
     frames = np.random.default_rng(0).integers(0, 255, (args.frames, args.height, args.width, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        if args.weights_root:
-            cfg = ModelConfig.for_preset("videoglamm", "paper", weights_root=args.weights_root)
-        else:
+        if not real:
             start = time.perf_counter()
             cfg = write_videoglamm_components(Path(tmp), args.scale, device if device.type == "cuda" else "cpu")
             print(f"random {args.scale}-size components written in {time.perf_counter() - start:.1f} s", flush=True)
@@ -112,7 +119,7 @@ def run(args: argparse.Namespace) -> dict | None:
         results = {name: measure(c, device, frames, args.runs) for name, c in variants.items()}
     fps = results["sparrow"]["fps"]
     return {"benchmark": "bench_paper_fps", "preset": "videoglamm", "scale": args.scale,
-            "weights": "local folders" if args.weights_root else "random", "device": _device_name(device),
+            "weights": "local folders" if real else "random", "device": _device_name(device),
             "torch": torch.__version__, "video": [args.frames, args.height, args.width], "variants": results,
             "sparrow_over_baseline_time": results["sparrow"]["seconds_per_call"]
             / results["baseline"]["seconds_per_call"],
@@ -128,14 +135,21 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--weights-root", default=None, help="real component folders instead of random ones")
+    parser.add_argument("--weights-root", default=None, help="real components: the weights root holding them")
+    parser.add_argument("--paths", default=None, help="real components: a JSON file from component name to path")
     parser.add_argument("--workdir", default=None, help="where the random folders are written (default: tmp)")
     parser.add_argument("--allow-cpu", action="store_true", help="run the paper scale on a CPU anyway")
     parser.add_argument("--out", default=None, help="JSON path (default at paper scale: benchmarks/results/)")
     args = parser.parse_args(argv)
     if min(args.frames, args.height, args.width, args.runs) < 1:
         parser.error("--frames, --height, --width and --runs must be >= 1")
-    report = run(args)
+    from sparrow.paths import weight_paths
+
+    try:
+        with weight_paths(args.paths):
+            report = run(args)
+    except FileNotFoundError as e:
+        parser.error(str(e))
     if report is None:
         return None
     for name, r in report["variants"].items():

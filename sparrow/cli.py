@@ -7,6 +7,9 @@
     sparrow eval (--run DIR | --checkpoint DIR) [--benchmark KEY ...]  predict and score benchmarks, print the metrics
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
     sparrow regen-expected --profile PROFILE [--notebook N]  rewrite reproductions/expected/<profile>/ from a fresh run
+    sparrow promote-results --profile PROFILE                copy the run's results to reproductions/results/<profile>/
+
+``sparrow --paths FILE <command> ...`` takes paper component paths from FILE (see :mod:`sparrow.paths`).
 
 Subcommands import their subsystem lazily so that ``sparrow --help`` stays fast.
 """
@@ -144,8 +147,17 @@ def _regen_expected(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote_results(args: argparse.Namespace) -> int:
+    from sparrow.results import promote
+
+    for path in promote(args.profile, args.source):
+        print(f"promoted: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparrow", description="SPARROW reproduction kit")
+    parser.add_argument("--paths", help="JSON file from paper component name to path (before the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate SPARROW-Mini in the real on-disk formats")
@@ -204,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--notebook", action="append", default=[], help="only these notebooks (repeatable)")
     p.set_defaults(func=_regen_expected)
+
+    p = sub.add_parser("promote-results", help="make a run's recorded numbers the committed reference results")
+    p.add_argument("--profile", choices=PROFILES, default="mini")
+    p.add_argument("--from", dest="source", help="the run's results root (default: $SPARROW_RESULTS, else "
+                                                  "$SPARROW_HOME/results)")
+    p.set_defaults(func=_promote_results)
     return parser
 
 
@@ -215,14 +233,23 @@ _PASSTHROUGH = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _PASSTHROUGH:
-        import importlib
+    from sparrow.paths import weight_paths
 
-        module, func = _PASSTHROUGH[argv[0]]
-        return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    paths = None
+    if argv[:1] == ["--paths"] and len(argv) > 1:
+        paths, argv = argv[1], argv[2:]
+        if not Path(paths).is_file():
+            build_parser().error(f"--paths {paths}: no such file")
+    # Set for the whole command, so that notebook kernels and training processes it starts inherit it.
+    with weight_paths(paths):
+        if argv and argv[0] in _PASSTHROUGH:
+            import importlib
+
+            module, func = _PASSTHROUGH[argv[0]]
+            return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,29 @@
 """Recording the numbers a notebook reports, and comparing them with expectations.
 
 The last cell of every notebook builds a :class:`Recorder`, adds every reported number, and saves it to
-``reproductions/results/<profile>/<notebook>.json`` together with what produced it (profile, seed, git commit,
-package versions, device). ``reproductions/expected/<profile>/<notebook>.json`` holds the expected value of each
-number with its tolerance and the reason for that tolerance; :func:`compare` checks one against the other. An entry
-marked ``"info": true`` (a wall time) must be recorded, but its value is only shown next to the stored one, never
-asserted.
+``$SPARROW_HOME/results/<profile>/<notebook>.json`` (:func:`sparrow.paths.results_root`) together with what produced
+it (profile, seed, git commit, package versions, device). ``reproductions/expected/<profile>/<notebook>.json`` holds
+the expected value of each number with its tolerance and the reason for that tolerance; :func:`compare` checks one
+against the other. :func:`promote` copies a run's results over the committed reference results
+``reproductions/results/<profile>/``. An entry marked ``"info": true`` (a wall time) must be recorded, but its value
+is only shown next to the stored one, never asserted.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import platform
+import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sparrow.paths import expected_root, repo_root, results_root
+from sparrow.paths import expected_root, reference_results_root, repo_root, results_root
 from sparrow.profiles import check_profile
 from sparrow.storage import atomic_write_json, read_json
 
@@ -219,3 +223,53 @@ def write_expected(results_file: str | Path, expected_file: str | Path) -> Path:
     atomic_write_json(expected_file, {"notebook": results["notebook"], "profile": results["profile"],
                                       "seed": results["seed"], "metrics": metrics})
     return expected_file
+
+
+# -- reference results ------------------------------------------------------------------------------------------
+
+
+def promote(profile: str, source: str | Path | None = None, target: str | Path | None = None) -> list[Path]:
+    """Replace the reference results of ``profile`` (``target``, default ``reproductions/results``) with one run's:
+    its notebooks' results JSON and the ``timings.json`` of ``sparrow reproduce`` under ``source`` (default
+    :func:`sparrow.paths.results_root`). All or nothing: the run must hold a results file for every notebook its
+    timings list and nothing else, and the folder is swapped whole, so the reference never mixes two runs."""
+    from sparrow.notebook_tools import TIMINGS_FILE
+
+    check_profile(profile)
+    src = Path(source or results_root()) / profile
+    dst = Path(target or reference_results_root()) / profile
+    timings_file = src / TIMINGS_FILE
+    if not timings_file.is_file():
+        raise FileNotFoundError(f"{timings_file} does not exist: promote what `sparrow reproduce --profile {profile}` "
+                                "recorded")
+    listed = set(read_json(timings_file).get("notebooks", {}))
+    results = sorted(p for p in src.glob("*.json") if p.name != TIMINGS_FILE)
+    found = {p.stem for p in results}
+    if not listed or found != listed:
+        raise ValueError(f"{src}: results of {sorted(found)} but timings of {sorted(listed)}; promote one whole run")
+    for p in results:
+        recorded = read_json(p).get("profile")
+        if recorded != profile:
+            raise ValueError(f"{p} records profile {recorded!r}, not {profile!r}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{profile}-new-", dir=dst.parent))
+    staged.chmod(0o755)  # mkdtemp's 0700 would become the reference folder's mode
+    try:
+        for p in [*results, timings_file]:
+            shutil.copyfile(p, staged / p.name)
+        old = None
+        if dst.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{profile}-old-", dir=dst.parent))
+            os.replace(dst, old / profile)
+        try:
+            os.replace(staged, dst)
+        except OSError:
+            if old is not None:
+                os.replace(old / profile, dst)
+            raise
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged)
+    return sorted(dst.iterdir())

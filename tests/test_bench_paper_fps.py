@@ -44,3 +44,12 @@ def test_paper_scale_without_a_gpu_says_so_and_measures_nothing(monkeypatch, cap
     assert load_bench().main(["--scale", "paper", "--workdir", str(tmp_path)]) is None
     assert "skipped: the paper-size preset needs a GPU" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())
+
+
+def test_real_components_missing_stop_with_one_line_naming_the_component(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        load_bench().main(["--weights-root", str(tmp_path / "empty"), "--device", "cpu", "--allow-cpu"])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    missing = tmp_path / "empty" / "Phi-3-mini-4k-instruct"
+    assert f"component 'Phi-3-mini-4k-instruct' not found at {missing}" in last

@@ -20,7 +20,7 @@ import torch
 from sparrow.model import ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.config import ProposerSpec
 from sparrow.model.pixel_decoder import tiny_overrides
-from sparrow.model.presets import PAPER_PATHS
+from sparrow.model.presets import paper_components
 from sparrow.model.proposer import ClassAgnosticProposer
 
 
@@ -131,7 +131,7 @@ def assert_same(expected: dict[str, torch.Tensor], module: torch.nn.Module, pref
 def test_paper_presets_load_local_components(tmp_path, host):
     root = tmp_path / "weights"
     root.mkdir()
-    paths = PAPER_PATHS[host]
+    paths = paper_components(host)
     llm_kind = {"videoglamm": "phi3", "glus": "llama", "unipixel": "qwen2_5_vl"}[host]
     llm_state = save_llm(llm_kind, root / paths["llm"])
     clip_state = save_clip(root / paths["vision"], 32) if "vision" in paths else None

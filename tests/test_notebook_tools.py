@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 
 from sparrow.notebook_tools import TIMINGS_FILE, numbered_notebooks, reproduce, strip_outputs
+from sparrow.results import promote
 
 
 def _notebook(path: Path, value: int) -> Path:
@@ -37,4 +38,6 @@ def test_reproduce_runs_in_order_and_writes_timings(tmp_path: Path, monkeypatch)
     assert timings["total_s"] >= 0 and timings["seed"] == 3
     recorded = json.loads((results / "smoke" / "02_second.json").read_text())
     assert [m["value"] for m in recorded["metrics"]] == [5]
+    promoted = promote("smoke", results, tmp_path / "reference")  # the reference takes exactly this run
+    assert [p.name for p in promoted] == ["01_first.json", "02_second.json", TIMINGS_FILE]
     assert strip_outputs(runs[0].executed) and not strip_outputs(runs[0].executed)

@@ -35,7 +35,7 @@ from typing import Any
 from sparrow.data.qa_templates import GCG_QUESTIONS, QUESTION_SUFFIX
 from sparrow.data.indices import evenly_spread
 from sparrow.data.records import ExpressionRecord
-from sparrow.profiles import check_profile
+from sparrow.profiles import PROFILES, check_profile, get_profile
 from sparrow.storage import DataError
 
 PROTOCOLS = ("rvos", "ref_davis", "grounding", "gcg")
@@ -139,15 +139,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
 COLUMNS: tuple[str, ...] = tuple(b.key for b in BENCHMARKS)
 RVOS_COLUMNS: tuple[str, ...] = tuple(b.key for b in BENCHMARKS if b.metric == "J&F")
 
-# Units scored per split (see the module doc); None = the whole split. ``mini`` sizes are set so that the 24
-# model evaluations of notebook 04 fit its time budget; the measured cost is in the notebook's output.
-SUBSET_LIMITS: dict[str, dict[str, int | None]] = {
-    "smoke": {"mevis_valid": 1, "mevis_valid_u": 1, "ref_youtube_vos": 1, "ref_davis17": 1, "vidstg": 1,
-              "videogcg": 1},
-    "mini": {"mevis_valid": 6, "mevis_valid_u": 6, "ref_youtube_vos": 4, "ref_davis17": 3, "vidstg": 30,
-             "videogcg": 6},
-    "paper": {key: None for key in COLUMNS},
-}
+# Units scored per split (see the module doc); None = the whole split. The measured cost of ``mini``'s sizes is in
+# notebook 04's output.
+SUBSET_LIMITS: dict[str, dict[str, int | None]] = {name: dict(get_profile(name).eval.limits) for name in PROFILES}
 
 
 def benchmarks_for(profile: str, keys: tuple[str, ...] | list[str] | None = None) -> tuple[Benchmark, ...]:
@@ -158,7 +152,8 @@ def benchmarks_for(profile: str, keys: tuple[str, ...] | list[str] | None = None
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(COLUMNS)}")
     limits = SUBSET_LIMITS[profile]
-    return tuple(b.replace(limit=limits[b.key], caption_metrics=profile != "smoke")
+    caption_metrics = get_profile(profile).eval.caption_metrics
+    return tuple(b.replace(limit=limits[b.key], caption_metrics=caption_metrics)
                  for b in BENCHMARKS if b.key in wanted)
 
 

@@ -1,11 +1,12 @@
 """The model's configuration: one frozen dataclass per figure box, gathered in :class:`ModelConfig`.
 
-Every size that depends on the profile is chosen by :mod:`sparrow.model.presets`
-(``ModelConfig.for_preset(host, profile)``); this module only defines the fields, their JSON round trip and the
-resolution of local component paths.
+Every size that depends on the profile is in :mod:`sparrow.profiles`, assembled per host by
+:mod:`sparrow.model.presets` (``ModelConfig.for_preset(host, profile)``); this module only defines the fields,
+their JSON round trip and the resolution of local component paths.
 
-Component paths (``path`` / ``checkpoint`` fields) are either absolute, or relative to ``weights_root`` (default
-``sparrow.paths.home() / "weights"``). A spec whose path is ``None`` is built with random weights from its size
+Component paths (``path`` / ``checkpoint`` fields) are either absolute, or component names found by
+:func:`sparrow.paths.component_path` (the weights paths file, then ``<weights_root>/<name>``, default root
+``$SPARROW_HOME/weights``). A spec whose path is ``None`` is built with random weights from its size
 fields; a spec with a path is loaded from that local directory or file (offline, never downloading). When a path is
 given, sizes are read from the component itself and the size fields are ignored.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sparrow.paths import component_path
 from sparrow.profiles import check_profile
 
 HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
@@ -251,17 +253,11 @@ class ModelConfig:
         return self.num_frames if self.tsf_placeholders is None else self.tsf_placeholders
 
     def resolve(self, path: str | None) -> Path | None:
-        """A component path made absolute against ``weights_root`` (default ``$SPARROW_HOME/weights``)."""
+        """Where a component is (:func:`sparrow.paths.component_path`, with ``weights_root`` as an explicit root);
+        a component found nowhere raises FileNotFoundError."""
         if path is None:
             return None
-        p = Path(path).expanduser()
-        if p.is_absolute():
-            return p
-        if self.weights_root is not None:
-            return Path(self.weights_root).expanduser() / p
-        from sparrow.paths import home
-
-        return home() / "weights" / p
+        return component_path(path, self.weights_root)
 
     # -- JSON --------------------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

@@ -7,17 +7,17 @@
 - ``glus``: LLaMA-class LLM with CLIP-224 tokens pooled 4:1 through a linear projector, 4 global context frames plus
   a 4-frame question window, SAM2-L with memory over the question frames.
 
-Sizes:
+Sizes are the profile's (``model`` section of :mod:`sparrow.profiles`):
 
 - ``smoke``: a forward in well under a second (CI).
 - ``mini``: trainable on 2 CPU cores in minutes: LLM hidden 128 with 2 layers, 64-px encoder frames, tiny SAM2 at
-  128 px with 8 SAM frames per training sample (UniPixel 4: its memory propagation makes each SAM frame cost
-  about twice a framewise one, and 4 keep ``make reproduce`` within 20 minutes; GLUS: 4 + 4). No pretrained SAM2
-  exists offline: the tiny SAM2 is first pretrained on box prompts (:mod:`sparrow.train.sam_pretrain`) and the
-  host stage fine-tunes its mask decoder as at paper size. The SPARROW stages keep SAM2 frozen as the released
-  code does.
-- ``paper``: the real component ids, loaded from local folders under ``weights_root`` (default
-  ``$SPARROW_HOME/weights``): the folder names below are what the loader expects. Nothing is downloaded.
+  128 px. No pretrained SAM2 exists offline: the tiny SAM2 is first pretrained on box prompts
+  (:mod:`sparrow.train.sam_pretrain`) and the host stage fine-tunes its mask decoder as at paper size. The
+  SPARROW stages keep SAM2 frozen as the released code does.
+- ``paper``: the real components, loaded from local folders; the preset holds their names (e.g.
+  ``Phi-3-mini-4k-instruct``, ``sam2_hiera_large.pt``) and :func:`sparrow.paths.component_path` finds them when the
+  model is built: an absolute path as given, else the entry of the weights paths file, else
+  ``$SPARROW_HOME/weights/<name>``. Nothing is downloaded.
 
 Differences from the hosts' own code, each a documented choice of the kit:
 
@@ -47,148 +47,49 @@ from sparrow.model.config import (
     TemporalSpec,
     VisionSpec,
 )
-from sparrow.profiles import check_profile
+from sparrow.profiles import HostModelSection, get_profile
 
-# Paper-size component folders, relative to weights_root.
-PAPER_PATHS = {
-    "videoglamm": {
-        "llm": "Phi-3-mini-4k-instruct",
-        "vision": "clip-vit-large-patch14-336",
-        "temporal": "videomae-large",
-        "sam_config": "configs/sam2/sam2_hiera_l.yaml",
-        "sam_checkpoint": "sam2_hiera_large.pt",
-    },
-    "unipixel": {
-        "llm": "Qwen2.5-VL-3B-Instruct",
-        "sam_config": "configs/sam2.1/sam2.1_hiera_b+.yaml",
-        "sam_checkpoint": "sam2.1_hiera_base_plus.pt",
-    },
-    "glus": {
-        "llm": "lisa-7b-llama",
-        "vision": "clip-vit-large-patch14",
-        "sam_config": "configs/sam2/sam2_hiera_l.yaml",
-        "sam_checkpoint": "sam2_hiera_large.pt",
-    },
+# What each host is at every size: its components' kinds and how it wires them.
+_KINDS = {"videoglamm": ("phi3", "clip"), "unipixel": ("qwen2_5_vl", "qwen2_5_vl"), "glus": ("llama", "clip")}
+_WIRING: dict[str, dict[str, Any]] = {
+    "videoglamm": dict(propagation="framewise", chat_template="phi3",
+                       adapter=AdapterSpec(image_projector="mlp2x_gelu", video_projector="mlp2x_gelu",
+                                           context_pool_stride=2, video_pool_stride=2)),
+    "unipixel": dict(propagation="memory_from_first", seg_tokens_per_target=2, lv_projector="seg_head",
+                     hidden_state="last_prenorm", chat_template="qwen_chatml",
+                     eval_prompt="Please segment the {phrase} in this video.",
+                     adapter=AdapterSpec(image_projector="none", video_projector=None, context_pool_stride=1)),
+    "glus": dict(propagation="memory_every_frame", chat_template="llava_v1",
+                 eval_prompt="Can you segment {phrase} in this video?", llm_sees_sam_frames=True,
+                 adapter=AdapterSpec(image_projector="linear", video_projector=None, context_pool_stride=1,
+                                     token_pool_1d=4, pool_before_projection=True)),
 }
 
 
 def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
     """The :class:`ModelConfig` of ``host`` at ``profile`` size, with top-level field overrides applied."""
-    check_profile(profile)
+    section = get_profile(profile).model
     if host not in HOSTS:
         raise ValueError(f"unknown host {host!r}; choose one of {', '.join(HOSTS)}")
-    base = {"videoglamm": _videoglamm, "unipixel": _unipixel, "glus": _glus}[host](profile)
+    sizes = section.hosts[host]
+    llm_kind, vision_kind = _KINDS[host]
+    base = ModelConfig(
+        host=host, profile=profile, **_WIRING[host],
+        llm=LLMSpec(kind=llm_kind, **sizes.llm), vision=VisionSpec(kind=vision_kind, **sizes.vision),
+        temporal=None if sizes.temporal is None else TemporalSpec(kind="videomae", **sizes.temporal),
+        sam=SamSpec(**sizes.sam), proposer=ProposerSpec(**section.proposer),
+        num_frames=sizes.num_frames, num_sam_frames=sizes.num_sam_frames, max_new_tokens=section.max_new_tokens,
+        host_trainable_sam=section.host_trainable_sam,
+    )
     return dataclasses.replace(base, **overrides) if overrides else base
 
 
-def _tiny_llm(kind: str, profile: str) -> LLMSpec:
-    if profile == "smoke":
-        return LLMSpec(kind=kind, hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=64,
-                       model_max_length=1024)
-    return LLMSpec(kind=kind, hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                   model_max_length=1024)
-
-
-def _tiny_sam(profile: str) -> SamSpec:
-    return SamSpec(image_size=64 if profile == "smoke" else 128, tiny=True)
-
-
-def _tiny_proposer(profile: str) -> ProposerSpec:
-    if profile == "smoke":
-        return ProposerSpec(d_model=32, num_queries=12, encoder_layers=1, decoder_layers=2, num_heads=2, ffn_dim=64,
-                            topk=8)
-    return ProposerSpec(d_model=64, num_queries=24, encoder_layers=1, decoder_layers=2, num_heads=4, ffn_dim=128,
-                        topk=16)
-
-
-# The tiny SAM2 starts from the kit's box-prompt pretraining (sparrow.train.sam_pretrain) instead of a released
-# checkpoint, and the host stage fine-tunes its mask decoder, as at paper size.
-_TINY_HOST: dict[str, Any] = dict(host_trainable_sam="mask_decoder")
-
-PAPER_PROPOSER = ProposerSpec(d_model=256, num_queries=300, encoder_layers=6, decoder_layers=6, num_heads=8,
-                              ffn_dim=1024, topk=100, image_size=448)
-
-
-def _videoglamm(profile: str) -> ModelConfig:
-    common = dict(host="videoglamm", profile=profile, propagation="framewise", chat_template="phi3",
-                  adapter=AdapterSpec(image_projector="mlp2x_gelu", video_projector="mlp2x_gelu",
-                                      context_pool_stride=2, video_pool_stride=2))
-    if profile == "paper":
-        paths = PAPER_PATHS["videoglamm"]
-        return ModelConfig(
-            **common,
-            llm=LLMSpec(kind="phi3", path=paths["llm"], model_max_length=2048, dtype="bfloat16"),
-            vision=VisionSpec(kind="clip", path=paths["vision"]),
-            temporal=TemporalSpec(kind="videomae", path=paths["temporal"], chunk_size=16, tubelet_size=2),
-            sam=SamSpec(config=paths["sam_config"], checkpoint=paths["sam_checkpoint"], image_size=None, tiny=False,
-                        object_score_gating=True),
-            proposer=PAPER_PROPOSER, num_frames=16, num_sam_frames=8, max_new_tokens=512, host_trainable_sam="mask_decoder",
-        )
-    size = 32 if profile == "smoke" else 64
-    return ModelConfig(
-        **common,
-        llm=_tiny_llm("phi3", profile),
-        vision=VisionSpec(kind="clip", image_size=size, patch_size=8, hidden_size=32 if profile == "smoke" else 64,
-                          num_layers=2, num_heads=2,
-                          intermediate_size=64 if profile == "smoke" else 128),
-        temporal=TemporalSpec(kind="videomae", image_size=size, patch_size=16, chunk_size=4, tubelet_size=1,
-                              hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
-        sam=_tiny_sam(profile), proposer=_tiny_proposer(profile),
-        num_frames=4 if profile == "smoke" else 8, num_sam_frames=2 if profile == "smoke" else 8,
-        max_new_tokens=12, **_TINY_HOST,
-    )
-
-
-def _unipixel(profile: str) -> ModelConfig:
-    common = dict(host="unipixel", profile=profile, propagation="memory_from_first", seg_tokens_per_target=2,
-                  lv_projector="seg_head", hidden_state="last_prenorm", chat_template="qwen_chatml",
-                  eval_prompt="Please segment the {phrase} in this video.",
-                  adapter=AdapterSpec(image_projector="none", video_projector=None, context_pool_stride=1))
-    if profile == "paper":
-        paths = PAPER_PATHS["unipixel"]
-        return ModelConfig(
-            **common,
-            llm=LLMSpec(kind="qwen2_5_vl", path=paths["llm"], model_max_length=4096, dtype="bfloat16"),
-            vision=VisionSpec(kind="qwen2_5_vl", image_size=336, patch_size=14),
-            sam=SamSpec(config=paths["sam_config"], checkpoint=paths["sam_checkpoint"], image_size=768, tiny=False,
-                        object_score_gating=True),
-            proposer=PAPER_PROPOSER, num_frames=16, num_sam_frames=8, max_new_tokens=512, host_trainable_sam="mask_decoder",
-        )
-    size = 32 if profile == "smoke" else 64
-    return ModelConfig(
-        **common,
-        llm=_tiny_llm("qwen2_5_vl", profile),
-        vision=VisionSpec(kind="qwen2_5_vl", image_size=size, patch_size=8, hidden_size=32, num_layers=1,
-                          num_heads=2, intermediate_size=64),
-        sam=_tiny_sam(profile), proposer=_tiny_proposer(profile),
-        num_frames=4 if profile == "smoke" else 8, num_sam_frames=2 if profile == "smoke" else 4,
-        max_new_tokens=12, **_TINY_HOST,
-    )
-
-
-def _glus(profile: str) -> ModelConfig:
-    common = dict(host="glus", profile=profile, propagation="memory_every_frame", chat_template="llava_v1",
-                  eval_prompt="Can you segment {phrase} in this video?", llm_sees_sam_frames=True,
-                  adapter=AdapterSpec(image_projector="linear", video_projector=None, context_pool_stride=1,
-                                      token_pool_1d=4, pool_before_projection=True))
-    if profile == "paper":
-        paths = PAPER_PATHS["glus"]
-        return ModelConfig(
-            **common,
-            llm=LLMSpec(kind="llama", path=paths["llm"], model_max_length=512, dtype="bfloat16"),
-            vision=VisionSpec(kind="clip", path=paths["vision"]),
-            sam=SamSpec(config=paths["sam_config"], checkpoint=paths["sam_checkpoint"], image_size=None, tiny=False,
-                        object_score_gating=True),
-            proposer=PAPER_PROPOSER, num_frames=4, num_sam_frames=4, max_new_tokens=512, host_trainable_sam="mask_decoder",
-        )
-    size = 32 if profile == "smoke" else 64
-    return ModelConfig(
-        **common,
-        llm=_tiny_llm("llama", profile),
-        vision=VisionSpec(kind="clip", image_size=size, patch_size=8, hidden_size=32 if profile == "smoke" else 64,
-                          num_layers=2, num_heads=2,
-                          intermediate_size=64 if profile == "smoke" else 128),
-        sam=_tiny_sam(profile), proposer=_tiny_proposer(profile),
-        num_frames=2 if profile == "smoke" else 4, num_sam_frames=2 if profile == "smoke" else 4,
-        max_new_tokens=12, **_TINY_HOST,
-    )
+def paper_components(host: str) -> dict[str, str]:
+    """The component names of ``host``'s paper preset by role (``llm``, ``vision``, ``temporal``, ``sam_config``,
+    ``sam_checkpoint``; roles the host lacks are left out). Every name but ``sam_config`` (a config inside the sam2
+    package) is a file or folder of the default layout under the weights root."""
+    sizes: HostModelSection = get_profile("paper").model.hosts[host]
+    found = {"llm": sizes.llm.get("path"), "vision": sizes.vision.get("path"),
+             "temporal": (sizes.temporal or {}).get("path"), "sam_config": sizes.sam.get("config"),
+             "sam_checkpoint": sizes.sam.get("checkpoint")}
+    return {role: name for role, name in found.items() if name is not None}

@@ -1,12 +1,13 @@
 """Random-weight component folders in the released formats, for speed measurements without the real weights.
 
-``write_videoglamm_components`` writes what ``ModelConfig.for_preset("videoglamm", "paper")`` loads, under the folder
-names of ``PAPER_PATHS`` (transformers ``save_pretrained`` folders for Phi-3, CLIP and VideoMAE plus a tokenizer;
-sam2's ``{"model": state_dict}`` checkpoint for the packaged Hiera-L config; the proposer's own folder), so the model
-is then built by the paper-size loading code itself. Speed depends on the architecture, not on the weights' values:
-at ``scale="paper"`` every dimension is the released one (Phi-3-mini-4k, CLIP ViT-L/14-336, VideoMAE-L, SAM2
-Hiera-L, the 300-query proposer); ``scale="tiny"`` keeps the same folder layout with small dimensions, so the
-same path runs on a CPU in seconds (the test of the benchmark script).
+``write_videoglamm_components`` writes what ``ModelConfig.for_preset("videoglamm", "paper")`` loads, in the default
+layout of a weights root (the names of :func:`sparrow.model.presets.paper_components`: transformers
+``save_pretrained`` folders for Phi-3, CLIP and VideoMAE plus a tokenizer; sam2's ``{"model": state_dict}``
+checkpoint for the packaged Hiera-L config; the proposer's own folder), so the model is then built by the paper-size
+loading code itself, through the same component resolution as real weights. Speed depends on the architecture, not
+on the weights' values: at ``scale="paper"`` every dimension is the released one (Phi-3-mini-4k, CLIP ViT-L/14-336,
+VideoMAE-L, SAM2 Hiera-L, the 300-query proposer); ``scale="tiny"`` keeps the same folder layout with small
+dimensions, so the same path runs on a CPU in seconds (the test of the benchmark script).
 
 The tokenizer is the kit's offline word-level tokenizer padded to Phi-3's 32,011 entries (its real tokenizer is a
 SentencePiece model that cannot be fetched here), so the embedding and output layers have the released sizes; the
@@ -23,7 +24,7 @@ from typing import Literal
 import torch
 
 from sparrow.model.config import ModelConfig
-from sparrow.model.presets import PAPER_PATHS, PAPER_PROPOSER
+from sparrow.model.presets import paper_components
 from sparrow.model.tokens import build_word_tokenizer
 
 Scale = Literal["paper", "tiny"]
@@ -67,7 +68,7 @@ def write_videoglamm_components(root: Path, scale: Scale = "paper", device: str 
         raise ValueError(f"scale must be 'paper' or 'tiny', got {scale!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    paths = PAPER_PATHS["videoglamm"]
+    paths = paper_components("videoglamm")
     paper = ModelConfig.for_preset("videoglamm", "paper")
     tiny = scale == "tiny"
     torch.manual_seed(seed)
@@ -107,8 +108,8 @@ def write_videoglamm_components(root: Path, scale: Scale = "paper", device: str 
         sam_spec = dataclasses.replace(sam_spec, config="sam2_tiny.yaml")
     torch.save({"model": {k: v.cpu() for k, v in sam.state_dict().items()}}, root / paths["sam_checkpoint"])
 
-    spec = (dataclasses.replace(PAPER_PROPOSER, d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2,
-                                num_heads=2, ffn_dim=32, topk=6) if tiny else PAPER_PROPOSER)
+    spec = (dataclasses.replace(paper.proposer, d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2,
+                                num_heads=2, ffn_dim=32, topk=6) if tiny else paper.proposer)
     ClassAgnosticProposer(spec, in_channels=int(sam.hidden_dim)).save_pretrained(root / "proposer")
     return ModelConfig.for_preset("videoglamm", "paper", weights_root=str(root), sam=sam_spec,
                                   proposer=dataclasses.replace(paper.proposer, path="proposer"))

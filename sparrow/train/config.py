@@ -32,7 +32,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sparrow.profiles import check_profile
+from sparrow.profiles import check_profile, get_profile
 
 Stage = Literal["sam", "host", "proposer", "stage1", "stage2"]
 TRAIN_STAGES: tuple[str, ...] = ("sam", "host", "proposer", "stage1", "stage2")
@@ -92,42 +92,19 @@ class TrainConfig:
     def for_profile(cls, profile: str, stage: str, host: str = "videoglamm", **overrides: Any) -> "TrainConfig":
         """The settings of ``stage`` at ``profile`` size; ``host`` matters for the host stage at paper size only.
         Keyword overrides replace single fields."""
-        check_profile(profile)
+        section = get_profile(profile).train
         check_stage(stage)
-        if stage == "sam" and profile == "paper":
-            raise ValueError("the paper profile starts from the released SAM2 checkpoint; SAM2 pretraining ('sam') "
-                             "exists for the tiny profiles only")
+        if host not in section.host_stage:
+            raise ValueError(f"unknown host {host!r}; choose one of {', '.join(section.host_stage)}")
+        sizes = section.host_stage[host] if stage == "host" else section.stages.get(stage)
+        if sizes is None:
+            raise ValueError(f"the {profile} profile starts from the released SAM2 checkpoint; SAM2 pretraining "
+                             f"({stage!r}) exists for the tiny profiles only")
         if stage == "proposer":
             base: dict[str, Any] = dict(lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4, schedule="cosine")
         else:
             base = dict(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0, schedule="linear")
-        paper_host = {
-            "videoglamm": dict(max_steps=10 * 500, warmup_steps=100, batch_size=2, grad_accum=10),
-            "glus": dict(max_steps=50 * 100, warmup_steps=100, batch_size=2, grad_accum=10),
-            "unipixel": dict(max_steps=5000, warmup_steps=150, batch_size=4, grad_accum=8, lr=2e-5,
-                             schedule="cosine"),
-        }
-        if host not in paper_host:
-            raise ValueError(f"unknown host {host!r}; choose one of {', '.join(paper_host)}")
-        sizes = {
-            "paper": {"host": dict(paper_host[host], checkpoint_every=500),
-                      "proposer": dict(max_steps=500_000, warmup_steps=100, batch_size=64, checkpoint_every=5_000),
-                      "stage1": dict(max_steps=30 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500),
-                      "stage2": dict(max_steps=8 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500)},
-            "mini": {"sam": dict(max_steps=600, warmup_steps=20, batch_size=8, checkpoint_every=200, lr=1e-3),
-                     "host": dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3),
-                     "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
-                     # 100 stage-1 steps (not 150) keep `make reproduce` within 20 minutes on 2 cores (measured:
-                     # 22.4 min with 150); on mini no SPARROW stage moves J&F by more than 0.1 either way
-                     "stage1": dict(max_steps=100, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3),
-                     "stage2": dict(max_steps=60, warmup_steps=5, batch_size=2, checkpoint_every=20, lr=1e-3)},
-            "smoke": {"sam": dict(max_steps=2, warmup_steps=0, batch_size=2, checkpoint_every=2),
-                      "host": dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2),
-                      "proposer": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2),
-                      "stage1": dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2),
-                      "stage2": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2)},
-        }
-        base.update(sizes[profile][stage])
+        base.update(sizes)
         base.update(overrides)
         return cls(profile=profile, stage=stage, **base)
 

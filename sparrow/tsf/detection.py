@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +36,7 @@ import torch
 from sparrow.data.indices import linspace_truncated
 from sparrow.data.curated import CuratedDataset
 from sparrow.paths import runs_dir
-from sparrow.profiles import check_profile
+from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import atomic_write_json, digest_json
 from sparrow.tsf.cache import dataset_fingerprint
 
@@ -60,13 +60,7 @@ class DetectorConfig:
 
     @classmethod
     def for_profile(cls, profile: str, **overrides) -> "DetectorConfig":
-        check_profile(profile)
-        if profile == "paper":
-            base = cls()  # GroundingDINO's released defaults
-        else:
-            # The tiny detector's sigmoid scores are less peaked than the released model's.
-            base = cls(box_threshold=0.2, text_threshold=0.1)
-        return replace(base, **overrides) if overrides else base
+        return cls(**{**get_profile(profile).tsf.detector, **overrides})
 
 
 @dataclass(frozen=True)
@@ -106,12 +100,11 @@ class DetectorTrainingConfig:
 
     @classmethod
     def for_profile(cls, profile: str, **overrides) -> "DetectorTrainingConfig":
-        check_profile(profile)
-        if profile == "paper":
-            raise ValueError("under 'paper' GroundingDINO is a released checkpoint: set DetectorConfig.checkpoint_dir")
-        # smoke only checks the plumbing (seconds); mini trains for real
-        base = cls(steps=12, batch_size=4, spec=TinyDetectorSpec(image_size=64)) if profile == "smoke" else cls()
-        return replace(base, **overrides) if overrides else base
+        section = get_profile(profile).tsf
+        if section.detector_training is None:
+            raise ValueError(f"under {profile!r} GroundingDINO is a released checkpoint: set "
+                             "DetectorConfig.checkpoint_dir")
+        return cls(**{**section.detector_training, "spec": TinyDetectorSpec(**section.tiny_detector), **overrides})
 
 
 # -- text --------------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import torch
 from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset, records_fingerprint
 from sparrow.paths import cache_dir
-from sparrow.profiles import check_profile
+from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import atomic_write_json, digest_json, iter_jsonl, sha256_file, write_jsonl
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, video_fingerprint
 from sparrow.tsf.crops import (TSF_FRAMES, TSF_MASK_FRAMES, ground_truth_mask_crops, sample_frame_indices,
@@ -100,12 +100,11 @@ class TSFConfig:
 
     @classmethod
     def for_profile(cls, profile: str, **overrides) -> "TSFConfig":
-        check_profile(profile)
-        sizes = {"smoke": 32, "mini": 64, "paper": 336}
-        base = cls(profile=profile, crop_size=sizes[profile], store_crop_features=profile != "paper",
-                   threads=None if profile == "paper" else 1,
-                   detector=DetectorConfig.for_profile(profile), tracker=TrackerConfig.for_profile(profile))
-        return replace(base, **overrides) if overrides else base
+        section = get_profile(profile).tsf
+        settings = dict(profile=profile, crop_size=section.crop_size, store_crop_features=section.store_crop_features,
+                        threads=section.threads, detector=DetectorConfig.for_profile(profile),
+                        tracker=TrackerConfig.for_profile(profile))
+        return cls(**{**settings, **overrides})
 
     def key_dict(self) -> dict[str, Any]:
         """The settings that change results, with file paths replaced by what they hold."""
@@ -496,7 +495,9 @@ def profile_config(profile: str, curated_root: str | os.PathLike, box_source: st
     ``box_source="ground_truth"`` starts every track from the referent's ground-truth box instead (the oracle
     keyframe option: no detector is trained or used).
     """
-    check_profile(profile)
+    if get_profile(profile).tsf.detector_training is None:
+        raise ValueError(f"under {profile!r} give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
+                         "GroundingDINO folder (and tracker.sam2_checkpoint the SAM2 weights)")
     if box_source not in ("detector", "ground_truth"):
         raise ValueError(f"box_source must be 'detector' or 'ground_truth', got {box_source!r}")
     if profile == "paper" and box_source == "detector" and detector_dir is None:

@@ -100,16 +100,9 @@ class QualityConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "QualityConfig":
-        from sparrow.profiles import check_profile
+        from sparrow.profiles import get_profile
 
-        check_profile(profile)
-        if profile == "smoke":
-            return cls(sam2_per_case=1, max_examples=2)
-        if profile == "paper":
-            return cls(sam2_per_case=None)
-        # The tiny SAM2 has random weights under mini (plumbing, not quality): 4 referents per case keep it to
-        # about 6 s of notebook 02 instead of 15 s with 10.
-        return cls(sam2_per_case=4)
+        return cls(**get_profile(profile).tsf.quality)
 
 
 #: Training steps averaged into the detector's final loss (the single-batch loss is noisy).

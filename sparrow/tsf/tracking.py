@@ -26,13 +26,13 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
-from sparrow.profiles import check_profile
+from sparrow.profiles import get_profile
 from sparrow.storage import DataError
 
 BoxT = tuple[float, float, float, float]
@@ -96,12 +96,7 @@ class TrackerConfig:
 
     @classmethod
     def for_profile(cls, profile: str, **overrides) -> "TrackerConfig":
-        check_profile(profile)
-        if profile == "paper":
-            base = cls(kind="sam2", sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml")
-        else:
-            base = cls(kind="appearance", sam2_tiny_size=256)
-        return replace(base, **overrides) if overrides else base
+        return cls(**{**get_profile(profile).tsf.tracker, **overrides})
 
 
 def build_tracker(config: TrackerConfig, device: str = "cpu") -> Tracker:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sparrow.profiles import check_profile
+from sparrow.profiles import get_profile
 
 
 @dataclass(frozen=True)
@@ -64,35 +64,15 @@ class SynthConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "SynthConfig":
-        check_profile(profile)
-        if profile == "paper":
+        section = get_profile(profile).data
+        if section is None:
             raise ValueError(
-                "SPARROW-Mini has no 'paper' profile: the paper uses the real datasets; point "
+                f"SPARROW-Mini has no {profile!r} profile: the paper uses the real datasets; point "
                 "`sparrow curate --source NAME=ROOT` at the released folders instead"
             )
-        if profile == "smoke":
-            return cls(
-                profile="smoke", height=48, width=64, num_frames=8, min_objects=2, max_objects=4,
-                max_expressions=4,
-                mevis_train=3, mevis_valid_u=2, mevis_valid=2,
-                ytvos_train=2, ytvos_valid=2, ytvos_test=1,
-                davis_train=2, davis_valid=2,
-                got10k_train=2, lasot_train=1, a2d_train=2,
-                vidstg_train=2, vidstg_val=1, vidstg_test=2,
-                videogcg_train=2, videogcg_val=2,
-                revos_train=2, revos_valid=1,
-            )
-        return cls(
-            profile="mini", height=128, width=128, num_frames=12, min_objects=3, max_objects=5,
-            max_expressions=6,
-            mevis_train=70, mevis_valid_u=50, mevis_valid=50,
-            ytvos_train=50, ytvos_valid=50, ytvos_test=10,
-            davis_train=30, davis_valid=50,
-            got10k_train=30, lasot_train=15, a2d_train=30,
-            vidstg_train=40, vidstg_val=10, vidstg_test=50,
-            videogcg_train=30, videogcg_val=50,
-            revos_train=25, revos_valid=10,
-        )
+        return cls(profile=profile, height=section.height, width=section.width, num_frames=section.num_frames,
+                   min_objects=section.min_objects, max_objects=section.max_objects,
+                   max_expressions=section.max_expressions, **section.videos)
 
     @property
     def train_videos(self) -> int:
