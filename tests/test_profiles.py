@@ -75,7 +75,8 @@ def test_the_table_holds_notebook_04s_seeds_hosts_and_workers():
             tables.DEFAULT_SEEDS[p], tuple(tables.DEFAULT_HOSTS[p]), tables.DEFAULT_WORKERS[p])
 
 
-def test_every_profile_names_every_host():
+def test_every_profile_names_every_host_and_benchmark():
+    from sparrow.eval.benchmarks import COLUMNS
     from sparrow.model.config import HOSTS
     from sparrow.profiles import PROFILES, get_profile
 
@@ -83,6 +84,7 @@ def test_every_profile_names_every_host():
         profile = get_profile(p)
         assert profile.name == p
         assert set(profile.model.hosts) == set(HOSTS) == set(profile.train.host_stage)
+        assert tuple(profile.eval.limits) == COLUMNS
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("huge")
 
