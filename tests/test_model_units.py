@@ -14,7 +14,8 @@ from sparrow.model import ModelConfig
 from sparrow.model.box_prior_filter import filter_boxes, prior_scores
 from sparrow.model.config import LoraSpec
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
-from sparrow.model.frames import linspace_indices, sample_training_frames, segment_centres
+from sparrow.data.indices import linspace_truncated_padded
+from sparrow.model.frames import sample_training_frames, segment_centres
 from sparrow.model.losses import (
     causal_lm_loss,
     mask_bce_per_pair,
@@ -269,8 +270,8 @@ def test_proposal_targets_and_losses():
 
 # -- frames and config ------------------------------------------------------------------------------------------
 def test_frame_sampling_rules():
-    assert linspace_indices(100, 4) == [0, 33, 66, 99]
-    assert linspace_indices(3, 5) == [0, 1, 2, 2, 2]  # shorter video: repeat the last frame
+    assert linspace_truncated_padded(100, 4) == [0, 33, 66, 99]
+    assert linspace_truncated_padded(3, 5) == [0, 1, 2, 2, 2]  # shorter video: repeat the last frame
     assert segment_centres(8, 4) == [1, 3, 5, 7]
     enc, sam = sample_training_frames(20, 4, 4, "glus", "key")
     assert sam == list(range(sam[0], sam[0] + 4)) and enc == segment_centres(20, 4)

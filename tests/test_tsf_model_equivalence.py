@@ -20,7 +20,8 @@ from fixtures.toydata import write_toy_curated
 from sparrow.data.curated import CuratedDataset
 from sparrow.eval.runner import predict_texts, tsf_boxes_from_run
 from sparrow.model import ModelConfig, SparrowExample, SparrowModel
-from sparrow.model.frames import linspace_indices, shortest_edge_centre_crop
+from sparrow.data.indices import linspace_truncated_padded
+from sparrow.model.frames import shortest_edge_centre_crop
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.crops import clip_preprocess, crops_at_boxes, ground_truth_mask_crops, sample_frame_indices
 from sparrow.tsf.detection import DetectorConfig
@@ -124,7 +125,7 @@ def test_training_crops_are_the_librarys_ground_truth_mask_crops(model):
     second = np.zeros((total, height, width), bool)
     first[6:, 3:14, 20:41] = True  # the first referent appears late: earlier crops use the second one's box
     second[:, 12:27, 2:19] = True
-    idx, sam_idx = linspace_indices(total, cfg.num_frames), linspace_indices(total, cfg.num_sam_frames)
+    idx, sam_idx = linspace_truncated_padded(total, cfg.num_frames), linspace_truncated_padded(total, cfg.num_sam_frames)
     masks = np.stack([first, second])[:, sam_idx].astype(np.int8)
     example = SparrowExample("toy/v0", "e0", "expression", "the thing", None, frames[idx], frames[sam_idx], masks,
                              np.array([[20 / width, 3 / height, 41 / width, 14 / height]], np.float32))

@@ -24,20 +24,17 @@ import torch.nn.functional as F
 
 from sparrow.data.indices import linspace_truncated_padded
 
-# The encoders' rule under the name the model's inference path imports.
-linspace_indices = linspace_truncated_padded
-
 
 def segment_centres(num_available: int, n: int) -> list[int]:
     if num_available < n:
-        return linspace_indices(num_available, n)
+        return linspace_truncated_padded(num_available, n)
     edges = np.linspace(0, num_available, n + 1)
     return [int(min(num_available - 1, (a + b) // 2)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def window_indices(num_available: int, n: int, key: str) -> list[int]:
     if num_available <= n:
-        return linspace_indices(num_available, n)
+        return linspace_truncated_padded(num_available, n)
     start = zlib.crc32(key.encode("utf-8")) % (num_available - n + 1)
     return list(range(start, start + n))
 
@@ -47,7 +44,7 @@ def sample_training_frames(num_available: int, num_frames: int, num_sam_frames: 
     """(encoder frame indices, SAM frame indices) of one training item."""
     if host == "glus":
         return segment_centres(num_available, num_frames), window_indices(num_available, num_sam_frames, key)
-    return linspace_indices(num_available, num_frames), linspace_indices(num_available, num_sam_frames)
+    return linspace_truncated_padded(num_available, num_frames), linspace_truncated_padded(num_available, num_sam_frames)
 
 
 def to_float(frames: np.ndarray) -> torch.Tensor:

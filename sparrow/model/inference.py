@@ -24,7 +24,9 @@ import torch
 from sparrow.model.batch import Prediction
 from sparrow.model.config import StageBehaviour, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
-from sparrow.model.frames import encoder_frames, linspace_indices, segment_centres, stretch, to_float
+from sparrow.data.boxes import frame_boxes
+from sparrow.data.indices import linspace_truncated_padded
+from sparrow.model.frames import encoder_frames, segment_centres, stretch, to_float
 from sparrow.model.multimodal_inputs import expand_sample, token_marks
 from sparrow.model.pixel_decoder import MemoryState
 from sparrow.tsf.crops import tracked_box_crops
@@ -66,7 +68,7 @@ class WholeVideo:
         """LLM visual tokens (N_vis, D) of the encoder frames (computed on first use)."""
         if self._visual is None:
             m, sizes, frames = self.video.model, self.video.sizes, self.video.frames
-            idx = linspace_indices(frames.shape[0], m.cfg.num_frames)
+            idx = linspace_truncated_padded(frames.shape[0], m.cfg.num_frames)
             llm_frames = self.video.encoder_frames(idx)
             temporal = None
             if sizes.temporal:
@@ -270,14 +272,7 @@ def _prediction(logits: torch.Tensor | None, boxes: list[torch.Tensor] | None, a
                           masks_per_seg=np.zeros((0, t, h, w), dtype=bool), prompt_boxes=[], seg_found=False)
     masks = (logits > 0).cpu().numpy()
     first = masks[0]
-    frame_boxes = np.full((t, 4), np.nan, dtype=np.float32)
-    rows, cols = first.any(axis=2), first.any(axis=1)  # (t, h), (t, w)
-    present = rows.any(axis=1)
-    if present.any():
-        y0, x0 = rows.argmax(axis=1), cols.argmax(axis=1)
-        y1, x1 = h - rows[:, ::-1].argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
-        frame_boxes[present] = np.stack([x0, y0, x1, y1], axis=1)[present]
     scale = np.array([w, h, w, h], dtype=np.float32)
     prompt = [b.float().cpu().numpy() * scale for b in boxes] if boxes else []
-    return Prediction(masks=first, boxes=frame_boxes, answer=answer_text, masks_per_seg=masks, prompt_boxes=prompt,
+    return Prediction(masks=first, boxes=frame_boxes(first), answer=answer_text, masks_per_seg=masks, prompt_boxes=prompt,
                       seg_found=True)
