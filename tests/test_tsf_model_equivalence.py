@@ -21,7 +21,7 @@ from sparrow.data.curated import CuratedDataset
 from sparrow.eval.runner import predict_texts, tsf_boxes_from_run
 from sparrow.model import ModelConfig, SparrowExample, SparrowModel
 from sparrow.data.indices import linspace_truncated_padded
-from sparrow.model.frames import shortest_edge_centre_crop
+from sparrow.model.frames import encoder_frames
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.crops import clip_preprocess, crops_at_boxes, ground_truth_mask_crops, sample_frame_indices
 from sparrow.tsf.detection import DetectorConfig
@@ -138,4 +138,6 @@ def test_training_crops_are_the_librarys_ground_truth_mask_crops(model):
 
 def test_the_encoders_clip_geometry_is_the_tsf_crops():
     video = torch.rand(3, 3, 30, 50, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(shortest_edge_centre_crop(video, 16), clip_preprocess(video, 16))
+    assert torch.equal(encoder_frames(video, 16, "clip"), clip_preprocess(video, 16))
+    square = video[..., :16, :16]
+    assert torch.equal(encoder_frames(square, 16, "clip"), square)  # already at size: left as it is

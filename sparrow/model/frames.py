@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from sparrow.data.indices import linspace_truncated_padded
+from sparrow.tsf.crops import clip_preprocess
 
 
 def segment_centres(num_available: int, n: int) -> list[int]:
@@ -60,17 +61,6 @@ def stretch(frames: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def shortest_edge_centre_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = frames.shape[-2:]
-    if (h, w) == (size, size):
-        return frames
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = F.interpolate(frames, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[..., top:top + size, left:left + size]
-
-
 def encoder_frames(frames: torch.Tensor, size: int, kind: str) -> torch.Tensor:
     """Resize for a spatial/temporal encoder: CLIP-style crop, or a stretch for Qwen2.5-VL."""
-    return stretch(frames, size) if kind == "qwen2_5_vl" else shortest_edge_centre_crop(frames, size)
+    return stretch(frames, size) if kind == "qwen2_5_vl" else clip_preprocess(frames, size)

@@ -84,8 +84,11 @@ def to_float_image(frames: np.ndarray) -> torch.Tensor:
 
 
 def clip_preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
-    """CLIP-style geometry on (..., 3, h, w) images: shortest edge to ``size`` (bicubic), then a centre crop."""
+    """CLIP-style geometry on (..., 3, h, w) images: shortest edge to ``size`` (bicubic), then a centre crop; images
+    already ``size`` x ``size`` are returned as they are."""
     h, w = images.shape[-2:]
+    if (h, w) == (size, size):
+        return images
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     flat = images.reshape(-1, *images.shape[-3:])
