@@ -236,8 +236,9 @@ MINI = Profile(
         # The tiny SAM2 has random weights under mini (plumbing, not quality): 4 referents per case keep it to
         # about 6 s of notebook 02 instead of 15 s with 10.
         quality=dict(sam2_per_case=4)),
-    # Subsets sized so that notebook 04's 24 model evaluations fit its time budget; three training seeds; the
-    # (host, seed) groups run two at a time on the 2-core target machine.
+    # Subsets sized so that notebook 04's 24 model evaluations fit its time budget; three training seeds, so that
+    # every mean and every paired gain carries a seed-to-seed spread; the (host, seed) groups run two at a time on
+    # the 2-core target machine.
     eval=EvalSection(limits=dict(mevis_valid=6, mevis_valid_u=6, ref_youtube_vos=4, ref_davis17=3, vidstg=30,
                                  videogcg=6),
                      caption_metrics=True, seeds=3, hosts=_TABLE_HOSTS, workers=2),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fixtures.toydata import COLOURS, write_toy_curated
-from sparrow.data.rle import mask_to_box
+from sparrow.data.boxes import mask_to_box
 
 
 def test_toy_dataset_is_a_consistent_curated_set(tmp_path):

@@ -30,7 +30,7 @@ def _built(make) -> dict | list | str:
 def every_config() -> dict:
     """asdict of every for_profile result, keyed ``<constructor>/<profile>[/<host>][/<stage>]``."""
     from sparrow.data.synthetic.config import SynthConfig
-    from sparrow.eval import tables
+    from sparrow.experiments import tables
     from sparrow.eval.benchmarks import benchmarks_for
     from sparrow.model.config import ModelConfig
     from sparrow.train.config import TrainConfig
@@ -63,16 +63,6 @@ def test_every_config_equals_the_pinned_one():
     assert sorted(built) == sorted(pinned)
     for key in pinned:
         assert built[key] == pinned[key], key
-
-
-def test_the_table_holds_notebook_04s_seeds_hosts_and_workers():
-    from sparrow.eval import tables
-    from sparrow.profiles import get_profile
-
-    for p in PROFILE_NAMES:
-        section = get_profile(p).eval
-        assert (section.seeds, section.hosts, section.workers) == (
-            tables.DEFAULT_SEEDS[p], tuple(tables.DEFAULT_HOSTS[p]), tables.DEFAULT_WORKERS[p])
 
 
 def test_every_profile_names_every_host_and_benchmark():

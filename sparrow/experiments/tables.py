@@ -39,7 +39,7 @@ from sparrow.eval.text_dependence import text_dependence
 from sparrow.experiments.scheduling import recorded_seconds, run_units
 from sparrow.model import ModelConfig
 from sparrow.paths import home, runs_dir
-from sparrow.profiles import check_profile
+from sparrow.profiles import check_profile, get_profile
 from sparrow.train.variants import pretrained_sam, train_variant
 from sparrow.tsf.pipeline import ensure_tsf
 
@@ -47,15 +47,6 @@ VARIANT_SWITCHES = {"baseline": (False, False), "sparrow": (True, True), "tsf-on
 ABLATION_HOST = "videoglamm"
 ABLATION_COLUMN = "ref_davis17"
 ABLATION_STEPS = ("baseline", "tsf", "box", "tsf_test")  # ablation.csv step names
-# Seeds and hosts per profile: three seeds under mini (a mean with a spread); smoke is a CI check of the code
-# path, not of the numbers, and must take well under a minute, so it trains one seed of one host.
-DEFAULT_SEEDS = {"smoke": 1, "mini": 3, "paper": 1}
-DEFAULT_HOSTS = {"smoke": ("videoglamm",), "mini": TABLE_HOSTS, "paper": TABLE_HOSTS}
-# Processes: under mini the (host, seed) groups are independent runs, two at a time on the 2-core target machine;
-# smoke stays in the notebook's process (starting a worker costs more than smoke's whole work).
-DEFAULT_WORKERS = {"smoke": 1, "mini": 2, "paper": 1}
-
-
 @dataclass(frozen=True)
 class TablePlan:
     """What notebook 04 measures: profile, the data seed, training seeds, hosts and the benchmarks."""
@@ -78,13 +69,12 @@ class TablePlan:
     @classmethod
     def for_profile(cls, profile: str, seed: int = 0, seeds: Sequence[int] | None = None,
                     hosts: Sequence[str] | None = None) -> "TablePlan":
-        """Default seeds: ``seed, seed + 1, ...`` (:data:`DEFAULT_SEEDS` of them); data always from ``seed``;
-        default hosts :data:`DEFAULT_HOSTS`."""
-        check_profile(profile)
-        chosen = tuple(seeds) if seeds is not None else tuple(seed + i for i in range(DEFAULT_SEEDS[profile]))
-        return cls(profile, int(seed), tuple(int(s) for s in chosen),
-                   tuple(hosts) if hosts else DEFAULT_HOSTS[profile], benchmarks_for(profile),
-                   max(1, min(DEFAULT_WORKERS[profile], os.cpu_count() or 1)))
+        """Default seeds: ``seed, seed + 1, ...`` (the profile's ``eval.seeds`` of them); data always from ``seed``;
+        default hosts and worker processes: the profile's ``eval.hosts`` and ``eval.workers`` (:mod:`sparrow.profiles`)."""
+        table = get_profile(profile).eval
+        chosen = tuple(seeds) if seeds is not None else tuple(seed + i for i in range(table.seeds))
+        return cls(profile, int(seed), tuple(int(s) for s in chosen), tuple(hosts) if hosts else table.hosts,
+                   benchmarks_for(profile), max(1, min(table.workers, os.cpu_count() or 1)))
 
 
 @dataclass

@@ -495,14 +495,12 @@ def profile_config(profile: str, curated_root: str | os.PathLike, box_source: st
     ``box_source="ground_truth"`` starts every track from the referent's ground-truth box instead (the oracle
     keyframe option: no detector is trained or used).
     """
-    if get_profile(profile).tsf.detector_training is None:
-        raise ValueError(f"under {profile!r} give ensure_tsf a TSFConfig whose detector.checkpoint_dir names the local "
-                         "GroundingDINO folder (and tracker.sam2_checkpoint the SAM2 weights)")
     if box_source not in ("detector", "ground_truth"):
         raise ValueError(f"box_source must be 'detector' or 'ground_truth', got {box_source!r}")
-    if profile == "paper" and box_source == "detector" and detector_dir is None:
-        raise ValueError("under 'paper' give the local GroundingDINO folder (detector_dir; --detector on the command "
-                         "line) and the SAM2 weights (sam2_checkpoint)")
+    # A profile without a tiny detector recipe (paper) reads the released GroundingDINO from a local folder.
+    if box_source == "detector" and detector_dir is None and get_profile(profile).tsf.detector_training is None:
+        raise ValueError(f"under {profile!r} give the local GroundingDINO folder (detector_dir; --detector on the "
+                         "command line) and the SAM2 weights (sam2_checkpoint)")
     if detector_dir is not None and not Path(detector_dir).is_dir():
         raise FileNotFoundError(f"detector folder not found: {detector_dir}")
     if box_source != "detector" or detector_dir is not None:
