@@ -242,17 +242,17 @@ def main() -> int:
 
     from sparrow.data.curate import ensure_curated
     from sparrow.data.curated import CuratedDataset
-    from sparrow.storage import read_json
     from sparrow.tsf.pipeline import profile_config
+    from sparrow.tsf.quality import read_detector_training
 
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (other processes share the cores: compare columns)")
     curated = ensure_curated(args.profile, args.seed)
     started = time.perf_counter()
     config = profile_config(args.profile, curated)  # trains the tiny detector on first use
-    training = read_json(Path(config.detector.checkpoint_dir) / "training.json")
-    print(f"tiny GroundingDINO: {config.detector.checkpoint_dir} ({training['config']['steps']} steps, trained in "
-          f"{training['wall_s']:.0f} s once; {time.perf_counter() - started:.0f} s to find or train it now)")
+    training = read_detector_training(config.detector.checkpoint_dir)
+    print(f"tiny GroundingDINO: {config.detector.checkpoint_dir} ({training.steps} steps, trained in "
+          f"{training.wall_s:.0f} s once; {time.perf_counter() - started:.0f} s to find or train it now)")
     dataset = CuratedDataset(curated)
     splits = args.splits or dataset.splits()
     videos = sum(1 for s in splits for _ in dataset.iter_videos(split=s))

@@ -218,3 +218,16 @@ def test_caches_are_bounded(demo) -> None:
         data.scores(data.models[0], e)
     assert list(data._gt) == [("demo/video0", "demo/video0/1"), ("demo/video0", "demo/video0/2")]
     assert len(data._scores) == 2
+
+
+def test_recorded_numbers_name_counts_and_each_models_j_and_f(explorer) -> None:
+    from sparrow.viz.explorer import recorded_numbers
+
+    numbers = {n["name"]: n for n in recorded_numbers(explorer)}
+    counts = explorer.data.counts()
+    assert all(numbers[f"browsable/{k}"]["value"] == v for k, v in counts.items())
+    assert numbers["shown_example/expression"]["value"] == explorer.view.expression.expression_id
+    scores = explorer.shown_scores()
+    assert numbers["shown_example/SPARROW/J"]["value"] == scores["SPARROW"].mean_j
+    assert numbers["shown_example/baseline/F"]["value"] == scores["baseline"].mean_f
+    assert len(numbers) == len(counts) + 1 + 2 * len(scores)

@@ -135,7 +135,7 @@ def test_names_follow_the_results_scheme_in_recording_order(tmp_path):
                      *[f"detection/valid/{k}" for k in ("expressions", "with_target", "mean_iou", "acc50", "ap50",
                                                         "no_detection")],
                      *tsf, *tracking, "throughput/computed_expressions", "throughput/load_ms_per_expression",
-                     "throughput/detect_ms_per_expression"]
+                     "throughput/detect_ms_per_expression", "throughput/seconds_per_video"]
 
 
 def test_values_and_units(tmp_path):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -638,3 +639,15 @@ class MaskExplorer:
         track = self.data.track(expression)
         return montage(frames, gt, track=None if track is None else list(track.boxes), num=num,
                        text=expression.text, title=title, frame_names=self.view.frame_names)
+
+
+def recorded_numbers(explorer: MaskExplorer) -> list[dict[str, Any]]:
+    """Every number notebook 05 records, as keyword arguments of :meth:`sparrow.results.Recorder.add`: what can be
+    browsed, and the J and F of each model on the example shown first."""
+    out: list[dict[str, Any]] = [{"name": f"browsable/{name}", "value": value, "unit": "count"}
+                                 for name, value in explorer.data.counts().items()]
+    out.append({"name": "shown_example/expression", "value": explorer.view.expression.expression_id})
+    for name, scores in explorer.shown_scores().items():
+        out += [{"name": f"shown_example/{name}/J", "value": scores.mean_j, "unit": "J"},
+                {"name": f"shown_example/{name}/F", "value": scores.mean_f, "unit": "F"}]
+    return out
