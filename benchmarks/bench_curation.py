@@ -51,8 +51,19 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _run_child(root: Path, out: Path, seed: int, workers: int, trace: bool) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--root", str(root), "--out", str(out), "--seed", str(seed),
-           "--workers", str(workers)] + (["--trace"] if trace else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--workers",
+        str(workers),
+    ] + (["--trace"] if trace else [])
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -62,8 +73,11 @@ def main() -> None:
     parser.add_argument("--profile", default="mini", choices=("smoke", "mini"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="frame-decoding threads of curate()")
-    parser.add_argument("--fresh", action="store_true",
-                        help="generate into a temporary folder (timed) instead of reusing the SPARROW_HOME cache")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="generate into a temporary folder (timed) instead of reusing the SPARROW_HOME cache",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -91,9 +105,11 @@ def main() -> None:
     totals = timed["totals"]
     print(f"SPARROW-Mini {args.profile} (seed {args.seed}) at {root}")
     print(f"  generation: {generation_s:.1f} s {'(cached, reused)' if cached else '(generated now; not counted)'}")
-    print(f"  curated: {totals['videos']} videos, {totals['frames']} frames, {totals['objects']} objects, "
-          f"{totals['masks']} masks, {totals['expressions']} expressions, {totals['qa']} Q&A, "
-          f"{totals['skipped']} skipped")
+    print(
+        f"  curated: {totals['videos']} videos, {totals['frames']} frames, {totals['objects']} objects, "
+        f"{totals['masks']} masks, {totals['expressions']} expressions, {totals['qa']} Q&A, "
+        f"{totals['skipped']} skipped"
+    )
     print(f"  machine: {os.cpu_count()} CPUs visible, curate workers={args.workers}")
     print(f"{'measure':<34}{'value':>12}")
     print(f"{'curation wall time (s)':<34}{timed['wall_s']:>12.2f}")

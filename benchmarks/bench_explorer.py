@@ -36,8 +36,13 @@ def bench_size(root: Path, height: int, width: int, frames: int, updates: int) -
     demo = build_demo_set(root / f"{height}x{width}", height=height, width=width, num_frames=frames, num_videos=1)
     rows = []
     start = time.perf_counter()
-    explorer = MaskExplorer(demo.curated, predictions=demo.predictions, tracks=demo.tracks,
-                            video_id="demo/video0", expression_id="demo/video0/0")
+    explorer = MaskExplorer(
+        demo.curated,
+        predictions=demo.predictions,
+        tracks=demo.tracks,
+        video_id="demo/video0",
+        expression_id="demo/video0/0",
+    )
     open_s = time.perf_counter() - start
     explorer.show_boxes.value = True
     explorer.show_tsf.value = True
@@ -61,8 +66,10 @@ def bench_size(root: Path, height: int, width: int, frames: int, updates: int) -
             encode.append(time.perf_counter() - begin)
         label = f"{height}x{width} {'side by side' if side_by_side else 'single panel'} -> {shape[0]}x{shape[1]} px"
         rows.append((label, _stats(update), _stats(compose), _stats(encode)))
-    print(f"{height}x{width}: open explorer {open_s * 1000:.0f} ms, switch expression (decode + J/F of "
-          f"{frames} frames x 2 models) {switch_s * 1000:.0f} ms")
+    print(
+        f"{height}x{width}: open explorer {open_s * 1000:.0f} ms, switch expression (decode + J/F of "
+        f"{frames} frames x 2 models) {switch_s * 1000:.0f} ms"
+    )
     return rows
 
 
@@ -76,7 +83,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_explorer_") as tmp:
         for height, width in ((128, 128), (480, 854)):
             rows += bench_size(Path(tmp), height, width, args.frames, args.updates)
-    print(f"\nframe update (slider move -> PNG in the Image widget), {args.updates} updates each; goal <= {GOAL_MS:.0f} ms")
+    print(
+        f"\nframe update (slider move -> PNG in the Image widget), {args.updates} updates each; goal <= {GOAL_MS:.0f} ms"
+    )
     # Shared machines skew timings: the 1-minute load average says how busy the CPU was around the run.
     print(f"CPU cores {os.cpu_count()}, 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"{'case':52s} {'median':>8s} {'p95':>8s} {'max':>8s}   {'compose':>8s} {'encode':>8s}  goal")
@@ -84,8 +93,10 @@ def main() -> int:
     for label, update, compose, encode in rows:
         passed = update[1] <= GOAL_MS
         ok &= passed
-        print(f"{label:52s} {update[0]:7.1f}ms {update[1]:7.1f}ms {update[2]:7.1f}ms   {compose[0]:7.1f}ms "
-              f"{encode[0]:7.1f}ms  {'ok' if passed else 'MISSED'}")
+        print(
+            f"{label:52s} {update[0]:7.1f}ms {update[1]:7.1f}ms {update[2]:7.1f}ms   {compose[0]:7.1f}ms "
+            f"{encode[0]:7.1f}ms  {'ok' if passed else 'MISSED'}"
+        )
     print("all cases meet the goal (p95)" if ok else "some case misses the goal")
     return 0 if ok else 1
 

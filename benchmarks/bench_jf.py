@@ -33,8 +33,9 @@ from fixtures.reference_davis import ref_boundary, ref_iou  # noqa: E402
 from sparrow.eval.jf import contour_accuracy, jf_per_frame, region_similarity  # noqa: E402
 
 
-def _shape(height: int, width: int, cy: float, cx: float, ry: float, rx: float, coefs: np.ndarray,
-           phases: np.ndarray) -> np.ndarray:
+def _shape(
+    height: int, width: int, cy: float, cx: float, ry: float, rx: float, coefs: np.ndarray, phases: np.ndarray
+) -> np.ndarray:
     """A star-shaped blob: an ellipse whose radius is modulated by a few angular harmonics."""
     yy, xx = np.mgrid[:height, :width].astype(np.float32)
     dy, dx = (yy - cy) / ry, (xx - cx) / rx
@@ -45,8 +46,9 @@ def _shape(height: int, width: int, cy: float, cx: float, ry: float, rx: float, 
     return np.hypot(dy, dx) <= limit
 
 
-def make_sequence(rng: np.random.Generator, frames: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray,
-                                                                                             float]:
+def make_sequence(
+    rng: np.random.Generator, frames: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, float]:
     area = float(np.exp(rng.uniform(np.log(0.005), np.log(0.20))))
     aspect = rng.uniform(0.5, 2.0)
     ry = np.sqrt(area * height * width / np.pi / aspect)
@@ -58,9 +60,16 @@ def make_sequence(rng: np.random.Generator, frames: int, height: int, width: int
     bh, bw = int(2.8 * ry) + 4, int(2.8 * rx) + 4
 
     def variant(jitter: float, shift: float, shape_noise: float) -> np.ndarray:
-        return _shape(bh, bw, bh / 2 + rng.normal(0, shift), bw / 2 + rng.normal(0, shift),
-                      ry * rng.uniform(1 - jitter, 1 + jitter), rx * rng.uniform(1 - jitter, 1 + jitter),
-                      coefs + rng.normal(0, shape_noise, 7), phases + rng.normal(0, shape_noise * 5, 7))
+        return _shape(
+            bh,
+            bw,
+            bh / 2 + rng.normal(0, shift),
+            bw / 2 + rng.normal(0, shift),
+            ry * rng.uniform(1 - jitter, 1 + jitter),
+            rx * rng.uniform(1 - jitter, 1 + jitter),
+            coefs + rng.normal(0, shape_noise, 7),
+            phases + rng.normal(0, shape_noise * 5, 7),
+        )
 
     gts = [variant(0.03, 0.0, 0.01) for _ in range(3)]
     preds = [variant(0.10, 2.5, 0.03) for _ in range(3)]
@@ -71,14 +80,14 @@ def make_sequence(rng: np.random.Generator, frames: int, height: int, width: int
         ys, xs, ye, xe = max(oy, 0), max(ox, 0), min(oy + bh, height), min(ox + bw, width)
         if ye <= ys or xe <= xs:
             continue
-        gt[t, ys:ye, xs:xe] = gts[t % 3][ys - oy:ye - oy, xs - ox:xe - ox]
+        gt[t, ys:ye, xs:xe] = gts[t % 3][ys - oy : ye - oy, xs - ox : xe - ox]
         u = rng.random()
         if u < 0.05:
             continue  # missed frame
-        pred[t, ys:ye, xs:xe] = preds[rng.integers(3)][ys - oy:ye - oy, xs - ox:xe - ox]
+        pred[t, ys:ye, xs:xe] = preds[rng.integers(3)][ys - oy : ye - oy, xs - ox : xe - ox]
         if u > 0.95:
             cy, cx, r = rng.integers(0, height), rng.integers(0, width), int(rng.integers(3, 25))
-            pred[t, max(cy - r, 0):cy + r, max(cx - r, 0):cx + r] = 1
+            pred[t, max(cy - r, 0) : cy + r, max(cx - r, 0) : cx + r] = 1
     return gt, pred, area
 
 
@@ -141,19 +150,27 @@ def main() -> None:
     n = args.sequences * args.frames
     ref_cpu = cpu["ref_j"] + cpu["ref_f"]
     ref_wall = wall["ref_j"] + wall["ref_f"]
-    print(f"J and F on {args.sequences} sequences x {args.frames} frames x {args.height}x{args.width} "
-          f"({n} frame pairs), single thread; mean J {np.mean([s[0] for s in stats]):.3f}, "
-          f"mean F {np.mean([s[1] for s in stats]):.3f}")
+    print(
+        f"J and F on {args.sequences} sequences x {args.frames} frames x {args.height}x{args.width} "
+        f"({n} frame pairs), single thread; mean J {np.mean([s[0] for s in stats]):.3f}, "
+        f"mean F {np.mean([s[1] for s in stats]):.3f}"
+    )
     print(f"{'':34s}{'CPU ms/frame':>14s}{'wall ms/frame':>15s}")
     print(f"{'reference J (db_eval_iou)':34s}{cpu['ref_j'] / n * 1e3:14.3f}{wall['ref_j'] / n * 1e3:15.3f}")
     print(f"{'reference F (db_eval_boundary)':34s}{cpu['ref_f'] / n * 1e3:14.3f}{wall['ref_f'] / n * 1e3:15.3f}")
     print(f"{'reference J + F':34s}{ref_cpu / n * 1e3:14.3f}{ref_wall / n * 1e3:15.3f}")
     print(f"{'sparrow jf_per_frame (J and F)':34s}{cpu['ours'] / n * 1e3:14.3f}{wall['ours'] / n * 1e3:15.3f}")
-    print(f"{'sparrow region_similarity + contour':34s}{cpu['ours_sep'] / n * 1e3:14.3f}"
-          f"{wall['ours_sep'] / n * 1e3:15.3f}")
-    print(f"speed-up, jf_per_frame:          {ref_cpu / cpu['ours']:.1f}x CPU time, {ref_wall / wall['ours']:.1f}x wall")
-    print(f"speed-up, the two functions:     {ref_cpu / cpu['ours_sep']:.1f}x CPU time, "
-          f"{ref_wall / wall['ours_sep']:.1f}x wall")
+    print(
+        f"{'sparrow region_similarity + contour':34s}{cpu['ours_sep'] / n * 1e3:14.3f}"
+        f"{wall['ours_sep'] / n * 1e3:15.3f}"
+    )
+    print(
+        f"speed-up, jf_per_frame:          {ref_cpu / cpu['ours']:.1f}x CPU time, {ref_wall / wall['ours']:.1f}x wall"
+    )
+    print(
+        f"speed-up, the two functions:     {ref_cpu / cpu['ours_sep']:.1f}x CPU time, "
+        f"{ref_wall / wall['ours_sep']:.1f}x wall"
+    )
     order = np.argsort([a for a, _, _ in sizes])
     thirds = np.array_split(order, 3)
     for label, part in zip(("small", "medium", "large"), thirds):

@@ -24,8 +24,7 @@ Run: ``.venv/bin/python benchmarks/bench_paper_fps.py [--scale paper] [--frames 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import functools
 import platform
 import statistics
 import sys
@@ -65,7 +64,7 @@ def measure(cfg, device, frames: np.ndarray, runs: int) -> dict:
     tok = model.tokenizer
     answer = ([model.box_token_id] if cfg.box else []) + [model.seg_token_id, tok.eos_token_id]
     real = type(model.llm).generate
-    model.llm.generate = lambda embeds, n, stops: real(model.llm, embeds, n, stops, forced=answer)
+    model.llm.generate = functools.partial(real, model.llm, forced=answer)  # one fixed answer per call
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     pred = model.predict(frames, "the person on the left")
@@ -79,8 +78,12 @@ def measure(cfg, device, frames: np.ndarray, runs: int) -> dict:
         _sync(device)
         seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
-    out = {"seconds_per_call": median, "fps": frames.shape[0] / median, "runs": seconds,
-           "parameters": int(sum(p.numel() for p in model.parameters()))}
+    out = {
+        "seconds_per_call": median,
+        "fps": frames.shape[0] / median,
+        "runs": seconds,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
     if device.type == "cuda":
         out["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     del model
@@ -99,8 +102,10 @@ def run(args: argparse.Namespace) -> dict | None:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if args.scale == "paper" and device.type != "cuda" and not args.allow_cpu:
         # `make bench` runs every script: on a machine without a GPU this one reports why it measured nothing.
-        print("skipped: the paper-size preset needs a GPU (about 20 GB); --scale tiny checks the path on a CPU, "
-              "--allow-cpu insists")
+        print(
+            "skipped: the paper-size preset needs a GPU (about 20 GB); --scale tiny checks the path on a CPU, "
+            "--allow-cpu insists"
+        )
         return None
     if real:
         from sparrow.model.presets import paper_components
@@ -118,13 +123,21 @@ def run(args: argparse.Namespace) -> dict | None:
         variants = {"baseline": cfg.replace(box=False), "sparrow": cfg.replace(box=True)}
         results = {name: measure(c, device, frames, args.runs) for name, c in variants.items()}
     fps = results["sparrow"]["fps"]
-    return {"benchmark": "bench_paper_fps", "preset": "videoglamm", "scale": args.scale,
-            "weights": "local folders" if real else "random", "device": _device_name(device),
-            "torch": torch.__version__, "video": [args.frames, args.height, args.width], "variants": results,
-            "sparrow_over_baseline_time": results["sparrow"]["seconds_per_call"]
-            / results["baseline"]["seconds_per_call"],
-            "paper_fps": PAPER_FPS, "goal_fps": GOAL_RATIO * PAPER_FPS, "ratio_to_paper": fps / PAPER_FPS,
-            "meets_goal": bool(fps >= GOAL_RATIO * PAPER_FPS) if args.scale == "paper" else None}
+    return {
+        "benchmark": "bench_paper_fps",
+        "preset": "videoglamm",
+        "scale": args.scale,
+        "weights": "local folders" if real else "random",
+        "device": _device_name(device),
+        "torch": torch.__version__,
+        "video": [args.frames, args.height, args.width],
+        "variants": results,
+        "sparrow_over_baseline_time": results["sparrow"]["seconds_per_call"] / results["baseline"]["seconds_per_call"],
+        "paper_fps": PAPER_FPS,
+        "goal_fps": GOAL_RATIO * PAPER_FPS,
+        "ratio_to_paper": fps / PAPER_FPS,
+        "meets_goal": bool(fps >= GOAL_RATIO * PAPER_FPS) if args.scale == "paper" else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -154,9 +167,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     for name, r in report["variants"].items():
         print(f"{name:9s} {r['seconds_per_call']:8.3f} s per {args.frames}-frame call  {r['fps']:7.2f} FPS")
-    print(f"device: {report['device']}; SPARROW / baseline time {report['sparrow_over_baseline_time']:.2f}x; "
-          f"SPARROW {report['variants']['sparrow']['fps']:.2f} FPS = {report['ratio_to_paper']:.2f}x the paper's "
-          f"{PAPER_FPS} FPS (goal {GOAL_RATIO:.0f}x{'' if args.scale == 'paper' else ', judged at paper scale only'})")
+    print(
+        f"device: {report['device']}; SPARROW / baseline time {report['sparrow_over_baseline_time']:.2f}x; "
+        f"SPARROW {report['variants']['sparrow']['fps']:.2f} FPS = {report['ratio_to_paper']:.2f}x the paper's "
+        f"{PAPER_FPS} FPS (goal {GOAL_RATIO:.0f}x{'' if args.scale == 'paper' else ', judged at paper scale only'})"
+    )
     out = args.out
     if out is None and args.scale == "paper":
         slug = "".join(c if c.isalnum() else "_" for c in report["device"].lower()).strip("_")

@@ -56,24 +56,33 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         for profile in args.profiles:
             out = Path(tmp) / profile
-            result = subprocess.run([sys.executable, __file__, "--child", profile, str(args.seed), str(out)],
-                                    check=True, capture_output=True, text=True)
+            result = subprocess.run(
+                [sys.executable, __file__, "--child", profile, str(args.seed), str(out)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             stats = json.loads(result.stdout.strip().splitlines()[-1])
             files, disk, apparent = _disk(out)
             manifest = json.loads((out / "manifest.json").read_text())
             videos = sum(c["videos"] for splits in manifest["counts"].values() for c in splits.values())
             rows.append((profile, stats, files, disk, apparent, videos))
-    print(f"{'profile':8s} {'wall s':>7s} {'cpu s':>7s} {'goal s':>7s} {'videos':>7s} {'files':>7s} "
-          f"{'disk MiB':>9s} {'bytes MiB':>9s}")
+    print(
+        f"{'profile':8s} {'wall s':>7s} {'cpu s':>7s} {'goal s':>7s} {'videos':>7s} {'files':>7s} "
+        f"{'disk MiB':>9s} {'bytes MiB':>9s}"
+    )
     for profile, stats, files, disk, apparent, videos in rows:
-        print(f"{profile:8s} {stats['wall_s']:7.2f} {stats['cpu_s']:7.2f} {GOALS_S.get(profile, float('nan')):7.1f} "
-              f"{videos:7d} {files:7d} {disk / 2**20:9.1f} {apparent / 2**20:9.1f}")
+        print(
+            f"{profile:8s} {stats['wall_s']:7.2f} {stats['cpu_s']:7.2f} {GOALS_S.get(profile, float('nan')):7.1f} "
+            f"{videos:7d} {files:7d} {disk / 2**20:9.1f} {apparent / 2**20:9.1f}"
+        )
     for profile, stats, *_ in rows:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in stats["per_source_s"].items())
         print(f"{profile} per source (wall s): {parts}")
     load1 = os.getloadavg()[0]
-    print(f"load average at the end: {load1:.1f} on {os.cpu_count()} cores "
-          "(wall time grows with it, CPU time much less)")
+    print(
+        f"load average at the end: {load1:.1f} on {os.cpu_count()} cores (wall time grows with it, CPU time much less)"
+    )
     return 0
 
 

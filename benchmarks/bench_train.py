@@ -94,18 +94,18 @@ def _inference(model, curated, videos: int) -> dict:
             many = [p for v in chosen for p in model.predict_many(frames[v], [e.text for e in by_video[v]])]
             out["predict_many_expr_per_s"] = n / (time.process_time() - c0)
             out["predict_many_identical"] = all(
-                a.answer == b.answer and (a.masks_per_seg == b.masks_per_seg).all() for a, b in zip(preds, many))
+                a.answer == b.answer and (a.masks_per_seg == b.masks_per_seg).all() for a, b in zip(preds, many)
+            )
     return out
 
 
 def _child_steps(host: str, steps: int, seed: int, curated_root: str, videos: int) -> dict:
-    import sparrow
     import torch
 
+    import sparrow
     from sparrow.data.curated import CuratedDataset
     from sparrow.model import MODEL_STAGES, SparrowDataset
-    from sparrow.train import TrainConfig
-    from sparrow.train import trainer
+    from sparrow.train import TrainConfig, trainer
     from sparrow.train.variants import build_model, model_config
 
     fused_adamw = getattr(trainer, "_fused_adamw", lambda params: False)
@@ -115,8 +115,13 @@ def _child_steps(host: str, steps: int, seed: int, curated_root: str, videos: in
     build_s = time.perf_counter() - t0
     dataset = SparrowDataset(curated_root, "train", cfg)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-    out: dict = {"host": host, "package": str(Path(sparrow.__file__).parent), "build_s": build_s,
-                 "threads": torch.get_num_threads(), "stages": {}}
+    out: dict = {
+        "host": host,
+        "package": str(Path(sparrow.__file__).parent),
+        "build_s": build_s,
+        "threads": torch.get_num_threads(),
+        "stages": {},
+    }
     position = 0
     for stage in MODEL_STAGES:
         model.configure_stage(stage)
@@ -146,8 +151,12 @@ def _child_steps(host: str, steps: int, seed: int, curated_root: str, videos: in
                 cpus.append(marks[-1] - marks[0])
                 for k, a, b in zip(PARTS, marks, marks[1:]):
                     parts[k] += (b - a) / steps
-        out["stages"][stage] = {"batch_size": batch_size, "step_wall_s": statistics.median(walls),
-                                "step_cpu_s": statistics.median(cpus), "parts_cpu_s": parts}
+        out["stages"][stage] = {
+            "batch_size": batch_size,
+            "step_wall_s": statistics.median(walls),
+            "step_cpu_s": statistics.median(cpus),
+            "parts_cpu_s": parts,
+        }
     model.eval()
     _script_answers(model, [model.box_token_id, model.seg_token_id, model.tokenizer.eos_token_id])
     out["inference"] = _inference(model, CuratedDataset(curated_root), videos)
@@ -155,19 +164,23 @@ def _child_steps(host: str, steps: int, seed: int, curated_root: str, videos: in
     return out
 
 
-def _child_variant(host: str, tsf: bool, box: bool, seed: int, curated_root: str, runs_root: str,
-                   videos: int) -> dict:
+def _child_variant(host: str, tsf: bool, box: bool, seed: int, curated_root: str, runs_root: str, videos: int) -> dict:
     import sparrow  # noqa: F401
-
     from sparrow.data.curated import CuratedDataset
     from sparrow.train import train_variant
 
     w0, c0 = time.perf_counter(), time.process_time()
-    run = train_variant(host, "mini", seed, tsf=tsf, box=box, curated_root=curated_root, show_progress=False,
-                        runs_root=runs_root)
-    out = {"variant": run.name, "wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0,
-           "steps": {s: r.steps for s, r in run.stages.items()},
-           "stage_wall_s": {s: r.wall_s for s, r in run.stages.items()}, "final_losses": run.final_losses}
+    run = train_variant(
+        host, "mini", seed, tsf=tsf, box=box, curated_root=curated_root, show_progress=False, runs_root=runs_root
+    )
+    out = {
+        "variant": run.name,
+        "wall_s": time.perf_counter() - w0,
+        "cpu_s": time.process_time() - c0,
+        "steps": {s: r.steps for s, r in run.stages.items()},
+        "stage_wall_s": {s: r.wall_s for s, r in run.stages.items()},
+        "final_losses": run.final_losses,
+    }
     if tsf and box:
         out["inference"] = _inference(run.load_model(), CuratedDataset(curated_root), videos)
     out["peak_rss_mib"] = _peak_rss_mib()
@@ -242,19 +255,40 @@ def _report(args, versions, curated_root: str, tmp: Path) -> None:
     from sparrow.model.config import MODEL_STAGES
 
     names = [v for v, _ in versions]
-    print(f"bench_train: mini profile, {os.cpu_count()} CPU cores, {platform.machine()}, torch threads "
-          f"{args.threads or 'default'}, load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"bench_train: mini profile, {os.cpu_count()} CPU cores, {platform.machine()}, torch threads "
+        f"{args.threads or 'default'}, load average {os.getloadavg()[0]:.1f} at start"
+    )
     results: dict[str, dict[str, dict]] = {}
     for k, host in enumerate(args.hosts):
         order = versions if k % 2 == 0 else versions[::-1]
-        results[host] = {name: _run_child(path, args.threads, "--child-steps", host, str(args.steps), str(args.seed),
-                                          curated_root, str(args.videos)) for name, path in order}
+        results[host] = {
+            name: _run_child(
+                path,
+                args.threads,
+                "--child-steps",
+                host,
+                str(args.steps),
+                str(args.seed),
+                curated_root,
+                str(args.videos),
+            )
+            for name, path in order
+        }
     for name in names:
         print(f"  {name}: package {results[args.hosts[0]][name]['package']}")
-    print(f"\ntraining step, median of {args.steps} (CPU s; wall s in brackets)" +
-          ("" if len(names) == 1 else f"; speedup = {names[0]} CPU / {names[-1]} CPU"))
-    print(f"{'preset':<11} {'stage':<9} {'batch':>5} " + " ".join(f"{n[:16]:>17}" for n in names) +
-          ("  speedup" if len(names) > 1 else "") + f"   {names[-1]} parts (CPU ms: " + ", ".join(PARTS) + ")")
+    print(
+        f"\ntraining step, median of {args.steps} (CPU s; wall s in brackets)"
+        + ("" if len(names) == 1 else f"; speedup = {names[0]} CPU / {names[-1]} CPU")
+    )
+    print(
+        f"{'preset':<11} {'stage':<9} {'batch':>5} "
+        + " ".join(f"{n[:16]:>17}" for n in names)
+        + ("  speedup" if len(names) > 1 else "")
+        + f"   {names[-1]} parts (CPU ms: "
+        + ", ".join(PARTS)
+        + ")"
+    )
     for host, by in results.items():
         for stage in MODEL_STAGES:
             rows = [by[n]["stages"][stage] for n in names]
@@ -263,44 +297,65 @@ def _report(args, versions, curated_root: str, tmp: Path) -> None:
             ratio = f"  {_ratio(rows[0]['step_cpu_s'], rows[-1]['step_cpu_s'])}" if len(names) > 1 else ""
             print(f"{host:<11} {stage:<9} {rows[-1]['batch_size']:>5} {cells}{ratio}   {parts}")
     print(f"\ninference, scripted answers, {args.videos} MeViS valid_u videos (expressions per CPU second)")
-    print(f"{'preset':<11} " + " ".join(f"{n[:14] + ' predict':>22}" for n in names) +
-          f" {names[-1][:10] + ' predict_many':>24}  speedup  identical  peak RSS MiB")
+    print(
+        f"{'preset':<11} "
+        + " ".join(f"{n[:14] + ' predict':>22}" for n in names)
+        + f" {names[-1][:10] + ' predict_many':>24}  speedup  identical  peak RSS MiB"
+    )
     for host, by in results.items():
         infs = [by[n]["inference"] for n in names]
         many = infs[-1].get("predict_many_expr_per_s")
         cells = " ".join(f"{i['predict_expr_per_s']:>14.1f} ({i['predict_fps']:>4.0f} FPS)" for i in infs)
-        print(f"{host:<11} {cells} {many:>24.1f}  {_ratio(many, infs[0]['predict_expr_per_s'])}  "
-              f"{str(infs[-1].get('predict_many_identical')):>9}  " +
-              " / ".join(f"{by[n]['peak_rss_mib']:.0f}" for n in names))
-    print("  (speedup: predict_many of the last column over predict of the first; "
-          f"{infs[-1]['expressions']} expressions on {infs[-1]['videos']} videos of {infs[-1]['frames_per_video']} "
-          "frames for the last preset)")
+        print(
+            f"{host:<11} {cells} {many:>24.1f}  {_ratio(many, infs[0]['predict_expr_per_s'])}  "
+            f"{str(infs[-1].get('predict_many_identical')):>9}  "
+            + " / ".join(f"{by[n]['peak_rss_mib']:.0f}" for n in names)
+        )
+    print(
+        "  (speedup: predict_many of the last column over predict of the first; "
+        f"{infs[-1]['expressions']} expressions on {infs[-1]['videos']} videos of {infs[-1]['frames_per_video']} "
+        "frames for the last preset)"
+    )
     if args.no_variant:
         return
     print(f"\nwhole variants ({args.variant_host}, mini), goal <= {GOAL_VARIANT_S:.0f} s each:")
     for index, (name, path) in enumerate(versions):
         runs = tmp / f"runs-{index}"
         for tsf, box in ((False, False), (True, True)):
-            res = _run_child(path, args.threads, "--child-variant", args.variant_host, str(int(tsf)), str(int(box)),
-                             str(args.seed), curated_root, str(runs), str(args.videos))
+            res = _run_child(
+                path,
+                args.threads,
+                "--child-variant",
+                args.variant_host,
+                str(int(tsf)),
+                str(int(box)),
+                str(args.seed),
+                curated_root,
+                str(runs),
+                str(args.videos),
+            )
             # The SPARROW run reuses the baseline's host stage from the same runs folder, so its own process
             # trains only the later stages; the variant's cost is the sum of its stages, host included.
             total = sum(res["stage_wall_s"].values())
             ok = "meets" if total <= GOAL_VARIANT_S else "MISSES"
-            parts = ", ".join(f"{stage} {res['steps'][stage]} steps {wall:.1f} s"
-                              for stage, wall in res["stage_wall_s"].items())
+            parts = ", ".join(
+                f"{stage} {res['steps'][stage]} steps {wall:.1f} s" for stage, wall in res["stage_wall_s"].items()
+            )
             losses = ", ".join(f"{k} {v:.4f}" for k, v in sorted(res["final_losses"].items()) if v)
-            print(f"  [{name}] {res['variant']:<9} {total:7.1f} s wall for {sum(res['steps'].values())} steps "
-                  f"({parts}) -> {ok} the goal; this process: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, "
-                  f"peak RSS {res['peak_rss_mib']:.0f} MiB; final losses: {losses}")
+            print(
+                f"  [{name}] {res['variant']:<9} {total:7.1f} s wall for {sum(res['steps'].values())} steps "
+                f"({parts}) -> {ok} the goal; this process: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, "
+                f"peak RSS {res['peak_rss_mib']:.0f} MiB; final losses: {losses}"
+            )
             inf = res.get("inference")
             if inf:
                 many = inf.get("predict_many_expr_per_s")
-                print(f"  [{name}] trained SPARROW inference ({inf['videos']} videos, its own answers, [SEG] in "
-                      f"{100 * inf['seg_found']:.0f}%): predict {inf['predict_expr_per_s']:.1f} expr/s "
-                      f"({inf['predict_fps']:.0f} FPS)" +
-                      (f", predict_many {many:.1f} expr/s (identical: {inf['predict_many_identical']})"
-                       if many else ""))
+                print(
+                    f"  [{name}] trained SPARROW inference ({inf['videos']} videos, its own answers, [SEG] in "
+                    f"{100 * inf['seg_found']:.0f}%): predict {inf['predict_expr_per_s']:.1f} expr/s "
+                    f"({inf['predict_fps']:.0f} FPS)"
+                    + (f", predict_many {many:.1f} expr/s (identical: {inf['predict_many_identical']})" if many else "")
+                )
 
 
 if __name__ == "__main__":

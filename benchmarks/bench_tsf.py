@@ -40,11 +40,19 @@ PAPER_VIDEOS = 30_000
 PAPER_S_PER_VIDEO = PAPER_GPU_DAYS * 86400 / PAPER_VIDEOS  # = sparrow.tsf.runs.PAPER_SECONDS_PER_VIDEO
 
 
-def _pass(splits: list[str] | None, home: str, device: str | None = None, config_json: str | None = None,
-          curated: str | None = None, clip: str | None = None, limit_videos: int | None = None) -> dict:
+def _pass(
+    splits: list[str] | None,
+    home: str,
+    device: str | None = None,
+    config_json: str | None = None,
+    curated: str | None = None,
+    clip: str | None = None,
+    limit_videos: int | None = None,
+) -> dict:
     """One whole pass in this process (under torchrun: this rank's share, merged)."""
-    import sparrow  # noqa: F401  (torchvision shim first)
     import torch
+
+    import sparrow  # noqa: F401  (torchvision shim first)
 
     os.environ["SPARROW_HOME"] = home
     from sparrow.data.curated import CuratedDataset
@@ -56,23 +64,33 @@ def _pass(splits: list[str] | None, home: str, device: str | None = None, config
     config = TSFConfig(**_config_from_json(config_json)) if config_json else None
     root = Path(curated)
     dataset = CuratedDataset(root)
-    encoder = _encoder(clip, config.crop_size, device) if clip else PatchMeanEncoder(
-        config.crop_size, patch=14 if config.crop_size % 14 == 0 else 8, device=device or "cpu")
+    encoder = (
+        _encoder(clip, config.crop_size, device)
+        if clip
+        else PatchMeanEncoder(config.crop_size, patch=14 if config.crop_size % 14 == 0 else 8, device=device or "cpu")
+    )
     store = TSFStore(Path(home) / "entries")
     seconds = {stage: 0.0 for stage in TIMING_STAGES}
     counts: dict[str, int] = {}
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for split in splits or dataset.splits():
-        report = run_tsf(root, split, config, encoder, store=store, out_dir=Path(home) / "runs" / split,
-                         limit_videos=limit_videos)
+        report = run_tsf(
+            root, split, config, encoder, store=store, out_dir=Path(home) / "runs" / split, limit_videos=limit_videos
+        )
         for stage, value in report.timings.items():
             seconds[stage] += value
         for name, value in report.counts.items():
             counts[name] = counts.get(name, 0) + value
     if device == "cuda":
         torch.cuda.synchronize()
-    return {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "seconds": seconds,
-            "counts": counts, "world": launched_world_size(), "threads": torch.get_num_threads()}
+    return {
+        "wall_s": time.perf_counter() - wall0,
+        "cpu_s": time.process_time() - cpu0,
+        "seconds": seconds,
+        "counts": counts,
+        "world": launched_world_size(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _config_from_json(text: str) -> dict:
@@ -112,13 +130,16 @@ def _encoder(clip_dir: str, crop_size: int, device: str | None):
 
 
 def _child(args: list[str], env: dict, ranks: int) -> dict:
-    launcher = [sys.executable] if ranks == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                     "--nproc_per_node", str(ranks)]
+    launcher = (
+        [sys.executable]
+        if ranks == 1
+        else [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
+    )
     proc = subprocess.run(launcher + [__file__, "--child", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"child failed:\n{proc.stderr[-4000:]}")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    return json.loads(lines[0][len("RESULT "):])
+    return json.loads(lines[0][len("RESULT ") :])
 
 
 def _table(results: dict[str, dict]) -> None:
@@ -160,12 +181,16 @@ def main_paper(args) -> int:
     import torch
 
     if args.device not in ("cuda", "cpu"):
-        print("SKIP paper-size TSF timing: give --device cuda (the paper's figure is per GPU; --device cpu only "
-              "checks the plumbing)")
+        print(
+            "SKIP paper-size TSF timing: give --device cuda (the paper's figure is per GPU; --device cpu only "
+            "checks the plumbing)"
+        )
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("SKIP paper-size TSF timing: no CUDA device on this machine (the figure is per GPU; run this on a "
-              "GPU machine with --device cuda)")
+        print(
+            "SKIP paper-size TSF timing: no CUDA device on this machine (the figure is per GPU; run this on a "
+            "GPU machine with --device cuda)"
+        )
         return 0
     missing = []
     if not args.detector or not (Path(args.detector) / "config.json").is_file():
@@ -184,15 +209,32 @@ def main_paper(args) -> int:
     from sparrow.tsf.pipeline import TSFConfig
 
     config = TSFConfig.for_profile("paper", device=args.device)
-    config = replace(config, detector=replace(config.detector, checkpoint_dir=str(Path(args.detector).resolve())),
-                     tracker=replace(config.tracker, sam2_checkpoint=args.sam2_checkpoint, sam2_config=args.sam2_config))
+    config = replace(
+        config,
+        detector=replace(config.detector, checkpoint_dir=str(Path(args.detector).resolve())),
+        tracker=replace(config.tracker, sam2_checkpoint=args.sam2_checkpoint, sam2_config=args.sam2_config),
+    )
     with tempfile.TemporaryDirectory(prefix="bench-tsf-paper-") as tmp:
         curated = _curated_paper(args, Path(tmp))
-        print(f"paper-size TSF pass on {curated} ({args.device}; SAM2 "
-              f"{'weights ' + args.sam2_checkpoint if args.sam2_checkpoint else 'RANDOM weights: timing only'}; "
-              f"encoder {'CLIP ' + args.clip if args.clip else 'patch-mean stand-in at 336 px'})")
-        child = ["--profile", "paper", "--seed", str(args.seed), "--home", tmp, "--curated", str(curated),
-                 "--config-json", json.dumps(asdict(config)), "--device", args.device]
+        print(
+            f"paper-size TSF pass on {curated} ({args.device}; SAM2 "
+            f"{'weights ' + args.sam2_checkpoint if args.sam2_checkpoint else 'RANDOM weights: timing only'}; "
+            f"encoder {'CLIP ' + args.clip if args.clip else 'patch-mean stand-in at 336 px'})"
+        )
+        child = [
+            "--profile",
+            "paper",
+            "--seed",
+            str(args.seed),
+            "--home",
+            tmp,
+            "--curated",
+            str(curated),
+            "--config-json",
+            json.dumps(asdict(config)),
+            "--device",
+            args.device,
+        ]
         if args.splits:
             child += ["--splits", *args.splits]
         if args.clip:
@@ -202,10 +244,12 @@ def main_paper(args) -> int:
         result = _child(child, dict(os.environ), 1)
     _table({"paper": result})
     videos = max(1, result["counts"].get("computed_videos", 0))
-    print(f"\n{result['counts'].get('computed', 0)} expressions in {videos} videos: "
-          f"{result['wall_s'] / videos:.2f} s per video on {args.device} "
-          f"(paper: {PAPER_S_PER_VIDEO:.1f} s per video = {PAPER_GPU_DAYS} GPU-days / ~{PAPER_VIDEOS} videos, "
-          "with CLDTracker and SAM2 masks; sizes and hardware differ)")
+    print(
+        f"\n{result['counts'].get('computed', 0)} expressions in {videos} videos: "
+        f"{result['wall_s'] / videos:.2f} s per video on {args.device} "
+        f"(paper: {PAPER_S_PER_VIDEO:.1f} s per video = {PAPER_GPU_DAYS} GPU-days / ~{PAPER_VIDEOS} videos, "
+        "with CLDTracker and SAM2 masks; sizes and hardware differ)"
+    )
     return 0
 
 
@@ -229,40 +273,59 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.child:
-        result = _pass(args.splits, args.home, args.device, args.config_json, args.curated, args.clip,
-                       args.limit_videos)
+        result = _pass(
+            args.splits, args.home, args.device, args.config_json, args.curated, args.clip, args.limit_videos
+        )
         if int(os.environ.get("RANK", "0")) == 0:
             print("RESULT " + json.dumps(result), flush=True)
         return 0
     if args.profile == "paper":
         return main_paper(args)
 
-    import sparrow  # noqa: F401
     from dataclasses import asdict
 
+    import sparrow  # noqa: F401
     from sparrow.data.curate import ensure_curated
     from sparrow.data.curated import CuratedDataset
     from sparrow.tsf.pipeline import profile_config
     from sparrow.tsf.quality import read_detector_training
 
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (other processes share the cores: compare columns)")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (other processes share the cores: compare columns)"
+    )
     curated = ensure_curated(args.profile, args.seed)
     started = time.perf_counter()
     config = profile_config(args.profile, curated)  # trains the tiny detector on first use
     training = read_detector_training(config.detector.checkpoint_dir)
-    print(f"tiny GroundingDINO: {config.detector.checkpoint_dir} ({training.steps} steps, trained in "
-          f"{training.wall_s:.0f} s once; {time.perf_counter() - started:.0f} s to find or train it now)")
+    print(
+        f"tiny GroundingDINO: {config.detector.checkpoint_dir} ({training.steps} steps, trained in "
+        f"{training.wall_s:.0f} s once; {time.perf_counter() - started:.0f} s to find or train it now)"
+    )
     dataset = CuratedDataset(curated)
     splits = args.splits or dataset.splits()
     videos = sum(1 for s in splits for _ in dataset.iter_videos(split=s))
-    print(f"pass: splits {', '.join(splits)} of {curated} ({videos} videos), tracker {config.tracker.kind}, "
-          f"crops {config.crop_size} px, K={config.k}")
+    print(
+        f"pass: splits {', '.join(splits)} of {curated} ({videos} videos), tracker {config.tracker.kind}, "
+        f"crops {config.crop_size} px, K={config.k}"
+    )
     results = {}
     for ranks in args.ranks:
         with tempfile.TemporaryDirectory(prefix="bench-tsf-") as tmp:
-            child = ["--profile", args.profile, "--seed", str(args.seed), "--home", tmp, "--curated", str(curated),
-                     "--config-json", json.dumps(asdict(config)), "--splits", *splits]
+            child = [
+                "--profile",
+                args.profile,
+                "--seed",
+                str(args.seed),
+                "--home",
+                tmp,
+                "--curated",
+                str(curated),
+                "--config-json",
+                json.dumps(asdict(config)),
+                "--splits",
+                *splits,
+            ]
             if args.limit_videos:
                 child += ["--limit-videos", str(args.limit_videos)]
             env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -270,17 +333,25 @@ def main() -> int:
     _table(results)
     first = results[next(iter(results))]
     computed, computed_videos = first["counts"].get("computed", 0), max(1, first["counts"].get("computed_videos", 0))
-    print(f"\n{computed} expressions, {computed_videos} videos; fallbacks: " + ", ".join(
-        f"{name} {first['counts'].get(name, 0)}" for name in ("no_detection", "lost_track", "short_video",
-                                                               "no_target", "lost_crop_frames")))
+    print(
+        f"\n{computed} expressions, {computed_videos} videos; fallbacks: "
+        + ", ".join(
+            f"{name} {first['counts'].get(name, 0)}"
+            for name in ("no_detection", "lost_track", "short_video", "no_target", "lost_crop_frames")
+        )
+    )
     for name, result in results.items():
         verdict = "meets" if result["wall_s"] <= GOAL_S else "MISSES"
-        print(f"{name}: wall {result['wall_s']:.1f} s ({verdict} the {GOAL_S:.0f} s goal), "
-              f"{result['wall_s'] / computed_videos:.3f} s per video, {result['wall_s'] / max(1, computed) * 1000:.1f} "
-              f"ms per expression")
-    print(f"context only: the paper's offline TSF took {PAPER_GPU_DAYS} GPU-days for ~{PAPER_VIDEOS} videos, about "
-          f"{PAPER_S_PER_VIDEO:.1f} s per video on a GPU with the real GroundingDINO, CLDTracker and SAM2 at full "
-          "resolution; this pass uses tiny models on 128-px videos on CPU, so the ratio says nothing about either")
+        print(
+            f"{name}: wall {result['wall_s']:.1f} s ({verdict} the {GOAL_S:.0f} s goal), "
+            f"{result['wall_s'] / computed_videos:.3f} s per video, {result['wall_s'] / max(1, computed) * 1000:.1f} "
+            f"ms per expression"
+        )
+    print(
+        f"context only: the paper's offline TSF took {PAPER_GPU_DAYS} GPU-days for ~{PAPER_VIDEOS} videos, about "
+        f"{PAPER_S_PER_VIDEO:.1f} s per video on a GPU with the real GroundingDINO, CLDTracker and SAM2 at full "
+        "resolution; this pass uses tiny models on 128-px videos on CPU, so the ratio says nothing about either"
+    )
     return 0
 
 

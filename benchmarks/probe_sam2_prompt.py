@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 SIZE = 128
 
@@ -45,7 +44,7 @@ def discs(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tenso
             disc = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
             images[b] = torch.where(disc, torch.rand(3, 1, 1, generator=generator).expand(3, SIZE, SIZE), images[b])
             drawn.append(disc)
-        visible = [d & ~torch.stack(drawn[k + 1:]).any(0) if k < 2 else d for k, d in enumerate(drawn)]
+        visible = [d & ~torch.stack(drawn[k + 1 :]).any(0) if k < 2 else d for k, d in enumerate(drawn)]
         usable = [k for k in range(3) if visible[k].sum() >= 10]
         k = usable[int(torch.randint(0, len(usable), (1,), generator=generator))]
         other = usable[(usable.index(k) + 1) % len(usable)]
@@ -68,8 +67,9 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
 def box_logits(decoder, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """(n, S, S) mask logits, image ``i`` prompted with ``boxes[i]`` (pixels)."""
     feats = decoder.encode(images)
-    return torch.stack([decoder.box_masks(feats, boxes[i:i + 1] / SIZE, (SIZE, SIZE), t=i)[0]
-                        for i in range(images.shape[0])])
+    return torch.stack(
+        [decoder.box_masks(feats, boxes[i : i + 1] / SIZE, (SIZE, SIZE), t=i)[0] for i in range(images.shape[0])]
+    )
 
 
 def probe(train: str, seed: int, steps: int, every: int, lr: float) -> list[tuple[int, float, float]]:

@@ -62,18 +62,30 @@ def _tsf(args: argparse.Namespace) -> int:
                 raise ValueError(f"{root}: no source {args.source!r} (it has {', '.join(dataset.sources())})")
             splits = dataset.splits(args.source)
             if args.split not in splits:
-                raise ValueError(f"{root}: no split {args.split!r}" + (f" in source {args.source!r}" if args.source
-                                                                        else "") + f" (it has {', '.join(splits)})")
+                raise ValueError(
+                    f"{root}: no split {args.split!r}"
+                    + (f" in source {args.source!r}" if args.source else "")
+                    + f" (it has {', '.join(splits)})"
+                )
             config = profile_config(args.profile, root, args.box_source, args.detector, args.sam2_checkpoint)
-        folder = ensure_tsf(args.profile, args.seed, args.split, args.source, config=config, curated_root=root,
-                            limit_videos=args.limit_videos)
+        folder = ensure_tsf(
+            args.profile,
+            args.seed,
+            args.split,
+            args.source,
+            config=config,
+            curated_root=root,
+            limit_videos=args.limit_videos,
+        )
     except (ValueError, FileNotFoundError, DataError) as exc:
         print(f"sparrow tsf: error: {exc}", file=sys.stderr)
         return 2
     if shard.is_main:
         counts = TSFRun(folder).counts
-        print(f"TSF of {counts['expressions']} expressions in {counts['videos']} videos ({args.split}"
-              f"{'/' + args.source if args.source else ''}): {folder}")
+        print(
+            f"TSF of {counts['expressions']} expressions in {counts['videos']} videos ({args.split}"
+            f"{'/' + args.source if args.source else ''}): {folder}"
+        )
         print("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -109,10 +121,21 @@ def _eval(args: argparse.Namespace) -> int:
         checkpoint, out = run.final_dir, Path(args.out) if args.out else run_eval_dir(run, tsf_tag)
     else:
         checkpoint = Path(args.checkpoint)
-        out = Path(args.out) if args.out else eval_root(args.profile) / (checkpoint.resolve().name
-                                                                         + ("+tsf-test" if tsf_tag else ""))
-    results = evaluate_checkpoint(checkpoint, benchmarks, curated, out, tsf_boxes=tsf_boxes, tsf_tag=tsf_tag,
-                                  show_progress=not args.quiet, device=args.device)
+        out = (
+            Path(args.out)
+            if args.out
+            else eval_root(args.profile) / (checkpoint.resolve().name + ("+tsf-test" if tsf_tag else ""))
+        )
+    results = evaluate_checkpoint(
+        checkpoint,
+        benchmarks,
+        curated,
+        out,
+        tsf_boxes=tsf_boxes,
+        tsf_tag=tsf_tag,
+        show_progress=not args.quiet,
+        device=args.device,
+    )
     if args.json:
         print(json.dumps({k: r.to_json() for k, r in results.items()}, indent=2))
         return 0
@@ -120,12 +143,16 @@ def _eval(args: argparse.Namespace) -> int:
     for r in results.values():
         value = f"{r.value:.2f}" if r.value is not None else r.note
         unit = next(b.unit for b in benchmarks if b.key == r.key)
-        print(f"  {r.title:<14} {r.metric:<5} {value}   ({r.units} {unit}, "
-              f"[SEG] in {100 * (r.seg_found_rate or 0):.0f}% of answers, predictions {r.predictions})")
+        print(
+            f"  {r.title:<14} {r.metric:<5} {value}   ({r.units} {unit}, "
+            f"[SEG] in {100 * (r.seg_found_rate or 0):.0f}% of answers, predictions {r.predictions})"
+        )
         extra = {k: v for k, v in r.details.items() if isinstance(v, (int, float)) and v is not None}
         if extra:
-            print("                 " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                              for k, v in extra.items()))
+            print(
+                "                 "
+                + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items())
+            )
         for w in r.warnings:
             print(f"                 warning: {w}")
     return 0
@@ -178,10 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="keep one source's videos, e.g. ref-davis17 (default: every source)")
     p.add_argument("--seed", type=int, default=0, help="data seed of the curated SPARROW-Mini (without --curated)")
     p.add_argument("--curated", help="curated dataset folder (default: SPARROW-Mini of --profile/--seed)")
-    p.add_argument("--detector", help="GroundingDINO folder (required under paper; default under smoke/mini: the "
-                                      "tiny detector, trained on first use)")
-    p.add_argument("--box-source", choices=("detector", "ground_truth"), default="detector",
-                   help="keyframe box from the detector or the referent's ground truth (the oracle option)")
+    p.add_argument(
+        "--detector",
+        help="GroundingDINO folder (required under paper; default under smoke/mini: the "
+        "tiny detector, trained on first use)",
+    )
+    p.add_argument(
+        "--box-source",
+        choices=("detector", "ground_truth"),
+        default="detector",
+        help="keyframe box from the detector or the referent's ground truth (the oracle option)",
+    )
     p.add_argument("--sam2-checkpoint", help="SAM2 weights of the sam2 tracker (the paper tracker)")
     p.add_argument("--limit-videos", type=int, help="only the first N videos of the split (sorted)")
     p.set_defaults(func=_tsf)
@@ -194,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--checkpoint", help="a SparrowModel.save_pretrained folder")
     p.add_argument("--profile", choices=PROFILES, default="mini")
     p.add_argument("--seed", type=int, default=0, help="data seed of the curated SPARROW-Mini (without --curated)")
-    p.add_argument("--benchmark", action="append", default=[], choices=COLUMNS,
-                   help="benchmark key (repeatable; default all six)")
+    p.add_argument(
+        "--benchmark", action="append", default=[], choices=COLUMNS, help="benchmark key (repeatable; default all six)"
+    )
     p.add_argument("--curated", help="curated dataset folder (default: SPARROW-Mini of --profile/--seed)")
     p.add_argument("--out", help="prediction folder root (default: $SPARROW_HOME/eval/<profile>/...)")
     p.add_argument("--all", action="store_true", help="score every unit of each split, not the profile's subset")
@@ -219,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote-results", help="make a run's recorded numbers the committed reference results")
     p.add_argument("--profile", choices=PROFILES, default="mini")
-    p.add_argument("--from", dest="source", help="the run's results root (default: $SPARROW_RESULTS, else "
-                                                  "$SPARROW_HOME/results)")
+    p.add_argument(
+        "--from", dest="source", help="the run's results root (default: $SPARROW_RESULTS, else $SPARROW_HOME/results)"
+    )
     p.set_defaults(func=_promote_results)
     return parser
 

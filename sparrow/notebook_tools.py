@@ -40,9 +40,16 @@ def _notebook_folder() -> Path:
     return root / "notebooks"
 
 
-def run_notebook(path: str | Path, profile: str, seed: int = 0, out_dir: str | Path | None = None,
-                 results_dir: str | Path | None = None, extra_parameters: dict | None = None,
-                 kernel_name: str = "python3", timeout: int | None = None) -> NotebookRun:
+def run_notebook(
+    path: str | Path,
+    profile: str,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    extra_parameters: dict | None = None,
+    kernel_name: str = "python3",
+    timeout: int | None = None,
+) -> NotebookRun:
     """Execute one notebook under ``profile``; raises papermill's PapermillExecutionError on a failing cell."""
     import papermill as pm
 
@@ -57,8 +64,15 @@ def run_notebook(path: str | Path, profile: str, seed: int = 0, out_dir: str | P
     os.environ["SPARROW_RESULTS"] = str(results_dir)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(path), str(executed), parameters=parameters, kernel_name=kernel_name,
-                            cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+        pm.execute_notebook(
+            str(path),
+            str(executed),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            cwd=str(path.parent),
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
     finally:
         if previous is None:
             os.environ.pop("SPARROW_RESULTS", None)
@@ -88,10 +102,18 @@ def reproduce(profile: str = "mini", seed: int = 0, notebooks: list[Path] | None
         print(f"[sparrow reproduce] {nb.name}: {run.seconds:.1f} s; results -> {run.results}", flush=True)
     total = sum(r.seconds for r in runs)
     print(f"[sparrow reproduce] {len(runs)} notebooks in {total:.1f} s ({total / 60:.1f} min)", flush=True)
-    atomic_write_json(results_root() / profile / TIMINGS_FILE, {
-        "profile": profile, "seed": int(seed), "cpu_count": os.cpu_count(), "machine": platform.platform(),
-        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "notebooks": {r.notebook: round(r.seconds, 1) for r in runs}, "total_s": round(total, 1)})
+    atomic_write_json(
+        results_root() / profile / TIMINGS_FILE,
+        {
+            "profile": profile,
+            "seed": int(seed),
+            "cpu_count": os.cpu_count(),
+            "machine": platform.platform(),
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "notebooks": {r.notebook: round(r.seconds, 1) for r in runs},
+            "total_s": round(total, 1),
+        },
+    )
     return runs
 
 

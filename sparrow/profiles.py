@@ -45,6 +45,7 @@ class RunContext:
 
 # -- sections ------------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DataSection:
     """SPARROW-Mini's size (:class:`sparrow.data.synthetic.SynthConfig`): frames, objects, expressions per video,
@@ -144,22 +145,54 @@ _TABLE_HOSTS = ("unipixel", "glus", "videoglamm")  # the paper table's row order
 _BENCHMARKS = ("mevis_valid", "mevis_valid_u", "ref_youtube_vos", "ref_davis17", "vidstg", "videogcg")
 
 
-def _tiny_model(size: int, llm: dict, vision_hidden: int, vision_ffn: int, sam_size: int, proposer: dict,
-                frames: Mapping[str, tuple[int, int]]) -> ModelSection:
+def _tiny_model(
+    size: int,
+    llm: dict,
+    vision_hidden: int,
+    vision_ffn: int,
+    sam_size: int,
+    proposer: dict,
+    frames: Mapping[str, tuple[int, int]],
+) -> ModelSection:
     """Tiny hosts: ``size``-px encoder frames, a tiny SAM2 at ``sam_size`` px (pretrained on box prompts by
     :mod:`sparrow.train.sam_pretrain`, its mask decoder fine-tuned by the host stage as at paper size);
     ``frames``: (encoder, SAM) frames per training sample per host."""
-    clip = dict(image_size=size, patch_size=8, hidden_size=vision_hidden, num_layers=2, num_heads=2,
-                intermediate_size=vision_ffn)
-    vision = {"videoglamm": clip, "glus": clip,
-              "unipixel": dict(image_size=size, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
-                               intermediate_size=64)}
-    temporal = dict(image_size=size, patch_size=16, chunk_size=4, tubelet_size=1, hidden_size=32, num_layers=1,
-                    num_heads=2, intermediate_size=64)
-    hosts = {h: HostModelSection(num_frames=frames[h][0], num_sam_frames=frames[h][1], llm=llm, vision=vision[h],
-                                 sam=dict(image_size=sam_size, tiny=True),
-                                 temporal=temporal if h == "videoglamm" else None)
-             for h in _ALL_HOSTS}
+    clip = dict(
+        image_size=size,
+        patch_size=8,
+        hidden_size=vision_hidden,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=vision_ffn,
+    )
+    vision = {
+        "videoglamm": clip,
+        "glus": clip,
+        "unipixel": dict(
+            image_size=size, patch_size=8, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64
+        ),
+    }
+    temporal = dict(
+        image_size=size,
+        patch_size=16,
+        chunk_size=4,
+        tubelet_size=1,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+    )
+    hosts = {
+        h: HostModelSection(
+            num_frames=frames[h][0],
+            num_sam_frames=frames[h][1],
+            llm=llm,
+            vision=vision[h],
+            sam=dict(image_size=sam_size, tiny=True),
+            temporal=temporal if h == "videoglamm" else None,
+        )
+        for h in _ALL_HOSTS
+    }
     return ModelSection(hosts=hosts, proposer=proposer, max_new_tokens=12, host_trainable_sam="mask_decoder")
 
 
@@ -174,74 +207,153 @@ _TINY_TRACKER = dict(kind="appearance", sam2_tiny_size=256)
 SMOKE = Profile(
     name="smoke",
     data=DataSection(
-        height=48, width=64, num_frames=8, min_objects=2, max_objects=4, max_expressions=4,
-        videos=dict(mevis_train=3, mevis_valid_u=2, mevis_valid=2, ytvos_train=2, ytvos_valid=2, ytvos_test=1,
-                    davis_train=2, davis_valid=2, got10k_train=2, lasot_train=1, a2d_train=2, vidstg_train=2,
-                    vidstg_val=1, vidstg_test=2, videogcg_train=2, videogcg_val=2, revos_train=2, revos_valid=1)),
+        height=48,
+        width=64,
+        num_frames=8,
+        min_objects=2,
+        max_objects=4,
+        max_expressions=4,
+        videos=dict(
+            mevis_train=3,
+            mevis_valid_u=2,
+            mevis_valid=2,
+            ytvos_train=2,
+            ytvos_valid=2,
+            ytvos_test=1,
+            davis_train=2,
+            davis_valid=2,
+            got10k_train=2,
+            lasot_train=1,
+            a2d_train=2,
+            vidstg_train=2,
+            vidstg_val=1,
+            vidstg_test=2,
+            videogcg_train=2,
+            videogcg_val=2,
+            revos_train=2,
+            revos_valid=1,
+        ),
+    ),
     model=_tiny_model(
-        size=32, vision_hidden=32, vision_ffn=64, sam_size=64,
-        llm=dict(hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=64,
-                 model_max_length=1024),
-        proposer=dict(d_model=32, num_queries=12, encoder_layers=1, decoder_layers=2, num_heads=2, ffn_dim=64,
-                      topk=8),
-        frames={"videoglamm": (4, 2), "unipixel": (4, 2), "glus": (2, 2)}),
+        size=32,
+        vision_hidden=32,
+        vision_ffn=64,
+        sam_size=64,
+        llm=dict(
+            hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=64, model_max_length=1024
+        ),
+        proposer=dict(d_model=32, num_queries=12, encoder_layers=1, decoder_layers=2, num_heads=2, ffn_dim=64, topk=8),
+        frames={"videoglamm": (4, 2), "unipixel": (4, 2), "glus": (2, 2)},
+    ),
     # A handful of steps without warmup, so that every step updates the weights.
     train=TrainSection(
-        stages={"sam": dict(max_steps=2, warmup_steps=0, batch_size=2, checkpoint_every=2),
-                "proposer": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2),
-                "stage1": dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2),
-                "stage2": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2)},
-        host_stage={h: dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2) for h in _ALL_HOSTS}),
+        stages={
+            "sam": dict(max_steps=2, warmup_steps=0, batch_size=2, checkpoint_every=2),
+            "proposer": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2),
+            "stage1": dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2),
+            "stage2": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2),
+        },
+        host_stage={h: dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2) for h in _ALL_HOSTS},
+    ),
     tsf=TSFSection(
-        crop_size=32, store_crop_features=True, threads=1, detector=_TINY_DETECTOR, tracker=_TINY_TRACKER,
+        crop_size=32,
+        store_crop_features=True,
+        threads=1,
+        detector=_TINY_DETECTOR,
+        tracker=_TINY_TRACKER,
         # smoke only checks the detector's plumbing (seconds)
-        detector_training=dict(steps=12, batch_size=4), tiny_detector=dict(image_size=64),
-        quality=dict(sam2_per_case=1, max_examples=2)),
+        detector_training=dict(steps=12, batch_size=4),
+        tiny_detector=dict(image_size=64),
+        quality=dict(sam2_per_case=1, max_examples=2),
+    ),
     # A CI check of the code path, not of the numbers: one seed of one host, in the notebook's own process.
-    eval=EvalSection(limits={key: 1 for key in _BENCHMARKS}, caption_metrics=False, seeds=1,
-                     hosts=("videoglamm",), workers=1),
+    eval=EvalSection(
+        limits={key: 1 for key in _BENCHMARKS}, caption_metrics=False, seeds=1, hosts=("videoglamm",), workers=1
+    ),
 )
 
 MINI = Profile(
     name="mini",
     data=DataSection(
-        height=128, width=128, num_frames=12, min_objects=3, max_objects=5, max_expressions=6,
-        videos=dict(mevis_train=70, mevis_valid_u=50, mevis_valid=50, ytvos_train=50, ytvos_valid=50, ytvos_test=10,
-                    davis_train=30, davis_valid=50, got10k_train=30, lasot_train=15, a2d_train=30, vidstg_train=40,
-                    vidstg_val=10, vidstg_test=50, videogcg_train=30, videogcg_val=50, revos_train=25,
-                    revos_valid=10)),
+        height=128,
+        width=128,
+        num_frames=12,
+        min_objects=3,
+        max_objects=5,
+        max_expressions=6,
+        videos=dict(
+            mevis_train=70,
+            mevis_valid_u=50,
+            mevis_valid=50,
+            ytvos_train=50,
+            ytvos_valid=50,
+            ytvos_test=10,
+            davis_train=30,
+            davis_valid=50,
+            got10k_train=30,
+            lasot_train=15,
+            a2d_train=30,
+            vidstg_train=40,
+            vidstg_val=10,
+            vidstg_test=50,
+            videogcg_train=30,
+            videogcg_val=50,
+            revos_train=25,
+            revos_valid=10,
+        ),
+    ),
     # Trainable on 2 CPU cores in minutes. UniPixel takes 4 SAM frames per sample, not 8: its memory propagation
     # makes each cost about twice a framewise one, and 4 keep `make reproduce` within 20 minutes.
     model=_tiny_model(
-        size=64, vision_hidden=64, vision_ffn=128, sam_size=128,
-        llm=dict(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                 model_max_length=1024),
-        proposer=dict(d_model=64, num_queries=24, encoder_layers=1, decoder_layers=2, num_heads=4, ffn_dim=128,
-                      topk=16),
-        frames={"videoglamm": (8, 8), "unipixel": (8, 4), "glus": (4, 4)}),
+        size=64,
+        vision_hidden=64,
+        vision_ffn=128,
+        sam_size=128,
+        llm=dict(
+            hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256, model_max_length=1024
+        ),
+        proposer=dict(
+            d_model=64, num_queries=24, encoder_layers=1, decoder_layers=2, num_heads=4, ffn_dim=128, topk=16
+        ),
+        frames={"videoglamm": (8, 8), "unipixel": (8, 4), "glus": (4, 4)},
+    ),
     # Mini models start from random weights, not a pretrained host, so a larger learning rate (1e-3) and a
     # warmup scaled to the step budget; the reason is that budget, not a tuned result.
     train=TrainSection(
-        stages={"sam": dict(max_steps=600, warmup_steps=20, batch_size=8, checkpoint_every=200, lr=1e-3),
-                "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
-                # 100 stage-1 steps (not 150) keep `make reproduce` within 20 minutes on 2 cores (measured:
-                # 22.4 min with 150); on mini no SPARROW stage moves J&F by more than 0.1 either way
-                "stage1": dict(max_steps=100, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3),
-                "stage2": dict(max_steps=60, warmup_steps=5, batch_size=2, checkpoint_every=20, lr=1e-3)},
-        host_stage={h: dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3)
-                    for h in _ALL_HOSTS}),
+        stages={
+            "sam": dict(max_steps=600, warmup_steps=20, batch_size=8, checkpoint_every=200, lr=1e-3),
+            "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
+            # 100 stage-1 steps (not 150) keep `make reproduce` within 20 minutes on 2 cores (measured:
+            # 22.4 min with 150); on mini no SPARROW stage moves J&F by more than 0.1 either way
+            "stage1": dict(max_steps=100, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3),
+            "stage2": dict(max_steps=60, warmup_steps=5, batch_size=2, checkpoint_every=20, lr=1e-3),
+        },
+        host_stage={
+            h: dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3) for h in _ALL_HOSTS
+        },
+    ),
     tsf=TSFSection(
-        crop_size=64, store_crop_features=True, threads=1, detector=_TINY_DETECTOR, tracker=_TINY_TRACKER,
-        detector_training={}, tiny_detector={},
+        crop_size=64,
+        store_crop_features=True,
+        threads=1,
+        detector=_TINY_DETECTOR,
+        tracker=_TINY_TRACKER,
+        detector_training={},
+        tiny_detector={},
         # The tiny SAM2 has random weights under mini (plumbing, not quality): 4 referents per case keep it to
         # about 6 s of notebook 02 instead of 15 s with 10.
-        quality=dict(sam2_per_case=4)),
+        quality=dict(sam2_per_case=4),
+    ),
     # Subsets sized so that notebook 04's 24 model evaluations fit its time budget; three training seeds, so that
     # every mean and every paired gain carries a seed-to-seed spread; the (host, seed) groups run two at a time on
     # the 2-core target machine.
-    eval=EvalSection(limits=dict(mevis_valid=6, mevis_valid_u=6, ref_youtube_vos=4, ref_davis17=3, vidstg=30,
-                                 videogcg=6),
-                     caption_metrics=True, seeds=3, hosts=_TABLE_HOSTS, workers=2),
+    eval=EvalSection(
+        limits=dict(mevis_valid=6, mevis_valid_u=6, ref_youtube_vos=4, ref_davis17=3, vidstg=30, videogcg=6),
+        caption_metrics=True,
+        seeds=3,
+        hosts=_TABLE_HOSTS,
+        workers=2,
+    ),
 )
 
 PAPER = Profile(
@@ -251,44 +363,77 @@ PAPER = Profile(
     model=ModelSection(
         hosts={
             "videoglamm": HostModelSection(
-                num_frames=16, num_sam_frames=8,
+                num_frames=16,
+                num_sam_frames=8,
                 llm=dict(path="Phi-3-mini-4k-instruct", model_max_length=2048, dtype="bfloat16"),
                 vision=dict(path="clip-vit-large-patch14-336"),
                 temporal=dict(path="videomae-large", chunk_size=16, tubelet_size=2),
-                sam=_paper_sam("configs/sam2/sam2_hiera_l.yaml", "sam2_hiera_large.pt", None)),
+                sam=_paper_sam("configs/sam2/sam2_hiera_l.yaml", "sam2_hiera_large.pt", None),
+            ),
             "unipixel": HostModelSection(
-                num_frames=16, num_sam_frames=8,
+                num_frames=16,
+                num_sam_frames=8,
                 llm=dict(path="Qwen2.5-VL-3B-Instruct", model_max_length=4096, dtype="bfloat16"),
                 vision=dict(image_size=336, patch_size=14),
-                sam=_paper_sam("configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt", 768)),
+                sam=_paper_sam("configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt", 768),
+            ),
             "glus": HostModelSection(
-                num_frames=4, num_sam_frames=4,
+                num_frames=4,
+                num_sam_frames=4,
                 llm=dict(path="lisa-7b-llama", model_max_length=512, dtype="bfloat16"),
                 vision=dict(path="clip-vit-large-patch14"),
-                sam=_paper_sam("configs/sam2/sam2_hiera_l.yaml", "sam2_hiera_large.pt", None)),
+                sam=_paper_sam("configs/sam2/sam2_hiera_l.yaml", "sam2_hiera_large.pt", None),
+            ),
         },
-        proposer=dict(d_model=256, num_queries=300, encoder_layers=6, decoder_layers=6, num_heads=8, ffn_dim=1024,
-                      topk=100, image_size=448),
-        max_new_tokens=512, host_trainable_sam="mask_decoder"),
+        proposer=dict(
+            d_model=256,
+            num_queries=300,
+            encoder_layers=6,
+            decoder_layers=6,
+            num_heads=8,
+            ffn_dim=1024,
+            topk=100,
+            image_size=448,
+        ),
+        max_new_tokens=512,
+        host_trainable_sam="mask_decoder",
+    ),
     # The released recipes: VideoGLaMM 10 x 500 steps at batch 2 x 10, GLUS 50 x 100, UniPixel's last stage
     # (one epoch of its mixture; 5000 steps is a placeholder) at 4 x 8 with lr 2e-5 and a cosine schedule.
     train=TrainSection(
-        stages={"proposer": dict(max_steps=500_000, warmup_steps=100, batch_size=64, checkpoint_every=5_000),
-                "stage1": dict(max_steps=30 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500),
-                "stage2": dict(max_steps=8 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500)},
+        stages={
+            "proposer": dict(max_steps=500_000, warmup_steps=100, batch_size=64, checkpoint_every=5_000),
+            "stage1": dict(max_steps=30 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500),
+            "stage2": dict(max_steps=8 * 500, warmup_steps=100, batch_size=1, checkpoint_every=500),
+        },
         host_stage={
-            "videoglamm": dict(max_steps=10 * 500, warmup_steps=100, batch_size=2, grad_accum=10,
-                               checkpoint_every=500),
+            "videoglamm": dict(max_steps=10 * 500, warmup_steps=100, batch_size=2, grad_accum=10, checkpoint_every=500),
             "glus": dict(max_steps=50 * 100, warmup_steps=100, batch_size=2, grad_accum=10, checkpoint_every=500),
-            "unipixel": dict(max_steps=5000, warmup_steps=150, batch_size=4, grad_accum=8, lr=2e-5,
-                             schedule="cosine", checkpoint_every=500)}),
+            "unipixel": dict(
+                max_steps=5000,
+                warmup_steps=150,
+                batch_size=4,
+                grad_accum=8,
+                lr=2e-5,
+                schedule="cosine",
+                checkpoint_every=500,
+            ),
+        },
+    ),
     # GroundingDINO's released thresholds and SAM2-L; every core and no per-crop features for the long pass.
     tsf=TSFSection(
-        crop_size=336, store_crop_features=False, threads=None, detector={},
+        crop_size=336,
+        store_crop_features=False,
+        threads=None,
+        detector={},
         tracker=dict(kind="sam2", sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml"),
-        detector_training=None, tiny_detector={}, quality=dict(sam2_per_case=None)),
-    eval=EvalSection(limits={key: None for key in _BENCHMARKS}, caption_metrics=True, seeds=1,
-                     hosts=_TABLE_HOSTS, workers=1),
+        detector_training=None,
+        tiny_detector={},
+        quality=dict(sam2_per_case=None),
+    ),
+    eval=EvalSection(
+        limits={key: None for key in _BENCHMARKS}, caption_metrics=True, seeds=1, hosts=_TABLE_HOSTS, workers=1
+    ),
 )
 
 _TABLE: dict[str, Profile] = {p.name: p for p in (SMOKE, MINI, PAPER)}

@@ -51,8 +51,12 @@ def _git_commit() -> str | None:
     if out.returncode != 0:
         return None
     commit = out.stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
     return commit + ("+dirty" if dirty else "")
 
 
@@ -86,8 +90,15 @@ class Recorder:
         self.seed = int(seed)
         self.metrics: list[Metric] = []
 
-    def add(self, name: str, value: Any, unit: str = "", paper: float | None = None,
-            paper_source: str | None = None, note: str | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        value: Any,
+        unit: str = "",
+        paper: float | None = None,
+        paper_source: str | None = None,
+        note: str | None = None,
+    ) -> None:
         """Record one number. Names are unique per notebook; NaN and inf are refused (record None with a note)."""
         if any(m.name == name for m in self.metrics):
             raise ValueError(f"{self.notebook}: metric {name!r} recorded twice")
@@ -123,6 +134,7 @@ class Recorder:
 
 
 # -- expectations -----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Expectation:
@@ -184,20 +196,25 @@ def compare(results_file: str | Path, expected_file: str | Path) -> Drift:
     recorded = {m["name"]: m["value"] for m in results["metrics"]}
     for name in sorted(set(recorded) | set(expected)):
         if name not in expected:
-            drift.problems.append(f"{name}: recorded {recorded[name]!r} but has no expectation "
-                                  f"(add it with `make regen-expected PROFILE={results['profile']}`)")
+            drift.problems.append(
+                f"{name}: recorded {recorded[name]!r} but has no expectation "
+                f"(add it with `make regen-expected PROFILE={results['profile']}`)"
+            )
         elif name not in recorded:
             drift.problems.append(f"{name}: expected {expected[name].value!r} but was not recorded")
         elif expected[name].info:
-            drift.info.append(f"{name}: recorded {recorded[name]!r} (stored {expected[name].value!r}) "
-                              f"[{expected[name].why}]")
+            drift.info.append(
+                f"{name}: recorded {recorded[name]!r} (stored {expected[name].value!r}) [{expected[name].why}]"
+            )
         elif not expected[name].accepts(recorded[name]):
             exp = expected[name]
             delta = ""
             if isinstance(exp.value, (int, float)) and isinstance(recorded[name], (int, float)):
                 delta = f" (delta {recorded[name] - exp.value:+.6g})"
-            drift.problems.append(f"{name}: recorded {recorded[name]!r}, expected {exp.value!r}{delta} "
-                                  f"within abs {exp.abs_tol:g} / rel {exp.rel_tol:g} [{exp.why}]")
+            drift.problems.append(
+                f"{name}: recorded {recorded[name]!r}, expected {exp.value!r}{delta} "
+                f"within abs {exp.abs_tol:g} / rel {exp.rel_tol:g} [{exp.why}]"
+            )
     return drift
 
 
@@ -220,8 +237,10 @@ def write_expected(results_file: str | Path, expected_file: str | Path) -> Path:
         else:
             abs_tol, rel_tol, why = default_tolerance(m["value"])
             metrics[m["name"]] = Expectation(m["value"], abs_tol, rel_tol, why).to_json(m["value"])
-    atomic_write_json(expected_file, {"notebook": results["notebook"], "profile": results["profile"],
-                                      "seed": results["seed"], "metrics": metrics})
+    atomic_write_json(
+        expected_file,
+        {"notebook": results["notebook"], "profile": results["profile"], "seed": results["seed"], "metrics": metrics},
+    )
     return expected_file
 
 
@@ -240,8 +259,9 @@ def promote(profile: str, source: str | Path | None = None, target: str | Path |
     dst = Path(target or reference_results_root()) / profile
     timings_file = src / TIMINGS_FILE
     if not timings_file.is_file():
-        raise FileNotFoundError(f"{timings_file} does not exist: promote what `sparrow reproduce --profile {profile}` "
-                                "recorded")
+        raise FileNotFoundError(
+            f"{timings_file} does not exist: promote what `sparrow reproduce --profile {profile}` recorded"
+        )
     listed = set(read_json(timings_file).get("notebooks", {}))
     results = sorted(p for p in src.glob("*.json") if p.name != TIMINGS_FILE)
     found = {p.stem for p in results}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.storage import read_json
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_paper_fps.py"
@@ -26,8 +26,26 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_tiny_scale_measures_both_variants_through_the_paper_loader(tmp_path):
     out = tmp_path / "fps.json"
-    report = load_bench().main(["--scale", "tiny", "--device", "cpu", "--frames", "3", "--height", "24",
-                                "--width", "32", "--runs", "1", "--workdir", str(tmp_path), "--out", str(out)])
+    report = load_bench().main(
+        [
+            "--scale",
+            "tiny",
+            "--device",
+            "cpu",
+            "--frames",
+            "3",
+            "--height",
+            "24",
+            "--width",
+            "32",
+            "--runs",
+            "1",
+            "--workdir",
+            str(tmp_path),
+            "--out",
+            str(out),
+        ]
+    )
     assert read_json(out) == report
     base, sparrow_ = report["variants"]["baseline"], report["variants"]["sparrow"]
     for r in (base, sparrow_):

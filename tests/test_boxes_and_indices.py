@@ -83,7 +83,7 @@ def test_samplers_follow_their_rules(total: int, n: int) -> None:
     assert linspace_truncated(total, n) == truncated
     if total:
         padded = linspace_truncated_padded(total, n)
-        assert len(padded) == n and padded[:min(n, total)] == truncated and set(padded[total:]) <= {total - 1}
+        assert len(padded) == n and padded[: min(n, total)] == truncated and set(padded[total:]) <= {total - 1}
     rounded = sorted({int(round(v)) for v in np.linspace(0, total - 1, n)}) if total > n else list(range(total))
     assert linspace_rounded_unique(total, n) == rounded
     items = [f"x{i}" for i in range(total)]

@@ -30,8 +30,16 @@ from sparrow.paths import home
 from sparrow.viz.overlay import GT_COLOR, pred_color
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_mask_explorer.ipynb"
 
 pytestmark = pytest.mark.browser
@@ -57,10 +65,18 @@ def _prepare_root(root: Path, demo) -> Path:
     """A copy of notebook 05 whose parameters cell points at the demo set (the rest is untouched)."""
     nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     params = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    params["source"] = "\n".join([
-        'profile = "smoke"', "seed = 0", f"curated_root = {str(demo.curated)!r}",
-        f"baseline_predictions = {str(demo.baseline)!r}", f"sparrow_predictions = {str(demo.sparrow)!r}",
-        f"tsf_tracks = {str(demo.tracks)!r}", 'video_id = "demo/video0"', 'expression_id = "demo/video0/0"'])
+    params["source"] = "\n".join(
+        [
+            'profile = "smoke"',
+            "seed = 0",
+            f"curated_root = {str(demo.curated)!r}",
+            f"baseline_predictions = {str(demo.baseline)!r}",
+            f"sparrow_predictions = {str(demo.sparrow)!r}",
+            f"tsf_tracks = {str(demo.tracks)!r}",
+            'video_id = "demo/video0"',
+            'expression_id = "demo/video0/0"',
+        ]
+    )
     root.mkdir(parents=True)
     path = root / NOTEBOOK.name
     path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
@@ -74,13 +90,26 @@ def _start_lab(root: Path, port: int, token: str, scratch: Path) -> subprocess.P
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR", "JUPYTERLAB_SETTINGS_DIR"):
         env[name] = str(scratch / name.lower())
     # No news prompt: it would cover part of the page (and the machine may have no internet anyway).
-    news = scratch / "jupyterlab_settings_dir" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news = (
+        scratch / "jupyterlab_settings_dir" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    )
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text(json.dumps({"fetchNews": "false"}), encoding="utf-8")
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        "--ServerApp.terminals_enabled=False",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
         cmd.append("--allow-root")
     log = open(scratch / "jupyterlab.log", "wb")

@@ -105,24 +105,71 @@ def _corrupt_rle_counts(tmp):
 # (source, corruption, file named in the error, problem, item recorded with skip_bad, what must survive)
 BAD_CASES = {
     "corrupt_jpeg": ("mevis", _corrupt_jpeg, "00002.jpg", "corrupt frame", "mevis/a1b2c3d4e5f6", "mevis/0f0f0f0f0f0f"),
-    "truncated_jpeg": ("mevis", _truncated_jpeg, "00002.jpg", "corrupt frame (Truncated", "mevis/a1b2c3d4e5f6",
-                       "mevis/0f0f0f0f0f0f"),
-    "missing_frame": ("mevis", _missing_frame, "00003.jpg", "missing frame", "mevis/a1b2c3d4e5f6",
-                      "mevis/0f0f0f0f0f0f"),
-    "rle_wrong_size": ("mevis", _rle_wrong_size, "mask_dict.json", "RLE of size 10x10 for a 32x48 frame",
-                       "mevis/a1b2c3d4e5f6/object 0", "mevis/a1b2c3d4e5f6"),
-    "rle_corrupt_counts": ("mevis", _corrupt_rle_counts, "mask_dict.json", "RLE counts cover",
-                           "mevis/0f0f0f0f0f0f/object 0", "mevis/a1b2c3d4e5f6"),
-    "unknown_object_id": ("ref-youtube-vos", _unknown_object, "meta_expressions.json", "unknown object id '7'",
-                          "ref-youtube-vos/0f1e2d3c4b/1", "ref-youtube-vos/0f1e2d3c4b"),
-    "empty_expression": ("mevis", _empty_expression, "meta_expressions.json", "empty expression",
-                         "mevis/a1b2c3d4e5f6/1", "mevis/a1b2c3d4e5f6"),
-    "non_utf8_text": ("tracking", _non_utf8, "nlp.txt", "not valid utf-8",
-                      "tracking/GOT-10k/train/GOT-10k_Train_000001/00", "tracking/A2D-Sentences/Images/clip01"),
+    "truncated_jpeg": (
+        "mevis",
+        _truncated_jpeg,
+        "00002.jpg",
+        "corrupt frame (Truncated",
+        "mevis/a1b2c3d4e5f6",
+        "mevis/0f0f0f0f0f0f",
+    ),
+    "missing_frame": (
+        "mevis",
+        _missing_frame,
+        "00003.jpg",
+        "missing frame",
+        "mevis/a1b2c3d4e5f6",
+        "mevis/0f0f0f0f0f0f",
+    ),
+    "rle_wrong_size": (
+        "mevis",
+        _rle_wrong_size,
+        "mask_dict.json",
+        "RLE of size 10x10 for a 32x48 frame",
+        "mevis/a1b2c3d4e5f6/object 0",
+        "mevis/a1b2c3d4e5f6",
+    ),
+    "rle_corrupt_counts": (
+        "mevis",
+        _corrupt_rle_counts,
+        "mask_dict.json",
+        "RLE counts cover",
+        "mevis/0f0f0f0f0f0f/object 0",
+        "mevis/a1b2c3d4e5f6",
+    ),
+    "unknown_object_id": (
+        "ref-youtube-vos",
+        _unknown_object,
+        "meta_expressions.json",
+        "unknown object id '7'",
+        "ref-youtube-vos/0f1e2d3c4b/1",
+        "ref-youtube-vos/0f1e2d3c4b",
+    ),
+    "empty_expression": (
+        "mevis",
+        _empty_expression,
+        "meta_expressions.json",
+        "empty expression",
+        "mevis/a1b2c3d4e5f6/1",
+        "mevis/a1b2c3d4e5f6",
+    ),
+    "non_utf8_text": (
+        "tracking",
+        _non_utf8,
+        "nlp.txt",
+        "not valid utf-8",
+        "tracking/GOT-10k/train/GOT-10k_Train_000001/00",
+        "tracking/A2D-Sentences/Images/clip01",
+    ),
     "truncated_json": ("mevis", _truncated_json, "mask_dict.json", "invalid JSON", "mevis/train", "mevis/cccccccccccc"),
-    "box_outside_frame": ("tracking", _box_outside, "groundtruth.txt", "outside the 48x32 frame",
-                          "tracking/GOT-10k/train/GOT-10k_Train_000001/00/object 1",
-                          "tracking/GOT-10k/train/GOT-10k_Train_000001/00"),
+    "box_outside_frame": (
+        "tracking",
+        _box_outside,
+        "groundtruth.txt",
+        "outside the 48x32 frame",
+        "tracking/GOT-10k/train/GOT-10k_Train_000001/00/object 1",
+        "tracking/GOT-10k/train/GOT-10k_Train_000001/00",
+    ),
 }
 
 
@@ -238,7 +285,7 @@ def test_qa_pairs_follow_the_sparrow_templates(curated_all):
         assert {i for group in seg_targets(pair) for i in group} <= set(exp.object_ids)
         if exp.kind in ("referring", "declarative") and "[" not in exp.text:
             assert pair.answer in answers
-            assert any(pair.question[len("<video>\n"):].startswith(q) for q in questions)
+            assert any(pair.question[len("<video>\n") :].startswith(q) for q in questions)
     mevis = next(q for q in qa if q.qa_id == "mevis/a1b2c3d4e5f6/0/qa")
     assert mevis.object_ids == ["0+1"] and "two boxes moving" in mevis.question  # plain, lower-cased phrase
     gcg = next(q for q in qa if q.qa_id == "videogcg/vidstg_gcg/2401075277/0/qa")
@@ -292,8 +339,14 @@ def test_splits_filter_and_relative_paths_survive_a_move(tmp_path):
 def test_cli_curates_reports_and_fails_cleanly(tmp_path, capsys):
     sources = build(tmp_path, "mevis", "tracking")
     _non_utf8(tmp_path)
-    argv = ["--source", f"mevis={sources['mevis']}", "--source", f"tracking={sources['tracking']}",
-            "--out", str(tmp_path / "out")]
+    argv = [
+        "--source",
+        f"mevis={sources['mevis']}",
+        "--source",
+        f"tracking={sources['tracking']}",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main_curate(argv) == 1
     assert "nlp.txt: not valid utf-8" in capsys.readouterr().err
     assert main_curate([*argv, "--skip-bad", "--splits", "train", "val"]) == 0
@@ -388,6 +441,9 @@ def test_box_before_seg_rule_and_markup_helpers():
     assert enforce_box_before_seg("It is [SEG].") == "It is [BOX] [SEG]."
     assert enforce_box_before_seg("It is [BOX] [SEG].") == "It is [BOX] [SEG]."  # idempotent
     assert enforce_box_before_seg("[BOX][SEG]") == "[BOX][BOX] [SEG]"  # SPARROW's rule needs one whitespace
-    assert parse_markup("[a red car](1) passes [two trucks](2, 3)") == [("a red car", ["1"]), ("two trucks", ["2", "3"])]
+    assert parse_markup("[a red car](1) passes [two trucks](2, 3)") == [
+        ("a red car", ["1"]),
+        ("two trucks", ["2", "3"]),
+    ]
     assert markup_to_tokens("[a dog](1) runs") == "<p> a dog </p> [BOX] [SEG] runs"
     assert plain_phrase("[The Dog](1) on the left.") == "the dog on the left"

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from sparrow.data.boxes import mask_to_box
 from sparrow.data.curated import CuratedDataset
@@ -83,12 +82,26 @@ def build_tiny_curated(root: Path) -> Path:
             masks = [encode_rle(_mask(6, 8, box)) for _ in range(n)]
             if k == 2:
                 masks[0] = None
-            objects.append(ObjectRecord(video_id, str(k), "square", masks,
-                                        [None if m is None else mask_to_box(decode_rle(m)) for m in masks]))
+            objects.append(
+                ObjectRecord(
+                    video_id,
+                    str(k),
+                    "square",
+                    masks,
+                    [None if m is None else mask_to_box(decode_rle(m)) for m in masks],
+                )
+            )
         expressions.append(ExpressionRecord(f"{video_id}/0", video_id, "both squares", ["1", "2"], "referring"))
         expressions.append(ExpressionRecord(f"{video_id}/1", video_id, "the right square", ["2"], "referring"))
-        qa.append(QARecord(f"{video_id}/qa0", video_id, "Can you segment the right square in this video?",
-                           "Sure, [BOX] [SEG].", ["2"]))
+        qa.append(
+            QARecord(
+                f"{video_id}/qa0",
+                video_id,
+                "Can you segment the right square in this video?",
+                "Sure, [BOX] [SEG].",
+                ["2"],
+            )
+        )
     write_jsonl(root / "videos.jsonl", (v.to_json() for v in videos))
     write_jsonl(root / "objects.jsonl", (o.to_json() for o in objects))
     write_jsonl(root / "expressions.jsonl", (e.to_json() for e in expressions))
@@ -125,10 +138,24 @@ def test_reader_names_missing_files(tmp_path: Path) -> None:
 
 def test_statistics_count_every_record(tmp_path: Path) -> None:
     stats = compute_statistics(build_tiny_curated(tmp_path / "cur"))
-    assert stats.per_source["mevis"] == {"videos": 2, "expressions": 4, "qa_pairs": 2, "objects": 4, "masks": 8,
-                                         "frames": 5, "videos_train": 2}
-    assert stats.totals == {"videos": 3, "expressions": 6, "qa_pairs": 3, "objects": 6, "masks": 15, "frames": 9,
-                            "sources": 2}
+    assert stats.per_source["mevis"] == {
+        "videos": 2,
+        "expressions": 4,
+        "qa_pairs": 2,
+        "objects": 4,
+        "masks": 8,
+        "frames": 5,
+        "videos_train": 2,
+    }
+    assert stats.totals == {
+        "videos": 3,
+        "expressions": 6,
+        "qa_pairs": 3,
+        "objects": 6,
+        "masks": 15,
+        "frames": 9,
+        "sources": 2,
+    }
     assert sorted(stats.objects_per_expression["tracking"]) == [1, 2]
     assert stats.frames_per_video["mevis"] == [3, 2]
     assert min(stats.mask_area_fraction["tracking"]) == pytest.approx(4 / 48)

@@ -38,7 +38,7 @@ H, W, T = 12, 16, 4
 
 def _square(y0: int, x0: int, size: int = 4) -> np.ndarray:
     m = np.zeros((H, W), bool)
-    m[y0:y0 + size, x0:x0 + size] = True
+    m[y0 : y0 + size, x0 : x0 + size] = True
     return m
 
 
@@ -66,9 +66,16 @@ def _build(root: Path) -> Path:
             expressions.append(ExpressionRecord(f"{video_id}/0", video_id, "the left square", [], "referring"))
         else:
             expressions.append(ExpressionRecord(f"{video_id}/0", video_id, "both squares", ["1", "2"], "referring"))
-            expressions.append(ExpressionRecord(f"{video_id}/1", video_id, "the right square", ["2"],
-                                                "declarative" if source == "vidstg" else "referring",
-                                                [1, 3] if source == "vidstg" else None))
+            expressions.append(
+                ExpressionRecord(
+                    f"{video_id}/1",
+                    video_id,
+                    "the right square",
+                    ["2"],
+                    "declarative" if source == "vidstg" else "referring",
+                    [1, 3] if source == "vidstg" else None,
+                )
+            )
         if source == "revos":
             expressions.append(ExpressionRecord(f"{video_id}/2", video_id, "the triangle", [], "reasoning"))
         qa.append(QARecord(f"{video_id}/qa0", video_id, "Where is the right square?", "[BOX] [SEG].", ["2"]))
@@ -87,6 +94,7 @@ def curated(tmp_path: Path) -> CuratedDataset:
 
 
 # -- statistics -----------------------------------------------------------------------------------------------------
+
 
 def test_expressions_without_released_ground_truth_are_not_counted_as_zero_objects(curated) -> None:
     stats = compute_statistics(curated)
@@ -121,9 +129,13 @@ def test_paper_comparison_says_when_the_data_is_not_the_papers(curated) -> None:
 
 
 def test_hard_case_table_counts_videos_per_source(tmp_path: Path) -> None:
-    manifest = {"hard_cases": {"crossing": 2, "leaves": 1},
-                "videos": {"mevis": [{"tags": ["crossing", "leaves", "crossing"]}, {"tags": []}],
-                           "revos": [{"tags": ["crossing"]}]}}
+    manifest = {
+        "hard_cases": {"crossing": 2, "leaves": 1},
+        "videos": {
+            "mevis": [{"tags": ["crossing", "leaves", "crossing"]}, {"tags": []}],
+            "revos": [{"tags": ["crossing"]}],
+        },
+    }
     atomic_write_json(tmp_path / "manifest.json", manifest)
     table = hard_case_table(tmp_path)
     assert table.loc["mevis"].to_dict() == {"videos": 2, "crossing": 1, "leaves": 1}  # a tag counts once per video
@@ -156,6 +168,7 @@ def test_example_expressions_pick_known_nonempty_referents_deterministically(cur
 
 # -- release curation is reused -----------------------------------------------------------------------------------
 
+
 def test_ensure_curated_release_curates_once_and_redoes_on_a_changed_request(tmp_path: Path) -> None:
     from sparrow.data.synthetic import generate
 
@@ -176,6 +189,7 @@ def test_ensure_curated_release_curates_once_and_redoes_on_a_changed_request(tmp
 
 
 # -- figures ------------------------------------------------------------------------------------------------------
+
 
 def _canvas(fig: Figure) -> np.ndarray:
     return np.asarray(fig.axes[0].images[0].get_array())

@@ -33,24 +33,42 @@ REPORT = {"totals": {"kept": 9, "skipped": 1}, "sources": {}}
 
 
 def test_names_follow_the_results_scheme_in_recording_order():
-    names = [n["name"] for n in recorded_numbers(_stats(), REPORT, "smoke", real_data=False,
-                                                 hard_cases=_hard_cases())]
-    table = [f"table/{s}/{c}" for s in ("mevis", "vidstg", "total")
-             for c in ("videos", "expressions", "qa_pairs", "objects", "masks", "frames", "videos_train",
-                       "videos_test")]
-    kinds = [f"kinds/{s}/{k}" for s in ("mevis", "vidstg", "total") for k in ("referring", "declarative",
-                                                                             "interrogative")]
-    distributions = [f"distribution/{d}/{s}" for d in ("frames_per_video", "objects_per_expression",
-                                                       "mask_area_fraction") for s in ("mean", "median", "min", "max")]
-    assert names == ["videos", "qa_pairs", "sources", *table, *kinds, "report/kept", "report/skipped",
-                     "referents_unknown/vidstg", *distributions, "hard_cases/mevis/videos",
-                     "hard_cases/mevis/crossing", "hard_cases/total/videos", "hard_cases/total/crossing"]
+    names = [n["name"] for n in recorded_numbers(_stats(), REPORT, "smoke", real_data=False, hard_cases=_hard_cases())]
+    table = [
+        f"table/{s}/{c}"
+        for s in ("mevis", "vidstg", "total")
+        for c in ("videos", "expressions", "qa_pairs", "objects", "masks", "frames", "videos_train", "videos_test")
+    ]
+    kinds = [
+        f"kinds/{s}/{k}" for s in ("mevis", "vidstg", "total") for k in ("referring", "declarative", "interrogative")
+    ]
+    distributions = [
+        f"distribution/{d}/{s}"
+        for d in ("frames_per_video", "objects_per_expression", "mask_area_fraction")
+        for s in ("mean", "median", "min", "max")
+    ]
+    assert names == [
+        "videos",
+        "qa_pairs",
+        "sources",
+        *table,
+        *kinds,
+        "report/kept",
+        "report/skipped",
+        "referents_unknown/vidstg",
+        *distributions,
+        "hard_cases/mevis/videos",
+        "hard_cases/mevis/crossing",
+        "hard_cases/total/videos",
+        "hard_cases/total/crossing",
+    ]
     assert len(set(names)) == len(names)
 
 
 def test_values_and_units_are_plain_numbers():
-    numbers = {n["name"]: n for n in recorded_numbers(_stats(), REPORT, "mini", real_data=False,
-                                                      hard_cases=_hard_cases())}
+    numbers = {
+        n["name"]: n for n in recorded_numbers(_stats(), REPORT, "mini", real_data=False, hard_cases=_hard_cases())
+    }
     assert numbers["videos"]["value"] == 4 and numbers["sources"]["value"] == 2
     assert numbers["table/vidstg/videos_test"] == {"name": "table/vidstg/videos_test", "value": 1, "unit": "count"}
     assert numbers["table/mevis/videos_test"]["value"] == 0  # a split a source lacks counts 0
@@ -58,8 +76,11 @@ def test_values_and_units_are_plain_numbers():
     assert numbers["kinds/total/interrogative"]["unit"] == "expressions"
     assert numbers["report/kept"] == {"name": "report/kept", "value": 9, "unit": "items"}
     assert numbers["referents_unknown/vidstg"]["unit"] == "expressions"
-    assert numbers["distribution/frames_per_video/mean"] == {"name": "distribution/frames_per_video/mean",
-                                                             "value": 4.0, "unit": ""}
+    assert numbers["distribution/frames_per_video/mean"] == {
+        "name": "distribution/frames_per_video/mean",
+        "value": 4.0,
+        "unit": "",
+    }
     assert numbers["hard_cases/total/crossing"] == {"name": "hard_cases/total/crossing", "value": 1, "unit": "videos"}
     assert all(type(n["value"]) in (int, float) for n in numbers.values())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -30,8 +30,17 @@ BARE_SECTION = re.compile(SECTION)
 
 # Documents outside the repository that must never be named, and words about how the work was organised.
 # Written as patterns so that this file does not contain the names it forbids.
-FOREIGN = [re.compile(p) for p in (r"architecture\.md", r"environment\.md", r"datasets\.md", r"metrics\.md",
-                                   r"DEVELOPERS\.md", r"shared[/\\]reference")]
+FOREIGN = [
+    re.compile(p)
+    for p in (
+        r"architecture\.md",
+        r"environment\.md",
+        r"datasets\.md",
+        r"metrics\.md",
+        r"DEVELOPERS\.md",
+        r"shared[/\\]reference",
+    )
+]
 PROCESS = re.compile(r"\bissue\s+\d", re.IGNORECASE)
 
 
@@ -39,8 +48,13 @@ PROCESS = re.compile(r"\bissue\s+\d", re.IGNORECASE)
 def repository_files() -> tuple[Path, ...]:
     """Tracked files plus untracked ones git does not ignore (a walk of the tree when git is unavailable)."""
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"],
-                             capture_output=True, text=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
         paths = [ROOT / p for p in out.split("\0") if p]
     except (OSError, subprocess.SubprocessError):
         skip = {".git", ".venv", "artifacts", "__pycache__", "node_modules"}
@@ -48,7 +62,7 @@ def repository_files() -> tuple[Path, ...]:
     return tuple(sorted(p for p in paths if p.is_file()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_text(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -56,7 +70,7 @@ def read_text(path: Path) -> str | None:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def headings(name: str) -> frozenset[str]:
     text = read_text(DOCS / f"{name}.md")
     return frozenset(HEADING.findall(text)) if text is not None else frozenset()
@@ -107,7 +121,9 @@ def test_every_citation_resolves() -> None:
 def test_sections_within_a_doc_resolve(doc: str) -> None:
     text = CITATION.sub("", read_text(DOCS / doc) or "")
     own = headings(doc[:-3])
-    missing = sorted({n for n in BARE_SECTION.findall(text) if n not in own}, key=lambda n: [int(x) for x in n.split(".")])
+    missing = sorted(
+        {n for n in BARE_SECTION.findall(text) if n not in own}, key=lambda n: [int(x) for x in n.split(".")]
+    )
     assert not missing, f"docs/{doc} refers to sections it does not have: {missing}"
 
 

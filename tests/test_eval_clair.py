@@ -36,22 +36,29 @@ class Scripted:
 def test_prompt_is_the_original_text():
     prompt = format_prompt(["a red square"], ["the red square moves"])
     # each statement line ends in a newline and the template adds its own: the original's blank line is kept
-    assert prompt.startswith("You are trying to tell if a candidate set of captions is describing the same image "
-                             "as a reference set of captions.\nCandidate set:\n- a red square\n\nReference set:\n"
-                             "- the red square moves\n\n")
-    assert ('On a precise scale from 0 to 100, how likely is it that the candidate set is describing the same image '
-            'as the reference set? (JSON format, with a key "score", value between 0 and 100, and a key "reason" '
-            'with a string value.)') in prompt
+    assert prompt.startswith(
+        "You are trying to tell if a candidate set of captions is describing the same image "
+        "as a reference set of captions.\nCandidate set:\n- a red square\n\nReference set:\n"
+        "- the red square moves\n\n"
+    )
+    assert (
+        "On a precise scale from 0 to 100, how likely is it that the candidate set is describing the same image "
+        'as the reference set? (JSON format, with a key "score", value between 0 and 100, and a key "reason" '
+        "with a string value.)"
+    ) in prompt
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ('{"score": 85, "reason": "same object"}', (85.0, "same object")),
-    ('Sure! {"score": 40} and more text', (40.0, "Unknown")),
-    ("I would say 72. Reason: both mention a square", (72.0, "both mention a square")),
-    ("0.35", (35.0, "Unknown")),  # a fraction is taken as a share of 100
-    ('{"score": 90, "reason": "x"', (90.0, "x")),  # the parser closes the first brace itself
-    ("score 90, reason: fine", (90.0, "fine")),  # no brace: the first number, and the text after "reason"
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ('{"score": 85, "reason": "same object"}', (85.0, "same object")),
+        ('Sure! {"score": 40} and more text', (40.0, "Unknown")),
+        ("I would say 72. Reason: both mention a square", (72.0, "both mention a square")),
+        ("0.35", (35.0, "Unknown")),  # a fraction is taken as a share of 100
+        ('{"score": 90, "reason": "x"', (90.0, "x")),  # the parser closes the first brace itself
+        ("score 90, reason: fine", (90.0, "fine")),  # no brace: the first number, and the text after "reason"
+    ],
+)
 def test_parse_response(answer, expected):
     score, reason = parse_response(answer)
     assert score == pytest.approx(expected[0], abs=1e-12) and reason == expected[1]
@@ -117,8 +124,9 @@ def test_openai_compatible_judge_against_a_loopback_server():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        judge = OpenAICompatibleJudge(f"http://127.0.0.1:{server.server_port}/v1", api_key_env="SPARROW_TEST_KEY",
-                                      seed=3, timeout=10)
+        judge = OpenAICompatibleJudge(
+            f"http://127.0.0.1:{server.server_port}/v1", api_key_env="SPARROW_TEST_KEY", seed=3, timeout=10
+        )
         import os
 
         os.environ["SPARROW_TEST_KEY"] = "k"

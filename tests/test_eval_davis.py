@@ -29,8 +29,8 @@ def _objects(rng, n):
             yy, xx = y + vy * t, x + vx * t
             if k == n and t == T - 2:
                 continue  # absent in one frame
-            labels[t, max(yy, 0):max(yy + h, 0), max(xx, 0):max(xx + w, 0)] = k
-    labels[:, 0:2, W - 6:W] = 255  # void in a corner
+            labels[t, max(yy, 0) : max(yy + h, 0), max(xx, 0) : max(xx + w, 0)] = k
+    labels[:, 0:2, W - 6 : W] = 255  # void in a corner
     return labels
 
 
@@ -43,7 +43,7 @@ def _predict(rng, labels, perm, extra=0):
         pred[m] = pred_id
     for e in range(extra):
         y, x = rng.integers(0, H - 5), rng.integers(0, W - 5)
-        pred[:, y:y + 4, x:x + 4] = max(perm.values(), default=0) + 1 + e
+        pred[:, y : y + 4, x : x + 4] = max(perm.values(), default=0) + 1 + e
     return pred
 
 
@@ -158,16 +158,19 @@ def test_bad_inputs_named(davis):
     labels = np.zeros((H, W), np.uint8)
     labels[5:10, 5:10] = 21
     write_index_png(unsup / "camel" / "00002.png", labels)
-    _expect(r"sequence camel: prediction index 21 is higher than the maximum number of proposals \(20\)", root,
-            unsup)
+    _expect(r"sequence camel: prediction index 21 is higher than the maximum number of proposals \(20\)", root, unsup)
     labels[5:10, 5:10] = 255
     write_index_png(unsup / "camel" / "00002.png", labels)
     _expect(r"0/255 binary masks", root, unsup)
     semi = res / "semi"
     labels[5:10, 5:10] = 2
     write_index_png(semi / "camel" / "00003.png", labels)
-    _expect(r"sequence camel: prediction index 2 is higher than the number of objects \(1\)", root, semi,
-            mode="semi-supervised")
+    _expect(
+        r"sequence camel: prediction index 2 is higher than the number of objects \(1\)",
+        root,
+        semi,
+        mode="semi-supervised",
+    )
     _expect(r"results folder .* does not exist", root, res / "nothing-here")
     (res / "empty").mkdir()
     _expect(r"sequence bear: no prediction folder", root, res / "empty")
@@ -208,8 +211,9 @@ def test_ref_davis_four_annotators(davis, tmp_path):
     result = evaluate_ref_davis(root, preds)
     assert list(result.jf) == list(FOLDER_SETS["sparrow"])
     for folder in FOLDER_SETS["sparrow"]:
-        table, _ = ref_davis_table(str(root / "Annotations_unsupervised" / "480p"), str(preds / folder), seqs,
-                                   semi=False)
+        table, _ = ref_davis_table(
+            str(root / "Annotations_unsupervised" / "480p"), str(preds / folder), seqs, semi=False
+        )
         assert result.jf[folder] == pytest.approx(table[0], abs=1e-12)
     assert result.mean == pytest.approx(np.mean(list(result.jf.values())), abs=1e-15)
     assert result.table_mean["J-Mean"] == pytest.approx(np.mean([r.table["J-Mean"] for r in result.runs.values()]))

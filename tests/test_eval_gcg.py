@@ -81,8 +81,13 @@ def test_recall_matching_stops_at_the_first_pair_below_a_threshold():
 def test_evaluate_gcg_failures_follow_sparrow():
     gt_caption = "<p> red square </p> [SEG] and <p> blue circle </p> [SEG]"
     square, circle = _tube(3, [(0, 0, 4, 4)] * 3), _tube(3, [(8, 8, 12, 12)] * 3)
-    ok = GcgSample("v/ok", gt_caption, [square, circle],
-                   "<p> red square </p> [SEG] near <p> blue circle </p> [SEG]", [square, circle])
+    ok = GcgSample(
+        "v/ok",
+        gt_caption,
+        [square, circle],
+        "<p> red square </p> [SEG] near <p> blue circle </p> [SEG]",
+        [square, circle],
+    )
     missing = GcgSample("v/missing", gt_caption, [square, circle], None)
     mismatched = GcgSample("v/bad", gt_caption, [square, circle], "<p> red square </p> [SEG]", [square, circle])
     encoder = BagOfWords(["red", "square", "blue", "circle"])
@@ -117,7 +122,9 @@ def test_caption_metrics_report_missing_java(monkeypatch):
         gcg.caption_scores(["a", "b"], ["a"])
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokenizer need Java (default-jre-headless)")
+@pytest.mark.skipif(
+    shutil.which("java") is None, reason="METEOR and the PTB tokenizer need Java (default-jre-headless)"
+)
 def test_caption_metrics_equal_pycocoevalcap():
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor

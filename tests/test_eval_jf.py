@@ -56,9 +56,23 @@ def test_reference_boundary_facts():
     assert not ref_seg2bmap(np.ones((1, 1), bool)).any()
 
 
-@pytest.mark.parametrize("shape, radius", [((480, 854), 8), ((480, 640), 7), ((360, 640), 6), ((720, 1280), 12),
-                                           ((1080, 1920), 18), ((1024, 1024), 12), ((256, 256), 3), ((32, 48), 1),
-                                           ((17, 23), 1), ((1, 1), 1), ((75, 100), 1), ((300, 400), 4)])
+@pytest.mark.parametrize(
+    "shape, radius",
+    [
+        ((480, 854), 8),
+        ((480, 640), 7),
+        ((360, 640), 6),
+        ((720, 1280), 12),
+        ((1080, 1920), 18),
+        ((1024, 1024), 12),
+        ((256, 256), 3),
+        ((32, 48), 1),
+        ((17, 23), 1),
+        ((1, 1), 1),
+        ((75, 100), 1),
+        ((300, 400), 4),
+    ],
+)
 def test_radius_table(shape, radius):
     assert bound_radius(*shape) == radius
 
@@ -70,7 +84,7 @@ def test_disk_footprint_is_skimage_disk():
     # The rectangles cover exactly the footprint.
     cover = np.zeros((2 * d.reach + 1,) * 2, bool)
     for dy0, dy1, dx0, dx1 in d.rects:
-        cover[dy0 + d.reach:dy1 + d.reach + 1, dx0 + d.reach:dx1 + d.reach + 1] = True
+        cover[dy0 + d.reach : dy1 + d.reach + 1, dx0 + d.reach : dx1 + d.reach + 1] = True
     assert np.array_equal(cover, d.kernel.astype(bool))
 
 
@@ -128,8 +142,16 @@ def test_corners_and_borders():
     for y, x in [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1)]:
         frames.append((_frame((y, x)), _frame((y, x))))
         frames.append((_frame((y, x)), _frame((abs(y - 3), abs(x - 3)))))
-    for s in [(slice(0, H // 2),), (slice(H // 2, H),), (slice(None), slice(0, W // 2)),
-              (slice(None), slice(W // 2, W)), (0,), (H - 1,), (slice(None), 0), (slice(None), W - 1)]:
+    for s in [
+        (slice(0, H // 2),),
+        (slice(H // 2, H),),
+        (slice(None), slice(0, W // 2)),
+        (slice(None), slice(W // 2, W)),
+        (0,),
+        (H - 1,),
+        (slice(None), 0),
+        (slice(None), W - 1),
+    ]:
         frames.append((_frame(s), _frame((slice(0, H // 3),))))
         frames.append((_frame(s), _frame(s)))
     gt = np.stack([a for a, _ in frames])
@@ -260,8 +282,9 @@ def test_random_other_tolerances(bound_th):
     _check(gt, pred, bound_th=bound_th)
 
 
-@pytest.mark.parametrize("shape, frames", [((300, 400), 6), ((480, 854), 6), ((479, 853), 4), ((720, 1280), 2),
-                                           ((1080, 1920), 1)])
+@pytest.mark.parametrize(
+    "shape, frames", [((300, 400), 6), ((480, 854), 6), ((479, 853), 4), ((720, 1280), 2), ((1080, 1920), 1)]
+)
 def test_random_large(shape, frames):
     rng = np.random.default_rng(shape[0])
     h, w = shape
@@ -285,8 +308,13 @@ def test_input_types_equivalent():
     gt = np.stack([_blob(rng, 50, 70) for _ in range(5)])
     pred = np.stack([_perturb(rng, m) for m in gt])
     j0, f0 = jf_per_frame(gt, pred)
-    for conv in (lambda a: a.astype(bool), lambda a: a * 255, lambda a: a.astype(np.float32),
-                 lambda a: a.astype(np.int64) * 7, lambda a: np.asfortranarray(a)):
+    for conv in (
+        lambda a: a.astype(bool),
+        lambda a: a * 255,
+        lambda a: a.astype(np.float32),
+        lambda a: a.astype(np.int64) * 7,
+        lambda a: np.asfortranarray(a),
+    ):
         j, f = jf_per_frame(conv(gt), conv(pred))
         assert np.array_equal(j, j0) and np.array_equal(f, f0)
     # A 0/255 prediction mixed with a 0/1 GT (PNG reads) takes the normalising path.
@@ -374,8 +402,7 @@ def test_torch_path_equals_cpu_path():
             j0, f0 = jf_per_frame(gt, pred, v)
             j1, f1 = jf_per_frame(gt, pred, v, device=device)
             assert np.array_equal(j0, j1) and np.array_equal(f0, f1)
-        j1, f1 = jf_per_frame(torch.from_numpy(gt).to(device), torch.from_numpy(pred * 255).to(device),
-                              device=device)
+        j1, f1 = jf_per_frame(torch.from_numpy(gt).to(device), torch.from_numpy(pred * 255).to(device), device=device)
         assert np.array_equal(jf_per_frame(gt, pred)[1], f1)
     with pytest.raises(ValueError, match="binary"):
         jf_per_frame(gt, pred * rng.integers(1, 3, pred.shape), device="cpu")

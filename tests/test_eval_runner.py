@@ -11,10 +11,10 @@ import shutil
 import zlib
 from pathlib import Path
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import numpy as np
 import pytest
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.eval.benchmarks import BENCHMARKS, benchmarks_for, get_benchmark
 from sparrow.eval.runner import (
     BenchmarkResult,
@@ -53,8 +53,9 @@ class ColourModel:
             if ys.size:
                 boxes[i] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
         answer = "<p> a bright thing </p> [SEG] moves." if raw_question else "Sure, [SEG]."
-        return Prediction(masks=masks, boxes=boxes, answer=answer, masks_per_seg=masks[None], prompt_boxes=[],
-                          seg_found=True)
+        return Prediction(
+            masks=masks, boxes=boxes, answer=answer, masks_per_seg=masks[None], prompt_boxes=[], seg_found=True
+        )
 
     def _predict_many(self, frames, texts, tsf_boxes=None):
         self.batched_calls += 1
@@ -79,8 +80,12 @@ def test_every_benchmark_writes_its_layout_and_scores(curated, tmp_path, key):
     assert isinstance(result, BenchmarkResult) and result.value is not None and 0.0 <= result.value <= 100.0
     assert result.units == bench.limit and result.expressions >= result.units and not result.missing
     out = tmp_path / key
-    layout = {"rvos": "Annotations", "ref_davis": "Davis17_annot2_full_video", "grounding": "masks",
-              "gcg": "video_gcg"}[bench.protocol]
+    layout = {
+        "rvos": "Annotations",
+        "ref_davis": "Davis17_annot2_full_video",
+        "grounding": "masks",
+        "gcg": "video_gcg",
+    }[bench.protocol]
     assert (out / layout).is_dir() and list((out / "records").glob("*.json"))
     if bench.protocol == "ref_davis":
         from PIL import Image
@@ -95,16 +100,23 @@ def test_every_benchmark_writes_its_layout_and_scores(curated, tmp_path, key):
 
 def test_some_metric_is_not_trivial(curated, tmp_path):
     # Guards the stand-in: a resume test on all-zero scores would prove nothing.
-    result = run_benchmark(ColourModel(), get_benchmark("mevis_valid_u", "smoke"), curated, tmp_path / "m",
-                           model_id="colour", show_progress=False)
+    result = run_benchmark(
+        ColourModel(),
+        get_benchmark("mevis_valid_u", "smoke"),
+        curated,
+        tmp_path / "m",
+        model_id="colour",
+        show_progress=False,
+    )
     assert 0.0 < result.value < 100.0
 
 
 @pytest.mark.parametrize("key", ["mevis_valid", "ref_davis17", "vidstg", "videogcg"])
 def test_resume_after_interruption_gives_identical_metrics(curated, tmp_path, key):
     bench = get_benchmark(key, "smoke").replace(limit=None if key != "ref_davis17" else 2)
-    straight = run_benchmark(ColourModel(), bench, curated, tmp_path / "straight", model_id="colour",
-                             show_progress=False)
+    straight = run_benchmark(
+        ColourModel(), bench, curated, tmp_path / "straight", model_id="colour", show_progress=False
+    )
     total = ColourModel()
     run_benchmark(total, bench, curated, tmp_path / "count", model_id="colour", show_progress=False)
     killer = ColourModel(interrupt_after=total.calls - 1)  # dies inside the last video
@@ -163,8 +175,10 @@ def test_missing_prediction_scores_zero_under_the_mevis_rule_and_is_listed(curat
     from sparrow.data.curated import CuratedDataset
     from sparrow.eval.rvos import evaluate_rvos
 
-    per = {s.expression_id: s for s in evaluate_rvos(CuratedDataset(curated), tmp_path / "m" / "Annotations",
-                                                     "mevis", "valid_u").expressions}
+    per = {
+        s.expression_id: s
+        for s in evaluate_rvos(CuratedDataset(curated), tmp_path / "m" / "Annotations", "mevis", "valid_u").expressions
+    }
     assert all(s.j == s.f == 0.0 for s in per.values() if s.missing)
     assert scored.value < full.value
 
@@ -207,8 +221,14 @@ def test_missing_davis_sequence_is_an_error_naming_it(curated, tmp_path):
 
 def test_not_a_curated_dataset_names_the_folder(tmp_path):
     with pytest.raises(DataError, match=str(tmp_path)):
-        run_benchmark(ColourModel(), get_benchmark("mevis_valid", "smoke"), tmp_path, tmp_path / "out",
-                      model_id="colour", show_progress=False)
+        run_benchmark(
+            ColourModel(),
+            get_benchmark("mevis_valid", "smoke"),
+            tmp_path,
+            tmp_path / "out",
+            model_id="colour",
+            show_progress=False,
+        )
 
 
 def test_benchmark_subsets_are_fixed_and_evenly_spread(curated):
@@ -242,7 +262,24 @@ def test_real_smoke_model_end_to_end_and_cli(curated, tmp_path, capsys):
         assert r.value is not None and r.seg_found_rate is not None and r.predict_seconds > 0
     again = evaluate_checkpoint(ckpt, benches, curated, tmp_path / "eval", show_progress=False)
     assert again == results  # from the cache
-    assert main(["eval", "--checkpoint", str(ckpt), "--curated", str(curated), "--profile", "smoke",
-                 "--benchmark", "vidstg", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(ckpt),
+                "--curated",
+                str(curated),
+                "--profile",
+                "smoke",
+                "--benchmark",
+                "vidstg",
+                "--out",
+                str(tmp_path / "eval"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "VidSTG mIoU" in printed and f"{results['vidstg'].value:.2f}" in printed

@@ -29,7 +29,7 @@ H, W, T = 36, 52, 6
 def _rect(t_range, y, x, h, w):
     m = np.zeros((T, H, W), bool)
     for t in t_range:
-        m[t, y + t:y + t + h, x:x + w] = True
+        m[t, y + t : y + t + h, x : x + w] = True
     return m
 
 
@@ -44,10 +44,14 @@ def curated(tmp_path):
         ("mevis/b", "0"): _rect(range(T), 5, 5, 12, 20),
         ("mevis/b", "1"): _rect(range(3), 20, 35, 5, 6),
     }
-    videos = [VideoRecord(v, "mevis", "valid_u", [f"frames/{v}/{n}.jpg" for n in names], names, H, W, 6.0)
-              for v in ("mevis/a", "mevis/b")]
-    objs = [ObjectRecord(v, o, "thing", [encode_rle(m[t]) if m[t].any() else None for t in range(T)],
-                         [None] * T) for (v, o), m in objects.items()]
+    videos = [
+        VideoRecord(v, "mevis", "valid_u", [f"frames/{v}/{n}.jpg" for n in names], names, H, W, 6.0)
+        for v in ("mevis/a", "mevis/b")
+    ]
+    objs = [
+        ObjectRecord(v, o, "thing", [encode_rle(m[t]) if m[t].any() else None for t in range(T)], [None] * T)
+        for (v, o), m in objects.items()
+    ]
     exps = [
         ExpressionRecord("mevis/a/0", "mevis/a", "the left one", ["0"], "referring"),
         ExpressionRecord("mevis/a/1", "mevis/a", "both of them", ["0", "1"], "referring"),

@@ -47,7 +47,7 @@ def test_mask_to_box_matches_torchvision():
     for _ in range(10):
         mask = np.zeros((30, 40), bool)
         y, x = rng.integers(0, 25), rng.integers(0, 35)
-        mask[y:y + rng.integers(1, 6), x:x + rng.integers(1, 6)] = True
+        mask[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = True
         expected = masks_to_boxes(torch.from_numpy(mask)[None])[0].tolist()
         assert list(mask_to_box_inclusive(mask)) == expected
     assert mask_to_box_inclusive(np.zeros((5, 5), bool)) == EMPTY_BOX
@@ -65,7 +65,7 @@ def test_box_iou():
 def _mask(h, w, box):
     m = np.zeros((h, w), bool)
     x0, y0, x1, y1 = box
-    m[y0:y1 + 1, x0:x1 + 1] = True
+    m[y0 : y1 + 1, x0 : x1 + 1] = True
     return m
 
 

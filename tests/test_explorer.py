@@ -21,8 +21,13 @@ def demo(tmp_path_factory):
 
 @pytest.fixture()
 def explorer(demo) -> MaskExplorer:
-    return MaskExplorer(demo.curated, predictions=demo.predictions, tracks=demo.tracks, video_id="demo/video0",
-                        expression_id="demo/video0/0")
+    return MaskExplorer(
+        demo.curated,
+        predictions=demo.predictions,
+        tracks=demo.tracks,
+        video_id="demo/video0",
+        expression_id="demo/video0/0",
+    )
 
 
 def count(image: np.ndarray, color) -> int:
@@ -35,7 +40,7 @@ BASELINE, SPARROW = pred_color(0), pred_color(1)
 def test_initial_view_is_side_by_side_with_both_models(explorer) -> None:
     image = explorer.current_image()
     assert image.shape == (H * SCALE, 2 * W * SCALE + explorer.config.panel_gap, 3)
-    left, right = image[:, :W * SCALE], image[:, -W * SCALE:]
+    left, right = image[:, : W * SCALE], image[:, -W * SCALE :]
     assert count(left, BASELINE) > 50 and count(left, SPARROW) == 0
     assert count(right, SPARROW) > 50 and count(right, BASELINE) == 0
     assert count(left, GT_COLOR) > 50 and count(right, GT_COLOR) > 50
@@ -82,7 +87,7 @@ def test_boxes_and_tsf_toggles(explorer) -> None:
     with_track = explorer.current_image()
     assert count(with_track, TRACK_COLOR) > 20
     side = max(16, min(H, W) * SCALE // 4)
-    inset = with_track[1:1 + side, W * SCALE - side - 1:W * SCALE - 1]
+    inset = with_track[1 : 1 + side, W * SCALE - side - 1 : W * SCALE - 1]
     assert (inset == (200, 60, 40)).all(axis=2).mean() > 0.3  # the crop shows the red target
     assert "TSF" not in explorer.notes.value
 
@@ -109,7 +114,7 @@ def test_side_by_side_toggle(explorer) -> None:
     explorer.show_models[0].value = False  # one model left: ground truth panel first, then the model
     image = explorer.current_image()
     assert image.shape[1] == 2 * W * SCALE + explorer.config.panel_gap
-    assert count(image[:, :W * SCALE], SPARROW) == 0 and count(image[:, -W * SCALE:], SPARROW) > 0
+    assert count(image[:, : W * SCALE], SPARROW) == 0 and count(image[:, -W * SCALE :], SPARROW) > 0
 
 
 def test_video_and_expression_pickers(explorer) -> None:
@@ -118,15 +123,17 @@ def test_video_and_expression_pickers(explorer) -> None:
     square = explorer.current_image()
     assert not np.array_equal(first, square)
     assert "square" in explorer.text.value
-    np.testing.assert_array_equal(explorer.view.gt, np.repeat(np.repeat(
-        explorer.data.ground_truth(explorer.view.expression), SCALE, 1), SCALE, 2))
+    np.testing.assert_array_equal(
+        explorer.view.gt, np.repeat(np.repeat(explorer.data.ground_truth(explorer.view.expression), SCALE, 1), SCALE, 2)
+    )
     assert explorer.split.options == ("valid", "train")  # evaluation splits first
     explorer.split.value = "train"
     assert explorer.video.options == ("demo/video1",)
     assert explorer.video.value == "demo/video1" and explorer.expression.value == "demo/video1/0"
     assert not np.array_equal(explorer.current_image(), first)
-    np.testing.assert_array_equal(explorer.view.frames[0][::SCALE, ::SCALE],
-                                  explorer.data.dataset.load_frames("demo/video1", [0])[0])
+    np.testing.assert_array_equal(
+        explorer.view.frames[0][::SCALE, ::SCALE], explorer.data.dataset.load_frames("demo/video1", [0])[0]
+    )
 
 
 def test_missing_prediction_shows_a_note(explorer) -> None:
@@ -143,14 +150,17 @@ def test_jf_strip_click_jumps_to_the_frame(explorer) -> None:
 
     assert len(explorer.strip.children) == 4  # J and F rows for baseline and SPARROW
     assert all(len(row) == T for row in explorer._strip_buttons)
-    truth = per_frame_jf(explorer.data.ground_truth(explorer.view.expression),
-                         explorer.data.prediction(explorer.data.models[0], explorer.view.expression).masks)
+    truth = per_frame_jf(
+        explorer.data.ground_truth(explorer.view.expression),
+        explorer.data.prediction(explorer.data.models[0], explorer.view.expression).masks,
+    )
     button = explorer._strip_buttons[0][6]
     assert button.tooltip == f"frame 6: J = {truth.j[6]:.3f}"
     button.click()
     assert explorer.frame.value == 6
-    np.testing.assert_array_equal(explorer.current_image(),
-                                  render(explorer.view, 6, explorer.options(), explorer.config.panel_gap))
+    np.testing.assert_array_equal(
+        explorer.current_image(), render(explorer.view, 6, explorer.options(), explorer.config.panel_gap)
+    )
     assert explorer._strip_buttons[0][6].layout.border == "2px solid black"
     explorer._strip_buttons[3][2].click()
     assert explorer.frame.value == 2 and explorer._strip_buttons[0][6].layout.border == ""
@@ -164,8 +174,14 @@ def test_without_predictions_or_tracks(demo) -> None:
     assert image.shape == (2 * H, 2 * W, 3)  # one panel, enlarged twice to reach 96 px
     assert explorer.side_by_side.value is False and explorer.show_tsf.disabled
     assert "No prediction folders given" in explorer.notes.value and "No TSF track folder" in explorer.notes.value
-    assert explorer.data.counts() == {"videos": 2, "expressions": 6, "videos/train": 1, "expressions/train": 3,
-                                      "videos/valid": 1, "expressions/valid": 3}
+    assert explorer.data.counts() == {
+        "videos": 2,
+        "expressions": 6,
+        "videos/train": 1,
+        "expressions/train": 3,
+        "videos/valid": 1,
+        "expressions/valid": 3,
+    }
     absent = MaskExplorer(demo.curated, predictions={"SPARROW": demo.curated / "nowhere", "skipped": None})
     assert [m.name for m in absent.data.models] == ["SPARROW"]
     assert "no prediction for this expression" in absent.notes.value
@@ -189,8 +205,11 @@ def test_starts_on_an_annotated_expression_and_notes_unannotated_ones(demo, tmp_
             row["object_ids"] = []
     write_jsonl(root / "expressions.jsonl", rows)
     explorer = MaskExplorer(root)
-    assert (explorer.split.value, explorer.video.value, explorer.expression.value) == \
-        ("train", "demo/video1", "demo/video1/0")
+    assert (explorer.split.value, explorer.video.value, explorer.expression.value) == (
+        "train",
+        "demo/video1",
+        "demo/video1/0",
+    )
     assert count(explorer.current_image(), GT_COLOR) > 0
     explorer.split.value = "valid"
     assert explorer.expression.value == "demo/video0/0"
@@ -206,8 +225,9 @@ def test_caches_are_bounded(demo) -> None:
     from sparrow.data.curated import CuratedDataset
     from sparrow.viz.explorer import ExplorerData
 
-    data = ExplorerData(CuratedDataset(demo.curated), {"baseline": demo.baseline}, cached_videos=1,
-                        cached_expressions=2)
+    data = ExplorerData(
+        CuratedDataset(demo.curated), {"baseline": demo.baseline}, cached_videos=1, cached_expressions=2
+    )
     first = data.frames("demo/video0")
     assert data.frames("demo/video0") is first  # cached
     data.frames("demo/video1")

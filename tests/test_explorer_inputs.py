@@ -23,8 +23,13 @@ def test_explicit_folders_compute_nothing(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_auto_mixes_with_explicit_values(monkeypatch, tmp_path: Path) -> None:
-    found = ExplorerInputs("mevis_valid_u", {"baseline": tmp_path / "nb04-b", "SPARROW": tmp_path / "nb04-s"},
-                           tmp_path / "tracks", "mevis/x", "mevis/x/0")
+    found = ExplorerInputs(
+        "mevis_valid_u",
+        {"baseline": tmp_path / "nb04-b", "SPARROW": tmp_path / "nb04-s"},
+        tmp_path / "tracks",
+        "mevis/x",
+        "mevis/x/0",
+    )
     monkeypatch.setattr(explorer_inputs, "notebook_outputs", lambda profile, seed: found)
     got = resolve_inputs("smoke", 0, "auto", tmp_path / "mine", None)
     assert got.predictions == {"baseline": tmp_path / "nb04-b", "SPARROW": tmp_path / "mine"}

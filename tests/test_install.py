@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,9 +89,11 @@ def test_shim_nms_matches_a_brute_force_reference() -> None:
 
 
 def test_shim_is_a_no_op_when_torchvision_is_already_imported() -> None:
-    code = ("import sys; sys.modules['torchvision'] = object()\n"
-            "import sparrow._compat as c\n"
-            "print(c.shim_active(), c.install())")
+    code = (
+        "import sys; sys.modules['torchvision'] = object()\n"
+        "import sparrow._compat as c\n"
+        "print(c.shim_active(), c.install())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False False"

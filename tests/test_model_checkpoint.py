@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import numpy as np
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.model import CheckpointError, ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.checkpoint import WEIGHTS_NAME, read_state
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,8 +20,17 @@ def make_example(cfg: ModelConfig, seed: int = 0) -> SparrowExample:
     video = rng.integers(0, 255, (5, 32, 40, 3), dtype=np.uint8)
     masks = np.zeros((1, cfg.num_sam_frames, 32, 40), np.int8)
     masks[0, :, 8:20, 10:30] = 1
-    return SparrowExample("s/v", f"e{seed}", "expression", "the blue circle", None, video[: cfg.num_frames],
-                          video[: cfg.num_sam_frames], masks, np.array([[0.25, 0.25, 0.75, 0.6]], np.float32))
+    return SparrowExample(
+        "s/v",
+        f"e{seed}",
+        "expression",
+        "the blue circle",
+        None,
+        video[: cfg.num_frames],
+        video[: cfg.num_sam_frames],
+        masks,
+        np.array([[0.25, 0.25, 0.75, 0.6]], np.float32),
+    )
 
 
 def trained_like(host: str, stage: str = "stage2") -> SparrowModel:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import warnings
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import numpy as np
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.model import HOSTS, LOSS_KEYS, ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.pixel_decoder import MemoryState
 from sparrow.model.stages import trainable_names
@@ -24,8 +24,17 @@ def make_example(cfg: ModelConfig, seed: int = 0, t: int = 6, h: int = 40, w: in
     masks[0, :, 0, :] = -1
     idx = np.linspace(0, t - 1, cfg.num_frames).astype(int)
     sam_idx = np.linspace(0, t - 1, cfg.num_sam_frames).astype(int)
-    return SparrowExample(f"src/v{seed}", f"e{seed}", "expression", "the red square", None, video[idx],
-                          video[sam_idx], masks, np.array([[14 / w, 10 / h, 34 / w, 26 / h]], np.float32))
+    return SparrowExample(
+        f"src/v{seed}",
+        f"e{seed}",
+        "expression",
+        "the red square",
+        None,
+        video[idx],
+        video[sam_idx],
+        masks,
+        np.array([[14 / w, 10 / h, 34 / w, 26 / h]], np.float32),
+    )
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,14 +94,14 @@ def test_forward_backward_every_preset_and_switch(models, host, tsf, box):
 
 def test_box_regression_loss_only_when_enabled(models):
     from sparrow.model.config import SelectorSpec
-
     from sparrow.model.proposer import Proposals
 
     model = get_model(models, "videoglamm", selector=SelectorSpec(box_regression=True))
     d = model.proposer.spec.d_model
     gt = torch.tensor([[14 / 56, 10 / 40, 34 / 56, 26 / 40], [0.0, 0.0, 0.2, 0.2]])  # the first is the target's box
-    model.proposer.propose = lambda feats: [Proposals(gt, torch.randn(2, d), torch.tensor([0.9, 0.8]),
-                                                      torch.ones(2, dtype=torch.bool))]
+    model.proposer.propose = lambda feats: [
+        Proposals(gt, torch.randn(2, d), torch.tensor([0.9, 0.8]), torch.ones(2, dtype=torch.bool))
+    ]
     try:
         _, out = run_stage(model, "stage2")
     finally:
@@ -168,8 +177,12 @@ def test_pixel_decoder_appends_seg_tokens_to_sparse_prompts(models):
     assert not torch.allclose(logits.detach(), other)
     # max over a token's boxes, taken on the 1/4-resolution logits (compared at that size: no resampling)
     low = (pd.image_size // 4, pd.image_size // 4)
-    guided = pd.decode(feats, token.detach(), [torch.tensor([[0.1, 0.1, 0.5, 0.6]]),
-                                               torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 0.4, 0.4]])], low)
+    guided = pd.decode(
+        feats,
+        token.detach(),
+        [torch.tensor([[0.1, 0.1, 0.5, 0.6]]), torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 0.4, 0.4]])],
+        low,
+    )
     single = pd.decode(feats, token.detach()[1:], [torch.tensor([[0.0, 0.0, 1.0, 1.0]])], low)
     second = pd.decode(feats, token.detach()[1:], [torch.tensor([[0.2, 0.2, 0.4, 0.4]])], low)
     assert torch.allclose(guided[1], torch.maximum(single[0], second[0]), atol=1e-5)
@@ -188,8 +201,13 @@ def test_memory_propagation_carries_frame_zero_prompt(models, host, mode):
     assert not torch.allclose(la[:, 3], lb[:, 3])
     # a memory state carried across calls equals one call over all frames
     state = MemoryState(num_frames=4)
-    parts = torch.cat([pd.decode(feats.frames(0, 2), a, None, (24, 24), mode, state),
-                       pd.decode(feats.frames(2, 4), a, None, (24, 24), mode, state)], dim=1)
+    parts = torch.cat(
+        [
+            pd.decode(feats.frames(0, 2), a, None, (24, 24), mode, state),
+            pd.decode(feats.frames(2, 4), a, None, (24, 24), mode, state),
+        ],
+        dim=1,
+    )
     assert torch.allclose(parts, la, atol=1e-5)
 
 
@@ -306,10 +324,15 @@ def test_tsf_at_test_uses_given_embeddings_or_boxes(models):
 
 # -- speed paths: each must compute what the straightforward path computes -------------------------------------
 def _same_prediction(a, b) -> bool:
-    return (a.answer == b.answer and a.seg_found == b.seg_found and np.array_equal(a.masks, b.masks)
-            and np.array_equal(a.masks_per_seg, b.masks_per_seg) and np.array_equal(a.boxes, b.boxes, equal_nan=True)
-            and len(a.prompt_boxes) == len(b.prompt_boxes)
-            and all(np.array_equal(x, y) for x, y in zip(a.prompt_boxes, b.prompt_boxes)))
+    return (
+        a.answer == b.answer
+        and a.seg_found == b.seg_found
+        and np.array_equal(a.masks, b.masks)
+        and np.array_equal(a.masks_per_seg, b.masks_per_seg)
+        and np.array_equal(a.boxes, b.boxes, equal_nan=True)
+        and len(a.prompt_boxes) == len(b.prompt_boxes)
+        and all(np.array_equal(x, y) for x, y in zip(a.prompt_boxes, b.prompt_boxes))
+    )
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -393,8 +416,11 @@ def test_batched_framewise_decoding_equals_frame_by_frame(models, host, monkeypa
     k = model.cfg.seg_tokens_per_target
     torch.manual_seed(2)
     tokens = [torch.randn(2, k, pd.hidden_dim), torch.randn(1, k, pd.hidden_dim), torch.randn(0, k, pd.hidden_dim)]
-    boxes = [[torch.tensor([[0.1, 0.1, 0.5, 0.6]]), torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.3, 0.9, 0.8]])],
-             None, None]
+    boxes = [
+        [torch.tensor([[0.1, 0.1, 0.5, 0.6]]), torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.3, 0.9, 0.8]])],
+        None,
+        None,
+    ]
     spans = [(0, 3), (3, 5), (1, 4)]
     requests = [(a, b, tok, bx, (20, 28)) for (a, b), tok, bx in zip(spans, tokens, boxes)]
     for budget in (pdm.DECODE_BATCH_ELEMENTS, 1):  # one call per group, and one (frame, prompt) pair per call

@@ -12,23 +12,48 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import numpy as np
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.model import ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.config import ProposerSpec
 from sparrow.model.pixel_decoder import tiny_overrides
 from sparrow.model.presets import paper_components
 from sparrow.model.proposer import ClassAgnosticProposer
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-WORDS = ["the", "a", "red", "blue", "square", "circle", "moving", "left", "right", "can", "you", "segment", "in",
-         "this", "video", "what", "is", "please", "sure", "it", ",", ".", "?", "respond", "with", "masks"]
+WORDS = [
+    "the",
+    "a",
+    "red",
+    "blue",
+    "square",
+    "circle",
+    "moving",
+    "left",
+    "right",
+    "can",
+    "you",
+    "segment",
+    "in",
+    "this",
+    "video",
+    "what",
+    "is",
+    "please",
+    "sure",
+    "it",
+    ",",
+    ".",
+    "?",
+    "respond",
+    "with",
+    "masks",
+]
 
 
 def base_tokenizer(bos: bool = True):
@@ -40,30 +65,62 @@ def base_tokenizer(bos: bool = True):
     vocab = {w: i for i, w in enumerate(specials + WORDS)}
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>",
-                                   bos_token="<s>" if bos else None, eos_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>" if bos else None, eos_token="</s>"
+    )
 
 
 def save_llm(kind: str, folder) -> dict[str, torch.Tensor]:
-    from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2_5_VLConfig
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        Phi3Config,
+        Phi3ForCausalLM,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+    )
 
     tok = base_tokenizer(bos=kind != "qwen2_5_vl")
-    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=8192, tie_word_embeddings=False, pad_token_id=0,
-                bos_token_id=2, eos_token_id=3)
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
     torch.manual_seed(1)
     if kind == "phi3":
         model = Phi3ForCausalLM(Phi3Config(**text))
     elif kind == "llama":
         model = LlamaForCausalLM(LlamaConfig(**text))
     else:
-        model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
-            text_config=dict(text, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]}),
-            vision_config=dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32,
-                               patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                               fullatt_block_indexes=[0], in_channels=3),
-            pad_token_id=0, bos_token_id=2, eos_token_id=3))
+        model = Qwen2_5_VLForConditionalGeneration(
+            Qwen2_5_VLConfig(
+                text_config=dict(text, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]}),
+                vision_config=dict(
+                    depth=1,
+                    hidden_size=16,
+                    intermediate_size=32,
+                    num_heads=2,
+                    out_hidden_size=32,
+                    patch_size=14,
+                    spatial_merge_size=2,
+                    temporal_patch_size=2,
+                    window_size=112,
+                    fullatt_block_indexes=[0],
+                    in_channels=3,
+                ),
+                pad_token_id=0,
+                bos_token_id=2,
+                eos_token_id=3,
+            )
+        )
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -72,8 +129,16 @@ def save_llm(kind: str, folder) -> dict[str, torch.Tensor]:
 def save_clip(folder, image_size: int) -> dict[str, torch.Tensor]:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    model = CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                             num_attention_heads=2, image_size=image_size, patch_size=8))
+    model = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        )
+    )
     model.save_pretrained(folder)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -81,20 +146,29 @@ def save_clip(folder, image_size: int) -> dict[str, torch.Tensor]:
 def save_videomae(folder) -> dict[str, torch.Tensor]:
     from transformers import VideoMAEConfig, VideoMAEModel
 
-    model = VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=16, num_frames=16, tubelet_size=2, hidden_size=16,
-                                         num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                                         use_mean_pooling=False))
+    model = VideoMAEModel(
+        VideoMAEConfig(
+            image_size=32,
+            patch_size=16,
+            num_frames=16,
+            tubelet_size=2,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            use_mean_pooling=False,
+        )
+    )
     model.save_pretrained(folder)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def save_sam2(root, packaged: str) -> tuple[str, dict[str, torch.Tensor]]:
     """sam2's own formats: the composed yaml and ``torch.save({"model": state_dict})``."""
+    import sam2  # noqa: F401
     from hydra import compose
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
-
-    import sam2  # noqa: F401
 
     cfg = compose(config_name=packaged, overrides=tiny_overrides(128))
     OmegaConf.resolve(cfg)
@@ -112,12 +186,22 @@ def example(cfg: ModelConfig, h: int = 48, w: int = 64) -> SparrowExample:
     sam_idx = np.linspace(0, 19, cfg.num_sam_frames).astype(int)
     masks = np.zeros((1, cfg.num_sam_frames, h, w), np.int8)
     masks[0, :, 10:30, 20:40] = 1
-    return SparrowExample("s/v", "e0", "expression", "the red square", None, video[idx], video[sam_idx], masks,
-                          np.array([[20 / w, 10 / h, 40 / w, 30 / h]], np.float32))
+    return SparrowExample(
+        "s/v",
+        "e0",
+        "expression",
+        "the red square",
+        None,
+        video[idx],
+        video[sam_idx],
+        masks,
+        np.array([[20 / w, 10 / h, 40 / w, 30 / h]], np.float32),
+    )
 
 
-def assert_same(expected: dict[str, torch.Tensor], module: torch.nn.Module, prefix: str = "",
-                dtype: torch.dtype = torch.bfloat16) -> None:
+def assert_same(
+    expected: dict[str, torch.Tensor], module: torch.nn.Module, prefix: str = "", dtype: torch.dtype = torch.bfloat16
+) -> None:
     """Every saved tensor arrived (as the configured dtype), LoRA wrapping aside."""
     actual = {k.replace(".base_layer", ""): v for k, v in module.state_dict().items() if ".lora_" not in k}
     for key, value in expected.items():
@@ -138,14 +222,26 @@ def test_paper_presets_load_local_components(tmp_path, host):
     mae_state = save_videomae(root / paths["temporal"]) if "temporal" in paths else None
     sam_yaml, sam_state = save_sam2(root, paths["sam_config"])
     torch.save({"model": sam_state}, root / paths["sam_checkpoint"])
-    proposer = ClassAgnosticProposer(ProposerSpec(d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2,
-                                                  num_heads=2, ffn_dim=32, topk=6, image_size=448), in_channels=64)
+    proposer = ClassAgnosticProposer(
+        ProposerSpec(
+            d_model=32,
+            num_queries=10,
+            encoder_layers=1,
+            decoder_layers=2,
+            num_heads=2,
+            ffn_dim=32,
+            topk=6,
+            image_size=448,
+        ),
+        in_channels=64,
+    )
     proposer.save_pretrained(root / "proposer")
 
     paper = ModelConfig.for_preset(host, "paper")
     sam = dataclasses.replace(paper.sam, config=sam_yaml, image_size=None)
-    cfg = ModelConfig.for_preset(host, "paper", weights_root=str(root), sam=sam,
-                                 proposer=dataclasses.replace(paper.proposer, path="proposer"))
+    cfg = ModelConfig.for_preset(
+        host, "paper", weights_root=str(root), sam=sam, proposer=dataclasses.replace(paper.proposer, path="proposer")
+    )
     assert cfg.llm.path == paths["llm"] and cfg.sam.checkpoint == paths["sam_checkpoint"]
     model = SparrowModel.from_config(cfg)
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib
 import math
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.data.boxes import mask_box
+from sparrow.data.indices import linspace_truncated_padded
 from sparrow.model import ModelConfig
 from sparrow.model.box_prior_filter import filter_boxes, prior_scores
 from sparrow.model.config import LoraSpec
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
-from sparrow.data.indices import linspace_truncated_padded
 from sparrow.model.frames import sample_training_frames, segment_centres
 from sparrow.model.losses import (
     causal_lm_loss,
@@ -74,8 +74,9 @@ def test_word_tokenizer_offline_roundtrip(tmp_path):
 
 def test_conversation_labels_and_placeholders():
     tok = build_word_tokenizer()
-    turn = tokenize_conversation(tok, CHAT_TEMPLATES["phi3"], "Can you segment the cat in this video?",
-                                 "Sure, [BOX] [SEG].", num_tsf=5)
+    turn = tokenize_conversation(
+        tok, CHAT_TEMPLATES["phi3"], "Can you segment the cat in this video?", "Sure, [BOX] [SEG].", num_tsf=5
+    )
     ids, labels = turn.input_ids, turn.labels
     assert ids.count(IMAGE_TOKEN_INDEX) == 1 and ids.count(TSF_TOKEN_INDEX) == 5
     assert ids.index(IMAGE_TOKEN_INDEX) < ids.index(TSF_TOKEN_INDEX)
@@ -135,8 +136,9 @@ def test_seg_marks_preceding_convention_and_padding():
     mask = torch.zeros_like(input_ids)
     input_ids[0], mask[0] = a, 1
     input_ids[1, :5], mask[1, :5] = b, 1
-    mm = build_multimodal_inputs(input_ids, mask, None, [torch.zeros(3, 4), torch.zeros(2, 4)], [None, None],
-                                 _embed, SEG, BOX, 4, "preceding")
+    mm = build_multimodal_inputs(
+        input_ids, mask, None, [torch.zeros(3, 4), torch.zeros(2, 4)], [None, None], _embed, SEG, BOX, 4, "preceding"
+    )
     assert mm.embeds.shape[:2] == (2, a.shape[0] + 2) and mm.attention_mask[1].sum() == 6
     assert mm.seg_mask[1].nonzero().flatten().tolist() == [3]  # the token 7, after 1 + 2 visual rows
     assert mm.seg_mask[0].nonzero().flatten().tolist() == [7]  # [1, v, v, v, 5, 6, 7, BOX, SEG, 8]: BOX at 7
@@ -288,8 +290,13 @@ def test_config_presets_and_json_roundtrip():
     paper = ModelConfig.for_preset("videoglamm", "paper")
     assert paper.llm.path == "Phi-3-mini-4k-instruct" and paper.proposer.topk == 100
     assert paper.proposer.score_power == (0.3, 0.7) and paper.selector.score_threshold == 0.4
-    assert (paper.losses.ce, paper.losses.bce, paper.losses.dice, paper.losses.prop, paper.losses.box) == \
-        (1.0, 2.0, 0.5, 1.0, 0.01)
+    assert (paper.losses.ce, paper.losses.bce, paper.losses.dice, paper.losses.prop, paper.losses.box) == (
+        1.0,
+        2.0,
+        0.5,
+        1.0,
+        0.01,
+    )
     assert paper.lora == LoraSpec(r=8, alpha=16, dropout=0.05)
     cfg = ModelConfig.for_preset("glus", "smoke", tsf=False, box=False)
     assert not cfg.tsf and not cfg.box

@@ -18,7 +18,8 @@ def _notebook(path: Path, value: int) -> Path:
     params.metadata["tags"] = ["parameters"]
     record = nbformat.v4.new_code_cell(
         "from sparrow.results import Recorder\n"
-        f"rec = Recorder({path.stem!r}, profile=profile, seed=seed)\nrec.add('answer', seed + {value})\nrec.save()")
+        f"rec = Recorder({path.stem!r}, profile=profile, seed=seed)\nrec.add('answer', seed + {value})\nrec.save()"
+    )
     nb.cells = [params, record]
     nbformat.write(nb, path)
     return path

@@ -23,8 +23,10 @@ def _run_and_compare(notebook: Path, profile: str, tmp_path: Path) -> None:
     expected = expected_path(notebook.stem, profile)
     run = run_notebook(notebook, profile, seed=0, out_dir=tmp_path / "executed", results_dir=tmp_path / "results")
     assert run.results is not None, f"{notebook.name} recorded no numbers (its last cell must save a Recorder)"
-    assert expected.is_file(), (f"{notebook.name}: no expectation file {expected}; "
-                                f"run `make regen-expected PROFILE={profile}` and commit it with the reason")
+    assert expected.is_file(), (
+        f"{notebook.name}: no expectation file {expected}; "
+        f"run `make regen-expected PROFILE={profile}` and commit it with the reason"
+    )
     drift = compare(run.results, expected)
     assert drift.ok, str(drift)
 
@@ -61,8 +63,9 @@ def test_notebook_conventions(notebook: Path) -> None:
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     cells = nb["cells"]
     assert nb["metadata"].get("kernelspec", {}).get("language") == "python", "kernelspec needs a language"
-    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).lstrip().startswith("#"), \
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).lstrip().startswith("#"), (
         "the first cell is a markdown header"
+    )
     header = "".join(cells[0]["source"]).lower()
     assert "smoke" in header and "mini" in header, "the header states the runtime per profile"
     code = [c for c in cells if c["cell_type"] == "code"]
@@ -75,8 +78,11 @@ def test_notebook_conventions(notebook: Path) -> None:
     assert {"profile", "seed"} <= names, "parameters include profile and seed"
     for cell in code:
         tree = ast.parse("".join(cell["source"]))
-        defined = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-                                                               ast.Lambda))]
+        defined = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
+        ]
         assert not defined, f"helper functions/classes belong in the sparrow package, not the notebook: {defined}"
     if notebook in NOTEBOOKS:
         last = "".join(code[-1]["source"])

@@ -36,10 +36,18 @@ def test_notebook_03_reads_its_paper_numbers_from_the_table():
 
 def test_ablation_steps_and_switches():
     steps = paper.ablation()
-    assert [(s.step, s.ref_davis17) for s in steps] == [("baseline", 69.5), ("tsf", 72.4), ("box", 76.8),
-                                                        ("tsf_test", 77.7)]
-    assert [(s.tsf_train, s.box, s.tsf_test) for s in steps] == [(False, False, False), (True, False, False),
-                                                                 (True, True, False), (True, True, True)]
+    assert [(s.step, s.ref_davis17) for s in steps] == [
+        ("baseline", 69.5),
+        ("tsf", 72.4),
+        ("box", 76.8),
+        ("tsf_test", 77.7),
+    ]
+    assert [(s.tsf_train, s.box, s.tsf_test) for s in steps] == [
+        (False, False, False),
+        (True, False, False),
+        (True, True, False),
+        (True, True, True),
+    ]
     assert all(s.source for s in steps)
 
 
@@ -51,7 +59,10 @@ def test_claims_csv_records_what_the_table_supports():
     assert set(recorded) == set(computed)
     for name, check in computed.items():
         assert (recorded[name].table_value, recorded[name].supported, recorded[name].finding) == (
-            check.table_value, check.supported, check.finding), name
+            check.table_value,
+            check.supported,
+            check.finding,
+        ), name
     assert computed["consistent_gains"].table_value == "18/18" and computed["consistent_gains"].supported == "yes"
     assert computed["rvos_jf"].table_value == "8.90" and computed["rvos_jf"].supported == "yes"
     assert "videoglamm, MeViS val^u" in computed["rvos_jf"].finding
@@ -67,11 +78,14 @@ def test_a_claim_the_table_contradicts_is_reported_as_no(tmp_path):
     assert paper.check_claims(table, paper.ablation(), [claim])["rvos_jf"].supported == "no"
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda text: text.replace("57.4", "fifty"), "main_table.csv:7: column mevis_valid_u is not a number"),
-    (lambda text: text.replace(",source,note", ",origin,note"), "missing column"),
-    (lambda text: "\n".join(text.splitlines()[:-1]) + "\n", "one row per host and variant"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda text: text.replace("57.4", "fifty"), "main_table.csv:7: column mevis_valid_u is not a number"),
+        (lambda text: text.replace(",source,note", ",origin,note"), "missing column"),
+        (lambda text: "\n".join(text.splitlines()[:-1]) + "\n", "one row per host and variant"),
+    ],
+)
 def test_bad_paper_csv_names_the_file_and_line(tmp_path, edit, message):
     path = tmp_path / "main_table.csv"
     path.write_text(edit((paper.paper_dir() / "main_table.csv").read_text(encoding="utf-8")), encoding="utf-8")
@@ -94,12 +108,18 @@ def test_a_row_without_a_source_is_refused(tmp_path):
 
 # -- table builders on hand-made measurements -------------------------------------------------------------------
 
+
 def _measurements(values):
     from sparrow.experiments.tables import Cell, Measurements, TablePlan
 
     plan = TablePlan("mini", 0, (0, 1, 2), benchmarks=benchmarks_for("mini"))
-    cells = [Cell(h, v, s, c, values(h, v, s, c), units=3) for h in plan.hosts for v in ("baseline", "sparrow")
-             for s in plan.seeds for c in COLUMNS]
+    cells = [
+        Cell(h, v, s, c, values(h, v, s, c), units=3)
+        for h in plan.hosts
+        for v in ("baseline", "sparrow")
+        for s in plan.seeds
+        for c in COLUMNS
+    ]
     return Measurements(plan, cells)
 
 
@@ -133,8 +153,14 @@ def test_tables_verdicts_and_recorded_numbers():
 
     from sparrow.experiments.tables import Cell, Measurements
 
-    a = Measurements(m.plan, [Cell("videoglamm", step, s, "ref_davis17", 50.0 + i + s)
-                              for i, step in enumerate(tables.ABLATION_STEPS[:3]) for s in m.plan.seeds])
+    a = Measurements(
+        m.plan,
+        [
+            Cell("videoglamm", step, s, "ref_davis17", 50.0 + i + s)
+            for i, step in enumerate(tables.ABLATION_STEPS[:3])
+            for s in m.plan.seeds
+        ],
+    )
     a.cells += [Cell("videoglamm", "tsf_test", s, "ref_davis17", None, "not computed: no TSF") for s in m.plan.seeds]
     a.details["tsf_test"] = "not computed: no TSF"
     ab = report.ablation_frame(a)
@@ -180,8 +206,11 @@ def test_paper_path_scores_checkpoints_and_compares_within_the_tolerance(tmp_pat
     from sparrow.train.variants import build_model, model_config
 
     curated = ensure_curated("smoke", 0)
-    for name, (tsf, box) in (("videoglamm-baseline", (False, False)), ("videoglamm-sparrow", (True, True)),
-                             ("videoglamm-tsf-only", (True, False))):
+    for name, (tsf, box) in (
+        ("videoglamm-baseline", (False, False)),
+        ("videoglamm-sparrow", (True, True)),
+        ("videoglamm-tsf-only", (True, False)),
+    ):
         build_model(model_config("videoglamm", "smoke", tsf, box, curated), 0).save_pretrained(tmp_path / "ck" / name)
     plan = tables.TablePlan("paper", 0, (0,), ("videoglamm",), benchmarks_for("smoke", ["mevis_valid", "ref_davis17"]))
     assets = tables.find_paper_assets(plan, curated, tmp_path / "ck")
@@ -205,8 +234,9 @@ def test_two_workers_train_the_ablation_runs_with_the_main_groups():
     from sparrow.experiments import tables
     from sparrow.paths import runs_dir
 
-    plan = dataclasses.replace(tables.TablePlan.for_profile("smoke", 0),
-                               benchmarks=benchmarks_for("smoke", ["ref_davis17"]), workers=2)
+    plan = dataclasses.replace(
+        tables.TablePlan.for_profile("smoke", 0), benchmarks=benchmarks_for("smoke", ["ref_davis17"]), workers=2
+    )
     main = tables.measure_main(plan)
     assert (runs_dir("smoke") / "videoglamm-seed0" / "tsf-only" / "run.json").is_file()
     assert (eval_root("smoke") / "videoglamm-seed0" / "sparrow+tsf-test" / "ref_davis17" / "metrics.json").is_file()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -30,8 +31,8 @@ def _built(make) -> dict | list | str:
 def every_config() -> dict:
     """asdict of every for_profile result, keyed ``<constructor>/<profile>[/<host>][/<stage>]``."""
     from sparrow.data.synthetic.config import SynthConfig
-    from sparrow.experiments import tables
     from sparrow.eval.benchmarks import benchmarks_for
+    from sparrow.experiments import tables
     from sparrow.model.config import ModelConfig
     from sparrow.train.config import TrainConfig
     from sparrow.tsf.detection import DetectorConfig, DetectorTrainingConfig
@@ -42,18 +43,18 @@ def every_config() -> dict:
     out: dict = {}
     with mock.patch.object(os, "cpu_count", return_value=64):
         for p in PROFILE_NAMES:
-            out[f"SynthConfig/{p}"] = _built(lambda: SynthConfig.for_profile(p))
-            out[f"TablePlan/{p}"] = _built(lambda: tables.TablePlan.for_profile(p, 0))
+            out[f"SynthConfig/{p}"] = _built(functools.partial(SynthConfig.for_profile, p))
+            out[f"TablePlan/{p}"] = _built(functools.partial(tables.TablePlan.for_profile, p, 0))
             out[f"benchmarks_for/{p}"] = [dataclasses.asdict(b) for b in benchmarks_for(p)]
-            out[f"DetectorConfig/{p}"] = _built(lambda: DetectorConfig.for_profile(p))
-            out[f"DetectorTrainingConfig/{p}"] = _built(lambda: DetectorTrainingConfig.for_profile(p))
-            out[f"QualityConfig/{p}"] = _built(lambda: QualityConfig.for_profile(p))
-            out[f"TrackerConfig/{p}"] = _built(lambda: TrackerConfig.for_profile(p))
-            out[f"TSFConfig/{p}"] = _built(lambda: TSFConfig.for_profile(p))
+            out[f"DetectorConfig/{p}"] = _built(functools.partial(DetectorConfig.for_profile, p))
+            out[f"DetectorTrainingConfig/{p}"] = _built(functools.partial(DetectorTrainingConfig.for_profile, p))
+            out[f"QualityConfig/{p}"] = _built(functools.partial(QualityConfig.for_profile, p))
+            out[f"TrackerConfig/{p}"] = _built(functools.partial(TrackerConfig.for_profile, p))
+            out[f"TSFConfig/{p}"] = _built(functools.partial(TSFConfig.for_profile, p))
             for h in HOST_NAMES:
-                out[f"ModelConfig/{p}/{h}"] = _built(lambda: ModelConfig.for_profile(p, h))
+                out[f"ModelConfig/{p}/{h}"] = _built(functools.partial(ModelConfig.for_profile, p, h))
                 for s in TRAIN_STAGES:
-                    out[f"TrainConfig/{p}/{h}/{s}"] = _built(lambda: TrainConfig.for_profile(p, s, host=h))
+                    out[f"TrainConfig/{p}/{h}/{s}"] = _built(functools.partial(TrainConfig.for_profile, p, s, host=h))
     return json.loads(json.dumps(out))
 
 

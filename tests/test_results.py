@@ -33,8 +33,14 @@ def test_recorder_writes_provenance(tmp_path: Path) -> None:
     assert data["profile"] == "smoke" and data["seed"] == 3 and data["notebook"] == "99_example"
     assert {"torch", "numpy"} <= set(data["versions"])
     assert data["device"].startswith(("cpu", "cuda"))
-    assert data["metrics"][1] == {"name": "jf", "value": 0.5, "unit": "J&F", "paper": 76.8,
-                                  "paper_source": "Table 1", "note": None}
+    assert data["metrics"][1] == {
+        "name": "jf",
+        "value": 0.5,
+        "unit": "J&F",
+        "paper": 76.8,
+        "paper_source": "Table 1",
+        "note": None,
+    }
 
 
 def test_recorder_refuses_bad_numbers() -> None:
@@ -67,8 +73,12 @@ def test_compare_reports_drift_missing_and_unexpected(tmp_path: Path) -> None:
     assert "new: recorded 2 but has no expectation" in text
     # Regeneration keeps the hand-set tolerance and its reason.
     write_expected(second, expected)
-    assert json.loads(expected.read_text())["metrics"]["score"] == {"value": 0.505, "abs_tol": 0.01, "rel_tol": 1e-06,
-                                                                    "why": "seed spread"}
+    assert json.loads(expected.read_text())["metrics"]["score"] == {
+        "value": 0.505,
+        "abs_tol": 0.01,
+        "rel_tol": 1e-06,
+        "why": "seed spread",
+    }
 
 
 def test_info_numbers_are_shown_never_asserted(tmp_path: Path) -> None:
@@ -82,8 +92,10 @@ def test_info_numbers_are_shown_never_asserted(tmp_path: Path) -> None:
     assert "not compared (info):\n  - wall_s: recorded 9000.0" in str(drift)
     # An info number must still be recorded; the asserted ones still fail.
     drift = compare(_record(tmp_path / "c", {"n": 11}), expected)
-    assert sorted(drift.problems) == ["n: recorded 11, expected 10 (delta +1) within abs 0 / rel 0 "
-                                      "[count or label: exact]", "wall_s: expected 12.5 but was not recorded"]
+    assert sorted(drift.problems) == [
+        "n: recorded 11, expected 10 (delta +1) within abs 0 / rel 0 [count or label: exact]",
+        "wall_s: expected 12.5 but was not recorded",
+    ]
     # Regeneration keeps the flag; entries without it are written as before.
     write_expected(_record(tmp_path / "d", {"n": 12, "wall_s": 3.0}), expected)
     metrics = json.loads(expected.read_text())["metrics"]
@@ -116,10 +128,12 @@ def test_atomic_write_survives_sigkill(tmp_path: Path) -> None:
     """A writer killed mid-write leaves the previous complete file in place."""
     target = tmp_path / "big.jsonl"
     write_jsonl(target, [{"i": 0}])
-    code = ("import sys, time; from sparrow.storage import write_jsonl\n"
-            "def rows():\n    for i in range(10**9):\n        if i == 1000: print('writing', flush=True)\n"
-            "        yield {'i': i}\n"
-            f"write_jsonl({str(target)!r}, rows())\n")
+    code = (
+        "import sys, time; from sparrow.storage import write_jsonl\n"
+        "def rows():\n    for i in range(10**9):\n        if i == 1000: print('writing', flush=True)\n"
+        "        yield {'i': i}\n"
+        f"write_jsonl({str(target)!r}, rows())\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGKILL)

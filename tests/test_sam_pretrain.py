@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import numpy as np
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.data.curated import records_fingerprint
 from sparrow.model.checkpoint import read_state
 from sparrow.model.presets import preset
@@ -59,24 +59,35 @@ def test_pretraining_is_reused_by_fingerprint_and_starts_the_host_stage(curated,
     stamp = weights.stat().st_mtime_ns
     again, fp2 = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path, show_progress=False)
     assert (again, fp2) == (weights, fp) and weights.stat().st_mtime_ns == stamp  # reused, not retrained
-    quiet, fp_quiet = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path,
-                                            show_progress=True)
+    quiet, fp_quiet = ensure_pretrained_sam("smoke", curated, spec, fingerprint, runs_root=tmp_path, show_progress=True)
     assert (quiet, fp_quiet) == (weights, fp)  # a progress bar is no reason to pretrain again
     other, fp3 = ensure_pretrained_sam("smoke", curated, spec, "other data", runs_root=tmp_path, show_progress=False)
     assert fp3 != fp and other != weights
 
     pretrained = read_state(weights)
     fresh = SamPretrainer(spec)
-    moved = [k for k in pretrained if k.startswith("sam_mask_decoder.")
-             and not torch.equal(pretrained[k], fresh.decoder.sam.state_dict()[k])]
+    moved = [
+        k
+        for k in pretrained
+        if k.startswith("sam_mask_decoder.") and not torch.equal(pretrained[k], fresh.decoder.sam.state_dict()[k])
+    ]
     assert moved, "two pretraining steps changed no mask-decoder weight"
     load_pretrained_sam(fresh.decoder.sam, weights)
     assert all(torch.equal(v, fresh.decoder.sam.state_dict()[k]) for k, v in pretrained.items())
 
     # The host stage starts from those weights and trains the mask decoder only: the prompt encoder and image
     # encoder it exports are the pretrained ones. Every host (and seed) shares the one pretraining.
-    run = train_variant("videoglamm", "smoke", 1, tsf=False, box=False, curated_root=curated, show_progress=False,
-                        train_overrides={"host": {"max_steps": 1}}, runs_root=tmp_path)
+    run = train_variant(
+        "videoglamm",
+        "smoke",
+        1,
+        tsf=False,
+        box=False,
+        curated_root=curated,
+        show_progress=False,
+        train_overrides={"host": {"max_steps": 1}},
+        runs_root=tmp_path,
+    )
     host = read_state(run.final_dir / "model.safetensors")
     for key in ("sam_prompt_encoder.point_embeddings.0.weight", "image_encoder.trunk.patch_embed.proj.weight"):
         assert torch.equal(host["pixel_decoder.sam." + key], pretrained[key])
@@ -97,9 +108,30 @@ def test_two_ddp_ranks_pretrain_sam2_together_then_train_the_variant(curated, tm
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sparrow.cli", "train", "--host", "videoglamm", "--profile", "smoke", "--stage", "all",
-           "--data", str(curated), "--out", str(tmp_path), "--max-steps", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "sparrow.cli",
+        "train",
+        "--host",
+        "videoglamm",
+        "--profile",
+        "smoke",
+        "--stage",
+        "all",
+        "--data",
+        str(curated),
+        "--out",
+        str(tmp_path),
+        "--max-steps",
+        "1",
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((tmp_path / "sam2-pretrain").glob("*/train_result.json"))

@@ -16,8 +16,13 @@ from sparrow.storage import DataError
 
 
 def load(name: str, root: Path, tmp_path: Path, splits=None, skip_bad: bool = False):
-    ctx = LoadContext(source=name, root=root, frames_dir=tmp_path / "frames" / name,
-                      splits=None if splits is None else tuple(splits), skip_bad=skip_bad)
+    ctx = LoadContext(
+        source=name,
+        root=root,
+        frames_dir=tmp_path / "frames" / name,
+        splits=None if splits is None else tuple(splits),
+        skip_bad=skip_bad,
+    )
     bundles = {b.video.video_id: b for b in get_source(name).load(ctx)}
     return bundles, ctx
 
@@ -31,8 +36,16 @@ def masks_of(obj) -> np.ndarray:
 
 
 def test_registry_names_every_source():
-    assert set(REGISTRY) == {"mevis", "ref-youtube-vos", "ref-davis17", "revos", "tracking", "vidstg", "hcstvg",
-                             "videogcg"}
+    assert set(REGISTRY) == {
+        "mevis",
+        "ref-youtube-vos",
+        "ref-davis17",
+        "revos",
+        "tracking",
+        "vidstg",
+        "hcstvg",
+        "videogcg",
+    }
     with pytest.raises(ValueError, match="unknown source 'mevis2'.*mevis"):
         get_source("mevis2")
 

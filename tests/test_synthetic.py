@@ -41,8 +41,11 @@ def manifest(smoke: Path) -> dict:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def load(path: Path):
@@ -55,6 +58,7 @@ def png_array(path: Path) -> tuple[str, np.ndarray]:
 
 
 # -- determinism and manifest ------------------------------------------------------------------------------------
+
 
 def test_same_seed_gives_byte_identical_tree_and_another_seed_differs(smoke: Path, tmp_path: Path):
     first = tree_digest(smoke)
@@ -105,6 +109,7 @@ def test_paper_profile_is_refused():
 
 
 # -- MeViS / ReVOS -----------------------------------------------------------------------------------------------
+
 
 def test_mevis_layout(smoke: Path):
     cfg = SynthConfig.for_profile("smoke")
@@ -165,6 +170,7 @@ def test_revos_layout(smoke: Path):
 
 # -- Ref-YouTube-VOS ---------------------------------------------------------------------------------------------
 
+
 def test_ref_youtube_vos_layout(smoke: Path):
     cfg = SynthConfig.for_profile("smoke")
     root = smoke / "ref-youtube-vos"
@@ -201,6 +207,7 @@ def test_ref_youtube_vos_layout(smoke: Path):
 
 # -- Ref-DAVIS17 -------------------------------------------------------------------------------------------------
 
+
 def test_ref_davis17_layout_and_evaluation_root(smoke: Path):
     root = smoke / "ref-davis17"
     davis = root / "DAVIS"
@@ -222,11 +229,13 @@ def test_ref_davis17_layout_and_evaluation_root(smoke: Path):
             for frame in video["frames"]:
                 converted = root / split / "JPEGImages" / name / f"{frame}.jpg"
                 assert converted.read_bytes() == (davis / "JPEGImages" / "480p" / name / f"{frame}.jpg").read_bytes()
-                assert ((root / split / "Annotations" / name / f"{frame}.png").read_bytes()
-                        == (davis / "Annotations_unsupervised" / "480p" / name / f"{frame}.png").read_bytes())
+                assert (root / split / "Annotations" / name / f"{frame}.png").read_bytes() == (
+                    davis / "Annotations_unsupervised" / "480p" / name / f"{frame}.png"
+                ).read_bytes()
 
 
 # -- tracking ----------------------------------------------------------------------------------------------------
+
 
 def _samples(base: Path) -> list[Path]:
     return sorted(p.parent for p in base.rglob("groundtruth.txt"))
@@ -274,10 +283,12 @@ def test_tracking_layout_boxes_match_masks(smoke: Path):
             assert len((sample / "out_of_view.txt").read_text().strip().split(",")) == len(frames)
     assert all(kinds.values()) and plain and marked
     assert (base / "GOT-10k" / "train" / "list.txt").read_text().split() == sorted(
-        p.name for p in (base / "GOT-10k" / "train").iterdir() if p.is_dir())
+        p.name for p in (base / "GOT-10k" / "train").iterdir() if p.is_dir()
+    )
 
 
 # -- VidSTG ------------------------------------------------------------------------------------------------------
+
 
 def test_vidstg_layout_and_mp4_decodes(smoke: Path):
     decord = pytest.importorskip("decord")
@@ -315,6 +326,7 @@ def test_vidstg_layout_and_mp4_decodes(smoke: Path):
 
 # -- VideoGCG ----------------------------------------------------------------------------------------------------
 
+
 def test_videogcg_layout(smoke: Path):
     root = smoke / "videogcg"
     multi = False
@@ -343,14 +355,25 @@ def test_videogcg_layout(smoke: Path):
 
 # -- expressions -------------------------------------------------------------------------------------------------
 
+
 def _scene(objects: list[ObjectSpec], frames: int = 8) -> SceneSpec:
     background = BackgroundSpec("checker", (90, 90, 90), (100, 100, 100), 6, 3)
     return SceneSpec(64, 96, frames, background, tuple(objects), "motion_distractor")
 
 
 def _obj(shape: str, motion: str, xs, ys, colour: str = "red", z: int = 0) -> ObjectSpec:
-    return ObjectSpec(shape=shape, colour=colour, texture="solid", size="medium", side=12, motion=motion,
-                      speed="slow" if motion in ("left", "right") else "none", z=z, xs=tuple(xs), ys=tuple(ys))
+    return ObjectSpec(
+        shape=shape,
+        colour=colour,
+        texture="solid",
+        size="medium",
+        side=12,
+        motion=motion,
+        speed="slow" if motion in ("left", "right") else "none",
+        z=z,
+        xs=tuple(xs),
+        ys=tuple(ys),
+    )
 
 
 def test_motion_expression_only_where_motion_separates_identical_objects():
@@ -372,8 +395,19 @@ def test_motion_expression_only_where_motion_separates_identical_objects():
 
 
 def test_time_cues_follow_visibility():
-    late = ObjectSpec(shape="star", colour="green", texture="solid", size="medium", side=12, motion="static",
-                      speed="none", z=0, xs=(40,) * 8, ys=(20,) * 8, appear_at=3)
+    late = ObjectSpec(
+        shape="star",
+        colour="green",
+        texture="solid",
+        size="medium",
+        side=12,
+        motion="static",
+        speed="none",
+        z=0,
+        xs=(40,) * 8,
+        ys=(20,) * 8,
+        appear_at=3,
+    )
     early = _obj("star", "static", [10] * 8, [20] * 8, colour="green")
     world = World(_scene([late, early]), render(_scene([late, early])))
     assert world.facts[0].time == "appears_later" and world.facts[1].time == "always"
@@ -391,6 +425,7 @@ def test_qa_answers_carry_box_and_seg():
 
 
 # -- hard cases, figure data, caching, CLI -----------------------------------------------------------------------
+
 
 def test_every_hard_case_appears_in_mini():
     stats = scene_statistics("mini", 0)
@@ -438,10 +473,26 @@ def test_cli_generates_into_an_empty_folder(tmp_path: Path, capsys):
 
 
 _DIRECTION_WORDS = {
-    "left": ("moving left", "moving to the left", "heading left", "going left", "moving quickly left",
-             "moving slowly left", "moving quickly to the left", "moving slowly to the left"),
-    "right": ("moving right", "moving to the right", "heading right", "going right", "moving quickly right",
-              "moving slowly right", "moving quickly to the right", "moving slowly to the right"),
+    "left": (
+        "moving left",
+        "moving to the left",
+        "heading left",
+        "going left",
+        "moving quickly left",
+        "moving slowly left",
+        "moving quickly to the left",
+        "moving slowly to the left",
+    ),
+    "right": (
+        "moving right",
+        "moving to the right",
+        "heading right",
+        "going right",
+        "moving quickly right",
+        "moving slowly right",
+        "moving quickly to the right",
+        "moving slowly to the right",
+    ),
 }
 
 

@@ -15,9 +15,15 @@ from sparrow.eval.text_dependence import text_dependence
 @pytest.fixture(scope="module")
 def mevis():
     ds = CuratedDataset(ensure_curated("smoke", 0))
-    split = next(s for s in ("valid_u", "valid", "train") if any(
-        len({tuple(e.object_ids) for e in ds.expressions(v.video_id)}) > 1
-        for v in ds.iter_videos() if v.source == "mevis" and v.split == s))
+    split = next(
+        s
+        for s in ("valid_u", "valid", "train")
+        if any(
+            len({tuple(e.object_ids) for e in ds.expressions(v.video_id)}) > 1
+            for v in ds.iter_videos()
+            if v.source == "mevis" and v.split == s
+        )
+    )
     return ds, split
 
 

@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from fixtures import toy_trainer
 from fixtures.toy_trainer import ToyData, ToyModel, build_toy, collate, toy_config
 from sparrow.storage import DataError, read_json
@@ -44,6 +44,7 @@ def _run_script(out: Path, *args: str, launcher: list[str] | None = None, wait: 
 
 
 # -- schedule, config, sampling ----------------------------------------------------------------------------------
+
 
 def test_warmup_decay_matches_deepspeed_linear_schedule():
     # DeepSpeed WarmupDecayLR (linear, min 0): step i gets i/warmup, then (total - i) / (total - warmup).
@@ -130,6 +131,7 @@ def test_checkpoint_tensor_files_round_trip_and_reject_garbage(tmp_path):
 
 # -- the trainer in this process ---------------------------------------------------------------------------------
 
+
 def test_trainer_trains_logs_and_keeps_only_the_last_checkpoint(tmp_path):
     model = build_toy(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -172,18 +174,22 @@ def test_nan_loss_stops_with_step_and_terms_and_keeps_last_good_checkpoint(tmp_p
 
 
 def test_resume_refuses_a_changed_config_and_a_corrupt_checkpoint(tmp_path):
-    Trainer(build_toy(0), ToyData(), toy_config(max_steps=4, checkpoint_every=2), tmp_path / "run",
-            collate_fn=collate).train()
+    Trainer(
+        build_toy(0), ToyData(), toy_config(max_steps=4, checkpoint_every=2), tmp_path / "run", collate_fn=collate
+    ).train()
     (tmp_path / "run" / "train_result.json").unlink()  # pretend it was killed after its last checkpoint
     with pytest.raises(ValueError, match=r"cannot resume.*max_steps: 4 \(checkpoint\) vs 8"):
-        Trainer(build_toy(0), ToyData(), toy_config(max_steps=8, checkpoint_every=2), tmp_path / "run",
-                collate_fn=collate).train()
+        Trainer(
+            build_toy(0), ToyData(), toy_config(max_steps=8, checkpoint_every=2), tmp_path / "run", collate_fn=collate
+        ).train()
     (tmp_path / "run" / "checkpoints" / "step-00000004" / "optimizer.pt").write_bytes(b"")
     with pytest.raises(DataError, match="optimizer.pt: unreadable"):
-        Trainer(build_toy(0), ToyData(), toy_config(max_steps=4, checkpoint_every=2), tmp_path / "run",
-                collate_fn=collate).train()
-    fresh = Trainer(build_toy(0), ToyData(), toy_config(max_steps=4, checkpoint_every=2), tmp_path / "run",
-                    collate_fn=collate).train(resume=False)
+        Trainer(
+            build_toy(0), ToyData(), toy_config(max_steps=4, checkpoint_every=2), tmp_path / "run", collate_fn=collate
+        ).train()
+    fresh = Trainer(
+        build_toy(0), ToyData(), toy_config(max_steps=4, checkpoint_every=2), tmp_path / "run", collate_fn=collate
+    ).train(resume=False)
     assert fresh.resumed_from is None and fresh.steps == 4
 
 
@@ -193,6 +199,7 @@ def test_too_small_dataset_is_a_clear_error(tmp_path):
 
 
 # -- subprocesses: SIGKILL + resume, two-rank DDP ----------------------------------------------------------------
+
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
@@ -230,8 +237,22 @@ def test_two_process_ddp_keeps_ranks_in_sync_resumes_and_matches_one_process_wit
     # No dropout, so that two ranks with batch 2 and one process with batch 4 take the same optimisation path.
     # After the run, both ranks resume a copy from its step-3 checkpoint (mid data pass), as after a kill.
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = _run_script(tmp_path / "ddp", "--steps", "6", "--every", "3", "--dropout", "0", "--keep", "2",
-                       "--batch", "2", "--then-resume-from", "3", launcher=torchrun)
+    proc = _run_script(
+        tmp_path / "ddp",
+        "--steps",
+        "6",
+        "--every",
+        "3",
+        "--dropout",
+        "0",
+        "--keep",
+        "2",
+        "--batch",
+        "2",
+        "--then-resume-from",
+        "3",
+        launcher=torchrun,
+    )
     first, again = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
     assert first == {"resumed_from": None, "world_size": 2} and again == {"resumed_from": 3, "world_size": 2}
     rank0 = _weights(tmp_path / "ddp" / "weights_rank0.safetensors")
@@ -248,8 +269,12 @@ def test_two_process_ddp_keeps_ranks_in_sync_resumes_and_matches_one_process_wit
         assert all(torch.equal(resumed[k], rank0[k]) for k in rank0), f"rank {rank} differs after resume"
 
     single_model = build_toy(0, dropout=0.0)
-    Trainer(single_model, ToyData(), toy_config(max_steps=6, checkpoint_every=3, batch_size=4), tmp_path / "single",
-            collate_fn=collate).train()
+    Trainer(
+        single_model,
+        ToyData(),
+        toy_config(max_steps=6, checkpoint_every=3, batch_size=4),
+        tmp_path / "single",
+        collate_fn=collate,
+    ).train()
     for key, value in single_model.state_dict().items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-5, atol=1e-6)
-

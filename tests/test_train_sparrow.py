@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import shutil
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.experiments.validation import quick_validation
 from sparrow.train import TrainConfig, Trainer, train_variant
 from sparrow.train.checkpoint import list_checkpoints
@@ -41,8 +41,9 @@ def test_resumed_sparrow_model_matches_an_uninterrupted_run_bit_for_bit(curated,
     assert [s for s, _ in list_checkpoints(tmp_path / "straight" / "checkpoints")] == [2, 4]
     # The state a kill after the step-2 checkpoint leaves behind (the loss log may run ahead; it is truncated).
     (tmp_path / "killed" / "checkpoints").mkdir(parents=True)
-    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step-00000002",
-                    tmp_path / "killed" / "checkpoints" / "step-00000002")
+    shutil.copytree(
+        tmp_path / "straight" / "checkpoints" / "step-00000002", tmp_path / "killed" / "checkpoints" / "step-00000002"
+    )
     shutil.copy(tmp_path / "straight" / "loss_log.csv", tmp_path / "killed" / "loss_log.csv")
     resumed, again = _host_run(curated, tmp_path / "killed", **settings)
     assert again.resumed_from == 2 and result.resumed_from is None
@@ -70,8 +71,9 @@ def test_resume_through_a_frozen_sam_stage_with_cached_features_is_bit_identical
     straight, result = run(tmp_path / "straight")
     assert straight.pixel_decoder.feature_cache.hits > 0
     (tmp_path / "killed" / "checkpoints").mkdir(parents=True)
-    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step-00000002",
-                    tmp_path / "killed" / "checkpoints" / "step-00000002")
+    shutil.copytree(
+        tmp_path / "straight" / "checkpoints" / "step-00000002", tmp_path / "killed" / "checkpoints" / "step-00000002"
+    )
     shutil.copy(tmp_path / "straight" / "loss_log.csv", tmp_path / "killed" / "loss_log.csv")
     resumed, again = run(tmp_path / "killed")
     assert again.resumed_from == 2
@@ -82,10 +84,23 @@ def test_resume_through_a_frozen_sam_stage_with_cached_features_is_bit_identical
 
 
 def test_variant_chain_caches_and_validates(curated, tmp_path):
-    quick = {"host": {"max_steps": 2}, "proposer": {"max_steps": 1}, "stage1": {"max_steps": 2},
-             "stage2": {"max_steps": 1}}
-    run = train_variant("videoglamm", "smoke", 0, tsf=True, box=True, curated_root=curated, show_progress=False,
-                        train_overrides=quick, runs_root=tmp_path)
+    quick = {
+        "host": {"max_steps": 2},
+        "proposer": {"max_steps": 1},
+        "stage1": {"max_steps": 2},
+        "stage2": {"max_steps": 1},
+    }
+    run = train_variant(
+        "videoglamm",
+        "smoke",
+        0,
+        tsf=True,
+        box=True,
+        curated_root=curated,
+        show_progress=False,
+        train_overrides=quick,
+        runs_root=tmp_path,
+    )
     assert list(run.stages) == ["host", "proposer", "stage1", "stage2"] and run.total_steps == 6
     assert run.stages["host"].out_dir.parent.name == "videoglamm-seed0"  # shared with the baseline
     logs = run.loss_logs()
@@ -107,15 +122,32 @@ def test_variant_chain_caches_and_validates(curated, tmp_path):
 
     # A second call is answered from the cache: same results, nothing retrained.
     stamp = (run.run_dir / "run.json").stat().st_mtime_ns
-    again = train_variant("videoglamm", "smoke", 0, tsf=True, box=True, curated_root=curated,
-                          show_progress=False, train_overrides=quick, runs_root=tmp_path)
+    again = train_variant(
+        "videoglamm",
+        "smoke",
+        0,
+        tsf=True,
+        box=True,
+        curated_root=curated,
+        show_progress=False,
+        train_overrides=quick,
+        runs_root=tmp_path,
+    )
     assert again.final_losses == run.final_losses and (run.run_dir / "run.json").stat().st_mtime_ns == stamp
 
     # Changing a later stage's settings retrains that stage only.
     with pytest.warns(UserWarning, match="stage2: trained on other data or settings"):
-        changed = train_variant("videoglamm", "smoke", 0, tsf=True, box=True, curated_root=curated,
-                                show_progress=False, train_overrides={**quick, "stage2": {"max_steps": 2}},
-                                runs_root=tmp_path)
+        changed = train_variant(
+            "videoglamm",
+            "smoke",
+            0,
+            tsf=True,
+            box=True,
+            curated_root=curated,
+            show_progress=False,
+            train_overrides={**quick, "stage2": {"max_steps": 2}},
+            runs_root=tmp_path,
+        )
     assert changed.stages["stage2"].steps == 2
     assert changed.stages["stage1"].final_losses == run.stages["stage1"].final_losses
 
@@ -132,8 +164,22 @@ def test_cli_trains_one_stage_and_the_next_from_its_weights(curated, tmp_path, c
     assert '"resumed_from": null' in capsys.readouterr().out
     host = SparrowModel.from_pretrained(tmp_path / "host" / "final")
     assert host.proposer is None
-    assert main_train(["--stage", "stage1", "--tsf", "--box", "--init", str(tmp_path / "host" / "final"),
-                       "--out", str(tmp_path / "s1"), *common]) == 0
+    assert (
+        main_train(
+            [
+                "--stage",
+                "stage1",
+                "--tsf",
+                "--box",
+                "--init",
+                str(tmp_path / "host" / "final"),
+                "--out",
+                str(tmp_path / "s1"),
+                *common,
+            ]
+        )
+        == 0
+    )
     s1 = SparrowModel.from_pretrained(tmp_path / "s1" / "final")
     assert s1.cfg.tsf and s1.cfg.box and s1.proposer is not None
     emb = [k for k in host.state_dict() if "embed_tokens" in k][0]

@@ -27,12 +27,24 @@ def _config(**overrides) -> TSFConfig:
 
 def _entry() -> TSFEntry:
     return TSFEntry(
-        video_id="toy/a", expression_id="e1", key="ab" * 32, keyframe=2, key_box=(1.0, 2.0, 5.0, 6.0), key_score=0.9,
-        key_source="detector", target_object="0", fallbacks=("lost_track",), clip_start=0, frame_indices=[0, 2, 4],
+        video_id="toy/a",
+        expression_id="e1",
+        key="ab" * 32,
+        keyframe=2,
+        key_box=(1.0, 2.0, 5.0, 6.0),
+        key_score=0.9,
+        key_source="detector",
+        target_object="0",
+        fallbacks=("lost_track",),
+        clip_start=0,
+        frame_indices=[0, 2, 4],
         crop_boxes=np.arange(12, dtype=np.float32).reshape(3, 4),
         track_boxes=np.array([[1, 2, 5, 6], [np.nan] * 4, [2, 2, 6, 6]], dtype=np.float32),
-        selected=np.array([0, 2]), features=torch.arange(8, dtype=torch.float32).reshape(2, 4),
-        crop_features=torch.ones(3, 4), meta={"lost_crop_frames": 1})
+        selected=np.array([0, 2]),
+        features=torch.arange(8, dtype=torch.float32).reshape(2, 4),
+        crop_features=torch.ones(3, 4),
+        meta={"lost_crop_frames": 1},
+    )
 
 
 def test_entry_round_trip_and_damage_detection():
@@ -92,7 +104,9 @@ def test_keys_follow_inputs_and_config(tmp_path):
     other = run_tsf(root, "valid", _config(k=3), encoder, store=TSFStore(tmp_path / "e"), out_dir=tmp_path / "r2")
     assert not set(keys.values()) & {r["key"] for r in other.rows}
     # device and batch size do not enter the key
-    same = run_tsf(root, "valid", _config(device="cpu"), encoder, store=TSFStore(tmp_path / "e"), out_dir=tmp_path / "r3")
+    same = run_tsf(
+        root, "valid", _config(device="cpu"), encoder, store=TSFStore(tmp_path / "e"), out_dir=tmp_path / "r3"
+    )
     assert same.counts["cache_hits"] == len(keys)
     # a changed frame changes only its own video's keys
     frame = root / "frames" / "valid" / "01" / "00003.png"
@@ -130,8 +144,13 @@ RESUMABLE_RUN = textwrap.dedent("""
 
 def _launch(script: Path, root: Path, home: Path, stall_after: int) -> subprocess.Popen:
     env = dict(os.environ, SPARROW_HOME=str(home), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(script), str(root), str(stall_after)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(root), str(stall_after)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> list[str]:
@@ -166,8 +185,14 @@ def test_a_killed_run_resumes_with_identical_output(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        clean = run_tsf(root, "valid", _config(), PatchMeanEncoder(32), store=TSFStore(tmp_path / "b" / "entries"),
-                        out_dir=tmp_path / "b" / "run")
+        clean = run_tsf(
+            root,
+            "valid",
+            _config(),
+            PatchMeanEncoder(32),
+            store=TSFStore(tmp_path / "b" / "entries"),
+            out_dir=tmp_path / "b" / "run",
+        )
     finally:
         torch.set_num_threads(threads)
     assert (clean.counts["computed"], clean.counts["cache_hits"]) == (8, 0)

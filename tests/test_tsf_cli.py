@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from fixtures.toydata import write_toy_curated
-
 from sparrow.cli import main
 from sparrow.tsf.runs import TSFRun
 
@@ -29,12 +28,15 @@ def test_sparrow_tsf_computes_a_run_and_finds_it_again(toy, capsys):
     assert TSFRun(capsys.readouterr().out.splitlines()[0].rsplit(": ", 1)[1]).counts["videos"] == 1
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--split", "test"], "no split 'test' (it has train, valid)"),
-    (["--split", "valid", "--source", "davis"], "no source 'davis' (it has toy)"),
-    (["--split", "valid", "--detector", "/no/such/folder"], "detector folder not found: /no/such/folder"),
-    (["--split", "valid", "--profile", "paper"], "under 'paper' give the local GroundingDINO folder"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--split", "test"], "no split 'test' (it has train, valid)"),
+        (["--split", "valid", "--source", "davis"], "no source 'davis' (it has toy)"),
+        (["--split", "valid", "--detector", "/no/such/folder"], "detector folder not found: /no/such/folder"),
+        (["--split", "valid", "--profile", "paper"], "under 'paper' give the local GroundingDINO folder"),
+    ],
+)
 def test_bad_arguments_give_one_line_errors(toy, capsys, extra, message):
     assert main(["tsf", "--profile", "smoke", "--curated", str(toy), *extra]) == 2
     err = capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_crops_are_cut_from_raw_frames_at_the_boxes():
 
 def test_clip_preprocess_resizes_the_short_side_and_centre_crops():
     image = torch.zeros(3, 20, 40)
-    image[0, :, :10] = 1.0   # left quarter red: cut away by the centre crop
+    image[0, :, :10] = 1.0  # left quarter red: cut away by the centre crop
     image[2, :, 10:30] = 1.0  # middle half blue: kept
     out = clip_preprocess(image, 10)
     assert out.shape == (3, 10, 10)
@@ -84,8 +84,8 @@ def test_ground_truth_mask_crops_follow_the_released_rules():
     frames = np.zeros((total, 16, 16, 3), dtype=np.uint8)
     first = np.zeros((total, 16, 16), dtype=bool)
     second = np.zeros((total, 16, 16), dtype=bool)
-    second[:, 0:8, 0:8] = True               # second referent always visible (top-left)
-    first[2:, 8:16, 8:16] = True             # first referent from frame 2 on (bottom-right)
+    second[:, 0:8, 0:8] = True  # second referent always visible (top-left)
+    first[2:, 8:16, 8:16] = True  # first referent from frame 2 on (bottom-right)
     frames[:, 8:16, 8:16] = (0, 0, 255)
     frames[:, 0:8, 0:8] = (255, 0, 0)
     crops, indices, boxes = ground_truth_mask_crops(frames, [first, second], size, num_frames=16, num_mask_frames=3)

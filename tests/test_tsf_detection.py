@@ -80,7 +80,9 @@ def test_training_lowers_the_loss_and_is_cached(tmp_path):
     assert quality.expressions == 6 and quality.with_target == 6
     assert 0.0 <= quality.mean_iou <= 1.0 and 0.0 <= quality.ap50 <= 1.0
     frames = CuratedDataset(root).load_frames("toy/valid00")
-    frame, _ = choose_keyframe(detector, frames, "the red square", DetectorConfig(keyframe="best", keyframe_candidates=3))
+    frame, _ = choose_keyframe(
+        detector, frames, "the red square", DetectorConfig(keyframe="best", keyframe_candidates=3)
+    )
     assert frame in (0, 2, 5)
 
 

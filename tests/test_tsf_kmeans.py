@@ -85,7 +85,7 @@ def test_early_stop_and_centroid_option():
     assert sorted(medoid.indices.tolist()) == [0, 2, 4, 6]  # exact ties go to the lower index
     centroid = tsf_kmeans(x, k=4, iters=8, select="centroid")
     assert centroid.indices.tolist() == [-1] * 4
-    expected = torch.stack([x[i:i + 2].mean(0) for i in (0, 2, 4, 6)])
+    expected = torch.stack([x[i : i + 2].mean(0) for i in (0, 2, 4, 6)])
     assert torch.allclose(centroid.vectors.sort(dim=0).values, expected.sort(dim=0).values)
 
 

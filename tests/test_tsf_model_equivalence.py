@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import warnings
 
-import sparrow  # noqa: F401  (torchvision shim first)
 import numpy as np
 import pytest
 import torch
 
+import sparrow  # noqa: F401  (torchvision shim first)
 from fixtures.toydata import write_toy_curated
-
 from sparrow.data.curated import CuratedDataset
+from sparrow.data.indices import linspace_truncated_padded
 from sparrow.eval.runner import predict_texts, tsf_boxes_from_run
 from sparrow.model import ModelConfig, SparrowExample, SparrowModel
-from sparrow.data.indices import linspace_truncated_padded
 from sparrow.model.frames import encoder_frames
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.crops import clip_preprocess, crops_at_boxes, ground_truth_mask_crops, sample_frame_indices
@@ -54,8 +53,11 @@ class LosesOneFrame:
         self.dataset = dataset
 
     def track(self, frames, key_index, key_box, frame_paths=None, video_id=None):
-        truth = next(o.boxes for o in self.dataset.objects(video_id).values()
-                     if tuple(o.boxes[key_index] or ()) == tuple(key_box))
+        truth = next(
+            o.boxes
+            for o in self.dataset.objects(video_id).values()
+            if tuple(o.boxes[key_index] or ()) == tuple(key_box)
+        )
         boxes = [None if t == LOST or b is None else tuple(float(v) for v in b) for t, b in enumerate(truth)]
         return Track(boxes, [0.0 if b is None else 1.0 for b in boxes])
 
@@ -79,11 +81,19 @@ def model() -> SparrowModel:
 def test_model_consumes_the_crops_and_picks_of_the_tsf_run(tmp_path, model, monkeypatch):
     root = write_toy_curated(tmp_path / "toy", videos=2, frames=20)  # 20 > 16 frames: the crops are sampled
     dataset = CuratedDataset(root)
-    config = TSFConfig.for_profile("smoke", crop_size=model.spatial.image_size,
-                                   detector=DetectorConfig(box_source="ground_truth"))
+    config = TSFConfig.for_profile(
+        "smoke", crop_size=model.spatial.image_size, detector=DetectorConfig(box_source="ground_truth")
+    )
     assert (config.k, config.kmeans_iters) == (model.cfg.tsf_k, model.cfg.tsf_kmeans_iters)
-    run_tsf(root, "valid", config, ModelCropEncoder(model), tracker=LosesOneFrame(dataset),
-            store=TSFStore(tmp_path / "entries"), out_dir=tmp_path / "run")
+    run_tsf(
+        root,
+        "valid",
+        config,
+        ModelCropEncoder(model),
+        tracker=LosesOneFrame(dataset),
+        store=TSFStore(tmp_path / "entries"),
+        out_dir=tmp_path / "run",
+    )
     run = TSFRun(tmp_path / "run")
     assert run.counts["lost_track"] == run.counts["expressions"] == 4
     boxes_of, _ = tsf_boxes_from_run(tmp_path / "run")
@@ -112,8 +122,10 @@ def test_model_consumes_the_crops_and_picks_of_the_tsf_run(tmp_path, model, monk
             drawn = crops_at_boxes(frames, entry.frame_indices, entry.crop_boxes, model.spatial.image_size)
             assert crops.dtype == drawn.dtype and torch.equal(crops, drawn)
             assert torch.equal(tokens, entry.features)
-            assert tsf_kmeans(model.encode_crops(crops), config.k, config.kmeans_iters).indices.tolist() \
+            assert (
+                tsf_kmeans(model.encode_crops(crops), config.k, config.kmeans_iters).indices.tolist()
                 == entry.selected.tolist()
+            )
 
 
 def test_training_crops_are_the_librarys_ground_truth_mask_crops(model):
@@ -125,13 +137,26 @@ def test_training_crops_are_the_librarys_ground_truth_mask_crops(model):
     second = np.zeros((total, height, width), bool)
     first[6:, 3:14, 20:41] = True  # the first referent appears late: earlier crops use the second one's box
     second[:, 12:27, 2:19] = True
-    idx, sam_idx = linspace_truncated_padded(total, cfg.num_frames), linspace_truncated_padded(total, cfg.num_sam_frames)
+    idx, sam_idx = (
+        linspace_truncated_padded(total, cfg.num_frames),
+        linspace_truncated_padded(total, cfg.num_sam_frames),
+    )
     masks = np.stack([first, second])[:, sam_idx].astype(np.int8)
-    example = SparrowExample("toy/v0", "e0", "expression", "the thing", None, frames[idx], frames[sam_idx], masks,
-                             np.array([[20 / width, 3 / height, 41 / width, 14 / height]], np.float32))
+    example = SparrowExample(
+        "toy/v0",
+        "e0",
+        "expression",
+        "the thing",
+        None,
+        frames[idx],
+        frames[sam_idx],
+        masks,
+        np.array([[20 / width, 3 / height, 41 / width, 14 / height]], np.float32),
+    )
     batch = model.collator("stage1")([example])
-    library, source, _ = ground_truth_mask_crops(frames, [first, second], model.spatial.image_size,
-                                                 num_frames=cfg.num_frames, num_mask_frames=cfg.num_sam_frames)
+    library, source, _ = ground_truth_mask_crops(
+        frames, [first, second], model.spatial.image_size, num_frames=cfg.num_frames, num_mask_frames=cfg.num_sam_frames
+    )
     assert source == idx
     assert torch.equal(batch.tsf_crops[0], library)
 

@@ -30,8 +30,15 @@ def _gt_config(**overrides) -> TSFConfig:
 
 
 def _run(root, tmp_path, config, **kwargs):
-    return run_tsf(root, "valid", config, kwargs.pop("encoder", PatchMeanEncoder(config.crop_size)),
-                   store=TSFStore(tmp_path / "entries"), out_dir=tmp_path / "run", **kwargs)
+    return run_tsf(
+        root,
+        "valid",
+        config,
+        kwargs.pop("encoder", PatchMeanEncoder(config.crop_size)),
+        store=TSFStore(tmp_path / "entries"),
+        out_dir=tmp_path / "run",
+        **kwargs,
+    )
 
 
 def test_profiles_and_key_settings():
@@ -109,7 +116,9 @@ def test_no_detection_above_threshold_falls_back_to_whole_frames(tmp_path):
         assert entry.crop_boxes.tolist() == [[0, 0, 64, 48]] * 5
     # an untrained detector still gives boxes when the threshold allows: then they are tracked
     loose = TSFConfig.for_profile("smoke", detector=DetectorConfig(checkpoint_dir=str(folder), box_threshold=0.0))
-    report = run_tsf(root, "valid", loose, PatchMeanEncoder(32), store=TSFStore(tmp_path / "e2"), out_dir=tmp_path / "r2")
+    report = run_tsf(
+        root, "valid", loose, PatchMeanEncoder(32), store=TSFStore(tmp_path / "e2"), out_dir=tmp_path / "r2"
+    )
     assert report.counts["no_detection"] == 0
     assert all(r["key_source"] == "detector" and r["key_box"] is not None for r in report.rows)
 
@@ -167,11 +176,15 @@ def test_track_scoring_and_hard_case_groups():
 def test_hard_case_tags_are_read_from_the_generator_manifest(tmp_path):
     generated = tmp_path / "generated"
     generated.mkdir()
-    manifest = {"videos": {"toy": [
-        {"key": "valid/valid00", "tags": ["crossing", "occlusion"]},
-        {"key": "valid/valid01", "tags": []},
-        {"key": "train/train00", "tags": ["exit_reenter"]},
-    ]}}
+    manifest = {
+        "videos": {
+            "toy": [
+                {"key": "valid/valid00", "tags": ["crossing", "occlusion"]},
+                {"key": "valid/valid01", "tags": []},
+                {"key": "train/train00", "tags": ["exit_reenter"]},
+            ]
+        }
+    }
     (generated / "manifest.json").write_text(json.dumps(manifest))
     root = write_toy_curated(tmp_path / "toy", videos=2, frames=4, meta={"generated_root": str(generated)})
     tags = read_hard_case_tags(root)

@@ -30,8 +30,11 @@ class LosesFrameTwo:
         self.dataset = dataset
 
     def track(self, frames, key_index, key_box, frame_paths=None, video_id=None):
-        truth = next(o.boxes for o in self.dataset.objects(video_id).values()
-                     if tuple(o.boxes[key_index] or ()) == tuple(key_box))
+        truth = next(
+            o.boxes
+            for o in self.dataset.objects(video_id).values()
+            if tuple(o.boxes[key_index] or ()) == tuple(key_box)
+        )
         boxes = [None if t == 2 or b is None else tuple(float(v) for v in b) for t, b in enumerate(truth)]
         return Track(boxes, [0.0 if b is None else 1.0 for b in boxes])
 
@@ -39,8 +42,15 @@ class LosesFrameTwo:
 def test_boxes_cover_the_video_in_pixels_and_fill_lost_frames_for_the_model(tmp_path):
     root = write_toy_curated(tmp_path / "toy", videos=2, frames=6, ghost=True)
     dataset = CuratedDataset(root)
-    report = run_tsf(root, "valid", _gt_config(), PatchMeanEncoder(32), tracker=LosesFrameTwo(dataset),
-                     store=TSFStore(tmp_path / "entries"), out_dir=tmp_path / "run")
+    report = run_tsf(
+        root,
+        "valid",
+        _gt_config(),
+        PatchMeanEncoder(32),
+        tracker=LosesFrameTwo(dataset),
+        store=TSFStore(tmp_path / "entries"),
+        out_dir=tmp_path / "run",
+    )
     run = TSFRun(tmp_path / "run")
     assert len(run) == report.counts["expressions"] == 5 and run.keys() == sorted(run.keys())
     assert run.counts == report.counts and set(run.timings) == set(TIMING_STAGES)
@@ -72,8 +82,9 @@ def test_boxes_cover_the_video_in_pixels_and_fill_lost_frames_for_the_model(tmp_
 
 def test_clip_spans_place_the_track_at_its_frames(tmp_path):
     root = write_toy_curated(tmp_path / "toy", videos=1, frames=6)
-    report = run_tsf(root, "valid", _gt_config(), PatchMeanEncoder(32), store=TSFStore(tmp_path / "e"),
-                     out_dir=tmp_path / "run")
+    report = run_tsf(
+        root, "valid", _gt_config(), PatchMeanEncoder(32), store=TSFStore(tmp_path / "e"), out_dir=tmp_path / "run"
+    )
     entry = report.entries(TSFStore(tmp_path / "e"))[0]
     entry.clip_start, entry.track_boxes = 2, entry.track_boxes[2:5]  # as if the expression held on frames 2-4
     boxes = tracked_boxes(entry, fill_lost=False)
@@ -118,8 +129,15 @@ def test_track_files_round_trip_through_the_explorer_reader(tmp_path):
 
     root = write_toy_curated(tmp_path / "toy", videos=1, frames=6)
     dataset = CuratedDataset(root)
-    run_tsf(root, "valid", _gt_config(), PatchMeanEncoder(32), tracker=LosesFrameTwo(dataset),
-            store=TSFStore(tmp_path / "e"), out_dir=tmp_path / "run")
+    run_tsf(
+        root,
+        "valid",
+        _gt_config(),
+        PatchMeanEncoder(32),
+        tracker=LosesFrameTwo(dataset),
+        store=TSFStore(tmp_path / "e"),
+        out_dir=tmp_path / "run",
+    )
     run = TSFRun(tmp_path / "run")
     assert run.export_tracks(tmp_path / "tracks") == len(run)
     folder = TrackFolder(tmp_path / "tracks")
@@ -159,8 +177,9 @@ def test_stage_figures_of_an_entry(tmp_path):
     crops = entry_crops(dataset.load_frames("toy/valid00"), entry, 24)
     assert crops.shape == (6, 24, 24, 3) and crops.dtype == np.uint8
     # the crop at the first frame shows the target's colour (the toy's first object fills its box)
-    colour = np.asarray(dataset.load_frames("toy/valid00")[0][int(entry.crop_boxes[0][1]) + 6,
-                                                            int(entry.crop_boxes[0][0]) + 6])
+    colour = np.asarray(
+        dataset.load_frames("toy/valid00")[0][int(entry.crop_boxes[0][1]) + 6, int(entry.crop_boxes[0][0]) + 6]
+    )
     assert np.abs(crops[0][12, 12].astype(int) - colour.astype(int)).max() < 40
     assert len(crop_strip_figure(dataset.load_frames("toy/valid00"), entry).axes) == 6
     ghost = run.entry("toy/valid00", "valid00-ghost")  # no keyframe: no keyframe panel

@@ -27,8 +27,19 @@ def test_shard_takes_every_world_th_item():
 # The two launches docs/runtime.md §9 found to start two CPU ranks (``accelerate launch --cpu`` starts one).
 LAUNCHERS = {
     "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no"],
+    "accelerate": [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ],
 }
 
 
@@ -36,10 +47,22 @@ LAUNCHERS = {
 def test_two_ranks_split_the_work_and_merge_identically(tmp_path, launcher):
     root = write_toy_curated(tmp_path / "toy", videos=5, frames=5)
     env = dict(os.environ, SPARROW_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
-    command = ["-m", "sparrow.cli", "tsf", "--profile", "smoke", "--split", "valid", "--curated", str(root),
-               "--box-source", "ground_truth"]
-    proc = subprocess.run([sys.executable, *LAUNCHERS[launcher], *command], env=env, capture_output=True, text=True,
-                          timeout=300)
+    command = [
+        "-m",
+        "sparrow.cli",
+        "tsf",
+        "--profile",
+        "smoke",
+        "--split",
+        "valid",
+        "--curated",
+        str(root),
+        "--box-source",
+        "ground_truth",
+    ]
+    proc = subprocess.run(
+        [sys.executable, *LAUNCHERS[launcher], *command], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     printed = [line for line in proc.stdout.splitlines() if line.startswith("TSF of ")]
     assert len(printed) == 1  # rank 0 reports, once
@@ -54,8 +77,14 @@ def test_two_ranks_split_the_work_and_merge_identically(tmp_path, launcher):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the ranks' thread count, for bit-identical features
     try:
-        single = run_tsf(root, "valid", profile_config("smoke", root, box_source="ground_truth"), PatchMeanEncoder(32),
-                         store=TSFStore(tmp_path / "single" / "entries"), out_dir=tmp_path / "single" / "run")
+        single = run_tsf(
+            root,
+            "valid",
+            profile_config("smoke", root, box_source="ground_truth"),
+            PatchMeanEncoder(32),
+            store=TSFStore(tmp_path / "single" / "entries"),
+            out_dir=tmp_path / "single" / "run",
+        )
     finally:
         torch.set_num_threads(threads)
     with open(os.path.join(folder, "index.jsonl"), "rb") as handle:

@@ -19,8 +19,8 @@ from sparrow.tsf.tracking import (
     write_boxes_txt,
 )
 
-
 # -- external tracker output ----------------------------------------------------------------------------------------
+
 
 def test_box_file_parsing_skips_short_lines_and_accepts_commas(tmp_path):
     path = tmp_path / "seq.txt"
@@ -74,6 +74,7 @@ def test_external_tracks_read_cldtracker_output(tmp_path):
 
 # -- appearance + motion ----------------------------------------------------------------------------------------------
 
+
 def _scene(total=12, height=64, width=96, seed=0):
     rng = np.random.default_rng(seed)
     background = rng.integers(60, 160, size=(height // 4, width // 4, 3))
@@ -123,6 +124,7 @@ def test_bad_keyframe_is_refused():
 
 
 # -- SAM2 --------------------------------------------------------------------------------------------------------------
+
 
 def test_sam2_video_predictor_propagates_forward_and_backward(tmp_path):
     pytest.importorskip("sam2")

@@ -52,11 +52,12 @@ def _frame(h: int = 40, w: int = 60, value: int = 100) -> np.ndarray:
 
 def _square(h: int = 40, w: int = 60, y0: int = 10, x0: int = 20, size: int = 12) -> np.ndarray:
     m = np.zeros((h, w), bool)
-    m[y0:y0 + size, x0:x0 + size] = True
+    m[y0 : y0 + size, x0 : x0 + size] = True
     return m
 
 
 # -- overlay ---------------------------------------------------------------------------------------------------
+
 
 def test_blend_mask_changes_only_the_mask_pixels_by_alpha() -> None:
     image, mask = _frame(), _square()
@@ -116,7 +117,7 @@ def test_track_layer_draws_box_trail_and_the_crop_inset() -> None:
     boxes = [[20 - t, 20, 30 - t, 30] for t in range(5)]
     out = compose(frame, track=TrackLayer(boxes, 0, TRACK_COLOR), thickness=1)
     inset_side = 16
-    inset = out[1:1 + inset_side, 64 - inset_side - 1:63]
+    inset = out[1 : 1 + inset_side, 64 - inset_side - 1 : 63]
     assert (inset == (10, 200, 30)).all(axis=2).mean() > 0.9  # the crop of the target fills the inset
     assert (out == TRACK_COLOR).all(axis=2).sum() > 30
     trail = compose(np.zeros_like(frame), track=TrackLayer(boxes, 4, TRACK_COLOR, crop_inset=False), thickness=1)
@@ -125,8 +126,12 @@ def test_track_layer_draws_box_trail_and_the_crop_inset() -> None:
 
 
 def test_overlay_figure_returns_a_figure_with_the_composed_image(tmp_path) -> None:
-    fig = overlay_figure(_frame(), [MaskLayer(_square(), GT_COLOR, "ground truth")],
-                         [BoxLayer([18, 8, 34, 24], BOX_COLOR, "object 1")], text="the square")
+    fig = overlay_figure(
+        _frame(),
+        [MaskLayer(_square(), GT_COLOR, "ground truth")],
+        [BoxLayer([18, 8, 34, 24], BOX_COLOR, "object 1")],
+        text="the square",
+    )
     assert isinstance(fig, Figure)
     shown = np.asarray(fig.axes[0].images[0].get_array())
     assert (shown[10, 25] == GT_COLOR).all() and (shown[8, 25] == BOX_COLOR).all()
@@ -137,6 +142,7 @@ def test_overlay_figure_returns_a_figure_with_the_composed_image(tmp_path) -> No
 
 
 # -- montage and compare ----------------------------------------------------------------------------------------
+
 
 def test_sample_indices_spread_first_to_last() -> None:
     assert sample_indices(10, 4) == [0, 3, 6, 9]
@@ -193,13 +199,17 @@ def test_compare_figure_titles_carry_per_frame_scores() -> None:
     good, bad = gt.copy(), np.roll(gt, 8, axis=2)
     fig = compare_figure(frames, gt, {"SPARROW": good, "baseline": bad}, indices=[0, 4], text="the square")
     titles = [ax.get_title() for ax in fig.axes if ax.images]
-    assert titles[:3] == ["GT t=0", "SPARROW: J 1.00 F 1.00", f"baseline: J {per_frame_jf(gt, bad).j[0]:.2f} "
-                          f"F {per_frame_jf(gt, bad).f[0]:.2f}"]
+    assert titles[:3] == [
+        "GT t=0",
+        "SPARROW: J 1.00 F 1.00",
+        f"baseline: J {per_frame_jf(gt, bad).j[0]:.2f} F {per_frame_jf(gt, bad).f[0]:.2f}",
+    ]
     curve_ax = [ax for ax in fig.axes if not ax.images][0]
     assert len(curve_ax.lines) == 4 + 2  # J and F per model, two frame markers
 
 
 # -- plots -------------------------------------------------------------------------------------------------------
+
 
 def test_bar_counts_plain_and_grouped() -> None:
     fig = bar_counts({"mevis": 12, "davis": 5}, title="videos")
@@ -241,6 +251,7 @@ def test_cluster_scatter_rings_the_medoids() -> None:
 
 # -- export ------------------------------------------------------------------------------------------------------
 
+
 def test_png_roundtrip_is_exact(tmp_path) -> None:
     image = np.random.default_rng(0).integers(0, 255, (33, 47, 3), dtype=np.uint8)
     path = save_png(image, tmp_path / "a" / "x.png")
@@ -270,6 +281,7 @@ def test_mp4_and_gif_hold_every_frame(tmp_path) -> None:
 
 
 # -- predictions and tracks on disk --------------------------------------------------------------------------------
+
 
 def test_prediction_folder_reads_the_server_layout(tmp_path, demo_set) -> None:
     from sparrow.data.curated import CuratedDataset

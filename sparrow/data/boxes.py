@@ -29,8 +29,14 @@ def _is_tensor(mask: Any) -> bool:
     return torch is not None and isinstance(mask, torch.Tensor)
 
 
-def mask_box(mask: Any, *, inclusive: bool = False, normalised: bool = False, ignore_index: float | None = None,
-             union: bool = False) -> Any:
+def mask_box(
+    mask: Any,
+    *,
+    inclusive: bool = False,
+    normalised: bool = False,
+    ignore_index: float | None = None,
+    union: bool = False,
+) -> Any:
     """Tight box of ``mask``'s positive pixels under the options of the module docstring, or None when empty."""
     tensor = _is_tensor(mask)
     if not tensor:
@@ -39,8 +45,9 @@ def mask_box(mask: Any, *, inclusive: bool = False, normalised: bool = False, ig
     if union and positive.ndim > 2:
         positive = positive.reshape((-1, *positive.shape[-2:])).any(0)
     if positive.ndim != 2:
-        raise ValueError(f"expected an (H, W) mask{'' if union else ' (union=True for a stack)'}, "
-                         f"got shape {tuple(positive.shape)}")
+        raise ValueError(
+            f"expected an (H, W) mask{'' if union else ' (union=True for a stack)'}, got shape {tuple(positive.shape)}"
+        )
     height, width = positive.shape
     end = 0 if inclusive else 1
     if tensor:

@@ -57,8 +57,18 @@ TRAIN_SPLITS = ("train",)
 
 
 def _zero_counts() -> dict[str, int]:
-    return {"videos": 0, "frames": 0, "objects": 0, "masks": 0, "boxes": 0, "expressions": 0, "qa": 0,
-            "duplicates_removed": 0, "duplicates_kept": 0, "skipped": 0}
+    return {
+        "videos": 0,
+        "frames": 0,
+        "objects": 0,
+        "masks": 0,
+        "boxes": 0,
+        "expressions": 0,
+        "qa": 0,
+        "duplicates_removed": 0,
+        "duplicates_kept": 0,
+        "skipped": 0,
+    }
 
 
 @dataclass
@@ -97,18 +107,28 @@ class CurationReport:
         sources = {}
         for name, entry in self.sources.items():
             sources[name] = {**entry, "totals": self.source_totals(name)}
-        return {"format_version": FORMAT_VERSION, "totals": self.totals, "sources": sources,
-                "skipped": self.skipped, "duplicates": self.duplicates, "seconds": round(self.seconds, 3)}
+        return {
+            "format_version": FORMAT_VERSION,
+            "totals": self.totals,
+            "sources": sources,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "seconds": round(self.seconds, 3),
+        }
 
     def summary(self) -> str:
         lines = [f"{'source':<16}{'videos':>8}{'expr':>8}{'qa':>8}{'objects':>9}{'masks':>9}{'skipped':>9}"]
         for name in self.sources:
             t = self.source_totals(name)
-            lines.append(f"{name:<16}{t['videos']:>8}{t['expressions']:>8}{t['qa']:>8}{t['objects']:>9}{t['masks']:>9}"
-                         f"{t['skipped']:>9}")
+            lines.append(
+                f"{name:<16}{t['videos']:>8}{t['expressions']:>8}{t['qa']:>8}{t['objects']:>9}{t['masks']:>9}"
+                f"{t['skipped']:>9}"
+            )
         t = self.totals
-        lines.append(f"{'total':<16}{t['videos']:>8}{t['expressions']:>8}{t['qa']:>8}{t['objects']:>9}{t['masks']:>9}"
-                     f"{t['skipped']:>9}")
+        lines.append(
+            f"{'total':<16}{t['videos']:>8}{t['expressions']:>8}{t['qa']:>8}{t['objects']:>9}{t['masks']:>9}"
+            f"{t['skipped']:>9}"
+        )
         return "\n".join(lines)
 
 
@@ -173,8 +193,9 @@ class Validator:
             if not video.frame_paths:
                 raise ItemError(bundle.provenance.expressions, f"video {video.video_id} has no frames")
             if len(video.frame_names) != len(video.frame_paths):
-                raise ItemError(bundle.provenance.expressions,
-                                f"video {video.video_id}: frame names and paths differ in number")
+                raise ItemError(
+                    bundle.provenance.expressions, f"video {video.video_id}: frame names and paths differ in number"
+                )
             if video.height <= 0 or video.width <= 0:
                 raise ItemError(video.frame_paths[0], f"video {video.video_id}: size {video.width}x{video.height}")
             if split not in SPLITS:
@@ -262,8 +283,11 @@ class Validator:
 
 
 def dedup_key(exp: ExpressionRecord) -> tuple:
-    return (normalise_text(exp.text), tuple(sorted(exp.object_ids)),
-            None if exp.frame_span is None else tuple(exp.frame_span))
+    return (
+        normalise_text(exp.text),
+        tuple(sorted(exp.object_ids)),
+        None if exp.frame_span is None else tuple(exp.frame_span),
+    )
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
@@ -357,8 +381,13 @@ def curate(
     tmp.mkdir()
     report = CurationReport(out=out)
     extraction = extraction or FrameExtraction()
-    meta: dict[str, Any] = {"format_version": FORMAT_VERSION, "seed": seed, "splits": list(wanted) if wanted else None,
-                            "versions": _versions(), "sources": {}}
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "splits": list(wanted) if wanted else None,
+        "versions": _versions(),
+        "sources": {},
+    }
     if extra_meta:
         meta.update(extra_meta)
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -368,21 +397,28 @@ def curate(
         try:
             seen_videos: set[str] = set()
             for name, spec in specs.items():
-                ctx = LoadContext(source=name, root=roots[name], frames_dir=tmp / "frames" / name, splits=wanted,
-                                  skip_bad=skip_bad, extraction=extraction)
+                ctx = LoadContext(
+                    source=name,
+                    root=roots[name],
+                    frames_dir=tmp / "frames" / name,
+                    splits=wanted,
+                    skip_bad=skip_bad,
+                    extraction=extraction,
+                )
                 report.sources[name] = {"root": os.path.realpath(roots[name]), "splits": {}}
                 source_started = time.perf_counter()
                 _curate_source(ctx, spec.load(ctx), Validator(ctx, pool), handles, rel, report, seen_videos, seed)
                 entry = report.sources[name]
-                entry.update(layout=ctx.layout, notes=ctx.notes,
-                             seconds=round(time.perf_counter() - source_started, 3))
+                entry.update(layout=ctx.layout, notes=ctx.notes, seconds=round(time.perf_counter() - source_started, 3))
                 report.skipped.extend(ctx.skipped)
                 for item in ctx.skipped:
                     if item.get("split"):
                         report.counts(name, item["split"])["skipped"] += 1
                 entry["skipped"] = len(ctx.skipped)
                 meta["sources"][name] = {
-                    "root": os.path.realpath(roots[name]), "layout": ctx.layout, "summary": spec.summary,
+                    "root": os.path.realpath(roots[name]),
+                    "layout": ctx.layout,
+                    "summary": spec.summary,
                     "splits": sorted(s for s, c in entry["splits"].items() if c["videos"]),
                     "ground_truth": dict(sorted(ctx.gt_splits.items())),
                 }
@@ -406,15 +442,24 @@ def curate(
 
 
 def _curate_source(
-    ctx: LoadContext, bundles: Iterable[VideoBundle], validator: Validator, handles: dict, rel: _RelPaths,
-    report: CurationReport, seen_videos: set[str], seed: int,
+    ctx: LoadContext,
+    bundles: Iterable[VideoBundle],
+    validator: Validator,
+    handles: dict,
+    rel: _RelPaths,
+    report: CurationReport,
+    seen_videos: set[str],
+    seed: int,
 ) -> None:
     for bundle in bundles:
         video = bundle.video
         split = video.split
         if video.video_id in seen_videos:
-            ctx.skip(ItemError(bundle.provenance.expressions, f"video {video.video_id} appears twice"), split=split,
-                     item=video.video_id)
+            ctx.skip(
+                ItemError(bundle.provenance.expressions, f"video {video.video_id} appears twice"),
+                split=split,
+                item=video.video_id,
+            )
             continue
         if not validator.video_ok(bundle):
             continue
@@ -425,8 +470,15 @@ def _curate_source(
             key = dedup_key(exp)
             if key in seen:
                 removed = split in TRAIN_SPLITS
-                report.duplicates.append({"source": ctx.source, "split": split, "item": exp.expression_id,
-                                          "duplicate_of": seen[key], "removed": removed})
+                report.duplicates.append(
+                    {
+                        "source": ctx.source,
+                        "split": split,
+                        "item": exp.expression_id,
+                        "duplicate_of": seen[key],
+                        "removed": removed,
+                    }
+                )
                 report.counts(ctx.source, split)["duplicates_removed" if removed else "duplicates_kept"] += 1
                 if removed:
                     continue
@@ -508,24 +560,38 @@ def ensure_curated(profile: str, seed: int) -> Path:
             meta = read_json(out / "meta.json")
         except DataError:
             meta = {}
-        if (meta.get("manifest_sha256") == fingerprint and meta.get("seed") == seed
-                and sorted(meta.get("sources", {})) == sorted(sources)):
+        if (
+            meta.get("manifest_sha256") == fingerprint
+            and meta.get("seed") == seed
+            and sorted(meta.get("sources", {})) == sorted(sources)
+        ):
             return out
-    curate(sources, out, seed=seed, extra_meta={"profile": profile, "manifest_sha256": fingerprint,
-                                                "generated_root": os.path.realpath(root)})
+    curate(
+        sources,
+        out,
+        seed=seed,
+        extra_meta={"profile": profile, "manifest_sha256": fingerprint, "generated_root": os.path.realpath(root)},
+    )
     return out
 
 
-def ensure_curated_release(sources: dict[str, str | Path], out: str | Path, *, seed: int = 0,
-                           skip_bad: bool = False, splits: list[str] | None = None) -> Path:
+def ensure_curated_release(
+    sources: dict[str, str | Path],
+    out: str | Path,
+    *,
+    seed: int = 0,
+    skip_bad: bool = False,
+    splits: list[str] | None = None,
+) -> Path:
     """Curate real releases (NAME -> root) into ``out`` once; later calls with the same roots, seed, splits and
     ``skip_bad`` reuse the finished folder (a paper-size curation decodes every frame of every video).
 
     Releases do not change once unpacked, so the roots (resolved) identify the input; delete ``out`` to redo it.
     """
     if not sources:
-        raise ValueError("ensure_curated_release needs at least one source (NAME -> release root); names: "
-                         + ", ".join(SOURCE_NAMES))
+        raise ValueError(
+            "ensure_curated_release needs at least one source (NAME -> release root); names: " + ", ".join(SOURCE_NAMES)
+        )
     roots = {name: os.path.realpath(root) for name, root in sorted(sources.items())}
     wanted = _parse_splits(splits)
     out = Path(out)
@@ -535,12 +601,21 @@ def ensure_curated_release(sources: dict[str, str | Path], out: str | Path, *, s
             meta = read_json(out / "meta.json")
         except DataError:
             meta = {}
-        if (meta.get("format_version") == FORMAT_VERSION and meta.get("seed") == seed
-                and meta.get("splits") == (list(wanted) if wanted else None)
-                and all(meta.get(k) == v for k, v in key.items())):
+        if (
+            meta.get("format_version") == FORMAT_VERSION
+            and meta.get("seed") == seed
+            and meta.get("splits") == (list(wanted) if wanted else None)
+            and all(meta.get(k) == v for k, v in key.items())
+        ):
             return out
-    curate({name: Path(root) for name, root in roots.items()}, out, splits=splits, skip_bad=skip_bad, seed=seed,
-           extra_meta=key)
+    curate(
+        {name: Path(root) for name, root in roots.items()},
+        out,
+        splits=splits,
+        skip_bad=skip_bad,
+        seed=seed,
+        extra_meta=key,
+    )
     return out
 
 
@@ -562,8 +637,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Harmonise referential video sources into one curated dataset.",
         epilog="sources: " + ", ".join(registry.REGISTRY),
     )
-    parser.add_argument("--source", action="append", type=_source_arg, required=True, metavar="NAME=ROOT",
-                        help="a source and its release root (repeatable)")
+    parser.add_argument(
+        "--source",
+        action="append",
+        type=_source_arg,
+        required=True,
+        metavar="NAME=ROOT",
+        help="a source and its release root (repeatable)",
+    )
     parser.add_argument("--out", required=True, help="the curated dataset folder to (re)write")
     parser.add_argument("--splits", nargs="+", default=None, choices=SPLITS, help="keep only these splits")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed items and list them in report.json")
@@ -582,14 +663,22 @@ def main_curate(argv: list[str] | None = None) -> int:
             return 2
         sources[name] = root
     try:
-        report = curate(sources, Path(args.out), args.splits, args.skip_bad, seed=args.seed,
-                        extraction=FrameExtraction(fps=args.fps))
+        report = curate(
+            sources,
+            Path(args.out),
+            args.splits,
+            args.skip_bad,
+            seed=args.seed,
+            extraction=FrameExtraction(fps=args.fps),
+        )
     except (DataError, ValueError) as exc:
         print(f"sparrow curate: error: {exc}", file=sys.stderr)
         return 1
     print(report.summary())
-    print(f"curated dataset written to {report.out} in {report.seconds:.1f} s "
-          f"({len(report.skipped)} items skipped, {len(report.duplicates)} duplicates; see report.json)")
+    print(
+        f"curated dataset written to {report.out} in {report.seconds:.1f} s "
+        f"({len(report.skipped)} items skipped, {len(report.duplicates)} duplicates; see report.json)"
+    )
     return 0
 
 

@@ -33,7 +33,11 @@ QUESTION_TEMPLATES = (
     "Perform spatial segmentation of {phrase}",
 )
 ANSWER_TEMPLATES = (
-    "It is [SEG].", "Sure, [SEG].", "Sure, it is [SEG].", "Sure, the segmentation result is [SEG].", "[SEG].",
+    "It is [SEG].",
+    "Sure, [SEG].",
+    "Sure, it is [SEG].",
+    "Sure, the segmentation result is [SEG].",
+    "[SEG].",
 )
 # A question that is already a question (reasoning / interrogative) keeps its own words and gets this request.
 QUESTION_SUFFIX = "Please respond with segmentation masks."
@@ -112,8 +116,13 @@ def make_qa(expression: ExpressionRecord, seed: int) -> QARecord | None:
             question = template.format(phrase=plain_phrase(expression.text))
         answer = enforce_box_before_seg(ANSWER_TEMPLATES[_pick(seed, key, "answer", len(ANSWER_TEMPLATES))])
         targets = [TARGET_JOIN.join(expression.object_ids)]
-    return QARecord(qa_id=qa_id, video_id=expression.video_id, question=f"{VIDEO_TOKEN}\n{question}", answer=answer,
-                    object_ids=targets)
+    return QARecord(
+        qa_id=qa_id,
+        video_id=expression.video_id,
+        question=f"{VIDEO_TOKEN}\n{question}",
+        answer=answer,
+        object_ids=targets,
+    )
 
 
 def seg_targets(qa: QARecord) -> list[list[str]]:

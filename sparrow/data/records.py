@@ -25,7 +25,7 @@ def submission_names(video_id: str, expression_id: str) -> tuple[str, str]:
     ``<video>/<expression>/`` (``"mevis/abc"``, ``"mevis/abc/3"`` -> ``("abc", "3")``)."""
     video = video_id.split("/", 1)[1] if "/" in video_id else video_id
     if expression_id.startswith(video_id + "/"):
-        exp = expression_id[len(video_id) + 1:]
+        exp = expression_id[len(video_id) + 1 :]
     else:
         exp = expression_id.rsplit("/", 1)[-1]
     return video, exp
@@ -65,7 +65,7 @@ class VideoRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> "VideoRecord":
+    def from_json(cls, row: dict[str, Any]) -> VideoRecord:
         return _from_dict(cls, row)
 
 
@@ -81,7 +81,7 @@ class ObjectRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> "ObjectRecord":
+    def from_json(cls, row: dict[str, Any]) -> ObjectRecord:
         return _from_dict(cls, row)
 
 
@@ -98,7 +98,7 @@ class ExpressionRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> "ExpressionRecord":
+    def from_json(cls, row: dict[str, Any]) -> ExpressionRecord:
         return _from_dict(cls, row)
 
 
@@ -114,5 +114,5 @@ class QARecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> "QARecord":
+    def from_json(cls, row: dict[str, Any]) -> QARecord:
         return _from_dict(cls, row)

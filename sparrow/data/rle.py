@@ -71,4 +71,3 @@ def decode_rle(rle: dict[str, Any] | list[dict[str, Any]] | None, shape: tuple[i
 
 def rle_area(rle: dict[str, Any]) -> int:
     return int(mask_utils.area(_normalise(rle)))
-

@@ -71,10 +71,15 @@ class CurationStatistics:
 
     def distribution_summary(self) -> dict[str, dict[str, float]]:
         """:func:`summarise` of each distribution pooled over the sources (the numbers beside the plots)."""
-        pooled = {"frames_per_video": self.frames_per_video, "objects_per_expression": self.objects_per_expression,
-                  "mask_area_fraction": self.mask_area_fraction}
-        return {name: summarise([v for values in per_source.values() for v in values])
-                for name, per_source in pooled.items()}
+        pooled = {
+            "frames_per_video": self.frames_per_video,
+            "objects_per_expression": self.objects_per_expression,
+            "mask_area_fraction": self.mask_area_fraction,
+        }
+        return {
+            name: summarise([v for values in per_source.values() for v in values])
+            for name, per_source in pooled.items()
+        }
 
 
 def compute_statistics(dataset: CuratedDataset | str) -> CurationStatistics:
@@ -125,8 +130,13 @@ def _splits_without_ground_truth(meta: dict) -> set[tuple[str, str]]:
     sources = meta.get("sources") if isinstance(meta, dict) else None
     if not isinstance(sources, dict):
         return set()
-    return {(name, split) for name, entry in sources.items() if isinstance(entry, dict)
-            for split, known in (entry.get("ground_truth") or {}).items() if known is False}
+    return {
+        (name, split)
+        for name, entry in sources.items()
+        if isinstance(entry, dict)
+        for split, known in (entry.get("ground_truth") or {}).items()
+        if known is False
+    }
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -134,7 +144,12 @@ def summarise(values: list[float]) -> dict[str, float]:
     if not values:
         return {"mean": 0.0, "median": 0.0, "min": 0.0, "max": 0.0}
     arr = np.asarray(values, dtype=float)
-    return {"mean": float(arr.mean()), "median": float(np.median(arr)), "min": float(arr.min()), "max": float(arr.max())}
+    return {
+        "mean": float(arr.mean()),
+        "median": float(np.median(arr)),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+    }
 
 
 def paper_comparison(stats: CurationStatistics, real_data: bool):
@@ -147,8 +162,10 @@ def paper_comparison(stats: CurationStatistics, real_data: bool):
 
     totals = stats.totals
     data = "real releases" if real_data else "SPARROW-Mini (synthetic, not the paper's data)"
-    rows = {name: {"paper": value, "this run": totals[name], "data": data, "paper source": source}
-            for name, (value, source) in PAPER_CURATED.items()}
+    rows = {
+        name: {"paper": value, "this run": totals[name], "data": data, "paper source": source}
+        for name, (value, source) in PAPER_CURATED.items()
+    }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -203,8 +220,13 @@ def hard_case_figure_examples(profile: str, seed: int) -> list[dict]:
     return hard_case_examples("smoke" if check_profile(profile) == "smoke" else "mini", seed)
 
 
-def recorded_numbers(stats: CurationStatistics, report: Mapping[str, Any], profile: str, real_data: bool,
-                     hard_cases: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+def recorded_numbers(
+    stats: CurationStatistics,
+    report: Mapping[str, Any],
+    profile: str,
+    real_data: bool,
+    hard_cases: pd.DataFrame | None = None,
+) -> list[dict[str, Any]]:
     """Every number notebook 01 records, as keyword arguments of :meth:`sparrow.results.Recorder.add`.
 
     ``report`` is the curation report (``CuratedDataset.report``), ``hard_cases`` the :func:`hard_case_table` of
@@ -216,11 +238,25 @@ def recorded_numbers(stats: CurationStatistics, report: Mapping[str, Any], profi
     totals = stats.totals
     for name, (paper, quote) in PAPER_CURATED.items():
         if real_data:
-            out.append({"name": name, "value": totals[name], "unit": "count", "paper": paper,
-                        "paper_source": "SPARROW paper, curated dataset statistics", "note": quote})
+            out.append(
+                {
+                    "name": name,
+                    "value": totals[name],
+                    "unit": "count",
+                    "paper": paper,
+                    "paper_source": "SPARROW paper, curated dataset statistics",
+                    "note": quote,
+                }
+            )
         else:
-            out.append({"name": name, "value": totals[name], "unit": "count",
-                        "note": f"SPARROW-Mini ({profile}) is not the paper's data (paper: {paper:,})"})
+            out.append(
+                {
+                    "name": name,
+                    "value": totals[name],
+                    "unit": "count",
+                    "note": f"SPARROW-Mini ({profile}) is not the paper's data (paper: {paper:,})",
+                }
+            )
     out += _frame_numbers(stats.table(), "count", "table")
     out += _frame_numbers(stats.kinds_table(), "expressions", "kinds")
     out += _plain_numbers(report["totals"], "items", "report/")
@@ -234,11 +270,16 @@ def recorded_numbers(stats: CurationStatistics, report: Mapping[str, Any], profi
 
 def _frame_numbers(frame: pd.DataFrame, unit: str, prefix: str) -> list[dict[str, Any]]:
     """One number per cell of a per-source DataFrame, named ``<prefix>/<row>/<column>``."""
-    return [number for row, values in frame.iterrows()
-            for number in _plain_numbers(values.to_dict(), unit, f"{prefix}/{row}/")]
+    return [
+        number
+        for row, values in frame.iterrows()
+        for number in _plain_numbers(values.to_dict(), unit, f"{prefix}/{row}/")
+    ]
 
 
 def _plain_numbers(values: Mapping[str, Any], unit: str, prefix: str) -> list[dict[str, Any]]:
     # numpy scalars become Python numbers, as the results JSON stores them
-    return [{"name": f"{prefix}{key}", "value": value.item() if hasattr(value, "item") else value, "unit": unit}
-            for key, value in values.items()]
+    return [
+        {"name": f"{prefix}{key}", "value": value.item() if hasattr(value, "item") else value, "unit": unit}
+        for key, value in values.items()
+    ]

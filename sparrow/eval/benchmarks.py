@@ -32,8 +32,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from sparrow.data.qa_templates import GCG_QUESTIONS, QUESTION_SUFFIX
 from sparrow.data.indices import evenly_spread
+from sparrow.data.qa_templates import GCG_QUESTIONS, QUESTION_SUFFIX
 from sparrow.data.records import ExpressionRecord
 from sparrow.profiles import PROFILES, check_profile, get_profile
 from sparrow.storage import DataError
@@ -41,8 +41,10 @@ from sparrow.storage import DataError
 PROTOCOLS = ("rvos", "ref_davis", "grounding", "gcg")
 # eval_grounding.py's two prompts (docs/design.md §11): interrogative sentences get the segmentation request
 # appended, declarative ones are wrapped in a question.
-GROUNDING_PROMPTS = {"interrogative": "{caption} " + QUESTION_SUFFIX,
-                     "declarative": "Can you segment {caption} in this video?"}
+GROUNDING_PROMPTS = {
+    "interrogative": "{caption} " + QUESTION_SUFFIX,
+    "declarative": "Can you segment {caption} in this video?",
+}
 GCG_PROMPT = GCG_QUESTIONS[0]  # eval_gcg_infer.py's prompt
 
 
@@ -79,7 +81,7 @@ class Benchmark:
         if self.unit == "expressions" and self.protocol in ("ref_davis", "gcg"):
             raise ValueError(f"benchmark {self.key}: the {self.protocol} protocol scores whole videos")
 
-    def replace(self, **changes: Any) -> "Benchmark":
+    def replace(self, **changes: Any) -> Benchmark:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -90,13 +92,20 @@ class Benchmark:
     def expressions(self, curated) -> list[ExpressionRecord]:
         """The split's expressions of the wanted kinds, sorted by (video, expression) id."""
         if self.split not in curated.splits(self.source):
-            raise DataError(f"{curated.root}: benchmark {self.title} needs {self.source}/{self.split}; the curated "
-                            f"set has {', '.join(f'{s}/{p}' for s in curated.sources() for p in curated.splits(s))}")
-        found = [e for e in curated.iter_expressions(source=self.source, split=self.split)
-                 if self.kinds is None or e.kind in self.kinds]
+            raise DataError(
+                f"{curated.root}: benchmark {self.title} needs {self.source}/{self.split}; the curated "
+                f"set has {', '.join(f'{s}/{p}' for s in curated.sources() for p in curated.splits(s))}"
+            )
+        found = [
+            e
+            for e in curated.iter_expressions(source=self.source, split=self.split)
+            if self.kinds is None or e.kind in self.kinds
+        ]
         if not found:
-            raise DataError(f"{curated.root}: no {'/'.join(self.kinds or ('',))} expressions in "
-                            f"{self.source}/{self.split} for {self.title}")
+            raise DataError(
+                f"{curated.root}: no {'/'.join(self.kinds or ('',))} expressions in "
+                f"{self.source}/{self.split} for {self.title}"
+            )
         return sorted(found, key=lambda e: (e.video_id, e.expression_id))
 
     def select(self, curated) -> dict[str, list[ExpressionRecord]]:
@@ -119,8 +128,10 @@ class Benchmark:
         if self.protocol == "grounding":
             template = GROUNDING_PROMPTS.get(expression.kind)
             if template is None:
-                raise DataError(f"{expression.expression_id}: VidSTG sentence kind {expression.kind!r} is neither "
-                                f"{' nor '.join(GROUNDING_PROMPTS)}")
+                raise DataError(
+                    f"{expression.expression_id}: VidSTG sentence kind {expression.kind!r} is neither "
+                    f"{' nor '.join(GROUNDING_PROMPTS)}"
+                )
             return template.format(caption=expression.text.strip()), True
         if self.protocol == "gcg":
             return GCG_PROMPT, True
@@ -132,8 +143,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("mevis_valid_u", "MeViS val^u", "mevis", "valid_u", "rvos", "J&F"),
     Benchmark("ref_youtube_vos", "Ref-YTVOS", "ref-youtube-vos", "valid", "rvos", "J&F"),
     Benchmark("ref_davis17", "Ref-DAVIS17", "ref-davis17", "valid", "ref_davis", "J&F"),
-    Benchmark("vidstg", "VidSTG mIoU", "vidstg", "test", "grounding", "mIoU", kinds=("interrogative",), max_frames=40,
-              unit="expressions"),
+    Benchmark(
+        "vidstg",
+        "VidSTG mIoU",
+        "vidstg",
+        "test",
+        "grounding",
+        "mIoU",
+        kinds=("interrogative",),
+        max_frames=40,
+        unit="expressions",
+    ),
     Benchmark("videogcg", "VideoGCG mIoU", "videogcg", "val", "gcg", "mIoU", max_frames=40),
 )
 COLUMNS: tuple[str, ...] = tuple(b.key for b in BENCHMARKS)
@@ -153,8 +173,7 @@ def benchmarks_for(profile: str, keys: tuple[str, ...] | list[str] | None = None
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(COLUMNS)}")
     limits = SUBSET_LIMITS[profile]
     caption_metrics = get_profile(profile).eval.caption_metrics
-    return tuple(b.replace(limit=limits[b.key], caption_metrics=caption_metrics)
-                 for b in BENCHMARKS if b.key in wanted)
+    return tuple(b.replace(limit=limits[b.key], caption_metrics=caption_metrics) for b in BENCHMARKS if b.key in wanted)
 
 
 def get_benchmark(key: str, profile: str) -> Benchmark:

@@ -52,8 +52,10 @@ class Judge(Protocol):
 
 
 def format_prompt(candidates: Sequence[str], references: Sequence[str]) -> str:
-    return CLAIR_PROMPT.format(candidate_statements="".join(f"- {c}\n" for c in candidates),
-                               target_statements="".join(f"- {t}\n" for t in references))
+    return CLAIR_PROMPT.format(
+        candidate_statements="".join(f"- {c}\n" for c in candidates),
+        target_statements="".join(f"- {t}\n" for t in references),
+    )
 
 
 def parse_response(response: str) -> tuple[float, str] | None:
@@ -75,7 +77,7 @@ def parse_response(response: str) -> tuple[float, str] | None:
         if score < 1:
             score *= 100  # some models answer with a fraction
         found = re.findall(r"(?i)reason.*", response)
-        reason = found[0].strip()[len("reason"):].replace(":", "").strip() if found else "Unknown"
+        reason = found[0].strip()[len("reason") :].replace(":", "").strip() if found else "Unknown"
         return score, reason
 
 
@@ -109,8 +111,9 @@ class ClairResult:
     judges: list[dict[str, Any]] = field(default_factory=list)
 
 
-def evaluate_clair(pairs: Iterable[tuple[str, str]], judge: Judge | Sequence[Judge] | None,
-                   names: Sequence[str] | None = None) -> ClairResult:
+def evaluate_clair(
+    pairs: Iterable[tuple[str, str]], judge: Judge | Sequence[Judge] | None, names: Sequence[str] | None = None
+) -> ClairResult:
     """Mean CLAIR over (candidate, reference) pairs, one caption each as in video GCG."""
     if judge is None:
         return ClairResult(None, NOT_COMPUTED)
@@ -127,8 +130,9 @@ def evaluate_clair(pairs: Iterable[tuple[str, str]], judge: Judge | Sequence[Jud
         per_sample.append(float(np.mean([s.score for s in scores])))
     if not per_sample:
         return ClairResult(None, "not computed: no samples")
-    return ClairResult(float(np.mean(per_sample)), "", per_sample, details,
-                       [dict(getattr(j, "settings", {})) for j in judges])
+    return ClairResult(
+        float(np.mean(per_sample)), "", per_sample, details, [dict(getattr(j, "settings", {})) for j in judges]
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,23 +152,43 @@ class CallableJudge:
 class OpenAICompatibleJudge:
     """POST ``{base_url}/chat/completions`` (OpenAI, vLLM, llama.cpp, ...); the key is read from ``api_key_env``."""
 
-    def __init__(self, base_url: str, model: str = "gpt-3.5-turbo", temperature: float = 0.5, max_tokens: int = 100,
-                 system: str | None = "You are a helpful assistant.", api_key_env: str | None = "OPENAI_API_KEY",
-                 seed: int | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "gpt-3.5-turbo",
+        temperature: float = 0.5,
+        max_tokens: int = 100,
+        system: str | None = "You are a helpful assistant.",
+        api_key_env: str | None = "OPENAI_API_KEY",
+        seed: int | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.temperature, self.max_tokens = model, temperature, max_tokens
         self.system, self.api_key_env, self.seed, self.timeout = system, api_key_env, seed, timeout
-        self.settings = {"judge": "openai-compatible", "url": self.url, "model": model, "temperature": temperature,
-                         "max_tokens": max_tokens, "seed": seed, "system": system}
+        self.settings = {
+            "judge": "openai-compatible",
+            "url": self.url,
+            "model": model,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "system": system,
+        }
 
     def __call__(self, prompt: str) -> str:
         import urllib.error
         import urllib.request
 
         messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
-            {"role": "user", "content": prompt}]
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                                "max_tokens": self.max_tokens}
+            {"role": "user", "content": prompt}
+        ]
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         if self.seed is not None:
             body["seed"] = self.seed
         headers = {"Content-Type": "application/json"}
@@ -186,8 +210,15 @@ class OpenAICompatibleJudge:
 class TransformersJudge:
     """A local causal LM (a path or an already loaded model and tokenizer); greedy when temperature is 0."""
 
-    def __init__(self, model: Any, tokenizer: Any | None = None, temperature: float = 0.0,
-                 max_new_tokens: int = 100, seed: int = 0, device: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any | None = None,
+        temperature: float = 0.0,
+        max_new_tokens: int = 100,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -202,16 +233,22 @@ class TransformersJudge:
         self.tokenizer = tokenizer
         self.temperature, self.max_new_tokens, self.seed = temperature, max_new_tokens, seed
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
-        self.settings = {"judge": "transformers", "model": name, "temperature": temperature,
-                         "max_new_tokens": max_new_tokens, "seed": seed}
+        self.settings = {
+            "judge": "transformers",
+            "model": name,
+            "temperature": temperature,
+            "max_new_tokens": max_new_tokens,
+            "seed": seed,
+        }
 
     def __call__(self, prompt: str) -> str:
         import torch
 
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                           add_generation_prompt=True)
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         else:
             text = prompt
         inputs = tok(text, return_tensors="pt").to(self.model.device)
@@ -223,4 +260,4 @@ class TransformersJudge:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         with torch.no_grad():
             out = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
-        return tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -86,8 +86,9 @@ class DavisResult:
         return paths
 
 
-def list_sequences(gt_root: str | Path, gt_set: str = "val", year: str = "2017", mode: str = "unsupervised",
-                   resolution: str = "480p") -> list[str]:
+def list_sequences(
+    gt_root: str | Path, gt_set: str = "val", year: str = "2017", mode: str = "unsupervised", resolution: str = "480p"
+) -> list[str]:
     """``ImageSets/<year>/<gt_set>.txt`` when present, else every sequence folder of the annotations."""
     gt_root = Path(gt_root)
     listing = gt_root / "ImageSets" / year / f"{gt_set}.txt"
@@ -103,8 +104,9 @@ def _annotation_dir(gt_root: Path, mode: str, resolution: str) -> Path:
     return gt_root / ("Annotations_unsupervised" if mode == "unsupervised" else "Annotations") / resolution
 
 
-def read_gt_sequence(gt_root: str | Path, sequence: str, mode: str = "unsupervised",
-                     resolution: str = "480p") -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_gt_sequence(
+    gt_root: str | Path, sequence: str, mode: str = "unsupervised", resolution: str = "480p"
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(objects (N, T, H, W) bool, void (T, H, W) bool, frame names) of one ground-truth sequence."""
     folder = _annotation_dir(Path(gt_root), mode, resolution) / sequence
     files = sorted(folder.glob("*.png"))
@@ -114,8 +116,10 @@ def read_gt_sequence(gt_root: str | Path, sequence: str, mode: str = "unsupervis
     for f in files:
         arr = read_index_png(f, f"sequence {sequence}, ground-truth frame {f.stem}")
         if frames and arr.shape != frames[0].shape:
-            raise DataError(f"sequence {sequence}, ground-truth frame {f.stem}: size {arr.shape} differs from "
-                            f"{frames[0].shape} of frame {files[0].stem}")
+            raise DataError(
+                f"sequence {sequence}, ground-truth frame {f.stem}: size {arr.shape} differs from "
+                f"{frames[0].shape} of frame {files[0].stem}"
+            )
         frames.append(arr)
     labels = np.stack(frames)
     void = labels == VOID
@@ -125,8 +129,14 @@ def read_gt_sequence(gt_root: str | Path, sequence: str, mode: str = "unsupervis
     return objects, void, [f.stem for f in files]
 
 
-def read_pred_sequence(pred_root: str | Path, sequence: str, frame_names: list[str], shape: tuple[int, int],
-                       all_frames: list[str] | None = None, allow_extra_frames: bool = False) -> np.ndarray:
+def read_pred_sequence(
+    pred_root: str | Path,
+    sequence: str,
+    frame_names: list[str],
+    shape: tuple[int, int],
+    all_frames: list[str] | None = None,
+    allow_extra_frames: bool = False,
+) -> np.ndarray:
     """Prediction labels (T, H, W) for the given frames; every problem named by sequence and frame."""
     folder = Path(pred_root) / sequence
     if not folder.is_dir():
@@ -135,9 +145,11 @@ def read_pred_sequence(pred_root: str | Path, sequence: str, frame_names: list[s
         known = set(all_frames if all_frames is not None else frame_names)
         extra = sorted(p.stem for p in folder.glob("*.png") if p.stem not in known)
         if extra:
-            raise DataError(f"sequence {sequence}: prediction frames {', '.join(extra[:5])}"
-                            f"{' ...' if len(extra) > 5 else ''} are not ground-truth frames "
-                            f"(names must match the annotations, e.g. {frame_names[0]}.png)")
+            raise DataError(
+                f"sequence {sequence}: prediction frames {', '.join(extra[:5])}"
+                f"{' ...' if len(extra) > 5 else ''} are not ground-truth frames "
+                f"(names must match the annotations, e.g. {frame_names[0]}.png)"
+            )
     out = np.zeros((len(frame_names), *shape), np.int64)
     for i, name in enumerate(frame_names):
         what = f"sequence {sequence}, frame {name}"
@@ -152,21 +164,29 @@ def _proposals(labels: np.ndarray, count: int) -> np.ndarray:
     return labels[None] == np.arange(1, count + 1)[:, None, None, None]
 
 
-def evaluate_sequence(objects: np.ndarray, void: np.ndarray, pred_labels: np.ndarray, sequence: str,
-                      mode: str = "unsupervised", max_proposals: int = MAX_PROPOSALS,
-                      device: Any | None = None) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_sequence(
+    objects: np.ndarray,
+    void: np.ndarray,
+    pred_labels: np.ndarray,
+    sequence: str,
+    mode: str = "unsupervised",
+    max_proposals: int = MAX_PROPOSALS,
+    device: Any | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-object per-frame J and F (n_objects, T) of one sequence, objects already ordered as the official code.
 
     ``objects``/``void``/``pred_labels`` cover the frames being scored (semi-supervised: without first and last).
     """
     n_gt = objects.shape[0]
     n_pred = int(pred_labels.max()) if pred_labels.size else 0
-    hint = (" (the PNGs look like 0/255 binary masks; DAVIS expects index PNGs with object k = k)"
-            if n_pred == 255 else "")
+    hint = (
+        " (the PNGs look like 0/255 binary masks; DAVIS expects index PNGs with object k = k)" if n_pred == 255 else ""
+    )
     if mode == "semi-supervised":
         if n_pred > n_gt:
-            raise DataError(f"sequence {sequence}: prediction index {n_pred} is higher than the number of objects "
-                            f"({n_gt}){hint}")
+            raise DataError(
+                f"sequence {sequence}: prediction index {n_pred} is higher than the number of objects ({n_gt}){hint}"
+            )
         proposals = _proposals(pred_labels, n_gt)  # ids match by value; missing ones are empty
         j = np.zeros(objects.shape[:2])
         f = np.zeros(objects.shape[:2])
@@ -174,8 +194,10 @@ def evaluate_sequence(objects: np.ndarray, void: np.ndarray, pred_labels: np.nda
             j[i], f[i] = jf_per_frame(objects[i], proposals[i], device=device)
         return j, f
     if n_pred > max_proposals:
-        raise DataError(f"sequence {sequence}: prediction index {n_pred} is higher than the maximum number of "
-                        f"proposals ({max_proposals}){hint}")
+        raise DataError(
+            f"sequence {sequence}: prediction index {n_pred} is higher than the maximum number of "
+            f"proposals ({max_proposals}){hint}"
+        )
     proposals = _proposals(pred_labels, max(n_pred, n_gt))
     n_prop = proposals.shape[0]
     j_all = np.zeros((n_prop, n_gt, objects.shape[1]))
@@ -190,10 +212,18 @@ def evaluate_sequence(objects: np.ndarray, void: np.ndarray, pred_labels: np.nda
     return j_all[rows, cols], f_all[rows, cols]
 
 
-def evaluate_davis(gt_root: str | Path, pred_root: str | Path, sequences: list[str] | None = None,
-                   mode: str = "unsupervised", gt_set: str = "val", year: str = "2017", resolution: str = "480p",
-                   max_proposals: int = MAX_PROPOSALS, allow_extra_frames: bool = False,
-                   device: Any | None = None) -> DavisResult:
+def evaluate_davis(
+    gt_root: str | Path,
+    pred_root: str | Path,
+    sequences: list[str] | None = None,
+    mode: str = "unsupervised",
+    gt_set: str = "val",
+    year: str = "2017",
+    resolution: str = "480p",
+    max_proposals: int = MAX_PROPOSALS,
+    allow_extra_frames: bool = False,
+    device: Any | None = None,
+) -> DavisResult:
     """Score a results folder against a DAVIS root like ``evaluation_method.py --task <mode>`` (see module doc)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -208,19 +238,23 @@ def evaluate_davis(gt_root: str | Path, pred_root: str | Path, sequences: list[s
         objects, void, frames = read_gt_sequence(gt_root, seq, mode, resolution)
         if mode == "semi-supervised":
             if len(frames) < 3:
-                raise DataError(f"sequence {seq}: {len(frames)} frames; the semi-supervised task drops the first "
-                                "and last frames and needs at least 3")
+                raise DataError(
+                    f"sequence {seq}: {len(frames)} frames; the semi-supervised task drops the first "
+                    "and last frames and needs at least 3"
+                )
             objects, scored = objects[:, 1:-1], frames[1:-1]
         else:
             scored = frames
         labels = read_pred_sequence(pred_root, seq, scored, objects.shape[2:], frames, allow_extra_frames)
-        j, f = evaluate_sequence(objects, void if mode == "unsupervised" else None, labels, seq, mode,
-                                 max_proposals, device)
+        j, f = evaluate_sequence(
+            objects, void if mode == "unsupervised" else None, labels, seq, mode, max_proposals, device
+        )
         for i in range(j.shape[0]):
             jm, jr, jd = statistics(j[i])
             fm, fr, fd = statistics(f[i])
-            objects_out.append(ObjectScore(seq, f"{seq}_{i + 1}", jm, jr, jd, fm, fr, fd,
-                                           tuple(j[i].tolist()), tuple(f[i].tolist())))
+            objects_out.append(
+                ObjectScore(seq, f"{seq}_{i + 1}", jm, jr, jd, fm, fr, fd, tuple(j[i].tolist()), tuple(f[i].tolist()))
+            )
     return DavisResult(mode, names, objects_out, global_table(objects_out))
 
 

@@ -25,8 +25,9 @@ from sparrow.storage import atomic_open
 BENCHMARKS = ("mevis", "ref-youtube-vos")
 
 
-def write_expression_masks(annotations_dir: str | Path, video: str, expression: str, frame_names: Sequence[str],
-                           masks: np.ndarray) -> list[Path]:
+def write_expression_masks(
+    annotations_dir: str | Path, video: str, expression: str, frame_names: Sequence[str], masks: np.ndarray
+) -> list[Path]:
     """``<annotations_dir>/<video>/<expression>/<frame>.png`` (0/255) for each frame of one expression."""
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[0] != len(frame_names):
@@ -66,8 +67,9 @@ def merge_objects(object_masks: Sequence[np.ndarray], threshold: float = 0.5, ba
     return stacked.argmax(axis=0).astype(np.uint8)
 
 
-def write_ref_davis_annotator(out_root: str | Path, folder: str, video: str, frame_names: Sequence[str],
-                              object_masks: Sequence[np.ndarray]) -> list[Path]:
+def write_ref_davis_annotator(
+    out_root: str | Path, folder: str, video: str, frame_names: Sequence[str], object_masks: Sequence[np.ndarray]
+) -> list[Path]:
     """``<out_root>/<folder>/<video>/<frame>.png``: one annotator set's objects merged into palette PNGs."""
     labels = merge_objects(object_masks)
     if labels.shape[0] != len(frame_names):

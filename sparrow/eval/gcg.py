@@ -184,9 +184,15 @@ class GcgResult:
     judges: list[dict[str, Any]] = field(default_factory=list)
 
 
-def evaluate_gcg(samples: Iterable[GcgSample], text_encoder: TextEncoder | None = None, caption_metrics: bool = True,
-                 clair_judge: Judge | Sequence[Judge] | None = None, mask_tokens: Sequence[str] = ("[SEG]",),
-                 iou_th: float = 0.5, sim_th: float = 0.5) -> GcgResult:
+def evaluate_gcg(
+    samples: Iterable[GcgSample],
+    text_encoder: TextEncoder | None = None,
+    caption_metrics: bool = True,
+    clair_judge: Judge | Sequence[Judge] | None = None,
+    mask_tokens: Sequence[str] = ("[SEG]",),
+    iou_th: float = 0.5,
+    sim_th: float = 0.5,
+) -> GcgResult:
     per_video: dict[str, float] = {}
     missing: list[str] = []
     failed: dict[str, str] = {}
@@ -236,5 +242,15 @@ def evaluate_gcg(samples: Iterable[GcgSample], text_encoder: TextEncoder | None 
     clair_result = evaluate_clair(zip(cands, refs), clair_judge, names=list(per_video))
     if clair_result.value is None:
         notes["clair"] = clair_result.note
-    return GcgResult(float(np.mean(list(per_video.values()))), recall, meteor, cider, clair_result.value, notes,
-                     per_video, missing, failed, clair_result.judges)
+    return GcgResult(
+        float(np.mean(list(per_video.values()))),
+        recall,
+        meteor,
+        cider,
+        clair_result.value,
+        notes,
+        per_video,
+        missing,
+        failed,
+        clair_result.judges,
+    )

@@ -70,8 +70,10 @@ class _Disk:
         cached = self._corners.get(stride)
         if cached is None:
             dy0, dy1, dx0, dx1 = self.rects.T
-            cached = np.stack([(dy1 + 1) * stride + dx1 + 1, dy0 * stride + dx1 + 1, (dy1 + 1) * stride + dx0,
-                               dy0 * stride + dx0], axis=1).reshape(-1)
+            cached = np.stack(
+                [(dy1 + 1) * stride + dx1 + 1, dy0 * stride + dx1 + 1, (dy1 + 1) * stride + dx0, dy0 * stride + dx0],
+                axis=1,
+            ).reshape(-1)
             self._corners[stride] = cached
         return cached
 
@@ -198,7 +200,7 @@ def _prepare(gt: Any, pred: Any, void: Any | None) -> _Masks:
             raise ValueError(f"shape mismatch: void {v.shape} vs masks {g.shape[1:] if single else g.shape}")
         if v.dtype.kind == "f" and np.isnan(v).any():
             raise ValueError("void: NaN values")
-        v = (np.ascontiguousarray(v).view(np.uint8) if v.dtype == bool else (v != 0).view(np.uint8))
+        v = np.ascontiguousarray(v).view(np.uint8) if v.dtype == bool else (v != 0).view(np.uint8)
         if single:
             v = v[None]
     # uint8 masks (PNG reads, 0/1 stacks) are used as they are and checked per frame on their crop, which is
@@ -237,8 +239,9 @@ def contour_accuracy(gt: Any, pred: Any, void: Any | None = None, bound_th: floa
     return float(f[0]) if masks.single else f
 
 
-def jf_per_frame(gt: Any, pred: Any, void: Any | None = None, bound_th: float = BOUND_TH,
-                 device: Any | None = None) -> tuple[np.ndarray, np.ndarray]:
+def jf_per_frame(
+    gt: Any, pred: Any, void: Any | None = None, bound_th: float = BOUND_TH, device: Any | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """J and F per frame in one pass over the masks; two (T,) float64 arrays (length 1 for an (H, W) frame).
 
     ``device`` (a torch device or its name, e.g. ``"cuda"``) selects the batched torch path, which gives the same
@@ -269,7 +272,7 @@ def statistics(per_frame: Any, n_bins: int = 4) -> tuple[float, float, float]:
         mean = np.nanmean(values)
         recall = np.nanmean(values > 0.5)
         edges = (np.round(np.linspace(1, len(values), n_bins + 1) + 1e-10) - 1).astype(np.uint8)
-        bins = [values[int(edges[i]):(int(edges[i + 1]) + 1) % 256] for i in range(n_bins)]
+        bins = [values[int(edges[i]) : (int(edges[i + 1]) + 1) % 256] for i in range(n_bins)]
         decay = np.nanmean(bins[0]) - np.nanmean(bins[n_bins - 1])
     return float(mean), float(recall), float(decay)
 
@@ -360,10 +363,12 @@ def _count_frames(masks: _Masks, bound_th: float, want_f: bool):
         union[t] = n_u
         if disk is None:
             continue
-        b_g = cv2.morphologyEx(g_c, cv2.MORPH_GRADIENT, _GRADIENT_KERNEL, anchor=(0, 0),
-                               borderType=cv2.BORDER_REPLICATE)
-        b_p = cv2.morphologyEx(p_c, cv2.MORPH_GRADIENT, _GRADIENT_KERNEL, anchor=(0, 0),
-                               borderType=cv2.BORDER_REPLICATE)
+        b_g = cv2.morphologyEx(
+            g_c, cv2.MORPH_GRADIENT, _GRADIENT_KERNEL, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
+        )
+        b_p = cv2.morphologyEx(
+            p_c, cv2.MORPH_GRADIENT, _GRADIENT_KERNEL, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
+        )
         n_gt[t] = nb_g = cv2.countNonZero(b_g)
         n_fg[t] = nb_p = cv2.countNonZero(b_p)
         if nb_g and nb_p:

@@ -56,7 +56,7 @@ def _dilate(b, rects: np.ndarray, reach: int, dtype):
     out = torch.zeros_like(b)
     for dy0, dy1, dx0, dx1 in rects.tolist():
         pooled = F.max_pool2d(x, (dy1 - dy0 + 1, dx1 - dx0 + 1), stride=1)
-        out |= pooled[:, 0, dy0 + reach:dy0 + reach + h, dx0 + reach:dx0 + reach + w] > 0
+        out |= pooled[:, 0, dy0 + reach : dy0 + reach + h, dx0 + reach : dx0 + reach + w] > 0
     return out
 
 
@@ -75,8 +75,11 @@ def jf_counts_torch(gt: Any, pred: Any, void: Any | None, bound_th: float, devic
         raise ValueError(f"empty sequence or frame: shape {tuple(g.shape)}")
     v = None
     if void is not None:
-        v = (void.to(device) != 0) if isinstance(void, torch.Tensor) else torch.from_numpy(
-            np.ascontiguousarray(to_numpy(void, "void") != 0)).to(device)
+        v = (
+            (void.to(device) != 0)
+            if isinstance(void, torch.Tensor)
+            else torch.from_numpy(np.ascontiguousarray(to_numpy(void, "void") != 0)).to(device)
+        )
         if v.shape != g.shape:
             raise ValueError(f"shape mismatch: void {tuple(v.shape)} vs masks {tuple(g.shape)}")
     if g.dim() == 2:
@@ -89,9 +92,9 @@ def jf_counts_torch(gt: Any, pred: Any, void: Any | None, bound_th: float, devic
     counts = [[] for _ in range(6)]
     with torch.no_grad():
         for a in range(0, frames, step):
-            gc, pc = g[a:a + step], p[a:a + step]
+            gc, pc = g[a : a + step], p[a : a + step]
             if v is not None:
-                gc, pc = gc & ~v[a:a + step], pc & ~v[a:a + step]
+                gc, pc = gc & ~v[a : a + step], pc & ~v[a : a + step]
             bg, bp = _boundary(gc), _boundary(pc)
             dg = _dilate(bg, disk.rects, disk.reach, dtype)
             dp = _dilate(bp, disk.rects, disk.reach, dtype)

@@ -135,8 +135,11 @@ def paper_value(host: str, variant: str, column: str, table: list[PaperRow] | No
 def gains(table: list[PaperRow] | None = None) -> dict[tuple[str, str], float]:
     """``{(host, column): (host + SPARROW) − host}`` rounded to two decimals."""
     table = table if table is not None else main_table()
-    return {(h, c): round(paper_value(h, "sparrow", c, table) - paper_value(h, "baseline", c, table), 2)
-            for h in TABLE_HOSTS for c in COLUMNS}
+    return {
+        (h, c): round(paper_value(h, "sparrow", c, table) - paper_value(h, "baseline", c, table), 2)
+        for h in TABLE_HOSTS
+        for c in COLUMNS
+    }
 
 
 def ablation(path: str | Path | None = None) -> list[AblationStep]:
@@ -144,10 +147,18 @@ def ablation(path: str | Path | None = None) -> list[AblationStep]:
     cols = ("step", "setting", "tsf_train", "box", "tsf_test", "ref_davis17", "source", "note")
     steps = []
     for line, row in enumerate(_read_csv(path, cols), start=2):
-        steps.append(AblationStep(row["step"], row["setting"], _bool(path, line, "tsf_train", row["tsf_train"]),
-                                  _bool(path, line, "box", row["box"]), _bool(path, line, "tsf_test", row["tsf_test"]),
-                                  _float(path, line, "ref_davis17", row["ref_davis17"]), row["source"],
-                                  row["note"] or ""))
+        steps.append(
+            AblationStep(
+                row["step"],
+                row["setting"],
+                _bool(path, line, "tsf_train", row["tsf_train"]),
+                _bool(path, line, "box", row["box"]),
+                _bool(path, line, "tsf_test", row["tsf_test"]),
+                _float(path, line, "ref_davis17", row["ref_davis17"]),
+                row["source"],
+                row["note"] or "",
+            )
+        )
     return steps
 
 
@@ -164,23 +175,26 @@ def claims(path: str | Path | None = None) -> list[Claim]:
 
 def _half_unit(literal: str) -> float:
     decimals = len(literal.split(".", 1)[1]) if "." in literal else 0
-    return 0.5 * 10 ** -decimals
+    return 0.5 * 10**-decimals
 
 
 def _up_to(claim: Claim, candidates: dict[tuple[str, str], float]) -> ClaimCheck:
     (host, column), best = max(candidates.items(), key=lambda kv: kv[1])
     target = float(claim.value)
     ok = abs(best - target) <= _half_unit(claim.value) + 1e-9
-    finding = (f"largest gain {best:+.2f} ({host}, {TITLES[column]}); the claim +{claim.value} "
-               f"{'rounds from' if ok else 'does not round from'} it")
+    finding = (
+        f"largest gain {best:+.2f} ({host}, {TITLES[column]}); the claim +{claim.value} "
+        f"{'rounds from' if ok else 'does not round from'} it"
+    )
     values = sorted(candidates.values())
     if len(values) > 1:
         finding += f"; min {values[0]:+.2f}, mean {sum(values) / len(values):+.2f} over {len(values)}"
     return ClaimCheck(claim.claim, f"{best:.2f}", "yes" if ok else "no", finding)
 
 
-def check_claims(table: list[PaperRow] | None = None, steps: list[AblationStep] | None = None,
-                 claim_rows: list[Claim] | None = None) -> dict[str, ClaimCheck]:
+def check_claims(
+    table: list[PaperRow] | None = None, steps: list[AblationStep] | None = None, claim_rows: list[Claim] | None = None
+) -> dict[str, ClaimCheck]:
     """Recompute every claim of ``claims.csv`` from the main table and the ablation."""
     table = table if table is not None else main_table()
     steps = steps if steps is not None else ablation()
@@ -191,25 +205,36 @@ def check_claims(table: list[PaperRow] | None = None, steps: list[AblationStep] 
         if claim.claim == "consistent_gains":
             positive = sum(v > 0 for v in g.values())
             worst = min(g.items(), key=lambda kv: kv[1])
-            out[claim.claim] = ClaimCheck(claim.claim, f"{positive}/{len(g)}", "yes" if positive == len(g) else "no",
-                                          f"{positive} of {len(g)} host x column gains are positive; smallest "
-                                          f"{worst[1]:+.2f} ({worst[0][0]}, {TITLES[worst[0][1]]})")
+            out[claim.claim] = ClaimCheck(
+                claim.claim,
+                f"{positive}/{len(g)}",
+                "yes" if positive == len(g) else "no",
+                f"{positive} of {len(g)} host x column gains are positive; smallest "
+                f"{worst[1]:+.2f} ({worst[0][0]}, {TITLES[worst[0][1]]})",
+            )
         elif claim.claim == "rvos_jf":
             out[claim.claim] = _up_to(claim, {k: v for k, v in g.items() if k[1] in RVOS_COLUMNS})
         elif claim.claim == "grounding_miou":
             out[claim.claim] = _up_to(claim, {k: v for k, v in g.items() if k[1] == "vidstg"})
         elif claim.claim == "gcg_clair":
             gcg = ", ".join(f"{h} {g[(h, 'videogcg')]:+.2f}" for h in TABLE_HOSTS)
-            out[claim.claim] = ClaimCheck(claim.claim, "", "not checkable",
-                                          f"the table has no CLAIR column; its VideoGCG column is mIoU (gains {gcg})")
+            out[claim.claim] = ClaimCheck(
+                claim.claim,
+                "",
+                "not checkable",
+                f"the table has no CLAIR column; its VideoGCG column is mIoU (gains {gcg})",
+            )
         elif claim.claim in ("ablation_baseline", "ablation_box"):
             step, variant = ("baseline", "baseline") if claim.claim == "ablation_baseline" else ("box", "sparrow")
             ablated = by_step[step].ref_davis17
             tabled = paper_value("videoglamm", variant, "ref_davis17", table)
-            out[claim.claim] = ClaimCheck(claim.claim, f"{ablated:.1f} vs {tabled:.1f}",
-                                          "yes" if ablated == tabled else "no",
-                                          f"ablation step {step!r} {ablated:.1f}, main table VideoGLaMM "
-                                          f"{'+ SPARROW ' if variant == 'sparrow' else ''}Ref-DAVIS17 {tabled:.1f}")
+            out[claim.claim] = ClaimCheck(
+                claim.claim,
+                f"{ablated:.1f} vs {tabled:.1f}",
+                "yes" if ablated == tabled else "no",
+                f"ablation step {step!r} {ablated:.1f}, main table VideoGLaMM "
+                f"{'+ SPARROW ' if variant == 'sparrow' else ''}Ref-DAVIS17 {tabled:.1f}",
+            )
         else:
             raise DataError(f"claims.csv: no rule to check claim {claim.claim!r}")
     return out

@@ -47,12 +47,21 @@ def find_folders(pred_root: str | Path) -> tuple[str, ...]:
     raise DataError(f"{pred_root}: annotator folders incomplete, missing {', '.join(missing)}")
 
 
-def evaluate_ref_davis(davis_root: str | Path, pred_root: str | Path, folders: tuple[str, ...] | None = None,
-                       sequences: list[str] | None = None, gt_set: str = "val", device: Any | None = None
-                       ) -> RefDavisResult:
+def evaluate_ref_davis(
+    davis_root: str | Path,
+    pred_root: str | Path,
+    folders: tuple[str, ...] | None = None,
+    sequences: list[str] | None = None,
+    gt_set: str = "val",
+    device: Any | None = None,
+) -> RefDavisResult:
     folders = tuple(folders) if folders is not None else find_folders(pred_root)
-    runs = {f: evaluate_davis(davis_root, Path(pred_root) / f, sequences=sequences, mode="unsupervised",
-                              gt_set=gt_set, device=device) for f in folders}
+    runs = {
+        f: evaluate_davis(
+            davis_root, Path(pred_root) / f, sequences=sequences, mode="unsupervised", gt_set=gt_set, device=device
+        )
+        for f in folders
+    }
     jf = {f: r.table["J&F-Mean"] for f, r in runs.items()}
     table_mean = {c: float(np.mean([r.table[c] for r in runs.values()])) for c in TABLE_COLUMNS}
     return RefDavisResult(runs, jf, float(np.mean(list(jf.values()))), table_mean)

@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from sparrow.data.curated import CuratedDataset, records_fingerprint
-from sparrow.data.qa_templates import markup_to_tokens, parse_markup
 from sparrow.data.indices import evenly_spread
+from sparrow.data.qa_templates import markup_to_tokens, parse_markup
 from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.eval.benchmarks import Benchmark
 from sparrow.eval.export import merge_objects, zip_submission
@@ -93,7 +93,7 @@ class BenchmarkResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> "BenchmarkResult":
+    def from_json(cls, row: dict[str, Any]) -> BenchmarkResult:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in row.items() if k in names})
 
@@ -161,8 +161,13 @@ def clip_indices(benchmark: Benchmark, video, expression: ExpressionRecord) -> l
 # ----------------------------------------------------------------------------------------------------------------
 # Prediction
 # ----------------------------------------------------------------------------------------------------------------
-def predict_texts(model: Any, frames: np.ndarray, texts: Sequence[str], raw_question: bool = False,
-                  tsf_boxes: Sequence[Any] | None = None) -> list:
+def predict_texts(
+    model: Any,
+    frames: np.ndarray,
+    texts: Sequence[str],
+    raw_question: bool = False,
+    tsf_boxes: Sequence[Any] | None = None,
+) -> list:
     """One Prediction per text on the same frames: ``predict_many`` when the model has it, else ``predict``."""
     boxes = list(tsf_boxes) if tsf_boxes is not None else None
     with warnings.catch_warnings():
@@ -174,8 +179,10 @@ def predict_texts(model: Any, frames: np.ndarray, texts: Sequence[str], raw_ques
                 return list(many(frames, list(texts), tsf_boxes=boxes))
             if "raw_question" in params:
                 return list(many(frames, list(texts), tsf_boxes=boxes, raw_question=True))
-        return [model.predict(frames, t, raw_question=raw_question, tsf_boxes=None if boxes is None else boxes[i])
-                for i, t in enumerate(texts)]
+        return [
+            model.predict(frames, t, raw_question=raw_question, tsf_boxes=None if boxes is None else boxes[i])
+            for i, t in enumerate(texts)
+        ]
 
 
 def _boxes_json(boxes: np.ndarray) -> list[list[float] | None]:
@@ -183,9 +190,14 @@ def _boxes_json(boxes: np.ndarray) -> list[list[float] | None]:
 
 
 def _record_row(exp: ExpressionRecord, pred, text: str) -> dict[str, Any]:
-    return {"expression_id": exp.expression_id, "prompt": text, "answer": pred.answer,
-            "seg_found": bool(pred.seg_found), "boxes": _boxes_json(pred.boxes),
-            "n_seg": int(pred.masks_per_seg.shape[0])}
+    return {
+        "expression_id": exp.expression_id,
+        "prompt": text,
+        "answer": pred.answer,
+        "seg_found": bool(pred.seg_found),
+        "boxes": _boxes_json(pred.boxes),
+        "n_seg": int(pred.masks_per_seg.shape[0]),
+    }
 
 
 Write = tuple[str, Path, Any]  # ("binary" | "index" | "json", path, mask / labels / object)
@@ -221,8 +233,9 @@ class _Predictor:
             return None
         return [self.tsf_boxes(e) for e in expressions]
 
-    def video(self, model: Any, video_id: str, expressions: list[ExpressionRecord]
-              ) -> tuple[list[Write], list[dict[str, Any]]]:
+    def video(
+        self, model: Any, video_id: str, expressions: list[ExpressionRecord]
+    ) -> tuple[list[Write], list[dict[str, Any]]]:
         b, ds = self.b, self.ds
         video = ds.video(video_id)
         name = submission_names(video_id, expressions[0].expression_id)[0]
@@ -284,12 +297,23 @@ class _Predictor:
             writes += [("binary", folder / f"gt_masks_{k}" / f"mask_{t}.png", m) for t, m in enumerate(gt)]
         for k, tube in enumerate(pred.masks_per_seg):
             writes += [("binary", folder / f"pred_masks_{k}" / f"mask_{t}.png", m) for t, m in enumerate(tube)]
-        writes.append(("json", folder / "res.json", {
-            "video_id": video.video_id, "expression_id": exp.expression_id, "frames": indices,
-            "gt_text": gt_text, "pred_text": pred.answer,
-            "gt_text_cleaned": clean_caption(gt_text, MASK_TOKENS),
-            "pred_text_cleaned": clean_caption(pred.answer, MASK_TOKENS),
-            "gt_phrases": phrases(gt_text), "pred_phrases": phrases(pred.answer)}))
+        writes.append(
+            (
+                "json",
+                folder / "res.json",
+                {
+                    "video_id": video.video_id,
+                    "expression_id": exp.expression_id,
+                    "frames": indices,
+                    "gt_text": gt_text,
+                    "pred_text": pred.answer,
+                    "gt_text_cleaned": clean_caption(gt_text, MASK_TOKENS),
+                    "pred_text_cleaned": clean_caption(pred.answer, MASK_TOKENS),
+                    "gt_phrases": phrases(gt_text),
+                    "pred_phrases": phrases(pred.answer),
+                },
+            )
+        )
         return {**_record_row(exp, pred, text), "frames": indices, "folder": folder.name}
 
     def _union(self, video_id: str, ids: Sequence[str]) -> np.ndarray:
@@ -325,8 +349,17 @@ def _davis_slot(exp: ExpressionRecord) -> int:
 def _prediction_manifest(benchmark: Benchmark, model_id: str, data: str, tsf_tag: str | None) -> dict[str, Any]:
     """What decides the predictions (not the subset size, nor the scoring settings: those reuse predictions)."""
     b = benchmark
-    return {"format": FORMAT, "model": model_id, "data": data, "tsf": tsf_tag, "source": b.source, "split": b.split,
-            "protocol": b.protocol, "kinds": list(b.kinds) if b.kinds else None, "max_frames": b.max_frames}
+    return {
+        "format": FORMAT,
+        "model": model_id,
+        "data": data,
+        "tsf": tsf_tag,
+        "source": b.source,
+        "split": b.split,
+        "protocol": b.protocol,
+        "kinds": list(b.kinds) if b.kinds else None,
+        "max_frames": b.max_frames,
+    }
 
 
 def _done(out: Path, video_id: str, expressions: list[ExpressionRecord]) -> bool:
@@ -341,9 +374,18 @@ def _safe(video_id: str) -> str:
     return video_id.replace("/", "__")
 
 
-def run_benchmark(model: Any, benchmark: Benchmark, curated_root: str | Path, out_dir: str | Path, *,
-                  model_id: str | None = None, tsf_boxes: TSFBoxes | None = None, tsf_tag: str | None = None,
-                  clair_judge: Any = None, show_progress: bool = True) -> BenchmarkResult:
+def run_benchmark(
+    model: Any,
+    benchmark: Benchmark,
+    curated_root: str | Path,
+    out_dir: str | Path,
+    *,
+    model_id: str | None = None,
+    tsf_boxes: TSFBoxes | None = None,
+    tsf_tag: str | None = None,
+    clair_judge: Any = None,
+    show_progress: bool = True,
+) -> BenchmarkResult:
     """Predict what is not on disk yet, then score (or load the cached score). See the module doc.
 
     ``model`` is a model with ``predict`` or a zero-argument callable that loads one (called only if some video
@@ -384,8 +426,12 @@ def run_benchmark(model: Any, benchmark: Benchmark, curated_root: str | Path, ou
                 pending.append(writer.submit(_flush, writes, out / RECORDS / f"{_safe(video_id)}.json", record))
             for done in pending:
                 done.result()
-    scoring = {"manifest": manifest, "benchmark": benchmark.to_json(), "units": {v: [e.expression_id for e in exps]
-               for v, exps in units.items()}, "judge": _judge_settings(clair_judge)}
+    scoring = {
+        "manifest": manifest,
+        "benchmark": benchmark.to_json(),
+        "units": {v: [e.expression_id for e in exps] for v, exps in units.items()},
+        "judge": _judge_settings(clair_judge),
+    }
     key = digest_json(scoring)
     if (out / METRICS).is_file():
         cached = read_json(out / METRICS)
@@ -421,8 +467,14 @@ def _records(out: Path, units: dict[str, list[ExpressionRecord]]) -> tuple[dict[
     return rows, seconds
 
 
-def score_benchmark(benchmark: Benchmark, curated_root: str | Path, pred_dir: str | Path, *, clair_judge: Any = None,
-                    units: dict[str, list[ExpressionRecord]] | None = None) -> BenchmarkResult:
+def score_benchmark(
+    benchmark: Benchmark,
+    curated_root: str | Path,
+    pred_dir: str | Path,
+    *,
+    clair_judge: Any = None,
+    units: dict[str, list[ExpressionRecord]] | None = None,
+) -> BenchmarkResult:
     """Score a prediction folder in the layout of the module doc against the curated ground truth."""
     ds = CuratedDataset(curated_root)
     out = Path(pred_dir)
@@ -432,9 +484,17 @@ def score_benchmark(benchmark: Benchmark, curated_root: str | Path, pred_dir: st
     expressions = [e for exps in units.values() for e in exps]
     rows, seconds = _records(out, units)
     seg = [bool(rows[e.expression_id]["seg_found"]) for e in expressions if e.expression_id in rows]
-    result = BenchmarkResult(benchmark.key, benchmark.title, benchmark.metric, None, units=len(units),
-                             expressions=len(expressions), predict_seconds=seconds, predictions=str(out),
-                             seg_found_rate=float(np.mean(seg)) if seg else None)
+    result = BenchmarkResult(
+        benchmark.key,
+        benchmark.title,
+        benchmark.metric,
+        None,
+        units=len(units),
+        expressions=len(expressions),
+        predict_seconds=seconds,
+        predictions=str(out),
+        seg_found_rate=float(np.mean(seg)) if seg else None,
+    )
     scorer = {"rvos": _score_rvos, "ref_davis": _score_ref_davis, "grounding": _score_grounding, "gcg": _score_gcg}
     scorer[benchmark.protocol](benchmark, ds, out, units, result, clair_judge)
     return result
@@ -462,8 +522,9 @@ def davis_ground_truth(ds: CuratedDataset, b: Benchmark, cache: Path) -> Path:
             return candidate
     converted = root / b.split / "Annotations"
     if not converted.is_dir():
-        raise DataError(f"{root}: no DAVIS/Annotations_unsupervised nor {b.split}/Annotations to score "
-                        "Ref-DAVIS17 with")
+        raise DataError(
+            f"{root}: no DAVIS/Annotations_unsupervised nor {b.split}/Annotations to score Ref-DAVIS17 with"
+        )
     target = cache / "davis_gt" / "Annotations_unsupervised" / "480p"
     for video in sorted(p for p in converted.iterdir() if p.is_dir()):
         if not (target / video.name).is_dir():
@@ -479,12 +540,16 @@ def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
     sequences = [submission_names(v, exps[0].expression_id)[0] for v, exps in units.items()]
     missing = [s for s in sequences if not all((out / f / s).is_dir() for f in DAVIS_FOLDERS)]
     if missing:
-        raise DataError(f"{out}: no Ref-DAVIS17 predictions for {', '.join(missing[:5])} (the DAVIS evaluation scores "
-                        f"whole sequences and stops on a missing one)")
+        raise DataError(
+            f"{out}: no Ref-DAVIS17 predictions for {', '.join(missing[:5])} (the DAVIS evaluation scores "
+            f"whole sequences and stops on a missing one)"
+        )
     r = evaluate_ref_davis(gt_root, out, folders=DAVIS_FOLDERS, sequences=sequences)
     result.value = 100.0 * r.mean
-    result.details = {**{f"J&F {f}": 100.0 * v for f, v in r.jf.items()},
-                      **{c: 100.0 * v for c, v in r.table_mean.items() if c in ("J-Mean", "F-Mean")}}
+    result.details = {
+        **{f"J&F {f}": 100.0 * v for f, v in r.jf.items()},
+        **{c: 100.0 * v for c, v in r.table_mean.items() if c in ("J-Mean", "F-Mean")},
+    }
 
 
 def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
@@ -493,8 +558,9 @@ def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
         video = ds.video(video_id)
         for e in exps:
             if len(e.object_ids) != 1:
-                raise DataError(f"{e.expression_id}: a VidSTG sentence refers to exactly one object, "
-                                f"got {e.object_ids}")
+                raise DataError(
+                    f"{e.expression_id}: a VidSTG sentence refers to exactly one object, got {e.object_ids}"
+                )
             indices = clip_indices(b, video, e)
             obj = ds.objects(video_id)[e.object_ids[0]]
             gt = [obj.boxes[i] for i in indices]
@@ -502,14 +568,17 @@ def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
             if absent:
                 raise DataError(f"{e.expression_id}: no ground-truth box on tube frame(s) {', '.join(absent[:5])}")
             name, exp = submission_names(video_id, e.expression_id)
-            pred = read_expression_prediction(out / "masks", name, exp, [video.frame_names[i] for i in indices],
-                                              (video.height, video.width))
+            pred = read_expression_prediction(
+                out / "masks", name, exp, [video.frame_names[i] for i in indices], (video.height, video.width)
+            )
             samples.append(GroundingSample(e.expression_id, e.kind, gt, None if pred is None else list(pred)))
     r = mllm_grounding_miou(samples, missing="zero")
     values = list(r.per_video.values())
     result.value = 100.0 * float(np.mean(values))
-    result.details = {**{f"mIoU {q}": 100.0 * v for q, v in r.miou.items()},
-                      **{f"mIoU@{th} {q}": 100.0 * v for q, by in r.recall.items() for th, v in by.items()}}
+    result.details = {
+        **{f"mIoU {q}": 100.0 * v for q, v in r.miou.items()},
+        **{f"mIoU@{th} {q}": 100.0 * v for q, by in r.recall.items() for th, v in by.items()},
+    }
     result.missing = list(r.missing)
     if r.missing:
         result.warnings = [f"{len(r.missing)} sentences have no prediction and score 0: {', '.join(r.missing[:10])}"]
@@ -523,8 +592,10 @@ def _read_gcg_folder(folder: Path, num_frames: int, shape: tuple[int, int]) -> t
     if "pred_text" not in data:
         raise DataError(f"{res}: no pred_text")
     tubes = []
-    folders = sorted((p for p in folder.glob("pred_masks_*") if p.is_dir()),
-                     key=lambda p: int(p.name.rsplit("_", 1)[1]) if p.name.rsplit("_", 1)[1].isdigit() else -1)
+    folders = sorted(
+        (p for p in folder.glob("pred_masks_*") if p.is_dir()),
+        key=lambda p: int(p.name.rsplit("_", 1)[1]) if p.name.rsplit("_", 1)[1].isdigit() else -1,
+    )
     for f in folders:
         tube = np.zeros((num_frames, *shape), bool)
         for t in range(num_frames):  # SPARROW reads a missing mask frame as zeros
@@ -549,17 +620,32 @@ def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judg
             for _, ids in parse_markup(e.text):
                 masks = [ds.object_masks(video_id, i)[indices] for i in ids]
                 gt_masks.append(np.logical_or.reduce(masks))
-            pred_text, pred_masks = _read_gcg_folder(out / "video_gcg" / f"{order[video_id]:06d}", len(indices),
-                                                     (video.height, video.width))
+            pred_text, pred_masks = _read_gcg_folder(
+                out / "video_gcg" / f"{order[video_id]:06d}", len(indices), (video.height, video.width)
+            )
             samples.append(GcgSample(e.expression_id, markup_to_tokens(e.text), gt_masks, pred_text, pred_masks))
-    r = evaluate_gcg(samples, text_encoder=None, caption_metrics=b.caption_metrics, clair_judge=judge,
-                     mask_tokens=MASK_TOKENS)
+    r = evaluate_gcg(
+        samples, text_encoder=None, caption_metrics=b.caption_metrics, clair_judge=judge, mask_tokens=MASK_TOKENS
+    )
     result.value = 100.0 * r.miou
-    result.details = {"METEOR": r.meteor, "CIDEr": r.cider, "CLAIR": None if r.clair is None else 100.0 * r.clair,
-                      "recall": r.recall, "failed": len(r.failed), "notes": dict(r.notes), "judges": r.judges}
+    result.details = {
+        "METEOR": r.meteor,
+        "CIDEr": r.cider,
+        "CLAIR": None if r.clair is None else 100.0 * r.clair,
+        "recall": r.recall,
+        "failed": len(r.failed),
+        "notes": dict(r.notes),
+        "judges": r.judges,
+    }
     result.missing = list(r.missing)
-    result.warnings = ([f"{len(r.failed)} videos: predicted phrases and masks do not pair up (mIoU 0, caption "
-                        f"scored as empty): {', '.join(sorted(r.failed)[:5])}"] if r.failed else [])
+    result.warnings = (
+        [
+            f"{len(r.failed)} videos: predicted phrases and masks do not pair up (mIoU 0, caption "
+            f"scored as empty): {', '.join(sorted(r.failed)[:5])}"
+        ]
+        if r.failed
+        else []
+    )
     if r.missing:
         result.warnings.append(f"{len(r.missing)} videos have no prediction and score 0: {', '.join(r.missing[:10])}")
 
@@ -584,10 +670,18 @@ def with_tsf_at_test(model: Any) -> Any:
     return model
 
 
-def evaluate_checkpoint(checkpoint_dir: str | Path, benchmarks: Sequence[Benchmark], curated_root: str | Path,
-                        out_root: str | Path, *, tsf_boxes: TSFBoxes | None = None, tsf_tag: str | None = None,
-                        clair_judge: Any = None, show_progress: bool = True,
-                        device: str | None = None) -> dict[str, BenchmarkResult]:
+def evaluate_checkpoint(
+    checkpoint_dir: str | Path,
+    benchmarks: Sequence[Benchmark],
+    curated_root: str | Path,
+    out_root: str | Path,
+    *,
+    tsf_boxes: TSFBoxes | None = None,
+    tsf_tag: str | None = None,
+    clair_judge: Any = None,
+    show_progress: bool = True,
+    device: str | None = None,
+) -> dict[str, BenchmarkResult]:
     """Every benchmark for one ``save_pretrained`` folder; predictions under ``out_root/<benchmark key>``.
 
     The model is loaded only if some benchmark still has videos to predict, on ``device`` (default: where
@@ -604,10 +698,20 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, benchmarks: Sequence[Benchma
             cache["model"] = with_tsf_at_test(model) if tsf_boxes is not None else model
         return cache["model"]
 
-    return {b.key: run_benchmark(load, b, curated_root, Path(out_root) / b.key, model_id=model_id,
-                                 tsf_boxes=tsf_boxes, tsf_tag=tsf_tag, clair_judge=clair_judge,
-                                 show_progress=show_progress)
-            for b in benchmarks}
+    return {
+        b.key: run_benchmark(
+            load,
+            b,
+            curated_root,
+            Path(out_root) / b.key,
+            model_id=model_id,
+            tsf_boxes=tsf_boxes,
+            tsf_tag=tsf_tag,
+            clair_judge=clair_judge,
+            show_progress=show_progress,
+        )
+        for b in benchmarks
+    }
 
 
 def variant_eval_dir(profile: str, host: str, seed: int, variant: str, tsf_tag: str | None = None) -> Path:
@@ -621,10 +725,24 @@ def run_eval_dir(run: Any, tsf_tag: str | None = None) -> Path:
     return variant_eval_dir(run.profile, run.host, run.seed, run.name, tsf_tag)
 
 
-def evaluate_run(run: Any, benchmarks: Sequence[Benchmark], curated_root: str | Path, *,
-                 tsf_boxes: TSFBoxes | None = None, tsf_tag: str | None = None, clair_judge: Any = None,
-                 show_progress: bool = True) -> dict[str, BenchmarkResult]:
+def evaluate_run(
+    run: Any,
+    benchmarks: Sequence[Benchmark],
+    curated_root: str | Path,
+    *,
+    tsf_boxes: TSFBoxes | None = None,
+    tsf_tag: str | None = None,
+    clair_judge: Any = None,
+    show_progress: bool = True,
+) -> dict[str, BenchmarkResult]:
     """:func:`evaluate_checkpoint` on a :class:`~sparrow.train.variants.RunResult`'s final weights."""
-    return evaluate_checkpoint(run.final_dir, benchmarks, curated_root, run_eval_dir(run, tsf_tag),
-                               tsf_boxes=tsf_boxes, tsf_tag=tsf_tag, clair_judge=clair_judge,
-                               show_progress=show_progress)
+    return evaluate_checkpoint(
+        run.final_dir,
+        benchmarks,
+        curated_root,
+        run_eval_dir(run, tsf_tag),
+        tsf_boxes=tsf_boxes,
+        tsf_tag=tsf_tag,
+        clair_judge=clair_judge,
+        show_progress=show_progress,
+    )

@@ -47,8 +47,14 @@ class RvosResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_expression_prediction(pred_root: str | Path, video: str, expression: str, frame_names: list[str],
-                               shape: tuple[int, int], allow_extra_frames: bool = False) -> np.ndarray | None:
+def read_expression_prediction(
+    pred_root: str | Path,
+    video: str,
+    expression: str,
+    frame_names: list[str],
+    shape: tuple[int, int],
+    allow_extra_frames: bool = False,
+) -> np.ndarray | None:
     """(T, H, W) bool prediction of one expression, or None when its folder is absent (a missing prediction)."""
     folder = Path(pred_root) / video / expression
     if not folder.is_dir():
@@ -57,9 +63,11 @@ def read_expression_prediction(pred_root: str | Path, video: str, expression: st
         known = set(frame_names)
         extra = sorted(p.name for p in folder.iterdir() if p.suffix == ".png" and p.stem not in known)
         if extra:
-            raise DataError(f"video {video}, expression {expression}: {', '.join(extra[:5])}"
-                            f"{' ...' if len(extra) > 5 else ''} are not frames of the video "
-                            f"(expected names like {frame_names[0]}.png)")
+            raise DataError(
+                f"video {video}, expression {expression}: {', '.join(extra[:5])}"
+                f"{' ...' if len(extra) > 5 else ''} are not frames of the video "
+                f"(expected names like {frame_names[0]}.png)"
+            )
     out = np.zeros((len(frame_names), *shape), bool)
     for i, name in enumerate(frame_names):
         what = f"video {video}, expression {expression}, frame {name}"
@@ -70,9 +78,15 @@ def read_expression_prediction(pred_root: str | Path, video: str, expression: st
     return out
 
 
-def evaluate_rvos(dataset: CuratedDataset | str | Path, pred_root: str | Path, source: str | None = None,
-                  split: str | None = None, expression_ids: Iterable[str] | None = None,
-                  allow_extra_frames: bool = False, device: Any | None = None) -> RvosResult:
+def evaluate_rvos(
+    dataset: CuratedDataset | str | Path,
+    pred_root: str | Path,
+    source: str | None = None,
+    split: str | None = None,
+    expression_ids: Iterable[str] | None = None,
+    allow_extra_frames: bool = False,
+    device: Any | None = None,
+) -> RvosResult:
     """Per-expression J&F of the curated expressions (optionally one source/split or a list of ids)."""
     ds = dataset if isinstance(dataset, CuratedDataset) else CuratedDataset(dataset)
     wanted = None if expression_ids is None else set(expression_ids)
@@ -85,8 +99,9 @@ def evaluate_rvos(dataset: CuratedDataset | str | Path, pred_root: str | Path, s
         if video.num_frames == 0:
             raise DataError(f"video {exp.video_id}: no frames")
         video_name, exp_name = submission_names(exp.video_id, exp.expression_id)
-        pred = read_expression_prediction(pred_root, video_name, exp_name, list(video.frame_names),
-                                          (video.height, video.width), allow_extra_frames)
+        pred = read_expression_prediction(
+            pred_root, video_name, exp_name, list(video.frame_names), (video.height, video.width), allow_extra_frames
+        )
         if pred is None:
             missing.append(f"{video_name}/{exp_name}")
             scores.append(ExpressionScore(exp.video_id, exp.expression_id, 0.0, 0.0, missing=True))
@@ -102,6 +117,12 @@ def evaluate_rvos(dataset: CuratedDataset | str | Path, pred_root: str | Path, s
         raise DataError(f"{ds.root}: no expressions to evaluate (source={source!r}, split={split!r})")
     j_all = float(np.mean([s.j for s in scores]))
     f_all = float(np.mean([s.f for s in scores]))
-    warnings = [f"{len(missing)} of {len(scores)} expressions have no prediction and score 0: "
-                f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"] if missing else []
+    warnings = (
+        [
+            f"{len(missing)} of {len(scores)} expressions have no prediction and score 0: "
+            f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+        ]
+        if missing
+        else []
+    )
     return RvosResult(scores, j_all, f_all, (j_all + f_all) / 2, missing, warnings)

@@ -39,8 +39,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum()) / union
 
 
-def text_dependence(dataset: CuratedDataset | str | Path, pred_root: str | Path, source: str,
-                    split: str) -> TextDependence:
+def text_dependence(
+    dataset: CuratedDataset | str | Path, pred_root: str | Path, source: str, split: str
+) -> TextDependence:
     """:class:`TextDependence` of the server-layout predictions under ``pred_root`` (``Annotations/``) on the
     expressions of ``source``/``split`` that have a prediction."""
     ds = dataset if isinstance(dataset, CuratedDataset) else CuratedDataset(dataset)
@@ -53,8 +54,9 @@ def text_dependence(dataset: CuratedDataset | str | Path, pred_root: str | Path,
         masks = {}
         for exp in expressions:
             name, exp_name = submission_names(video_id, exp.expression_id)
-            pred = read_expression_prediction(pred_root, name, exp_name, list(video.frame_names),
-                                              (video.height, video.width))
+            pred = read_expression_prediction(
+                pred_root, name, exp_name, list(video.frame_names), (video.height, video.width)
+            )
             if pred is not None:
                 masks[exp.expression_id] = (exp, pred, ds.expression_masks(exp))  # each decoded once
         for (a, pa, ga), (b, pb, gb) in itertools.combinations(masks.values(), 2):

@@ -94,8 +94,12 @@ class GroundingResult:
     dropped: list[str] = field(default_factory=list)
 
 
-def video_miou(gt_boxes: Sequence[Sequence[float]], pred_masks: Sequence[np.ndarray | None],
-               tube: tuple[int, int] | None = None, min_size: int = 20) -> float:
+def video_miou(
+    gt_boxes: Sequence[Sequence[float]],
+    pred_masks: Sequence[np.ndarray | None],
+    tube: tuple[int, int] | None = None,
+    min_size: int = 20,
+) -> float:
     """``gt_viou`` of one video: mean box IoU over the tube frames (inclusive), denominator at least 1."""
     if len(pred_masks) != len(gt_boxes):
         raise DataError(f"{len(pred_masks)} predicted masks for {len(gt_boxes)} ground-truth frames")
@@ -109,8 +113,9 @@ def video_miou(gt_boxes: Sequence[Sequence[float]], pred_masks: Sequence[np.ndar
     return total / max(len(frames), 1)
 
 
-def mllm_grounding_miou(samples: Iterable[GroundingSample], missing: str = "zero",
-                        min_size: int = 20) -> GroundingResult:
+def mllm_grounding_miou(
+    samples: Iterable[GroundingSample], missing: str = "zero", min_size: int = 20
+) -> GroundingResult:
     if missing not in ("zero", "drop"):
         raise ValueError(f"missing must be 'zero' or 'drop', got {missing!r}")
     per_video: dict[str, float] = {}

@@ -41,15 +41,18 @@ class ExplorerInputs:
     expression_id: str | None = None
 
 
-def notebook_outputs(profile: str, seed: int, host: str = DEFAULT_HOST,
-                     benchmark: str = DEFAULT_BENCHMARK) -> ExplorerInputs:
+def notebook_outputs(
+    profile: str, seed: int, host: str = DEFAULT_HOST, benchmark: str = DEFAULT_BENCHMARK
+) -> ExplorerInputs:
     """Predictions of ``host`` (baseline and + SPARROW, seed ``seed``) on ``benchmark`` and the TSF tracks of its
     split, trained, predicted and tracked only where the cache lacks them."""
     check_profile(profile)
     bench = get_benchmark(benchmark, profile)
     if bench.protocol != "rvos":
-        raise ValueError(f"{benchmark}: the explorer reads server-layout masks, which only the MeViS and "
-                         f"Ref-YouTube-VOS benchmarks write")
+        raise ValueError(
+            f"{benchmark}: the explorer reads server-layout masks, which only the MeViS and "
+            f"Ref-YouTube-VOS benchmarks write"
+        )
     curated = ensure_curated(profile, seed)
     predictions: dict[str, Path] = {}
     for name, variant in MODELS.items():
@@ -75,9 +78,15 @@ def notebook_outputs(profile: str, seed: int, host: str = DEFAULT_HOST,
 AUTO = "auto"
 
 
-def resolve_inputs(profile: str, seed: int, baseline: str | Path | None = AUTO, sparrow: str | Path | None = AUTO,
-                   tracks: str | Path | None = AUTO, video_id: str | None = None,
-                   expression_id: str | None = None) -> ExplorerInputs:
+def resolve_inputs(
+    profile: str,
+    seed: int,
+    baseline: str | Path | None = AUTO,
+    sparrow: str | Path | None = AUTO,
+    tracks: str | Path | None = AUTO,
+    video_id: str | None = None,
+    expression_id: str | None = None,
+) -> ExplorerInputs:
     """Notebook 05's parameters made into explorer inputs: each ``"auto"`` is replaced by :func:`notebook_outputs`'
     folder, other values are kept (None: not shown); the shown expression defaults to the first predicted one
     when the outputs of the notebooks are used and no video is given."""
@@ -87,9 +96,16 @@ def resolve_inputs(profile: str, seed: int, baseline: str | Path | None = AUTO, 
     def pick(value: str | Path | None, auto: Path | None) -> Path | None:
         return auto if str(value) == AUTO else (Path(value) if value is not None else None)
 
-    predictions = {"baseline": pick(baseline, found.predictions.get("baseline")),
-                   "SPARROW": pick(sparrow, found.predictions.get("SPARROW"))}
+    predictions = {
+        "baseline": pick(baseline, found.predictions.get("baseline")),
+        "SPARROW": pick(sparrow, found.predictions.get("SPARROW")),
+    }
     if video_id is None:
         video_id, expression_id = found.video_id, found.expression_id
-    return ExplorerInputs(found.benchmark, {k: v for k, v in predictions.items() if v is not None},
-                          pick(tracks, found.tracks), video_id, expression_id)
+    return ExplorerInputs(
+        found.benchmark,
+        {k: v for k, v in predictions.items() if v is not None},
+        pick(tracks, found.tracks),
+        video_id,
+        expression_id,
+    )

@@ -46,8 +46,14 @@ def _single_thread() -> None:
     warnings.simplefilter("ignore")
 
 
-def run_units(work: Callable[[Unit], Result], units: Sequence[Unit], workers: int, show_progress: bool = False,
-              cost: Callable[[Unit], float | None] | None = None, desc: str = "runs") -> list[Result]:
+def run_units(
+    work: Callable[[Unit], Result],
+    units: Sequence[Unit],
+    workers: int,
+    show_progress: bool = False,
+    cost: Callable[[Unit], float | None] | None = None,
+    desc: str = "runs",
+) -> list[Result]:
     """``work(unit)`` for every unit, here in order (``workers`` <= 1) or in a pool of ``workers`` spawned
     single-threaded processes in :func:`schedule`'s order; results in the order of ``units``. ``work`` must be
     a module-level function (the pool pickles it)."""
@@ -55,8 +61,9 @@ def run_units(work: Callable[[Unit], Result], units: Sequence[Unit], workers: in
         return [work(u) for u in tqdm(units, desc=desc, disable=not show_progress)]
     indices = range(len(units))
     order = schedule(indices, lambda i: cost(units[i])) if cost is not None else list(indices)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_single_thread) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread
+    ) as pool:
         futures = {i: pool.submit(work, units[i]) for i in order}
         for _ in tqdm(as_completed(futures.values()), total=len(futures), desc=desc, disable=not show_progress):
             pass

@@ -44,7 +44,6 @@ def fmt(mean: float | None, std: float | None, digits: int = 1, sign: bool = Fal
     return text + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # Tables
 # ----------------------------------------------------------------------------------------------------------------
@@ -58,8 +57,9 @@ def main_table_frame(m: Measurements, digits: int = 1):
     rows = {}
     for host in m.plan.hosts:
         for variant in ("baseline", "sparrow"):
-            rows[_method(host, variant)] = {TITLES[c]: fmt(*mean_std(m.values(host, variant, c)), digits)
-                                            for c in COLUMNS}
+            rows[_method(host, variant)] = {
+                TITLES[c]: fmt(*mean_std(m.values(host, variant, c)), digits) for c in COLUMNS
+            }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = f"{m.plan.profile}, {len(m.plan.seeds)} seed(s)"
     return frame
@@ -68,8 +68,11 @@ def main_table_frame(m: Measurements, digits: int = 1):
 def paper_table_frame(hosts: Sequence[str] = TABLE_HOSTS):
     """The published table in the same layout."""
     table = main_table()
-    rows = {_method(h, v): {TITLES[c]: paper_value(h, v, c, table) for c in COLUMNS}
-            for h in hosts for v in ("baseline", "sparrow")}
+    rows = {
+        _method(h, v): {TITLES[c]: paper_value(h, v, c, table) for c in COLUMNS}
+        for h in hosts
+        for v in ("baseline", "sparrow")
+    }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "paper"
     return frame
@@ -85,12 +88,18 @@ def gains_frame(m: Measurements, digits: int = 2):
             g = m.paired_gains(host, c)
             paper_gain = round(paper_value(host, "sparrow", c, table) - paper_value(host, "baseline", c, table), 2)
             mean, std = mean_std(g)
-            rows.append({"host": HOST_NAMES[host], "column": TITLES[c],
-                         "baseline": fmt(*mean_std(m.values(host, "baseline", c)), digits),
-                         "+ SPARROW": fmt(*mean_std(m.values(host, "sparrow", c)), digits),
-                         "gain": fmt(mean, std, digits, sign=True), "paper gain": f"{paper_gain:+.2f}",
-                         "gain − paper gain": "n/a" if mean is None else f"{mean - paper_gain:+.2f}",
-                         "seeds with gain > 0": f"{sum(v > 0 for v in g)}/{len(g)}"})
+            rows.append(
+                {
+                    "host": HOST_NAMES[host],
+                    "column": TITLES[c],
+                    "baseline": fmt(*mean_std(m.values(host, "baseline", c)), digits),
+                    "+ SPARROW": fmt(*mean_std(m.values(host, "sparrow", c)), digits),
+                    "gain": fmt(mean, std, digits, sign=True),
+                    "paper gain": f"{paper_gain:+.2f}",
+                    "gain − paper gain": "n/a" if mean is None else f"{mean - paper_gain:+.2f}",
+                    "seeds with gain > 0": f"{sum(v > 0 for v in g)}/{len(g)}",
+                }
+            )
     return pd.DataFrame(rows).set_index(["host", "column"])
 
 
@@ -103,11 +112,16 @@ def ablation_frame(a: Measurements, digits: int = 2):
         mean, std = mean_std(a.values(ABLATION_HOST, step, ABLATION_COLUMN))
         p = paper_steps[step].ref_davis17
         notes = {c.note for c in a.cells if c.variant == step and c.value is None and c.note}
-        rows.append({"step": paper_steps[step].setting, "measured": fmt(mean, std, digits) if mean is not None
-                     else (next(iter(notes)) if notes else "n/a"),
-                     "change": "" if prev is None or mean is None else f"{mean - prev:+.{digits}f}",
-                     "paper": f"{p:.1f}", "paper change": "" if prev_paper is None else f"{p - prev_paper:+.1f}",
-                     "measured − paper": "n/a" if mean is None else f"{mean - p:+.{digits}f}"})
+        rows.append(
+            {
+                "step": paper_steps[step].setting,
+                "measured": fmt(mean, std, digits) if mean is not None else (next(iter(notes)) if notes else "n/a"),
+                "change": "" if prev is None or mean is None else f"{mean - prev:+.{digits}f}",
+                "paper": f"{p:.1f}",
+                "paper change": "" if prev_paper is None else f"{p - prev_paper:+.1f}",
+                "measured − paper": "n/a" if mean is None else f"{mean - p:+.{digits}f}",
+            }
+        )
         prev = mean if mean is not None else prev
         prev_paper = p
     return pd.DataFrame(rows).set_index("step")
@@ -143,9 +157,18 @@ def seg_rate_frame(m: Measurements):
     for host in m.plan.hosts:
         for variant in ("baseline", "sparrow"):
             rows[_method(host, variant)] = {
-                TITLES[c]: fmt(*mean_std([x.seg_found_rate for x in m.cells if (x.host, x.variant, x.column) ==
-                                          (host, variant, c) and x.seg_found_rate is not None]), 2)
-                for c in COLUMNS}
+                TITLES[c]: fmt(
+                    *mean_std(
+                        [
+                            x.seg_found_rate
+                            for x in m.cells
+                            if (x.host, x.variant, x.column) == (host, variant, c) and x.seg_found_rate is not None
+                        ]
+                    ),
+                    2,
+                )
+                for c in COLUMNS
+            }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -171,20 +194,28 @@ def verdicts(m: Measurements) -> list[str]:
             gm, gs = mean_std(g)
             total += 1
             paper_wins += paper_gain > 0
-            numbers = (f"{fmt(*mean_std(new))} vs {fmt(*mean_std(base))}, gain {fmt(gm, gs, 2, sign=True)}, "
-                       f"positive in {sum(v > 0 for v in g)}/{len(g)} seeds; paper {paper_gain:+.2f}")
+            numbers = (
+                f"{fmt(*mean_std(new))} vs {fmt(*mean_std(base))}, gain {fmt(gm, gs, 2, sign=True)}, "
+                f"positive in {sum(v > 0 for v in g)}/{len(g)} seeds; paper {paper_gain:+.2f}"
+            )
             if gm >= NEGLIGIBLE:
                 wins += 1
-                spread = "" if gs is None else (" (more than its seed-to-seed spread)" if gm > gs
-                                                else " (within its seed-to-seed spread)")
+                spread = (
+                    ""
+                    if gs is None
+                    else (" (more than its seed-to-seed spread)" if gm > gs else " (within its seed-to-seed spread)")
+                )
                 lines.append(f"{what}: +SPARROW beats the baseline{spread}: {numbers}.")
             elif gm > -NEGLIGIBLE:
-                lines.append(f"{what}: +SPARROW does NOT beat the baseline (no difference at the table's precision): "
-                             f"{numbers}.")
+                lines.append(
+                    f"{what}: +SPARROW does NOT beat the baseline (no difference at the table's precision): {numbers}."
+                )
             else:
                 lines.append(f"{what}: +SPARROW does NOT beat the baseline (it scores lower): {numbers}.")
-    lines.append(f"Overall on {m.plan.profile}: +SPARROW beats the baseline in {wins} of {total} host x column cells "
-                 f"(mean over {len(m.plan.seeds)} seed(s)); the paper reports a gain in {paper_wins} of them.")
+    lines.append(
+        f"Overall on {m.plan.profile}: +SPARROW beats the baseline in {wins} of {total} host x column cells "
+        f"(mean over {len(m.plan.seeds)} seed(s)); the paper reports a gain in {paper_wins} of them."
+    )
     return lines
 
 
@@ -205,18 +236,27 @@ def ablation_verdicts(a: Measurements) -> list[str]:
             lines.append(f"{what}: not computed ({a.details.get('tsf_test') if after == 'tsf_test' else 'no value'}).")
             continue
         d = statistics.fmean(y) - statistics.fmean(x)
-        word = ("improves" if d >= NEGLIGIBLE else "does NOT improve (no difference at the table's precision)"
-                if d > -NEGLIGIBLE else "does NOT improve (lower)")
-        lines.append(f"{what}: {word}: Ref-DAVIS17 J&F {d:+.2f} ({statistics.fmean(x):.2f} -> "
-                     f"{statistics.fmean(y):.2f}); paper {p:+.1f}.")
+        word = (
+            "improves"
+            if d >= NEGLIGIBLE
+            else "does NOT improve (no difference at the table's precision)"
+            if d > -NEGLIGIBLE
+            else "does NOT improve (lower)"
+        )
+        lines.append(
+            f"{what}: {word}: Ref-DAVIS17 J&F {d:+.2f} ({statistics.fmean(x):.2f} -> "
+            f"{statistics.fmean(y):.2f}); paper {p:+.1f}."
+        )
     return lines
 
 
 def paper_checks(m: Measurements, a: Measurements | None = None, tolerance: float = PAPER_TOLERANCE) -> list[str]:
     """Under ``paper``: each measured number against the published one within ``tolerance`` points."""
     if m.plan.profile != "paper":
-        return [f"not a paper run ({m.plan.profile}): SPARROW-Mini numbers are not comparable with the paper's; "
-                "compare the gains instead"]
+        return [
+            f"not a paper run ({m.plan.profile}): SPARROW-Mini numbers are not comparable with the paper's; "
+            "compare the gains instead"
+        ]
     if m.skipped:
         return [m.skipped]
     table, lines = main_table(), []
@@ -229,15 +269,19 @@ def paper_checks(m: Measurements, a: Measurements | None = None, tolerance: floa
                     lines.append(f"{_method(host, variant)}, {TITLES[c]}: not computed, paper {p}")
                     continue
                 ok = abs(v[0] - p) <= tolerance
-                lines.append(f"{_method(host, variant)}, {TITLES[c]}: {v[0]:.2f} vs paper {p} "
-                             f"({v[0] - p:+.2f}) {'within' if ok else 'OUTSIDE'} ±{tolerance}")
+                lines.append(
+                    f"{_method(host, variant)}, {TITLES[c]}: {v[0]:.2f} vs paper {p} "
+                    f"({v[0] - p:+.2f}) {'within' if ok else 'OUTSIDE'} ±{tolerance}"
+                )
     if a is not None and not a.skipped:
         for step in ablation():
             v = a.values(ABLATION_HOST, step.step, ABLATION_COLUMN)
             if v:
                 ok = abs(v[0] - step.ref_davis17) <= tolerance
-                lines.append(f"ablation {step.setting}: {v[0]:.2f} vs paper {step.ref_davis17} "
-                             f"({v[0] - step.ref_davis17:+.2f}) {'within' if ok else 'OUTSIDE'} ±{tolerance}")
+                lines.append(
+                    f"ablation {step.setting}: {v[0]:.2f} vs paper {step.ref_davis17} "
+                    f"({v[0] - step.ref_davis17:+.2f}) {'within' if ok else 'OUTSIDE'} ±{tolerance}"
+                )
     return lines
 
 
@@ -247,10 +291,16 @@ def paper_checks(m: Measurements, a: Measurements | None = None, tolerance: floa
 def gain_series(m: Measurements) -> dict[str, dict[str, tuple[float | None, float | None, float]]]:
     """``{host: {column title: (measured gain mean, std, paper gain)}}`` for :func:`sparrow.viz.tables.gains_figure`."""
     table = main_table()
-    return {HOST_NAMES[h]: {TITLES[c]: (*mean_std(m.paired_gains(h, c)),
-                                        round(paper_value(h, "sparrow", c, table) - paper_value(h, "baseline", c,
-                                                                                                 table), 2))
-                            for c in COLUMNS} for h in m.plan.hosts}
+    return {
+        HOST_NAMES[h]: {
+            TITLES[c]: (
+                *mean_std(m.paired_gains(h, c)),
+                round(paper_value(h, "sparrow", c, table) - paper_value(h, "baseline", c, table), 2),
+            )
+            for c in COLUMNS
+        }
+        for h in m.plan.hosts
+    }
 
 
 def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
@@ -265,46 +315,103 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
             for c in COLUMNS:
                 b = next(b for b in m.plan.benchmarks if b.key == c)
                 mean, std = mean_std(m.values(host, variant, c))
-                why = "; ".join(sorted({x.note for x in m.cells if (x.host, x.variant, x.column) == (host, variant, c)
-                                        and x.note})) or None
-                out.append({"name": f"main/{host}/{variant}/{c}/mean", "value": mean, "unit": f"{b.metric} (%)",
-                            "paper": paper_value(host, variant, c, table), "paper_source": PAPER_SOURCE,
-                            "note": why or note})
-                out.append({"name": f"main/{host}/{variant}/{c}/std", "value": std, "unit": f"{b.metric} (%)",
-                            "note": None if std is not None else "one seed: no spread"})
+                why = (
+                    "; ".join(
+                        sorted(
+                            {x.note for x in m.cells if (x.host, x.variant, x.column) == (host, variant, c) and x.note}
+                        )
+                    )
+                    or None
+                )
+                out.append(
+                    {
+                        "name": f"main/{host}/{variant}/{c}/mean",
+                        "value": mean,
+                        "unit": f"{b.metric} (%)",
+                        "paper": paper_value(host, variant, c, table),
+                        "paper_source": PAPER_SOURCE,
+                        "note": why or note,
+                    }
+                )
+                out.append(
+                    {
+                        "name": f"main/{host}/{variant}/{c}/std",
+                        "value": std,
+                        "unit": f"{b.metric} (%)",
+                        "note": None if std is not None else "one seed: no spread",
+                    }
+                )
                 for s in m.plan.seeds:
                     cell = m.cell(host, variant, c, s)
-                    out.append({"name": f"main/{host}/{variant}/{c}/seed{s}", "value": cell.value if cell else None,
-                                "unit": f"{b.metric} (%)", "note": cell.note if cell and cell.note else None})
+                    out.append(
+                        {
+                            "name": f"main/{host}/{variant}/{c}/seed{s}",
+                            "value": cell.value if cell else None,
+                            "unit": f"{b.metric} (%)",
+                            "note": cell.note if cell and cell.note else None,
+                        }
+                    )
         for c in COLUMNS:
             gm, gs = mean_std(m.paired_gains(host, c))
             paper_gain = round(paper_value(host, "sparrow", c, table) - paper_value(host, "baseline", c, table), 2)
-            out.append({"name": f"gain/{host}/{c}/mean", "value": gm, "unit": "points", "paper": paper_gain,
-                        "paper_source": PAPER_SOURCE})
+            out.append(
+                {
+                    "name": f"gain/{host}/{c}/mean",
+                    "value": gm,
+                    "unit": "points",
+                    "paper": paper_gain,
+                    "paper_source": PAPER_SOURCE,
+                }
+            )
             out.append({"name": f"gain/{host}/{c}/std", "value": gs, "unit": "points"})
         for variant in ("baseline", "sparrow"):
             for metric in CAPTION_METRICS:
                 values, notes = _caption_values(m, host, variant, metric)
                 mean, std = mean_std(values)
-                out.append({"name": f"gcg/{host}/{variant}/{metric}/mean", "value": mean,
-                            "unit": "x100" if metric == "CLAIR" else "score",
-                            "note": "; ".join(sorted(notes)) or None})
-                out.append({"name": f"gcg/{host}/{variant}/{metric}/std", "value": std,
-                            "unit": "x100" if metric == "CLAIR" else "score"})
+                out.append(
+                    {
+                        "name": f"gcg/{host}/{variant}/{metric}/mean",
+                        "value": mean,
+                        "unit": "x100" if metric == "CLAIR" else "score",
+                        "note": "; ".join(sorted(notes)) or None,
+                    }
+                )
+                out.append(
+                    {
+                        "name": f"gcg/{host}/{variant}/{metric}/std",
+                        "value": std,
+                        "unit": "x100" if metric == "CLAIR" else "score",
+                    }
+                )
     for step in ABLATION_STEPS:
         mean, std = mean_std(a.values(ABLATION_HOST, step, ABLATION_COLUMN))
         reason = a.details.get("tsf_test") if step == "tsf_test" and mean is None else None
-        out.append({"name": f"ablation/{step}/mean", "value": mean, "unit": "J&F (%)",
-                    "paper": steps[step].ref_davis17, "paper_source": ABLATION_SOURCE, "note": reason or note})
+        out.append(
+            {
+                "name": f"ablation/{step}/mean",
+                "value": mean,
+                "unit": "J&F (%)",
+                "paper": steps[step].ref_davis17,
+                "paper_source": ABLATION_SOURCE,
+                "note": reason or note,
+            }
+        )
         out.append({"name": f"ablation/{step}/std", "value": std, "unit": "J&F (%)"})
         for s in m.plan.seeds:
             cell = a.cell(ABLATION_HOST, step, ABLATION_COLUMN, s)
             out.append({"name": f"ablation/{step}/seed{s}", "value": cell.value if cell else None, "unit": "J&F (%)"})
     for b in m.plan.benchmarks:
-        out.append({"name": f"subset/{b.key}/{b.unit}", "value": _count(m, b.key, "units"), "unit": "count",
-                    "note": f"{b.source}/{b.split}, evenly spread subset (limit {b.limit} {b.unit})"})
-        out.append({"name": f"subset/{b.key}/scored_expressions", "value": _count(m, b.key, "expressions"),
-                    "unit": "count"})
+        out.append(
+            {
+                "name": f"subset/{b.key}/{b.unit}",
+                "value": _count(m, b.key, "units"),
+                "unit": "count",
+                "note": f"{b.source}/{b.split}, evenly spread subset (limit {b.limit} {b.unit})",
+            }
+        )
+        out.append(
+            {"name": f"subset/{b.key}/scored_expressions", "value": _count(m, b.key, "expressions"), "unit": "count"}
+        )
     return out
 
 
@@ -318,8 +425,12 @@ def ablation_series(a: Measurements) -> tuple[list[str], list[float], list[float
     """(step names, paper values, measured means, measured stds) for :func:`sparrow.viz.tables.ablation_figure`."""
     paper_steps = {s.step: s for s in ablation()}
     stats = [mean_std(a.values(ABLATION_HOST, s, ABLATION_COLUMN)) for s in ABLATION_STEPS]
-    return ([paper_steps[s].setting for s in ABLATION_STEPS], [paper_steps[s].ref_davis17 for s in ABLATION_STEPS],
-            [m for m, _ in stats], [s for _, s in stats])
+    return (
+        [paper_steps[s].setting for s in ABLATION_STEPS],
+        [paper_steps[s].ref_davis17 for s in ABLATION_STEPS],
+        [m for m, _ in stats],
+        [s for _, s in stats],
+    )
 
 
 def text_dependence_verdict(rows: list[dict]) -> str:
@@ -331,12 +442,16 @@ def text_dependence_verdict(rows: list[dict]) -> str:
     ignoring = [r for r in measured if r["ignores_text"]]
     pred = [r["predicted_pair_iou"] for r in measured]
     truth = [r["ground_truth_pair_iou"] for r in measured]
-    head = (f"{len(ignoring)} of {len(measured)} (host, variant, benchmark) runs give the same mask for different "
-            f"referents of a video (pair IoU {min(pred):.3f}-{max(pred):.3f}; ground truth {min(truth):.3f}-"
-            f"{max(truth):.3f})")
+    head = (
+        f"{len(ignoring)} of {len(measured)} (host, variant, benchmark) runs give the same mask for different "
+        f"referents of a video (pair IoU {min(pred):.3f}-{max(pred):.3f}; ground truth {min(truth):.3f}-"
+        f"{max(truth):.3f})"
+    )
     if len(ignoring) == len(measured):
-        return (head + ": the masks do not follow the text, so these J&F numbers measure a text-independent "
-                "segmentation, and neither TSF nor [BOX] can show a gain through them.")
+        return (
+            head + ": the masks do not follow the text, so these J&F numbers measure a text-independent "
+            "segmentation, and neither TSF nor [BOX] can show a gain through them."
+        )
     return head + "."
 
 
@@ -348,8 +463,10 @@ def text_dependence_numbers(rows: list[dict]) -> list[dict]:
             continue
         name = f"text/{r['host']}/{r['variant']}/{r['benchmark']}"
         note = f"{r['pairs']} pairs of same-video expressions with different referents"
-        out.append({"name": f"{name}/predicted_pair_iou", "value": r["predicted_pair_iou"], "unit": "IoU",
-                    "note": note})
-        out.append({"name": f"{name}/ground_truth_pair_iou", "value": r["ground_truth_pair_iou"], "unit": "IoU",
-                    "note": note})
+        out.append(
+            {"name": f"{name}/predicted_pair_iou", "value": r["predicted_pair_iou"], "unit": "IoU", "note": note}
+        )
+        out.append(
+            {"name": f"{name}/ground_truth_pair_iou", "value": r["ground_truth_pair_iou"], "unit": "IoU", "note": note}
+        )
     return out

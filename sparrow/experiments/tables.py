@@ -47,6 +47,8 @@ VARIANT_SWITCHES = {"baseline": (False, False), "sparrow": (True, True), "tsf-on
 ABLATION_HOST = "videoglamm"
 ABLATION_COLUMN = "ref_davis17"
 ABLATION_STEPS = ("baseline", "tsf", "box", "tsf_test")  # ablation.csv step names
+
+
 @dataclass(frozen=True)
 class TablePlan:
     """What notebook 04 measures: profile, the data seed, training seeds, hosts and the benchmarks."""
@@ -67,14 +69,21 @@ class TablePlan:
             raise ValueError(f"unknown host(s) {unknown}; choose from {TABLE_HOSTS}")
 
     @classmethod
-    def for_profile(cls, profile: str, seed: int = 0, seeds: Sequence[int] | None = None,
-                    hosts: Sequence[str] | None = None) -> "TablePlan":
+    def for_profile(
+        cls, profile: str, seed: int = 0, seeds: Sequence[int] | None = None, hosts: Sequence[str] | None = None
+    ) -> TablePlan:
         """Default seeds: ``seed, seed + 1, ...`` (the profile's ``eval.seeds`` of them); data always from ``seed``;
         default hosts and worker processes: the profile's ``eval.hosts`` and ``eval.workers`` (:mod:`sparrow.profiles`)."""
         table = get_profile(profile).eval
         chosen = tuple(seeds) if seeds is not None else tuple(seed + i for i in range(table.seeds))
-        return cls(profile, int(seed), tuple(int(s) for s in chosen), tuple(hosts) if hosts else table.hosts,
-                   benchmarks_for(profile), max(1, min(table.workers, os.cpu_count() or 1)))
+        return cls(
+            profile,
+            int(seed),
+            tuple(int(s) for s in chosen),
+            tuple(hosts) if hosts else table.hosts,
+            benchmarks_for(profile),
+            max(1, min(table.workers, os.cpu_count() or 1)),
+        )
 
 
 @dataclass
@@ -105,8 +114,9 @@ class Measurements:
 
     def values(self, host: str, variant: str, column: str) -> list[float]:
         """The per-seed values, in seed order; seeds without a number are left out."""
-        cells = sorted((c for c in self.cells if (c.host, c.variant, c.column) == (host, variant, column)),
-                       key=lambda c: c.seed)
+        cells = sorted(
+            (c for c in self.cells if (c.host, c.variant, c.column) == (host, variant, column)), key=lambda c: c.seed
+        )
         return [c.value for c in cells if c.value is not None]
 
     def cell(self, host: str, variant: str, column: str, seed: int) -> Cell | None:
@@ -143,18 +153,23 @@ class PaperAssets:
     def message(self) -> str:
         if self.ok:
             return f"paper assets found: curated data {self.curated_root}, checkpoints {self.checkpoints_root}"
-        return ("SKIPPED: the paper comparison needs assets that are absent: " + "; ".join(self.missing)
-                + ". Curate the real releases with `sparrow curate` and put the converted checkpoints in "
-                  "<checkpoints>/<host>-<baseline|sparrow|tsf-only>/ (SparrowModel.save_pretrained format).")
+        return (
+            "SKIPPED: the paper comparison needs assets that are absent: "
+            + "; ".join(self.missing)
+            + ". Curate the real releases with `sparrow curate` and put the converted checkpoints in "
+            "<checkpoints>/<host>-<baseline|sparrow|tsf-only>/ (SparrowModel.save_pretrained format)."
+        )
 
 
 def checkpoint_name(host: str, variant: str) -> str:
     return f"{host}-{variant}"
 
 
-def find_paper_assets(plan: TablePlan, curated_root: str | Path | None, checkpoints_root: str | Path | None
-                      ) -> PaperAssets:
+def find_paper_assets(
+    plan: TablePlan, curated_root: str | Path | None, checkpoints_root: str | Path | None
+) -> PaperAssets:
     """Check the curated real data and every checkpoint the plan needs (relative paths are under SPARROW_HOME)."""
+
     def resolve(p: str | Path | None) -> Path | None:
         if p is None:
             return None
@@ -183,8 +198,10 @@ def find_paper_assets(plan: TablePlan, curated_root: str | Path | None, checkpoi
 # Measuring
 # ----------------------------------------------------------------------------------------------------------------
 def _cells(results: dict, host: str, variant: str, seed: int) -> list[Cell]:
-    return [Cell(host, variant, seed, key, r.value, r.note, r.seg_found_rate, r.units, dict(r.details),
-                 r.expressions) for key, r in results.items()]
+    return [
+        Cell(host, variant, seed, key, r.value, r.note, r.seg_found_rate, r.units, dict(r.details), r.expressions)
+        for key, r in results.items()
+    ]
 
 
 def _paper_device() -> str | None:
@@ -204,8 +221,10 @@ def _tsf_run(plan: TablePlan, curated_root: Path | None, tsf_run: str | Path | N
     if tsf_run is not None:
         return Path(tsf_run), ""
     if plan.profile == "paper":
-        return None, ("not computed: under paper, TSF at test needs a finished tracked TSF run of ref-davis17/valid "
-                      "(pass tsf_run, computed with the released GroundingDINO)")
+        return None, (
+            "not computed: under paper, TSF at test needs a finished tracked TSF run of ref-davis17/valid "
+            "(pass tsf_run, computed with the released GroundingDINO)"
+        )
     b = get_benchmark(ABLATION_COLUMN, plan.profile)
     root = curated_root if curated_root is not None else ensure_curated(plan.profile, plan.data_seed)
     return ensure_tsf(plan.profile, plan.data_seed, b.split, b.source, curated_root=root), ""
@@ -272,8 +291,13 @@ def _pretrain_sam(plan: TablePlan) -> None:
 
 def _run_groups(groups: list[_Group], workers: int, show_progress: bool) -> list[Measurements]:
     """Each group in order (``workers`` <= 1) or in a pool, by the training time its runs took last time."""
-    return run_units(_measure_group, groups, workers, show_progress,
-                     cost=lambda g: recorded_seconds(runs_dir(g.plan.profile) / f"{g.host}-seed{g.seed}"))
+    return run_units(
+        _measure_group,
+        groups,
+        workers,
+        show_progress,
+        cost=lambda g: recorded_seconds(runs_dir(g.plan.profile) / f"{g.host}-seed{g.seed}"),
+    )
 
 
 def _merge(plan: TablePlan, parts: list[Measurements]) -> Measurements:
@@ -287,8 +311,9 @@ def _merge(plan: TablePlan, parts: list[Measurements]) -> Measurements:
     return out
 
 
-def measure_main(plan: TablePlan, assets: PaperAssets | None = None, show_progress: bool = False,
-                 clair_judge: Any = None) -> Measurements:
+def measure_main(
+    plan: TablePlan, assets: PaperAssets | None = None, show_progress: bool = False, clair_judge: Any = None
+) -> Measurements:
     """Every (host, variant, seed) on every benchmark of the plan (trained and cached under smoke/mini, in
     ``plan.workers`` processes; the converted checkpoints under paper, or nothing with ``skipped`` set when they
     are absent). ``train_seconds``/``eval_seconds`` add up the time of every group (more than the wall time when
@@ -303,9 +328,15 @@ def measure_main(plan: TablePlan, assets: PaperAssets | None = None, show_progre
             for variant in ("baseline", "sparrow"):
                 start = time.perf_counter()
                 name = checkpoint_name(host, variant)
-                results = evaluate_checkpoint(assets.checkpoints_root / name, plan.benchmarks, assets.curated_root,
-                                              eval_root("paper") / name, clair_judge=clair_judge,
-                                              show_progress=show_progress, device=_paper_device())
+                results = evaluate_checkpoint(
+                    assets.checkpoints_root / name,
+                    plan.benchmarks,
+                    assets.curated_root,
+                    eval_root("paper") / name,
+                    clair_judge=clair_judge,
+                    show_progress=show_progress,
+                    device=_paper_device(),
+                )
                 out.eval_seconds += time.perf_counter() - start
                 out.predict_seconds += sum(r.predict_seconds for r in results.values())
                 out.cells += _cells(results, host, variant, plan.seeds[0])
@@ -315,15 +346,24 @@ def measure_main(plan: TablePlan, assets: PaperAssets | None = None, show_progre
         _pretrain_sam(plan)
     if ABLATION_HOST in plan.hosts and plan.workers > 1:
         path, why = _tsf_run(plan, None, None)
-        groups = [replace(g, tsf_run=str(path) if path else None, tsf_why=why, with_ablation=True)
-                  if g.host == ABLATION_HOST else g for g in groups]
+        groups = [
+            replace(g, tsf_run=str(path) if path else None, tsf_why=why, with_ablation=True)
+            if g.host == ABLATION_HOST
+            else g
+            for g in groups
+        ]
     if clair_judge is not None:  # a judge (an HTTP client, a loaded LLM) stays in this process
         return _merge(plan, [_measure_group(g, clair_judge) for g in groups])
     return _merge(plan, _run_groups(groups, plan.workers, show_progress))
 
 
-def measure_ablation(plan: TablePlan, main: Measurements, assets: PaperAssets | None = None,
-                     tsf_run: str | Path | None = None, show_progress: bool = False) -> Measurements:
+def measure_ablation(
+    plan: TablePlan,
+    main: Measurements,
+    assets: PaperAssets | None = None,
+    tsf_run: str | Path | None = None,
+    show_progress: bool = False,
+) -> Measurements:
     """Ref-DAVIS17 of the four ablation steps per seed; baseline and + [BOX] are the main table's cells."""
     out = Measurements(plan)
     if ABLATION_HOST not in plan.hosts:
@@ -336,8 +376,20 @@ def measure_ablation(plan: TablePlan, main: Measurements, assets: PaperAssets | 
     for step, variant in (("baseline", "baseline"), ("box", "sparrow")):
         for s in plan.seeds:
             c = main.cell(ABLATION_HOST, variant, ABLATION_COLUMN, s)
-            base.append(Cell(ABLATION_HOST, step, s, ABLATION_COLUMN, c.value, c.note, c.seg_found_rate, c.units,
-                             dict(c.details), c.expressions))
+            base.append(
+                Cell(
+                    ABLATION_HOST,
+                    step,
+                    s,
+                    ABLATION_COLUMN,
+                    c.value,
+                    c.note,
+                    c.seg_found_rate,
+                    c.units,
+                    dict(c.details),
+                    c.expressions,
+                )
+            )
     path, why = _tsf_run(plan, assets.curated_root if assets else None, tsf_run)
     if plan.profile == "paper":
         out.details["tsf_test"] = why or f"tsf-run:{path.name}"
@@ -350,12 +402,30 @@ def measure_ablation(plan: TablePlan, main: Measurements, assets: PaperAssets | 
                 continue
             boxes, tag = tsf_boxes_from_run(path) if use_boxes else (None, None)
             ckpt = checkpoint_name(ABLATION_HOST, name)
-            r = evaluate_checkpoint(assets.checkpoints_root / ckpt, bench, assets.curated_root,
-                                    eval_root("paper") / (ckpt + ("+tsf-test" if use_boxes else "")),
-                                    tsf_boxes=boxes, tsf_tag=tag, show_progress=show_progress,
-                                    device=_paper_device())[ABLATION_COLUMN]
-            out.cells.append(Cell(ABLATION_HOST, step, seed, ABLATION_COLUMN, r.value, r.note, r.seg_found_rate,
-                                  r.units, dict(r.details), r.expressions))
+            r = evaluate_checkpoint(
+                assets.checkpoints_root / ckpt,
+                bench,
+                assets.curated_root,
+                eval_root("paper") / (ckpt + ("+tsf-test" if use_boxes else "")),
+                tsf_boxes=boxes,
+                tsf_tag=tag,
+                show_progress=show_progress,
+                device=_paper_device(),
+            )[ABLATION_COLUMN]
+            out.cells.append(
+                Cell(
+                    ABLATION_HOST,
+                    step,
+                    seed,
+                    ABLATION_COLUMN,
+                    r.value,
+                    r.note,
+                    r.seg_found_rate,
+                    r.units,
+                    dict(r.details),
+                    r.expressions,
+                )
+            )
         return out
     groups = [_Group(plan, ABLATION_HOST, s, "ablation", str(path) if path else None, why) for s in plan.seeds]
     out = _merge(plan, _run_groups(groups, plan.workers, show_progress))
@@ -377,14 +447,25 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
     rows = []
     for host in plan.hosts:
         for variant in ("baseline", "sparrow"):
-            run_dir = (eval_root(plan.profile) / checkpoint_name(host, variant) if plan.profile == "paper"
-                       else variant_eval_dir(plan.profile, host, seed, variant))
+            run_dir = (
+                eval_root(plan.profile) / checkpoint_name(host, variant)
+                if plan.profile == "paper"
+                else variant_eval_dir(plan.profile, host, seed, variant)
+            )
             for b in plan.benchmarks:
                 folder = run_dir / b.key / "Annotations"
                 if b.protocol != "rvos" or not folder.is_dir():
                     continue
                 r = text_dependence(curated, folder, b.source, b.split)
-                rows.append({"host": host, "variant": variant, "benchmark": b.key, "pairs": r.pairs,
-                             "predicted_pair_iou": r.predicted_pair_iou,
-                             "ground_truth_pair_iou": r.ground_truth_pair_iou, "ignores_text": r.ignores_text})
+                rows.append(
+                    {
+                        "host": host,
+                        "variant": variant,
+                        "benchmark": b.key,
+                        "pairs": r.pairs,
+                        "predicted_pair_iou": r.predicted_pair_iou,
+                        "ground_truth_pair_iou": r.ground_truth_pair_iou,
+                        "ignores_text": r.ignores_text,
+                    }
+                )
     return rows

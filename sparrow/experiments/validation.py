@@ -71,8 +71,10 @@ def held_out_expressions(curated, source: str, split: str, limit: int | None) ->
     """Expressions of ``source``/``split``, sorted by (video, expression) id, thinned evenly to ``limit``."""
     found = sorted(curated.iter_expressions(source=source, split=split), key=lambda e: (e.video_id, e.expression_id))
     if not found:
-        raise DataError(f"{curated.root}: no expressions in {source}/{split} (available: "
-                        f"{', '.join(f'{s}/{p}' for s in curated.sources() for p in curated.splits(s))})")
+        raise DataError(
+            f"{curated.root}: no expressions in {source}/{split} (available: "
+            f"{', '.join(f'{s}/{p}' for s in curated.sources() for p in curated.splits(s))})"
+        )
     return evenly_spread(found, limit)
 
 
@@ -86,8 +88,14 @@ def _curated(run: RunResult, curated_root: str | Path | None) -> CuratedDataset:
     return CuratedDataset(curated_root if curated_root is not None else ensure_curated(run.profile, run.seed))
 
 
-def quick_validation(run: RunResult, split: str = DEFAULT_SPLIT, source: str = DEFAULT_SOURCE, limit: int | None = -1,
-                     curated_root: str | Path | None = None, model: Any = None) -> Validation:
+def quick_validation(
+    run: RunResult,
+    split: str = DEFAULT_SPLIT,
+    source: str = DEFAULT_SOURCE,
+    limit: int | None = -1,
+    curated_root: str | Path | None = None,
+    model: Any = None,
+) -> Validation:
     """Score ``run`` (a :class:`~sparrow.train.variants.RunResult`) on held-out expressions.
 
     ``limit=-1`` uses the profile's default subset size (:data:`DEFAULT_LIMIT`); ``None`` scores every expression."""
@@ -110,13 +118,21 @@ def quick_validation(run: RunResult, split: str = DEFAULT_SPLIT, source: str = D
             preds = model.predict_many(frames, [exp.text for exp in group])
         for exp, pred in zip(group, preds):
             j, f = score_expression(curated.expression_masks(exp), pred.masks)
-            scores.append(ExpressionScore(exp.video_id, exp.expression_id, exp.text, j, f, bool(pred.seg_found),
-                                          pred.answer))
+            scores.append(
+                ExpressionScore(exp.video_id, exp.expression_id, exp.text, j, f, bool(pred.seg_found), pred.answer)
+            )
     j = float(np.mean([s.j for s in scores]))
     f = float(np.mean([s.f for s in scores]))
-    return Validation(source=source, split=split, jf=100.0 * (j + f) / 2, j=100.0 * j, f=100.0 * f,
-                      n_expressions=len(scores), seg_found_rate=float(np.mean([s.seg_found for s in scores])),
-                      per_expression=scores)
+    return Validation(
+        source=source,
+        split=split,
+        jf=100.0 * (j + f) / 2,
+        j=100.0 * j,
+        f=100.0 * f,
+        n_expressions=len(scores),
+        seg_found_rate=float(np.mean([s.seg_found for s in scores])),
+        per_expression=scores,
+    )
 
 
 @dataclass
@@ -132,9 +148,15 @@ class Comparison:
     answers: dict[str, str]
 
 
-def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: int = 2,
-                        split: str = DEFAULT_SPLIT, source: str = DEFAULT_SOURCE,
-                        curated_root: str | Path | None = None) -> list[Comparison]:
+def compare_predictions(
+    models: Mapping[str, Any],
+    profile: str,
+    seed: int,
+    n: int = 2,
+    split: str = DEFAULT_SPLIT,
+    source: str = DEFAULT_SOURCE,
+    curated_root: str | Path | None = None,
+) -> list[Comparison]:
     """Each model's prediction on the same ``n`` held-out expressions (evenly spread over the split)."""
     curated = CuratedDataset(curated_root if curated_root is not None else ensure_curated(profile, seed))
     out = []
@@ -146,8 +168,9 @@ def compare_predictions(models: Mapping[str, Any], profile: str, seed: int, n: i
                 warnings.simplefilter("ignore")
                 pred = model.predict(frames, exp.text)
             preds[name], answers[name] = pred.masks, pred.answer
-        out.append(Comparison(exp.video_id, exp.expression_id, exp.text, frames, curated.expression_masks(exp),
-                              preds, answers))
+        out.append(
+            Comparison(exp.video_id, exp.expression_id, exp.text, frames, curated.expression_masks(exp), preds, answers)
+        )
     return out
 
 
@@ -160,9 +183,18 @@ def paper_mevis_valid_u(host: str) -> tuple[float, float] | None:
 
 def summary_rows(validations: Mapping[str, Validation]) -> list[dict[str, Any]]:
     """One row per run: J&F, J, F, expressions scored and the share of answers that contained a [SEG]."""
-    return [{"run": name, "J&F": round(v.jf, 2), "J": round(v.j, 2), "F": round(v.f, 2),
-             "expressions": v.n_expressions, "[SEG] emitted": f"{100 * v.seg_found_rate:.0f}%",
-             "split": f"{v.source}/{v.split}"} for name, v in validations.items()]
+    return [
+        {
+            "run": name,
+            "J&F": round(v.jf, 2),
+            "J": round(v.j, 2),
+            "F": round(v.f, 2),
+            "expressions": v.n_expressions,
+            "[SEG] emitted": f"{100 * v.seg_found_rate:.0f}%",
+            "split": f"{v.source}/{v.split}",
+        }
+        for name, v in validations.items()
+    ]
 
 
 def verdict(baseline: Validation, sparrow: Validation, host: str, profile: str) -> str:
@@ -170,15 +202,19 @@ def verdict(baseline: Validation, sparrow: Validation, host: str, profile: str) 
     delta = sparrow.jf - baseline.jf
     where = f"{baseline.n_expressions} {baseline.source} {baseline.split} expressions ({profile})"
     paper = paper_mevis_valid_u(host)
-    paper_text = (f" The paper reports {paper[0]:.1f} -> {paper[1]:.1f} ({paper[1] - paper[0]:+.1f}) on the full "
-                  f"MeViS valid_u with the real {host}.")
+    paper_text = (
+        f" The paper reports {paper[0]:.1f} -> {paper[1]:.1f} ({paper[1] - paper[0]:+.1f}) on the full "
+        f"MeViS valid_u with the real {host}."
+    )
     if delta > 0:
         head = f"SPARROW beats the baseline: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} ({delta:+.2f}) on {where}."
     elif delta == 0:
         head = f"SPARROW ties with the baseline: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} on {where}."
     else:
-        head = (f"SPARROW does NOT beat the baseline here: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} "
-                f"({delta:+.2f}) on {where}.")
+        head = (
+            f"SPARROW does NOT beat the baseline here: J&F {sparrow.jf:.2f} vs {baseline.jf:.2f} "
+            f"({delta:+.2f}) on {where}."
+        )
     return head + paper_text
 
 
@@ -195,8 +231,9 @@ class PromptFollowing:
 
 
 @torch.no_grad()
-def prompt_following(weights: str | Path, spec: SamSpec, curated_root: str | Path, split: str = "valid",
-                     n: int = 64) -> PromptFollowing:
+def prompt_following(
+    weights: str | Path, spec: SamSpec, curated_root: str | Path, split: str = "valid", n: int = 64
+) -> PromptFollowing:
     """Score pretrained SAM2 weights on ``n`` evenly spread held-out (frame, box, mask) items of ``split``."""
     model = SamPretrainer(spec).eval()
     load_pretrained_sam(model.decoder.sam, weights)
@@ -207,8 +244,11 @@ def prompt_following(weights: str | Path, spec: SamSpec, curated_root: str | Pat
     # Another item's box (the next one in the list) asks for another object, usually in another video.
     other = (box_mask_logits(model.decoder, batch["frame"], batch["box"].roll(1, 0)) > 0).numpy()
     # J of the DAVIS definition per item (1 on an empty union), averaged
-    return PromptFollowing(float(region_similarity(batch["mask"].numpy(), own).mean()),
-                           float(region_similarity(own, other).mean()), len(picks))
+    return PromptFollowing(
+        float(region_similarity(batch["mask"].numpy(), own).mean()),
+        float(region_similarity(own, other).mean()),
+        len(picks),
+    )
 
 
 def pretrained_sam_check(host: str, profile: str, curated_root: str | Path) -> PromptFollowing | None:
@@ -222,8 +262,13 @@ def pretrained_sam_check(host: str, profile: str, curated_root: str | Path) -> P
 # ----------------------------------------------------------------------------------------------------------------
 # Recorded numbers
 # ----------------------------------------------------------------------------------------------------------------
-def recorded_numbers(runs: Mapping[str, RunResult], validations: Mapping[str, Validation], host: str,
-                     profile: str, sam_check: PromptFollowing | None = None) -> list[dict[str, Any]]:
+def recorded_numbers(
+    runs: Mapping[str, RunResult],
+    validations: Mapping[str, Validation],
+    host: str,
+    profile: str,
+    sam_check: PromptFollowing | None = None,
+) -> list[dict[str, Any]]:
     """Every number notebook 03 reports, as keyword arguments of :meth:`sparrow.results.Recorder.add`: per run
     (``"baseline"`` and the SPARROW variant's name) its steps, final loss terms and held-out J&F, J, F and [SEG]
     rate, then the SAM2 prompt-following check."""
@@ -234,12 +279,22 @@ def recorded_numbers(runs: Mapping[str, RunResult], validations: Mapping[str, Va
     out: list[dict[str, Any]] = []
     for name, run in runs.items():
         out.append({"name": f"train/steps/{name}", "value": run.total_steps, "unit": "steps"})
-        out += [{"name": f"train/final_{term}/{name}", "value": value, "unit": "loss"}
-                for term, value in run.final_losses.items()]
+        out += [
+            {"name": f"train/final_{term}/{name}", "value": value, "unit": "loss"}
+            for term, value in run.final_losses.items()
+        ]
         v = validations[name]
         paper = paper_base if name == "baseline" else (paper_sparrow if name == "sparrow" else None)
-        out.append({"name": f"val/jf/{name}", "value": v.jf, "unit": "J&F (%)", "paper": paper,
-                    "paper_source": source if paper else None, "note": note})
+        out.append(
+            {
+                "name": f"val/jf/{name}",
+                "value": v.jf,
+                "unit": "J&F (%)",
+                "paper": paper,
+                "paper_source": source if paper else None,
+                "note": note,
+            }
+        )
         out.append({"name": f"val/j/{name}", "value": v.j, "unit": "J (%)"})
         out.append({"name": f"val/f/{name}", "value": v.f, "unit": "F (%)"})
         out.append({"name": f"val/seg_emitted/{name}", "value": v.seg_found_rate, "unit": "fraction"})

@@ -56,7 +56,7 @@ class SparrowBatch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def to(self, device: torch.device | str) -> "SparrowBatch":
+    def to(self, device: torch.device | str) -> SparrowBatch:
         def move(value):
             if torch.is_tensor(value):
                 return value.to(device)

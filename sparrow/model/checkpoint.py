@@ -49,8 +49,17 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     seen: dict[tuple, str] = {}
     for name, tensor in state.items():
         tensor = tensor.detach()
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-               tuple(tensor.stride()), tensor.dtype) if tensor.numel() else None
+        key = (
+            (
+                tensor.untyped_storage().data_ptr(),
+                tensor.storage_offset(),
+                tuple(tensor.shape),
+                tuple(tensor.stride()),
+                tensor.dtype,
+            )
+            if tensor.numel()
+            else None
+        )
         if key is not None and key in seen:
             aliases[name] = seen[key]
             continue
@@ -106,9 +115,13 @@ def load_state_strict(module: nn.Module, path: Path) -> None:
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: config/weights mismatch; missing keys ({len(missing)}): {_preview(missing)}; "
-            f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if tuple(state[k].shape) != tuple(v.shape)]
+            f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}"
+        )
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
     if wrong:
         raise CheckpointError(f"{path}: config/weights shape mismatch: {_preview(wrong)}")
     module.load_state_dict(state, strict=True)

@@ -88,8 +88,17 @@ class SparrowCollator:
             label_ids[i, : y.shape[0]] = y
             attention[i, : x.shape[0]] = 1
         return SparrowBatch(
-            input_ids=input_ids, labels=label_ids, attention_mask=attention, frames=torch.stack(frames),
-            sam_frames=torch.stack(sam), target_masks=masks, object_boxes=boxes, orig_sizes=orig,
+            input_ids=input_ids,
+            labels=label_ids,
+            attention_mask=attention,
+            frames=torch.stack(frames),
+            sam_frames=torch.stack(sam),
+            target_masks=masks,
+            object_boxes=boxes,
+            orig_sizes=orig,
             temporal_frames=torch.stack(temporal) if temporal else None,
-            tsf_crops=crops if num_tsf else None, video_ids=[e.video_id for e in examples],
-            query_ids=[e.query_id for e in examples], stage=self.stage)
+            tsf_crops=crops if num_tsf else None,
+            video_ids=[e.video_id for e in examples],
+            query_ids=[e.query_id for e in examples],
+            stage=self.stage,
+        )

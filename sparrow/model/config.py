@@ -229,22 +229,23 @@ class ModelConfig:
         if self.num_sam_frames < 1 or self.num_frames < 1:
             raise ValueError("num_frames and num_sam_frames must be >= 1")
         if self.temporal is not None and self.num_frames % self.temporal.chunk_size:
-            raise ValueError(f"num_frames={self.num_frames} is not a multiple of the temporal chunk "
-                             f"{self.temporal.chunk_size}")
+            raise ValueError(
+                f"num_frames={self.num_frames} is not a multiple of the temporal chunk {self.temporal.chunk_size}"
+            )
 
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
-    def for_preset(cls, host: str, profile: str, **overrides: Any) -> "ModelConfig":
+    def for_preset(cls, host: str, profile: str, **overrides: Any) -> ModelConfig:
         """The preset of ``host`` at ``profile`` size; keyword overrides replace top-level fields."""
         from sparrow.model.presets import preset
 
         return preset(host, profile, **overrides)
 
     @classmethod
-    def for_profile(cls, profile: str, host: str = "videoglamm", **overrides: Any) -> "ModelConfig":
+    def for_profile(cls, profile: str, host: str = "videoglamm", **overrides: Any) -> ModelConfig:
         return cls.for_preset(host, profile, **overrides)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     # -- derived -----------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ class ModelConfig:
         return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
+    def from_json(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
         data = dict(data)
         fmt = data.pop("format", None)
         if fmt != CONFIG_FORMAT:

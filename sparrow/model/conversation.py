@@ -41,10 +41,19 @@ CHAT_TEMPLATES: dict[str, ChatTemplate] = {
     "llava_v1": ChatTemplate(
         "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
         "detailed, and polite answers to the user's questions. ",
-        "USER: ", " ", "ASSISTANT: ", "</s>"),
+        "USER: ",
+        " ",
+        "ASSISTANT: ",
+        "</s>",
+    ),
     # Qwen2.5-VL chat
-    "qwen_chatml": ChatTemplate("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
-                                "<|im_start|>user\n", "<|im_end|>\n", "<|im_start|>assistant\n", "<|im_end|>"),
+    "qwen_chatml": ChatTemplate(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
+        "<|im_start|>user\n",
+        "<|im_end|>\n",
+        "<|im_start|>assistant\n",
+        "<|im_end|>",
+    ),
 }
 
 QUESTION_TEMPLATES: tuple[str, ...] = (
@@ -84,8 +93,14 @@ class TokenizedTurn:
     labels: list[int]
 
 
-def tokenize_conversation(tokenizer, template: ChatTemplate, question: str, answer: str | None,
-                          num_tsf: int = 0, max_length: int | None = None) -> TokenizedTurn:
+def tokenize_conversation(
+    tokenizer,
+    template: ChatTemplate,
+    question: str,
+    answer: str | None,
+    num_tsf: int = 0,
+    max_length: int | None = None,
+) -> TokenizedTurn:
     """Ids and labels of one turn; ``answer=None`` gives the generation prompt (ends with the assistant prefix).
 
     The video placeholder goes first in the human turn; ``num_tsf`` ``<tsf>`` placeholders follow the question.

@@ -26,7 +26,6 @@ from sparrow.model.frames import sample_training_frames
 from sparrow.model.tokens import MASK_IGNORE_INDEX, SEG_TOKEN
 from sparrow.storage import DataError
 
-
 FRAME_CACHE_BYTES = 256 << 20  # decoded frames kept per dataset (SPARROW-Mini's training frames take ~190 MiB)
 
 
@@ -34,17 +33,23 @@ class SparrowDataset(Dataset):
     """``frame_cache_bytes`` bounds the decoded frames kept in memory (least recently used first out; 0: none):
     a video's frames are decoded from JPEG once, not once per expression and pass."""
 
-    def __init__(self, curated_root: str | Path, split: str, cfg: ModelConfig, sources: list[str] | None = None,
-                 include_qa: bool = False, include_expressions: bool = True,
-                 frame_cache_bytes: int = FRAME_CACHE_BYTES):
+    def __init__(
+        self,
+        curated_root: str | Path,
+        split: str,
+        cfg: ModelConfig,
+        sources: list[str] | None = None,
+        include_qa: bool = False,
+        include_expressions: bool = True,
+        frame_cache_bytes: int = FRAME_CACHE_BYTES,
+    ):
         self.curated = CuratedDataset(curated_root)
         self.frame_cache_bytes = int(frame_cache_bytes)
         self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._frame_bytes = 0
         self.cfg = cfg
         self.split = split
-        keep = {v.video_id for v in self.curated.iter_videos(split=split)
-                if sources is None or v.source in sources}
+        keep = {v.video_id for v in self.curated.iter_videos(split=split) if sources is None or v.source in sources}
         self.items: list[tuple[str, object]] = []
         if include_expressions:
             for exp in self.curated.iter_expressions():
@@ -55,8 +60,9 @@ class SparrowDataset(Dataset):
                 if qa.video_id in keep:
                     self.items.append(("qa", qa))
         if not self.items:
-            raise DataError(f"{self.curated.root}: no items for split {split!r}"
-                            + (f" and sources {sources}" if sources else ""))
+            raise DataError(
+                f"{self.curated.root}: no items for split {split!r}" + (f" and sources {sources}" if sources else "")
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -121,16 +127,28 @@ class SparrowDataset(Dataset):
         sam_frames = loaded[[pos[t] for t in sam_idx]]
         if kind == "expression":
             per_object = self._object_masks(video, rec.object_ids, sam_idx)
-            targets = per_object.max(axis=0, keepdims=True) if len(per_object) else \
-                np.zeros((1, len(sam_idx), video.height, video.width), np.int8)
+            targets = (
+                per_object.max(axis=0, keepdims=True)
+                if len(per_object)
+                else np.zeros((1, len(sam_idx), video.height, video.width), np.int8)
+            )
             text, answer = rec.text, None
         else:
             targets = self._qa_targets(video, rec, sam_idx)
             text, answer = rec.question, rec.answer
         return SparrowExample(
-            video_id=video.video_id, query_id=key, kind=kind, text=text, answer=answer, frames=frames,
-            sam_frames=sam_frames, target_masks=targets, object_boxes=self._object_boxes(video, sam_idx[0]),
-            frame_indices=enc_idx, sam_frame_indices=sam_idx)
+            video_id=video.video_id,
+            query_id=key,
+            kind=kind,
+            text=text,
+            answer=answer,
+            frames=frames,
+            sam_frames=sam_frames,
+            target_masks=targets,
+            object_boxes=self._object_boxes(video, sam_idx[0]),
+            frame_indices=enc_idx,
+            sam_frame_indices=sam_idx,
+        )
 
     def _qa_targets(self, video: VideoRecord, rec, sam_idx: list[int]) -> np.ndarray:
         n_seg = min(rec.answer.count(SEG_TOKEN), self.cfg.max_seg_tokens)

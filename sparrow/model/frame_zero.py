@@ -14,8 +14,9 @@ from sparrow.model.proposer import ClassAgnosticProposer, Proposals
 from sparrow.model.roi_helper import ROIProposalHelper
 
 
-def proposer_input(proposer: ClassAgnosticProposer, pixel_decoder: PixelDecoder, feats: FrameFeatures,
-                   pixels: torch.Tensor, t: int = 0) -> torch.Tensor:
+def proposer_input(
+    proposer: ClassAgnosticProposer, pixel_decoder: PixelDecoder, feats: FrameFeatures, pixels: torch.Tensor, t: int = 0
+) -> torch.Tensor:
     """(1, C, h, w) proposer input for frame ``t`` of ``feats`` (``pixels``: that frame, for a re-encode)."""
     size = proposer.spec.image_size
     if size is None or size == pixel_decoder.image_size:
@@ -30,9 +31,15 @@ class FrameZero:
 
     ``proposals`` and ``roi_tokens`` are computed on first access and kept; ``proposals`` may be given up front."""
 
-    def __init__(self, feats: FrameFeatures, pixels: torch.Tensor, proposer: ClassAgnosticProposer | None,
-                 pixel_decoder: PixelDecoder, roi_helper: ROIProposalHelper | None,
-                 proposals: Proposals | None = None):
+    def __init__(
+        self,
+        feats: FrameFeatures,
+        pixels: torch.Tensor,
+        proposer: ClassAgnosticProposer | None,
+        pixel_decoder: PixelDecoder,
+        roi_helper: ROIProposalHelper | None,
+        proposals: Proposals | None = None,
+    ):
         self.feats = feats
         self.pixels = pixels
         self._proposer = proposer
@@ -54,13 +61,15 @@ class FrameZero:
         """The class-agnostic proposer's proposals on frame 0."""
         if self._proposals is None:
             self._proposals = self._proposer.propose(
-                proposer_input(self._proposer, self._pixel_decoder, self.feats, self.pixels))[0]
+                proposer_input(self._proposer, self._pixel_decoder, self.feats, self.pixels)
+            )[0]
         return self._proposals
 
     @property
     def roi_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The ROI helper's query-independent tokens of the proposals: (N_p, T, hidden) and (N_p, hidden)."""
         if self._roi_tokens is None:
-            self._roi_tokens = self._roi_helper.proposal_tokens(self.proposals.boxes, self.pyramid,
-                                                                self._pixel_decoder.image_size)
+            self._roi_tokens = self._roi_helper.proposal_tokens(
+                self.proposals.boxes, self.pyramid, self._pixel_decoder.image_size
+            )
         return self._roi_tokens

@@ -40,12 +40,15 @@ def window_indices(num_available: int, n: int, key: str) -> list[int]:
     return list(range(start, start + n))
 
 
-def sample_training_frames(num_available: int, num_frames: int, num_sam_frames: int, host: str,
-                           key: str) -> tuple[list[int], list[int]]:
+def sample_training_frames(
+    num_available: int, num_frames: int, num_sam_frames: int, host: str, key: str
+) -> tuple[list[int], list[int]]:
     """(encoder frame indices, SAM frame indices) of one training item."""
     if host == "glus":
         return segment_centres(num_available, num_frames), window_indices(num_available, num_sam_frames, key)
-    return linspace_truncated_padded(num_available, num_frames), linspace_truncated_padded(num_available, num_sam_frames)
+    return linspace_truncated_padded(num_available, num_frames), linspace_truncated_padded(
+        num_available, num_sam_frames
+    )
 
 
 def to_float(frames: np.ndarray) -> torch.Tensor:

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from sparrow.data.boxes import frame_boxes
+from sparrow.data.indices import linspace_truncated_padded
 from sparrow.model.batch import Prediction
 from sparrow.model.config import StageBehaviour, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
-from sparrow.data.boxes import frame_boxes
-from sparrow.data.indices import linspace_truncated_padded
 from sparrow.model.frames import encoder_frames, segment_centres, stretch, to_float
 from sparrow.model.multimodal_inputs import expand_sample, token_marks
 from sparrow.model.pixel_decoder import MemoryState
@@ -74,19 +74,27 @@ class WholeVideo:
             if sizes.temporal:
                 same = sizes.temporal == sizes.spatial and sizes.spatial_kind == "clip"  # the collator's rule
                 temporal = llm_frames if same else encoder_frames(frames[idx], sizes.temporal, "clip")
-            self._visual = m.visual_tokens(llm_frames.unsqueeze(0),
-                                           None if temporal is None else temporal.unsqueeze(0))[0]
+            self._visual = m.visual_tokens(
+                llm_frames.unsqueeze(0), None if temporal is None else temporal.unsqueeze(0)
+            )[0]
         return self._visual
 
-    def segment(self, question: str, tsf: torch.Tensor | None, num_tsf: int, max_new_tokens: int,
-                behaviour: StageBehaviour) -> Segmentation:
+    def segment(
+        self, question: str, tsf: torch.Tensor | None, num_tsf: int, max_new_tokens: int, behaviour: StageBehaviour
+    ) -> Segmentation:
         m, video = self.video.model, self.video
         answer_text, seg_h, box_h = answer(m, self.visual(), question, tsf, num_tsf, max_new_tokens)
         if seg_h.shape[0] == 0:
             return None, answer_text, None
-        logits, boxes = m.segment(video.feats, m.lv_projector(seg_h), m.lv_projector.query(box_h), video.shape[1:],
-                                  video.frame0, guidance=behaviour.guidance,
-                                  prior_filter=m.cfg.selector.box_prior_filter_test)
+        logits, boxes = m.segment(
+            video.feats,
+            m.lv_projector(seg_h),
+            m.lv_projector.query(box_h),
+            video.shape[1:],
+            video.frame0,
+            guidance=behaviour.guidance,
+            prior_filter=m.cfg.selector.box_prior_filter_test,
+        )
         return logits, answer_text, boxes
 
 
@@ -112,8 +120,9 @@ class QuestionWindows:
             self._windows[start] = m.visual_tokens(llm_frames.unsqueeze(0), None)[0]
         return self._windows[start]
 
-    def segment(self, question: str, tsf: torch.Tensor | None, num_tsf: int, max_new_tokens: int,
-                behaviour: StageBehaviour) -> Segmentation:
+    def segment(
+        self, question: str, tsf: torch.Tensor | None, num_tsf: int, max_new_tokens: int, behaviour: StageBehaviour
+    ) -> Segmentation:
         m, video = self.video.model, self.video
         t, h, w = video.shape
         n = m.cfg.num_sam_frames
@@ -128,12 +137,19 @@ class QuestionWindows:
                     return None, answer_text, None
             tokens = m.lv_projector(seg_h) if seg_h.shape[0] else seg_prev
             if seg_prev is not None and tokens.shape[0] != seg_prev.shape[0]:
-                fill = seg_prev[tokens.shape[0]:] if tokens.shape[0] < seg_prev.shape[0] else None
+                fill = seg_prev[tokens.shape[0] :] if tokens.shape[0] < seg_prev.shape[0] else None
                 tokens = torch.cat([tokens, fill]) if fill is not None else tokens[: seg_prev.shape[0]]
             logits, win_boxes = m.segment(
-                video.feats.frames(window[0], window[-1] + 1), tokens, m.lv_projector.query(box_h), (h, w),
-                video.frame0, guidance=behaviour.guidance and start == 0,
-                prior_filter=m.cfg.selector.box_prior_filter_test, state=state, fixed_boxes=boxes)
+                video.feats.frames(window[0], window[-1] + 1),
+                tokens,
+                m.lv_projector.query(box_h),
+                (h, w),
+                video.frame0,
+                guidance=behaviour.guidance and start == 0,
+                prior_filter=m.cfg.selector.box_prior_filter_test,
+                state=state,
+                fixed_boxes=boxes,
+            )
             if start == 0:
                 boxes = win_boxes
             seg_prev = tokens
@@ -160,8 +176,14 @@ def _stop_ids(model: SparrowModel) -> set[int]:
     return stops
 
 
-def answer(model: SparrowModel, visual: torch.Tensor, question: str, tsf: torch.Tensor | None, num_tsf: int,
-           max_new_tokens: int) -> tuple[str, torch.Tensor, torch.Tensor]:
+def answer(
+    model: SparrowModel,
+    visual: torch.Tensor,
+    question: str,
+    tsf: torch.Tensor | None,
+    num_tsf: int,
+    max_new_tokens: int,
+) -> tuple[str, torch.Tensor, torch.Tensor]:
     """Greedy answer for one sample on its visual tokens (N_vis, D): (text, [SEG] hidden states (n, d),
     [BOX] hidden states (m, d)).
 
@@ -171,8 +193,9 @@ def answer(model: SparrowModel, visual: torch.Tensor, question: str, tsf: torch.
     turn = tokenize_conversation(model.tokenizer, CHAT_TEMPLATES[cfg.chat_template], question, None, num_tsf)
     device = visual.device
     prompt = torch.tensor(turn.input_ids, dtype=torch.long, device=device)
-    embeds, _, _, _ = expand_sample(prompt, None, visual, tsf, model.llm.embed, model.seg_token_id,
-                                    model.box_token_id, cfg.tsf_k, cfg.seg_hidden_at)
+    embeds, _, _, _ = expand_sample(
+        prompt, None, visual, tsf, model.llm.embed, model.seg_token_id, model.box_token_id, cfg.tsf_k, cfg.seg_hidden_at
+    )
     stops = _stop_ids(model)
     generated, states = model.llm.generate(embeds.unsqueeze(0), max_new_tokens, stops)
     text_ids = [i for i in generated if i not in stops]
@@ -194,8 +217,11 @@ def _tsf_tokens(model: SparrowModel, video: torch.Tensor, tsf_boxes, tsf_embeddi
     if tsf_boxes is not None:
         crops, _, _ = tracked_box_crops(video, np.asarray(tsf_boxes), model.spatial.image_size)
         return model.tsf_tokens(crops)
-    warnings.warn("tsf_at_test is on but no tsf_boxes or tsf_embeddings were given; the <tsf> placeholders "
-                  "become zero vectors (released rule)", stacklevel=3)
+    warnings.warn(
+        "tsf_at_test is on but no tsf_boxes or tsf_embeddings were given; the <tsf> placeholders "
+        "become zero vectors (released rule)",
+        stacklevel=3,
+    )
     return None
 
 
@@ -222,19 +248,35 @@ def _inference_mode(model: SparrowModel):
 
 
 @torch.no_grad()
-def predict(model: SparrowModel, frames: np.ndarray, text: str, *, raw_question: bool = False, tsf_boxes=None,
-            tsf_embeddings=None, max_new_tokens: int | None = None) -> Prediction:
+def predict(
+    model: SparrowModel,
+    frames: np.ndarray,
+    text: str,
+    *,
+    raw_question: bool = False,
+    tsf_boxes=None,
+    tsf_embeddings=None,
+    max_new_tokens: int | None = None,
+) -> Prediction:
     """:meth:`SparrowModel.predict <sparrow.model.sparrow_model.SparrowModel.predict>`."""
     frames = _check_frames(frames)
     with _inference_mode(model):
         view = host_view(VideoContext(model, frames))
-        return _predict_text(view, text, raw_question, tsf_boxes, tsf_embeddings,
-                             max_new_tokens or model.cfg.max_new_tokens)
+        return _predict_text(
+            view, text, raw_question, tsf_boxes, tsf_embeddings, max_new_tokens or model.cfg.max_new_tokens
+        )
 
 
 @torch.no_grad()
-def predict_many(model: SparrowModel, frames: np.ndarray, texts: Sequence[str], *, tsf_boxes: Sequence | None = None,
-                 raw_question: bool = False, max_new_tokens: int | None = None) -> list[Prediction]:
+def predict_many(
+    model: SparrowModel,
+    frames: np.ndarray,
+    texts: Sequence[str],
+    *,
+    tsf_boxes: Sequence | None = None,
+    raw_question: bool = False,
+    max_new_tokens: int | None = None,
+) -> list[Prediction]:
     """:meth:`SparrowModel.predict_many <sparrow.model.sparrow_model.SparrowModel.predict_many>`."""
     frames = _check_frames(frames)
     texts = [texts] if isinstance(texts, str) else list(texts)
@@ -245,12 +287,15 @@ def predict_many(model: SparrowModel, frames: np.ndarray, texts: Sequence[str], 
         return []
     with _inference_mode(model):
         view = host_view(VideoContext(model, frames))
-        return [_predict_text(view, text, raw_question, box, None, max_new_tokens or model.cfg.max_new_tokens)
-                for text, box in zip(texts, boxes)]
+        return [
+            _predict_text(view, text, raw_question, box, None, max_new_tokens or model.cfg.max_new_tokens)
+            for text, box in zip(texts, boxes)
+        ]
 
 
-def _predict_text(view: HostView, text: str, raw_question: bool, tsf_boxes, tsf_embeddings,
-                  max_new_tokens: int) -> Prediction:
+def _predict_text(
+    view: HostView, text: str, raw_question: bool, tsf_boxes, tsf_embeddings, max_new_tokens: int
+) -> Prediction:
     model, video = view.video.model, view.video
     cfg = model.cfg
     behaviour = stage_behaviour(cfg, "inference")
@@ -261,18 +306,36 @@ def _predict_text(view: HostView, text: str, raw_question: bool, tsf_boxes, tsf_
     return _prediction(logits, boxes, answer_text, text, video.shape)
 
 
-def _prediction(logits: torch.Tensor | None, boxes: list[torch.Tensor] | None, answer_text: str, text: str,
-                shape: tuple[int, int, int]) -> Prediction:
+def _prediction(
+    logits: torch.Tensor | None,
+    boxes: list[torch.Tensor] | None,
+    answer_text: str,
+    text: str,
+    shape: tuple[int, int, int],
+) -> Prediction:
     t, h, w = shape
     if logits is None or logits.shape[0] == 0:
-        warnings.warn(f"the model emitted no [SEG] for {text!r} (answer {answer_text!r}); returning an empty mask",
-                      stacklevel=3)
+        warnings.warn(
+            f"the model emitted no [SEG] for {text!r} (answer {answer_text!r}); returning an empty mask", stacklevel=3
+        )
         empty = np.zeros((t, h, w), dtype=bool)
-        return Prediction(masks=empty, boxes=np.full((t, 4), np.nan, dtype=np.float32), answer=answer_text,
-                          masks_per_seg=np.zeros((0, t, h, w), dtype=bool), prompt_boxes=[], seg_found=False)
+        return Prediction(
+            masks=empty,
+            boxes=np.full((t, 4), np.nan, dtype=np.float32),
+            answer=answer_text,
+            masks_per_seg=np.zeros((0, t, h, w), dtype=bool),
+            prompt_boxes=[],
+            seg_found=False,
+        )
     masks = (logits > 0).cpu().numpy()
     first = masks[0]
     scale = np.array([w, h, w, h], dtype=np.float32)
     prompt = [b.float().cpu().numpy() * scale for b in boxes] if boxes else []
-    return Prediction(masks=first, boxes=frame_boxes(first), answer=answer_text, masks_per_seg=masks, prompt_boxes=prompt,
-                      seg_found=True)
+    return Prediction(
+        masks=first,
+        boxes=frame_boxes(first),
+        answer=answer_text,
+        masks_per_seg=masks,
+        prompt_boxes=prompt,
+        seg_found=True,
+    )

@@ -37,11 +37,19 @@ def torch_dtype(name: str) -> torch.dtype:
 def _tiny_config(spec: LLMSpec, vision: VisionSpec, tokenizer):
     from transformers import LlamaConfig, Phi3Config, Qwen2_5_VLConfig, Qwen2Config
 
-    text = dict(vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-                num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
-                num_key_value_heads=spec.num_kv_heads, max_position_embeddings=spec.max_position_embeddings,
-                tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id)
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if spec.kind == "phi3":
         return Phi3Config(**text)
     if spec.kind == "llama":
@@ -53,13 +61,23 @@ def _tiny_config(spec: LLMSpec, vision: VisionSpec, tokenizer):
         section = [half - 2 * (half // 3), half // 3, half // 3]
         return Qwen2_5_VLConfig(
             text_config=dict(text, rope_scaling={"type": "mrope", "mrope_section": section}),
-            vision_config=dict(depth=vision.num_layers, hidden_size=vision.hidden_size,
-                               intermediate_size=vision.intermediate_size, num_heads=vision.num_heads,
-                               out_hidden_size=spec.hidden_size, patch_size=vision.patch_size, spatial_merge_size=2,
-                               temporal_patch_size=2, window_size=4 * vision.patch_size,
-                               fullatt_block_indexes=[vision.num_layers - 1], in_channels=3),
-            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id)
+            vision_config=dict(
+                depth=vision.num_layers,
+                hidden_size=vision.hidden_size,
+                intermediate_size=vision.intermediate_size,
+                num_heads=vision.num_heads,
+                out_hidden_size=spec.hidden_size,
+                patch_size=vision.patch_size,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                window_size=4 * vision.patch_size,
+                fullatt_block_indexes=[vision.num_layers - 1],
+                in_channels=3,
+            ),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
     raise ValueError(f"unknown LLM kind {spec.kind!r}; choose phi3, llama, qwen2 or qwen2_5_vl")
 
 
@@ -157,15 +175,21 @@ class LanguageModel(nn.Module):
     def _capture(self, module, args, output) -> None:
         self._captured = output[0] if isinstance(output, tuple) else output
 
-    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                past_key_values=None, use_cache: bool = False):
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values=None,
+        use_cache: bool = False,
+    ):
         """(logits, captured hidden states of the same positions, past_key_values)."""
         self._captured = None
         kwargs = {}
         if past_key_values is not None:
             kwargs[self._cache_kwarg()] = past_key_values
-        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=use_cache,
-                         return_dict=True, **kwargs)
+        out = self.model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=use_cache, return_dict=True, **kwargs
+        )
         hidden = self._captured
         self._captured = None
         # Older releases name the output `past_key_values`; on 5.24 reading that name warns even when it is None.
@@ -181,8 +205,9 @@ class LanguageModel(nn.Module):
         return self._cache_name
 
     @torch.no_grad()
-    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, stop_ids: set[int],
-                 forced: list[int] | None = None) -> tuple[list[int], torch.Tensor]:
+    def generate(
+        self, inputs_embeds: torch.Tensor, max_new_tokens: int, stop_ids: set[int], forced: list[int] | None = None
+    ) -> tuple[list[int], torch.Tensor]:
         """Greedy decoding from a (1, L, D) prompt with the KV cache.
 
         Returns the new ids (stop id included) and the captured hidden states (1 + f, d) of the positions the
@@ -200,8 +225,9 @@ class LanguageModel(nn.Module):
                 break
             step = self.embed(torch.tensor([[next_id]], device=inputs_embeds.device))
             mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-            logits, hidden, past = self.forward(step.to(inputs_embeds.dtype), mask, past_key_values=past,
-                                                use_cache=True)
+            logits, hidden, past = self.forward(
+                step.to(inputs_embeds.dtype), mask, past_key_values=past, use_cache=True
+            )
             states.append(hidden[0])
         return generated, torch.cat(states)
 

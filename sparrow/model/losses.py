@@ -29,8 +29,9 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     shift_labels = labels[:, 1:]
     if not (shift_labels != IGNORE_INDEX).any():
         return shift_logits.sum() * 0.0
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
 
 
 def mask_bce_per_pair(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -40,8 +41,9 @@ def mask_bce_per_pair(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return (loss * valid).flatten(1).mean(dim=1)
 
 
-def mask_dice_per_pair(logits: torch.Tensor, targets: torch.Tensor, scale: float = 1000.0,
-                       eps: float = 1e-6) -> torch.Tensor:
+def mask_dice_per_pair(
+    logits: torch.Tensor, targets: torch.Tensor, scale: float = 1000.0, eps: float = 1e-6
+) -> torch.Tensor:
     valid = (targets != MASK_IGNORE_INDEX).float()
     prob = logits.float().sigmoid() * valid
     y = targets.float().clamp(min=0) * valid

@@ -28,11 +28,13 @@ class LVProjector(nn.Module):
         if kind == "text_hidden_fcs":
             if tokens_per_target != 1:
                 raise ValueError("text_hidden_fcs gives one token per [SEG]; use seg_head for more")
-            self.net = nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim),
-                                     nn.Dropout(0.0))
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim), nn.Dropout(0.0)
+            )
         elif kind == "seg_head":
-            self.net = nn.Sequential(nn.RMSNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(),
-                                     nn.Linear(in_dim, out_dim * tokens_per_target))
+            self.net = nn.Sequential(
+                nn.RMSNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim * tokens_per_target)
+            )
         else:
             raise ValueError(f"unknown L->V projector {kind!r}")
 

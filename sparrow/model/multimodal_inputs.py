@@ -39,8 +39,17 @@ def token_marks(ids: torch.Tensor, token: int, at: str) -> torch.Tensor:
     return marks
 
 
-def expand_sample(ids: torch.Tensor, labels: torch.Tensor | None, visual: torch.Tensor, tsf: torch.Tensor | None,
-                  embed_fn, seg_id: int, box_id: int, tsf_k: int, seg_hidden_at: str):
+def expand_sample(
+    ids: torch.Tensor,
+    labels: torch.Tensor | None,
+    visual: torch.Tensor,
+    tsf: torch.Tensor | None,
+    embed_fn,
+    seg_id: int,
+    box_id: int,
+    tsf_k: int,
+    seg_hidden_at: str,
+):
     """One sample: (embeds (L', D), labels (L',), seg marks (L',), box marks (L',))."""
     seg = token_marks(ids, seg_id, seg_hidden_at)
     box = token_marks(ids, box_id, seg_hidden_at)
@@ -72,7 +81,7 @@ def expand_sample(ids: torch.Tensor, labels: torch.Tensor | None, visual: torch.
             rows = visual.to(text_embeds.dtype)
         else:
             slot = tsf_slot[pos]
-            rows = tsf_rows[slot:slot + 1] if slot < n_tsf else text_embeds[:0]
+            rows = tsf_rows[slot : slot + 1] if slot < n_tsf else text_embeds[:0]
         if rows.shape[0]:
             pieces.append(rows)
             label_pieces.append(torch.full((rows.shape[0],), IGNORE_INDEX, dtype=labels.dtype, device=ids.device))
@@ -82,9 +91,18 @@ def expand_sample(ids: torch.Tensor, labels: torch.Tensor | None, visual: torch.
     return torch.cat(pieces), torch.cat(label_pieces), torch.cat(seg_pieces), torch.cat(box_pieces)
 
 
-def build_multimodal_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
-                            visual: list[torch.Tensor], tsf: list[torch.Tensor | None], embed_fn, seg_id: int,
-                            box_id: int, tsf_k: int, seg_hidden_at: str = "preceding") -> MultimodalInputs:
+def build_multimodal_inputs(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor | None,
+    visual: list[torch.Tensor],
+    tsf: list[torch.Tensor | None],
+    embed_fn,
+    seg_id: int,
+    box_id: int,
+    tsf_k: int,
+    seg_hidden_at: str = "preceding",
+) -> MultimodalInputs:
     """Batch version of :func:`expand_sample` over right-padded ``input_ids`` (padding removed via the mask)."""
     rows = []
     for i in range(input_ids.shape[0]):
@@ -101,11 +119,11 @@ def build_multimodal_inputs(input_ids: torch.Tensor, attention_mask: torch.Tenso
     lab = torch.full((b, length), IGNORE_INDEX, dtype=torch.long, device=ref.device)
     seg = torch.zeros(b, length, dtype=torch.bool, device=ref.device)
     box = torch.zeros(b, length, dtype=torch.bool, device=ref.device)
-    for i, (e, l, s, bx) in enumerate(rows):
+    for i, (e, labels, s, bx) in enumerate(rows):
         n = e.shape[0]
         embeds[i, :n] = e
         att[i, :n] = 1
-        lab[i, :n] = l
+        lab[i, :n] = labels
         seg[i, :n] = s
         box[i, :n] = bx
     return MultimodalInputs(embeds, att, lab, seg, box)

@@ -69,22 +69,30 @@ def tiny_overrides(image_size: int) -> list[str]:
     fs = image_size // 16
     return [
         f"++model.image_size={image_size}",
-        "++model.image_encoder.trunk.embed_dim=32", "++model.image_encoder.trunk.num_heads=1",
-        "++model.image_encoder.trunk.stages=[1,1,2,1]", "++model.image_encoder.trunk.global_att_blocks=[3]",
+        "++model.image_encoder.trunk.embed_dim=32",
+        "++model.image_encoder.trunk.num_heads=1",
+        "++model.image_encoder.trunk.stages=[1,1,2,1]",
+        "++model.image_encoder.trunk.global_att_blocks=[3]",
         "++model.image_encoder.trunk.window_spec=[8,4,4,2]",
-        "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]", "++model.image_encoder.neck.d_model=64",
+        "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
+        "++model.image_encoder.neck.d_model=64",
         "++model.image_encoder.neck.position_encoding.num_pos_feats=64",
-        "++model.memory_attention.d_model=64", "++model.memory_attention.num_layers=1",
-        "++model.memory_attention.layer.d_model=64", "++model.memory_attention.layer.dim_feedforward=128",
+        "++model.memory_attention.d_model=64",
+        "++model.memory_attention.num_layers=1",
+        "++model.memory_attention.layer.d_model=64",
+        "++model.memory_attention.layer.dim_feedforward=128",
         "++model.memory_attention.layer.self_attention.embedding_dim=64",
         f"++model.memory_attention.layer.self_attention.feat_sizes=[{fs},{fs}]",
         "++model.memory_attention.layer.cross_attention.embedding_dim=64",
         f"++model.memory_attention.layer.cross_attention.feat_sizes=[{fs},{fs}]",
         "++model.memory_attention.layer.cross_attention.kv_in_dim=32",
-        "++model.memory_encoder.out_dim=32", "++model.memory_encoder.in_dim=64",
+        "++model.memory_encoder.out_dim=32",
+        "++model.memory_encoder.in_dim=64",
         "++model.memory_encoder.mask_downsampler.embed_dim=64",
-        "++model.memory_encoder.position_encoding.num_pos_feats=32", "++model.memory_encoder.fuser.layer.dim=64",
-        "++model.memory_encoder.fuser.num_layers=1", "++model.num_maskmem=3",
+        "++model.memory_encoder.position_encoding.num_pos_feats=32",
+        "++model.memory_encoder.fuser.layer.dim=64",
+        "++model.memory_encoder.fuser.num_layers=1",
+        "++model.num_maskmem=3",
     ]
 
 
@@ -94,9 +102,11 @@ def sam_overrides(spec: SamSpec) -> list[str]:
     elif spec.image_size is not None:
         fs = spec.image_size // 16
         # UniPixel runs SAM2.1 B+ at 768: the memory attention's RoPE grid follows the image size.
-        overrides = [f"++model.image_size={spec.image_size}",
-                     f"++model.memory_attention.layer.self_attention.feat_sizes=[{fs},{fs}]",
-                     f"++model.memory_attention.layer.cross_attention.feat_sizes=[{fs},{fs}]"]
+        overrides = [
+            f"++model.image_size={spec.image_size}",
+            f"++model.memory_attention.layer.self_attention.feat_sizes=[{fs},{fs}]",
+            f"++model.memory_attention.layer.cross_attention.feat_sizes=[{fs},{fs}]",
+        ]
     else:
         overrides = []
     return overrides + list(spec.extra_overrides)
@@ -115,8 +125,14 @@ def build_sam(spec: SamSpec, config_path: Path | None, checkpoint: Path | None) 
         # best predicted IoU when mask 0 is unstable. Only pretrained SAM2 weights have trained multimask tokens
         # and IoU head; a SAM2 trained from scratch by the kit (no SamSpec.checkpoint: smoke, mini) learns mask 0
         # alone, and the fallback would answer with its untrained masks.
-        model = build_sam2(spec.config, ckpt_path=None, device="cpu", mode="eval",
-                           hydra_overrides_extra=overrides, apply_postprocessing=spec.checkpoint is not None)
+        model = build_sam2(
+            spec.config,
+            ckpt_path=None,
+            device="cpu",
+            mode="eval",
+            hydra_overrides_extra=overrides,
+            apply_postprocessing=spec.checkpoint is not None,
+        )
     else:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
@@ -142,8 +158,10 @@ def load_sam_checkpoint(model: nn.Module, checkpoint: Path) -> None:
         raise ValueError(f"{checkpoint}: not a SAM2 checkpoint (expected a dict with a 'model' state_dict)")
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     if missing or unexpected:
-        raise ValueError(f"{checkpoint}: SAM2 weights do not match the config; missing keys: {sorted(missing)}; "
-                         f"unexpected keys: {sorted(unexpected)}")
+        raise ValueError(
+            f"{checkpoint}: SAM2 weights do not match the config; missing keys: {sorted(missing)}; "
+            f"unexpected keys: {sorted(unexpected)}"
+        )
 
 
 def copy_sam_config(source: Path, directory: Path) -> Path:
@@ -166,16 +184,23 @@ class FrameFeatures:
     def num_frames(self) -> int:
         return self.vision_feats[-1].shape[1]
 
-    def frames(self, start: int, stop: int) -> "FrameFeatures":
-        return FrameFeatures([x[:, start:stop] for x in self.vision_feats], [x[:, start:stop] for x in self.vision_pos],
-                             self.feat_sizes, self.image_size)
+    def frames(self, start: int, stop: int) -> FrameFeatures:
+        return FrameFeatures(
+            [x[:, start:stop] for x in self.vision_feats],
+            [x[:, start:stop] for x in self.vision_pos],
+            self.feat_sizes,
+            self.image_size,
+        )
 
     @staticmethod
-    def cat(parts: list["FrameFeatures"]) -> "FrameFeatures":
+    def cat(parts: list[FrameFeatures]) -> FrameFeatures:
         first = parts[0]
-        return FrameFeatures([torch.cat([p.vision_feats[i] for p in parts], dim=1) for i in range(len(first.vision_feats))],
-                             [torch.cat([p.vision_pos[i] for p in parts], dim=1) for i in range(len(first.vision_pos))],
-                             first.feat_sizes, first.image_size)
+        return FrameFeatures(
+            [torch.cat([p.vision_feats[i] for p in parts], dim=1) for i in range(len(first.vision_feats))],
+            [torch.cat([p.vision_pos[i] for p in parts], dim=1) for i in range(len(first.vision_pos))],
+            first.feat_sizes,
+            first.image_size,
+        )
 
     def level(self, index: int, t: int | slice) -> torch.Tensor:
         """Level ``index`` of frame(s) ``t`` as (n, C, H, W)."""
@@ -229,7 +254,7 @@ class FrozenFeatureCache:
         self._layout.clear()
         self.nbytes = 0
 
-    def get(self, key: tuple) -> "FrameFeatures | None":
+    def get(self, key: tuple) -> FrameFeatures | None:
         feats = self._entries.get(key)
         if feats is None:
             self.misses += 1
@@ -240,7 +265,7 @@ class FrozenFeatureCache:
         n = feats[-1].shape[1]
         return FrameFeatures(list(feats), [p.expand(-1, n, -1) for p in pos], list(sizes), key[0])
 
-    def put(self, key: tuple, feats: "FrameFeatures") -> None:
+    def put(self, key: tuple, feats: FrameFeatures) -> None:
         levels = [x.contiguous() for x in feats.vision_feats]
         size = sum(x.numel() * x.element_size() for x in levels)
         if size > self.max_bytes:
@@ -385,8 +410,11 @@ class PixelDecoder(nn.Module):
 
     def _weights_token(self) -> tuple:
         # Any in-place update of a parameter (optimizer step, load_state_dict) bumps its version counter.
-        return tuple((t.data_ptr(), t._version) for m in self._feature_modules()
-                     for t in list(m.parameters()) + list(m.buffers()))
+        return tuple(
+            (t.data_ptr(), t._version)
+            for m in self._feature_modules()
+            for t in list(m.parameters()) + list(m.buffers())
+        )
 
     def top_level(self, feats: FrameFeatures, t: int = 0) -> torch.Tensor:
         """(1, C, h, w) lowest-resolution features of frame ``t`` without ``no_mem_embed`` (the proposer's input)."""
@@ -404,24 +432,37 @@ class PixelDecoder(nn.Module):
         return levels + [self.memoryless_embed(feats, t)]
 
     # -- decoding --------------------------------------------------------------------------------------------
-    def _decode(self, image_embed: torch.Tensor, high_res: list[torch.Tensor] | None, boxes_px: torch.Tensor | None,
-                tokens: torch.Tensor | None, pad_point: bool = False):
+    def _decode(
+        self,
+        image_embed: torch.Tensor,
+        high_res: list[torch.Tensor] | None,
+        boxes_px: torch.Tensor | None,
+        tokens: torch.Tensor | None,
+        pad_point: bool = False,
+    ):
         """One decoder call for P prompts on P image embeddings: (low-res logits (P,1,h4,w4), SAM token, obj score)."""
         sam = self.sam
         p = image_embed.shape[0]
         points = None
         if pad_point:
-            points = (torch.zeros(p, 1, 2, device=image_embed.device),
-                      -torch.ones(p, 1, dtype=torch.int32, device=image_embed.device))
+            points = (
+                torch.zeros(p, 1, 2, device=image_embed.device),
+                -torch.ones(p, 1, dtype=torch.int32, device=image_embed.device),
+            )
         with self.extra_sparse_tokens(tokens):
             sparse, dense = sam.sam_prompt_encoder(points=points, boxes=boxes_px, masks=None)
         if sparse.shape[0] != p:
             sparse = sparse.expand(p, -1, -1)
             dense = dense.expand(p, -1, -1, -1)
         low, _, sam_tokens, obj_scores = sam.sam_mask_decoder(
-            image_embeddings=image_embed, image_pe=sam.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse.to(image_embed.dtype), dense_prompt_embeddings=dense.to(image_embed.dtype),
-            multimask_output=False, repeat_image=False, high_res_features=high_res)
+            image_embeddings=image_embed,
+            image_pe=sam.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse.to(image_embed.dtype),
+            dense_prompt_embeddings=dense.to(image_embed.dtype),
+            multimask_output=False,
+            repeat_image=False,
+            high_res_features=high_res,
+        )
         return low.float(), sam_tokens[:, 0], obj_scores
 
     def _prompts(self, tokens: torch.Tensor, boxes: list[torch.Tensor] | None):
@@ -434,8 +475,9 @@ class PixelDecoder(nn.Module):
         counts = [int(b.shape[0]) for b in boxes]
         if min(counts, default=0) == 0:
             raise ValueError("every token needs at least one box in the guided path")
-        owner = torch.repeat_interleave(torch.arange(n, device=tokens.device),
-                                        torch.tensor(counts, device=tokens.device))
+        owner = torch.repeat_interleave(
+            torch.arange(n, device=tokens.device), torch.tensor(counts, device=tokens.device)
+        )
         px = torch.cat(boxes).to(tokens.device).float().clamp(0, 1) * self.image_size
         return tokens[owner], px, owner
 
@@ -449,8 +491,15 @@ class PixelDecoder(nn.Module):
     def _upsample(self, low: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
         return F.interpolate(low, size=out_hw, mode="bilinear", align_corners=False)
 
-    def decode(self, feats: FrameFeatures, tokens: torch.Tensor, boxes: list[torch.Tensor] | None,
-               out_hw: tuple[int, int], mode: str = "framewise", state: MemoryState | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        feats: FrameFeatures,
+        tokens: torch.Tensor,
+        boxes: list[torch.Tensor] | None,
+        out_hw: tuple[int, int],
+        mode: str = "framewise",
+        state: MemoryState | None = None,
+    ) -> torch.Tensor:
         """Mask logits (N, T, H, W) for N tokens (N, k, C); ``boxes``: per token (n_i, 4) normalised xyxy, or None.
 
         ``state`` continues a memory-mode video from an earlier call (same prompts, later frames).
@@ -460,16 +509,19 @@ class PixelDecoder(nn.Module):
         if mode == "framewise":
             return self._decode_framewise(feats, tokens, boxes, out_hw)
         if mode in ("memory_from_first", "memory_every_frame"):
-            return self._decode_memory(feats, tokens, boxes, out_hw, mode == "memory_every_frame",
-                                       state or MemoryState(feats.num_frames))
+            return self._decode_memory(
+                feats, tokens, boxes, out_hw, mode == "memory_every_frame", state or MemoryState(feats.num_frames)
+            )
         raise ValueError(f"unknown propagation mode {mode!r}")
 
     def _decode_framewise(self, feats, tokens, boxes, out_hw):
         return self.decode_framewise_many(feats, [(0, feats.num_frames, tokens, boxes, out_hw)])[0]
 
-    def decode_framewise_many(self, feats: FrameFeatures,
-                              requests: list[tuple[int, int, torch.Tensor, list[torch.Tensor] | None, tuple[int, int]]]
-                              ) -> list[torch.Tensor]:
+    def decode_framewise_many(
+        self,
+        feats: FrameFeatures,
+        requests: list[tuple[int, int, torch.Tensor, list[torch.Tensor] | None, tuple[int, int]]],
+    ) -> list[torch.Tensor]:
         """Framewise mask logits for several (start, stop, tokens, boxes, out_hw) requests on frames of ``feats``.
 
         Each request is what ``decode`` does for frames ``start:stop`` (every frame independently, the same prompt
@@ -502,18 +554,19 @@ class PixelDecoder(nn.Module):
             px_all = torch.cat(pxs) if guided else None
             lows = []
             for s in range(0, index.shape[0], chunk):
-                idx = index[s:s + chunk]
+                idx = index[s : s + chunk]
                 embed = self.memoryless_embed(feats, idx)
                 high = [feats.level(i, idx) for i in range(nlev - 1)] or None
-                low, _, _ = self._decode(embed, high, None if px_all is None else px_all[s:s + chunk],
-                                         ptok_all[s:s + chunk])
+                low, _, _ = self._decode(
+                    embed, high, None if px_all is None else px_all[s : s + chunk], ptok_all[s : s + chunk]
+                )
                 lows.append(low)
             low = lows[0] if len(lows) == 1 else torch.cat(lows)
             offset = 0
             for r, ptok, _, owner in members:
                 start, stop, tokens, _, out_hw = requests[r]
                 t, p = stop - start, ptok.shape[0]
-                piece = low[offset:offset + t * p].view(t, p, *low.shape[-2:])
+                piece = low[offset : offset + t * p].view(t, p, *low.shape[-2:])
                 offset += t * p
                 out[r] = self._upsample(self._max_by_owner_frames(piece, owner, tokens.shape[0]), out_hw)
         return out
@@ -537,14 +590,20 @@ class PixelDecoder(nn.Module):
         outputs = []
         for local in range(feats.num_frames):
             t = state.next_frame + local
-            vf = [x[:, local:local + 1].expand(-1, p, -1) for x in feats.vision_feats]
-            vp = [x[:, local:local + 1].expand(-1, p, -1) for x in feats.vision_pos]
+            vf = [x[:, local : local + 1].expand(-1, p, -1) for x in feats.vision_feats]
+            vp = [x[:, local : local + 1].expand(-1, p, -1) for x in feats.vision_pos]
             pix = sam._prepare_memory_conditioned_features(
-                frame_idx=t, is_init_cond_frame=t == 0, current_vision_feats=vf[-1:],
-                current_vision_pos_embeds=vp[-1:], feat_sizes=feats.feat_sizes[-1:], output_dict=output_dict,
-                num_frames=max(state.num_frames, t + 1))
-            high = [x.permute(1, 2, 0).reshape(p, x.shape[2], *s)
-                    for x, s in zip(vf[:-1], feats.feat_sizes[:-1])] or None
+                frame_idx=t,
+                is_init_cond_frame=t == 0,
+                current_vision_feats=vf[-1:],
+                current_vision_pos_embeds=vp[-1:],
+                feat_sizes=feats.feat_sizes[-1:],
+                output_dict=output_dict,
+                num_frames=max(state.num_frames, t + 1),
+            )
+            high = [
+                x.permute(1, 2, 0).reshape(p, x.shape[2], *s) for x, s in zip(vf[:-1], feats.feat_sizes[:-1])
+            ] or None
             prompted = t == 0 or every_frame
             if prompted:
                 low, sam_token, obj = self._decode(pix, high, px, ptok)
@@ -552,8 +611,9 @@ class PixelDecoder(nn.Module):
                 low, sam_token, obj = self._decode(pix, high, None, None, pad_point=True)
             if gate:
                 low = torch.where(obj.view(-1, 1, 1, 1) > 0, low, torch.full_like(low, NO_OBJ_SCORE))
-            high_res_mask = F.interpolate(low, size=(feats.image_size, feats.image_size), mode="bilinear",
-                                          align_corners=False)
+            high_res_mask = F.interpolate(
+                low, size=(feats.image_size, feats.image_size), mode="bilinear", align_corners=False
+            )
             obj_ptr = sam.obj_ptr_proj(sam_token)
             if sam.pred_obj_scores:
                 appear = torch.sigmoid(obj) if sam.soft_no_obj_ptr else (obj > 0).float()
@@ -561,10 +621,13 @@ class PixelDecoder(nn.Module):
                     obj_ptr = appear * obj_ptr
                 obj_ptr = obj_ptr + (1 - appear) * sam.no_obj_ptr
             mem_feats, mem_pos = sam._encode_new_memory(
-                current_vision_feats=vf, feat_sizes=feats.feat_sizes, pred_masks_high_res=high_res_mask,
-                object_score_logits=obj, is_mask_from_pts=prompted)
-            entry = {"maskmem_features": mem_feats, "maskmem_pos_enc": mem_pos, "pred_masks": low,
-                     "obj_ptr": obj_ptr}
+                current_vision_feats=vf,
+                feat_sizes=feats.feat_sizes,
+                pred_masks_high_res=high_res_mask,
+                object_score_logits=obj,
+                is_mask_from_pts=prompted,
+            )
+            entry = {"maskmem_features": mem_feats, "maskmem_pos_enc": mem_pos, "pred_masks": low, "obj_ptr": obj_ptr}
             output_dict["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = entry
             outputs.append(self._max_by_owner(low, owner, n))
         state.next_frame += feats.num_frames

@@ -52,17 +52,35 @@ from sparrow.profiles import HostModelSection, get_profile
 # What each host is at every size: its components' kinds and how it wires them.
 _KINDS = {"videoglamm": ("phi3", "clip"), "unipixel": ("qwen2_5_vl", "qwen2_5_vl"), "glus": ("llama", "clip")}
 _WIRING: dict[str, dict[str, Any]] = {
-    "videoglamm": dict(propagation="framewise", chat_template="phi3",
-                       adapter=AdapterSpec(image_projector="mlp2x_gelu", video_projector="mlp2x_gelu",
-                                           context_pool_stride=2, video_pool_stride=2)),
-    "unipixel": dict(propagation="memory_from_first", seg_tokens_per_target=2, lv_projector="seg_head",
-                     hidden_state="last_prenorm", chat_template="qwen_chatml",
-                     eval_prompt="Please segment the {phrase} in this video.",
-                     adapter=AdapterSpec(image_projector="none", video_projector=None, context_pool_stride=1)),
-    "glus": dict(propagation="memory_every_frame", chat_template="llava_v1",
-                 eval_prompt="Can you segment {phrase} in this video?", llm_sees_sam_frames=True,
-                 adapter=AdapterSpec(image_projector="linear", video_projector=None, context_pool_stride=1,
-                                     token_pool_1d=4, pool_before_projection=True)),
+    "videoglamm": dict(
+        propagation="framewise",
+        chat_template="phi3",
+        adapter=AdapterSpec(
+            image_projector="mlp2x_gelu", video_projector="mlp2x_gelu", context_pool_stride=2, video_pool_stride=2
+        ),
+    ),
+    "unipixel": dict(
+        propagation="memory_from_first",
+        seg_tokens_per_target=2,
+        lv_projector="seg_head",
+        hidden_state="last_prenorm",
+        chat_template="qwen_chatml",
+        eval_prompt="Please segment the {phrase} in this video.",
+        adapter=AdapterSpec(image_projector="none", video_projector=None, context_pool_stride=1),
+    ),
+    "glus": dict(
+        propagation="memory_every_frame",
+        chat_template="llava_v1",
+        eval_prompt="Can you segment {phrase} in this video?",
+        llm_sees_sam_frames=True,
+        adapter=AdapterSpec(
+            image_projector="linear",
+            video_projector=None,
+            context_pool_stride=1,
+            token_pool_1d=4,
+            pool_before_projection=True,
+        ),
+    ),
 }
 
 
@@ -74,11 +92,17 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
     sizes = section.hosts[host]
     llm_kind, vision_kind = _KINDS[host]
     base = ModelConfig(
-        host=host, profile=profile, **_WIRING[host],
-        llm=LLMSpec(kind=llm_kind, **sizes.llm), vision=VisionSpec(kind=vision_kind, **sizes.vision),
+        host=host,
+        profile=profile,
+        **_WIRING[host],
+        llm=LLMSpec(kind=llm_kind, **sizes.llm),
+        vision=VisionSpec(kind=vision_kind, **sizes.vision),
         temporal=None if sizes.temporal is None else TemporalSpec(kind="videomae", **sizes.temporal),
-        sam=SamSpec(**sizes.sam), proposer=ProposerSpec(**section.proposer),
-        num_frames=sizes.num_frames, num_sam_frames=sizes.num_sam_frames, max_new_tokens=section.max_new_tokens,
+        sam=SamSpec(**sizes.sam),
+        proposer=ProposerSpec(**section.proposer),
+        num_frames=sizes.num_frames,
+        num_sam_frames=sizes.num_sam_frames,
+        max_new_tokens=section.max_new_tokens,
         host_trainable_sam=section.host_trainable_sam,
     )
     return dataclasses.replace(base, **overrides) if overrides else base
@@ -89,7 +113,11 @@ def paper_components(host: str) -> dict[str, str]:
     ``sam_checkpoint``; roles the host lacks are left out). Every name but ``sam_config`` (a config inside the sam2
     package) is a file or folder of the default layout under the weights root."""
     sizes: HostModelSection = get_profile("paper").model.hosts[host]
-    found = {"llm": sizes.llm.get("path"), "vision": sizes.vision.get("path"),
-             "temporal": (sizes.temporal or {}).get("path"), "sam_config": sizes.sam.get("config"),
-             "sam_checkpoint": sizes.sam.get("checkpoint")}
+    found = {
+        "llm": sizes.llm.get("path"),
+        "vision": sizes.vision.get("path"),
+        "temporal": (sizes.temporal or {}).get("path"),
+        "sam_config": sizes.sam.get("config"),
+        "sam_checkpoint": sizes.sam.get("checkpoint"),
+    }
     return {role: name for role, name in found.items() if name is not None}

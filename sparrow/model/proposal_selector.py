@@ -44,8 +44,13 @@ class ProposalSelector(nn.Module):
         nn.init.zeros_(self.box_head[-1].weight)
         nn.init.zeros_(self.box_head[-1].bias)
 
-    def forward(self, queries: torch.Tensor, features: torch.Tensor, scores: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None):
+    def forward(
+        self,
+        queries: torch.Tensor,
+        features: torch.Tensor,
+        scores: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+    ):
         """(refined queries (N_q, seg_dim), logits (N_q, N_p), attention (N_q, N_p), pair boxes (N_q, N_p, 4))."""
         nq, np_ = queries.shape[0], features.shape[0]
         if nq == 0 or np_ == 0:
@@ -67,8 +72,9 @@ class ProposalSelector(nn.Module):
         return refined, logits, attention, boxes
 
 
-def select_boxes(logits: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor | None, threshold: float,
-                 max_per_token: int) -> list[torch.Tensor]:
+def select_boxes(
+    logits: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor | None, threshold: float, max_per_token: int
+) -> list[torch.Tensor]:
     """Per query row: proposals with ``sigmoid(logit) >= threshold`` (else the best valid one), capped by score."""
     nq, np_ = logits.shape
     if np_ == 0:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sparrow.model.config import ProposerSpec
@@ -111,8 +110,9 @@ class ClassAgnosticProposer(nn.Module):
         self.reference = nn.Parameter(inverse_sigmoid(torch.cat([centres, sizes], dim=1)))
         self.query_pos = nn.Sequential(nn.Linear(4, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         self.layers = nn.ModuleList(_DecoderLayer(d, spec.num_heads, spec.ffn_dim) for _ in range(spec.decoder_layers))
-        self.box_delta = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d), nn.ReLU(inplace=True),
-                                       nn.Linear(d, 4))
+        self.box_delta = nn.Sequential(
+            nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 4)
+        )
         nn.init.zeros_(self.box_delta[-1].weight)
         nn.init.zeros_(self.box_delta[-1].bias)
         self.coco_head = nn.Linear(d, 1)
@@ -153,13 +153,18 @@ class ClassAgnosticProposer(nn.Module):
         for i in range(scores.shape[0]):
             top = scores[i].float().topk(k)
             boxes = box_cxcywh_to_xyxy(out.boxes[-1, i, top.indices].float()).clamp(0, 1)
-            result.append(Proposals(boxes, out.hidden[i, top.indices], top.values,
-                                    torch.ones(k, dtype=torch.bool, device=scores.device)))
+            result.append(
+                Proposals(
+                    boxes, out.hidden[i, top.indices], top.values, torch.ones(k, dtype=torch.bool, device=scores.device)
+                )
+            )
         return result
 
     # -- pretraining loss ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def match(self, out: ProposerOutput, layer: int, targets: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def match(
+        self, out: ProposerOutput, layer: int, targets: list[torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Hungarian matching per image: (query indices, target indices)."""
         from scipy.optimize import linear_sum_assignment
         from torchvision.ops import generalized_box_iou
@@ -171,7 +176,9 @@ class ClassAgnosticProposer(nn.Module):
                 empty = torch.zeros(0, dtype=torch.long)
                 result.append((empty, empty))
                 continue
-            cost_class = 0.5 * (self._focal_cost(out.logits_coco[layer, i]) + self._focal_cost(out.logits_sa1b[layer, i]))
+            cost_class = 0.5 * (
+                self._focal_cost(out.logits_coco[layer, i]) + self._focal_cost(out.logits_sa1b[layer, i])
+            )
             pred = out.boxes[layer, i].float()
             tgt = tgt.float().to(pred.device)
             cost_l1 = torch.cdist(pred, box_xyxy_to_cxcywh(tgt), p=1)
@@ -203,8 +210,13 @@ class ClassAgnosticProposer(nn.Module):
             for i, (rows, _) in enumerate(matches):
                 labels[i, rows.to(labels.device)] = 1.0
             for logits in (out.logits_coco[layer], out.logits_sa1b[layer]):
-                cls_total = cls_total + sigmoid_focal_loss(logits.float(), labels, alpha=s.focal_alpha,
-                                                           gamma=s.focal_gamma, reduction="sum") / num_boxes
+                cls_total = (
+                    cls_total
+                    + sigmoid_focal_loss(
+                        logits.float(), labels, alpha=s.focal_alpha, gamma=s.focal_gamma, reduction="sum"
+                    )
+                    / num_boxes
+                )
             for i, (rows, cols) in enumerate(matches):
                 if rows.numel() == 0:
                     continue
@@ -213,8 +225,11 @@ class ClassAgnosticProposer(nn.Module):
                 l1_total = l1_total + (pred - box_xyxy_to_cxcywh(tgt)).abs().sum() / num_boxes
                 giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(pred), tgt))
                 giou_total = giou_total + (1 - giou).sum() / num_boxes
-        return {"det_cls": s.loss_class * cls_total, "det_l1": s.loss_l1 * l1_total,
-                "det_giou": s.loss_giou * giou_total}
+        return {
+            "det_cls": s.loss_class * cls_total,
+            "det_l1": s.loss_l1 * l1_total,
+            "det_giou": s.loss_giou * giou_total,
+        }
 
     # -- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
@@ -230,7 +245,7 @@ class ClassAgnosticProposer(nn.Module):
         atomic_write_json(directory / "proposer.json", self.effective_spec())
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "ClassAgnosticProposer":
+    def from_pretrained(cls, directory: str | Path) -> ClassAgnosticProposer:
         from sparrow.model.checkpoint import load_state_strict
         from sparrow.storage import read_json
 
@@ -250,4 +265,3 @@ class ClassAgnosticProposer(nn.Module):
         spec_data = dict(data["spec"])
         spec_data["score_power"] = tuple(spec_data["score_power"])
         return ProposerSpec(**spec_data), int(data["in_channels"])
-

@@ -48,19 +48,26 @@ def _init_on(device: str | torch.device, dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def write_videoglamm_components(root: Path, scale: Scale = "paper", device: str | torch.device = "cpu",
-                                seed: int = 0) -> ModelConfig:
+def write_videoglamm_components(
+    root: Path, scale: Scale = "paper", device: str | torch.device = "cpu", seed: int = 0
+) -> ModelConfig:
     """Write random VideoGLaMM + SPARROW components under ``root``; returns the paper preset pointing at them.
 
     ``device``: where the random weights are initialised (a GPU initialises Phi-3's 3.8 B parameters in seconds).
     """
+    import sam2  # noqa: F401  (initialises sam2's hydra config module)
     from hydra import compose
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
-    from transformers import CLIPVisionConfig, CLIPVisionModel, Phi3Config, Phi3ForCausalLM, VideoMAEConfig
-    from transformers import VideoMAEModel
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        Phi3Config,
+        Phi3ForCausalLM,
+        VideoMAEConfig,
+        VideoMAEModel,
+    )
 
-    import sam2  # noqa: F401  (initialises sam2's hydra config module)
     from sparrow.model.pixel_decoder import tiny_overrides
     from sparrow.model.proposer import ClassAgnosticProposer
 
@@ -74,26 +81,65 @@ def write_videoglamm_components(root: Path, scale: Scale = "paper", device: str 
     torch.manual_seed(seed)
 
     tokenizer = _tokenizer(64 if tiny else PHI3_TOKENIZER_SIZE)
-    specials = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                    eos_token_id=tokenizer.eos_token_id)
+    specials = dict(
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     if tiny:
-        llm_config = Phi3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=4, num_key_value_heads=2, **specials)
+        llm_config = Phi3Config(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            **specials,
+        )
     else:
         llm_config = Phi3Config(**specials)  # transformers' defaults are Phi-3-mini-4k's dimensions
     with _init_on(device, torch.bfloat16):
         Phi3ForCausalLM(llm_config).save_pretrained(root / paths["llm"])
     tokenizer.save_pretrained(root / paths["llm"])
 
-    clip = (dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-                 patch_size=8) if tiny else
-            dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                 image_size=336, patch_size=14, projection_dim=768))
+    clip = (
+        dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
+        if tiny
+        else dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=336,
+            patch_size=14,
+            projection_dim=768,
+        )
+    )
     mae = dict(num_frames=paper.temporal.chunk_size, tubelet_size=paper.temporal.tubelet_size, use_mean_pooling=False)
-    mae.update(dict(image_size=32, patch_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=32) if tiny else
-               dict(image_size=224, patch_size=16, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                    intermediate_size=4096))
+    mae.update(
+        dict(
+            image_size=32,
+            patch_size=16,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+        if tiny
+        else dict(
+            image_size=224,
+            patch_size=16,
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+        )
+    )
     with _init_on(device, torch.bfloat16):
         CLIPVisionModel(CLIPVisionConfig(**clip)).save_pretrained(root / paths["vision"])
         VideoMAEModel(VideoMAEConfig(**mae)).save_pretrained(root / paths["temporal"])
@@ -108,8 +154,25 @@ def write_videoglamm_components(root: Path, scale: Scale = "paper", device: str 
         sam_spec = dataclasses.replace(sam_spec, config="sam2_tiny.yaml")
     torch.save({"model": {k: v.cpu() for k, v in sam.state_dict().items()}}, root / paths["sam_checkpoint"])
 
-    spec = (dataclasses.replace(paper.proposer, d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2,
-                                num_heads=2, ffn_dim=32, topk=6) if tiny else paper.proposer)
+    spec = (
+        dataclasses.replace(
+            paper.proposer,
+            d_model=32,
+            num_queries=10,
+            encoder_layers=1,
+            decoder_layers=2,
+            num_heads=2,
+            ffn_dim=32,
+            topk=6,
+        )
+        if tiny
+        else paper.proposer
+    )
     ClassAgnosticProposer(spec, in_channels=int(sam.hidden_dim)).save_pretrained(root / "proposer")
-    return ModelConfig.for_preset("videoglamm", "paper", weights_root=str(root), sam=sam_spec,
-                                  proposer=dataclasses.replace(paper.proposer, path="proposer"))
+    return ModelConfig.for_preset(
+        "videoglamm",
+        "paper",
+        weights_root=str(root),
+        sam=sam_spec,
+        proposer=dataclasses.replace(paper.proposer, path="proposer"),
+    )

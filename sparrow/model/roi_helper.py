@@ -25,12 +25,12 @@ import math
 import torch
 from torch import nn
 
-
 _CHUNK_BUDGET = 40_000_000  # sampled elements (K x C x points) per grid_sample call of the CPU path
 
 
-def roi_align_grid_sample(feat: torch.Tensor, boxes_px: torch.Tensor, output_size: int,
-                          spatial_scale: float) -> torch.Tensor:
+def roi_align_grid_sample(
+    feat: torch.Tensor, boxes_px: torch.Tensor, output_size: int, spatial_scale: float
+) -> torch.Tensor:
     """torchvision's ROIAlign (aligned=True, adaptive sampling) computed with ``grid_sample``.
 
     Same sample points (``ceil(roi / output)`` per bin side), same bilinear rule (coordinates in [-1, 0] and
@@ -51,10 +51,16 @@ def roi_align_grid_sample(feat: torch.Tensor, boxes_px: torch.Tensor, output_siz
     p = torch.arange(s, device=feat.device, dtype=torch.float32)
     iy = torch.arange(gh, device=feat.device, dtype=torch.float32)
     ix = torch.arange(gw, device=feat.device, dtype=torch.float32)
-    ys = (y1[:, None, None] + p[None, :, None] * bin_h[:, None, None]
-          + (iy[None, None, :] + 0.5) * (bin_h / grid_h.clamp(min=1))[:, None, None]).reshape(k, s * gh)
-    xs = (x1[:, None, None] + p[None, :, None] * bin_w[:, None, None]
-          + (ix[None, None, :] + 0.5) * (bin_w / grid_w.clamp(min=1))[:, None, None]).reshape(k, s * gw)
+    ys = (
+        y1[:, None, None]
+        + p[None, :, None] * bin_h[:, None, None]
+        + (iy[None, None, :] + 0.5) * (bin_h / grid_h.clamp(min=1))[:, None, None]
+    ).reshape(k, s * gh)
+    xs = (
+        x1[:, None, None]
+        + p[None, :, None] * bin_w[:, None, None]
+        + (ix[None, None, :] + 0.5) * (bin_w / grid_w.clamp(min=1))[:, None, None]
+    ).reshape(k, s * gw)
     yy, xx = ys[:, :, None].expand(k, s * gh, s * gw), xs[:, None, :].expand(k, s * gh, s * gw)
     inside = ((yy >= -1) & (yy <= h) & (xx >= -1) & (xx <= w)).to(feat.dtype)
     grid = torch.stack([xx.clamp(0, w - 1) / max(w - 1, 1) * 2 - 1, yy.clamp(0, h - 1) / max(h - 1, 1) * 2 - 1], -1)
@@ -67,8 +73,9 @@ def roi_align_grid_sample(feat: torch.Tensor, boxes_px: torch.Tensor, output_siz
     return samples.sum(dim=(3, 5)) / count[:, None, None, None]
 
 
-def roi_align_features(feat: torch.Tensor, boxes_px: torch.Tensor, output_size: int,
-                       spatial_scale: float) -> torch.Tensor:
+def roi_align_features(
+    feat: torch.Tensor, boxes_px: torch.Tensor, output_size: int, spatial_scale: float
+) -> torch.Tensor:
     """ROIAlign (aligned=True, adaptive sampling) of pixel boxes (K, 4) on a (1, C, H, W) map -> (K, C, s, s)."""
     from torchvision.extension import _has_ops
     from torchvision.ops import roi_align
@@ -77,8 +84,12 @@ def roi_align_features(feat: torch.Tensor, boxes_px: torch.Tensor, output_size: 
         return roi_align(feat, [boxes_px], output_size=output_size, spatial_scale=spatial_scale, aligned=True)
     side = max(1.0, float(((boxes_px[:, 2:] - boxes_px[:, :2]).abs().max() * spatial_scale).ceil()) + output_size)
     step = max(1, int(_CHUNK_BUDGET // (feat.shape[1] * side * side)))
-    return torch.cat([roi_align_grid_sample(feat, boxes_px[i:i + step], output_size, spatial_scale)
-                      for i in range(0, boxes_px.shape[0], step)])
+    return torch.cat(
+        [
+            roi_align_grid_sample(feat, boxes_px[i : i + step], output_size, spatial_scale)
+            for i in range(0, boxes_px.shape[0], step)
+        ]
+    )
 
 
 def _match_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -91,8 +102,9 @@ def _match_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class ROIProposalHelper(nn.Module):
-    def __init__(self, seg_dim: int, hidden_dim: int = 256, roi_size: int = 7,
-                 level_channels: tuple[int, ...] = (32, 64, 256)):
+    def __init__(
+        self, seg_dim: int, hidden_dim: int = 256, roi_size: int = 7, level_channels: tuple[int, ...] = (32, 64, 256)
+    ):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.roi_size = roi_size
@@ -101,11 +113,18 @@ class ROIProposalHelper(nn.Module):
         self.seg_proj = nn.Linear(seg_dim, hidden_dim)
         self.level_token_proj = nn.ModuleList(nn.Linear(c, hidden_dim) for c in self.level_channels)
         self.level_pool_proj = nn.ModuleList(nn.Linear(c, hidden_dim) for c in self.level_channels)
-        self.score_head = nn.Sequential(nn.Linear(3 * hidden_dim, hidden_dim), nn.ReLU(inplace=True),
-                                        nn.Linear(hidden_dim, 1))
+        self.score_head = nn.Sequential(
+            nn.Linear(3 * hidden_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, 1)
+        )
 
-    def forward(self, queries: torch.Tensor, boxes: torch.Tensor, pyramid: list[torch.Tensor],
-                image_size: int, proposal_tokens: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        queries: torch.Tensor,
+        boxes: torch.Tensor,
+        pyramid: list[torch.Tensor],
+        image_size: int,
+        proposal_tokens: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """ROI logits (N_q, N_p) for queries (N_q, seg_dim) and normalised xyxy boxes (N_p, 4).
 
         ``proposal_tokens``: :meth:`proposal_tokens` of the same boxes and pyramid, when the caller has them (they
@@ -120,12 +139,19 @@ class ROIProposalHelper(nn.Module):
         attn = torch.einsum("qd,ptd->qpt", q, tokens) / math.sqrt(self.hidden_dim)
         attn = torch.nan_to_num(torch.softmax(attn, dim=-1), nan=0.0)
         z = torch.einsum("qpt,ptd->qpd", attn, tokens)
-        fused = torch.cat([z, proposal_global.unsqueeze(0).expand(nq, -1, -1),
-                           self.seg_proj(queries).unsqueeze(1).expand(-1, np_, -1)], dim=-1)
+        fused = torch.cat(
+            [
+                z,
+                proposal_global.unsqueeze(0).expand(nq, -1, -1),
+                self.seg_proj(queries).unsqueeze(1).expand(-1, np_, -1),
+            ],
+            dim=-1,
+        )
         return self.score_head(fused).squeeze(-1)
 
-    def proposal_tokens(self, boxes: torch.Tensor, pyramid: list[torch.Tensor], image_size: int,
-                        dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    def proposal_tokens(
+        self, boxes: torch.Tensor, pyramid: list[torch.Tensor], image_size: int, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The query-independent part: per proposal, its ROI tokens over the levels (N_p, T, hidden) and its
         global vector (N_p, hidden)."""
         px = boxes.float().clamp(0, 1) * float(image_size)

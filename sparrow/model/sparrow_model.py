@@ -134,11 +134,15 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
         spatial = SpatialEncoder.build(cfg.vision, cfg.resolve(cfg.vision.path))
     temporal = None
     if cfg.temporal is not None:
-        temporal = (TemporalEncoder.from_saved_config(comp / "temporal") if comp is not None
-                    else TemporalEncoder.build(cfg.temporal, cfg.resolve(cfg.temporal.path)))
+        temporal = (
+            TemporalEncoder.from_saved_config(comp / "temporal")
+            if comp is not None
+            else TemporalEncoder.build(cfg.temporal, cfg.resolve(cfg.temporal.path))
+        )
     a = cfg.adapter
-    image_adapter = VLAdapter(a.image_projector, spatial.output_dim, d_llm, a.context_pool_stride, a.token_pool_1d,
-                              a.pool_before_projection)
+    image_adapter = VLAdapter(
+        a.image_projector, spatial.output_dim, d_llm, a.context_pool_stride, a.token_pool_1d, a.pool_before_projection
+    )
     video_adapter = None
     if temporal is not None:
         video_adapter = VLAdapter(a.video_projector or "mlp2x_gelu", temporal.output_dim, d_llm, a.video_pool_stride)
@@ -155,11 +159,25 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
         proposer = _proposer(cfg, comp, sam_dim)
         selector = ProposalSelector(sam_dim, proposer.spec.d_model, cfg.selector.hidden_dim)
         if cfg.selector.roi_helper:
-            roi_helper = ROIProposalHelper(sam_dim, cfg.selector.roi_hidden_dim or sam_dim, cfg.selector.roi_size,
-                                           pixel_decoder.level_channels)
+            roi_helper = ROIProposalHelper(
+                sam_dim, cfg.selector.roi_hidden_dim or sam_dim, cfg.selector.roi_size, pixel_decoder.level_channels
+            )
         gamma = nn.Parameter(torch.tensor(float(cfg.selector.roi_fusion_init)))
-    return Components(llm, spatial, temporal, image_adapter, video_adapter, pixel_decoder, lv_projector, proposer,
-                      selector, roi_helper, gamma, tokenizer, sam_yaml)
+    return Components(
+        llm,
+        spatial,
+        temporal,
+        image_adapter,
+        video_adapter,
+        pixel_decoder,
+        lv_projector,
+        proposer,
+        selector,
+        roi_helper,
+        gamma,
+        tokenizer,
+        sam_yaml,
+    )
 
 
 def _proposer(cfg: ModelConfig, comp: Path | None, sam_dim: int) -> ClassAgnosticProposer:
@@ -171,8 +189,10 @@ def _proposer(cfg: ModelConfig, comp: Path | None, sam_dim: int) -> ClassAgnosti
     if cfg.proposer.path is not None:
         proposer = ClassAgnosticProposer.from_pretrained(cfg.resolve(cfg.proposer.path))
         if proposer.in_channels != sam_dim:
-            raise ValueError(f"proposer at {cfg.proposer.path} expects {proposer.in_channels}-channel SAM2 "
-                             f"features, the pixel decoder gives {sam_dim}")
+            raise ValueError(
+                f"proposer at {cfg.proposer.path} expects {proposer.in_channels}-channel SAM2 "
+                f"features, the pixel decoder gives {sam_dim}"
+            )
         return proposer
     return ClassAgnosticProposer(cfg.proposer, sam_dim)
 
@@ -262,9 +282,12 @@ class SparrowModel(nn.Module):
 
     # -- data ------------------------------------------------------------------------------------------------
     def frame_sizes(self) -> FrameSizes:
-        return FrameSizes(spatial=self.spatial.image_size, spatial_kind=self.spatial.kind,
-                          sam=self.pixel_decoder.image_size,
-                          temporal=self.temporal.image_size if self.temporal is not None else None)
+        return FrameSizes(
+            spatial=self.spatial.image_size,
+            spatial_kind=self.spatial.kind,
+            sam=self.pixel_decoder.image_size,
+            temporal=self.temporal.image_size if self.temporal is not None else None,
+        )
 
     def collator(self, stage: str | None = None) -> SparrowCollator:
         """A collator for ``stage`` (default: the configured stage) with this model's tokenizer and input sizes."""
@@ -328,8 +351,9 @@ class SparrowModel(nn.Module):
         """SAM2 features of (T, 3, S, S) frames, encoded ``chunk`` frames at a time."""
         if chunk is None or frames.shape[0] <= chunk:
             return self.pixel_decoder.encode(frames)
-        return FrameFeatures.cat([self.pixel_decoder.encode(frames[i:i + chunk])
-                                  for i in range(0, frames.shape[0], chunk)])
+        return FrameFeatures.cat(
+            [self.pixel_decoder.encode(frames[i : i + chunk]) for i in range(0, frames.shape[0], chunk)]
+        )
 
     # -- the mask branch -------------------------------------------------------------------------------------
     def frame_zero(self, feats: FrameFeatures, pixels: torch.Tensor, proposals: Proposals | None = None) -> FrameZero:
@@ -340,8 +364,15 @@ class SparrowModel(nn.Module):
         """Whether detection guidance picks the box prompts of a sample with these [SEG] tokens."""
         return guidance and has_seg and self.selector is not None
 
-    def _select(self, frame0: FrameZero, seg_tokens: torch.Tensor, box_queries: torch.Tensor,
-                out_hw: tuple[int, int], prior_filter: bool, targets: torch.Tensor | None = None) -> Prompt:
+    def _select(
+        self,
+        frame0: FrameZero,
+        seg_tokens: torch.Tensor,
+        box_queries: torch.Tensor,
+        out_hw: tuple[int, int],
+        prior_filter: bool,
+        targets: torch.Tensor | None = None,
+    ) -> Prompt:
         """Detection guidance for one sample: proposals on frame 0 -> ProposalSelector (+ ROI helper) -> boxes.
 
         The [SEG] tokens are refined when no [BOX] was emitted; the boxes are None unless every token has one; the
@@ -350,17 +381,22 @@ class SparrowModel(nn.Module):
         prop_loss = box_loss = None
         proposals = frame0.proposals
         queries = box_queries if box_queries.shape[0] > 0 else seg_tokens.mean(dim=1)
-        refined, logits, _, pair_boxes = self.selector(queries, proposals.features, proposals.scores,
-                                                       proposals.valid)
+        refined, logits, _, pair_boxes = self.selector(queries, proposals.features, proposals.scores, proposals.valid)
         if self.roi_helper is not None:
-            roi = self.roi_helper(queries, proposals.boxes, frame0.pyramid, self.pixel_decoder.image_size,
-                                  frame0.roi_tokens)
+            roi = self.roi_helper(
+                queries, proposals.boxes, frame0.pyramid, self.pixel_decoder.image_size, frame0.roi_tokens
+            )
             logits = logits + self.roi_fusion_gamma.clamp(0.0, 1.0).to(logits.dtype) * roi
         if box_queries.shape[0] == 0:
             # Without [BOX] the refined queries replace the [SEG] embeddings (released behaviour).
             seg_tokens = seg_tokens + (refined - queries).unsqueeze(1)
-        selected = select_boxes(logits, proposals.boxes, proposals.valid, self.cfg.selector.score_threshold,
-                                self.cfg.selector.max_selected_per_token)
+        selected = select_boxes(
+            logits,
+            proposals.boxes,
+            proposals.valid,
+            self.cfg.selector.score_threshold,
+            self.cfg.selector.max_selected_per_token,
+        )
         selected = align_to_tokens(selected, n)
         if prior_filter:
             selected = self._prior_filter(frame0.feats, selected, out_hw)
@@ -373,10 +409,18 @@ class SparrowModel(nn.Module):
         boxes = selected if all(b.shape[0] > 0 for b in selected) else None
         return Prompt(seg_tokens, boxes, prop_loss, box_loss)
 
-    def segment(self, feats: FrameFeatures, seg_tokens: torch.Tensor, box_queries: torch.Tensor,
-                out_hw: tuple[int, int], frame0: FrameZero, guidance: bool, prior_filter: bool,
-                state: MemoryState | None = None,
-                fixed_boxes: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    def segment(
+        self,
+        feats: FrameFeatures,
+        seg_tokens: torch.Tensor,
+        box_queries: torch.Tensor,
+        out_hw: tuple[int, int],
+        frame0: FrameZero,
+        guidance: bool,
+        prior_filter: bool,
+        state: MemoryState | None = None,
+        fixed_boxes: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Mask logits (n, T, H, W) on the frames of ``feats`` and the prompt boxes per token (or None).
 
         [SEG] states projected to ``seg_tokens`` (n, k, C) and [BOX] states to ``box_queries`` (m, C) -> selector
@@ -384,13 +428,13 @@ class SparrowModel(nn.Module):
         prompt = Prompt(seg_tokens.float(), fixed_boxes)
         if fixed_boxes is None and self._guides(guidance, seg_tokens.shape[0] > 0):
             prompt = self._select(frame0, prompt.tokens, box_queries.float(), out_hw, prior_filter)
-        mask_logits = self.pixel_decoder.decode(feats, prompt.tokens, prompt.boxes, out_hw, self.cfg.propagation,
-                                                state)
+        mask_logits = self.pixel_decoder.decode(feats, prompt.tokens, prompt.boxes, out_hw, self.cfg.propagation, state)
         return mask_logits, prompt.boxes
 
     @torch.no_grad()
-    def _prior_filter(self, feats: FrameFeatures, selected: list[torch.Tensor],
-                      out_hw: tuple[int, int]) -> list[torch.Tensor]:
+    def _prior_filter(
+        self, feats: FrameFeatures, selected: list[torch.Tensor], out_hw: tuple[int, int]
+    ) -> list[torch.Tensor]:
         s = self.cfg.selector
         out = []
         for boxes in selected:
@@ -426,37 +470,60 @@ class SparrowModel(nn.Module):
     def _stage_behaviour(self, batch: SparrowBatch) -> StageBehaviour:
         """What the configured stage turns on; ``batch`` must have been collated for it."""
         if batch.stage != self.stage:
-            raise ValueError(f"batch collated for stage {batch.stage!r} but the model is configured for "
-                             f"{self.stage!r}; build the collator with model.collator()")
+            raise ValueError(
+                f"batch collated for stage {batch.stage!r} but the model is configured for "
+                f"{self.stage!r}; build the collator with model.collator()"
+            )
         return stage_behaviour(self.cfg, self.stage)
 
     @staticmethod
     def _tsf_crops(batch: SparrowBatch, tsf: bool) -> list[torch.Tensor | None]:
         return batch.tsf_crops if (tsf and batch.tsf_crops is not None) else [None] * len(batch)
 
-    def _llm_inputs(self, batch: SparrowBatch, visual: list[torch.Tensor],
-                    tsf: list[torch.Tensor | None]) -> MultimodalInputs:
-        return build_multimodal_inputs(batch.input_ids, batch.attention_mask, batch.labels, visual, tsf,
-                                       self.llm.embed, self.seg_token_id, self.box_token_id, self.cfg.tsf_k,
-                                       self.cfg.seg_hidden_at)
+    def _llm_inputs(
+        self, batch: SparrowBatch, visual: list[torch.Tensor], tsf: list[torch.Tensor | None]
+    ) -> MultimodalInputs:
+        return build_multimodal_inputs(
+            batch.input_ids,
+            batch.attention_mask,
+            batch.labels,
+            visual,
+            tsf,
+            self.llm.embed,
+            self.seg_token_id,
+            self.box_token_id,
+            self.cfg.tsf_k,
+            self.cfg.seg_hidden_at,
+        )
 
-    def _frame_zeros(self, batch: SparrowBatch, feats: FrameFeatures, mm: MultimodalInputs,
-                     guidance: bool) -> list[FrameZero | None]:
+    def _frame_zeros(
+        self, batch: SparrowBatch, feats: FrameFeatures, mm: MultimodalInputs, guidance: bool
+    ) -> list[FrameZero | None]:
         """Per sample its clip's frame 0 with its proposals, or None where guidance does not run; the proposals of
         every guided sample come from one proposer call (the proposer draws no random numbers)."""
         b, t = batch.sam_frames.shape[:2]
         guided = [i for i in range(b) if self._guides(guidance, bool(mm.seg_mask[i].any()))]
         if not guided:
             return [None] * b
-        inputs = torch.cat([proposer_input(self.proposer, self.pixel_decoder, feats, batch.sam_frames[i, 0], i * t)
-                            for i in guided])
+        inputs = torch.cat(
+            [proposer_input(self.proposer, self.pixel_decoder, feats, batch.sam_frames[i, 0], i * t) for i in guided]
+        )
         proposals = dict(zip(guided, self.proposer.propose(inputs)))
-        return [self.frame_zero(feats.frames(i * t, (i + 1) * t), batch.sam_frames[i, 0], proposals[i])
-                if i in proposals else None for i in range(b)]
+        return [
+            self.frame_zero(feats.frames(i * t, (i + 1) * t), batch.sam_frames[i, 0], proposals[i])
+            if i in proposals
+            else None
+            for i in range(b)
+        ]
 
-    def _prompt_and_decode(self, batch: SparrowBatch, hidden: torch.Tensor, mm: MultimodalInputs,
-                           feats: FrameFeatures, frame_zeros: list[FrameZero | None]
-                           ) -> tuple[list[Prompt], list[torch.Tensor]]:
+    def _prompt_and_decode(
+        self,
+        batch: SparrowBatch,
+        hidden: torch.Tensor,
+        mm: MultimodalInputs,
+        feats: FrameFeatures,
+        frame_zeros: list[FrameZero | None],
+    ) -> tuple[list[Prompt], list[torch.Tensor]]:
         """Every sample's SAM2 prompt and mask logits (n, T, H, W).
 
         Per sample and in this order, as the random draws of LoRA dropout (projector) and of SAM2's memory attention
@@ -466,8 +533,9 @@ class SparrowModel(nn.Module):
         framewise = self.cfg.propagation == "framewise"
         prompts, masks, requests = [], [], []
         for i, frame0 in enumerate(frame_zeros):
-            out_hw = tuple(batch.target_masks[i].shape[-2:]) if batch.target_masks[i].dim() == 4 else \
-                batch.orig_sizes[i]
+            out_hw = (
+                tuple(batch.target_masks[i].shape[-2:]) if batch.target_masks[i].dim() == 4 else batch.orig_sizes[i]
+            )
             seg_states = hidden[i][mm.seg_mask[i]][: self.cfg.max_seg_tokens]
             box_states = hidden[i][mm.box_mask[i]][: self.cfg.max_seg_tokens]
             prompt = self._sample_prompt(seg_states, box_states, frame0, out_hw, batch.target_masks[i])
@@ -475,24 +543,33 @@ class SparrowModel(nn.Module):
             if framewise:
                 requests.append((i * t, (i + 1) * t, prompt.tokens, prompt.boxes, out_hw))
             else:
-                masks.append(self.pixel_decoder.decode(feats.frames(i * t, (i + 1) * t), prompt.tokens, prompt.boxes,
-                                                       out_hw, self.cfg.propagation))
+                masks.append(
+                    self.pixel_decoder.decode(
+                        feats.frames(i * t, (i + 1) * t), prompt.tokens, prompt.boxes, out_hw, self.cfg.propagation
+                    )
+                )
         if framewise:
             masks = self.pixel_decoder.decode_framewise_many(feats, requests)
         return prompts, masks
 
-    def _sample_prompt(self, seg_states: torch.Tensor, box_states: torch.Tensor, frame0: FrameZero | None,
-                       out_hw: tuple[int, int], targets: torch.Tensor) -> Prompt:
+    def _sample_prompt(
+        self,
+        seg_states: torch.Tensor,
+        box_states: torch.Tensor,
+        frame0: FrameZero | None,
+        out_hw: tuple[int, int],
+        targets: torch.Tensor,
+    ) -> Prompt:
         """One sample's [SEG]/[BOX] states -> L->V projector -> (selector, when ``frame0`` is given) -> prompt."""
         seg_tokens = self.lv_projector(seg_states).float()
         box_queries = self.lv_projector.query(box_states).float()
         if frame0 is None:
             return Prompt(seg_tokens)
-        return self._select(frame0, seg_tokens, box_queries, out_hw, self.cfg.selector.box_prior_filter_train,
-                            targets)
+        return self._select(frame0, seg_tokens, box_queries, out_hw, self.cfg.selector.box_prior_filter_train, targets)
 
-    def _output(self, ce: torch.Tensor, masks: list[torch.Tensor], prompts: list[Prompt],
-                targets: list[torch.Tensor]) -> SparrowOutput:
+    def _output(
+        self, ce: torch.Tensor, masks: list[torch.Tensor], prompts: list[Prompt], targets: list[torch.Tensor]
+    ) -> SparrowOutput:
         """The weighted losses: CE on the answer, BCE + Dice on the masks, proposal (and box) loss of the selector."""
         w = self.cfg.losses
         bce_sum, dice_sum, pairs = mask_losses(masks, targets)
@@ -507,8 +584,9 @@ class SparrowModel(nn.Module):
             "box": w.box * torch.stack(box_losses).mean() if box_losses else zero,
         }
         loss = sum(losses[k] for k in LOSS_KEYS)
-        return SparrowOutput(loss=loss, losses=losses, mask_logits=masks,
-                             selected_boxes=[p.boxes or [] for p in prompts])
+        return SparrowOutput(
+            loss=loss, losses=losses, mask_logits=masks, selected_boxes=[p.boxes or [] for p in prompts]
+        )
 
     def _proposer_forward(self, batch: SparrowBatch) -> SparrowOutput:
         device = self.device
@@ -526,19 +604,41 @@ class SparrowModel(nn.Module):
         return SparrowOutput(loss=loss, losses=losses)
 
     # -- inference (sparrow.model.inference) -----------------------------------------------------------------
-    def predict(self, frames: np.ndarray, text: str, *, raw_question: bool = False, tsf_boxes=None,
-                tsf_embeddings=None, max_new_tokens: int | None = None) -> Prediction:
+    def predict(
+        self,
+        frames: np.ndarray,
+        text: str,
+        *,
+        raw_question: bool = False,
+        tsf_boxes=None,
+        tsf_embeddings=None,
+        max_new_tokens: int | None = None,
+    ) -> Prediction:
         """Per-frame masks, boxes and the answer for a referring ``text`` on ``frames`` (T, H, W, 3) uint8.
 
         ``text`` is wrapped in the host's evaluation prompt (lower-cased), unless ``raw_question``. A video shorter
         than the encoder's frame sample is padded by repeating its last frame. No ``[SEG]`` in the answer gives empty
         masks and a warning.
         """
-        return inference.predict(self, frames, text, raw_question=raw_question, tsf_boxes=tsf_boxes,
-                                 tsf_embeddings=tsf_embeddings, max_new_tokens=max_new_tokens)
+        return inference.predict(
+            self,
+            frames,
+            text,
+            raw_question=raw_question,
+            tsf_boxes=tsf_boxes,
+            tsf_embeddings=tsf_embeddings,
+            max_new_tokens=max_new_tokens,
+        )
 
-    def predict_many(self, frames: np.ndarray, texts: Sequence[str], *, tsf_boxes: Sequence | None = None,
-                     raw_question: bool = False, max_new_tokens: int | None = None) -> list[Prediction]:
+    def predict_many(
+        self,
+        frames: np.ndarray,
+        texts: Sequence[str],
+        *,
+        tsf_boxes: Sequence | None = None,
+        raw_question: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> list[Prediction]:
         """``predict`` for several texts on the same video, sharing all per-video work.
 
         Frame conversion and resizing, the spatial/temporal encoder tokens (per GLUS question window), the SAM2
@@ -546,9 +646,18 @@ class SparrowModel(nn.Module):
         steps (TSF tokens, generation, selection, mask decoding), exactly as ``predict`` runs them, so prediction
         ``i`` equals ``predict(frames, texts[i], tsf_boxes=tsf_boxes[i], ...)``. ``tsf_boxes``: None, or one entry
         per text (an entry may be None)."""
-        return inference.predict_many(self, frames, texts, tsf_boxes=tsf_boxes, raw_question=raw_question,
-                                      max_new_tokens=max_new_tokens)
+        return inference.predict_many(
+            self, frames, texts, tsf_boxes=tsf_boxes, raw_question=raw_question, max_new_tokens=max_new_tokens
+        )
 
     def extra_repr(self) -> str:
-        return json.dumps({"host": self.cfg.host, "profile": self.cfg.profile, "stage": self.stage,
-                           "tsf": self.cfg.tsf, "box": self.cfg.box, "tsf_at_test": self.cfg.tsf_at_test})
+        return json.dumps(
+            {
+                "host": self.cfg.host,
+                "profile": self.cfg.profile,
+                "stage": self.stage,
+                "tsf": self.cfg.tsf,
+                "box": self.cfg.box,
+                "tsf_at_test": self.cfg.tsf_at_test,
+            }
+        )

@@ -28,8 +28,16 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class SpatialEncoder(nn.Module):
     """Frames (N, 3, S, S) in [0, 1] -> patch tokens (N, G*G, C) and the grid side G."""
 
-    def __init__(self, kind: str, image_size: int, patch_size: int, clip: nn.Module | None = None,
-                 select_layer: int = -2, merge_size: int = 1, qwen_out_dim: int = 0):
+    def __init__(
+        self,
+        kind: str,
+        image_size: int,
+        patch_size: int,
+        clip: nn.Module | None = None,
+        select_layer: int = -2,
+        merge_size: int = 1,
+        qwen_out_dim: int = 0,
+    ):
         super().__init__()
         self.kind = kind
         self.image_size = int(image_size)
@@ -47,23 +55,30 @@ class SpatialEncoder(nn.Module):
 
     # -- construction ----------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, spec: VisionSpec, path: Path | None, visual: nn.Module | None = None) -> "SpatialEncoder":
+    def build(cls, spec: VisionSpec, path: Path | None, visual: nn.Module | None = None) -> SpatialEncoder:
         if spec.kind == "qwen2_5_vl":
             if visual is None:
                 raise ValueError("VisionSpec(kind='qwen2_5_vl') needs the Qwen2.5-VL LLM (LLMSpec.kind='qwen2_5_vl')")
             vc = visual.config
             size = spec.image_size - spec.image_size % (vc.patch_size * vc.spatial_merge_size)
-            return cls("qwen2_5_vl", size, vc.patch_size, merge_size=vc.spatial_merge_size,
-                       qwen_out_dim=vc.out_hidden_size)
+            return cls(
+                "qwen2_5_vl", size, vc.patch_size, merge_size=vc.spatial_merge_size, qwen_out_dim=vc.out_hidden_size
+            )
         if spec.kind != "clip":
             raise ValueError(f"unknown spatial encoder kind {spec.kind!r}; choose clip or qwen2_5_vl")
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         if path is None:
-            model = CLIPVisionModel(CLIPVisionConfig(
-                hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-                num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
-                image_size=spec.image_size, patch_size=spec.patch_size))
+            model = CLIPVisionModel(
+                CLIPVisionConfig(
+                    hidden_size=spec.hidden_size,
+                    intermediate_size=spec.intermediate_size,
+                    num_hidden_layers=spec.num_layers,
+                    num_attention_heads=spec.num_heads,
+                    image_size=spec.image_size,
+                    patch_size=spec.patch_size,
+                )
+            )
         else:
             if not path.is_dir():
                 raise FileNotFoundError(f"CLIP vision folder not found: {path} (VisionSpec.path)")
@@ -71,11 +86,11 @@ class SpatialEncoder(nn.Module):
         return cls.from_clip(model, spec.select_layer)
 
     @classmethod
-    def from_clip(cls, model: nn.Module, select_layer: int) -> "SpatialEncoder":
+    def from_clip(cls, model: nn.Module, select_layer: int) -> SpatialEncoder:
         return cls("clip", model.config.image_size, model.config.patch_size, clip=model, select_layer=select_layer)
 
     @classmethod
-    def from_saved_config(cls, config_dir: Path, select_layer: int) -> "SpatialEncoder":
+    def from_saved_config(cls, config_dir: Path, select_layer: int) -> SpatialEncoder:
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         return cls.from_clip(CLIPVisionModel(CLIPVisionConfig.from_pretrained(config_dir)), select_layer)
@@ -108,8 +123,9 @@ class SpatialEncoder(nn.Module):
         """``visual``: the Qwen2.5-VL tower (``kind="qwen2_5_vl"`` only)."""
         trunk = self.trunk(visual)
         if frames.shape[-1] != self.image_size or frames.shape[-2] != self.image_size:
-            frames = F.interpolate(frames, size=(self.image_size, self.image_size), mode="bilinear",
-                                   align_corners=False)
+            frames = F.interpolate(
+                frames, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
         x = ((frames - self.mean) / self.std).to(next(trunk.parameters()).dtype)
         if self.clip is not None:
             self._captured = None

@@ -35,8 +35,11 @@ _VISUAL_MERGER = ".visual.merger."  # Qwen2.5-VL's own V->L merger (UniPixel)
 
 
 def _adapter_linear_names(model: SparrowModel) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)
-            and (name.startswith(_ADAPTERS + ("lv_projector.",)) or _VISUAL_MERGER in name)]
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and (name.startswith(_ADAPTERS + ("lv_projector.",)) or _VISUAL_MERGER in name)
+    ]
 
 
 def inject_lora(model: SparrowModel) -> None:
@@ -46,8 +49,7 @@ def inject_lora(model: SparrowModel) -> None:
     lora = model.cfg.lora
     targets = ["llm.model." + n for n in model.llm.lora_target_names(lora.llm_targets, lora.exclude)]
     targets += _adapter_linear_names(model)
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
-                        target_modules=targets)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none", target_modules=targets)
     inject_adapter_in_model(config, model)
 
 
@@ -55,8 +57,13 @@ def _names_by_group(model: SparrowModel) -> dict[str, set[str]]:
     names = [n for n, _ in model.named_parameters()]
     lora = {n for n in names if ".lora_" in n}
     by_id = {id(p): n for n, p in model.named_parameters()}
-    embeddings = {by_id[id(p)] for m in (model.llm.input_embeddings(), model.llm.output_embeddings())
-                  if m is not None for p in m.parameters() if id(p) in by_id}
+    embeddings = {
+        by_id[id(p)]
+        for m in (model.llm.input_embeddings(), model.llm.output_embeddings())
+        if m is not None
+        for p in m.parameters()
+        if id(p) in by_id
+    }
     adapters = {n for n in names if n.startswith(_ADAPTERS) or _VISUAL_MERGER in n}
     return {
         "llm_lora": {n for n in lora if n.startswith("llm.") and ".visual." not in n},

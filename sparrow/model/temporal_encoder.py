@@ -37,17 +37,25 @@ class TemporalEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def build(cls, spec: TemporalSpec, path: Path | None) -> "TemporalEncoder":
+    def build(cls, spec: TemporalSpec, path: Path | None) -> TemporalEncoder:
         if spec.kind != "videomae":
             raise ValueError(f"unknown temporal encoder kind {spec.kind!r}; the kit supports videomae")
         from transformers import VideoMAEConfig, VideoMAEModel
 
         if path is None:
-            model = VideoMAEModel(VideoMAEConfig(
-                image_size=spec.image_size, patch_size=spec.patch_size, num_frames=spec.chunk_size,
-                tubelet_size=spec.tubelet_size, hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
-                num_attention_heads=spec.num_heads, intermediate_size=spec.intermediate_size,
-                use_mean_pooling=False))
+            model = VideoMAEModel(
+                VideoMAEConfig(
+                    image_size=spec.image_size,
+                    patch_size=spec.patch_size,
+                    num_frames=spec.chunk_size,
+                    tubelet_size=spec.tubelet_size,
+                    hidden_size=spec.hidden_size,
+                    num_hidden_layers=spec.num_layers,
+                    num_attention_heads=spec.num_heads,
+                    intermediate_size=spec.intermediate_size,
+                    use_mean_pooling=False,
+                )
+            )
         else:
             if not path.is_dir():
                 raise FileNotFoundError(f"temporal encoder folder not found: {path} (TemporalSpec.path)")
@@ -55,7 +63,7 @@ class TemporalEncoder(nn.Module):
         return cls(model)
 
     @classmethod
-    def from_saved_config(cls, config_dir: Path) -> "TemporalEncoder":
+    def from_saved_config(cls, config_dir: Path) -> TemporalEncoder:
         from transformers import VideoMAEConfig, VideoMAEModel
 
         return cls(VideoMAEModel(VideoMAEConfig.from_pretrained(config_dir)))
@@ -72,8 +80,9 @@ class TemporalEncoder(nn.Module):
         if t % self.chunk_size:
             raise ValueError(f"{t} frames is not a multiple of the temporal chunk ({self.chunk_size})")
         if frames.shape[-1] != self.image_size or frames.shape[-2] != self.image_size:
-            frames = F.interpolate(frames, size=(self.image_size, self.image_size), mode="bilinear",
-                                   align_corners=False)
+            frames = F.interpolate(
+                frames, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
         x = ((frames - self.mean) / self.std).to(next(self.model.parameters()).dtype)
         chunks = x.reshape(t // self.chunk_size, self.chunk_size, *x.shape[1:])
         tokens = self.model(pixel_values=chunks).last_hidden_state  # (chunks, t' * G * G, C)

@@ -48,8 +48,16 @@ def strip_box_tokens(text: str) -> str:
 
 # -- offline vocabulary ------------------------------------------------------------------------------------------
 CHAT_MARKERS: tuple[str, ...] = (
-    "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|im_start|>", "<|im_end|>", "USER:", "ASSISTANT:",
-    "<p>", "</p>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "USER:",
+    "ASSISTANT:",
+    "<p>",
+    "</p>",
 )
 
 _WORDS = """
@@ -119,8 +127,9 @@ def build_word_tokenizer(extra_words: tuple[str, ...] | list[str] = ()):
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tk.decoder = decoders.WordPiece(prefix="##")
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                  eos_token="</s>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
     tok.add_special_tokens({"additional_special_tokens": list(CHAT_MARKERS)})
     add_segmentation_tokens(tok)
     return tok

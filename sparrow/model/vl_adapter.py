@@ -54,8 +54,15 @@ def pool_sequence(tokens: torch.Tensor, kernel: int) -> torch.Tensor:
 class VLAdapter(nn.Module):
     """Projector plus the pooling rule of one token stream."""
 
-    def __init__(self, kind: str, in_dim: int, out_dim: int, grid_stride: int = 1, seq_kernel: int = 1,
-                 pool_before_projection: bool = False):
+    def __init__(
+        self,
+        kind: str,
+        in_dim: int,
+        out_dim: int,
+        grid_stride: int = 1,
+        seq_kernel: int = 1,
+        pool_before_projection: bool = False,
+    ):
         super().__init__()
         self.kind = kind
         self.proj = build_projector(kind, in_dim, out_dim)

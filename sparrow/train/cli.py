@@ -21,8 +21,8 @@ import argparse
 import json
 from pathlib import Path
 
-from sparrow.profiles import PROFILES
 from sparrow.model.config import MODEL_STAGES
+from sparrow.profiles import PROFILES
 
 # The training stack (torch, the model, accelerate) is imported inside the functions that run it, so that
 # `sparrow train --help` and `sparrow --help` stay fast.
@@ -50,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    names = {"max_steps": args.max_steps, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-             "lr": args.lr, "checkpoint_every": args.checkpoint_every}
+    names = {
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "lr": args.lr,
+        "checkpoint_every": args.checkpoint_every,
+    }
     return {k: v for k, v in names.items() if v is not None}
 
 
@@ -69,8 +74,8 @@ def _curated_root(args: argparse.Namespace) -> Path:
 def _train_one_stage(args: argparse.Namespace, curated_root: Path) -> dict:
     from sparrow.model import SparrowDataset, SparrowModel
     from sparrow.train.config import TrainConfig
-    from sparrow.train.trainer import Trainer
     from sparrow.train.sam_pretrain import load_pretrained_sam
+    from sparrow.train.trainer import Trainer
     from sparrow.train.variants import build_model, load_host_weights, model_config, pretrained_sam
 
     if args.out is None:
@@ -90,25 +95,51 @@ def _train_one_stage(args: argparse.Namespace, curated_root: Path) -> dict:
         if sam_weights is not None:  # as in train_variant: a tiny SAM2 starts from the kit's pretraining
             load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
     model.configure_stage(args.stage, fold_lora=args.init is not None and args.stage in ("stage1", "stage2"))
-    train_cfg = TrainConfig.for_profile(args.profile, args.stage, host=args.host, seed=args.seed,
-                                        show_progress=not args.no_progress, **_overrides(args))
+    train_cfg = TrainConfig.for_profile(
+        args.profile, args.stage, host=args.host, seed=args.seed, show_progress=not args.no_progress, **_overrides(args)
+    )
     dataset = SparrowDataset(curated_root, "train", cfg)
-    result = Trainer(model, dataset, train_cfg, args.out, collate_fn=model.collator(args.stage),
-                     extra={"host": args.host, "init": args.init}).train(resume=not args.no_resume)
-    return {"stage": result.stage, "steps": result.steps, "final": str(result.final_dir),
-            "loss_log": str(result.loss_log), "final_losses": result.final_losses,
-            "resumed_from": result.resumed_from, "processes": result.world_size}
+    result = Trainer(
+        model,
+        dataset,
+        train_cfg,
+        args.out,
+        collate_fn=model.collator(args.stage),
+        extra={"host": args.host, "init": args.init},
+    ).train(resume=not args.no_resume)
+    return {
+        "stage": result.stage,
+        "steps": result.steps,
+        "final": str(result.final_dir),
+        "loss_log": str(result.loss_log),
+        "final_losses": result.final_losses,
+        "resumed_from": result.resumed_from,
+        "processes": result.world_size,
+    }
 
 
 def _train_all(args: argparse.Namespace, curated_root: Path) -> dict:
     from sparrow.train.variants import train_variant
 
     overrides = _overrides(args)
-    run = train_variant(args.host, args.profile, args.seed, args.tsf, args.box, curated_root=curated_root,
-                        show_progress=not args.no_progress, runs_root=args.out,
-                        train_overrides={s: overrides for s in MODEL_STAGES} if overrides else None)
-    return {"variant": run.name, "run_dir": str(run.run_dir), "final": str(run.final_dir),
-            "steps": {s: r.steps for s, r in run.stages.items()}, "final_losses": run.final_losses}
+    run = train_variant(
+        args.host,
+        args.profile,
+        args.seed,
+        args.tsf,
+        args.box,
+        curated_root=curated_root,
+        show_progress=not args.no_progress,
+        runs_root=args.out,
+        train_overrides={s: overrides for s in MODEL_STAGES} if overrides else None,
+    )
+    return {
+        "variant": run.name,
+        "run_dir": str(run.run_dir),
+        "final": str(run.final_dir),
+        "steps": {s: r.steps for s, r in run.stages.items()},
+        "final_losses": run.final_losses,
+    }
 
 
 def main_train(argv: list[str] | None = None) -> int:

@@ -89,7 +89,7 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     @classmethod
-    def for_profile(cls, profile: str, stage: str, host: str = "videoglamm", **overrides: Any) -> "TrainConfig":
+    def for_profile(cls, profile: str, stage: str, host: str = "videoglamm", **overrides: Any) -> TrainConfig:
         """The settings of ``stage`` at ``profile`` size; ``host`` matters for the host stage at paper size only.
         Keyword overrides replace single fields."""
         section = get_profile(profile).train
@@ -98,8 +98,10 @@ class TrainConfig:
             raise ValueError(f"unknown host {host!r}; choose one of {', '.join(section.host_stage)}")
         sizes = section.host_stage[host] if stage == "host" else section.stages.get(stage)
         if sizes is None:
-            raise ValueError(f"the {profile} profile starts from the released SAM2 checkpoint; SAM2 pretraining "
-                             f"({stage!r}) exists for the tiny profiles only")
+            raise ValueError(
+                f"the {profile} profile starts from the released SAM2 checkpoint; SAM2 pretraining "
+                f"({stage!r}) exists for the tiny profiles only"
+            )
         if stage == "proposer":
             base: dict[str, Any] = dict(lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4, schedule="cosine")
         else:
@@ -108,7 +110,7 @@ class TrainConfig:
         base.update(overrides)
         return cls(profile=profile, stage=stage, **base)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -117,14 +119,14 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> "TrainConfig":
+    def from_json(cls, row: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(row) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}")
         return cls(**row)
 
-    def trajectory_differences(self, other: "TrainConfig") -> list[str]:
+    def trajectory_differences(self, other: TrainConfig) -> list[str]:
         """Fields (other than checkpoint bookkeeping) whose values differ; resuming across them is refused."""
         out = []
         for f in dataclasses.fields(self):

@@ -88,7 +88,8 @@ class LossLog:
             return
         line = io.StringIO()
         csv.writer(line, lineterminator="\n").writerow(
-            [str(step) if c == "step" else _format(row.get(c, math.nan)) for c in self.columns])
+            [str(step) if c == "step" else _format(row.get(c, math.nan)) for c in self.columns]
+        )
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line.getvalue())
             handle.flush()

@@ -88,10 +88,13 @@ class BoxPromptDataset(Dataset):
         video_id, object_id, t = self.items[index]
         video = self.curated.video(video_id)
         frame = stretch(to_float(self.curated.load_frames(video_id, [t])), self.image_size)[0]
-        mask = torch.from_numpy(decode_rle(self.curated.objects(video_id)[object_id].masks[t],
-                                           (video.height, video.width)).astype(np.float32))
+        mask = torch.from_numpy(
+            decode_rle(self.curated.objects(video_id)[object_id].masks[t], (video.height, video.width)).astype(
+                np.float32
+            )
+        )
         mask = F.interpolate(mask[None, None], size=(self.image_size, self.image_size), mode="nearest")[0, 0]
-        if mask.sum() * video.height * video.width < MIN_AREA * self.image_size ** 2:
+        if mask.sum() * video.height * video.width < MIN_AREA * self.image_size**2:
             box = torch.tensor([0.0, 0.0, 1.0, 1.0])  # too small to prompt: a whole-frame box and an empty target
             mask = torch.zeros_like(mask)
         else:
@@ -109,13 +112,15 @@ class SamPretrainer(nn.Module):
     def __init__(self, spec: SamSpec):
         super().__init__()
         if spec.checkpoint is not None or not spec.tiny:
-            raise ValueError("SAM2 pretraining is for the tiny randomly initialised SAM2 (smoke, mini); paper size "
-                             "loads the released checkpoint")
+            raise ValueError(
+                "SAM2 pretraining is for the tiny randomly initialised SAM2 (smoke, mini); paper size "
+                "loads the released checkpoint"
+            )
         self.spec = spec
         self.decoder = PixelDecoder(build_sam(spec, None, None))
         self.configure_stage("sam")
 
-    def configure_stage(self, stage: str) -> "SamPretrainer":
+    def configure_stage(self, stage: str) -> SamPretrainer:
         for name, p in self.decoder.sam.named_parameters():
             p.requires_grad_(name.startswith(("sam_prompt_encoder.", "sam_mask_decoder.")))
         return self
@@ -134,7 +139,7 @@ class SamPretrainer(nn.Module):
         atomic_write_json(directory / "sam_spec.json", _spec_json(self.spec))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "SamPretrainer":
+    def from_pretrained(cls, directory: str | Path) -> SamPretrainer:
         spec = _build(SamSpec, read_json(Path(directory) / "sam_spec.json"), str(directory))
         model = cls(spec)
         load_pretrained_sam(model.decoder.sam, Path(directory) / WEIGHTS_NAME)
@@ -149,19 +154,31 @@ def box_mask_logits(decoder: PixelDecoder, frames: torch.Tensor, boxes: torch.Te
     """(n, S, S) mask logits at SAM2's input size, frame ``i`` prompted with ``boxes[i]`` (normalised xyxy)."""
     feats = decoder.encode(frames)
     size = (decoder.image_size, decoder.image_size)
-    return torch.stack([decoder.box_masks(feats, boxes[i:i + 1], size, t=i)[0] for i in range(frames.shape[0])])
+    return torch.stack([decoder.box_masks(feats, boxes[i : i + 1], size, t=i)[0] for i in range(frames.shape[0])])
 
 
 def pretrain_fingerprint(data_fingerprint: str, spec: SamSpec, train_config) -> str:
     """What the pretrained weights depend on (it names their folder): other data or settings, other weights."""
     train = {k: v for k, v in train_config.to_json().items() if k not in BOOKKEEPING_FIELDS}
-    row = {"data": data_fingerprint, "spec": _spec_json(spec), "train": train,
-           "frames_per_object": FRAMES_PER_OBJECT, "min_area": MIN_AREA}
+    row = {
+        "data": data_fingerprint,
+        "spec": _spec_json(spec),
+        "train": train,
+        "frames_per_object": FRAMES_PER_OBJECT,
+        "min_area": MIN_AREA,
+    }
     return digest_json(row, 16)
 
 
-def ensure_pretrained_sam(profile: str, curated_root: str | Path, spec: SamSpec, data_fingerprint: str, *,
-                          runs_root: str | Path | None = None, show_progress: bool = True) -> tuple[Path, str]:
+def ensure_pretrained_sam(
+    profile: str,
+    curated_root: str | Path,
+    spec: SamSpec,
+    data_fingerprint: str,
+    *,
+    runs_root: str | Path | None = None,
+    show_progress: bool = True,
+) -> tuple[Path, str]:
     """Train (or reuse) the tiny SAM2 of ``profile`` on ``curated_root``: (weights file, fingerprint).
 
     One run per profile, data and SAM2 config, whatever the host or training seed, as one released checkpoint
@@ -205,5 +222,7 @@ def load_pretrained_sam(sam: nn.Module, weights: str | Path) -> None:
     state = read_state(Path(weights))
     missing, unexpected = sam.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise DataError(f"{weights}: SAM2 weights do not fit this model (missing {sorted(missing)[:10]}, "
-                        f"unexpected {sorted(unexpected)[:10]})")
+        raise DataError(
+            f"{weights}: SAM2 weights do not fit this model (missing {sorted(missing)[:10]}, "
+            f"unexpected {sorted(unexpected)[:10]})"
+        )

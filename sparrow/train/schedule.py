@@ -39,6 +39,7 @@ class WarmupDecay:
         return lr_factor(step, self.warmup_steps, self.total_steps, self.kind)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
-                    kind: str = "linear") -> LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, kind: str = "linear"
+) -> LambdaLR:
     return LambdaLR(optimizer, WarmupDecay(warmup_steps, total_steps, kind))

@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
@@ -47,10 +48,14 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, step: int, bad: dict[str, float], checkpoint: Path | None, stage: str):
         self.step, self.bad, self.checkpoint, self.stage = step, bad, checkpoint, stage
         terms = ", ".join(f"{name}={value}" for name, value in bad.items())
-        kept = (f"last good checkpoint kept: {checkpoint}" if checkpoint is not None
-                else "no checkpoint had been written yet")
-        super().__init__(f"{stage}: non-finite value at step {step} ({terms}); training stopped before that "
-                         f"step's update; {kept}")
+        kept = (
+            f"last good checkpoint kept: {checkpoint}"
+            if checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        super().__init__(
+            f"{stage}: non-finite value at step {step} ({terms}); training stopped before that step's update; {kept}"
+        )
 
 
 @dataclass
@@ -76,15 +81,23 @@ class TrainResult:
         return out
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> "TrainResult":
+    def load(cls, out_dir: str | Path) -> TrainResult:
         out_dir = Path(out_dir)
         row = read_json(out_dir / RESULT_FILE)
         try:
-            return cls(out_dir=out_dir, stage=row["stage"], steps=int(row["steps"]),
-                       final_dir=out_dir / row["final_dir"], loss_log=out_dir / row["loss_log"],
-                       final_losses=dict(row["final_losses"]), train_config=dict(row["train_config"]),
-                       world_size=int(row["world_size"]), resumed_from=row.get("resumed_from"),
-                       wall_s=float(row.get("wall_s", 0.0)), extra=dict(row.get("extra", {})))
+            return cls(
+                out_dir=out_dir,
+                stage=row["stage"],
+                steps=int(row["steps"]),
+                final_dir=out_dir / row["final_dir"],
+                loss_log=out_dir / row["loss_log"],
+                final_losses=dict(row["final_losses"]),
+                train_config=dict(row["train_config"]),
+                world_size=int(row["world_size"]),
+                resumed_from=row.get("resumed_from"),
+                wall_s=float(row.get("wall_s", 0.0)),
+                extra=dict(row.get("extra", {})),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{out_dir / RESULT_FILE}: malformed training result ({exc})") from exc
 
@@ -110,18 +123,33 @@ def _build_accelerator(config: TrainConfig):
     process_state()
     # The step -> micro-batch mapping must not depend on where a data pass ends (sync_with_dataloader=False), and
     # the scheduler is stepped once per optimizer step by the loop itself.
-    accumulation = GradientAccumulationPlugin(num_steps=config.grad_accum, adjust_scheduler=False,
-                                              sync_with_dataloader=False)
-    return Accelerator(cpu=not cuda, mixed_precision=config.resolved_precision(cuda), kwargs_handlers=[ddp],
-                       gradient_accumulation_plugin=accumulation, step_scheduler_with_optimizer=False)
+    accumulation = GradientAccumulationPlugin(
+        num_steps=config.grad_accum, adjust_scheduler=False, sync_with_dataloader=False
+    )
+    return Accelerator(
+        cpu=not cuda,
+        mixed_precision=config.resolved_precision(cuda),
+        kwargs_handlers=[ddp],
+        gradient_accumulation_plugin=accumulation,
+        step_scheduler_with_optimizer=False,
+    )
 
 
 class Trainer:
     """Runs one training stage of ``model`` on ``dataset`` into ``out_dir``, resuming from its last checkpoint."""
 
-    def __init__(self, model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir: str | Path, *,
-                 collate_fn: Callable[[list[Any]], Any] | None = None, accelerator: Any = None,
-                 num_workers: int = 0, extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        dataset: Dataset,
+        config: TrainConfig,
+        out_dir: str | Path,
+        *,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        accelerator: Any = None,
+        num_workers: int = 0,
+        extra: dict[str, Any] | None = None,
+    ):
         self.model = model
         self.dataset = dataset
         self.config = config
@@ -143,16 +171,20 @@ class Trainer:
         cfg = self.config
         acc = self.accelerator or _build_accelerator(cfg)
         if acc.gradient_accumulation_steps != cfg.grad_accum:
-            raise ValueError(f"{cfg.stage}: the accelerator accumulates {acc.gradient_accumulation_steps} micro-batches "
-                             f"but the config asks for grad_accum={cfg.grad_accum}")
+            raise ValueError(
+                f"{cfg.stage}: the accelerator accumulates {acc.gradient_accumulation_steps} micro-batches "
+                f"but the config asks for grad_accum={cfg.grad_accum}"
+            )
         self.accelerator = acc
         main = acc.is_main_process
         if resume and (self.out_dir / RESULT_FILE).is_file():
             done = TrainResult.load(self.out_dir)
             diffs = TrainConfig.from_json(done.train_config).trajectory_differences(cfg)
             if diffs:
-                raise ValueError(f"{self.out_dir}: holds a finished run with different settings ({'; '.join(diffs)}); "
-                                 "use another output folder or resume=False")
+                raise ValueError(
+                    f"{self.out_dir}: holds a finished run with different settings ({'; '.join(diffs)}); "
+                    "use another output folder or resume=False"
+                )
             # The caller's model ends in the same state as after a fresh run: configured and holding the weights.
             if hasattr(self.model, "configure_stage"):
                 self.model.configure_stage(cfg.stage)
@@ -173,20 +205,27 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"{cfg.stage}: the model has no trainable parameters after configure_stage")
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                                      fused=_fused_adamw(params))
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=_fused_adamw(params)
+        )
         scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.schedule)
         sampler = PassSampler(len(self.dataset), cfg.seed)
         # Starting a DataLoader iterator draws a worker seed; a private generator keeps that draw off the global
         # RNG, whose stream (dropout) must depend on the step only. Samples are seeded by SeededSamples anyway.
-        loader = DataLoader(SeededSamples(self.dataset), batch_sampler=BatchSampler(sampler, cfg.batch_size, True),
-                            collate_fn=self.collate_fn, num_workers=self.num_workers,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+        loader = DataLoader(
+            SeededSamples(self.dataset),
+            batch_sampler=BatchSampler(sampler, cfg.batch_size, True),
+            collate_fn=self.collate_fn,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
         model, optimizer, loader = acc.prepare(model, optimizer, loader)
         batches_per_pass = len(loader)
         if batches_per_pass == 0:
-            raise ValueError(f"{cfg.stage}: {len(self.dataset)} training samples are fewer than batch_size "
-                             f"{cfg.batch_size} x {acc.num_processes} process(es)")
+            raise ValueError(
+                f"{cfg.stage}: {len(self.dataset)} training samples are fewer than batch_size "
+                f"{cfg.batch_size} x {acc.num_processes} process(es)"
+            )
 
         start_step, resumed_from = 0, None
         latest = ckpt.latest_checkpoint(self.checkpoint_root) if resume else None
@@ -210,10 +249,19 @@ class Trainer:
         if not last_losses:
             state = ckpt.read_state(ckpt.latest_checkpoint(self.checkpoint_root))
             last_losses = state.get("losses", {})
-        result = TrainResult(out_dir=self.out_dir, stage=cfg.stage, steps=cfg.max_steps,
-                             final_dir=self.out_dir / "final", loss_log=self.out_dir / "loss_log.csv",
-                             final_losses=last_losses, train_config=cfg.to_json(), world_size=acc.num_processes,
-                             resumed_from=resumed_from, wall_s=time.perf_counter() - started, extra=self.extra)
+        result = TrainResult(
+            out_dir=self.out_dir,
+            stage=cfg.stage,
+            steps=cfg.max_steps,
+            final_dir=self.out_dir / "final",
+            loss_log=self.out_dir / "loss_log.csv",
+            final_losses=last_losses,
+            train_config=cfg.to_json(),
+            world_size=acc.num_processes,
+            resumed_from=resumed_from,
+            wall_s=time.perf_counter() - started,
+            extra=self.extra,
+        )
         if main:
             atomic_write_json(self.out_dir / RESULT_FILE, result.to_json())
         acc.wait_for_everyone()
@@ -221,8 +269,17 @@ class Trainer:
         return result
 
     # -- the loop --------------------------------------------------------------------------------------------
-    def _run(self, model, optimizer, scheduler, loader, sampler: PassSampler, batches_per_pass: int,
-             start_step: int, log: LossLog | None) -> dict[str, float]:
+    def _run(
+        self,
+        model,
+        optimizer,
+        scheduler,
+        loader,
+        sampler: PassSampler,
+        batches_per_pass: int,
+        start_step: int,
+        log: LossLog | None,
+    ) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         acc, cfg = self.accelerator, self.config
@@ -246,8 +303,14 @@ class Trainer:
                 iterator = start_pass(loader)
                 return next(iterator)
 
-        progress = tqdm(total=cfg.max_steps, initial=start_step, desc=cfg.stage, unit="step",
-                        disable=not (acc.is_main_process and cfg.show_progress), dynamic_ncols=True)
+        progress = tqdm(
+            total=cfg.max_steps,
+            initial=start_step,
+            desc=cfg.stage,
+            unit="step",
+            disable=not (acc.is_main_process and cfg.show_progress),
+            dynamic_ncols=True,
+        )
         last: dict[str, float] = {}
         try:
             for step in range(start_step, cfg.max_steps):
@@ -266,14 +329,17 @@ class Trainer:
                     for name, value in values.items():
                         sums[name] = sums.get(name, 0.0) + value / cfg.grad_accum
                 if not acc.sync_gradients:
-                    raise RuntimeError(f"{cfg.stage}: accelerate's accumulation counter is out of step with "
-                                       f"grad_accum={cfg.grad_accum} (an accelerator reused mid-accumulation?)")
+                    raise RuntimeError(
+                        f"{cfg.stage}: accelerate's accumulation counter is out of step with "
+                        f"grad_accum={cfg.grad_accum} (an accelerator reused mid-accumulation?)"
+                    )
                 # DeepSpeed clips inside its engine and returns no norm; that step logs the norm as empty.
                 norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 grad_norm = _to_float(norm) if norm is not None else math.nan
                 if norm is not None and not math.isfinite(grad_norm):
-                    raise NonFiniteLossError(step + 1, {"grad_norm": grad_norm},
-                                             ckpt.latest_checkpoint(self.checkpoint_root), cfg.stage)
+                    raise NonFiniteLossError(
+                        step + 1, {"grad_norm": grad_norm}, ckpt.latest_checkpoint(self.checkpoint_root), cfg.stage
+                    )
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -330,8 +396,9 @@ class Trainer:
         if acc.distributed_type.value == "FSDP":
             from torch.distributed.fsdp import FullyShardedDataParallel
 
-            with FullyShardedDataParallel.summon_full_params(model, writeback=False, rank0_only=True,
-                                                             offload_to_cpu=True):
+            with FullyShardedDataParallel.summon_full_params(
+                model, writeback=False, rank0_only=True, offload_to_cpu=True
+            ):
                 if acc.is_main_process:
                     acc.unwrap_model(model).save_pretrained(directory)
         elif acc.is_main_process:
@@ -340,8 +407,9 @@ class Trainer:
     def _sharded_optimizer(self) -> bool:
         return self.accelerator.distributed_type.value in ("DEEPSPEED", "FSDP")
 
-    def _save_checkpoint(self, step: int, model, optimizer, scheduler, batches_per_pass: int,
-                         losses: dict[str, float]) -> None:
+    def _save_checkpoint(
+        self, step: int, model, optimizer, scheduler, batches_per_pass: int, losses: dict[str, float]
+    ) -> None:
         acc, cfg = self.accelerator, self.config
         root = self.checkpoint_root
         tmp = ckpt.temp_dir(root, step)
@@ -361,10 +429,20 @@ class Trainer:
                 ckpt.save_tensors(optimizer.state_dict(), tmp / "optimizer.pt")
             ckpt.save_tensors(scheduler.state_dict(), tmp / "scheduler.pt")
             data_pass, offset = divmod(step * cfg.grad_accum, batches_per_pass)
-            atomic_write_json(tmp / ckpt.STATE_FILE, {
-                "stage": cfg.stage, "step": step, "data_pass": data_pass, "batch_offset": offset,
-                "batches_per_pass": batches_per_pass, "world_size": acc.num_processes,
-                "train_config": cfg.to_json(), "losses": losses, "extra": self.extra})
+            atomic_write_json(
+                tmp / ckpt.STATE_FILE,
+                {
+                    "stage": cfg.stage,
+                    "step": step,
+                    "data_pass": data_pass,
+                    "batch_offset": offset,
+                    "batches_per_pass": batches_per_pass,
+                    "world_size": acc.num_processes,
+                    "train_config": cfg.to_json(),
+                    "losses": losses,
+                    "extra": self.extra,
+                },
+            )
             ckpt.commit(tmp, root, step, cfg.keep_checkpoints)
         acc.wait_for_everyone()
 
@@ -375,11 +453,15 @@ class Trainer:
         if state["world_size"] != acc.num_processes:
             problems.append(f"processes: {state['world_size']} (checkpoint) vs {acc.num_processes} (now)")
         if state.get("batches_per_pass", batches_per_pass) != batches_per_pass:
-            problems.append(f"batches per data pass: {state['batches_per_pass']} (checkpoint) vs {batches_per_pass} "
-                            "(now; the dataset changed)")
+            problems.append(
+                f"batches per data pass: {state['batches_per_pass']} (checkpoint) vs {batches_per_pass} "
+                "(now; the dataset changed)"
+            )
         if problems:
-            raise ValueError(f"{folder}: cannot resume, the run's settings changed: {'; '.join(problems)}. "
-                             "Resume with the original settings, or pass resume=False to start over.")
+            raise ValueError(
+                f"{folder}: cannot resume, the run's settings changed: {'; '.join(problems)}. "
+                "Resume with the original settings, or pass resume=False to start over."
+            )
         if self._sharded_optimizer():
             acc.load_state(str(folder / "accelerate_state"))  # model shards, optimizer shards, generators
         else:
@@ -404,5 +486,7 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
     loaded = type(model).from_pretrained(directory)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if missing or unexpected:
-        raise DataError(f"{directory}: weights do not match the model (missing {sorted(missing)[:10]}, "
-                        f"unexpected {sorted(unexpected)[:10]})")
+        raise DataError(
+            f"{directory}: weights do not match the model (missing {sorted(missing)[:10]}, "
+            f"unexpected {sorted(unexpected)[:10]})"
+        )

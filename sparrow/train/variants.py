@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparrow.distributed import process_state
 from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset, records_fingerprint
+from sparrow.distributed import process_state
 from sparrow.model import ModelConfig, SparrowDataset, SparrowModel
 from sparrow.model.checkpoint import CheckpointError, read_state
 from sparrow.model.tokens import vocabulary_from_texts
@@ -60,8 +60,9 @@ _MODEL_INIT, _LORA_FOLD = 11, 12  # seed-derivation tags
 
 
 def variant_name(tsf: bool, box: bool) -> str:
-    return {(False, False): "baseline", (True, True): "sparrow", (True, False): "tsf-only",
-            (False, True): "box-only"}[(bool(tsf), bool(box))]
+    return {(False, False): "baseline", (True, True): "sparrow", (True, False): "tsf-only", (False, True): "box-only"}[
+        (bool(tsf), bool(box))
+    ]
 
 
 def variant_stages(tsf: bool, box: bool) -> tuple[str, ...]:
@@ -77,14 +78,26 @@ def pretrains_sam(cfg) -> bool:
     return cfg.sam.checkpoint is None and cfg.sam.tiny and cfg.host_trainable_sam != "all"
 
 
-def pretrained_sam(cfg, curated_root: str | Path, fingerprint: str | None = None, *,
-                   runs_root: str | Path | None = None, show_progress: bool = False) -> tuple[Path | None, str]:
+def pretrained_sam(
+    cfg,
+    curated_root: str | Path,
+    fingerprint: str | None = None,
+    *,
+    runs_root: str | Path | None = None,
+    show_progress: bool = False,
+) -> tuple[Path | None, str]:
     """The kit's pretrained SAM2 for a host config, trained on first use: (weights, fingerprint), or (None, "")
     where the host starts from a SAM2 checkpoint instead."""
     if not pretrains_sam(cfg):
         return None, ""
-    return ensure_pretrained_sam(cfg.profile, curated_root, cfg.sam, fingerprint or records_fingerprint(curated_root),
-                                 runs_root=runs_root, show_progress=show_progress)
+    return ensure_pretrained_sam(
+        cfg.profile,
+        curated_root,
+        cfg.sam,
+        fingerprint or records_fingerprint(curated_root),
+        runs_root=runs_root,
+        show_progress=show_progress,
+    )
 
 
 def model_config(host: str, profile: str, tsf: bool, box: bool, curated_root: str | Path):
@@ -117,8 +130,9 @@ def load_host_weights(model, host_dir: str | Path) -> list[str]:
     missing = sorted(set(own) - set(state))
     foreign = [k for k in missing if not k.startswith(DUAL_PROMPT_PREFIXES)]
     if unexpected or foreign:
-        raise CheckpointError(f"{path}: host weights do not fit this variant; missing {foreign[:10]}, "
-                              f"unexpected {unexpected[:10]}")
+        raise CheckpointError(
+            f"{path}: host weights do not fit this variant; missing {foreign[:10]}, unexpected {unexpected[:10]}"
+        )
     wrong = [f"{k} {tuple(v.shape)} != {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
     if wrong:
         raise CheckpointError(f"{path}: host weights have other shapes: {wrong[:10]}")
@@ -169,8 +183,9 @@ class RunResult:
         """Every stage's loss log rows (step, lr, loss, grad_norm and the terms), in stage order."""
         return {stage: read_loss_log(result.loss_log) for stage, result in self.stages.items()}
 
-    def loss_curve(self, term: str = "loss", stages: tuple[str, ...] | None = None,
-                   skip: tuple[str, ...] = ("proposer",)) -> tuple[list[int], list[float]]:
+    def loss_curve(
+        self, term: str = "loss", stages: tuple[str, ...] | None = None, skip: tuple[str, ...] = ("proposer",)
+    ) -> tuple[list[int], list[float]]:
         """One term's values over the stages run back to back: (global step, value) with steps numbered on from
         one stage to the next. The proposer stage is skipped by default: its detection loss is another quantity
         on another scale (plot it on its own with ``stages=("proposer",)``)."""
@@ -190,20 +205,35 @@ class RunResult:
         return SparrowModel.from_pretrained(self.final_dir)
 
     def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "profile": self.profile, "seed": self.seed, "tsf": self.tsf, "box": self.box,
-                "variant": self.name, "data_fingerprint": self.data_fingerprint,
-                "stages": {s: str(r.out_dir.relative_to(self.run_dir.parent)) for s, r in self.stages.items()},
-                "model_config": self.model_config}
+        return {
+            "host": self.host,
+            "profile": self.profile,
+            "seed": self.seed,
+            "tsf": self.tsf,
+            "box": self.box,
+            "variant": self.name,
+            "data_fingerprint": self.data_fingerprint,
+            "stages": {s: str(r.out_dir.relative_to(self.run_dir.parent)) for s, r in self.stages.items()},
+            "model_config": self.model_config,
+        }
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "RunResult":
+    def load(cls, run_dir: str | Path) -> RunResult:
         run_dir = Path(run_dir)
         row = read_json(run_dir / RUN_FILE)
         try:
             stages = {s: TrainResult.load(run_dir.parent / rel) for s, rel in row["stages"].items()}
-            return cls(host=row["host"], profile=row["profile"], seed=int(row["seed"]), tsf=bool(row["tsf"]),
-                       box=bool(row["box"]), run_dir=run_dir, stages=stages,
-                       data_fingerprint=row["data_fingerprint"], model_config=row["model_config"])
+            return cls(
+                host=row["host"],
+                profile=row["profile"],
+                seed=int(row["seed"]),
+                tsf=bool(row["tsf"]),
+                box=bool(row["box"]),
+                run_dir=run_dir,
+                stages=stages,
+                data_fingerprint=row["data_fingerprint"],
+                model_config=row["model_config"],
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{run_dir / RUN_FILE}: malformed run record ({exc})") from exc
 
@@ -220,14 +250,25 @@ def _stage_matches(folder: Path, fingerprint: str, model_json: dict, cfg: TrainC
             return True  # nothing to reuse; the trainer starts fresh
         state = read_checkpoint(latest)
         extra, train_cfg = state.get("extra", {}), TrainConfig.from_json(state["train_config"])
-    return (extra.get("data_fingerprint") == fingerprint and extra.get("model_config") == model_json
-            and not train_cfg.trajectory_differences(cfg))
+    return (
+        extra.get("data_fingerprint") == fingerprint
+        and extra.get("model_config") == model_json
+        and not train_cfg.trajectory_differences(cfg)
+    )
 
 
-def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0, tsf: bool = True,
-                  box: bool = True, *, curated_root: str | Path | None = None, show_progress: bool = True,
-                  train_overrides: dict[str, dict[str, Any]] | None = None,
-                  runs_root: str | Path | None = None) -> RunResult:
+def train_variant(
+    host: str = "videoglamm",
+    profile: str = "mini",
+    seed: int = 0,
+    tsf: bool = True,
+    box: bool = True,
+    *,
+    curated_root: str | Path | None = None,
+    show_progress: bool = True,
+    train_overrides: dict[str, dict[str, Any]] | None = None,
+    runs_root: str | Path | None = None,
+) -> RunResult:
     """Train (or load from the cache) one variant on the curated SPARROW-Mini of ``profile``/``seed``.
 
     ``train_overrides`` maps a stage name to :class:`TrainConfig` field overrides (for experiments; a changed
@@ -245,12 +286,17 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
     run_dir = base_dir / name
     overrides = train_overrides or {}
     stages = variant_stages(tsf, box)
-    configs = {s: TrainConfig.for_profile(profile, s, host=host, seed=seed, show_progress=show_progress,
-                                          **overrides.get(s, {})) for s in stages}
+    configs = {
+        s: TrainConfig.for_profile(
+            profile, s, host=host, seed=seed, show_progress=show_progress, **overrides.get(s, {})
+        )
+        for s in stages
+    }
     host_cfg = model_config(host, profile, False, False, curated_root)
     var_cfg = host_cfg.replace(tsf=tsf, box=box)
-    sam_weights, sam_fingerprint = pretrained_sam(host_cfg, curated_root, fingerprint, runs_root=runs_root,
-                                                  show_progress=show_progress)
+    sam_weights, sam_fingerprint = pretrained_sam(
+        host_cfg, curated_root, fingerprint, runs_root=runs_root, show_progress=show_progress
+    )
     if sam_weights is not None:
         # The pretrained SAM2 is part of every stage's starting point: other SAM2 weights make every stage stale.
         fingerprint = f"{fingerprint}+sam2-{sam_fingerprint}"
@@ -264,8 +310,10 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
             cached = RunResult.load(run_dir)
         except DataError:
             cached = None
-        if cached is not None and all(_stage_matches(folders[s], fingerprint, model_json[s], configs[s])
-                                      and (folders[s] / RESULT_FILE).is_file() for s in stages):
+        if cached is not None and all(
+            _stage_matches(folders[s], fingerprint, model_json[s], configs[s]) and (folders[s] / RESULT_FILE).is_file()
+            for s in stages
+        ):
             return cached
 
     # A stage whose inputs changed invalidates itself and everything after it.
@@ -297,16 +345,28 @@ def train_variant(host: str = "videoglamm", profile: str = "mini", seed: int = 0
         if cfg_s not in datasets:
             datasets[cfg_s] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s)
         dataset = datasets[cfg_s]
-        extra = {"data_fingerprint": fingerprint, "model_config": model_json[stage], "host": host,
-                 "variant": "host" if stage == "host" else name}
-        trainer = Trainer(model, dataset, configs[stage], folders[stage], collate_fn=model.collator(stage),
-                          extra=extra)
+        extra = {
+            "data_fingerprint": fingerprint,
+            "model_config": model_json[stage],
+            "host": host,
+            "variant": "host" if stage == "host" else name,
+        }
+        trainer = Trainer(model, dataset, configs[stage], folders[stage], collate_fn=model.collator(stage), extra=extra)
         results[stage] = trainer.train(resume=True)
         if stage == "host":
             model = None  # a variant model has other modules: it is rebuilt and loads these host weights
 
-    run = RunResult(host=host, profile=profile, seed=seed, tsf=tsf, box=box, run_dir=run_dir, stages=results,
-                    data_fingerprint=fingerprint, model_config=var_cfg.to_json())
+    run = RunResult(
+        host=host,
+        profile=profile,
+        seed=seed,
+        tsf=tsf,
+        box=box,
+        run_dir=run_dir,
+        stages=results,
+        data_fingerprint=fingerprint,
+        model_config=var_cfg.to_json(),
+    )
     if state.is_main_process:
         atomic_write_json(run_dir / RUN_FILE, run.to_json())
     state.wait_for_everyone()

@@ -64,10 +64,16 @@ class TSFEntry:
     def summary(self) -> dict[str, Any]:
         """The entry's index row (JSON-able, no tensors)."""
         return {
-            "video_id": self.video_id, "expression_id": self.expression_id, "key": self.key,
-            "keyframe": self.keyframe, "key_box": None if self.key_box is None else [round(v, 3) for v in self.key_box],
-            "key_score": None if self.key_score is None else round(self.key_score, 6), "key_source": self.key_source,
-            "target_object": self.target_object, "fallbacks": list(self.fallbacks), "num_crops": len(self.frame_indices),
+            "video_id": self.video_id,
+            "expression_id": self.expression_id,
+            "key": self.key,
+            "keyframe": self.keyframe,
+            "key_box": None if self.key_box is None else [round(v, 3) for v in self.key_box],
+            "key_score": None if self.key_score is None else round(self.key_score, 6),
+            "key_source": self.key_source,
+            "target_object": self.target_object,
+            "fallbacks": list(self.fallbacks),
+            "num_crops": len(self.frame_indices),
             "selected_frames": [self.frame_indices[i] for i in self.selected.tolist() if i >= 0],
             "lost_crop_frames": int(self.meta.get("lost_crop_frames", 0)),
         }
@@ -90,10 +96,18 @@ def encode_entry(entry: TSFEntry) -> bytes:
     from safetensors.torch import save
 
     meta = {
-        "format": FORMAT_VERSION, "video_id": entry.video_id, "expression_id": entry.expression_id, "key": entry.key,
-        "keyframe": entry.keyframe, "key_box": None if entry.key_box is None else list(entry.key_box),
-        "key_score": entry.key_score, "key_source": entry.key_source, "target_object": entry.target_object,
-        "fallbacks": list(entry.fallbacks), "clip_start": entry.clip_start, "frame_indices": entry.frame_indices,
+        "format": FORMAT_VERSION,
+        "video_id": entry.video_id,
+        "expression_id": entry.expression_id,
+        "key": entry.key,
+        "keyframe": entry.keyframe,
+        "key_box": None if entry.key_box is None else list(entry.key_box),
+        "key_score": entry.key_score,
+        "key_source": entry.key_source,
+        "target_object": entry.target_object,
+        "fallbacks": list(entry.fallbacks),
+        "clip_start": entry.clip_start,
+        "frame_indices": entry.frame_indices,
         "extra": entry.meta,
     }
     tensors = {
@@ -114,7 +128,7 @@ def decode_entry(data: bytes, where: str = "entry") -> TSFEntry:
 
     try:
         size = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + size])
+        header = json.loads(data[8 : 8 + size])
         metadata = header["__metadata__"]
         tensors = load(data)
         meta_json, expected = metadata["tsf"].rsplit("\n", 1)
@@ -126,13 +140,24 @@ def decode_entry(data: bytes, where: str = "entry") -> TSFEntry:
     if meta.get("format") != FORMAT_VERSION:
         raise CorruptEntry(f"{where}: entry format {meta.get('format')} (expected {FORMAT_VERSION})")
     return TSFEntry(
-        video_id=meta["video_id"], expression_id=meta["expression_id"], key=meta["key"], keyframe=meta["keyframe"],
-        key_box=None if meta["key_box"] is None else tuple(meta["key_box"]), key_score=meta["key_score"],
-        key_source=meta["key_source"], target_object=meta["target_object"], fallbacks=tuple(meta["fallbacks"]),
-        clip_start=meta["clip_start"], frame_indices=list(meta["frame_indices"]),
-        crop_boxes=tensors["crop_boxes"].numpy(), track_boxes=tensors["track_boxes"].numpy(),
-        selected=tensors["selected"].numpy(), features=tensors["features"],
-        crop_features=tensors.get("crop_features"), meta=meta.get("extra", {}))
+        video_id=meta["video_id"],
+        expression_id=meta["expression_id"],
+        key=meta["key"],
+        keyframe=meta["keyframe"],
+        key_box=None if meta["key_box"] is None else tuple(meta["key_box"]),
+        key_score=meta["key_score"],
+        key_source=meta["key_source"],
+        target_object=meta["target_object"],
+        fallbacks=tuple(meta["fallbacks"]),
+        clip_start=meta["clip_start"],
+        frame_indices=list(meta["frame_indices"]),
+        crop_boxes=tensors["crop_boxes"].numpy(),
+        track_boxes=tensors["track_boxes"].numpy(),
+        selected=tensors["selected"].numpy(),
+        features=tensors["features"],
+        crop_features=tensors.get("crop_features"),
+        meta=meta.get("extra", {}),
+    )
 
 
 class TSFStore:
@@ -164,6 +189,7 @@ class TSFStore:
 
 # -- keys ----------------------------------------------------------------------------------------------------------
 
+
 def video_fingerprint(dataset, video_id: str) -> str:
     """sha256 over a video's record and the bytes of its frame files."""
     video = dataset.video(video_id)
@@ -175,12 +201,20 @@ def video_fingerprint(dataset, video_id: str) -> str:
 
 def dataset_fingerprint(dataset, split: str) -> str:
     """The curated records' fingerprint together with the frames of ``split``'s videos."""
-    return digest_json([records_fingerprint(dataset.root)]
-                       + [video_fingerprint(dataset, video.video_id) for video in dataset.iter_videos(split=split)])
+    return digest_json(
+        [records_fingerprint(dataset.root)]
+        + [video_fingerprint(dataset, video.video_id) for video in dataset.iter_videos(split=split)]
+    )
 
 
 def entry_key(video_hash: str, expression: dict, referents: Sequence[dict], config: dict, components: dict) -> str:
     """The content address of one (video, expression) under one configuration."""
-    payload = {"format": FORMAT_VERSION, "video": video_hash, "expression": expression, "referents": list(referents),
-               "config": config, "components": components}
+    payload = {
+        "format": FORMAT_VERSION,
+        "video": video_hash,
+        "expression": expression,
+        "referents": list(referents),
+        "config": config,
+        "components": components,
+    }
     return digest_json(payload)

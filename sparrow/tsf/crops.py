@@ -92,10 +92,11 @@ def clip_preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     flat = images.reshape(-1, *images.shape[-3:])
-    resized = F.interpolate(flat, size=(new_h, new_w), mode="bicubic", align_corners=False,
-                            antialias=True).clamp_(0.0, 1.0)
+    resized = F.interpolate(flat, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True).clamp_(
+        0.0, 1.0
+    )
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    return resized[..., top:top + size, left:left + size].reshape(*images.shape[:-2], size, size)
+    return resized[..., top : top + size, left : left + size].reshape(*images.shape[:-2], size, size)
 
 
 def _geometry(frames: np.ndarray | torch.Tensor) -> tuple[int, int, int]:
@@ -109,8 +110,9 @@ def _geometry(frames: np.ndarray | torch.Tensor) -> tuple[int, int, int]:
     return int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
 
 
-def crops_at_boxes(frames: np.ndarray | torch.Tensor, indices: Sequence[int], boxes: Sequence[Box],
-                   size: int) -> torch.Tensor:
+def crops_at_boxes(
+    frames: np.ndarray | torch.Tensor, indices: Sequence[int], boxes: Sequence[Box], size: int
+) -> torch.Tensor:
     """Cut ``boxes[j]`` out of frame ``indices[j]`` and CLIP-preprocess each crop to ``size``.
 
     ``frames`` are (T, H, W, 3) uint8 or a (T, 3, H, W) float video in [0, 1]: a uint8 crop divided by 255 equals
@@ -132,8 +134,9 @@ def crops_at_boxes(frames: np.ndarray | torch.Tensor, indices: Sequence[int], bo
     return torch.stack(out)
 
 
-def tracked_box_crops(frames: np.ndarray | torch.Tensor, boxes, size: int, count: int = TSF_FRAMES
-                      ) -> tuple[torch.Tensor, list[int], list[tuple[float, ...]]]:
+def tracked_box_crops(
+    frames: np.ndarray | torch.Tensor, boxes, size: int, count: int = TSF_FRAMES
+) -> tuple[torch.Tensor, list[int], list[tuple[float, ...]]]:
     """The tracked-box crops of one clip (module docstring): (crops (n, 3, S, S), frame indices, boxes used).
 
     ``frames`` as :func:`crops_at_boxes`; ``boxes`` per-frame pixel xyxy rows (L, 4), a NaN row where the tracker
@@ -172,8 +175,9 @@ def _crop_normalised(frame: torch.Tensor, box: Box) -> torch.Tensor:
     return F.interpolate(crop[None], size=(height, width), mode="bilinear", align_corners=False)[0]
 
 
-def mask_box_crops(source_frames: torch.Tensor, target_masks: np.ndarray | torch.Tensor, count: int = TSF_FRAMES
-                   ) -> tuple[torch.Tensor, list[int], list[tuple[float, ...]]]:
+def mask_box_crops(
+    source_frames: torch.Tensor, target_masks: np.ndarray | torch.Tensor, count: int = TSF_FRAMES
+) -> tuple[torch.Tensor, list[int], list[tuple[float, ...]]]:
     """The released training-time crops (module docstring) of one sample.
 
     ``source_frames`` (num_src, 3, S, S) are the encoder frames in [0, 1], ``target_masks`` (n_targets, T_sam, H, W)
@@ -204,9 +208,13 @@ def mask_box_crops(source_frames: torch.Tensor, target_masks: np.ndarray | torch
     return torch.stack(crops), sources, used
 
 
-def ground_truth_mask_crops(frames: np.ndarray, referent_masks: Sequence[np.ndarray], size: int,
-                            num_frames: int = TSF_FRAMES, num_mask_frames: int = TSF_MASK_FRAMES
-                            ) -> tuple[torch.Tensor, list[int], list[tuple[float, ...]]]:
+def ground_truth_mask_crops(
+    frames: np.ndarray,
+    referent_masks: Sequence[np.ndarray],
+    size: int,
+    num_frames: int = TSF_FRAMES,
+    num_mask_frames: int = TSF_MASK_FRAMES,
+) -> tuple[torch.Tensor, list[int], list[tuple[float, ...]]]:
     """:func:`mask_box_crops` of one expression's raw clip (docs/design.md §4.2 (b)).
 
     ``frames`` is the (T, H, W, 3) clip, ``referent_masks`` the (T, H, W) masks of the expression's objects in
@@ -221,8 +229,11 @@ def ground_truth_mask_crops(frames: np.ndarray, referent_masks: Sequence[np.ndar
         return torch.zeros((0, 3, size, size)), [], []
     source = linspace_truncated(total, n)
     mask_frames = linspace_truncated(total, num_mask_frames)
-    masks = (np.stack([np.asarray(m)[mask_frames] for m in referent_masks]) if len(referent_masks)
-             else np.zeros((0, len(mask_frames), height, width), dtype=bool))
+    masks = (
+        np.stack([np.asarray(m)[mask_frames] for m in referent_masks])
+        if len(referent_masks)
+        else np.zeros((0, len(mask_frames), height, width), dtype=bool)
+    )
     context = clip_preprocess(to_float_image(frames[source]), size)
     crops, _, used = mask_box_crops(context, masks, n)
     return crops, source, used

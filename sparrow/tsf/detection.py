@@ -33,8 +33,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sparrow.data.indices import linspace_truncated
 from sparrow.data.curated import CuratedDataset
+from sparrow.data.indices import linspace_truncated
 from sparrow.paths import runs_dir
 from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import atomic_write_json, digest_json
@@ -59,7 +59,7 @@ class DetectorConfig:
     batch_size: int = 16
 
     @classmethod
-    def for_profile(cls, profile: str, **overrides) -> "DetectorConfig":
+    def for_profile(cls, profile: str, **overrides) -> DetectorConfig:
         return cls(**{**get_profile(profile).tsf.detector, **overrides})
 
 
@@ -99,15 +99,17 @@ class DetectorTrainingConfig:
     spec: TinyDetectorSpec = field(default_factory=TinyDetectorSpec)
 
     @classmethod
-    def for_profile(cls, profile: str, **overrides) -> "DetectorTrainingConfig":
+    def for_profile(cls, profile: str, **overrides) -> DetectorTrainingConfig:
         section = get_profile(profile).tsf
         if section.detector_training is None:
-            raise ValueError(f"under {profile!r} GroundingDINO is a released checkpoint: set "
-                             "DetectorConfig.checkpoint_dir")
+            raise ValueError(
+                f"under {profile!r} GroundingDINO is a released checkpoint: set DetectorConfig.checkpoint_dir"
+            )
         return cls(**{**section.detector_training, "spec": TinyDetectorSpec(**section.tiny_detector), **overrides})
 
 
 # -- text --------------------------------------------------------------------------------------------------------
+
 
 def query_text(expression: str) -> str:
     """GroundingDINO query for a referring expression: lowercase, one phrase, ending in ``" ."``."""
@@ -154,19 +156,45 @@ def build_processor(vocab: dict[str, int], image_size: int):
     return GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer)
 
 
-def build_tiny_detector(out_dir: str | os.PathLike, vocab: dict[str, int], spec: TinyDetectorSpec, seed: int = 0) -> Path:
+def build_tiny_detector(
+    out_dir: str | os.PathLike, vocab: dict[str, int], spec: TinyDetectorSpec, seed: int = 0
+) -> Path:
     """Write an untrained tiny GroundingDINO and its processor to ``out_dir`` (loadable by ``from_pretrained``)."""
     from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
 
-    backbone = SwinConfig(embed_dim=spec.embed_dim, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
-                          image_size=spec.image_size, out_features=["stage2", "stage3", "stage4"], out_indices=[2, 3, 4])
-    text = BertConfig(vocab_size=len(vocab), hidden_size=spec.d_model, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=2 * spec.d_model, max_position_embeddings=max(64, spec.max_text_len))
+    backbone = SwinConfig(
+        embed_dim=spec.embed_dim,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=4,
+        image_size=spec.image_size,
+        out_features=["stage2", "stage3", "stage4"],
+        out_indices=[2, 3, 4],
+    )
+    text = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=spec.d_model,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * spec.d_model,
+        max_position_embeddings=max(64, spec.max_text_len),
+    )
     config = GroundingDinoConfig(
-        backbone_config=backbone, text_config=text, d_model=spec.d_model, encoder_layers=1, decoder_layers=2,
-        encoder_ffn_dim=2 * spec.d_model, decoder_ffn_dim=2 * spec.d_model, encoder_attention_heads=2,
-        decoder_attention_heads=2, num_queries=spec.num_queries, num_feature_levels=4, encoder_n_points=2,
-        decoder_n_points=2, max_text_len=spec.max_text_len)
+        backbone_config=backbone,
+        text_config=text,
+        d_model=spec.d_model,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=2 * spec.d_model,
+        decoder_ffn_dim=2 * spec.d_model,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=spec.num_queries,
+        num_feature_levels=4,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=spec.max_text_len,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GroundingDinoForObjectDetection(config)
@@ -185,6 +213,7 @@ def _quiet_transformers() -> None:
 
 
 # -- inference ---------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Detections:
@@ -210,7 +239,8 @@ class GroundingDetector:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{path}: no GroundingDINO checkpoint (config.json missing); under 'paper' copy a released "
-                "checkpoint there, under smoke/mini call sparrow.tsf.detection.ensure_detector")
+                "checkpoint there, under smoke/mini call sparrow.tsf.detection.ensure_detector"
+            )
         _quiet_transformers()
         self.path = path
         self.device = torch.device(device)
@@ -219,20 +249,22 @@ class GroundingDetector:
         self.fingerprint = weights_fingerprint(path)
 
     @torch.no_grad()
-    def detect(self, images: Sequence[np.ndarray], texts: Sequence[str], text_threshold: float = 0.0,
-               batch_size: int = 16) -> list[Detections]:
+    def detect(
+        self, images: Sequence[np.ndarray], texts: Sequence[str], text_threshold: float = 0.0, batch_size: int = 16
+    ) -> list[Detections]:
         """Every query box for each (image, text) pair, scores = max token probability (GroundingDINO's)."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} texts")
         out: list[Detections] = []
         for start in range(0, len(images), batch_size):
-            chunk = list(images[start:start + batch_size])
-            queries = [query_text(t) for t in texts[start:start + batch_size]]
+            chunk = list(images[start : start + batch_size])
+            queries = [query_text(t) for t in texts[start : start + batch_size]]
             inputs = self.processor(images=chunk, text=queries, return_tensors="pt", padding=True).to(self.device)
             outputs = self.model(**inputs)
             sizes = [img.shape[:2] for img in chunk]
             results = self.processor.post_process_grounded_object_detection(
-                outputs, inputs["input_ids"], threshold=0.0, text_threshold=text_threshold, target_sizes=sizes)
+                outputs, inputs["input_ids"], threshold=0.0, text_threshold=text_threshold, target_sizes=sizes
+            )
             for result in results:
                 scores = result["scores"].float().cpu().numpy()
                 boxes = result["boxes"].float().cpu().numpy()
@@ -249,8 +281,11 @@ def weights_fingerprint(path: str | os.PathLike) -> str:
     """
     path = Path(path)
     digest = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir()
-                       if p.suffix in (".safetensors", ".json", ".txt", ".bin") and p.name != "training.json"):
+    for name in sorted(
+        p.name
+        for p in path.iterdir()
+        if p.suffix in (".safetensors", ".json", ".txt", ".bin") and p.name != "training.json"
+    ):
         digest.update(name.encode())
         with open(path / name, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -258,8 +293,13 @@ def weights_fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()[:24]
 
 
-def choose_keyframe(detector: GroundingDetector, frames: np.ndarray, text: str, config: DetectorConfig,
-                    candidates: Sequence[int] | None = None) -> tuple[int, Detections]:
+def choose_keyframe(
+    detector: GroundingDetector,
+    frames: np.ndarray,
+    text: str,
+    config: DetectorConfig,
+    candidates: Sequence[int] | None = None,
+) -> tuple[int, Detections]:
     """Keyframe and its detections under ``config.keyframe`` (``first``, or ``best`` of evenly spaced frames)."""
     total = frames.shape[0]
     if config.keyframe == "first" or total == 1:
@@ -267,13 +307,18 @@ def choose_keyframe(detector: GroundingDetector, frames: np.ndarray, text: str, 
     else:
         count = min(config.keyframe_candidates, total)
         frames_to_try = list(candidates) if candidates is not None else linspace_truncated(total, count)
-    found = detector.detect([frames[i] for i in frames_to_try], [text] * len(frames_to_try),
-                            text_threshold=config.text_threshold, batch_size=config.batch_size)
+    found = detector.detect(
+        [frames[i] for i in frames_to_try],
+        [text] * len(frames_to_try),
+        text_threshold=config.text_threshold,
+        batch_size=config.batch_size,
+    )
     best = max(range(len(frames_to_try)), key=lambda j: (found[j].scores[0] if len(found[j].scores) else -1.0, -j))
     return frames_to_try[best], found[best]
 
 
 # -- training the tiny detector -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DetectionSample:
@@ -295,8 +340,11 @@ def detection_samples(dataset, split: str | None, kinds: Sequence[str] = QUERY_K
         objects = dataset.objects(expression.video_id)
         start, end = expression.frame_span or (0, video.num_frames)
         for t in range(start, min(end, video.num_frames)):
-            boxes = tuple(tuple(float(v) for v in objects[o].boxes[t]) for o in expression.object_ids
-                          if o in objects and objects[o].boxes[t] is not None)
+            boxes = tuple(
+                tuple(float(v) for v in objects[o].boxes[t])
+                for o in expression.object_ids
+                if o in objects and objects[o].boxes[t] is not None
+            )
             if boxes:
                 samples.append(DetectionSample(expression.video_id, t, expression.text, boxes))
     return samples
@@ -308,8 +356,13 @@ def _training_key(dataset, split: str, training: DetectorTrainingConfig) -> str:
     return digest_json(payload, 16)
 
 
-def train_detector(curated_root: str | os.PathLike, training: DetectorTrainingConfig, out_root: str | os.PathLike,
-                   split: str = "train", log_every: int = 0) -> Path:
+def train_detector(
+    curated_root: str | os.PathLike,
+    training: DetectorTrainingConfig,
+    out_root: str | os.PathLike,
+    split: str = "train",
+    log_every: int = 0,
+) -> Path:
     """Train the tiny GroundingDINO on ``split`` of a curated set; cached by data and settings.
 
     Returns the checkpoint folder ``<out_root>/detector-<key>`` (written to a temporary sibling and renamed, so a
@@ -334,7 +387,8 @@ def train_detector(curated_root: str | os.PathLike, training: DetectorTrainingCo
     # fused: the same update in one kernel, 12 -> 4 ms of the ~160 ms step on CPU
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay, fused=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / 50) * (0.1 if step >= 0.8 * training.steps else 1.0))
+        optimizer, lambda step: min(1.0, (step + 1) / 50) * (0.1 if step >= 0.8 * training.steps else 1.0)
+    )
     losses = []
     started = time.perf_counter()
     model.train()
@@ -343,8 +397,9 @@ def train_detector(curated_root: str | os.PathLike, training: DetectorTrainingCo
         for step in range(training.steps):
             batch = [samples[i] for i in rng.integers(0, len(samples), size=training.batch_size)]
             images = [frames.get(s.video_id, s.frame) for s in batch]
-            inputs = processor(images=images, text=[query_text(s.text) for s in batch], return_tensors="pt",
-                               padding=True)
+            inputs = processor(
+                images=images, text=[query_text(s.text) for s in batch], return_tensors="pt", padding=True
+            )
             labels = [_target(s, img.shape[:2]) for s, img in zip(batch, images)]
             loss = model(**inputs, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
@@ -357,9 +412,17 @@ def train_detector(curated_root: str | os.PathLike, training: DetectorTrainingCo
                 print(f"detector step {step + 1}/{training.steps} loss {np.mean(losses[-log_every:]):.3f}", flush=True)
     model.eval()
     model.save_pretrained(tmp)
-    atomic_write_json(tmp / "training.json", {
-        "curated_root": str(curated_root), "split": split, "samples": len(samples), "config": asdict(training),
-        "losses": losses, "wall_s": time.perf_counter() - started})
+    atomic_write_json(
+        tmp / "training.json",
+        {
+            "curated_root": str(curated_root),
+            "split": split,
+            "samples": len(samples),
+            "config": asdict(training),
+            "losses": losses,
+            "wall_s": time.perf_counter() - started,
+        },
+    )
     if out.exists():  # another process finished first; keep its (identical-by-construction) result
         shutil.rmtree(tmp, ignore_errors=True)
     else:
@@ -382,8 +445,15 @@ def torch_threads(count: int | None):
 def _target(sample: DetectionSample, shape: tuple[int, int]) -> dict[str, torch.Tensor]:
     height, width = shape
     boxes = torch.tensor(sample.boxes, dtype=torch.float32)
-    cxcywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / width, (boxes[:, 1] + boxes[:, 3]) / 2 / height,
-                          (boxes[:, 2] - boxes[:, 0]) / width, (boxes[:, 3] - boxes[:, 1]) / height], dim=1)
+    cxcywh = torch.stack(
+        [
+            (boxes[:, 0] + boxes[:, 2]) / 2 / width,
+            (boxes[:, 1] + boxes[:, 3]) / 2 / height,
+            (boxes[:, 2] - boxes[:, 0]) / width,
+            (boxes[:, 3] - boxes[:, 1]) / height,
+        ],
+        dim=1,
+    )
     return {"class_labels": torch.zeros(len(boxes), dtype=torch.long), "boxes": cxcywh.clamp(0.0, 1.0)}
 
 
@@ -400,8 +470,9 @@ class _FrameCache:
         return self.videos[video_id][frame]
 
 
-def ensure_detector(curated_root: str | os.PathLike, profile: str, training: DetectorTrainingConfig | None = None,
-                    log_every: int = 0) -> Path:
+def ensure_detector(
+    curated_root: str | os.PathLike, profile: str, training: DetectorTrainingConfig | None = None, log_every: int = 0
+) -> Path:
     """The trained tiny detector for a curated SPARROW-Mini set (trains it on first use)."""
     training = training or DetectorTrainingConfig.for_profile(profile)
     return train_detector(curated_root, training, runs_dir(profile) / "tsf", log_every=log_every)

@@ -35,14 +35,16 @@ class PatchMeanEncoder:
     The weights come from ``seed`` alone, so two instances with the same arguments are the same encoder.
     """
 
-    def __init__(self, crop_size: int, dim: int = 32, patch: int = 8, seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(
+        self, crop_size: int, dim: int = 32, patch: int = 8, seed: int = 0, device: str | torch.device = "cpu"
+    ):
         if crop_size % patch:
             raise ValueError(f"crop_size {crop_size} is not a multiple of the patch size {patch}")
         generator = torch.Generator().manual_seed(seed)
         fan_in = 3 * patch * patch
         self.crop_size = crop_size
         self.patch = patch
-        self.w1 = (torch.randn(fan_in, 2 * dim, generator=generator) / fan_in ** 0.5).to(device)
+        self.w1 = (torch.randn(fan_in, 2 * dim, generator=generator) / fan_in**0.5).to(device)
         self.w2 = (torch.randn(2 * dim, dim, generator=generator) / (2 * dim) ** 0.5).to(device)
         self.fingerprint = f"patch-mean:S{crop_size}:D{dim}:P{patch}:seed{seed}"
 

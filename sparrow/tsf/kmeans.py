@@ -78,7 +78,8 @@ def tsf_kmeans(x: torch.Tensor, k: int = 4, iters: int = 8, select: Selection = 
             break
     assignments = torch.cdist(x32, centres, p=2).argmin(dim=1)
     if select == "centroid":
-        return KMeansResult(centres.to(x.dtype), torch.full((k,), -1, dtype=torch.long, device=device),
-                            assignments, centres, rounds)
+        return KMeansResult(
+            centres.to(x.dtype), torch.full((k,), -1, dtype=torch.long, device=device), assignments, centres, rounds
+        )
     picked = torch.cdist(centres, x32, p=2).argmin(dim=1)
     return KMeansResult(x[picked], picked, assignments, centres, rounds)

@@ -43,8 +43,13 @@ from sparrow.paths import cache_dir
 from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import atomic_write_json, digest_json, iter_jsonl, sha256_file, write_jsonl
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, video_fingerprint
-from sparrow.tsf.crops import (TSF_FRAMES, TSF_MASK_FRAMES, ground_truth_mask_crops, sample_frame_indices,
-                               tracked_box_crops)
+from sparrow.tsf.crops import (
+    TSF_FRAMES,
+    TSF_MASK_FRAMES,
+    ground_truth_mask_crops,
+    sample_frame_indices,
+    tracked_box_crops,
+)
 from sparrow.tsf.detection import (
     QUERY_KINDS,
     DetectorConfig,
@@ -99,11 +104,16 @@ class TSFConfig:
             raise ValueError("k, num_frames and crop_size must be positive")
 
     @classmethod
-    def for_profile(cls, profile: str, **overrides) -> "TSFConfig":
+    def for_profile(cls, profile: str, **overrides) -> TSFConfig:
         section = get_profile(profile).tsf
-        settings = dict(profile=profile, crop_size=section.crop_size, store_crop_features=section.store_crop_features,
-                        threads=section.threads, detector=DetectorConfig.for_profile(profile),
-                        tracker=TrackerConfig.for_profile(profile))
+        settings = dict(
+            profile=profile,
+            crop_size=section.crop_size,
+            store_crop_features=section.store_crop_features,
+            threads=section.threads,
+            detector=DetectorConfig.for_profile(profile),
+            tracker=TrackerConfig.for_profile(profile),
+        )
         return cls(**{**settings, **overrides})
 
     def key_dict(self) -> dict[str, Any]:
@@ -148,9 +158,17 @@ class TSFReport:
             # relative to the run folder, so that the artifact root can move (sparrow.tsf.runs.TSFRun reads it)
             base = self.index_path.parent if self.index_path is not None else Path.cwd()
             store = os.path.relpath(Path(self.store_root).resolve(), base.resolve())
-        return {"split": self.split, "source": self.source, "run_key": self.run_key, "counts": self.counts,
-                "timings": {k: round(v, 4) for k, v in self.timings.items()}, "wall_s": round(self.wall_s, 4),
-                "world": self.world, "index": str(self.index_path) if self.index_path else None, "store": store}
+        return {
+            "split": self.split,
+            "source": self.source,
+            "run_key": self.run_key,
+            "counts": self.counts,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "wall_s": round(self.wall_s, 4),
+            "world": self.world,
+            "index": str(self.index_path) if self.index_path else None,
+            "store": store,
+        }
 
     def entries(self, store: TSFStore | None = None) -> list[TSFEntry]:
         store = store or TSFStore()
@@ -194,8 +212,16 @@ def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 class TSFRunner:
     """Computes TSF entries for the expressions of one video (the unit of work of a shard)."""
 
-    def __init__(self, dataset, config: TSFConfig, encoder: CropEncoder, detector: GroundingDetector | None,
-                 tracker: Tracker | None, store: TSFStore, timer: _Timer):
+    def __init__(
+        self,
+        dataset,
+        config: TSFConfig,
+        encoder: CropEncoder,
+        detector: GroundingDetector | None,
+        tracker: Tracker | None,
+        store: TSFStore,
+        timer: _Timer,
+    ):
         self.dataset, self.config, self.encoder = dataset, config, encoder
         self.detector, self.tracker, self.store, self.timer = detector, tracker, store, timer
         self.config_key = config.key_dict()
@@ -208,11 +234,24 @@ class TSFRunner:
         if self.config.crop_variant == "tracked" and self.config.tracker.kind == "external":
             path = resolve_boxes_txt(self.config.tracker.boxes_txt, video_id.split("/", 1)[-1])
             components["tracker_file"] = sha256_file(path) if path.is_file() else None
-        return [entry_key(video_hash, e.to_json(), [objects[o].to_json() for o in e.object_ids if o in objects],
-                          self.config_key, components) for e in expressions]
+        return [
+            entry_key(
+                video_hash,
+                e.to_json(),
+                [objects[o].to_json() for o in e.object_ids if o in objects],
+                self.config_key,
+                components,
+            )
+            for e in expressions
+        ]
 
-    def compute_video(self, video_id: str, expressions: Sequence, keys: Sequence[str],
-                      on_entry: Callable[[TSFEntry, str], None] | None = None) -> list[tuple[TSFEntry, str]]:
+    def compute_video(
+        self,
+        video_id: str,
+        expressions: Sequence,
+        keys: Sequence[str],
+        on_entry: Callable[[TSFEntry, str], None] | None = None,
+    ) -> list[tuple[TSFEntry, str]]:
         """Entries for ``expressions`` of one video, from the cache where valid, computed otherwise.
 
         Returns (entry, status) with status ``hit``, ``computed`` or ``recomputed`` (a corrupt entry replaced).
@@ -261,16 +300,24 @@ class TSFRunner:
                 for t in range(start, end):
                     hit = next((o for o in e.object_ids if o in objects and objects[o].boxes[t] is not None), None)
                     if hit is not None:
-                        out[j] = {"source": "ground_truth", "frame": t - start, "box": tuple(objects[hit].boxes[t]),
-                                  "score": 1.0, "object": hit}
+                        out[j] = {
+                            "source": "ground_truth",
+                            "frame": t - start,
+                            "box": tuple(objects[hit].boxes[t]),
+                            "score": 1.0,
+                            "object": hit,
+                        }
                         break
             return out
         with self.timer("detect"):
             if cfg.detector.keyframe == "first":
                 images = [frames[_clip(e, frames.shape[0])[0]] for e in expressions]
-                found = self.detector.detect(images, [e.text for e in expressions],
-                                             text_threshold=cfg.detector.text_threshold,
-                                             batch_size=cfg.detector.batch_size)
+                found = self.detector.detect(
+                    images,
+                    [e.text for e in expressions],
+                    text_threshold=cfg.detector.text_threshold,
+                    batch_size=cfg.detector.batch_size,
+                )
                 picks = [(0, f) for f in found]
             else:
                 picks = []
@@ -281,24 +328,39 @@ class TSFRunner:
             best = detections.best
             start = _clip(e, frames.shape[0])[0]
             if best is None or best[1] <= cfg.detector.box_threshold:
-                out[j] = {"source": "detector", "frame": frame,
-                          "score": None if best is None else best[1], "box": None}
+                out[j] = {"source": "detector", "frame": frame, "score": None if best is None else best[1], "box": None}
                 continue
             box, score = best
-            out[j] = {"source": "detector", "frame": frame, "box": box, "score": score,
-                      "object": self._matching_object(objects, e.object_ids, start + frame, box)}
+            out[j] = {
+                "source": "detector",
+                "frame": frame,
+                "box": box,
+                "score": score,
+                "object": self._matching_object(objects, e.object_ids, start + frame, box),
+            }
         return out
 
     @staticmethod
     def _matching_object(objects, object_ids, t: int, box) -> str | None:
         """The referent the detection overlaps most on the keyframe (for evaluation only)."""
-        scored = [(_box_iou(box, objects[o].boxes[t]), o) for o in object_ids
-                  if o in objects and objects[o].boxes[t] is not None]
+        scored = [
+            (_box_iou(box, objects[o].boxes[t]), o)
+            for o in object_ids
+            if o in objects and objects[o].boxes[t] is not None
+        ]
         scored = [s for s in scored if s[0] > 0]
         return max(scored)[1] if scored else None
 
-    def _compute(self, video_id: str, frames: np.ndarray, paths: list[str], expression, key: str,
-                 keyframe: dict[str, Any], tracks: dict[tuple, Track]) -> TSFEntry:
+    def _compute(
+        self,
+        video_id: str,
+        frames: np.ndarray,
+        paths: list[str],
+        expression,
+        key: str,
+        keyframe: dict[str, Any],
+        tracks: dict[tuple, Track],
+    ) -> TSFEntry:
         cfg = self.config
         start, end = _clip(expression, frames.shape[0])
         clip = frames[start:end]
@@ -314,11 +376,13 @@ class TSFRunner:
             if not any(m.any() for m in masks):
                 fallbacks.append("no_target")
             with self.timer("crop"):
-                crops, indices, used = ground_truth_mask_crops(clip, masks, cfg.crop_size, cfg.num_frames,
-                                                               cfg.num_mask_frames)
+                crops, indices, used = ground_truth_mask_crops(
+                    clip, masks, cfg.crop_size, cfg.num_frames, cfg.num_mask_frames
+                )
             height, width = clip.shape[1:3]
-            crop_boxes = np.asarray([(b[0] * width, b[1] * height, b[2] * width, b[3] * height) for b in used],
-                                    dtype=np.float32).reshape(-1, 4)
+            crop_boxes = np.asarray(
+                [(b[0] * width, b[1] * height, b[2] * width, b[3] * height) for b in used], dtype=np.float32
+            ).reshape(-1, 4)
             target = next((o.object_id for o, m in zip(referents, masks) if m.any()), None)
         else:
             indices = sample_frame_indices(total, cfg.num_frames)
@@ -329,8 +393,9 @@ class TSFRunner:
                 memo = (start, end, keyframe["frame"], tuple(round(v, 2) for v in keyframe["box"]))
                 if memo not in tracks:
                     with self.timer("track"):
-                        tracks[memo] = self.tracker.track(clip, keyframe["frame"], keyframe["box"],
-                                                          frame_paths=paths[start:end], video_id=video_id)
+                        tracks[memo] = self.tracker.track(
+                            clip, keyframe["frame"], keyframe["box"], frame_paths=paths[start:end], video_id=video_id
+                        )
                 per_frame = tracks[memo].boxes
                 for t, box in enumerate(per_frame):
                     if box is not None:
@@ -346,20 +411,35 @@ class TSFRunner:
             fallbacks.append("short_video")
         with self.timer("encode"):
             with torch.no_grad():
-                features = check_encoder_output(self.encoder(crops), len(indices)) if len(indices) else torch.zeros(0, 1)
+                features = (
+                    check_encoder_output(self.encoder(crops), len(indices)) if len(indices) else torch.zeros(0, 1)
+                )
         with self.timer("kmeans"):
             chosen = tsf_kmeans(features, cfg.k, cfg.kmeans_iters, cfg.select)
         return TSFEntry(
-            video_id=video_id, expression_id=expression.expression_id, key=key,
+            video_id=video_id,
+            expression_id=expression.expression_id,
+            key=key,
             keyframe=None if keyframe.get("frame") is None else start + int(keyframe["frame"]),
             key_box=None if keyframe.get("box") is None else tuple(float(v) for v in keyframe["box"]),
-            key_score=keyframe.get("score"), key_source=keyframe["source"], target_object=target,
-            fallbacks=tuple(f for f in FALLBACKS if f in fallbacks), clip_start=start,
-            frame_indices=[start + i for i in indices], crop_boxes=crop_boxes, track_boxes=track_boxes,
-            selected=chosen.indices.cpu().numpy(), features=chosen.vectors.float().cpu(),
+            key_score=keyframe.get("score"),
+            key_source=keyframe["source"],
+            target_object=target,
+            fallbacks=tuple(f for f in FALLBACKS if f in fallbacks),
+            clip_start=start,
+            frame_indices=[start + i for i in indices],
+            crop_boxes=crop_boxes,
+            track_boxes=track_boxes,
+            selected=chosen.indices.cpu().numpy(),
+            features=chosen.vectors.float().cpu(),
             crop_features=features.float().cpu() if cfg.store_crop_features else None,
-            meta={"lost_crop_frames": int(lost_crop_frames), "clip_frames": int(total),
-                  "video_frames": int(frames.shape[0]), "frame_size": [int(v) for v in frames.shape[1:3]]})
+            meta={
+                "lost_crop_frames": int(lost_crop_frames),
+                "clip_frames": int(total),
+                "video_frames": int(frames.shape[0]),
+                "frame_size": [int(v) for v in frames.shape[1:3]],
+            },
+        )
 
 
 def run_components(config: TSFConfig, encoder: CropEncoder, detector_fingerprint: str | None) -> dict[str, Any]:
@@ -370,10 +450,17 @@ def run_components(config: TSFConfig, encoder: CropEncoder, detector_fingerprint
     return components
 
 
-def _run_key(dataset, split: str, source: str | None, config: TSFConfig, components: dict,
-             limit_videos: int | None) -> str:
-    payload = {"data": records_fingerprint(dataset.root), "split": split, "source": source,
-               "config": config.key_dict(), "components": components, "limit_videos": limit_videos}
+def _run_key(
+    dataset, split: str, source: str | None, config: TSFConfig, components: dict, limit_videos: int | None
+) -> str:
+    payload = {
+        "data": records_fingerprint(dataset.root),
+        "split": split,
+        "source": source,
+        "config": config.key_dict(),
+        "components": components,
+        "limit_videos": limit_videos,
+    }
     return digest_json(payload, 16)
 
 
@@ -383,11 +470,20 @@ def default_run_dir(split: str, source: str | None, run_key: str) -> Path:
     return cache_dir("tsf") / "runs" / f"{name}-{run_key}"
 
 
-def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, encoder: CropEncoder, *,
-            source: str | None = None, detector: GroundingDetector | None = None, tracker: Tracker | None = None,
-            store: TSFStore | None = None, out_dir: str | os.PathLike | None = None,
-            limit_videos: int | None = None,
-            on_entry: Callable[[TSFEntry, str], None] | None = None) -> TSFReport:
+def run_tsf(
+    curated_root: str | os.PathLike,
+    split: str,
+    config: TSFConfig,
+    encoder: CropEncoder,
+    *,
+    source: str | None = None,
+    detector: GroundingDetector | None = None,
+    tracker: Tracker | None = None,
+    store: TSFStore | None = None,
+    out_dir: str | os.PathLike | None = None,
+    limit_videos: int | None = None,
+    on_entry: Callable[[TSFEntry, str], None] | None = None,
+) -> TSFReport:
     """Compute (or load from the cache) the TSF of every expression of ``split``; see the module docstring.
 
     ``source`` keeps one source's videos (e.g. ``"ref-davis17"``; None: every source with that split).
@@ -398,24 +494,30 @@ def run_tsf(curated_root: str | os.PathLike, split: str, config: TSFConfig, enco
     cache times only the look-ups.
     """
     with torch_threads(config.threads):
-        return _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
-                        on_entry)
+        return _run_tsf(
+            curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos, on_entry
+        )
 
 
-def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos,
-             on_entry) -> TSFReport:
+def _run_tsf(
+    curated_root, split, config, encoder, source, detector, tracker, store, out_dir, limit_videos, on_entry
+) -> TSFReport:
     started = time.perf_counter()
     shard: Shard = init_shard()
     dataset = CuratedDataset(curated_root)
     device = config.device or shard.device
     encoder_size = getattr(encoder, "crop_size", None)
     if encoder_size is not None and int(encoder_size) != config.crop_size:
-        raise ValueError(f"the crop encoder expects {encoder_size}-px crops but TSFConfig.crop_size is {config.crop_size}")
+        raise ValueError(
+            f"the crop encoder expects {encoder_size}-px crops but TSFConfig.crop_size is {config.crop_size}"
+        )
     needs_detector = config.crop_variant == "tracked" and config.detector.box_source == "detector"
     if needs_detector and detector is None:
         if not config.detector.checkpoint_dir:
-            raise ValueError("TSFConfig.detector.checkpoint_dir is not set: give a GroundingDINO folder (paper) or "
-                             "the one sparrow.tsf.detection.ensure_detector trained (smoke/mini)")
+            raise ValueError(
+                "TSFConfig.detector.checkpoint_dir is not set: give a GroundingDINO folder (paper) or "
+                "the one sparrow.tsf.detection.ensure_detector trained (smoke/mini)"
+            )
         detector = GroundingDetector(config.detector.checkpoint_dir, device=device)
     if config.crop_variant == "tracked" and tracker is None:
         tracker = build_tracker(config.tracker, device=device)
@@ -473,9 +575,18 @@ def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, st
         merged_counts.setdefault(name, 0)
     run_key = _run_key(dataset, split, source, config, runner.components, limit_videos)
     out = Path(out_dir) if out_dir is not None else default_run_dir(split, source, run_key)
-    report = TSFReport(split=split, run_key=run_key, counts=dict(sorted(merged_counts.items())), timings=merged_timings,
-                       wall_s=time.perf_counter() - started, world=shard.world, rows=merged_rows,
-                       index_path=out / "index.jsonl", source=source, store_root=store.root)
+    report = TSFReport(
+        split=split,
+        run_key=run_key,
+        counts=dict(sorted(merged_counts.items())),
+        timings=merged_timings,
+        wall_s=time.perf_counter() - started,
+        world=shard.world,
+        rows=merged_rows,
+        index_path=out / "index.jsonl",
+        source=source,
+        store_root=store.root,
+    )
     if shard.is_main:
         write_jsonl(out / "index.jsonl", merged_rows)
         atomic_write_json(out / "report.json", report.to_json())
@@ -483,9 +594,14 @@ def _run_tsf(curated_root, split, config, encoder, source, detector, tracker, st
     return report
 
 
-def profile_config(profile: str, curated_root: str | os.PathLike, box_source: str = "detector",
-                   detector_dir: str | os.PathLike | None = None, sam2_checkpoint: str | os.PathLike | None = None,
-                   **overrides) -> TSFConfig:
+def profile_config(
+    profile: str,
+    curated_root: str | os.PathLike,
+    box_source: str = "detector",
+    detector_dir: str | os.PathLike | None = None,
+    sam2_checkpoint: str | os.PathLike | None = None,
+    **overrides,
+) -> TSFConfig:
     """:meth:`TSFConfig.for_profile` with the detector the profile uses.
 
     ``detector_dir`` names a GroundingDINO folder (the released checkpoint; required under ``paper`` with the
@@ -499,18 +615,25 @@ def profile_config(profile: str, curated_root: str | os.PathLike, box_source: st
         raise ValueError(f"box_source must be 'detector' or 'ground_truth', got {box_source!r}")
     # A profile without a tiny detector recipe (paper) reads the released GroundingDINO from a local folder.
     if box_source == "detector" and detector_dir is None and get_profile(profile).tsf.detector_training is None:
-        raise ValueError(f"under {profile!r} give the local GroundingDINO folder (detector_dir; --detector on the "
-                         "command line) and the SAM2 weights (sam2_checkpoint)")
+        raise ValueError(
+            f"under {profile!r} give the local GroundingDINO folder (detector_dir; --detector on the "
+            "command line) and the SAM2 weights (sam2_checkpoint)"
+        )
     if detector_dir is not None and not Path(detector_dir).is_dir():
         raise FileNotFoundError(f"detector folder not found: {detector_dir}")
     if box_source != "detector" or detector_dir is not None:
-        overrides["detector"] = replace(DetectorConfig.for_profile(profile), box_source=box_source,
-                                        checkpoint_dir=None if detector_dir is None else str(detector_dir))
+        overrides["detector"] = replace(
+            DetectorConfig.for_profile(profile),
+            box_source=box_source,
+            checkpoint_dir=None if detector_dir is None else str(detector_dir),
+        )
     if sam2_checkpoint is not None:
         overrides["tracker"] = replace(TrackerConfig.for_profile(profile), sam2_checkpoint=str(sam2_checkpoint))
     base = TSFConfig.for_profile(profile, **overrides)
     if base.crop_variant == "tracked" and base.detector.box_source == "detector" and not base.detector.checkpoint_dir:
-        base = replace(base, detector=replace(base.detector, checkpoint_dir=str(ensure_detector(curated_root, profile))))
+        base = replace(
+            base, detector=replace(base.detector, checkpoint_dir=str(ensure_detector(curated_root, profile)))
+        )
     return base
 
 
@@ -525,9 +648,17 @@ def main_rank_first(shard: Shard):
         barrier(shard)
 
 
-def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *, config: TSFConfig | None = None,
-               encoder: CropEncoder | None = None, curated_root: str | os.PathLike | None = None,
-               limit_videos: int | None = None) -> Path:
+def ensure_tsf(
+    profile: str,
+    seed: int,
+    split: str,
+    source: str | None = None,
+    *,
+    config: TSFConfig | None = None,
+    encoder: CropEncoder | None = None,
+    curated_root: str | os.PathLike | None = None,
+    limit_videos: int | None = None,
+) -> Path:
     """The folder of a finished TSF run over ``split`` (of one ``source``, or all) of a curated set.
 
     Default data: the curated SPARROW-Mini of ``profile``/``seed`` (:func:`sparrow.data.curate.ensure_curated`);
@@ -548,8 +679,9 @@ def ensure_tsf(profile: str, seed: int, split: str, source: str | None = None, *
     if needs_detector and not config.detector.checkpoint_dir:
         raise ValueError("TSFConfig.detector.checkpoint_dir is not set (see profile_config)")
     fingerprint = weights_fingerprint(config.detector.checkpoint_dir) if needs_detector else None
-    run_key = _run_key(CuratedDataset(root), split, source, config, run_components(config, encoder, fingerprint),
-                       limit_videos)
+    run_key = _run_key(
+        CuratedDataset(root), split, source, config, run_components(config, encoder, fingerprint), limit_videos
+    )
     out = default_run_dir(split, source, run_key)
     if (out / "report.json").is_file() and (out / "index.jsonl").is_file() and not TSFRun(out).problems():
         return out

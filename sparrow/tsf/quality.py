@@ -48,8 +48,11 @@ def box_iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def average_precision(predictions: Iterable[tuple[Any, float, Sequence[float]]],
-                      ground_truth: Mapping[Any, Sequence[Sequence[float]]], threshold: float = 0.5) -> float:
+def average_precision(
+    predictions: Iterable[tuple[Any, float, Sequence[float]]],
+    ground_truth: Mapping[Any, Sequence[Sequence[float]]],
+    threshold: float = 0.5,
+) -> float:
     """COCO-style 101-point interpolated AP of scored boxes ``(image, score, box)`` against ``ground_truth``.
 
     Predictions are taken best first (ties in input order); each is a true positive if it overlaps an unmatched
@@ -62,8 +65,9 @@ def average_precision(predictions: Iterable[tuple[Any, float, Sequence[float]]],
     matched: dict[Any, set[int]] = defaultdict(set)
     hits = []
     for _, (image, _score, box) in ranked:
-        candidates = [(box_iou(box, gt), j) for j, gt in enumerate(ground_truth.get(image, ()))
-                      if j not in matched[image]]
+        candidates = [
+            (box_iou(box, gt), j) for j, gt in enumerate(ground_truth.get(image, ())) if j not in matched[image]
+        ]
         best = max(candidates, default=(0.0, -1))
         if best[0] >= threshold:
             matched[image].add(best[1])
@@ -99,7 +103,7 @@ class QualityConfig:
     max_examples: int | None = None
 
     @classmethod
-    def for_profile(cls, profile: str) -> "QualityConfig":
+    def for_profile(cls, profile: str) -> QualityConfig:
         from sparrow.profiles import get_profile
 
         return cls(**get_profile(profile).tsf.quality)
@@ -138,8 +142,12 @@ def read_detector_training(checkpoint_dir: str | Path) -> DetectorTraining:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training log (only detectors trained by the kit have one)")
     log = read_json(path)
-    return DetectorTraining(samples=int(log["samples"]), steps=int(log["config"]["steps"]),
-                            losses=[float(v) for v in log["losses"]], wall_s=log.get("wall_s"))
+    return DetectorTraining(
+        samples=int(log["samples"]),
+        steps=int(log["config"]["steps"]),
+        losses=[float(v) for v in log["losses"]],
+        wall_s=log.get("wall_s"),
+    )
 
 
 @dataclass
@@ -155,9 +163,16 @@ class DetectionQuality:
         return asdict(self)
 
 
-def evaluate_detection(detector: GroundingDetector, dataset, split: str, config: DetectorConfig,
-                       kinds: Sequence[str] = QUERY_KINDS, score_floor: float = 0.05, source: str | None = None,
-                       threads: int | None = 1) -> DetectionQuality:
+def evaluate_detection(
+    detector: GroundingDetector,
+    dataset,
+    split: str,
+    config: DetectorConfig,
+    kinds: Sequence[str] = QUERY_KINDS,
+    score_floor: float = 0.05,
+    source: str | None = None,
+    threads: int | None = 1,
+) -> DetectionQuality:
     """Detection quality on the keyframes the pipeline would use for ``split`` (of one ``source``, or all; see the
     module docstring). ``threads``: intra-op threads while it runs (1 suits the tiny detector; None: leave)."""
     from sparrow.tsf.detection import torch_threads
@@ -180,21 +195,29 @@ def _evaluate_detection(detector, dataset, split, config, kinds, score_floor, so
         objects = dataset.objects(video_id)
         spans = []
         for expression in by_video[video_id]:
-            start, end = (expression.frame_span or (0, frames.shape[0]))
+            start, end = expression.frame_span or (0, frames.shape[0])
             start, end = max(0, start), min(frames.shape[0], end)
             spans.append((start, end) if end > start else (0, frames.shape[0]))
         if config.keyframe == "first":
             # one batched call per video, as the pipeline does
-            found_all = detector.detect([frames[start] for start, _ in spans], [e.text for e in by_video[video_id]],
-                                        text_threshold=config.text_threshold, batch_size=config.batch_size)
+            found_all = detector.detect(
+                [frames[start] for start, _ in spans],
+                [e.text for e in by_video[video_id]],
+                text_threshold=config.text_threshold,
+                batch_size=config.batch_size,
+            )
             picks = [(0, found) for found in found_all]
         else:
-            picks = [choose_keyframe(detector, frames[start:end], e.text, config)
-                     for e, (start, end) in zip(by_video[video_id], spans)]
+            picks = [
+                choose_keyframe(detector, frames[start:end], e.text, config)
+                for e, (start, end) in zip(by_video[video_id], spans)
+            ]
         for expression, (start, _end), (frame, found) in zip(by_video[video_id], spans, picks):
             total += 1
             t = start + frame
-            gts = [objects[o].boxes[t] for o in expression.object_ids if o in objects and objects[o].boxes[t] is not None]
+            gts = [
+                objects[o].boxes[t] for o in expression.object_ids if o in objects and objects[o].boxes[t] is not None
+            ]
             truth[expression.expression_id] = gts
             for box, score in zip(found.boxes, found.scores):
                 if score >= score_floor:
@@ -210,8 +233,13 @@ def _evaluate_detection(detector, dataset, split, config, kinds, score_floor, so
                 ious.append(iou)
                 hits.append(iou >= 0.5)
     return DetectionQuality(
-        expressions=total, with_target=len(ious), mean_iou=float(np.mean(ious)) if ious else 0.0,
-        acc50=float(np.mean(hits)) if hits else 0.0, ap50=average_precision(predictions, truth), no_detection=no_detection)
+        expressions=total,
+        with_target=len(ious),
+        mean_iou=float(np.mean(ious)) if ious else 0.0,
+        acc50=float(np.mean(hits)) if hits else 0.0,
+        ap50=average_precision(predictions, truth),
+        no_detection=no_detection,
+    )
 
 
 @dataclass
@@ -245,8 +273,13 @@ class TrackScore:
         return float(np.mean([v >= 0.5 for v in self.ious])) if self.ious else 0.0
 
 
-def score_track(video_id: str, object_id: str, predicted: Sequence[Sequence[float] | None],
-                truth: Sequence[Sequence[float] | None], skip: Iterable[int] = ()) -> TrackScore:
+def score_track(
+    video_id: str,
+    object_id: str,
+    predicted: Sequence[Sequence[float] | None],
+    truth: Sequence[Sequence[float] | None],
+    skip: Iterable[int] = (),
+) -> TrackScore:
     skip = set(skip)
     ious, absent = [], []
     for t, (pred, gt) in enumerate(zip(predicted, truth)):
@@ -266,8 +299,10 @@ def summarise(scores: Sequence[TrackScore]) -> TrackingQuality:
         tracks=len(scored),
         mean_iou=float(np.mean([s.mean_iou for s in scored])) if scored else 0.0,
         success_rate=float(np.mean([s.success for s in scored])) if scored else 0.0,
-        visible_frames=sum(len(s.ious) for s in scores), absent_frames=len(absent),
-        absent_reported_lost=float(np.mean(absent)) if absent else None)
+        visible_frames=sum(len(s.ious) for s in scores),
+        absent_frames=len(absent),
+        absent_reported_lost=float(np.mean(absent)) if absent else None,
+    )
 
 
 def by_hard_case(scores: Sequence[TrackScore], tags: Mapping[str, Sequence[str]] | None) -> dict[str, TrackingQuality]:
@@ -294,8 +329,9 @@ def referent_objects(dataset, split: str, kinds: Sequence[str] = QUERY_KINDS) ->
     return sorted(found)
 
 
-def hard_case_sample(dataset, split: str, tags: Mapping[str, Sequence[str]], per_case: int,
-                     kinds: Sequence[str] = QUERY_KINDS) -> list[tuple[str, str]]:
+def hard_case_sample(
+    dataset, split: str, tags: Mapping[str, Sequence[str]], per_case: int, kinds: Sequence[str] = QUERY_KINDS
+) -> list[tuple[str, str]]:
     """A deterministic subset of ``split``'s referents for slow trackers: the first ``per_case`` (in sorted order)
     of each hard case, plus ``per_case`` from videos with none of them; sorted, without repeats."""
     everything = referent_objects(dataset, split, kinds)
@@ -306,9 +342,15 @@ def hard_case_sample(dataset, split: str, tags: Mapping[str, Sequence[str]], per
     return sorted(chosen)
 
 
-def evaluate_tracker(tracker, dataset, split: str, tags: Mapping[str, Sequence[str]] | None = None,
-                     kinds: Sequence[str] = QUERY_KINDS, objects: Sequence[tuple[str, str]] | None = None,
-                     threads: int | None = 1) -> tuple[dict[str, TrackingQuality], list[TrackScore]]:
+def evaluate_tracker(
+    tracker,
+    dataset,
+    split: str,
+    tags: Mapping[str, Sequence[str]] | None = None,
+    kinds: Sequence[str] = QUERY_KINDS,
+    objects: Sequence[tuple[str, str]] | None = None,
+    threads: int | None = 1,
+) -> tuple[dict[str, TrackingQuality], list[TrackScore]]:
     """Track every referent of ``split`` (or only ``objects``, (video_id, object_id) pairs) from its first
     ground-truth box; quality overall and per hard case. ``threads`` as in :func:`evaluate_detection`."""
     from sparrow.tsf.detection import torch_threads
@@ -320,7 +362,7 @@ def evaluate_tracker(tracker, dataset, split: str, tags: Mapping[str, Sequence[s
 def _evaluate_tracker(tracker, dataset, split, tags, kinds, objects):
     scores = []
     frames_of: dict[str, np.ndarray] = {}
-    for video_id, object_id in (referent_objects(dataset, split, kinds) if objects is None else objects):
+    for video_id, object_id in referent_objects(dataset, split, kinds) if objects is None else objects:
         truth = dataset.objects(video_id)[object_id].boxes
         key = next((t for t, b in enumerate(truth) if b is not None), None)
         if key is None:
@@ -352,8 +394,9 @@ def referent_boxes(dataset, entry) -> list | None:
     return None if object_id is None else list(dataset.objects(entry.video_id)[object_id].boxes)
 
 
-def evaluate_entries(entries: Iterable, dataset, tags: Mapping[str, Sequence[str]] | None = None
-                     ) -> tuple[dict[str, TrackingQuality], list[TrackScore]]:
+def evaluate_entries(
+    entries: Iterable, dataset, tags: Mapping[str, Sequence[str]] | None = None
+) -> tuple[dict[str, TrackingQuality], list[TrackScore]]:
     """End-to-end box quality of pipeline entries (detector-initialised tracks) against their referent
     (:func:`referent_object`); an entry without a track (no detection) scores 0 on every visible frame."""
     scores = []
@@ -364,20 +407,24 @@ def evaluate_entries(entries: Iterable, dataset, tags: Mapping[str, Sequence[str
         if object_id is None:
             continue
         clip = len(entry.track_boxes)
-        truth = dataset.objects(entry.video_id)[object_id].boxes[entry.clip_start:entry.clip_start + clip]
+        truth = dataset.objects(entry.video_id)[object_id].boxes[entry.clip_start : entry.clip_start + clip]
         scores.append(score_track(entry.video_id, object_id, entry.track(), truth))
     return by_hard_case(scores, tags), scores
 
 
-def example_rows(rows: Sequence[Mapping[str, Any]], tags: Mapping[str, Sequence[str]], per_case: int = 1,
-                 limit: int | None = None) -> dict[str, Mapping[str, Any]]:
+def example_rows(
+    rows: Sequence[Mapping[str, Any]], tags: Mapping[str, Sequence[str]], per_case: int = 1, limit: int | None = None
+) -> dict[str, Mapping[str, Any]]:
     """Index rows to show: the first of each hard case, then the first of each fallback that occurred (at most
     ``limit`` in all, taken alternately from the two lists so that both kinds appear)."""
     picked: dict[str, Mapping[str, Any]] = {}
     used: set[str] = set()
     for tag in HARD_CASES:
-        hits = [r for r in rows if tag in tags.get(r["video_id"], ()) and not r["fallbacks"]
-                and r["expression_id"] not in used][:per_case]
+        hits = [
+            r
+            for r in rows
+            if tag in tags.get(r["video_id"], ()) and not r["fallbacks"] and r["expression_id"] not in used
+        ][:per_case]
         for i, row in enumerate(hits):
             picked[HARD_CASES[tag] + (f" {i + 1}" if per_case > 1 else "")] = row
             used.add(row["expression_id"])
@@ -391,7 +438,7 @@ def example_rows(rows: Sequence[Mapping[str, Any]], tags: Mapping[str, Sequence[
         return {**picked, **fallbacks}
     cases, others = list(picked.items()), list(fallbacks.items())
     merged = [item for pair in zip(cases, others) for item in pair]
-    merged += cases[len(others):] + others[len(cases):]
+    merged += cases[len(others) :] + others[len(cases) :]
     return dict(merged[:limit])
 
 
@@ -427,8 +474,10 @@ def read_hard_case_tags(curated_root: str | Path) -> dict[str, tuple[str, ...]]:
     for video in dataset.iter_videos():
         parts = video.video_id.split("/")[1:]
         for candidate in (parts, parts[:-1] + [parts[-1].split("_", 1)[0]]):
-            scored = sorted(((_shared_tail(candidate, key), tags) for key, tags in records.get(video.source, ())),
-                            key=lambda x: -x[0])
+            scored = sorted(
+                ((_shared_tail(candidate, key), tags) for key, tags in records.get(video.source, ())),
+                key=lambda x: -x[0],
+            )
             if scored and scored[0][0] >= 1 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
                 out[video.video_id] = scored[0][1]
                 break
@@ -443,9 +492,17 @@ def quality_table(results: Mapping[str, Mapping[str, TrackingQuality]]) -> list[
     for tracker, groups in results.items():
         for case in [c for c in names if c in groups]:
             q = groups[case]
-            rows.append({"tracker": tracker, "case": case, "hard case": names[case], "tracks": q.tracks,
-                         "mean_iou": q.mean_iou, "success_rate": q.success_rate,
-                         "absent_reported_lost": q.absent_reported_lost})
+            rows.append(
+                {
+                    "tracker": tracker,
+                    "case": case,
+                    "hard case": names[case],
+                    "tracks": q.tracks,
+                    "mean_iou": q.mean_iou,
+                    "success_rate": q.success_rate,
+                    "absent_reported_lost": q.absent_reported_lost,
+                }
+            )
     return rows
 
 
@@ -453,8 +510,13 @@ def quality_table(results: Mapping[str, Mapping[str, TrackingQuality]]) -> list[
 PIPELINE_SPLIT, PIPELINE_SOURCE = "valid", "ref-davis17"
 
 
-def evaluate_trackers(tracker: TrackerConfig, dataset, quality: QualityConfig, tags: Mapping[str, Sequence[str]],
-                      runs: Mapping[TSFPass, TSFRun] | None = None) -> dict[str, dict[str, TrackingQuality]]:
+def evaluate_trackers(
+    tracker: TrackerConfig,
+    dataset,
+    quality: QualityConfig,
+    tags: Mapping[str, Sequence[str]],
+    runs: Mapping[TSFPass, TSFRun] | None = None,
+) -> dict[str, dict[str, TrackingQuality]]:
     """``{tracker name: by_hard_case(...)}`` of the trackers notebook 02 compares on ``quality.split``.
 
     ``appearance``: the appearance+motion ``tracker`` on every referent; ``appearance (sample)`` and ``sam2 tiny
@@ -466,8 +528,9 @@ def evaluate_trackers(tracker: TrackerConfig, dataset, quality: QualityConfig, t
     results = {
         "appearance": evaluate_tracker(build_tracker(tracker), dataset, split, tags)[0],
         "appearance (sample)": evaluate_tracker(build_tracker(tracker), dataset, split, tags, objects=sample)[0],
-        "sam2 tiny (sample)": evaluate_tracker(build_tracker(replace(tracker, kind="sam2")), dataset, split, tags,
-                                               objects=sample)[0],
+        "sam2 tiny (sample)": evaluate_tracker(
+            build_tracker(replace(tracker, kind="sam2")), dataset, split, tags, objects=sample
+        )[0],
     }
     for key, run in (runs or {}).items():
         if (key.split, key.source) == (PIPELINE_SPLIT, PIPELINE_SOURCE):
@@ -475,22 +538,30 @@ def evaluate_trackers(tracker: TrackerConfig, dataset, quality: QualityConfig, t
     return results
 
 
-def mean_iou_by_case(results: Mapping[str, Mapping[str, TrackingQuality]], digits: int = 3
-                     ) -> dict[str, dict[str, float]]:
+def mean_iou_by_case(
+    results: Mapping[str, Mapping[str, TrackingQuality]], digits: int = 3
+) -> dict[str, dict[str, float]]:
     """``{case: {tracker: mean IoU}}`` of ``{tracker: by_hard_case(...)}``, cases in report order (for a grouped
     bar chart)."""
     cases = [c for c in ("all", *HARD_CASES, "none_of_these") if any(c in groups for groups in results.values())]
-    return {case: {tracker: round(groups[case].mean_iou, digits) for tracker, groups in results.items()
-                   if case in groups} for case in cases}
+    return {
+        case: {tracker: round(groups[case].mean_iou, digits) for tracker, groups in results.items() if case in groups}
+        for case in cases
+    }
 
 
 #: The counts of each TSF run that notebook 02 records.
 RUN_COUNTS = ("expressions", "videos", "skipped_kind", "lost_crop_frames")
 
 
-def recorded_numbers(training: DetectorTraining, detection: DetectionQuality, split: str,
-                     runs: Mapping[TSFPass, TSFRun], tracking: Mapping[str, Mapping[str, TrackingQuality]],
-                     speed: Throughput) -> list[dict[str, Any]]:
+def recorded_numbers(
+    training: DetectorTraining,
+    detection: DetectionQuality,
+    split: str,
+    runs: Mapping[TSFPass, TSFRun],
+    tracking: Mapping[str, Mapping[str, TrackingQuality]],
+    speed: Throughput,
+) -> list[dict[str, Any]]:
     """Every number notebook 02 records, as keyword arguments of :meth:`sparrow.results.Recorder.add`. ``split`` is
     the held-out split ``detection`` was measured on; the throughput per video is set beside the paper's offline
     cost."""
@@ -501,21 +572,40 @@ def recorded_numbers(training: DetectorTraining, detection: DetectionQuality, sp
         {"name": "detector/train_samples", "value": training.samples, "unit": "count"},
         {"name": "detector/final_loss", "value": training.final_loss, "unit": "loss"},
     ]
-    out += [{"name": f"detection/{split}/{name}", "value": value, "unit": "IoU" if name == "mean_iou" else ""}
-            for name, value in detection.to_json().items()]
-    out += [{"name": f"tsf/{key}/{count}", "value": run.counts[count], "unit": "count"}
-            for key, run in runs.items() for count in (*RUN_COUNTS, *FALLBACKS)]
+    out += [
+        {"name": f"detection/{split}/{name}", "value": value, "unit": "IoU" if name == "mean_iou" else ""}
+        for name, value in detection.to_json().items()
+    ]
+    out += [
+        {"name": f"tsf/{key}/{count}", "value": run.counts[count], "unit": "count"}
+        for key, run in runs.items()
+        for count in (*RUN_COUNTS, *FALLBACKS)
+    ]
     for row in quality_table(tracking):
         prefix = f"tracking/{row['tracker']}/{row['case']}"
-        out += [{"name": f"{prefix}/tracks", "value": row["tracks"], "unit": "count"},
-                {"name": f"{prefix}/mean_iou", "value": row["mean_iou"], "unit": "IoU"},
-                {"name": f"{prefix}/success_rate", "value": row["success_rate"], "unit": "fraction"}]
+        out += [
+            {"name": f"{prefix}/tracks", "value": row["tracks"], "unit": "count"},
+            {"name": f"{prefix}/mean_iou", "value": row["mean_iou"], "unit": "IoU"},
+            {"name": f"{prefix}/success_rate", "value": row["success_rate"], "unit": "fraction"},
+        ]
     out.append({"name": "throughput/computed_expressions", "value": speed.computed_expressions, "unit": "count"})
-    out += [{"name": f"throughput/{stage}_ms_per_expression", "value": ms, "unit": "ms",
-             "note": "wall clock, machine-dependent"} for stage, ms in speed.per_expression_ms().items()]
-    out.append({"name": "throughput/seconds_per_video", "value": speed.per_video_s, "unit": "s",
-                "paper": PAPER_SECONDS_PER_VIDEO,
-                "paper_source": "paper: 2.16 GPU-days for the offline TSF pass over about 30k videos",
-                "note": "tiny models on 128-px CPU video vs the paper's GPU pass at full size: context, not a "
-                        "comparison"})
+    out += [
+        {
+            "name": f"throughput/{stage}_ms_per_expression",
+            "value": ms,
+            "unit": "ms",
+            "note": "wall clock, machine-dependent",
+        }
+        for stage, ms in speed.per_expression_ms().items()
+    ]
+    out.append(
+        {
+            "name": "throughput/seconds_per_video",
+            "value": speed.per_video_s,
+            "unit": "s",
+            "paper": PAPER_SECONDS_PER_VIDEO,
+            "paper_source": "paper: 2.16 GPU-days for the offline TSF pass over about 30k videos",
+            "note": "tiny models on 128-px CPU video vs the paper's GPU pass at full size: context, not a comparison",
+        }
+    )
     return out

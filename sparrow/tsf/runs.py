@@ -38,12 +38,14 @@ if TYPE_CHECKING:
 def tracked_boxes(entry: TSFEntry, fill_lost: bool = True) -> np.ndarray:
     """The entry's per-video-frame boxes ``(T, 4)`` (see the module docstring for the format)."""
     if entry.key_source == "gt_mask":
-        raise ValueError(f"{entry.expression_id}: a gt_mask TSF entry has no tracked boxes (its crops come from "
-                         "ground-truth masks); compute a 'tracked' run for tracked boxes")
+        raise ValueError(
+            f"{entry.expression_id}: a gt_mask TSF entry has no tracked boxes (its crops come from "
+            "ground-truth masks); compute a 'tracked' run for tracked boxes"
+        )
     total = int(entry.meta.get("video_frames", entry.clip_start + len(entry.track_boxes)))
     out = np.full((total, 4), np.nan, dtype=np.float32)
     clip = np.asarray(entry.track_boxes, dtype=np.float32).reshape(-1, 4)
-    out[entry.clip_start:entry.clip_start + len(clip)] = clip[:max(0, total - entry.clip_start)]
+    out[entry.clip_start : entry.clip_start + len(clip)] = clip[: max(0, total - entry.clip_start)]
     if not fill_lost:
         return out
     height, width = entry.meta.get("frame_size") or (None, None)
@@ -61,8 +63,10 @@ class TSFRun:
         self.path = Path(path)
         report, index = self.path / "report.json", self.path / "index.jsonl"
         if not report.is_file() or not index.is_file():
-            raise FileNotFoundError(f"{self.path}: not a finished TSF run (report.json or index.jsonl missing); "
-                                    "compute it with sparrow.tsf.pipeline.ensure_tsf")
+            raise FileNotFoundError(
+                f"{self.path}: not a finished TSF run (report.json or index.jsonl missing); "
+                "compute it with sparrow.tsf.pipeline.ensure_tsf"
+            )
         self.report: dict[str, Any] = read_json(report)
         self.rows: list[dict[str, Any]] = list(iter_jsonl(index))
         store = self.report.get("store")
@@ -88,9 +92,11 @@ class TSFRun:
         try:
             return self._rows[(video_id, expression_id)]
         except KeyError:
-            raise KeyError(f"{self.path}: no TSF for expression {expression_id!r} of video {video_id!r} "
-                           f"(the run covers split {self.report.get('split')!r}, source "
-                           f"{self.report.get('source') or 'all'}, query expressions only)") from None
+            raise KeyError(
+                f"{self.path}: no TSF for expression {expression_id!r} of video {video_id!r} "
+                f"(the run covers split {self.report.get('split')!r}, source "
+                f"{self.report.get('source') or 'all'}, query expressions only)"
+            ) from None
 
     def entry(self, video_id: str, expression_id: str) -> TSFEntry:
         """The stored entry; a missing or damaged file raises with its path (re-run ensure_tsf to repair)."""
@@ -134,8 +140,10 @@ class TSFRun:
         for entry in self.entries():
             if entry.key_source == "gt_mask":
                 continue
-            boxes = [None if np.isnan(b[0]) else [round(float(v), 2) for v in b]
-                     for b in tracked_boxes(entry, fill_lost=False)]
+            boxes = [
+                None if np.isnan(b[0]) else [round(float(v), 2) for v in b]
+                for b in tracked_boxes(entry, fill_lost=False)
+            ]
             crop_frames = sorted({entry.frame_indices[i] for i in entry.selected.tolist() if i >= 0})
             video, expression = submission_names(entry.video_id, entry.expression_id)
             path = folder / video / f"{expression}.json"
@@ -170,9 +178,13 @@ class TSFPass:
         return self.name
 
 
-def ensure_runs(profile: str, seed: int, passes: Iterable[TSFPass | Sequence[str | None]],
-                config: TSFConfig | None = None, curated_root: str | os.PathLike | None = None
-                ) -> dict[TSFPass, TSFRun]:
+def ensure_runs(
+    profile: str,
+    seed: int,
+    passes: Iterable[TSFPass | Sequence[str | None]],
+    config: TSFConfig | None = None,
+    curated_root: str | os.PathLike | None = None,
+) -> dict[TSFPass, TSFRun]:
     """Every pass of ``passes`` (``TSFPass`` or ``[split, source, box]``) computed or found in the cache, in order.
 
     ``config`` is the detector-box configuration (default: :func:`sparrow.tsf.pipeline.profile_config`); the
@@ -188,15 +200,13 @@ def ensure_runs(profile: str, seed: int, passes: Iterable[TSFPass | Sequence[str
         key = wanted if isinstance(wanted, TSFPass) else TSFPass(*wanted)
         if key.box not in configs:
             configs[key.box] = profile_config(profile, root, box_source=key.box)
-        runs[key] = TSFRun(ensure_tsf(profile, seed, key.split, key.source, config=configs[key.box],
-                                      curated_root=root))
+        runs[key] = TSFRun(ensure_tsf(profile, seed, key.split, key.source, config=configs[key.box], curated_root=root))
     return runs
 
 
 def run_counts(runs: Mapping[TSFPass, TSFRun], counts: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
     """``{pass name: {count: value}}``: every count of each run's report, or only ``counts``."""
-    return {str(key): run.counts if counts is None else {c: run.counts[c] for c in counts}
-            for key, run in runs.items()}
+    return {str(key): run.counts if counts is None else {c: run.counts[c] for c in counts} for key, run in runs.items()}
 
 
 @dataclass
@@ -226,10 +236,11 @@ class Throughput:
 
     def summary(self) -> str:
         """One line: what the runs computed and how long its stages took."""
-        per_video = (f", {self.per_video_s:.3f} s per video" if self.per_video_s is not None
-                     else " (all from the cache)")
-        return (f"{self.computed_expressions} expressions in {self.computed_videos} videos, "
-                f"{self.total_s:.1f} s of stages{per_video}")
+        per_video = f", {self.per_video_s:.3f} s per video" if self.per_video_s is not None else " (all from the cache)"
+        return (
+            f"{self.computed_expressions} expressions in {self.computed_videos} videos, "
+            f"{self.total_s:.1f} s of stages{per_video}"
+        )
 
 
 def throughput(runs: Sequence[TSFRun]) -> Throughput:

@@ -30,7 +30,7 @@ class Shard:
 
     def take(self, items: Sequence[T]) -> list[T]:
         """This rank's share: every ``world``-th item starting at ``rank``."""
-        return list(items[self.rank::self.world])
+        return list(items[self.rank :: self.world])
 
 
 def launched_world_size() -> int:

@@ -60,11 +60,18 @@ class Tracker(Protocol):
 
     name: str
 
-    def track(self, frames: np.ndarray, key_index: int, key_box: Sequence[float],
-              frame_paths: Sequence[str | os.PathLike] | None = None, video_id: str | None = None) -> Track: ...
+    def track(
+        self,
+        frames: np.ndarray,
+        key_index: int,
+        key_box: Sequence[float],
+        frame_paths: Sequence[str | os.PathLike] | None = None,
+        video_id: str | None = None,
+    ) -> Track: ...
 
 
 # -- configuration -----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TrackerConfig:
@@ -95,7 +102,7 @@ class TrackerConfig:
     boxes_txt: str | None = None
 
     @classmethod
-    def for_profile(cls, profile: str, **overrides) -> "TrackerConfig":
+    def for_profile(cls, profile: str, **overrides) -> TrackerConfig:
         return cls(**{**get_profile(profile).tsf.tracker, **overrides})
 
 
@@ -106,12 +113,15 @@ def build_tracker(config: TrackerConfig, device: str = "cpu") -> Tracker:
         return SAM2Tracker(config, device=device)
     if config.kind == "external":
         if not config.boxes_txt:
-            raise ValueError("TrackerConfig(kind='external') needs boxes_txt (a file, a folder or a '{video}' template)")
+            raise ValueError(
+                "TrackerConfig(kind='external') needs boxes_txt (a file, a folder or a '{video}' template)"
+            )
         return ExternalTracks(config.boxes_txt)
     raise ValueError(f"unknown tracker kind {config.kind!r}; choose appearance, sam2 or external")
 
 
 # -- (b) appearance + motion ---------------------------------------------------------------------------------------
+
 
 class AppearanceMotionTracker:
     """Template tracker: SSD matching near a constant-velocity prediction, scale search, loss and re-acquisition.
@@ -130,8 +140,14 @@ class AppearanceMotionTracker:
     def __init__(self, config: TrackerConfig | None = None):
         self.config = config or TrackerConfig()
 
-    def track(self, frames: np.ndarray, key_index: int, key_box: Sequence[float],
-              frame_paths: Sequence[str | os.PathLike] | None = None, video_id: str | None = None) -> Track:
+    def track(
+        self,
+        frames: np.ndarray,
+        key_index: int,
+        key_box: Sequence[float],
+        frame_paths: Sequence[str | os.PathLike] | None = None,
+        video_id: str | None = None,
+    ) -> Track:
         total = frames.shape[0]
         if not 0 <= key_index < total:
             raise ValueError(f"keyframe {key_index} outside a clip of {total} frames")
@@ -142,7 +158,7 @@ class AppearanceMotionTracker:
         scores = [0.0] * total
         boxes[key_index] = (x0, y0, x1, y1)
         scores[key_index] = 1.0
-        template = images[key_index, int(y0):int(y1), int(x0):int(x1)].copy()
+        template = images[key_index, int(y0) : int(y1), int(x0) : int(x1)].copy()
         if template.shape[0] < 2 or template.shape[1] < 2:
             return Track(boxes, scores)
         d0 = _distinctiveness(images[key_index], template, int(x0), int(y0))
@@ -150,8 +166,16 @@ class AppearanceMotionTracker:
             self._run(images, order, (x0, y0, x1, y1), template.copy(), d0, boxes, scores)
         return Track(boxes, scores)
 
-    def _run(self, images: np.ndarray, order: range, key_box: BoxT, template: np.ndarray, d0: float,
-             boxes: list, scores: list) -> None:
+    def _run(
+        self,
+        images: np.ndarray,
+        order: range,
+        key_box: BoxT,
+        template: np.ndarray,
+        d0: float,
+        boxes: list,
+        scores: list,
+    ) -> None:
         cfg = self.config
         height, width = images.shape[1:3]
         cx, cy = (key_box[0] + key_box[2]) / 2, (key_box[1] + key_box[3]) / 2
@@ -167,8 +191,17 @@ class AppearanceMotionTracker:
                 window = (px - w / 2 - pad, py - h / 2 - pad, px + w / 2 + pad, py + h / 2 + pad)
             best = None
             for scale in cfg.scales:
-                found = _match(images[t], template, window, w * scale, h * scale, d0, (px, py), max(w, h),
-                               cfg.motion_weight if lost < cfg.global_search_after else 0.0)
+                found = _match(
+                    images[t],
+                    template,
+                    window,
+                    w * scale,
+                    h * scale,
+                    d0,
+                    (px, py),
+                    max(w, h),
+                    cfg.motion_weight if lost < cfg.global_search_after else 0.0,
+                )
                 if found is not None and (best is None or found[0] > best[0]):
                     best = found + (scale,)
             threshold = cfg.accept if lost < cfg.global_search_after else cfg.reacquire
@@ -211,12 +244,21 @@ def _distinctiveness(image: np.ndarray, template: np.ndarray, x: int, y: int) ->
     for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)):
         ox, oy = x + int(round(dx * tw / 2)), y + int(round(dy * th / 2))
         if 0 <= ox and 0 <= oy and ox + tw <= width and oy + th <= height:
-            values.append(float(np.mean((image[oy:oy + th, ox:ox + tw] - template) ** 2)))
+            values.append(float(np.mean((image[oy : oy + th, ox : ox + tw] - template) ** 2)))
     return max(float(np.mean(values)) if values else 0.0, 1e-3)
 
 
-def _match(image: np.ndarray, template: np.ndarray, window: tuple[float, float, float, float], w: float, h: float,
-           d0: float, predicted: tuple[float, float], size: float, motion_weight: float):
+def _match(
+    image: np.ndarray,
+    template: np.ndarray,
+    window: tuple[float, float, float, float],
+    w: float,
+    h: float,
+    d0: float,
+    predicted: tuple[float, float],
+    size: float,
+    motion_weight: float,
+):
     """Best placement of the template resized to (w, h) inside ``window``: (score, similarity, centre, size, patch)."""
     import cv2
 
@@ -229,17 +271,23 @@ def _match(image: np.ndarray, template: np.ndarray, window: tuple[float, float, 
     templ = cv2.resize(template, (tw, th), interpolation=cv2.INTER_LINEAR)
     ssd = cv2.matchTemplate(image[wy0:wy1, wx0:wx1], templ, cv2.TM_SQDIFF)
     similarity = 1.0 - ssd / (tw * th * 3 * d0)
-    ys, xs = np.mgrid[0:ssd.shape[0], 0:ssd.shape[1]].astype(np.float32)
+    ys, xs = np.mgrid[0 : ssd.shape[0], 0 : ssd.shape[1]].astype(np.float32)
     centre_x, centre_y = wx0 + xs + tw / 2, wy0 + ys + th / 2
     distance2 = ((centre_x - predicted[0]) ** 2 + (centre_y - predicted[1]) ** 2) / max(size, 1.0) ** 2
     score = similarity - motion_weight * distance2
     iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
-    patch = image[wy0 + iy:wy0 + iy + th, wx0 + ix:wx0 + ix + tw]
-    return (float(score[iy, ix]), float(similarity[iy, ix]), (float(centre_x[iy, ix]), float(centre_y[iy, ix])),
-            (float(tw), float(th)), patch)
+    patch = image[wy0 + iy : wy0 + iy + th, wx0 + ix : wx0 + ix + tw]
+    return (
+        float(score[iy, ix]),
+        float(similarity[iy, ix]),
+        (float(centre_x[iy, ix]), float(centre_y[iy, ix])),
+        (float(tw), float(th)),
+        patch,
+    )
 
 
 # -- (a) SAM2 video predictor ----------------------------------------------------------------------------------
+
 
 class SAM2Tracker:
     """SAM2 video predictor prompted with the keyframe box; masks propagated forward, then backward."""
@@ -259,13 +307,23 @@ class SAM2Tracker:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.sam2_seed)
             self.predictor = build_sam2_video_predictor(
-                config.sam2_config, ckpt_path=config.sam2_checkpoint, device=device,
-                hydra_overrides_extra=overrides + ["++model.fill_hole_area=0"], apply_postprocessing=False)
+                config.sam2_config,
+                ckpt_path=config.sam2_checkpoint,
+                device=device,
+                hydra_overrides_extra=overrides + ["++model.fill_hole_area=0"],
+                apply_postprocessing=False,
+            )
         self.device = device
         _quiet_sam2_progress()
 
-    def track(self, frames: np.ndarray, key_index: int, key_box: Sequence[float],
-              frame_paths: Sequence[str | os.PathLike] | None = None, video_id: str | None = None) -> Track:
+    def track(
+        self,
+        frames: np.ndarray,
+        key_index: int,
+        key_box: Sequence[float],
+        frame_paths: Sequence[str | os.PathLike] | None = None,
+        video_id: str | None = None,
+    ) -> Track:
         import torch
 
         from sparrow.data.boxes import mask_box
@@ -276,11 +334,13 @@ class SAM2Tracker:
             _frames_folder(folder, frames, frame_paths)
             with torch.inference_mode():
                 state = self.predictor.init_state(folder, offload_video_to_cpu=True)
-                self.predictor.add_new_points_or_box(state, frame_idx=key_index, obj_id=1,
-                                                     box=np.asarray(key_box, dtype=np.float32))
+                self.predictor.add_new_points_or_box(
+                    state, frame_idx=key_index, obj_id=1, box=np.asarray(key_box, dtype=np.float32)
+                )
                 for reverse in (False, True):
-                    for t, _ids, logits in self.predictor.propagate_in_video(state, start_frame_idx=key_index,
-                                                                            reverse=reverse):
+                    for t, _ids, logits in self.predictor.propagate_in_video(
+                        state, start_frame_idx=key_index, reverse=reverse
+                    ):
                         masks[t] = (logits[0, 0] > 0).cpu().numpy()
                 self.predictor.reset_state(state)
         boxes: list[BoxT | None] = []
@@ -316,6 +376,7 @@ def _frames_folder(folder: str, frames: np.ndarray, frame_paths: Sequence[str | 
 
 
 # -- (c) external tracker output ---------------------------------------------------------------------------------
+
 
 def resolve_boxes_txt(spec: str | os.PathLike, video: str) -> Path:
     """The box file for ``video``: ``spec`` itself, ``<spec>/<video>.txt``, or ``spec`` with ``{video}`` filled."""
@@ -379,7 +440,9 @@ def infer_box_format(rows: Sequence[Sequence[float]], width: float, height: floa
     return "xyxy" if xyxy > xywh else "xywh"
 
 
-def boxes_for_frames(rows: Sequence[Sequence[float]], num_frames: int, width: float, height: float) -> list[BoxT | None]:
+def boxes_for_frames(
+    rows: Sequence[Sequence[float]], num_frames: int, width: float, height: float
+) -> list[BoxT | None]:
     """Per-frame xyxy boxes from a box file's rows: frame i uses row ``min(i, L - 1)``; no rows, no boxes."""
     if not rows:
         return [None] * num_frames
@@ -403,8 +466,14 @@ class ExternalTracks:
     def __init__(self, boxes_txt: str | os.PathLike):
         self.spec = str(boxes_txt)
 
-    def track(self, frames: np.ndarray, key_index: int, key_box: Sequence[float],
-              frame_paths: Sequence[str | os.PathLike] | None = None, video_id: str | None = None) -> Track:
+    def track(
+        self,
+        frames: np.ndarray,
+        key_index: int,
+        key_box: Sequence[float],
+        frame_paths: Sequence[str | os.PathLike] | None = None,
+        video_id: str | None = None,
+    ) -> Track:
         if video_id is None:
             raise ValueError("ExternalTracks needs the video_id to find the box file")
         path = resolve_boxes_txt(self.spec, video_id.split("/", 1)[-1])

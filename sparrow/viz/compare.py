@@ -53,8 +53,12 @@ def per_frame_jf(gt: np.ndarray, pred: np.ndarray) -> FrameScores:
     return FrameScores(j, f)
 
 
-def plot_jf_curves(ax, scores: Mapping[str, FrameScores], marks: Sequence[int] = (),
-                   colors: Mapping[str, tuple[int, int, int]] | None = None) -> None:
+def plot_jf_curves(
+    ax,
+    scores: Mapping[str, FrameScores],
+    marks: Sequence[int] = (),
+    colors: Mapping[str, tuple[int, int, int]] | None = None,
+) -> None:
     """Per-frame J (solid) and F (dashed) of each prediction on ``ax``; ``marks`` draws thin vertical lines."""
     for i, (name, s) in enumerate(scores.items()):
         color = np.asarray((colors or {}).get(name, pred_color(i))) / 255.0
@@ -81,10 +85,18 @@ def jf_figure(scores: Mapping[str, FrameScores], title: str = "", width: float =
     return fig
 
 
-def compare_figure(frames: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.ndarray] | np.ndarray,
-                   indices: Sequence[int] | None = None, num: int = 6, text: str = "", title: str = "",
-                   alpha: float = 0.45, panel_width: float = 1.8,
-                   colors: Mapping[str, tuple[int, int, int]] | None = None):
+def compare_figure(
+    frames: np.ndarray,
+    gt: np.ndarray,
+    preds: Mapping[str, np.ndarray] | np.ndarray,
+    indices: Sequence[int] | None = None,
+    num: int = 6,
+    text: str = "",
+    title: str = "",
+    alpha: float = 0.45,
+    panel_width: float = 1.8,
+    colors: Mapping[str, tuple[int, int, int]] | None = None,
+):
     """Ground truth (top row) beside each prediction (one row each, with the ground truth's outline) on sampled
     frames, with per-frame J and F in every prediction panel's title and, in the bottom row, the J/F curves over
     all frames.
@@ -106,16 +118,16 @@ def compare_figure(frames: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.nd
     grid = fig.add_gridspec(rows + 1, cols, height_ratios=[h / w * 1.15] * rows + [1.2])
     for c, t in enumerate(indices):
         ax = fig.add_subplot(grid[0, c])
-        ax.imshow(compose(frames[t], [MaskLayer(gt[t], GT_COLOR, "ground truth")], alpha=alpha),
-                  interpolation="nearest")
+        ax.imshow(
+            compose(frames[t], [MaskLayer(gt[t], GT_COLOR, "ground truth")], alpha=alpha), interpolation="nearest"
+        )
         ax.set_axis_off()
         ax.set_title(f"GT t={t}", fontsize="x-small")
         for r, (name, pred) in enumerate(preds.items(), start=1):
             ax = fig.add_subplot(grid[r, c])
             # The ground truth's outline stays on the prediction panels so misses and spills read at a glance.
             layers = [MaskLayer(pred[t], colors[name], name), MaskLayer(gt[t], GT_COLOR, fill=False)]
-            ax.imshow(compose(frames[t], layers, alpha=alpha),
-                      interpolation="nearest")
+            ax.imshow(compose(frames[t], layers, alpha=alpha), interpolation="nearest")
             ax.set_axis_off()
             s = scores[name]
             ax.set_title(f"{name}: J {s.j[t]:.2f} F {s.f[t]:.2f}", fontsize="x-small")

@@ -49,6 +49,7 @@ def source_colors(sources: Sequence[str]) -> dict[str, str]:
 
 # -- statistics ---------------------------------------------------------------------------------------------------
 
+
 def _integer_edges(arrays: list[np.ndarray]) -> np.ndarray | None:
     values = np.concatenate(arrays)
     if not len(values) or not np.all(np.equal(np.mod(values, 1), 0)):
@@ -62,8 +63,16 @@ def _integer_edges(arrays: list[np.ndarray]) -> np.ndarray | None:
     return np.arange(lo - 0.5, hi + 1.0, 1.0)
 
 
-def stacked_distribution(ax: Axes, values: Mapping[str, Sequence[float]], colors: Mapping[str, str], xlabel: str,
-                         bins: int = 20, log_x: bool = False, scale: float = 1.0, empty_note: str = "none in") -> None:
+def stacked_distribution(
+    ax: Axes,
+    values: Mapping[str, Sequence[float]],
+    colors: Mapping[str, str],
+    xlabel: str,
+    bins: int = 20,
+    log_x: bool = False,
+    scale: float = 1.0,
+    empty_note: str = "none in",
+) -> None:
     """Stacked histogram of ``{source: values}`` on ``ax``: one bar per integer value when the values are few
     integers (frames per video, objects per expression), else ``bins`` bins (log-spaced with ``log_x``).
 
@@ -86,8 +95,16 @@ def stacked_distribution(ax: Axes, values: Mapping[str, Sequence[float]], colors
     else:
         edges = np.histogram_bin_edges(every, bins=bins)
     names = list(arrays)
-    _, _, patches = ax.hist([arrays[k] for k in names], bins=edges, stacked=True, color=[colors[k] for k in names],
-                            label=names, edgecolor="white", linewidth=0.5, rwidth=0.85 if integer is not None else None)
+    _, _, patches = ax.hist(
+        [arrays[k] for k in names],
+        bins=edges,
+        stacked=True,
+        color=[colors[k] for k in names],
+        label=names,
+        edgecolor="white",
+        linewidth=0.5,
+        rwidth=0.85 if integer is not None else None,
+    )
     if integer is not None:
         ticks = np.arange(int(edges[0] + 0.5), int(edges[-1] + 0.5))
         step = max(1, len(ticks) // 12)
@@ -102,7 +119,7 @@ def stacked_distribution(ax: Axes, values: Mapping[str, Sequence[float]], colors
         ax.set_xscale("log")
         # 1-2-5 ticks written plainly: matplotlib's default labels of a log axis spanning less than a decade
         # ("3×10⁰4×10⁰") run into each other.
-        nice = [m * 10.0 ** e for e in range(-6, 7) for m in (1, 2, 5)]
+        nice = [m * 10.0**e for e in range(-6, 7) for m in (1, 2, 5)]
         ticks = [v for v in nice if edges[0] <= v <= edges[-1]]
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -119,8 +136,9 @@ def stacked_distribution(ax: Axes, values: Mapping[str, Sequence[float]], colors
     ax.grid(axis="y", alpha=0.3)
 
 
-def per_source_bars(ax: Axes, per_source: Mapping[str, Mapping[str, int]], keys: Mapping[str, str],
-                    colors: Mapping[str, str]) -> None:
+def per_source_bars(
+    ax: Axes, per_source: Mapping[str, Mapping[str, int]], keys: Mapping[str, str], colors: Mapping[str, str]
+) -> None:
     """Grouped horizontal bars: for each source, one bar per ``keys`` entry (record key -> label), valued."""
     sources = sorted(per_source)
     height = 0.8 / len(keys)
@@ -128,8 +146,15 @@ def per_source_bars(ax: Axes, per_source: Mapping[str, Mapping[str, int]], keys:
     hatches = ("", "//", "..", "xx")
     for k, (key, label) in enumerate(keys.items()):
         values = [per_source[s].get(key, 0) for s in sources]
-        bars = ax.barh(y - 0.4 + height * (k + 0.5), values, height, color=[colors[s] for s in sources],
-                       hatch=hatches[k % len(hatches)], edgecolor="white", label=label)
+        bars = ax.barh(
+            y - 0.4 + height * (k + 0.5),
+            values,
+            height,
+            color=[colors[s] for s in sources],
+            hatch=hatches[k % len(hatches)],
+            edgecolor="white",
+            label=label,
+        )
         ax.bar_label(bars, labels=[f"{v:,}" for v in values], fontsize="x-small", padding=2)
     ax.set_yticks(y, sources)
     ax.invert_yaxis()
@@ -138,8 +163,14 @@ def per_source_bars(ax: Axes, per_source: Mapping[str, Mapping[str, int]], keys:
     ax.grid(axis="x", alpha=0.3)
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(facecolor="0.55", hatch=hatches[k % len(hatches)], edgecolor="white", label=label)
-                       for k, label in enumerate(keys.values())], fontsize="small", loc="lower right")
+    ax.legend(
+        handles=[
+            Patch(facecolor="0.55", hatch=hatches[k % len(hatches)], edgecolor="white", label=label)
+            for k, label in enumerate(keys.values())
+        ],
+        fontsize="small",
+        loc="lower right",
+    )
 
 
 def statistics_figure(stats: CurationStatistics, title: str = "") -> Figure:
@@ -158,19 +189,32 @@ def statistics_figure(stats: CurationStatistics, title: str = "") -> Figure:
     if unknown:
         title_c += f" ({unknown} without released ground truth left out)"
     c.set_title(title_c, fontsize="medium")
-    stacked_distribution(d, stats.mask_area_fraction, colors, "mask area (% of the frame)", bins=20, log_x=True,
-                         scale=100.0, empty_note="no masks (boxes only) in")
+    stacked_distribution(
+        d,
+        stats.mask_area_fraction,
+        colors,
+        "mask area (% of the frame)",
+        bins=20,
+        log_x=True,
+        scale=100.0,
+        empty_note="no masks (boxes only) in",
+    )
     d.set_title("mask area per annotated frame", fontsize="medium")
     from matplotlib.patches import Patch
 
-    fig.legend(handles=[Patch(color=colors[s], label=s) for s in sorted(colors)], loc="outside lower center",
-               ncols=min(len(colors), 7), fontsize="small")
+    fig.legend(
+        handles=[Patch(color=colors[s], label=s) for s in sorted(colors)],
+        loc="outside lower center",
+        ncols=min(len(colors), 7),
+        fontsize="small",
+    )
     if title:
         fig.suptitle(title, fontsize="large")
     return fig
 
 
 # -- drawing helpers ---------------------------------------------------------------------------------------------
+
 
 def halo_contour(image: np.ndarray, mask: np.ndarray, color: Color, thickness: int = 2) -> np.ndarray:
     """Outline ``mask`` in ``color`` over a black halo, in place: visible on objects of any colour."""
@@ -184,8 +228,9 @@ def halo_box(image: np.ndarray, box: Sequence[float], color: Color, thickness: i
     return draw_box(image, box, color, thickness)
 
 
-def halo_path(image: np.ndarray, points: Sequence[tuple[float, float]], color: Color = (255, 255, 255),
-              thickness: int = 1) -> np.ndarray:
+def halo_path(
+    image: np.ndarray, points: Sequence[tuple[float, float]], color: Color = (255, 255, 255), thickness: int = 1
+) -> np.ndarray:
     """A polyline through ``points`` with a dot at the last one, over a black halo, in place."""
     if not points:
         return image
@@ -246,6 +291,7 @@ def fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 # -- a grid of panels drawn as one image --------------------------------------------------------------------------
 
+
 @dataclass
 class GridRow:
     """One row of :func:`grid_figure`: a header (may span lines) and its panels with their titles."""
@@ -260,8 +306,14 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width=width)) or text
 
 
-def grid_figure(rows: Sequence[GridRow], dpi: int = 100, gap: int = 6, header_pt: float = 8.5,
-                title_pt: float = 7.0, footer: float = 0.0) -> Figure:
+def grid_figure(
+    rows: Sequence[GridRow],
+    dpi: int = 100,
+    gap: int = 6,
+    header_pt: float = 8.5,
+    title_pt: float = 7.0,
+    footer: float = 0.0,
+) -> Figure:
     """Rows of equally wide panels laid out on one white canvas shown by a single axes, with the headers and
     panel titles as text: one image to draw instead of one axes per panel, so that a figure of 70 panels
     renders in a fraction of the time. ``footer`` reserves that many inches below the grid (for a legend).
@@ -289,7 +341,7 @@ def grid_figure(rows: Sequence[GridRow], dpi: int = 100, gap: int = 6, header_pt
     for row, (_, top, _) in zip(rows, layout):
         for c, panel in enumerate(row.panels):
             x = gap + c * (panel_w + gap)
-            canvas[top:top + panel.shape[0], x:x + panel_w] = panel
+            canvas[top : top + panel.shape[0], x : x + panel_w] = panel
     fig = new_figure(width / dpi, canvas.shape[0] / dpi, dpi=dpi)
     fig.set_layout_engine("none")
     ax = fig.add_axes((0, 0, 1, 1))
@@ -301,22 +353,33 @@ def grid_figure(rows: Sequence[GridRow], dpi: int = 100, gap: int = 6, header_pt
         ax.text(gap, y0, row.header, ha="left", va="top", fontsize=header_pt, linespacing=1.2)
         colors = row.title_colors or ["black"] * len(row.titles)
         for c, (title, color) in enumerate(zip(row.titles, colors)):
-            ax.text(gap + c * (panel_w + gap) + panel_w / 2, top - 2, title, ha="center", va="bottom",
-                    fontsize=title_pt, color=color)
+            ax.text(
+                gap + c * (panel_w + gap) + panel_w / 2,
+                top - 2,
+                title,
+                ha="center",
+                va="bottom",
+                fontsize=title_pt,
+                color=color,
+            )
     return fig
 
 
 # -- montage of curated videos ----------------------------------------------------------------------------------
 
-def _expression_panels(dataset: CuratedDataset, exp: ExpressionRecord, idx: Sequence[int],
-                       panel_px: int) -> list[np.ndarray]:
+
+def _expression_panels(
+    dataset: CuratedDataset, exp: ExpressionRecord, idx: Sequence[int], panel_px: int
+) -> list[np.ndarray]:
     frames = dataset.load_frames(exp.video_id, list(idx))
     video = dataset.video(exp.video_id)
     objects = dataset.objects(exp.video_id)
     missing = [o for o in exp.object_ids if o not in objects]
     if missing:
-        raise KeyError(f"{dataset.root}: expression {exp.expression_id} refers to object(s) {', '.join(missing)} "
-                       f"that {exp.video_id} does not have")
+        raise KeyError(
+            f"{dataset.root}: expression {exp.expression_id} refers to object(s) {', '.join(missing)} "
+            f"that {exp.video_id} does not have"
+        )
     panels = []
     for j, t in enumerate(idx):
         image = fit_width(frames[j], panel_px)
@@ -342,8 +405,9 @@ def _expression_panels(dataset: CuratedDataset, exp: ExpressionRecord, idx: Sequ
     return panels
 
 
-def curated_montage(dataset: CuratedDataset, expressions: Sequence[ExpressionRecord], num: int = 6, panel_px: int = 150,
-                    wrap: int = 120) -> Figure:
+def curated_montage(
+    dataset: CuratedDataset, expressions: Sequence[ExpressionRecord], num: int = 6, panel_px: int = 150, wrap: int = 120
+) -> Figure:
     """One row per expression of a :class:`~sparrow.data.curated.CuratedDataset`: ``num`` frames of its video
     with everything but the referents dimmed and each referent outlined in its own colour (its mask, or its
     box where the object has no mask in that frame, as VidSTG), headed by source, split, kind, referents and
@@ -359,15 +423,22 @@ def curated_montage(dataset: CuratedDataset, expressions: Sequence[ExpressionRec
         refs = ", ".join(exp.object_ids)
         span_text = f" · frames [{span[0]}, {span[1]})" if span is not None else ""
         plural = "s" if len(exp.object_ids) > 1 else ""
-        header = (f"{video.source} · {video.split} · {exp.kind} · referent{plural} {refs}{span_text}\n"
-                  + _wrap(f"“{exp.text}”", wrap))
-        rows.append(GridRow(header, _expression_panels(dataset, exp, idx, panel_px),
-                            [video.frame_names[t] + (" (outside span)" if o else "") for t, o in zip(idx, outside)],
-                            ["0.55" if o else "black" for o in outside]))
+        header = f"{video.source} · {video.split} · {exp.kind} · referent{plural} {refs}{span_text}\n" + _wrap(
+            f"“{exp.text}”", wrap
+        )
+        rows.append(
+            GridRow(
+                header,
+                _expression_panels(dataset, exp, idx, panel_px),
+                [video.frame_names[t] + (" (outside span)" if o else "") for t, o in zip(idx, outside)],
+                ["0.55" if o else "black" for o in outside],
+            )
+        )
     return grid_figure(rows)
 
 
 # -- hard cases ---------------------------------------------------------------------------------------------------
+
 
 def _centroid(mask: np.ndarray) -> tuple[float, float] | None:
     ys, xs = np.nonzero(mask)
@@ -388,13 +459,12 @@ def _hard_case_panels(example: Mapping, indices: Sequence[int], panel_px: int) -
         halo_contour(image, fit_mask(others[t], shape), OTHER_COLOR, 1)
         halo_contour(image, target[t], GT_COLOR, 2)
         # The path so far ends at the referent's current centre; where it is absent, at its last seen one.
-        halo_path(image, [c for c in centres[:t + 1] if c is not None])
+        halo_path(image, [c for c in centres[: t + 1] if c is not None])
         panels.append(image)
     return panels
 
 
-def hard_cases_figure(examples: Sequence[Mapping], num: int = 8, panel_px: int = 150,
-                      wrap: int = 160) -> Figure:
+def hard_cases_figure(examples: Sequence[Mapping], num: int = 8, panel_px: int = 150, wrap: int = 160) -> Figure:
     """Why each hard case is hard: one row per example of :func:`sparrow.data.synthetic.hard_case_examples`.
 
     Each row shows ``num`` frames (:func:`key_frames`: every appearance and disappearance is kept) with the
@@ -410,19 +480,31 @@ def hard_cases_figure(examples: Sequence[Mapping], num: int = 8, panel_px: int =
     for example in examples:
         frames = np.asarray(example["frames"])
         if frames.ndim != 4 or np.asarray(example["target"]).shape != frames.shape[:3]:
-            raise ValueError(f"hard case {example.get('case')!r}: frames {frames.shape} and target "
-                             f"{np.asarray(example['target']).shape} do not match")
+            raise ValueError(
+                f"hard case {example.get('case')!r}: frames {frames.shape} and target "
+                f"{np.asarray(example['target']).shape} do not match"
+            )
         visible = np.asarray(example["target_visible"], dtype=bool)
         idx = key_frames(visible, num)
         case = str(example["case"]).replace("_", " ")
-        rows.append(GridRow(f"{case}: “{example['expression']}”\n{_wrap(example['why'], wrap)}",
-                            _hard_case_panels(example, idx, panel_px),
-                            [f"t={t}" if visible[t] else f"t={t}: absent" for t in idx],
-                            ["black" if visible[t] else ABSENT_COLOR for t in idx]))
+        rows.append(
+            GridRow(
+                f"{case}: “{example['expression']}”\n{_wrap(example['why'], wrap)}",
+                _hard_case_panels(example, idx, panel_px),
+                [f"t={t}" if visible[t] else f"t={t}: absent" for t in idx],
+                ["black" if visible[t] else ABSENT_COLOR for t in idx],
+            )
+        )
     fig = grid_figure(rows, footer=0.35)
-    fig.legend(handles=[Line2D([], [], color=np.asarray(GT_COLOR) / 255, lw=2.5, label="referent"),
-                        Line2D([], [], color=np.asarray(OTHER_COLOR) / 255, lw=1.5, label="other objects"),
-                        Line2D([], [], color="k", lw=1.5, marker="o", markerfacecolor="w",
-                               label="referent's path so far (white)")],
-               loc="lower center", ncols=3, fontsize="small", frameon=False)
+    fig.legend(
+        handles=[
+            Line2D([], [], color=np.asarray(GT_COLOR) / 255, lw=2.5, label="referent"),
+            Line2D([], [], color=np.asarray(OTHER_COLOR) / 255, lw=1.5, label="other objects"),
+            Line2D([], [], color="k", lw=1.5, marker="o", markerfacecolor="w", label="referent's path so far (white)"),
+        ],
+        loc="lower center",
+        ncols=3,
+        fontsize="small",
+        frameon=False,
+    )
     return fig

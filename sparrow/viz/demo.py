@@ -51,8 +51,9 @@ def _shapes(t: int, num_frames: int, height: int, width: int) -> tuple[np.ndarra
     return circle, square & ~circle
 
 
-def build_demo_set(root: str | Path, height: int = 128, width: int = 128, num_frames: int = 12,
-                   num_videos: int = 2, seed: int = 0) -> DemoSet:
+def build_demo_set(
+    root: str | Path, height: int = 128, width: int = 128, num_frames: int = 12, num_videos: int = 2, seed: int = 0
+) -> DemoSet:
     """Write the demo set under ``root`` (curated/, pred_baseline/, pred_sparrow/, tracks/); returns its paths."""
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -79,11 +80,20 @@ def build_demo_set(root: str | Path, height: int = 128, width: int = 128, num_fr
             squares.append(square)
         videos.append(VideoRecord(vid, "demo", split, paths, frame_names, height, width, 6.0).to_json())
         for oid, stack, category in (("1", circles, "circle"), ("2", squares, "square")):
-            objects.append(ObjectRecord(vid, oid, category, [encode_rle(m) if m.any() else None for m in stack],
-                                        [mask_to_box(m) for m in stack]).to_json())
-        exps = [ExpressionRecord(f"{vid}/0", vid, "the red circle moving to the right", ["1"], "referring"),
-                ExpressionRecord(f"{vid}/1", vid, "the blue square moving left", ["2"], "referring"),
-                ExpressionRecord(f"{vid}/2", vid, "both shapes", ["1", "2"], "referring")]
+            objects.append(
+                ObjectRecord(
+                    vid,
+                    oid,
+                    category,
+                    [encode_rle(m) if m.any() else None for m in stack],
+                    [mask_to_box(m) for m in stack],
+                ).to_json()
+            )
+        exps = [
+            ExpressionRecord(f"{vid}/0", vid, "the red circle moving to the right", ["1"], "referring"),
+            ExpressionRecord(f"{vid}/1", vid, "the blue square moving left", ["2"], "referring"),
+            ExpressionRecord(f"{vid}/2", vid, "both shapes", ["1", "2"], "referring"),
+        ]
         expressions += [e.to_json() for e in exps]
         gt = {"1": np.stack(circles), "2": np.stack(squares)}
         shift = max(2, width // 20)
@@ -96,8 +106,10 @@ def build_demo_set(root: str | Path, height: int = 128, width: int = 128, num_fr
             write_expression_masks(out.sparrow, video, expression, frame_names, eroded)
             write_expression_masks(out.baseline, video, expression, frame_names, np.roll(masks, shift, axis=2))
             boxes = [mask_to_box(m) for m in masks]
-            atomic_write_json(out.tracks / video / f"{expression}.json",
-                              {"format": "xyxy", "boxes": boxes, "crop_frames": [0, num_frames // 2]})
+            atomic_write_json(
+                out.tracks / video / f"{expression}.json",
+                {"format": "xyxy", "boxes": boxes, "crop_frames": [0, num_frames // 2]},
+            )
     write_jsonl(curated / "videos.jsonl", videos)
     write_jsonl(curated / "objects.jsonl", objects)
     write_jsonl(curated / "expressions.jsonl", expressions)

@@ -95,12 +95,18 @@ class ExplorerData:
     num_frames) -> Track | None`` so that the TSF pipeline can hand over tracks it holds in memory.
     """
 
-    def __init__(self, dataset: CuratedDataset, predictions: Mapping[str, str | Path] | None = None,
-                 tracks: str | Path | TrackFolder | Callable[[str, str, int], Track | None] | None = None,
-                 cached_videos: int = 3, cached_expressions: int = 12):
+    def __init__(
+        self,
+        dataset: CuratedDataset,
+        predictions: Mapping[str, str | Path] | None = None,
+        tracks: str | Path | TrackFolder | Callable[[str, str, int], Track | None] | None = None,
+        cached_videos: int = 3,
+        cached_expressions: int = 12,
+    ):
         self.dataset = dataset
-        self.models = [PredictionFolder(Path(root), name) for name, root in (predictions or {}).items()
-                       if root is not None]
+        self.models = [
+            PredictionFolder(Path(root), name) for name, root in (predictions or {}).items() if root is not None
+        ]
         if tracks is None or callable(tracks):
             self._tracks = tracks
         else:
@@ -126,8 +132,9 @@ class ExplorerData:
 
     def splits(self) -> list[str]:
         """Splits that hold at least one video with an expression, evaluation splits first."""
-        return sorted(self._videos_by_split,
-                      key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s))
+        return sorted(
+            self._videos_by_split, key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s)
+        )
 
     def first_annotated(self) -> tuple[str, str, str]:
         """(split, video_id, expression_id) of the first expression with a ground-truth referent, in split order;
@@ -188,8 +195,9 @@ class ExplorerData:
     def prediction(self, model: PredictionFolder, expression: ExpressionRecord) -> PredictedMasks | None:
         """The model's masks for this expression, None when it has no prediction folder for it."""
         key = (model.name, expression.video_id, expression.expression_id)
-        return self._preds.get_or(key, lambda: model.load(self.dataset.video(expression.video_id),
-                                                          expression.expression_id))
+        return self._preds.get_or(
+            key, lambda: model.load(self.dataset.video(expression.video_id), expression.expression_id)
+        )
 
     def scores(self, model: PredictionFolder, expression: ExpressionRecord) -> FrameScores | None:
         """Per-frame J and F of the model's prediction (absent frames count as empty masks)."""
@@ -207,13 +215,15 @@ class ExplorerData:
         video = self.dataset.video(expression.video_id)
         num_frames = video.num_frames
         if isinstance(self._tracks, TrackFolder):
-            return self._tracks.load(expression.video_id, expression.expression_id, num_frames, video.width,
-                                     video.height)
+            return self._tracks.load(
+                expression.video_id, expression.expression_id, num_frames, video.width, video.height
+            )
         found = self._tracks(expression.video_id, expression.expression_id, num_frames)
         return None if found is None else found.fitted(num_frames)
 
 
 # -- one expression at display scale ----------------------------------------------------------------------------
+
 
 def _scale_box(box: Sequence[float] | None, scale: int) -> list[float] | None:
     return None if box is None else [v * scale for v in box]
@@ -223,9 +233,9 @@ def _scale_box(box: Sequence[float] | None, scale: int) -> list[float] | None:
 class ModelView:
     name: str
     color: Color
-    folder: Path                      # where this expression's PNGs are (or would be)
-    masks: np.ndarray | None          # (T, h, w) bool at display scale, None when absent
-    boxes: list | None = None         # tight box of each frame's mask (display scale)
+    folder: Path  # where this expression's PNGs are (or would be)
+    masks: np.ndarray | None  # (T, h, w) bool at display scale, None when absent
+    boxes: list | None = None  # tight box of each frame's mask (display scale)
     scores: FrameScores | None = None
     missing_frames: int = 0
 
@@ -237,8 +247,8 @@ class ExpressionView:
     video_id: str
     expression: ExpressionRecord
     scale: int
-    frames: np.ndarray                # (T, h, w, 3) uint8
-    gt: np.ndarray                    # (T, h, w) bool
+    frames: np.ndarray  # (T, h, w, 3) uint8
+    gt: np.ndarray  # (T, h, w) bool
     gt_boxes: dict[str, list]
     models: list[ModelView] = field(default_factory=list)
     track: Track | None = None
@@ -271,16 +281,19 @@ def build_view(data: ExplorerData, expression: ExpressionRecord, min_display_hei
             continue
         masks = _enlarge(pred.masks, scale)
         boxes = [_scale_box(mask_to_box(m), scale) for m in pred.masks]
-        models.append(ModelView(model.name, pred_color(i), folder, masks, boxes,
-                                data.scores(model, expression), pred.num_missing))
+        models.append(
+            ModelView(model.name, pred_color(i), folder, masks, boxes, data.scores(model, expression), pred.num_missing)
+        )
     track = data.track(expression)
     if track is not None and scale != 1:
         track = Track(tuple(_scale_box(b, scale) for b in track.boxes), track.crop_frames, track.source)
-    return ExpressionView(expression.video_id, expression, scale, frames, gt, gt_boxes, models, track,
-                          list(video.frame_names))
+    return ExpressionView(
+        expression.video_id, expression, scale, frames, gt, gt_boxes, models, track, list(video.frame_names)
+    )
 
 
 # -- composing a frame --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ViewOptions:
@@ -294,8 +307,9 @@ class ViewOptions:
     side_by_side: bool = False
 
 
-def _panel(view: ExpressionView, t: int, options: ViewOptions, models: Sequence[ModelView], show_gt: bool,
-           title: str) -> np.ndarray:
+def _panel(
+    view: ExpressionView, t: int, options: ViewOptions, models: Sequence[ModelView], show_gt: bool, title: str
+) -> np.ndarray:
     masks = []
     if show_gt:
         masks.append(MaskLayer(view.gt[t], GT_COLOR, "ground truth"))
@@ -342,6 +356,7 @@ def render(view: ExpressionView, t: int, options: ViewOptions, gap: int = 4) -> 
 
 # -- widgets --------------------------------------------------------------------------------------------------------
 
+
 def _hex(color: Sequence[float]) -> str:
     return "#" + "".join(f"{int(round(c)):02x}" for c in color[:3])
 
@@ -353,8 +368,10 @@ def _score_color(value: float) -> str:
 
 
 def _swatch(color: Color, label: str) -> str:
-    return (f'<span style="display:inline-block;width:12px;height:12px;background:{_hex(color)};'
-            f'margin:0 4px 0 10px;vertical-align:middle"></span>{html.escape(label)}')
+    return (
+        f'<span style="display:inline-block;width:12px;height:12px;background:{_hex(color)};'
+        f'margin:0 4px 0 10px;vertical-align:middle"></span>{html.escape(label)}'
+    )
 
 
 class MaskExplorer:
@@ -365,17 +382,23 @@ class MaskExplorer:
     (one row of buttons per model and metric, coloured red to green) where a click jumps to that frame.
     """
 
-    def __init__(self, dataset: CuratedDataset | str | Path, predictions: Mapping[str, str | Path | None] | None = None,
-                 tracks: str | Path | TrackFolder | Callable[[str, str, int], Track | None] | None = None,
-                 config: ExplorerConfig | None = None, video_id: str | None = None,
-                 expression_id: str | None = None):
+    def __init__(
+        self,
+        dataset: CuratedDataset | str | Path,
+        predictions: Mapping[str, str | Path | None] | None = None,
+        tracks: str | Path | TrackFolder | Callable[[str, str, int], Track | None] | None = None,
+        config: ExplorerConfig | None = None,
+        video_id: str | None = None,
+        expression_id: str | None = None,
+    ):
         import ipywidgets as w
 
         if not isinstance(dataset, CuratedDataset):
             dataset = CuratedDataset(dataset)
         self.config = config or ExplorerConfig()
-        self.data = ExplorerData(dataset, predictions, tracks, self.config.cached_videos,
-                                 self.config.cached_expressions)
+        self.data = ExplorerData(
+            dataset, predictions, tracks, self.config.cached_videos, self.config.cached_expressions
+        )
         self.view: ExpressionView | None = None
         self._busy = False
 
@@ -389,21 +412,30 @@ class MaskExplorer:
         self.split = w.Dropdown(options=splits, value=start_split, description="split")
         self.video = w.Dropdown(description="video", layout=w.Layout(width="340px"))
         self.expression = w.Dropdown(description="expression", layout=w.Layout(width="560px"))
-        self.frame = w.IntSlider(value=0, min=0, max=0, description="frame", continuous_update=True,
-                                 layout=w.Layout(width="560px"))
+        self.frame = w.IntSlider(
+            value=0, min=0, max=0, description="frame", continuous_update=True, layout=w.Layout(width="560px")
+        )
         self.play = w.Play(value=0, min=0, max=0, interval=self.config.play_interval_ms, description="play")
         w.jslink((self.play, "value"), (self.frame, "value"))
-        self.show_gt = w.Checkbox(value=True, description="ground truth", indent=False,
-                                  layout=w.Layout(width="auto"))
-        self.show_models = [w.Checkbox(value=True, description=m.name, indent=False, layout=w.Layout(width="auto"))
-                            for m in self.data.models]
+        self.show_gt = w.Checkbox(value=True, description="ground truth", indent=False, layout=w.Layout(width="auto"))
+        self.show_models = [
+            w.Checkbox(value=True, description=m.name, indent=False, layout=w.Layout(width="auto"))
+            for m in self.data.models
+        ]
         self.show_boxes = w.Checkbox(value=False, description="boxes", indent=False, layout=w.Layout(width="auto"))
-        self.show_tsf = w.Checkbox(value=False, description="TSF crops/track", indent=False,
-                                   layout=w.Layout(width="auto"), disabled=not self.data.has_tracks)
-        self.side_by_side = w.Checkbox(value=len(self.data.models) >= 2, description="side by side", indent=False,
-                                       layout=w.Layout(width="auto"))
-        self.opacity = w.FloatSlider(value=self.config.alpha, min=0.0, max=1.0, step=0.05, description="opacity",
-                                     continuous_update=True)
+        self.show_tsf = w.Checkbox(
+            value=False,
+            description="TSF crops/track",
+            indent=False,
+            layout=w.Layout(width="auto"),
+            disabled=not self.data.has_tracks,
+        )
+        self.side_by_side = w.Checkbox(
+            value=len(self.data.models) >= 2, description="side by side", indent=False, layout=w.Layout(width="auto")
+        )
+        self.opacity = w.FloatSlider(
+            value=self.config.alpha, min=0.0, max=1.0, step=0.05, description="opacity", continuous_update=True
+        )
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto"))
         self.text = w.HTML()
         self.notes = w.HTML()
@@ -416,17 +448,34 @@ class MaskExplorer:
         self.video.observe(self._on_video, names="value")
         self.expression.observe(self._on_expression, names="value")
         self.frame.observe(self._on_frame, names="value")
-        for control in (self.show_gt, self.show_boxes, self.show_tsf, self.side_by_side, self.opacity,
-                        *self.show_models):
+        for control in (
+            self.show_gt,
+            self.show_boxes,
+            self.show_tsf,
+            self.side_by_side,
+            self.opacity,
+            *self.show_models,
+        ):
             control.observe(self._on_option, names="value")
 
-        toggles = w.HBox([self.show_gt, *self.show_models, self.show_boxes, self.show_tsf, self.side_by_side,
-                          self.opacity], layout=w.Layout(flex_flow="row wrap", align_items="center"))
-        self.widget = w.VBox([
-            w.HBox([self.split, self.video]), self.expression, self.text,
-            w.HBox([self.play, self.frame]), toggles, self.legend, self.image, self.frame_info, self.strip,
-            self.notes,
-        ])
+        toggles = w.HBox(
+            [self.show_gt, *self.show_models, self.show_boxes, self.show_tsf, self.side_by_side, self.opacity],
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
+        )
+        self.widget = w.VBox(
+            [
+                w.HBox([self.split, self.video]),
+                self.expression,
+                self.text,
+                w.HBox([self.play, self.frame]),
+                toggles,
+                self.legend,
+                self.image,
+                self.frame_info,
+                self.strip,
+                self.notes,
+            ]
+        )
         self._set_videos(video_id, expression_id)
 
     # display
@@ -442,9 +491,14 @@ class MaskExplorer:
 
     # state
     def options(self) -> ViewOptions:
-        return ViewOptions(show_gt=self.show_gt.value, show_models=tuple(c.value for c in self.show_models),
-                           show_boxes=self.show_boxes.value, show_tsf=self.show_tsf.value,
-                           alpha=float(self.opacity.value), side_by_side=self.side_by_side.value)
+        return ViewOptions(
+            show_gt=self.show_gt.value,
+            show_models=tuple(c.value for c in self.show_models),
+            show_boxes=self.show_boxes.value,
+            show_tsf=self.show_tsf.value,
+            alpha=float(self.opacity.value),
+            side_by_side=self.side_by_side.value,
+        )
 
     def current_image(self) -> np.ndarray:
         """The RGB array currently shown (decoded from the Image widget's PNG bytes)."""
@@ -517,8 +571,11 @@ class MaskExplorer:
             self.update_image()
 
     def _load_expression(self) -> None:
-        expression = next((e for e in self.data.expressions(self.video.value)
-                           if e.expression_id == self.expression.value), None) if self.video.value else None
+        expression = (
+            next((e for e in self.data.expressions(self.video.value) if e.expression_id == self.expression.value), None)
+            if self.video.value
+            else None
+        )
         if expression is None:
             self.view = None
             return
@@ -532,8 +589,10 @@ class MaskExplorer:
         finally:
             self._busy = False
         span = f" (frames {expression.frame_span[0]}–{expression.frame_span[1] - 1})" if expression.frame_span else ""
-        self.text.value = (f"<b>“{html.escape(expression.text)}”</b> — {html.escape(expression.kind)}, "
-                           f"objects {', '.join(map(html.escape, expression.object_ids))}{span}")
+        self.text.value = (
+            f"<b>“{html.escape(expression.text)}”</b> — {html.escape(expression.kind)}, "
+            f"objects {', '.join(map(html.escape, expression.object_ids))}{span}"
+        )
         self.notes.value = self._notes_html()
         self._build_strip()
         self.update_image()
@@ -548,11 +607,15 @@ class MaskExplorer:
         for m in view.models:
             where = html.escape(str(m.folder))
             if m.masks is None:
-                notes.append(f"<b>{html.escape(m.name)}</b>: no prediction for this expression (expected "
-                             f"<code>{where}/&lt;frame&gt;.png</code>).")
+                notes.append(
+                    f"<b>{html.escape(m.name)}</b>: no prediction for this expression (expected "
+                    f"<code>{where}/&lt;frame&gt;.png</code>)."
+                )
             elif m.missing_frames:
-                notes.append(f"<b>{html.escape(m.name)}</b>: {m.missing_frames} of {view.num_frames} frames have no "
-                             f"PNG in <code>{where}</code>; they count as empty masks.")
+                notes.append(
+                    f"<b>{html.escape(m.name)}</b>: {m.missing_frames} of {view.num_frames} frames have no "
+                    f"PNG in <code>{where}</code>; they count as empty masks."
+                )
         if self.data.has_tracks and view.track is None:
             notes.append("No TSF track file for this expression.")
         elif not self.data.has_tracks:
@@ -572,17 +635,25 @@ class MaskExplorer:
             for metric, values in (("J", m.scores.j), ("F", m.scores.f)):
                 buttons = []
                 for t, v in enumerate(values):
-                    b = w.Button(tooltip=f"frame {t}: {metric} = {v:.3f}",
-                                 layout=w.Layout(width=f"{width}px", height="14px", padding="0", margin="0"))
+                    b = w.Button(
+                        tooltip=f"frame {t}: {metric} = {v:.3f}",
+                        layout=w.Layout(width=f"{width}px", height="14px", padding="0", margin="0"),
+                    )
                     b.style.button_color = _score_color(v)
                     b.on_click(self._jump_to(t))
                     buttons.append(b)
                 self._strip_buttons.append(buttons)
                 mean = float(np.mean(values))
-                label = w.HTML(f'<span style="font-size:11px">{_swatch(m.color, m.name)} {metric} '
-                               f"(mean {mean:.3f})</span>", layout=w.Layout(width="200px"))
-                rows.append(w.HBox([label, w.HBox(buttons, layout=w.Layout(overflow="hidden"))],
-                                   layout=w.Layout(align_items="center")))
+                label = w.HTML(
+                    f'<span style="font-size:11px">{_swatch(m.color, m.name)} {metric} (mean {mean:.3f})</span>',
+                    layout=w.Layout(width="200px"),
+                )
+                rows.append(
+                    w.HBox(
+                        [label, w.HBox(buttons, layout=w.Layout(overflow="hidden"))],
+                        layout=w.Layout(align_items="center"),
+                    )
+                )
         if not rows:
             rows = [w.HTML('<span style="font-size:11px;color:#666">Per-frame J/F strip: needs a prediction.</span>')]
         self.strip.children = rows
@@ -591,6 +662,7 @@ class MaskExplorer:
     def _jump_to(self, t: int):
         def handler(_button) -> None:
             self.frame.value = t
+
         return handler
 
     def _highlight_strip(self, old: int | None, new: int) -> None:
@@ -637,17 +709,27 @@ class MaskExplorer:
         if preds:
             return compare_figure(frames, gt, preds, num=num, text=expression.text, title=title, colors=colors)
         track = self.data.track(expression)
-        return montage(frames, gt, track=None if track is None else list(track.boxes), num=num,
-                       text=expression.text, title=title, frame_names=self.view.frame_names)
+        return montage(
+            frames,
+            gt,
+            track=None if track is None else list(track.boxes),
+            num=num,
+            text=expression.text,
+            title=title,
+            frame_names=self.view.frame_names,
+        )
 
 
 def recorded_numbers(explorer: MaskExplorer) -> list[dict[str, Any]]:
     """Every number notebook 05 records, as keyword arguments of :meth:`sparrow.results.Recorder.add`: what can be
     browsed, and the J and F of each model on the example shown first."""
-    out: list[dict[str, Any]] = [{"name": f"browsable/{name}", "value": value, "unit": "count"}
-                                 for name, value in explorer.data.counts().items()]
+    out: list[dict[str, Any]] = [
+        {"name": f"browsable/{name}", "value": value, "unit": "count"} for name, value in explorer.data.counts().items()
+    ]
     out.append({"name": "shown_example/expression", "value": explorer.view.expression.expression_id})
     for name, scores in explorer.shown_scores().items():
-        out += [{"name": f"shown_example/{name}/J", "value": scores.mean_j, "unit": "J"},
-                {"name": f"shown_example/{name}/F", "value": scores.mean_f, "unit": "F"}]
+        out += [
+            {"name": f"shown_example/{name}/J", "value": scores.mean_j, "unit": "J"},
+            {"name": f"shown_example/{name}/F", "value": scores.mean_f, "unit": "F"},
+        ]
     return out

@@ -51,8 +51,12 @@ def encode_png(image: np.ndarray, compression: int = 1, fast: bool = False) -> b
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
     if fast:
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
-                   cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+        params += [
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_SUB,
+            cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+        ]
     ok, buf = cv2.imencode(".png", bgr, params)
     if not ok:
         raise OSError("PNG encoding failed")
@@ -99,8 +103,15 @@ def save_gif(frames: Iterable[np.ndarray] | np.ndarray, path: str | Path, fps: f
     path = Path(path)
     images = [Image.fromarray(f) for f in _frames_list(frames)]
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)),
-                   loop=loop, disposal=1)
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=int(round(1000 / fps)),
+        loop=loop,
+        disposal=1,
+    )
     atomic_write_bytes(path, buf.getvalue())
     return path
 

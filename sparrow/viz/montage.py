@@ -43,9 +43,15 @@ def _mask_sets(masks: MaskInput, num_frames: int) -> list[tuple[str, np.ndarray,
     return out
 
 
-def montage_frames(frames: np.ndarray, masks: MaskInput = None, boxes: Mapping[str, BoxTrack] | None = None,
-                   track: BoxTrack | None = None, indices: Sequence[int] | None = None, num: int = 8,
-                   alpha: float = 0.45) -> list[np.ndarray]:
+def montage_frames(
+    frames: np.ndarray,
+    masks: MaskInput = None,
+    boxes: Mapping[str, BoxTrack] | None = None,
+    track: BoxTrack | None = None,
+    indices: Sequence[int] | None = None,
+    num: int = 8,
+    alpha: float = 0.45,
+) -> list[np.ndarray]:
     """The composed images of the sampled frames (what :func:`montage` lays out)."""
     if frames.ndim != 4:
         raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
@@ -54,15 +60,25 @@ def montage_frames(frames: np.ndarray, masks: MaskInput = None, boxes: Mapping[s
     images = []
     for t in indices:
         layers = [MaskLayer(stack[t], color, label) for label, stack, color in sets]
-        box_layers = [BoxLayer(track_[t], BOX_COLOR if len(boxes) == 1 else object_color(i), label)
-                      for i, (label, track_) in enumerate((boxes or {}).items()) if track_[t] is not None]
+        box_layers = [
+            BoxLayer(track_[t], BOX_COLOR if len(boxes) == 1 else object_color(i), label)
+            for i, (label, track_) in enumerate((boxes or {}).items())
+            if track_[t] is not None
+        ]
         track_layer = TrackLayer(track, t, crop_inset=False) if track is not None else None
         images.append(compose(frames[t], layers, box_layers, track_layer, alpha))
     return images
 
 
-def montage_image(frames: np.ndarray, masks: MaskInput = None, indices: Sequence[int] | None = None,
-                  num: int = 8, cols: int | None = None, alpha: float = 0.45, gap: int = 2) -> np.ndarray:
+def montage_image(
+    frames: np.ndarray,
+    masks: MaskInput = None,
+    indices: Sequence[int] | None = None,
+    num: int = 8,
+    cols: int | None = None,
+    alpha: float = 0.45,
+    gap: int = 2,
+) -> np.ndarray:
     """The sampled, composed frames tiled into one RGB array (rows of ``cols``), e.g. to save as a PNG."""
     images = montage_frames(frames, masks, indices=indices, num=num, alpha=alpha)
     if not images:
@@ -73,14 +89,24 @@ def montage_image(frames: np.ndarray, masks: MaskInput = None, indices: Sequence
     canvas = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, 3), 255, np.uint8)
     for i, image in enumerate(images):
         r, c = divmod(i, cols)
-        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = image
+        canvas[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = image
     return canvas
 
 
-def montage(frames: np.ndarray, masks: MaskInput = None, boxes: Mapping[str, BoxTrack] | None = None,
-            track: BoxTrack | None = None, indices: Sequence[int] | None = None, num: int = 8,
-            cols: int | None = None, alpha: float = 0.45, title: str = "", text: str = "",
-            frame_names: Sequence[str] | None = None, panel_width: float = 2.0):
+def montage(
+    frames: np.ndarray,
+    masks: MaskInput = None,
+    boxes: Mapping[str, BoxTrack] | None = None,
+    track: BoxTrack | None = None,
+    indices: Sequence[int] | None = None,
+    num: int = 8,
+    cols: int | None = None,
+    alpha: float = 0.45,
+    title: str = "",
+    text: str = "",
+    frame_names: Sequence[str] | None = None,
+    panel_width: float = 2.0,
+):
     """A Figure of sampled frames across time with masks, boxes and a TSF track drawn over them.
 
     ``masks`` is one (T, H, W) stack (drawn as ground truth) or a mapping label -> stack (one colour each);
@@ -104,7 +130,9 @@ def montage(frames: np.ndarray, masks: MaskInput = None, boxes: Mapping[str, Box
     heading = "\n".join(s for s in (title, f"“{text}”" if text else "") if s)
     if heading:
         fig.suptitle(heading, fontsize="medium")
-    handles = [Patch(color=np.asarray(color) / 255.0, label=label) for label, _, color in _mask_sets(masks, len(frames))]
+    handles = [
+        Patch(color=np.asarray(color) / 255.0, label=label) for label, _, color in _mask_sets(masks, len(frames))
+    ]
     if track is not None:
         from sparrow.viz.overlay import TRACK_COLOR
 

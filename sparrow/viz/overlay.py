@@ -26,8 +26,16 @@ BOX_COLOR: Color = (255, 235, 0)
 TRACK_COLOR: Color = (0, 235, 255)
 # Distinct hues for per-object masks (several referents, montages of all objects in a video).
 OBJECT_COLORS: tuple[Color, ...] = (
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
 )
 
 
@@ -105,7 +113,7 @@ def blend_mask(image: np.ndarray, mask: np.ndarray, color: Color, alpha: float) 
     x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
     if w == 0 or h == 0:
         return image
-    crop, sel = image[y:y + h, x:x + w], mask[y:y + h, x:x + w]
+    crop, sel = image[y : y + h, x : x + w], mask[y : y + h, x : x + w]
     weight = int(round(alpha * 256))
     region = crop[sel].astype(np.uint16)
     tint = np.asarray(color, dtype=np.uint16) * weight
@@ -128,8 +136,9 @@ def _font_scale(shape: tuple[int, ...]) -> float:
     return max(0.3, min(shape[0], shape[1]) / 600)
 
 
-def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], color: Color,
-               background: Color = (0, 0, 0)) -> np.ndarray:
+def draw_label(
+    image: np.ndarray, text: str, origin: tuple[int, int], color: Color, background: Color = (0, 0, 0)
+) -> np.ndarray:
     """Write ``text`` with its top-left corner at ``origin`` on a solid background, in place."""
     scale = _font_scale(image.shape)
     thick = max(1, round(scale * 1.5))
@@ -137,13 +146,22 @@ def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], color: Col
     x = int(np.clip(origin[0], 0, max(0, image.shape[1] - tw - 2)))
     y = int(np.clip(origin[1], 0, max(0, image.shape[0] - th - base - 2)))
     cv2.rectangle(image, (x, y), (x + tw + 2, y + th + base + 2), background, thickness=-1)
-    cv2.putText(image, text, (x + 1, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, tuple(int(c) for c in color),
-                thick, lineType=cv2.LINE_AA)
+    cv2.putText(
+        image,
+        text,
+        (x + 1, y + th + 1),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        tuple(int(c) for c in color),
+        thick,
+        lineType=cv2.LINE_AA,
+    )
     return image
 
 
-def draw_box(image: np.ndarray, box: Sequence[float], color: Color = BOX_COLOR, thickness: int = 1,
-             label: str = "") -> np.ndarray:
+def draw_box(
+    image: np.ndarray, box: Sequence[float], color: Color = BOX_COLOR, thickness: int = 1, label: str = ""
+) -> np.ndarray:
     """Draw ``[x0, y0, x1, y1]`` (exclusive max) as a rectangle on its outermost pixels, in place."""
     _check_image(image)
     if len(box) != 4:
@@ -188,13 +206,12 @@ def paste_inset(image: np.ndarray, inset: np.ndarray, color: Color, corner: str 
         return image
     y = 1 if corner.startswith("top") else image.shape[0] - h - 1
     x = image.shape[1] - w - 1 if corner.endswith("right") else 1
-    image[y:y + h, x:x + w] = inset
+    image[y : y + h, x : x + w] = inset
     cv2.rectangle(image, (x - 1, y - 1), (x + w, y + h), tuple(int(c) for c in color), 1)
     return image
 
 
-def draw_track(image: np.ndarray, layer: TrackLayer, frame: np.ndarray | None = None,
-               thickness: int = 1) -> np.ndarray:
+def draw_track(image: np.ndarray, layer: TrackLayer, frame: np.ndarray | None = None, thickness: int = 1) -> np.ndarray:
     """Draw a TSF track at ``layer.index``: its box, the trail of recent box centres and the crop inset."""
     _check_image(image)
     boxes = layer.boxes
@@ -202,7 +219,7 @@ def draw_track(image: np.ndarray, layer: TrackLayer, frame: np.ndarray | None = 
         return image
     color = tuple(int(c) for c in layer.color)
     start = max(0, layer.index - layer.trail)
-    centres = [box_center(b) for b in boxes[start:layer.index + 1] if b is not None]
+    centres = [box_center(b) for b in boxes[start : layer.index + 1] if b is not None]
     if len(centres) >= 2:
         points = np.round(np.asarray(centres)).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(image, [points], False, color, thickness, lineType=cv2.LINE_AA)
@@ -235,7 +252,7 @@ def draw_caption(image: np.ndarray, text: str, color: Color = (255, 255, 255)) -
             lines.append(word)
     line_h = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][1] + 4
     band = min(image.shape[0], line_h * len(lines) + 4)
-    region = image[image.shape[0] - band:]
+    region = image[image.shape[0] - band :]
     region[:] = (region.astype(np.uint16) * 3 // 8).astype(np.uint8)
     for i, line in enumerate(lines):
         y = image.shape[0] - band + (i + 1) * line_h
@@ -243,9 +260,15 @@ def draw_caption(image: np.ndarray, text: str, color: Color = (255, 255, 255)) -
     return image
 
 
-def compose(frame: np.ndarray, masks: Sequence[MaskLayer] = (), boxes: Sequence[BoxLayer] = (),
-            track: TrackLayer | None = None, alpha: float = 0.45, text: str = "",
-            thickness: int | None = None) -> np.ndarray:
+def compose(
+    frame: np.ndarray,
+    masks: Sequence[MaskLayer] = (),
+    boxes: Sequence[BoxLayer] = (),
+    track: TrackLayer | None = None,
+    alpha: float = 0.45,
+    text: str = "",
+    thickness: int | None = None,
+) -> np.ndarray:
     """A new RGB image: ``frame`` with filled masks, then outlines, boxes, the TSF track and a caption.
 
     Fills are blended in order (later layers on top); outlines are drawn after every fill so that each stays
@@ -274,8 +297,11 @@ def _legend(ax, masks: Sequence[MaskLayer], boxes: Sequence[BoxLayer], track: Tr
 
     handles = []
     seen = set()
-    for label, color in [(m.label, m.color) for m in masks] + [(b.label, b.color) for b in boxes] + (
-            [("TSF track", track.color)] if track is not None else []):
+    for label, color in (
+        [(m.label, m.color) for m in masks]
+        + [(b.label, b.color) for b in boxes]
+        + ([("TSF track", track.color)] if track is not None else [])
+    ):
         if label and label not in seen:
             seen.add(label)
             handles.append(Patch(color=np.asarray(color) / 255.0, label=label))
@@ -283,9 +309,16 @@ def _legend(ax, masks: Sequence[MaskLayer], boxes: Sequence[BoxLayer], track: Tr
         ax.legend(handles=handles, loc="upper left", fontsize="small", framealpha=0.7)
 
 
-def overlay_figure(frame: np.ndarray, masks: Sequence[MaskLayer] = (), boxes: Sequence[BoxLayer] = (),
-                   track: TrackLayer | None = None, alpha: float = 0.45, title: str = "", text: str = "",
-                   width: float = 6.0):
+def overlay_figure(
+    frame: np.ndarray,
+    masks: Sequence[MaskLayer] = (),
+    boxes: Sequence[BoxLayer] = (),
+    track: TrackLayer | None = None,
+    alpha: float = 0.45,
+    title: str = "",
+    text: str = "",
+    width: float = 6.0,
+):
     """A matplotlib Figure of one composed frame, with a legend of the labelled layers and the expression."""
     from sparrow.viz._figures import new_figure
 

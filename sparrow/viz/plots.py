@@ -15,9 +15,15 @@ from sparrow.viz._figures import new_figure
 Series = Sequence[float] | np.ndarray
 
 
-def bar_counts(counts: Mapping[str, float] | Mapping[str, Mapping[str, float]], title: str = "",
-               ylabel: str = "count", horizontal: bool = False, annotate: bool = True, log: bool = False,
-               width: float | None = None):
+def bar_counts(
+    counts: Mapping[str, float] | Mapping[str, Mapping[str, float]],
+    title: str = "",
+    ylabel: str = "count",
+    horizontal: bool = False,
+    annotate: bool = True,
+    log: bool = False,
+    width: float | None = None,
+):
     """Bars of ``{label: value}``, or grouped bars of ``{group: {series: value}}`` (e.g. per source:
     videos, expressions, Q&A), with the value written on each bar."""
     if not counts:
@@ -42,8 +48,12 @@ def bar_counts(counts: Mapping[str, float] | Mapping[str, Mapping[str, float]], 
         ax.set_xlabel(ylabel)
         ax.invert_yaxis()
     else:
-        ax.set_xticks(positions, groups, rotation=30 if max(len(g) for g in groups) > 8 else 0, ha="right"
-                      if max(len(g) for g in groups) > 8 else "center")
+        ax.set_xticks(
+            positions,
+            groups,
+            rotation=30 if max(len(g) for g in groups) > 8 else 0,
+            ha="right" if max(len(g) for g in groups) > 8 else "center",
+        )
         ax.set_ylabel(ylabel)
     if log:
         (ax.set_xscale if horizontal else ax.set_yscale)("log")
@@ -55,8 +65,14 @@ def bar_counts(counts: Mapping[str, float] | Mapping[str, Mapping[str, float]], 
     return fig
 
 
-def histogram(values: Series | Mapping[str, Series], bins: int | Sequence[float] = 20, title: str = "",
-              xlabel: str = "", log: bool = False, density: bool = False):
+def histogram(
+    values: Series | Mapping[str, Series],
+    bins: int | Sequence[float] = 20,
+    title: str = "",
+    xlabel: str = "",
+    log: bool = False,
+    density: bool = False,
+):
     """A histogram of ``values`` (or overlaid step histograms of ``{label: values}``)."""
     fig = new_figure(5.0, 3.2)
     ax = fig.add_subplot()
@@ -69,8 +85,15 @@ def histogram(values: Series | Mapping[str, Series], bins: int | Sequence[float]
     else:
         array = np.asarray(values, dtype=float)
         ax.hist(array, bins=bins, color="C0", alpha=0.85, density=density)
-        ax.text(0.98, 0.95, f"n={len(array)}\nmean={array.mean():.3g}\nmedian={np.median(array):.3g}"
-                if len(array) else "n=0", transform=ax.transAxes, ha="right", va="top", fontsize="small")
+        ax.text(
+            0.98,
+            0.95,
+            f"n={len(array)}\nmean={array.mean():.3g}\nmedian={np.median(array):.3g}" if len(array) else "n=0",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize="small",
+        )
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -89,8 +112,15 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, kernel, mode="same") / np.convolve(np.ones_like(values), kernel, mode="same")
 
 
-def loss_curves(curves: Mapping[str, Series | tuple[Series, Series]], title: str = "", ylabel: str = "loss",
-                xlabel: str = "step", smooth: int = 1, logy: bool = False, profile: str | None = None):
+def loss_curves(
+    curves: Mapping[str, Series | tuple[Series, Series]],
+    title: str = "",
+    ylabel: str = "loss",
+    xlabel: str = "step",
+    smooth: int = 1,
+    logy: bool = False,
+    profile: str | None = None,
+):
     """Line plots of ``{name: values}`` or ``{name: (steps, values)}``; ``smooth`` > 1 draws a moving average
     over the faint raw curve. Under the ``smoke`` ``profile`` the curves are raw: a few steps leave nothing to
     average."""
@@ -124,8 +154,13 @@ def loss_curves(curves: Mapping[str, Series | tuple[Series, Series]], title: str
     return fig
 
 
-def cluster_scatter(points: np.ndarray, labels: Sequence[int] | np.ndarray, highlight: Sequence[int] = (),
-                    title: str = "", annotate: Sequence[str] | None = None):
+def cluster_scatter(
+    points: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    highlight: Sequence[int] = (),
+    title: str = "",
+    annotate: Sequence[str] | None = None,
+):
     """2-D points coloured by cluster label, with the ``highlight`` indices (e.g. K-means medoids) ringed."""
     points = np.asarray(points, dtype=float)
     labels = np.asarray(labels)

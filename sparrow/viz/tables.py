@@ -30,10 +30,16 @@ def gains_figure(gains: GainSeries, title: str = "", labels: tuple[str, str] = (
         mean = np.array([np.nan if r[0] is None else r[0] for r in rows], dtype=float)
         std = np.array([0.0 if r[1] is None else r[1] for r in rows], dtype=float)
         ax.bar(x - 0.2, paper, 0.4, label=labels[0], color="0.6")
-        bars = ax.bar(x + 0.2, np.nan_to_num(mean), 0.4, yerr=np.where(np.isnan(mean), 0.0, std), capsize=3,
-                      label=labels[1], color=["C2" if v >= 0 else "C3" for v in np.nan_to_num(mean)])
-        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:+.1f}" for v in mean], fontsize="x-small",
-                     padding=2)
+        bars = ax.bar(
+            x + 0.2,
+            np.nan_to_num(mean),
+            0.4,
+            yerr=np.where(np.isnan(mean), 0.0, std),
+            capsize=3,
+            label=labels[1],
+            color=["C2" if v >= 0 else "C3" for v in np.nan_to_num(mean)],
+        )
+        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:+.1f}" for v in mean], fontsize="x-small", padding=2)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_ylabel(f"{host}\ngain (points)", fontsize="small")
         ax.grid(axis="y", alpha=0.3)
@@ -44,8 +50,13 @@ def gains_figure(gains: GainSeries, title: str = "", labels: tuple[str, str] = (
     return fig
 
 
-def ablation_figure(steps: Sequence[str], paper: Sequence[float], measured: Sequence[float | None],
-                    spread: Sequence[float | None] | None = None, title: str = ""):
+def ablation_figure(
+    steps: Sequence[str],
+    paper: Sequence[float],
+    measured: Sequence[float | None],
+    spread: Sequence[float | None] | None = None,
+    title: str = "",
+):
     """Ref-DAVIS17 J&F per ablation step: the paper's line and the reproduced one (± std), on separate axes
     because SPARROW-Mini's absolute level is not the paper's."""
     if not (len(steps) == len(paper) == len(measured)):

@@ -41,7 +41,7 @@ class Track:
     crop_frames: tuple[int, ...] = ()
     source: str = ""
 
-    def fitted(self, num_frames: int) -> "Track":
+    def fitted(self, num_frames: int) -> Track:
         """The track cut or padded (with None: no box) to ``num_frames``."""
         boxes = tuple(self.boxes[:num_frames]) + (None,) * max(0, num_frames - len(self.boxes))
         return Track(boxes, tuple(f for f in self.crop_frames if 0 <= f < num_frames), self.source)
@@ -82,8 +82,10 @@ def read_track(path: str | Path, num_frames: int, width: int, height: int) -> Tr
         from sparrow.tsf.tracking import boxes_for_frames, read_boxes_txt
 
         rows = read_boxes_txt(path)
-        boxes = [None if b is None or b[2] <= b[0] or b[3] <= b[1] else [float(v) for v in b]
-                 for b in boxes_for_frames(rows, num_frames, width, height)]
+        boxes = [
+            None if b is None or b[2] <= b[0] or b[3] <= b[1] else [float(v) for v in b]
+            for b in boxes_for_frames(rows, num_frames, width, height)
+        ]
         return Track(tuple(boxes), (), str(path))
     if path.suffix == ".json":
         data = read_json(path)
@@ -129,6 +131,7 @@ class TrackFolder:
 
 # -- figures of the TSF stages -----------------------------------------------------------------------------------
 
+
 def _entry_track(entry) -> list[Box | None]:
     from sparrow.tsf.runs import tracked_boxes
 
@@ -159,7 +162,7 @@ def track_figure(frames, entry, masks=None, num: int = 8, text: str = ""):
     from sparrow.viz.montage import montage
 
     track = _entry_track(entry)
-    lost = sum(b is None for b in track[entry.clip_start:entry.clip_start + len(entry.track_boxes)])
+    lost = sum(b is None for b in track[entry.clip_start : entry.clip_start + len(entry.track_boxes)])
     title = f"{entry.video_id}: track ({lost} of {len(entry.track_boxes)} clip frames lost)"
     return montage(frames, masks=masks, track=track, num=num, title=title, text=text, panel_width=1.5)
 
@@ -212,7 +215,7 @@ def pca_2d(features):
     x = x - x.mean(axis=0, keepdims=True)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     coords = x @ vt[:2].T
-    out[:, :coords.shape[1]] = coords
+    out[:, : coords.shape[1]] = coords
     return out
 
 
@@ -229,8 +232,13 @@ def crop_clusters_figure(entry, k: int = 4, iters: int = 8):
         raise ValueError(f"{entry.expression_id}: the entry stores no crop features (TSFConfig.store_crop_features)")
     result = tsf_kmeans(entry.crop_features, k, iters)
     picked = sorted({int(i) for i in entry.selected.tolist() if i >= 0})
-    return cluster_scatter(pca_2d(entry.crop_features.numpy()), result.assignments.numpy(), highlight=picked,
-                           title=f"crop features (PCA), K={k} clusters", annotate=[f"t={t}" for t in entry.frame_indices])
+    return cluster_scatter(
+        pca_2d(entry.crop_features.numpy()),
+        result.assignments.numpy(),
+        highlight=picked,
+        title=f"crop features (PCA), K={k} clusters",
+        annotate=[f"t={t}" for t in entry.frame_indices],
+    )
 
 
 def tsf_stage_figures(dataset, entry, k: int = 4, iters: int = 8) -> dict:
@@ -244,8 +252,12 @@ def tsf_stage_figures(dataset, entry, k: int = 4, iters: int = 8) -> dict:
     expression = next(e for e in dataset.expressions(entry.video_id) if e.expression_id == entry.expression_id)
     figures = {"track": track_figure(frames, entry, masks, text=expression.text)}
     if entry.keyframe is not None:
-        figures = {"keyframe": keyframe_figure(frames[entry.keyframe], entry, truth[entry.keyframe] if truth else None,
-                                               text=expression.text), **figures}
+        figures = {
+            "keyframe": keyframe_figure(
+                frames[entry.keyframe], entry, truth[entry.keyframe] if truth else None, text=expression.text
+            ),
+            **figures,
+        }
     figures["crops"] = crop_strip_figure(frames, entry)
     if entry.crop_features is not None:
         figures["clusters"] = crop_clusters_figure(entry, k, iters)

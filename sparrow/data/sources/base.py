@@ -114,8 +114,9 @@ class LoadContext:
         naming ``file``, so that every failure a loader lets through names the file it came from.
         """
         if not isinstance(error, DataError):
-            wrapped = ItemError(file if file is not None else self.root,
-                                f"malformed entry {item} ({type(error).__name__}: {error})")
+            wrapped = ItemError(
+                file if file is not None else self.root, f"malformed entry {item} ({type(error).__name__}: {error})"
+            )
             if not self.skip_bad:
                 raise wrapped from error
             error = wrapped
@@ -126,8 +127,13 @@ class LoadContext:
         else:
             reason = str(error)
         self.skipped.append(
-            {"source": self.source, "split": split, "item": item, "file": None if file is None else str(file),
-             "reason": reason}
+            {
+                "source": self.source,
+                "split": split,
+                "item": item,
+                "file": None if file is None else str(file),
+                "reason": reason,
+            }
         )
 
     def read_json_of(self, path: Path, kind: type, expected: str, *, split: str | None, item: str) -> Any | None:
@@ -142,8 +148,9 @@ class LoadContext:
             return None
         return data
 
-    def annotation_files(self, splits: tuple[str, ...], find: Callable[[Path, str], Path | None], missing: str,
-                         layout: str) -> dict[str, Path]:
+    def annotation_files(
+        self, splits: tuple[str, ...], find: Callable[[Path, str], Path | None], missing: str, layout: str
+    ) -> dict[str, Path]:
         """``{split: file}`` for the splits whose annotation file ``find(root, split)`` locates; sets ``layout``.
         None found raises :class:`DataError` (``missing`` says what was looked for)."""
         found = {s: find(self.root, s) for s in splits}

@@ -15,7 +15,6 @@ from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, Provenance, VideoBundle, register, xywh_to_xyxy
 from sparrow.data.sources.video_frames import extract_frames, span_positions
 
-
 SPLITS = ("train", "val")
 ANNOTATION_NAMES = {"train": ("train_v2.json",), "val": ("val_v2.json", "val_hc_stvg_v2.json")}
 CLIP_SECONDS = 20.0
@@ -62,8 +61,9 @@ def load_clip(
     fps_native = img_num / CLIP_SECONDS if img_num else 0.0
     frames = extract_frames(mp4, ctx.frames_for(key), ctx.extraction, fps_hint=fps_native)
     if (frames.height, frames.width) != (height, width):
-        raise ItemError(mp4, f"decoded frames are {frames.width}x{frames.height}, "
-                             f"img_size says {width}x{height} ([H, W])")
+        raise ItemError(
+            mp4, f"decoded frames are {frames.width}x{frames.height}, img_size says {width}x{height} ([H, W])"
+        )
     first = st_frame - 1  # 0-based decode index of the tube's first box
     by_index = {first + n: box for n, box in enumerate(tube)}
     boxes = [by_index.get(i) for i in frames.indices]
@@ -82,8 +82,9 @@ def load_clip(
 
 @register("hcstvg", SPLITS, "HC-STVG v2: anno_v2/{train_v2,val_v2}.json keyed by <name>.mp4 + Video/ clips")
 def load_hcstvg(ctx: LoadContext) -> Iterator[VideoBundle]:
-    found = ctx.annotation_files(SPLITS, annotation_file, "no HC-STVG v2 annotations (anno_v2/train_v2.json, "
-                                 "anno_v2/val_v2.json)", "hcstvg v2")
+    found = ctx.annotation_files(
+        SPLITS, annotation_file, "no HC-STVG v2 annotations (anno_v2/train_v2.json, anno_v2/val_v2.json)", "hcstvg v2"
+    )
     videos = index_videos(ctx.root)
     for split, ann_path, clips in ctx.split_annotations(found, dict, "expected a dict keyed by <name>.mp4"):
         for name, entry in clips.items():

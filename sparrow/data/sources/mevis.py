@@ -14,8 +14,8 @@ from typing import Any
 
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.sources.base import (
-    MALFORMED,
     FPS_UNKNOWN,
+    MALFORMED,
     ItemError,
     LoadContext,
     Provenance,
@@ -127,12 +127,14 @@ def mevis_family_bundle(
             ctx.skip(exc, split=split, item=f"{video_id}/object {obj_id}", file=mask_path)
 
     video = VideoRecord(video_id, ctx.source, split, [str(p) for p in paths], names, height, width, FPS_UNKNOWN)
-    return VideoBundle(video, objects, expressions, Provenance(str(meta_path), str(mask_path) if mask_path else None),
-                       has_gt=has_gt)
+    return VideoBundle(
+        video, objects, expressions, Provenance(str(meta_path), str(mask_path) if mask_path else None), has_gt=has_gt
+    )
 
 
-def iter_meta_videos(ctx: LoadContext, meta_path: Path, split: str, item: str | None = None
-                     ) -> Iterator[tuple[str, Any]]:
+def iter_meta_videos(
+    ctx: LoadContext, meta_path: Path, split: str, item: str | None = None
+) -> Iterator[tuple[str, Any]]:
     """(key, entry) of a ``{"videos": {...}}`` file; an unreadable file is one bad item (``item``, by default the
     whole split)."""
     try:
@@ -163,8 +165,9 @@ def load_mevis(ctx: LoadContext) -> Iterator[VideoBundle]:
         mask_path = split_dir / "mask_dict.json"
         mask_dict = None
         if mask_path.is_file():
-            mask_dict = ctx.read_json_of(mask_path, dict, "expected a dict anno_id -> list of RLE", split=split,
-                                         item=f"{ctx.source}/{split}")
+            mask_dict = ctx.read_json_of(
+                mask_path, dict, "expected a dict anno_id -> list of RLE", split=split, item=f"{ctx.source}/{split}"
+            )
             if mask_dict is None:
                 continue
         ctx.gt_splits[split] = mask_dict is not None
@@ -172,8 +175,14 @@ def load_mevis(ctx: LoadContext) -> Iterator[VideoBundle]:
         for key, entry in iter_meta_videos(ctx, meta_path, split):
             try:
                 yield mevis_family_bundle(
-                    ctx, split=split, key=key, entry=entry, frame_dir=split_dir / "JPEGImages" / key,
-                    meta_path=meta_path, mask_dict=mask_dict, mask_path=mask_path if mask_dict is not None else None,
+                    ctx,
+                    split=split,
+                    key=key,
+                    entry=entry,
+                    frame_dir=split_dir / "JPEGImages" / key,
+                    meta_path=meta_path,
+                    mask_dict=mask_dict,
+                    mask_path=mask_path if mask_dict is not None else None,
                     kind_of=_referring,
                 )
             except MALFORMED as exc:

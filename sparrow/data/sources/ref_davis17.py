@@ -64,10 +64,16 @@ def _converted(ctx: LoadContext) -> Iterator[VideoBundle]:
                 if not isinstance(entry, dict):
                     raise ItemError(meta_path, f"video {key}: entry is not a dict")
                 yield palette_bundle(
-                    ctx, split=split, key=key, frames=entry.get("frames") or [],
+                    ctx,
+                    split=split,
+                    key=key,
+                    frames=entry.get("frames") or [],
                     expressions=entry.get("expressions", {}),
-                    jpeg_dir=split_dir / "JPEGImages" / key, ann_dir=ann_root / key if ann_root.is_dir() else None,
-                    meta_path=meta_path, objects_meta=objects.get(key, {}), fps=FPS,
+                    jpeg_dir=split_dir / "JPEGImages" / key,
+                    ann_dir=ann_root / key if ann_root.is_dir() else None,
+                    meta_path=meta_path,
+                    objects_meta=objects.get(key, {}),
+                    fps=FPS,
                 )
             except MALFORMED as exc:
                 ctx.skip(exc, split=split, item=f"{ctx.source}/{key}", file=meta_path)
@@ -91,7 +97,7 @@ def parse_annotator_file(ctx: LoadContext, path: Path, encoding: str) -> dict[st
         parts = line.split(None, 2)
         try:
             if len(parts) < 3 or not parts[1].isdigit():
-                raise ItemError(f"{path}:{lineno}", "expected <video> <obj_id> \"<expression>\"")
+                raise ItemError(f"{path}:{lineno}", 'expected <video> <obj_id> "<expression>"')
             video = MISSPELLED.get(parts[0], parts[0])
             table[video][parts[1]] = parts[2].strip().strip('"').strip()
         except MALFORMED as exc:
@@ -135,8 +141,13 @@ def _raw(ctx: LoadContext) -> Iterator[VideoBundle]:
 
 
 def _raw_video(
-    ctx: LoadContext, split: str, video: str, davis: Path, annotators: list[dict[str, dict[str, str]]],
-    semantics: dict, text_dir: Path,
+    ctx: LoadContext,
+    split: str,
+    video: str,
+    davis: Path,
+    annotators: list[dict[str, dict[str, str]]],
+    semantics: dict,
+    text_dir: Path,
 ) -> VideoBundle:
     jpeg_dir = davis / "JPEGImages" / "480p" / video
     try:
@@ -149,13 +160,23 @@ def _raw_video(
         for slot, table in enumerate(annotators):
             text = table.get(video, {}).get(obj)
             if text is None:
-                ctx.skip(ItemError(text_dir / ANNOTATOR_FILES[slot][0], f"no expression for {video} object {obj}"),
-                         split=split, item=f"{ctx.source}/{video}/{4 * k + slot}")
+                ctx.skip(
+                    ItemError(text_dir / ANNOTATOR_FILES[slot][0], f"no expression for {video} object {obj}"),
+                    split=split,
+                    item=f"{ctx.source}/{video}/{4 * k + slot}",
+                )
                 continue
             expressions[str(4 * k + slot)] = {"exp": text, "obj_id": obj}
     objects_meta = {str(k): {"category": v} for k, v in semantics.items()} if isinstance(semantics, dict) else {}
     return palette_bundle(
-        ctx, split=split, key=video, frames=frames, expressions=expressions, jpeg_dir=jpeg_dir,
-        ann_dir=davis / "Annotations_unsupervised" / "480p" / video, meta_path=text_dir / ANNOTATOR_FILES[0][0],
-        objects_meta=objects_meta, fps=FPS,
+        ctx,
+        split=split,
+        key=video,
+        frames=frames,
+        expressions=expressions,
+        jpeg_dir=jpeg_dir,
+        ann_dir=davis / "Annotations_unsupervised" / "480p" / video,
+        meta_path=text_dir / ANNOTATOR_FILES[0][0],
+        objects_meta=objects_meta,
+        fps=FPS,
     )

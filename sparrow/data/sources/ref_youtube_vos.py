@@ -107,8 +107,9 @@ def palette_bundle(
             objects.append(ObjectRecord(video_id, obj_id, str(category or ""), masks[obj_id], boxes[obj_id]))
 
     video = VideoRecord(video_id, ctx.source, split, [str(p) for p in paths], names, height, width, fps)
-    return VideoBundle(video, objects, records, Provenance(str(meta_path), str(ann_dir) if ann_dir else None),
-                       has_gt=has_gt)
+    return VideoBundle(
+        video, objects, records, Provenance(str(meta_path), str(ann_dir) if ann_dir else None), has_gt=has_gt
+    )
 
 
 def _id_order(obj_id: str) -> tuple[int, str]:
@@ -135,8 +136,9 @@ def _keys(path: Path) -> set[str]:
 def load_ref_youtube_vos(ctx: LoadContext) -> Iterator[VideoBundle]:
     found = [s for s in SPLITS if (_meta_dir(ctx.root, s) / "meta_expressions.json").is_file()]
     if not found:
-        raise DataError(f"{ctx.root}: no Ref-YouTube-VOS split "
-                        "(expected meta_expressions/<split>/meta_expressions.json)")
+        raise DataError(
+            f"{ctx.root}: no Ref-YouTube-VOS split (expected meta_expressions/<split>/meta_expressions.json)"
+        )
     ctx.layout = "ref-youtube-vos"
     for split in found:
         if not ctx.wants(split):
@@ -171,10 +173,16 @@ def load_ref_youtube_vos(ctx: LoadContext) -> Iterator[VideoBundle]:
                 if split == "valid" and not exclude and not jpeg_dir.is_dir():
                     raise ItemError(jpeg_dir, "listed in the valid meta but has no frames (a test video?)")
                 yield palette_bundle(
-                    ctx, split=split, key=key, frames=entry.get("frames") or [],
+                    ctx,
+                    split=split,
+                    key=key,
+                    frames=entry.get("frames") or [],
                     expressions=entry.get("expressions", {}),
-                    jpeg_dir=jpeg_dir, ann_dir=ann_root / key if has_gt else None, meta_path=meta_path,
-                    objects_meta=objects.get(key, {}), fps=FPS,
+                    jpeg_dir=jpeg_dir,
+                    ann_dir=ann_root / key if has_gt else None,
+                    meta_path=meta_path,
+                    objects_meta=objects.get(key, {}),
+                    fps=FPS,
                 )
             except MALFORMED as exc:
                 ctx.skip(exc, split=split, item=f"{ctx.source}/{key}", file=meta_path)

@@ -30,8 +30,9 @@ def revos_kind(exp: dict, text: str) -> str:
 def load_revos(ctx: LoadContext) -> Iterator[VideoBundle]:
     found = [s for s in SPLITS if (ctx.root / f"meta_expressions_{s}_.json").is_file()]
     if not found:
-        raise DataError(f"{ctx.root}: no ReVOS meta "
-                        "(expected meta_expressions_train_.json / meta_expressions_valid_.json)")
+        raise DataError(
+            f"{ctx.root}: no ReVOS meta (expected meta_expressions_train_.json / meta_expressions_valid_.json)"
+        )
     frames_root = ctx.root / "JPEGImages" if (ctx.root / "JPEGImages").is_dir() else ctx.root
     ctx.layout = "visa" if frames_root != ctx.root else "sa2va (no JPEGImages level)"
     mask_path = ctx.root / "mask_dict.json"
@@ -40,8 +41,13 @@ def load_revos(ctx: LoadContext) -> Iterator[VideoBundle]:
         if not ctx.wants(split):
             continue
         if mask_dict is None:
-            mask_dict = ctx.read_json_of(mask_path, dict, "expected a dict anno_id -> list of RLE", split=None,
-                                         item=f"{ctx.source}/mask_dict.json")
+            mask_dict = ctx.read_json_of(
+                mask_path,
+                dict,
+                "expected a dict anno_id -> list of RLE",
+                split=None,
+                item=f"{ctx.source}/mask_dict.json",
+            )
             if mask_dict is None:
                 return
         ctx.gt_splits[split] = True
@@ -49,8 +55,15 @@ def load_revos(ctx: LoadContext) -> Iterator[VideoBundle]:
         for key, entry in iter_meta_videos(ctx, meta_path, split):
             try:
                 yield mevis_family_bundle(
-                    ctx, split=split, key=key, entry=entry, frame_dir=frames_root / key, meta_path=meta_path,
-                    mask_dict=mask_dict, mask_path=mask_path, kind_of=revos_kind,
+                    ctx,
+                    split=split,
+                    key=key,
+                    entry=entry,
+                    frame_dir=frames_root / key,
+                    meta_path=meta_path,
+                    mask_dict=mask_dict,
+                    mask_path=mask_path,
+                    kind_of=revos_kind,
                 )
             except MALFORMED as exc:
                 ctx.skip(exc, split=split, item=f"{ctx.source}/{key}", file=meta_path)

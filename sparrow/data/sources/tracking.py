@@ -29,11 +29,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
+from sparrow.data.boxes import mask_to_box
 from sparrow.data.qa_templates import MARKUP, format_markup, parse_markup, strip_markup
+from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
+from sparrow.data.rle import encode_rle
 from sparrow.data.sources.base import (
-    MALFORMED,
     FPS_UNKNOWN,
+    MALFORMED,
     ItemError,
     LoadContext,
     Provenance,
@@ -45,8 +47,6 @@ from sparrow.data.sources.base import (
     sorted_frames,
     xywh_to_xyxy,
 )
-from sparrow.data.boxes import mask_to_box
-from sparrow.data.rle import encode_rle
 from sparrow.storage import DataError
 
 SPLITS = ("train", "val")
@@ -134,8 +134,14 @@ class MaskFolder:
     def find(self, frame: Path, obj: str) -> Path:
         k = f"{int(obj):03d}"
         stem, name = frame.stem, frame.name
-        for sub, candidate in ((k, f"{stem}.png"), ("", f"{stem}_{obj}.png"), ("", f"{stem}.png"),
-                               (k, f"{name}.png"), ("", f"{name}_{obj}.png"), ("", f"{name}.png")):
+        for sub, candidate in (
+            (k, f"{stem}.png"),
+            ("", f"{stem}_{obj}.png"),
+            ("", f"{stem}.png"),
+            (k, f"{name}.png"),
+            ("", f"{name}_{obj}.png"),
+            ("", f"{name}.png"),
+        ):
             if candidate in self._names(sub):
                 return (self.folder / sub / candidate) if sub else (self.folder / candidate)
         raise ItemError(self.folder, f"no mask for object {obj} on frame {name} (one PNG per frame is required)")
@@ -177,8 +183,9 @@ def load_sample(ctx: LoadContext, family: TrackingFamily, folder: Path, key: str
             boxes = gt_boxes
         objects.append(ObjectRecord(video_id, obj, category, masks, boxes))
     expression = ExpressionRecord(f"{video_id}/0", video_id, text, object_ids, kind)
-    video = VideoRecord(video_id, ctx.source, split, [str(f) for f in frames], [f.stem for f in frames], height, width,
-                        FPS_UNKNOWN)
+    video = VideoRecord(
+        video_id, ctx.source, split, [str(f) for f in frames], [f.stem for f in frames], height, width, FPS_UNKNOWN
+    )
     return VideoBundle(video, objects, [expression], Provenance(str(nlp), str(folder / "mask"), str(gt_path)))
 
 
@@ -195,8 +202,14 @@ def family_category(family: TrackingFamily, key: str) -> str:
 
 
 def is_sample(folder: Path, names: set[str]) -> bool:
-    return ("img" in names and "mask" in names and "groundtruth.txt" in names and "nlp.txt" in names
-            and (folder / "img").is_dir() and (folder / "mask").is_dir())
+    return (
+        "img" in names
+        and "mask" in names
+        and "groundtruth.txt" in names
+        and "nlp.txt" in names
+        and (folder / "img").is_dir()
+        and (folder / "mask").is_dir()
+    )
 
 
 def find_family_roots(root: Path) -> list[tuple[TrackingFamily, Path]]:

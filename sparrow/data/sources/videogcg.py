@@ -28,8 +28,8 @@ from typing import Any
 from sparrow.data.qa_templates import MARKUP, format_markup, parse_markup
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.sources.base import (
-    MALFORMED,
     FPS_UNKNOWN,
+    MALFORMED,
     ItemError,
     LoadContext,
     Provenance,
@@ -51,7 +51,7 @@ PER_SAMPLE_PARTS = ("vidstg_gcg", "hcstvg_gcg")
 def read_caption(path: Path) -> str:
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("caption"), str):
-        raise ItemError(path, "expected {\"caption\": str}")
+        raise ItemError(path, 'expected {"caption": str}')
     return data["caption"]
 
 
@@ -108,8 +108,9 @@ def per_sample_video(ctx: LoadContext, label: str, part_dir: Path, split: str, c
             boxes.append(box)
         objects.append(ObjectRecord(video_id, obj, "", masks, boxes))
     expression = ExpressionRecord(f"{video_id}/0", video_id, caption, object_ids, "caption")
-    video = VideoRecord(video_id, ctx.source, split, [str(f) for f in frames], [f.stem for f in frames], height, width,
-                        FPS_UNKNOWN)
+    video = VideoRecord(
+        video_id, ctx.source, split, [str(f) for f in frames], [f.stem for f in frames], height, width, FPS_UNKNOWN
+    )
     return VideoBundle(video, objects, [expression], Provenance(str(caption_path), str(sample / "masks")))
 
 
@@ -136,8 +137,9 @@ def load_mevis_gcg(ctx: LoadContext, label: str, part_dir: Path, mevis_root: Pat
         mask_path = mevis_root / split / "mask_dict.json"
         try:
             if not meta_path.is_file() or not mask_path.is_file():
-                raise ItemError(mevis_root / split,
-                                "mevis_gcg needs the MeViS split with meta_expressions.json and mask_dict.json")
+                raise ItemError(
+                    mevis_root / split, "mevis_gcg needs the MeViS split with meta_expressions.json and mask_dict.json"
+                )
             mask_dict = read_json(mask_path)
         except MALFORMED as exc:
             ctx.skip(exc, split=split, item=f"{ctx.source}/{keyed(label, split)}", file=mask_path)
@@ -148,25 +150,46 @@ def load_mevis_gcg(ctx: LoadContext, label: str, part_dir: Path, mevis_root: Pat
             try:
                 if key not in meta:
                     raise ItemError(caption_path, f"MeViS {split} has no video {key}")
-                yield mevis_gcg_video(ctx, label, split, key, meta[key], caption_path, mevis_root, meta_path, mask_dict,
-                                      mask_path)
+                yield mevis_gcg_video(
+                    ctx, label, split, key, meta[key], caption_path, mevis_root, meta_path, mask_dict, mask_path
+                )
             except MALFORMED as exc:
                 ctx.skip(exc, split=split, item=f"{ctx.source}/{keyed(label, key)}", file=caption_path)
         del mask_dict, meta
 
 
-def mevis_gcg_video(ctx: LoadContext, label: str, split: str, key: str, entry: Any, caption_path: Path,
-                    mevis_root: Path, meta_path: Path, mask_dict: dict, mask_path: Path) -> VideoBundle:
+def mevis_gcg_video(
+    ctx: LoadContext,
+    label: str,
+    split: str,
+    key: str,
+    entry: Any,
+    caption_path: Path,
+    mevis_root: Path,
+    meta_path: Path,
+    mask_dict: dict,
+    mask_path: Path,
+) -> VideoBundle:
     caption = read_caption(caption_path)
     phrases = parse_markup(caption)
-    known = {tuple(str(int(i)) for i in (e.get("obj_id") or [])) for e in (entry.get("expressions") or {}).values()
-             if isinstance(e, dict) and isinstance(e.get("obj_id"), list)}
+    known = {
+        tuple(str(int(i)) for i in (e.get("obj_id") or []))
+        for e in (entry.get("expressions") or {}).values()
+        if isinstance(e, dict) and isinstance(e.get("obj_id"), list)
+    }
     for phrase, ids in phrases:
         if tuple(ids) not in known:
             raise ItemError(caption_path, f"phrase [{phrase}]({', '.join(ids)}) matches no MeViS expression of {key}")
     inner = mevis_family_bundle(
-        ctx, split=split, key=keyed(label, key), entry=entry, frame_dir=mevis_root / split / "JPEGImages" / key,
-        meta_path=meta_path, mask_dict=mask_dict, mask_path=mask_path, kind_of=lambda exp, text: "referring",
+        ctx,
+        split=split,
+        key=keyed(label, key),
+        entry=entry,
+        frame_dir=mevis_root / split / "JPEGImages" / key,
+        meta_path=meta_path,
+        mask_dict=mask_dict,
+        mask_path=mask_path,
+        kind_of=lambda exp, text: "referring",
     )
     wanted = list(dict.fromkeys(i for _, ids in phrases for i in ids))
     objects = [o for o in inner.objects if o.object_id in wanted]
@@ -188,8 +211,9 @@ def instruction_caption(dense: dict, where: Path) -> tuple[str, list[str]]:
     return " ".join(words), list(dict.fromkeys(i for pos in sorted(at) for i in at[pos]))
 
 
-def instruction_video(ctx: LoadContext, label: str, root: Path, split: str, ann_path: Path, video: dict,
-                      annotations: dict[str, dict]) -> VideoBundle:
+def instruction_video(
+    ctx: LoadContext, label: str, root: Path, split: str, ann_path: Path, video: dict, annotations: dict[str, dict]
+) -> VideoBundle:
     try:
         files = list(video["file_names"])
         width, height, length = int(video["width"]), int(video["height"]), int(video["length"])
@@ -240,11 +264,12 @@ def load_instruction_data(ctx: LoadContext, label: str, part_dir: Path, root: Pa
         try:
             data = read_json(ann_path)
             if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
-                raise ItemError(ann_path, "expected {\"videos\": [...], \"annotations\": [...]}")
+                raise ItemError(ann_path, 'expected {"videos": [...], "annotations": [...]}')
             annotations = {str(a["id"]): a for a in data.get("annotations") or []}
         except (KeyError, TypeError):
-            ctx.skip(ItemError(ann_path, "an annotation lacks 'id'"), split=split,
-                     item=f"{ctx.source}/{keyed(label, split)}")
+            ctx.skip(
+                ItemError(ann_path, "an annotation lacks 'id'"), split=split, item=f"{ctx.source}/{keyed(label, split)}"
+            )
             continue
         except MALFORMED as exc:
             ctx.skip(exc, split=split, item=f"{ctx.source}/{keyed(label, split)}", file=ann_path)

@@ -97,8 +97,14 @@ def load_segment(
     key = f"{vid}_{begin}_{end}"
     video_id = f"{ctx.source}/{key}"
     mp4 = _video_path(ctx.root, str(vidor_ann.get("video_path", f"{vid}.mp4")))
-    frames = extract_frames(mp4, ctx.frames_for(key), ctx.extraction, begin, None if end is None else int(end),
-                            fps_hint=float(first.get("fps") or vidor_ann.get("fps") or 0.0))
+    frames = extract_frames(
+        mp4,
+        ctx.frames_for(key),
+        ctx.extraction,
+        begin,
+        None if end is None else int(end),
+        fps_hint=float(first.get("fps") or vidor_ann.get("fps") or 0.0),
+    )
     width, height = int(first.get("width", frames.width)), int(first.get("height", frames.height))
     if (frames.height, frames.width) != (height, width):
         raise ItemError(mp4, f"decoded frames are {frames.width}x{frames.height}, annotation says {width}x{height}")
@@ -134,11 +140,27 @@ def load_segment(
                     target = str(sentence["target_id"])
                 except (KeyError, TypeError):
                     raise ItemError(ann_path, f"annotation {index}: malformed {field_name} entry") from None
-                expressions.append(ExpressionRecord(f"{video_id}/{index}{tag}{n}", video_id, text, [target], kind,
-                                                    None if span is None else list(span)))
+                expressions.append(
+                    ExpressionRecord(
+                        f"{video_id}/{index}{tag}{n}",
+                        video_id,
+                        text,
+                        [target],
+                        kind,
+                        None if span is None else list(span),
+                    )
+                )
     fps = float(first.get("fps") or frames.native_fps) / frames.stride
-    video = VideoRecord(video_id, ctx.source, split, [str(p) for p in frames.paths],
-                        [f"{i:06d}" for i in frames.indices], height, width, fps)
+    video = VideoRecord(
+        video_id,
+        ctx.source,
+        split,
+        [str(p) for p in frames.paths],
+        [f"{i:06d}" for i in frames.indices],
+        height,
+        width,
+        fps,
+    )
     return VideoBundle(video, objects, expressions, Provenance(str(ann_path), None, str(vidor_path)))
 
 
@@ -155,8 +177,9 @@ def group_segments(annotations: list[Any], ann_path: Path) -> dict[tuple[str, An
 
 @register("vidstg", SPLITS, "VidSTG: {split}_annotations.json + VidOR trajectories + mp4 videos")
 def load_vidstg(ctx: LoadContext) -> Iterator[VideoBundle]:
-    found = ctx.annotation_files(SPLITS, annotation_file, "no VidSTG annotations ({train,val,test}_annotations.json)",
-                                 "vidstg raw + vidor")
+    found = ctx.annotation_files(
+        SPLITS, annotation_file, "no VidSTG annotations ({train,val,test}_annotations.json)", "vidstg raw + vidor"
+    )
     vidor = VidorIndex(ctx.root)
     for split, ann_path, sentences in ctx.split_annotations(found, list, "expected a list of annotations"):
         for (vid, begin, end), entries in group_segments(sentences, ann_path).items():

@@ -38,6 +38,14 @@ from sparrow.data.synthetic.generator import (
 )
 
 __all__ = [
-    "GENERATOR_VERSION", "HARD_CASES", "WHY_HARD", "SynthConfig", "ensure_generated", "generate",
-    "hard_case_examples", "is_complete", "main_synth", "scene_statistics",
+    "GENERATOR_VERSION",
+    "HARD_CASES",
+    "WHY_HARD",
+    "SynthConfig",
+    "ensure_generated",
+    "generate",
+    "hard_case_examples",
+    "is_complete",
+    "main_synth",
+    "scene_statistics",
 ]

@@ -59,30 +59,56 @@ class SynthConfig:
         if self.height % 2 or self.width % 2:
             raise ValueError(f"{self.height}x{self.width}: H.264 (yuv420p) needs even frame sides")
         if not 2 <= self.min_objects <= self.max_objects <= 254:
-            raise ValueError(f"objects per video must satisfy 2 <= min <= max <= 254, got "
-                             f"{self.min_objects}..{self.max_objects}")
+            raise ValueError(
+                f"objects per video must satisfy 2 <= min <= max <= 254, got {self.min_objects}..{self.max_objects}"
+            )
 
     @classmethod
-    def for_profile(cls, profile: str) -> "SynthConfig":
+    def for_profile(cls, profile: str) -> SynthConfig:
         section = get_profile(profile).data
         if section is None:
             raise ValueError(
                 f"SPARROW-Mini has no {profile!r} profile: the paper uses the real datasets; point "
                 "`sparrow curate --source NAME=ROOT` at the released folders instead"
             )
-        return cls(profile=profile, height=section.height, width=section.width, num_frames=section.num_frames,
-                   min_objects=section.min_objects, max_objects=section.max_objects,
-                   max_expressions=section.max_expressions, **section.videos)
+        return cls(
+            profile=profile,
+            height=section.height,
+            width=section.width,
+            num_frames=section.num_frames,
+            min_objects=section.min_objects,
+            max_objects=section.max_objects,
+            max_expressions=section.max_expressions,
+            **section.videos,
+        )
 
     @property
     def train_videos(self) -> int:
-        return (self.mevis_train + self.ytvos_train + self.davis_train + self.got10k_train + self.lasot_train
-                + self.a2d_train + self.vidstg_train + self.vidstg_val + self.videogcg_train + self.revos_train)
+        return (
+            self.mevis_train
+            + self.ytvos_train
+            + self.davis_train
+            + self.got10k_train
+            + self.lasot_train
+            + self.a2d_train
+            + self.vidstg_train
+            + self.vidstg_val
+            + self.videogcg_train
+            + self.revos_train
+        )
 
     @property
     def held_out_videos(self) -> int:
-        return (self.mevis_valid_u + self.mevis_valid + self.ytvos_valid + self.ytvos_test + self.davis_valid
-                + self.vidstg_test + self.videogcg_val + self.revos_valid)
+        return (
+            self.mevis_valid_u
+            + self.mevis_valid
+            + self.ytvos_valid
+            + self.ytvos_test
+            + self.davis_valid
+            + self.vidstg_test
+            + self.videogcg_val
+            + self.revos_valid
+        )
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ expression.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from sparrow.data.synthetic.scene import COLOURS, LINEAR_MOTIONS, SHAPES, RenderedVideo, SceneSpec
@@ -47,8 +48,16 @@ _TIME_LOOSE = {
     "reappears": {"reappears", "mixed"},
 }
 _SIZE_LOOSE = {"small": {"small", "medium"}, "large": {"large", "medium"}}
-_PLURAL = {"square": "squares", "circle": "circles", "triangle": "triangles", "star": "stars", "ring": "rings",
-           "diamond": "diamonds", "object": "objects", "shape": "shapes"}
+_PLURAL = {
+    "square": "squares",
+    "circle": "circles",
+    "triangle": "triangles",
+    "star": "stars",
+    "ring": "rings",
+    "diamond": "diamonds",
+    "object": "objects",
+    "shape": "shapes",
+}
 _COUNT = {2: "two", 3: "three", 4: "four", 5: "five"}
 RELATIONS = ("left_of", "right_of", "above", "below")
 
@@ -115,16 +124,26 @@ def object_facts(scene: SceneSpec, video: RenderedVideo) -> list[ObjectFacts]:
         visible = video.visible_area[:, k] > 0
         seen = video.in_frame_area[:, k] > 0
         occluded = bool((seen & (video.visible_area[:, k] <= 0.5 * video.in_frame_area[:, k])).any())
-        facts.append(ObjectFacts(
-            index=k, shape=obj.shape, colour=obj.colour, texture=obj.texture, size=obj.size, motion=obj.motion,
-            speed=obj.speed, time=_time_label(visible), occluded=occluded,
-            visible=tuple(bool(v) for v in visible),
-            centers=tuple(obj.center(t) for t in range(scene.num_frames)),
-        ))
+        facts.append(
+            ObjectFacts(
+                index=k,
+                shape=obj.shape,
+                colour=obj.colour,
+                texture=obj.texture,
+                size=obj.size,
+                motion=obj.motion,
+                speed=obj.speed,
+                time=_time_label(visible),
+                occluded=occluded,
+                visible=tuple(bool(v) for v in visible),
+                centers=tuple(obj.center(t) for t in range(scene.num_frames)),
+            )
+        )
     return facts
 
 
 # -- cue semantics -----------------------------------------------------------------------------------------------
+
 
 class World:
     """The facts of one scene plus the geometry needed to evaluate relation and position cues."""
@@ -169,8 +188,9 @@ class World:
             if sa.z <= sb.z or sa.motion == "static":
                 return np.zeros(self.T, dtype=bool)
             xs_a, ys_a, xs_b, ys_b = (np.array(v) for v in (sa.xs, sa.ys, sb.xs, sb.ys))
-            holds = ((xs_a < xs_b + sb.side) & (xs_b < xs_a + sa.side)
-                     & (ys_a < ys_b + sb.side) & (ys_b < ys_a + sa.side))
+            holds = (
+                (xs_a < xs_b + sb.side) & (xs_b < xs_a + sa.side) & (ys_a < ys_b + sb.side) & (ys_b < ys_a + sa.side)
+            )
             occluding = self.video.visible_area[:, b] < self.video.in_frame_area[:, b]
             holds = holds & occluding
         else:
@@ -330,52 +350,86 @@ _MOTION_PARTICIPLE = {
     "out_and_back": ["going out of view and coming back", "leaving the frame and returning"],
 }
 _MOTION_VERB = {  # singular, plural
-    "static": [("stays still", "stay still"), ("does not move", "do not move"),
-               ("remains in place", "remain in place")],
+    "static": [
+        ("stays still", "stay still"),
+        ("does not move", "do not move"),
+        ("remains in place", "remain in place"),
+    ],
     "left": [("moves to the left", "move to the left"), ("moves left", "move left"), ("heads left", "head left")],
-    "right": [("moves to the right", "move to the right"), ("moves right", "move right"),
-              ("heads right", "head right")],
+    "right": [
+        ("moves to the right", "move to the right"),
+        ("moves right", "move right"),
+        ("heads right", "head right"),
+    ],
     "up": [("moves up", "move up"), ("rises", "rise")],
     "down": [("moves down", "move down"), ("sinks", "sink")],
-    "bounce_h": [("bounces left and right", "bounce left and right"),
-                 ("bounces back and forth", "bounce back and forth")],
+    "bounce_h": [
+        ("bounces left and right", "bounce left and right"),
+        ("bounces back and forth", "bounce back and forth"),
+    ],
     "bounce_v": [("bounces up and down", "bounce up and down")],
     "zigzag": [("zig-zags across the frame", "zig-zag across the frame"), ("moves in a zig-zag", "move in a zig-zag")],
     "out_and_back": [("leaves the frame and comes back", "leave the frame and come back")],
 }
 _TIME_CLAUSE = {  # singular, plural
-    "always": [("stays in view the whole time", "stay in view the whole time"),
-               ("is visible throughout the video", "are visible throughout the video")],
-    "appears_later": [("appears later", "appear later"), ("shows up later", "show up later"),
-                      ("enters the scene later", "enter the scene later")],
-    "leaves": [("leaves the scene", "leave the scene"), ("disappears before the end", "disappear before the end"),
-               ("goes out of view", "go out of view")],
-    "reappears": [("disappears and comes back", "disappear and come back"),
-                  ("vanishes and then reappears", "vanish and then reappear")],
+    "always": [
+        ("stays in view the whole time", "stay in view the whole time"),
+        ("is visible throughout the video", "are visible throughout the video"),
+    ],
+    "appears_later": [
+        ("appears later", "appear later"),
+        ("shows up later", "show up later"),
+        ("enters the scene later", "enter the scene later"),
+    ],
+    "leaves": [
+        ("leaves the scene", "leave the scene"),
+        ("disappears before the end", "disappear before the end"),
+        ("goes out of view", "go out of view"),
+    ],
+    "reappears": [
+        ("disappears and comes back", "disappear and come back"),
+        ("vanishes and then reappears", "vanish and then reappear"),
+    ],
 }
 _POSITION = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
-_RELATION_TEXT = {"left_of": ["to the left of", "left of"], "right_of": ["to the right of", "right of"],
-                  "above": ["above", "over"], "below": ["below", "beneath", "under"]}
+_RELATION_TEXT = {
+    "left_of": ["to the left of", "left of"],
+    "right_of": ["to the right of", "right of"],
+    "above": ["above", "over"],
+    "below": ["below", "beneath", "under"],
+}
 _REASONING = {  # (cue, singular question predicate, plural question predicate)
     ("motion", "static"): ("stays in the same place for the whole video", "stay in the same place for the whole video"),
-    ("motion", "left"): ("is heading toward the left edge of the frame",
-                         "are heading toward the left edge of the frame"),
-    ("motion", "right"): ("is heading toward the right edge of the frame",
-                          "are heading toward the right edge of the frame"),
+    ("motion", "left"): (
+        "is heading toward the left edge of the frame",
+        "are heading toward the left edge of the frame",
+    ),
+    ("motion", "right"): (
+        "is heading toward the right edge of the frame",
+        "are heading toward the right edge of the frame",
+    ),
     ("motion", "up"): ("is heading toward the top of the frame", "are heading toward the top of the frame"),
     ("motion", "down"): ("is heading toward the bottom of the frame", "are heading toward the bottom of the frame"),
-    ("motion", "bounce_h"): ("keeps reversing its direction from side to side",
-                             "keep reversing direction from side to side"),
+    ("motion", "bounce_h"): (
+        "keeps reversing its direction from side to side",
+        "keep reversing direction from side to side",
+    ),
     ("motion", "bounce_v"): ("keeps reversing its direction up and down", "keep reversing direction up and down"),
     ("motion", "zigzag"): ("follows a zig-zag path", "follow zig-zag paths"),
     ("motion", "out_and_back"): ("leaves the frame and later returns", "leave the frame and later return"),
     ("time", "appears_later"): ("was not there when the video started", "were not there when the video started"),
-    ("time", "leaves"): ("is no longer visible at the end of the video",
-                         "are no longer visible at the end of the video"),
-    ("time", "reappears"): ("goes missing for a while before showing up again",
-                            "go missing for a while before showing up again"),
-    ("occluded", True): ("gets hidden behind another object at some point",
-                         "get hidden behind other objects at some point"),
+    ("time", "leaves"): (
+        "is no longer visible at the end of the video",
+        "are no longer visible at the end of the video",
+    ),
+    ("time", "reappears"): (
+        "goes missing for a while before showing up again",
+        "go missing for a while before showing up again",
+    ),
+    ("occluded", True): (
+        "gets hidden behind another object at some point",
+        "get hidden behind other objects at some point",
+    ),
 }
 
 
@@ -397,8 +451,11 @@ class Realiser:
         if with_static_adjective:
             words.append(self.choice(["static", "motionless"]))
         if "texture" in d:
-            words.append({"striped": "striped", "dotted": self.choice(["dotted", "spotted"]),
-                          "solid": "plain"}[str(d["texture"])])
+            words.append(
+                {"striped": "striped", "dotted": self.choice(["dotted", "spotted"]), "solid": "plain"}[
+                    str(d["texture"])
+                ]
+            )
         if "colour" in d:
             words.append(str(d["colour"]))
         noun = str(d["shape"]) if "shape" in d else self.choice(["object", "shape"])
@@ -481,34 +538,70 @@ class Realiser:
 # -- styles ------------------------------------------------------------------------------------------------------
 
 MOTION_KEY_SETS: tuple[tuple[str, ...], ...] = (
-    ("shape", "motion"), ("colour", "shape", "motion"), ("motion",), ("colour", "motion"),
-    ("shape", "time"), ("colour", "shape", "time"), ("shape", "motion", "time"), ("size", "shape", "motion"),
-    ("texture", "shape", "motion"), ("colour", "shape", "texture", "motion"), ("colour", "shape", "motion", "time"),
-    ("colour", "shape", "size", "texture", "motion"), ("shape", "motion", "relation"),
+    ("shape", "motion"),
+    ("colour", "shape", "motion"),
+    ("motion",),
+    ("colour", "motion"),
+    ("shape", "time"),
+    ("colour", "shape", "time"),
+    ("shape", "motion", "time"),
+    ("size", "shape", "motion"),
+    ("texture", "shape", "motion"),
+    ("colour", "shape", "texture", "motion"),
+    ("colour", "shape", "motion", "time"),
+    ("colour", "shape", "size", "texture", "motion"),
+    ("shape", "motion", "relation"),
     ("colour", "shape", "motion", "relation"),
 )
 APPEARANCE_KEY_SETS: tuple[tuple[str, ...], ...] = (
-    ("colour", "shape"), ("shape",), ("colour", "texture", "shape"), ("size", "colour", "shape"),
-    ("size", "shape"), ("texture", "shape"), ("size", "colour", "texture", "shape"),
+    ("colour", "shape"),
+    ("shape",),
+    ("colour", "texture", "shape"),
+    ("size", "colour", "shape"),
+    ("size", "shape"),
+    ("texture", "shape"),
+    ("size", "colour", "texture", "shape"),
 )
 FIRST_FRAME_KEY_SETS: tuple[tuple[str, ...], ...] = APPEARANCE_KEY_SETS + (
-    ("colour", "shape", "position"), ("shape", "position"), ("colour", "texture", "shape", "position"),
+    ("colour", "shape", "position"),
+    ("shape", "position"),
+    ("colour", "texture", "shape", "position"),
 )
 FULL_VIDEO_KEY_SETS: tuple[tuple[str, ...], ...] = (
-    ("colour", "shape", "motion"), ("shape", "motion"), ("colour", "shape", "texture", "motion"),
-    ("size", "colour", "shape", "motion"), ("colour", "shape", "time"), ("colour", "shape", "motion", "time"),
+    ("colour", "shape", "motion"),
+    ("shape", "motion"),
+    ("colour", "shape", "texture", "motion"),
+    ("size", "colour", "shape", "motion"),
+    ("colour", "shape", "time"),
+    ("colour", "shape", "motion", "time"),
     ("colour", "shape", "relation"),
 ) + APPEARANCE_KEY_SETS
 TIME_KEY_SETS: tuple[tuple[str, ...], ...] = (
-    ("shape", "time"), ("colour", "shape", "time"), ("time",), ("shape", "motion", "time"),
-    ("colour", "shape", "motion", "time"), ("colour", "shape", "texture", "time"),
+    ("shape", "time"),
+    ("colour", "shape", "time"),
+    ("time",),
+    ("shape", "motion", "time"),
+    ("colour", "shape", "motion", "time"),
+    ("colour", "shape", "texture", "time"),
 )
 MULTI_KEY_SETS: tuple[tuple[str, ...], ...] = (
-    ("shape", "motion"), ("colour", "motion"), ("shape",), ("colour", "shape"), ("motion",), ("shape", "time"),
+    ("shape", "motion"),
+    ("colour", "motion"),
+    ("shape",),
+    ("colour", "shape"),
+    ("motion",),
+    ("shape", "time"),
 )
 REASONING_KEY_SETS: tuple[tuple[str, ...], ...] = (
-    ("motion",), ("time",), ("occluded",), ("shape", "motion"), ("shape", "time"), ("colour", "motion"),
-    ("shape", "occluded"), ("colour", "shape", "motion"), ("colour", "shape", "time"),
+    ("motion",),
+    ("time",),
+    ("occluded",),
+    ("shape", "motion"),
+    ("shape", "time"),
+    ("colour", "motion"),
+    ("shape", "occluded"),
+    ("colour", "shape", "motion"),
+    ("colour", "shape", "time"),
 )
 
 
@@ -519,11 +612,22 @@ def _indefinite(phrase: str) -> str:
     return phrase
 
 
-def _make(world: World, realiser: Realiser, targets: tuple[int, ...], cues: tuple[Cue, ...], kind: str = "referring",
-          text: str | None = None) -> Expression:
+def _make(
+    world: World,
+    realiser: Realiser,
+    targets: tuple[int, ...],
+    cues: tuple[Cue, ...],
+    kind: str = "referring",
+    text: str | None = None,
+) -> Expression:
     text = realiser.referring(cues, len(targets)) if text is None else text
-    return Expression(text=text, targets=tuple(sorted(targets)), kind=kind, cues=tuple(c[0] for c in cues),
-                      needs=world.needs(targets, cues))
+    return Expression(
+        text=text,
+        targets=tuple(sorted(targets)),
+        kind=kind,
+        cues=tuple(c[0] for c in cues),
+        needs=world.needs(targets, cues),
+    )
 
 
 def _dedupe(expressions: list[Expression]) -> list[Expression]:
@@ -557,7 +661,7 @@ def motion_expressions(world: World, rng: np.random.Generator, limit: int) -> li
     singles = [singles[i] for i in order]
     hard = [e for e in singles if e.needs]
     easy = [e for e in singles if not e.needs]
-    chosen = hard[:max(1, limit // 2)] + timed[:1] + multis[:max(1, limit // 3)]
+    chosen = hard[: max(1, limit // 2)] + timed[:1] + multis[: max(1, limit // 3)]
     chosen += [e for e in easy + hard + timed if e not in chosen]
     return _dedupe(chosen)[:limit]
 
@@ -748,14 +852,22 @@ _REL_DECL = {
     "in_front_of": ["passes in front of"],
 }
 _REL_Q_SUBJECT = {
-    "toward": "what moves toward {o}?", "away": "what moves away from {o}?", "left_of": "what is to the left of {o}?",
-    "right_of": "what is to the right of {o}?", "above": "what is above {o}?", "below": "what is below {o}?",
+    "toward": "what moves toward {o}?",
+    "away": "what moves away from {o}?",
+    "left_of": "what is to the left of {o}?",
+    "right_of": "what is to the right of {o}?",
+    "above": "what is above {o}?",
+    "below": "what is below {o}?",
     "in_front_of": "what passes in front of {o}?",
 }
 _REL_Q_OBJECT = {
-    "toward": "what does {s} move toward?", "away": "what does {s} move away from?",
-    "left_of": "what is {s} to the left of?", "right_of": "what is {s} to the right of?",
-    "above": "what is {s} above?", "below": "what is {s} below?", "in_front_of": "what does {s} pass in front of?",
+    "toward": "what does {s} move toward?",
+    "away": "what does {s} move away from?",
+    "left_of": "what is {s} to the left of?",
+    "right_of": "what is {s} to the right of?",
+    "above": "what is {s} above?",
+    "below": "what is {s} below?",
+    "in_front_of": "what does {s} pass in front of?",
 }
 
 
@@ -815,8 +927,17 @@ def relation_events(world: World, rng: np.random.Generator, limit: int = 2) -> l
             questions.append((_REL_Q_SUBJECT[rel].format(o=o_np), a))
         if object_unique:
             questions.append((_REL_Q_OBJECT[rel].format(s=s_np), b))
-        events.append(RelationEvent(subject=a, object=b, predicate=rel, begin=begin, end=end,
-                                    declarative=declarative, interrogative=tuple(questions)))
+        events.append(
+            RelationEvent(
+                subject=a,
+                object=b,
+                predicate=rel,
+                begin=begin,
+                end=end,
+                declarative=declarative,
+                interrogative=tuple(questions),
+            )
+        )
         used_pairs.add((a, b))
         if len(events) >= limit:
             break
@@ -831,10 +952,18 @@ QUESTION_TEMPLATES = (
     "What is {phrase} in this video? Please respond with segmentation masks.",
     "Perform spatial segmentation of {phrase}.",
 )
-ANSWER_TEMPLATES = ("It is [BOX] [SEG].", "Sure, [BOX] [SEG].", "Sure, it is [BOX] [SEG].",
-                    "Sure, the segmentation result is [BOX] [SEG].", "[BOX] [SEG].")
-PLURAL_ANSWER_TEMPLATES = ("They are [BOX] [SEG].", "Sure, [BOX] [SEG].",
-                           "Sure, the segmentation result is [BOX] [SEG].")
+ANSWER_TEMPLATES = (
+    "It is [BOX] [SEG].",
+    "Sure, [BOX] [SEG].",
+    "Sure, it is [BOX] [SEG].",
+    "Sure, the segmentation result is [BOX] [SEG].",
+    "[BOX] [SEG].",
+)
+PLURAL_ANSWER_TEMPLATES = (
+    "They are [BOX] [SEG].",
+    "Sure, [BOX] [SEG].",
+    "Sure, the segmentation result is [BOX] [SEG].",
+)
 
 
 def qa_pair(expression: Expression, rng: np.random.Generator) -> tuple[str, str]:
@@ -855,7 +984,21 @@ def qa_pair(expression: Expression, rng: np.random.Generator) -> tuple[str, str]
 
 
 __all__ = [
-    "Expression", "ObjectFacts", "World", "Realiser", "RelationEvent", "motion_expressions",
-    "appearance_expressions", "davis_expressions", "single_caption", "reasoning_expressions", "absent_expression",
-    "tracking_pair_caption", "marked_caption", "gcg_caption", "relation_events", "qa_pair", "EXPRESSION_HARD_CASES",
+    "Expression",
+    "ObjectFacts",
+    "World",
+    "Realiser",
+    "RelationEvent",
+    "motion_expressions",
+    "appearance_expressions",
+    "davis_expressions",
+    "single_caption",
+    "reasoning_expressions",
+    "absent_expression",
+    "tracking_pair_caption",
+    "marked_caption",
+    "gcg_caption",
+    "relation_events",
+    "qa_pair",
+    "EXPRESSION_HARD_CASES",
 ]

@@ -86,9 +86,11 @@ def draw(cfg: SynthConfig, writer: SourceWriter, split: str, index: int, seed: i
         annotation = writer.annotate(world, rng, split)
         if annotation is not None:
             return Drawn(world, annotation, rng)
-    raise RuntimeError(f"SPARROW-Mini: no acceptable {scenario!r} scene for {writer.name}/{split}/{index} "
-                       f"after {MAX_ATTEMPTS} draws (seed {seed}); the scene constraints are too tight for "
-                       f"{cfg.height}x{cfg.width}")
+    raise RuntimeError(
+        f"SPARROW-Mini: no acceptable {scenario!r} scene for {writer.name}/{split}/{index} "
+        f"after {MAX_ATTEMPTS} draws (seed {seed}); the scene constraints are too tight for "
+        f"{cfg.height}x{cfg.width}"
+    )
 
 
 def _writers(cfg: SynthConfig, out: Path) -> list[SourceWriter]:
@@ -125,9 +127,16 @@ def _generate_into(cfg: SynthConfig, seed: int, out: Path, timings: dict | None 
         for split, index, cycle in _schedule(writer):
             drawn = draw(cfg, writer, split, index, seed, cycle)
             written = writer.write(split, index, drawn.world, drawn.annotation, drawn.rng)
-            records.append({"key": written.key, "split": written.split, "scenario": written.scenario,
-                            "tags": list(written.tags), "expressions": written.expressions,
-                            "objects": written.objects})
+            records.append(
+                {
+                    "key": written.key,
+                    "split": written.split,
+                    "scenario": written.scenario,
+                    "tags": list(written.tags),
+                    "expressions": written.expressions,
+                    "objects": written.objects,
+                }
+            )
             totals.update(written.tags)
         writer.finish()
         manifest["sources"][writer.name] = writer.root
@@ -175,9 +184,13 @@ def is_complete(root: str | Path, profile: str, seed: int) -> bool:
     except ValueError:
         return False
     cfg = SynthConfig.for_profile(profile)
-    return (manifest.get("complete") is True and manifest.get("generator_version") == GENERATOR_VERSION
-            and manifest.get("profile") == profile and manifest.get("seed") == seed
-            and manifest.get("config") == cfg.to_json())
+    return (
+        manifest.get("complete") is True
+        and manifest.get("generator_version") == GENERATOR_VERSION
+        and manifest.get("profile") == profile
+        and manifest.get("seed") == seed
+        and manifest.get("config") == cfg.to_json()
+    )
 
 
 def ensure_generated(profile: str, seed: int) -> Path:
@@ -227,8 +240,11 @@ def scene_statistics(profile: str, seed: int) -> dict:
         totals.update(tags)
         by_source.setdefault(source, Counter()).update(tags)
         videos += 1
-    return {"videos": videos, "hard_cases": {c: totals.get(c, 0) for c in HARD_CASES},
-            "by_source": {s: {c: n.get(c, 0) for c in HARD_CASES} for s, n in by_source.items()}}
+    return {
+        "videos": videos,
+        "hard_cases": {c: totals.get(c, 0) for c in HARD_CASES},
+        "by_source": {s: {c: n.get(c, 0) for c in HARD_CASES} for s, n in by_source.items()},
+    }
 
 
 def _expressions_of(annotation) -> list:
@@ -251,15 +267,15 @@ def _expressions_of(annotation) -> list:
 
 WHY_HARD = {
     "motion_distractor": "Two objects look identical; only their motion tells the referent apart, so no single "
-                         "frame answers the expression.",
+    "frame answers the expression.",
     "crossing": "Two objects pass through each other; the referent must be followed through the crossing rather "
-                "than re-guessed after it.",
+    "than re-guessed after it.",
     "occlusion": "The referent slips behind another object; its visible mask shrinks or vanishes and must come "
-                 "back on the same object.",
+    "back on the same object.",
     "exit_reenter": "The referent leaves the frame and comes back; frames without it must stay empty and the "
-                    "returning object must be recognised as the referent.",
+    "returning object must be recognised as the referent.",
     "late_appearance": "The referent is absent at the start; a model that commits to an object in the first "
-                       "frame segments the wrong one.",
+    "frame segments the wrong one.",
     "leaves": "The referent leaves for good; its masks must stop when it does.",
     "multi_object": "The expression names several objects at once; the target is their union.",
     "motion_needed": "Appearance alone matches several objects; the expression is only unambiguous through motion.",
@@ -309,8 +325,14 @@ def hard_case_examples(profile: str, seed: int, cases: tuple[str, ...] = HARD_CA
         found = None
         for attempt in range(MAX_ATTEMPTS):
             rng = video_rng(seed, "figure", case, attempt)
-            scene = build_scene(scenario, rng, cfg.height, cfg.width, cfg.num_frames,
-                                int(rng.integers(cfg.min_objects, cfg.max_objects + 1)))
+            scene = build_scene(
+                scenario,
+                rng,
+                cfg.height,
+                cfg.width,
+                cfg.num_frames,
+                int(rng.integers(cfg.min_objects, cfg.max_objects + 1)),
+            )
             video = render(scene)
             if not scene_is_usable(scene, video, SceneRules()):
                 continue
@@ -325,19 +347,22 @@ def hard_case_examples(profile: str, seed: int, cases: tuple[str, ...] = HARD_CA
             raise RuntimeError(f"no example of {case!r} found in {MAX_ATTEMPTS} draws")
         world, expression = found
         target = world.video.union_mask(expression.targets)
-        examples.append({
-            "case": case,
-            "why": WHY_HARD[case],
-            "expression": expression.text,
-            "frames": world.video.frames,
-            "target": target,
-            "others": (world.video.labels > 0) & ~target,
-            "target_visible": target.any(axis=(1, 2)),
-        })
+        examples.append(
+            {
+                "case": case,
+                "why": WHY_HARD[case],
+                "expression": expression.text,
+                "frames": world.video.frames,
+                "target": target,
+                "others": (world.video.labels > 0) & ~target,
+                "target_visible": target.any(axis=(1, 2)),
+            }
+        )
     return examples
 
 
 # -- command line -------------------------------------------------------------------------------------------------
+
 
 def main_synth(argv: list[str] | None = None) -> int:
     """``sparrow synth --profile PROFILE --seed N --out DIR``: generate SPARROW-Mini into DIR."""

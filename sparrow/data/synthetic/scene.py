@@ -47,16 +47,36 @@ TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted")
 # Side of the object's square sprite as a fraction of the shorter frame side.
 SIZES: dict[str, float] = {"small": 0.17, "medium": 0.23, "large": 0.31}
 MOTIONS: tuple[str, ...] = (
-    "static", "left", "right", "up", "down", "bounce_h", "bounce_v", "zigzag", "out_and_back",
+    "static",
+    "left",
+    "right",
+    "up",
+    "down",
+    "bounce_h",
+    "bounce_v",
+    "zigzag",
+    "out_and_back",
 )
 LINEAR_MOTIONS = ("left", "right", "up", "down")
 _FAST_PATTERNS = ("bounce_h", "bounce_v", "out_and_back")  # these cover the frame quickly by construction
 SCENARIOS: tuple[str, ...] = (
-    "motion_distractor", "crossing", "occlusion", "exit_reenter", "late_appearance", "leaves", "multi_object", "free",
+    "motion_distractor",
+    "crossing",
+    "occlusion",
+    "exit_reenter",
+    "late_appearance",
+    "leaves",
+    "multi_object",
+    "free",
 )
 # Scene-level hard cases read off a rendered video (expression-level ones are added by the expression module).
 SCENE_HARD_CASES: tuple[str, ...] = (
-    "motion_distractor", "crossing", "occlusion", "exit_reenter", "late_appearance", "leaves",
+    "motion_distractor",
+    "crossing",
+    "occlusion",
+    "exit_reenter",
+    "late_appearance",
+    "leaves",
 )
 
 
@@ -149,6 +169,7 @@ class RenderedVideo:
 
 
 # -- sprites and backgrounds -------------------------------------------------------------------------------------
+
 
 def _polygon_mask(side: int, points: list[tuple[float, float]]) -> np.ndarray:
     canvas = Image.new("L", (side, side), 0)
@@ -257,8 +278,8 @@ def render(scene: SceneSpec) -> RenderedVideo:
             fx1, fy1 = min(x0 + obj.side, W), min(y0 + obj.side, H)
             if fx0 >= fx1 or fy0 >= fy1:
                 continue
-            sub = mask[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
-            frames[t, fy0:fy1, fx0:fx1][sub] = rgb[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0][sub]
+            sub = mask[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+            frames[t, fy0:fy1, fx0:fx1][sub] = rgb[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0][sub]
             labels[t, fy0:fy1, fx0:fx1][sub] = k + 1
             in_frame[t, k] = int(sub.sum())
     visible = np.stack([(labels == k + 1).sum(axis=(1, 2)) for k in range(n)], axis=1) if n else in_frame.copy()
@@ -266,6 +287,7 @@ def render(scene: SceneSpec) -> RenderedVideo:
 
 
 # -- scene construction ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SceneRules:
@@ -361,26 +383,43 @@ class _Builder:
             return xs, np.full(T, rng.uniform(ylo, yhi))
         raise ValueError(f"unknown motion {motion!r}")
 
-    def add(self, appearance, motion: str, speed: str = "none", xs=None, ys=None, role: str = "filler",
-            appear_at: int = 0, z: int | None = None) -> ObjectSpec:
+    def add(
+        self,
+        appearance,
+        motion: str,
+        speed: str = "none",
+        xs=None,
+        ys=None,
+        role: str = "filler",
+        appear_at: int = 0,
+        z: int | None = None,
+    ) -> ObjectSpec:
         shape, colour, texture, size = appearance
         side = self.side(size)
         if xs is None or ys is None:
             xs, ys = self.path(motion, speed, side)
         obj = ObjectSpec(
-            shape=shape, colour=colour, texture=texture, size=size, side=side, motion=motion,
+            shape=shape,
+            colour=colour,
+            texture=texture,
+            size=size,
+            side=side,
+            motion=motion,
             speed=speed if motion in LINEAR_MOTIONS else ("fast" if motion in _FAST_PATTERNS else "none"),
             z=int(self.rng.integers(0, 50)) if z is None else z,
             xs=tuple(int(round(x - side / 2.0)) for x in xs),
             ys=tuple(int(round(y - side / 2.0)) for y in ys),
-            appear_at=appear_at, role=role,
+            appear_at=appear_at,
+            role=role,
         )
         self.objects.append(obj)
         return obj
 
     def random_motion(self) -> tuple[str, str]:
-        motion = self.pick(["static", "left", "right", "up", "down", "bounce_h", "bounce_v", "zigzag"],
-                           [0.26, 0.13, 0.13, 0.1, 0.1, 0.1, 0.08, 0.1])
+        motion = self.pick(
+            ["static", "left", "right", "up", "down", "bounce_h", "bounce_v", "zigzag"],
+            [0.26, 0.13, 0.13, 0.1, 0.1, 0.1, 0.08, 0.1],
+        )
         speed = self.pick(["slow", "fast"]) if motion in LINEAR_MOTIONS else "none"
         return motion, speed
 
@@ -394,8 +433,16 @@ class _Builder:
     # scenarios -------------------------------------------------------------------------------------------------
     def motion_distractor(self) -> None:
         appearance = self.fresh_appearance()
-        pairs = [("left", "static"), ("right", "static"), ("left", "right"), ("up", "static"), ("down", "up"),
-                 ("bounce_h", "static"), ("zigzag", "static"), ("right", "bounce_v")]
+        pairs = [
+            ("left", "static"),
+            ("right", "static"),
+            ("left", "right"),
+            ("up", "static"),
+            ("down", "up"),
+            ("bounce_h", "static"),
+            ("zigzag", "static"),
+            ("right", "bounce_v"),
+        ]
         a, b = pairs[int(self.rng.integers(len(pairs)))]
         if self.rng.random() < 0.5:
             a, b = b, a
@@ -428,8 +475,12 @@ class _Builder:
     def occlusion(self) -> None:
         H, W, T = self.H, self.W, self.T
         occluder = self.fresh_appearance()
-        occluder = (occluder[0] if occluder[0] not in ("ring", "star", "triangle") else "square",
-                    occluder[1], occluder[2], "large")
+        occluder = (
+            occluder[0] if occluder[0] not in ("ring", "star", "triangle") else "square",
+            occluder[1],
+            occluder[2],
+            "large",
+        )
         side_big = self.side("large")
         cx, cy = W * self.rng.uniform(0.4, 0.6), H * self.rng.uniform(0.35, 0.65)
         self.add(occluder, "static", xs=np.full(T, cx), ys=np.full(T, cy), role="occluder", z=90)
@@ -452,8 +503,13 @@ class _Builder:
             motion, speed = self.random_motion()
             if motion in ("bounce_h", "bounce_v"):
                 motion = "static"
-            self.add(appearance, motion, speed, role="target",
-                     appear_at=int(self.rng.integers(max(1, T // 4), max(2, T // 2) + 1)))
+            self.add(
+                appearance,
+                motion,
+                speed,
+                role="target",
+                appear_at=int(self.rng.integers(max(1, T // 4), max(2, T // 2) + 1)),
+            )
             return
         side = self.side(appearance[3])
         hidden_frames = int(self.rng.integers(2, max(3, T // 3) + 1))
@@ -489,13 +545,24 @@ class _Builder:
             motion, speed = "right", "slow"
         # Half of the groups are exact look-alikes (a flock), the others share only shape and motion.
         identical = self.rng.random() < 0.5
-        look = (shape, self.pick(list(COLOURS)), self.pick(list(TEXTURES), [0.6, 0.2, 0.2]),
-                self.pick(["small", "medium"]))
+        look = (
+            shape,
+            self.pick(list(COLOURS)),
+            self.pick(list(TEXTURES), [0.6, 0.2, 0.2]),
+            self.pick(["small", "medium"]),
+        )
         count = 2 if self.rng.random() < 0.7 else 3
         for _ in range(count):
-            appearance = look if identical else (shape, self.pick(list(COLOURS)),
-                                                 self.pick(list(TEXTURES), [0.6, 0.2, 0.2]),
-                                                 self.pick(["small", "medium"]))
+            appearance = (
+                look
+                if identical
+                else (
+                    shape,
+                    self.pick(list(COLOURS)),
+                    self.pick(list(TEXTURES), [0.6, 0.2, 0.2]),
+                    self.pick(["small", "medium"]),
+                )
+            )
             self.add(appearance, motion, speed, role="group")
 
     def background(self) -> BackgroundSpec:
@@ -513,8 +580,15 @@ class _Builder:
         )
 
 
-def build_scene(scenario: str, rng: np.random.Generator, height: int, width: int, num_frames: int,
-                num_objects: int, rules: SceneRules = SceneRules()) -> SceneSpec:
+def build_scene(
+    scenario: str,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    num_frames: int,
+    num_objects: int,
+    rules: SceneRules = SceneRules(),
+) -> SceneSpec:
     """Draw one scene showing ``scenario`` plus random filler objects up to ``num_objects``."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -526,8 +600,14 @@ def build_scene(scenario: str, rng: np.random.Generator, height: int, width: int
         getattr(builder, scenario)()
     while len(builder.objects) < num_objects:
         builder.filler()
-    return SceneSpec(height=height, width=width, num_frames=num_frames, background=background,
-                     objects=tuple(builder.objects), scenario=scenario)
+    return SceneSpec(
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        background=background,
+        objects=tuple(builder.objects),
+        scenario=scenario,
+    )
 
 
 def scene_is_usable(scene: SceneSpec, video: RenderedVideo, rules: SceneRules) -> bool:
@@ -564,8 +644,12 @@ def hard_case_tags(scene: SceneSpec, video: RenderedVideo) -> tuple[str, ...]:
             overlap = False
             for t in both:
                 a, b = objs[i], objs[j]
-                if (a.xs[t] < b.xs[t] + b.side and b.xs[t] < a.xs[t] + a.side
-                        and a.ys[t] < b.ys[t] + b.side and b.ys[t] < a.ys[t] + a.side):
+                if (
+                    a.xs[t] < b.xs[t] + b.side
+                    and b.xs[t] < a.xs[t] + a.side
+                    and a.ys[t] < b.ys[t] + b.side
+                    and b.ys[t] < a.ys[t] + a.side
+                ):
                     overlap = True
                     break
             if not overlap:
@@ -587,7 +671,7 @@ def hard_case_tags(scene: SceneSpec, video: RenderedVideo) -> tuple[str, ...]:
             continue
         if _gaps(vis):
             gap = np.zeros(T, dtype=bool)
-            gap[idx[0]:idx[-1] + 1] = ~vis[idx[0]:idx[-1] + 1]
+            gap[idx[0] : idx[-1] + 1] = ~vis[idx[0] : idx[-1] + 1]
             if (~inf[gap]).any():
                 tags.add("exit_reenter")
         if idx[0] > 0:

@@ -11,8 +11,24 @@ from sparrow.data.synthetic.writers.ytvos import YtvosWriter
 
 # Manifest order; the names are the source names of `sparrow curate --source NAME=ROOT`.
 WRITERS: tuple[type[SourceWriter], ...] = (
-    MevisWriter, YtvosWriter, DavisWriter, TrackingWriter, VidstgWriter, VideoGcgWriter, RevosWriter,
+    MevisWriter,
+    YtvosWriter,
+    DavisWriter,
+    TrackingWriter,
+    VidstgWriter,
+    VideoGcgWriter,
+    RevosWriter,
 )
 
-__all__ = ["WRITERS", "SourceWriter", "Written", "MevisWriter", "YtvosWriter", "DavisWriter", "TrackingWriter",
-           "VidstgWriter", "VideoGcgWriter", "RevosWriter"]
+__all__ = [
+    "WRITERS",
+    "SourceWriter",
+    "Written",
+    "MevisWriter",
+    "YtvosWriter",
+    "DavisWriter",
+    "TrackingWriter",
+    "VidstgWriter",
+    "VideoGcgWriter",
+    "RevosWriter",
+]

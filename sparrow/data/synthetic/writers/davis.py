@@ -41,10 +41,42 @@ from sparrow.data.synthetic.writers.common import (
 )
 from sparrow.data.synthetic.writers.mevis import video_tags
 
-_FIRST = ("spinning", "drifting", "bouncing", "sliding", "floating", "racing", "dancing", "hidden", "crossing",
-          "wandering", "rolling", "shy", "busy", "lazy", "twin", "fleeting")
-_SECOND = ("shapes", "rings", "stars", "squares", "circles", "diamonds", "triangles", "parade", "party", "crowd",
-           "chase", "swap", "traffic", "garden", "pond", "market")
+_FIRST = (
+    "spinning",
+    "drifting",
+    "bouncing",
+    "sliding",
+    "floating",
+    "racing",
+    "dancing",
+    "hidden",
+    "crossing",
+    "wandering",
+    "rolling",
+    "shy",
+    "busy",
+    "lazy",
+    "twin",
+    "fleeting",
+)
+_SECOND = (
+    "shapes",
+    "rings",
+    "stars",
+    "squares",
+    "circles",
+    "diamonds",
+    "triangles",
+    "parade",
+    "party",
+    "crowd",
+    "chase",
+    "swap",
+    "traffic",
+    "garden",
+    "pond",
+    "market",
+)
 
 
 class DavisWriter(SourceWriter):
@@ -85,7 +117,7 @@ class DavisWriter(SourceWriter):
             write_bytes(self.base / "DAVIS" / "JPEGImages" / "480p" / name / f"{frame}.jpg", jpeg)
             write_bytes(self.base / "DAVIS" / "Annotations_unsupervised" / "480p" / name / f"{frame}.png", png)
         expressions = {}
-        object_ids = sorted((str(k + 1) for k in range(world.n)))  # string order, as the conversion script
+        object_ids = sorted(str(k + 1) for k in range(world.n))  # string order, as the conversion script
         for obj_id in object_ids:
             for slot in annotation[int(obj_id) - 1]:
                 expressions[str(len(expressions))] = {"exp": slot.text, "obj_id": obj_id}
@@ -96,8 +128,14 @@ class DavisWriter(SourceWriter):
         self.image_sets.setdefault("train" if split == "train" else "val", []).append(name)
         flat = [e for slots in annotation for e in slots]
         self.count(split, len(expressions), world.n, world.T)
-        return Written(key=f"{split}/{name}", split=split, scenario=world.scene.scenario,
-                       tags=video_tags(world, flat), expressions=len(expressions), objects=world.n)
+        return Written(
+            key=f"{split}/{name}",
+            split=split,
+            scenario=world.scene.scenario,
+            tags=video_tags(world, flat),
+            expressions=len(expressions),
+            objects=world.n,
+        )
 
     def finish(self) -> None:
         for split, videos in self.meta_expressions.items():
@@ -105,5 +143,6 @@ class DavisWriter(SourceWriter):
             write_json(self.base / split / "meta.json", {"videos": self.meta[split]})
         for image_set in ("train", "val"):
             names = sorted(self.image_sets.get(image_set, []))
-            write_text(self.base / "DAVIS" / "ImageSets" / "2017" / f"{image_set}.txt",
-                       "".join(f"{n}\n" for n in names))
+            write_text(
+                self.base / "DAVIS" / "ImageSets" / "2017" / f"{image_set}.txt", "".join(f"{n}\n" for n in names)
+            )

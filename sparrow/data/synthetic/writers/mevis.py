@@ -63,8 +63,17 @@ def shows_scenario(scenario: str, expressions: list[Expression]) -> bool:
 class MevisWriter(SourceWriter):
     name = "mevis"
     root = "mevis"
-    scenarios = ("motion_distractor", "multi_object", "late_appearance", "exit_reenter", "motion_distractor",
-                 "crossing", "occlusion", "leaves", "multi_object")
+    scenarios = (
+        "motion_distractor",
+        "multi_object",
+        "late_appearance",
+        "exit_reenter",
+        "motion_distractor",
+        "crossing",
+        "occlusion",
+        "leaves",
+        "multi_object",
+    )
 
     def __post_init__(self) -> None:
         self.meta: dict[str, dict] = {}
@@ -98,15 +107,24 @@ class MevisWriter(SourceWriter):
         entry = {
             "frames": frames,
             "expressions": {
-                str(i): {"exp": e.text, "obj_id": [int(k) for k in e.targets],
-                         "anno_id": [anno_of[k] for k in e.targets]}
+                str(i): {
+                    "exp": e.text,
+                    "obj_id": [int(k) for k in e.targets],
+                    "anno_id": [anno_of[k] for k in e.targets],
+                }
                 for i, e in enumerate(expressions)
             },
         }
         self.meta.setdefault(split, {})[vid] = entry
         self.count(split, len(expressions), world.n, world.T)
-        return Written(key=f"{split}/{vid}", split=split, scenario=world.scene.scenario,
-                       tags=video_tags(world, expressions), expressions=len(expressions), objects=world.n)
+        return Written(
+            key=f"{split}/{vid}",
+            split=split,
+            scenario=world.scene.scenario,
+            tags=video_tags(world, expressions),
+            expressions=len(expressions),
+            objects=world.n,
+        )
 
     def finish(self) -> None:
         for split, videos in self.meta.items():

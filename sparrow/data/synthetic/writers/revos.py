@@ -83,8 +83,10 @@ class RevosWriter(SourceWriter):
         key = f"{origin}/{vid}"
         frames = [f"{t:05d}" for t in range(world.T)]
         for t, name in enumerate(frames):
-            write_bytes(self.base / "JPEGImages" / origin / vid / f"{name}.jpg",
-                        jpeg_bytes(world.video.frames[t], self.cfg.jpeg_quality))
+            write_bytes(
+                self.base / "JPEGImages" / origin / vid / f"{name}.jpg",
+                jpeg_bytes(world.video.frames[t], self.cfg.jpeg_quality),
+            )
         anno_of = {}
         split_object = int(rng.integers(world.n))
         for k in range(world.n):
@@ -97,15 +99,23 @@ class RevosWriter(SourceWriter):
         expressions = {}
         for e in referring + reasoning:
             expressions[str(len(expressions))] = {
-                "exp": e.text, "obj_id": [int(k) for k in e.targets], "anno_id": [anno_of[k] for k in e.targets],
+                "exp": e.text,
+                "obj_id": [int(k) for k in e.targets],
+                "anno_id": [anno_of[k] for k in e.targets],
                 "type_id": 1 if e.kind == "reasoning" else 0,
             }
         if absent is not None:
             expressions[str(len(expressions))] = {"exp": absent, "obj_id": [], "anno_id": [], "type_id": 0}
         self.meta.setdefault(split, {})[key] = {"frames": frames, "expressions": expressions}
         self.count(split, len(expressions), world.n, world.T)
-        return Written(key=f"{split}/{key}", split=split, scenario=world.scene.scenario,
-                       tags=video_tags(world, referring + reasoning), expressions=len(expressions), objects=world.n)
+        return Written(
+            key=f"{split}/{key}",
+            split=split,
+            scenario=world.scene.scenario,
+            tags=video_tags(world, referring + reasoning),
+            expressions=len(expressions),
+            objects=world.n,
+        )
 
     def finish(self) -> None:
         for split in ("train", "valid"):

@@ -64,9 +64,15 @@ class TrackingWriter(SourceWriter):
         return self.lasot_scenarios if split == LASOT else self.scenarios
 
     def _candidates(self, world: World, always_visible: bool) -> list[int]:
-        ranked = sorted(range(world.n), key=lambda k: (
-            _PREFERRED_ROLES.index(world.scene.objects[k].role) if world.scene.objects[k].role in _PREFERRED_ROLES
-            else len(_PREFERRED_ROLES), k))
+        ranked = sorted(
+            range(world.n),
+            key=lambda k: (
+                _PREFERRED_ROLES.index(world.scene.objects[k].role)
+                if world.scene.objects[k].role in _PREFERRED_ROLES
+                else len(_PREFERRED_ROLES),
+                k,
+            ),
+        )
         if always_visible:
             ranked = [k for k in ranked if all(world.facts[k].visible)]
         return ranked
@@ -129,14 +135,22 @@ class TrackingWriter(SourceWriter):
         if split == LASOT:
             k = targets[0]
             out_of_view = ["1" if world.video.in_frame_area[t, k] == 0 else "0" for t in range(world.T)]
-            occluded = ["1" if (world.video.in_frame_area[t, k] > 0 and world.video.visible_area[t, k] == 0) else "0"
-                        for t in range(world.T)]
+            occluded = [
+                "1" if (world.video.in_frame_area[t, k] > 0 and world.video.visible_area[t, k] == 0) else "0"
+                for t in range(world.T)
+            ]
             write_text(folder / "out_of_view.txt", ",".join(out_of_view) + "\n")
             write_text(folder / "full_occlusion.txt", ",".join(occluded) + "\n")
         expressions = [expression] if expression is not None else []
         self.count(split, 1, len(targets), world.T)
-        return Written(key=key, split=split, scenario=world.scene.scenario,
-                       tags=video_tags(world, expressions), expressions=1, objects=len(targets))
+        return Written(
+            key=key,
+            split=split,
+            scenario=world.scene.scenario,
+            tags=video_tags(world, expressions),
+            expressions=1,
+            objects=len(targets),
+        )
 
     def finish(self) -> None:
         if self.got_sequences:

@@ -73,5 +73,11 @@ class VideoGcgWriter(SourceWriter):
         # One entry per grounded phrase: a phrase with several ids is a multi-object referent.
         phrases = [Expression(caption, g, "caption") for g in groups]
         self.count(split, 1, world.n, world.T)
-        return Written(key=f"{split}/{video_id}", split=split, scenario=world.scene.scenario,
-                       tags=video_tags(world, phrases), expressions=1, objects=world.n)
+        return Written(
+            key=f"{split}/{video_id}",
+            split=split,
+            scenario=world.scene.scenario,
+            tags=video_tags(world, phrases),
+            expressions=1,
+            objects=world.n,
+        )

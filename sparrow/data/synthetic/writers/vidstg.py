@@ -88,39 +88,78 @@ class VidstgWriter(SourceWriter):
                 if box is None:
                     continue
                 x0, y0, x1, y1 = (int(v) for v in box)
-                entries.append({"tid": k, "bbox": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1},
-                                "generated": 0, "tracker": "none"})
+                entries.append(
+                    {
+                        "tid": k,
+                        "bbox": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1},
+                        "generated": 0,
+                        "tracker": "none",
+                    }
+                )
             trajectories.append(entries)
-        relations = [{"subject_tid": e.subject, "object_tid": e.object, "predicate": e.predicate,
-                      "begin_fid": e.begin, "end_fid": e.end} for e in annotation]
+        relations = [
+            {
+                "subject_tid": e.subject,
+                "object_tid": e.object,
+                "predicate": e.predicate,
+                "begin_fid": e.begin,
+                "end_fid": e.end,
+            }
+            for e in annotation
+        ]
         vidor = {
-            "version": "VERSION 1.0", "video_id": vid, "video_path": f"{folder}/{vid}.mp4",
-            "frame_count": world.T, "fps": fps, "width": world.width, "height": world.height,
-            "subject/objects": objects, "trajectories": trajectories, "relation_instances": relations,
+            "version": "VERSION 1.0",
+            "video_id": vid,
+            "video_path": f"{folder}/{vid}.mp4",
+            "frame_count": world.T,
+            "fps": fps,
+            "width": world.width,
+            "height": world.height,
+            "subject/objects": objects,
+            "trajectories": trajectories,
+            "relation_instances": relations,
         }
         write_json(self.base / "vidor" / _VIDOR_DIR[split] / folder / f"{vid}.json", vidor)
         expressions: list[Expression] = []
         for event, relation in zip(annotation, relations):
-            captions = [{"description": event.declarative, "type": world.facts[event.subject].shape,
-                         "target_id": event.subject}]
-            questions = [{"description": text, "type": world.facts[target].shape, "target_id": target}
-                         for text, target in event.interrogative]
-            self.annotations.setdefault(split, []).append({
-                "vid": vid, "frame_count": world.T, "fps": fps, "width": world.width, "height": world.height,
-                "subject/objects": objects,
-                "used_segment": {"begin_fid": 0, "end_fid": world.T},
-                "used_relation": relation,
-                "temporal_gt": {"begin_fid": event.begin, "end_fid": event.end},
-                "captions": captions, "questions": questions,
-            })
+            captions = [
+                {"description": event.declarative, "type": world.facts[event.subject].shape, "target_id": event.subject}
+            ]
+            questions = [
+                {"description": text, "type": world.facts[target].shape, "target_id": target}
+                for text, target in event.interrogative
+            ]
+            self.annotations.setdefault(split, []).append(
+                {
+                    "vid": vid,
+                    "frame_count": world.T,
+                    "fps": fps,
+                    "width": world.width,
+                    "height": world.height,
+                    "subject/objects": objects,
+                    "used_segment": {"begin_fid": 0, "end_fid": world.T},
+                    "used_relation": relation,
+                    "temporal_gt": {"begin_fid": event.begin, "end_fid": event.end},
+                    "captions": captions,
+                    "questions": questions,
+                }
+            )
             span = (event.begin, event.end)
             expressions.append(Expression(event.declarative, (event.subject,), "declarative", ("relation",), (), span))
-            expressions.extend(Expression(text, (target,), "interrogative", ("relation",), (), span)
-                               for text, target in event.interrogative)
+            expressions.extend(
+                Expression(text, (target,), "interrogative", ("relation",), (), span)
+                for text, target in event.interrogative
+            )
         self.files.setdefault(split, []).append(vid)
         self.count(split, len(expressions), world.n, world.T)
-        return Written(key=f"{split}/{vid}", split=split, scenario=world.scene.scenario,
-                       tags=video_tags(world, expressions), expressions=len(expressions), objects=world.n)
+        return Written(
+            key=f"{split}/{vid}",
+            split=split,
+            scenario=world.scene.scenario,
+            tags=video_tags(world, expressions),
+            expressions=len(expressions),
+            objects=world.n,
+        )
 
     def finish(self) -> None:
         for split in ("train", "val", "test"):

@@ -60,11 +60,14 @@ class YtvosWriter(SourceWriter):
         step = self.cfg.ytvos_frame_step
         frames = [f"{t * step:05d}" for t in range(world.T)]
         for t, name in enumerate(frames):
-            write_bytes(self.base / split / "JPEGImages" / vid / f"{name}.jpg",
-                        jpeg_bytes(world.video.frames[t], self.cfg.jpeg_quality))
+            write_bytes(
+                self.base / split / "JPEGImages" / vid / f"{name}.jpg",
+                jpeg_bytes(world.video.frames[t], self.cfg.jpeg_quality),
+            )
             if split in ("train", "valid"):
-                write_bytes(self.base / split / "Annotations" / vid / f"{name}.png",
-                            png_palette_bytes(world.video.labels[t]))
+                write_bytes(
+                    self.base / split / "Annotations" / vid / f"{name}.png", png_palette_bytes(world.video.labels[t])
+                )
         entry = {
             "expressions": {str(i): {"exp": e.text, "obj_id": str(e.targets[0] + 1)} for i, e in enumerate(annotation)},
             "frames": frames,
@@ -74,21 +77,31 @@ class YtvosWriter(SourceWriter):
             # The competition's valid meta also lists the test videos.
             self.meta_expressions.setdefault("valid", {})[vid] = entry
         if split == "train":
-            self.meta[vid] = {"objects": {
-                str(k + 1): {
-                    "category": world.facts[k].shape,
-                    "frames": [frames[t] for t in range(world.T) if world.facts[k].visible[t]],
+            self.meta[vid] = {
+                "objects": {
+                    str(k + 1): {
+                        "category": world.facts[k].shape,
+                        "frames": [frames[t] for t in range(world.T) if world.facts[k].visible[t]],
+                    }
+                    for k in range(world.n)
                 }
-                for k in range(world.n)
-            }}
+            }
         self.count(split, len(annotation), world.n, world.T)
-        return Written(key=f"{split}/{vid}", split=split, scenario=world.scene.scenario,
-                       tags=video_tags(world, annotation), expressions=len(annotation), objects=world.n)
+        return Written(
+            key=f"{split}/{vid}",
+            split=split,
+            scenario=world.scene.scenario,
+            tags=video_tags(world, annotation),
+            expressions=len(annotation),
+            objects=world.n,
+        )
 
     def finish(self) -> None:
         for split in ("train", "valid", "test"):
             if split in self.meta_expressions:
-                write_json(self.base / "meta_expressions" / split / "meta_expressions.json",
-                           {"videos": self.meta_expressions[split]})
+                write_json(
+                    self.base / "meta_expressions" / split / "meta_expressions.json",
+                    {"videos": self.meta_expressions[split]},
+                )
         if self.meta:
             write_json(self.base / "train" / "meta.json", {"videos": self.meta})
