@@ -6,7 +6,7 @@
     sparrow tsf --profile PROFILE --split SPLIT [--source SRC] [--detector DIR]  the offline TSF pass (also under torchrun)
     sparrow eval (--run DIR | --checkpoint DIR) [--benchmark KEY ...]  predict and score benchmarks, print the metrics
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
-    sparrow regen-expected --profile PROFILE [--notebook N]  rewrite reproductions/expected/<profile>/ from a fresh run
+    sparrow regen-expected --profile PROFILE [--notebook N] [--from-results]  rewrite reproductions/expected/<profile>/
     sparrow promote-results --profile PROFILE                copy the run's results to reproductions/results/<profile>/
 
 ``sparrow --paths FILE <command> ...`` takes paper component paths from FILE (see :mod:`sparrow.paths`).
@@ -160,9 +160,20 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _regen_expected(args: argparse.Namespace) -> int:
     from sparrow.notebook_tools import numbered_notebooks, run_notebook
+    from sparrow.paths import results_root
     from sparrow.results import expected_path, write_expected
 
     notebooks = [Path(n) for n in args.notebook] or numbered_notebooks()
+    if args.from_results:
+        # A finished `make reproduce` already recorded every number: write the expectations from it instead of
+        # running the notebooks a second time.
+        for nb in notebooks:
+            results = results_root() / args.profile / f"{nb.stem}.json"
+            if not results.is_file():
+                print(f"sparrow regen-expected: error: {results}: no results of {nb.name}", file=sys.stderr)
+                return 2
+            print(f"{nb.name}: {results} -> {write_expected(results, expected_path(nb.stem, args.profile))}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="sparrow-regen-") as tmp:
         for nb in notebooks:
             run = run_notebook(nb, args.profile, args.seed, out_dir=Path(tmp) / "executed", results_dir=Path(tmp))
@@ -250,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=PROFILES, default="smoke")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--notebook", action="append", default=[], help="only these notebooks (repeatable)")
+    p.add_argument(
+        "--from-results",
+        action="store_true",
+        help="write from the results of the last run ($SPARROW_HOME/results/<profile>/) instead of running",
+    )
     p.set_defaults(func=_regen_expected)
 
     p = sub.add_parser("promote-results", help="make a run's recorded numbers the committed reference results")

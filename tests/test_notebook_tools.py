@@ -42,3 +42,22 @@ def test_reproduce_runs_in_order_and_writes_timings(tmp_path: Path, monkeypatch)
     promoted = promote("smoke", results, tmp_path / "reference")  # the reference takes exactly this run
     assert [p.name for p in promoted] == ["01_first.json", "02_second.json", TIMINGS_FILE]
     assert strip_outputs(runs[0].executed) and not strip_outputs(runs[0].executed)
+
+
+def test_regen_expected_from_results_writes_the_runs_numbers(tmp_path: Path, monkeypatch, capsys) -> None:
+    from sparrow import cli, results
+    from sparrow.results import Recorder, load_expected
+
+    monkeypatch.setenv("SPARROW_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(
+        results, "expected_path", lambda stem, profile: tmp_path / "expected" / profile / f"{stem}.json"
+    )
+    nb = _notebook(tmp_path / "01_first.ipynb", 1)
+    rec = Recorder("01_first", profile="mini", seed=0)
+    rec.add("answer", 41.5)
+    rec.save()
+    assert cli.main(["regen-expected", "--profile", "mini", "--notebook", str(nb), "--from-results"]) == 0
+    assert load_expected(tmp_path / "expected" / "mini" / "01_first.json")["answer"].value == 41.5
+    missing = _notebook(tmp_path / "02_second.ipynb", 2)
+    assert cli.main(["regen-expected", "--profile", "mini", "--notebook", str(missing), "--from-results"]) == 2
+    assert "no results of 02_second.ipynb" in capsys.readouterr().err
