@@ -71,7 +71,10 @@ def _inference(model, curated, videos: int) -> dict:
     import warnings
     from collections import defaultdict
 
-    from sparrow.experiments.validation import held_out_expressions
+    try:
+        from sparrow.experiments.validation import held_out_expressions
+    except ImportError:  # a reference revision from before the experiments layer
+        from sparrow.train.validation import held_out_expressions
 
     by_video: dict[str, list] = defaultdict(list)
     for exp in held_out_expressions(curated, "mevis", "valid_u", None):
@@ -104,7 +107,12 @@ def _child_steps(host: str, steps: int, seed: int, curated_root: str, videos: in
 
     import sparrow
     from sparrow.data.curated import CuratedDataset
-    from sparrow.model import MODEL_STAGES, SparrowDataset
+    from sparrow.model import SparrowDataset
+
+    try:
+        from sparrow.model import MODEL_STAGES
+    except ImportError:  # a reference revision from before the stage constants got distinct names
+        from sparrow.model import STAGES as MODEL_STAGES
     from sparrow.train import TrainConfig, trainer
     from sparrow.train.variants import build_model, model_config
 
