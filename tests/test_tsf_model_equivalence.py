@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import sparrow  # noqa: F401  (torchvision shim first)
-from fixtures.toydata import write_toy_curated
+from fixtures.toydata import LosesOneFrame, write_toy_curated
 from sparrow.data.curated import CuratedDataset
 from sparrow.data.indices import linspace_truncated_padded
 from sparrow.eval.runner import predict_texts, tsf_boxes_from_run
@@ -42,24 +42,6 @@ class ModelCropEncoder:
 
     def __call__(self, crops: torch.Tensor) -> torch.Tensor:
         return self.model.encode_crops(crops)
-
-
-class LosesOneFrame:
-    """Follows the ground truth except on frame ``LOST``."""
-
-    name = "loses-one-frame"
-
-    def __init__(self, dataset: CuratedDataset):
-        self.dataset = dataset
-
-    def track(self, frames, key_index, key_box, frame_paths=None, video_id=None):
-        truth = next(
-            o.boxes
-            for o in self.dataset.objects(video_id).values()
-            if tuple(o.boxes[key_index] or ()) == tuple(key_box)
-        )
-        boxes = [None if t == LOST or b is None else tuple(float(v) for v in b) for t, b in enumerate(truth)]
-        return Track(boxes, [0.0 if b is None else 1.0 for b in boxes])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -90,7 +72,7 @@ def test_model_consumes_the_crops_and_picks_of_the_tsf_run(tmp_path, model, monk
         "valid",
         config,
         ModelCropEncoder(model),
-        tracker=LosesOneFrame(dataset),
+        tracker=LosesOneFrame(dataset, LOST),
         store=TSFStore(tmp_path / "entries"),
         out_dir=tmp_path / "run",
     )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.toydata import write_toy_curated
+from fixtures.toydata import LosesOneFrame, write_toy_curated
 from sparrow.data.curated import CuratedDataset
 from sparrow.tsf.cache import TSFStore
 from sparrow.tsf.detection import DetectorConfig
@@ -21,24 +21,6 @@ def _gt_config(**overrides) -> TSFConfig:
     return TSFConfig.for_profile("smoke", detector=DetectorConfig(box_source="ground_truth"), **overrides)
 
 
-class LosesFrameTwo:
-    """A tracker double that follows the ground truth except on frame 2 of every clip."""
-
-    name = "loses-frame-two"
-
-    def __init__(self, dataset: CuratedDataset):
-        self.dataset = dataset
-
-    def track(self, frames, key_index, key_box, frame_paths=None, video_id=None):
-        truth = next(
-            o.boxes
-            for o in self.dataset.objects(video_id).values()
-            if tuple(o.boxes[key_index] or ()) == tuple(key_box)
-        )
-        boxes = [None if t == 2 or b is None else tuple(float(v) for v in b) for t, b in enumerate(truth)]
-        return Track(boxes, [0.0 if b is None else 1.0 for b in boxes])
-
-
 def test_boxes_cover_the_video_in_pixels_and_fill_lost_frames_for_the_model(tmp_path):
     root = write_toy_curated(tmp_path / "toy", videos=2, frames=6, ghost=True)
     dataset = CuratedDataset(root)
@@ -47,7 +29,7 @@ def test_boxes_cover_the_video_in_pixels_and_fill_lost_frames_for_the_model(tmp_
         "valid",
         _gt_config(),
         PatchMeanEncoder(32),
-        tracker=LosesFrameTwo(dataset),
+        tracker=LosesOneFrame(dataset, 2),
         store=TSFStore(tmp_path / "entries"),
         out_dir=tmp_path / "run",
     )
@@ -134,7 +116,7 @@ def test_track_files_round_trip_through_the_explorer_reader(tmp_path):
         "valid",
         _gt_config(),
         PatchMeanEncoder(32),
-        tracker=LosesFrameTwo(dataset),
+        tracker=LosesOneFrame(dataset, 2),
         store=TSFStore(tmp_path / "e"),
         out_dir=tmp_path / "run",
     )
