@@ -69,12 +69,13 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return count
 
 
-def read_json(path: str | os.PathLike, encoding: str = "utf-8") -> Any:
-    """Parse a JSON file; malformed or undecodable content raises :class:`DataError` naming the file."""
+def read_json(path: str | os.PathLike, encoding: str = "utf-8", object_pairs_hook: Any = None) -> Any:
+    """Parse a JSON file; malformed or undecodable content raises :class:`DataError` naming the file.
+    ``object_pairs_hook`` is :func:`json.load`'s (e.g. to refuse duplicate keys)."""
     path = Path(path)
     try:
         with open(path, encoding=encoding) as handle:
-            return json.load(handle)
+            return json.load(handle, object_pairs_hook=object_pairs_hook)
     except FileNotFoundError as exc:
         raise DataError(f"{path}: file not found") from exc
     except UnicodeDecodeError as exc:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from fixtures import sources as fx
+from sparrow.data.qa_templates import marked_text
 from sparrow.data.rle import decode_rle
 from sparrow.data.sources import REGISTRY, LoadContext, get_source
 from sparrow.storage import DataError
@@ -198,13 +199,21 @@ def test_tracking_box_conventions_groundtruth_rules_and_markup(tmp_path):
     objects = {o.object_id: o for o in a2d.objects}
     assert objects["1"].boxes[0] == [4.0, 4.0, 16.0, 14.0]  # x1,y1,x2,y2 used as is
     assert objects["2"].boxes[0] == [30.0, 20.0, 40.0, 30.0]  # second object: box from its mask (S_k.png)
-    (exp,) = a2d.expressions
-    assert exp.kind == "caption" and exp.text == "[a red box](1) passes [a blue box](2)"  # first id only
-    assert exp.object_ids == ["1", "2"]
+    caption, *phrases = a2d.expressions
+    assert (
+        caption.kind == "caption" and caption.text == "a red box passes a blue box" and caption.object_ids == ["1", "2"]
+    )
+    # id 3 of [a blue box](2, 3) has no masks of its own (mask/003/ or S_3.png): kept out of the phrase, noted
+    assert caption.phrase_list() == [("a red box", ["1"]), ("a blue box", ["2"])]
+    assert [(p.kind, p.text, p.object_ids) for p in phrases] == [
+        ("referring", "a red box", ["1"]),
+        ("referring", "a blue box", ["2"]),
+    ]
+    assert any("1 phrase id(s) without masks of their own" in n for n in ctx.notes)
 
     hc = bundles["tracking/HC-STVG/Val_Images/person01"]
     assert hc.video.split == "val"
-    assert hc.expressions[0].kind == "referring" and hc.expressions[0].text == "the man walking left"
+    assert [(e.kind, e.text) for e in hc.expressions] == [("caption", "the man walking left"), ("referring", "the man")]
     assert ctx.gt_splits == {"train": True, "val": True}
 
 
@@ -238,7 +247,7 @@ def test_vidstg_segment_frames_spans_and_sentence_kinds(tmp_path):
     bundles, ctx = load("vidstg", fx.make_vidstg(tmp_path / "vidstg"), tmp_path)
     (b,) = bundles.values()
     assert b.video.video_id == "vidstg/1234567890_2_9"
-    assert b.video.frame_names == [f"{i:06d}" for i in range(2, 9)]  # used_segment [2, 9)
+    assert b.video.frame_names == [f"{i:06d}" for i in range(2, 10)]  # used_segment 2..9, its end inclusive
     frames_dir = tmp_path / "frames" / "vidstg"
     assert all(Path(p).is_file() and Path(p).is_relative_to(frames_dir) for p in b.video.frame_paths)
     assert (b.video.height, b.video.width, b.video.fps) == (32, 48, 10.0)
@@ -277,17 +286,23 @@ def test_videogcg_parts(tmp_path):
     bundles, ctx = load("videogcg", fx.make_videogcg(tmp_path / "vd"), tmp_path)
     stg = bundles["videogcg/vidstg_gcg/2401075277"]
     assert stg.video.frame_names == ["000000", "000003", "000006", "000009"]
-    (exp,) = stg.expressions
+    exp, *phrases = stg.expressions
     # every id of a phrase that has masks is kept (their union); VideoGLaMM's target is the first one
-    assert exp.kind == "caption" and exp.text == "there is a [white rabbit](0, 1) next to an [adult](1)"
+    assert exp.kind == "caption" and exp.text == "there is a white rabbit next to an adult"
+    assert exp.phrase_list() == [("white rabbit", ["0", "1"]), ("adult", ["1"])]
+    assert [(p.text, p.object_ids, p.kind) for p in phrases] == [
+        ("white rabbit", ["0", "1"], "referring"),
+        ("adult", ["1"], "referring"),
+    ]
     assert {o.object_id: o.masks[2] for o in stg.objects}["1"] is None  # all-zero mask PNG -> absent
 
     mev = bundles["videogcg/mevis_gcg/a1b2c3d4e5f6"]
     assert mev.expressions[0].object_ids == ["0", "1"]
-    assert "[two boxes](0, 1)" in mev.expressions[0].text  # a phrase matching expression obj_id [0, 1]: union
+    assert mev.expressions[0].phrase_list()[0] == ("two boxes", ["0", "1"])  # matches expression obj_id [0, 1]: union
 
     ytvis = bundles["videogcg/video_gcg/7"]
-    assert ytvis.expressions[0].text == "a [dog](101, 103) chases a [ball](102)"  # token_pos 1 twice -> one phrase
+    assert ytvis.expressions[0].text == "a dog chases a ball"
+    assert ytvis.expressions[0].phrase_list() == [("dog", ["101", "103"]), ("ball", ["102"])]  # token_pos 1 twice
     obj103 = {o.object_id: o for o in ytvis.objects}["103"]
     np.testing.assert_array_equal(decode_rle(obj103.masks[0]), fx.rect(10, 12, 10, 12))  # uncompressed RLE
     assert any("without a dense caption" in n for n in ctx.notes)
@@ -305,8 +320,8 @@ def test_videogcg_phrase_ids_without_masks(tmp_path):
     captions = root / "vidstg_gcg" / "train_captions" / "2401075277.json"
     fx.write_json(captions, {"caption": "a [white rabbit](0, 5) near [an adult](1)"})
     bundles, ctx = load("videogcg", root, tmp_path)
-    (exp,) = bundles["videogcg/vidstg_gcg/2401075277"].expressions
-    assert exp.text == "a [white rabbit](0) near [an adult](1)"  # id 5 has no masks/005: out of the referent
+    exp = bundles["videogcg/vidstg_gcg/2401075277"].expressions[0]
+    assert marked_text(exp) == "a [white rabbit](0) near [an adult](1)"  # id 5 has no masks/005: out of the referent
     assert any("1 phrase id(s) without a mask folder" in n for n in ctx.notes)
     fx.write_json(captions, {"caption": "a [white rabbit](5, 0) near [an adult](1)"})
     with pytest.raises(DataError, match=r"masks/005: no masks for object 5 of phrase \[white rabbit\]"):

@@ -28,10 +28,12 @@ source, split, item, file, reason) and ``duplicates`` (item, duplicate_of, remov
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -68,6 +70,7 @@ def _zero_counts() -> dict[str, int]:
         "duplicates_removed": 0,
         "duplicates_kept": 0,
         "skipped": 0,
+        "boxes_nan": 0,
     }
 
 
@@ -80,6 +83,7 @@ class CurationReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    removed_temporaries: list[str] = field(default_factory=list)
 
     def counts(self, source: str, split: str) -> dict[str, int]:
         entry = self.sources[source]
@@ -113,6 +117,7 @@ class CurationReport:
             "sources": sources,
             "skipped": self.skipped,
             "duplicates": self.duplicates,
+            "removed_temporaries": self.removed_temporaries,
             "seconds": round(self.seconds, 3),
         }
 
@@ -266,11 +271,9 @@ class Validator:
                 unknown = [o for o in exp.object_ids if o not in object_ids]
                 if unknown:
                     raise ItemError(file, f"expression {item}: unknown object id {', '.join(map(repr, unknown))}")
-                if exp.kind == "caption":
-                    marked = {i for _, ids in parse_markup(exp.text) for i in ids}
-                    if not marked <= set(exp.object_ids):
-                        extra = sorted(marked - set(exp.object_ids))
-                        raise ItemError(file, f"expression {item}: caption marks ids {extra}, not its referents")
+                problem = phrase_problem(exp)
+                if problem:
+                    raise ItemError(file, f"expression {item}: {problem}")
                 if exp.frame_span is not None:
                     span = exp.frame_span
                     if len(span) != 2 or not 0 <= span[0] < span[1] <= video.num_frames:
@@ -282,11 +285,35 @@ class Validator:
         return kept
 
 
+def phrase_problem(exp: ExpressionRecord) -> str | None:
+    """Why a grounded caption's phrase spans break the records contract (docs/data-formats.md §10), or None."""
+    if exp.kind == "caption" and parse_markup(exp.text):
+        return "caption text still holds [phrase](ids) markup"
+    if exp.phrases is None:
+        return None
+    if exp.kind != "caption":
+        return f"phrase spans on a {exp.kind!r} expression (only captions have them)"
+    end = 0
+    for p in exp.phrases:
+        if not isinstance(p, dict) or not {"start", "end", "object_ids"} <= set(p):
+            return f"phrase span {p!r} is not {{start, end, object_ids}}"
+        start, stop, ids = p["start"], p["end"], p["object_ids"]
+        if not (isinstance(start, int) and isinstance(stop, int) and end <= start < stop <= len(exp.text)):
+            return f"phrase span [{start}, {stop}) is not inside the text after the previous one"
+        if not exp.text[start:stop].strip():
+            return f"phrase span [{start}, {stop}) is blank"
+        if not isinstance(ids, list) or not ids or not set(ids) <= set(exp.object_ids):
+            return f"phrase [{exp.text[start:stop]}] ids {ids!r} are not among the caption's referents"
+        end = stop
+    return None
+
+
 def dedup_key(exp: ExpressionRecord) -> tuple:
     return (
         normalise_text(exp.text),
         tuple(sorted(exp.object_ids)),
         None if exp.frame_span is None else tuple(exp.frame_span),
+        tuple((p["start"], p["end"], tuple(p["object_ids"])) for p in exp.phrases or []),
     )
 
 
@@ -363,6 +390,11 @@ def curate(
         raise ValueError("curate needs at least one source")
     specs = {name: get_source(name) for name in sources}
     wanted = _parse_splits(splits)
+    for name, spec in specs.items():
+        if wanted and not set(wanted) & set(spec.splits):
+            raise DataError(
+                f"{sources[name]}: source {name} has no split {', '.join(wanted)} (its splits: {', '.join(spec.splits)})"
+            )
     roots = {}
     for name, root in sources.items():
         root = Path(root)
@@ -375,11 +407,13 @@ def curate(
     if out.exists() and not _is_curated(out) and any(out.iterdir()):
         raise DataError(f"{out}: exists and is not a curated dataset; refusing to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_temporaries(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    report = CurationReport(out=out)
+    lock = _hold_lock(tmp)
+    report = CurationReport(out=out, removed_temporaries=[p.name for p in removed])
     extraction = extraction or FrameExtraction()
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -408,6 +442,9 @@ def curate(
                 report.sources[name] = {"root": os.path.realpath(roots[name]), "splits": {}}
                 source_started = time.perf_counter()
                 _curate_source(ctx, spec.load(ctx), Validator(ctx, pool), handles, rel, report, seen_videos, seed)
+                if wanted and not set(wanted) & ctx.release_splits:
+                    held = ", ".join(sorted(ctx.release_splits)) or "none"
+                    raise DataError(f"{roots[name]}: {name} release has no split {', '.join(wanted)} (it holds {held})")
                 entry = report.sources[name]
                 entry.update(layout=ctx.layout, notes=ctx.notes, seconds=round(time.perf_counter() - source_started, 3))
                 report.skipped.extend(ctx.skipped)
@@ -431,11 +468,13 @@ def curate(
         report.seconds = time.perf_counter() - started
         atomic_write_json(tmp / "meta.json", meta)
         atomic_write_json(tmp / "report.json", report.to_json())
+        os.unlink(tmp / LOCK_NAME)  # from here until the swap, the live process id marks the folder as in use
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
+        os.close(lock)
         if pool is not None:
             pool.shutdown()
     return report
@@ -487,6 +526,8 @@ def _curate_source(
             kept.append(exp)
         seen_videos.add(video.video_id)
         counts = report.counts(ctx.source, split)
+        for key, value in bundle.counts.items():
+            counts[key] = counts.get(key, 0) + value
         # vars() rather than to_json(): dataclasses.asdict deep-copies every mask dict, the costliest part of writing.
         _dump(handles["videos.jsonl"], {**vars(video), "frame_paths": [rel(p) for p in video.frame_paths]})
         counts["videos"] += 1
@@ -504,6 +545,58 @@ def _curate_source(
                 _dump(handles["qa.jsonl"], vars(qa))
                 counts["qa"] += 1
     report.sources[ctx.source]["boxes_clipped"] = validator.boxes_clipped
+
+
+LOCK_NAME = ".curate.lock"
+
+
+def _hold_lock(folder: Path) -> int:
+    """An exclusive lock on ``folder/.curate.lock``, held (by the open descriptor) for as long as this run lives:
+    the kernel drops it when the process dies, however it dies."""
+    fd = os.open(folder / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _in_use(folder: Path, pid: int) -> bool:
+    """Whether a temporary folder belongs to a live run: its lock is held, or (no lock file: the moment before the
+    swap, or an ``.old`` folder) the process that named it is alive. When in doubt, in use."""
+    lock = folder / LOCK_NAME
+    if lock.is_file():
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove what killed runs left beside ``out``: only folders named as this module names its temporaries
+    (``.<out>.tmp-<pid>``, ``.<out>.old-<pid>``), real folders (not links), and not those of a live run."""
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(?:tmp|old)-(\d+)")
+    removed = []
+    with os.scandir(out.parent) as entries:
+        candidates = [e for e in entries if pattern.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    for entry in sorted(candidates, key=lambda e: e.name):
+        pid = int(pattern.fullmatch(entry.name).group(1))
+        if pid == os.getpid() or _in_use(Path(entry.path), pid):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

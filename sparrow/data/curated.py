@@ -6,9 +6,11 @@ lazily with pycocotools, frames with PIL.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +38,17 @@ class CuratedDataset:
                 yield rec
 
     def iter_objects(self) -> Iterator[ObjectRecord]:
-        for row in iter_jsonl(self.root / "objects.jsonl"):
-            yield ObjectRecord.from_json(row)
+        """Object records; a box that is not finite (NaN, inf) is a :class:`DataError` naming the file, video,
+        object and frame, here rather than deep inside a matcher that would fail without naming the item."""
+        path = self.root / "objects.jsonl"
+        for row in iter_jsonl(path):
+            rec = ObjectRecord.from_json(row)
+            if not all(map(math.isfinite, chain.from_iterable(b for b in rec.boxes if b is not None))):
+                t = next(t for t, b in enumerate(rec.boxes) if b is not None and not all(map(math.isfinite, b)))
+                raise DataError(
+                    f"{path}: video {rec.video_id} object {rec.object_id} frame {t}: box {rec.boxes[t]} is not finite"
+                )
+            yield rec
 
     def iter_expressions(self, source: str | None = None, split: str | None = None) -> Iterator[ExpressionRecord]:
         keep = None if source is None and split is None else {v.video_id for v in self.iter_videos(source, split)}
@@ -128,12 +139,21 @@ class CuratedDataset:
                 out[t] = decode_rle(rle)
         return out
 
+    def phrase_masks(self, expression: ExpressionRecord) -> list[np.ndarray]:
+        """(T, H, W) masks of each phrase of a grounded caption, in text order: the union over the phrase's ids
+        (:meth:`~sparrow.data.records.ExpressionRecord.phrase_list` gives the phrase texts)."""
+        return [self.union_masks(expression.video_id, ids) for _, ids in expression.phrase_list()]
+
     def expression_masks(self, expression: ExpressionRecord) -> np.ndarray:
         """Union (logical OR) over the referent's objects, as MeViS scores multi-object expressions."""
-        video = self.video(expression.video_id)
+        return self.union_masks(expression.video_id, expression.object_ids)
+
+    def union_masks(self, video_id: str, object_ids: list[str]) -> np.ndarray:
+        """(T, H, W) logical OR of the masks of ``object_ids`` (all False for no object)."""
+        video = self.video(video_id)
         union = np.zeros((video.num_frames, video.height, video.width), dtype=bool)
-        for object_id in expression.object_ids:
-            union |= self.object_masks(expression.video_id, object_id)
+        for object_id in object_ids:
+            union |= self.object_masks(video_id, object_id)
         return union
 
 

@@ -5,8 +5,10 @@ answers carrying ``[SEG]``, every ``[SEG]`` then rewritten to ``[BOX] [SEG]`` by
 already preceded by ``[BOX]`` and one whitespace character). Unlike SPARROW's loader, the question is formatted
 from the *plain* phrase (markup removed), so no ``[SEG]`` leaks into the human turn.
 
-Grounded captions (kind ``caption``) use VideoGLaMM's GCG questions; the answer is the caption with each marked
-phrase ``[phrase](ids)`` rewritten to ``<p> phrase </p> [BOX] [SEG]``.
+Grounded captions (kind ``caption``, plain text with phrase spans) use VideoGLaMM's GCG questions; the answer is the
+caption with each phrase span rewritten to ``<p> phrase </p> [BOX] [SEG]``. Releases mark phrases as
+``[phrase](ids)``; :func:`unmark` turns such a caption into the curated plain text and spans, :func:`marked_text`
+writes the markup back.
 
 Targets: ``QARecord.object_ids`` holds exactly one entry per ``[SEG]`` of the answer, in order. An entry naming
 several objects joins their ids with ``+`` and means their union (a multi-object referent, as MeViS scores it);
@@ -75,6 +77,38 @@ def format_markup(phrase: str, ids: list[str]) -> str:
     return f"[{phrase}]({', '.join(ids)})"
 
 
+def unmark(caption: str) -> tuple[str, list[dict]]:
+    """A marked-up caption as (plain text, phrase spans): ``[a dog](1) runs`` -> ``("a dog runs", [{"start": 0,
+    "end": 5, "object_ids": ["1"]}])``. Whitespace is collapsed first (as :func:`strip_markup` does), so that the
+    spans index the text that is kept."""
+    caption = _SPACES.sub(" ", caption).strip()
+    pieces: list[str] = []
+    phrases: list[dict] = []
+    length, last = 0, 0
+    for match in MARKUP.finditer(caption):
+        before = caption[last : match.start()]
+        phrase = match.group(1).strip()
+        pieces += [before, phrase]
+        start = length + len(before)
+        length = start + len(phrase)
+        ids = [i.strip() for i in match.group(2).split(",") if i.strip()]
+        phrases.append({"start": start, "end": length, "object_ids": ids})
+        last = match.end()
+    pieces.append(caption[last:])
+    return "".join(pieces), phrases
+
+
+def marked_text(expression: ExpressionRecord) -> str:
+    """The expression's text with its phrase spans written as ``[phrase](ids)`` markup (the text itself when it
+    has no spans)."""
+    text, out, last = expression.text, [], 0
+    for p in expression.phrases or []:
+        out += [text[last : p["start"]], format_markup(text[p["start"] : p["end"]], list(p["object_ids"]))]
+        last = p["end"]
+    out.append(text[last:])
+    return "".join(out)
+
+
 def markup_to_tokens(caption: str) -> str:
     """``[phrase](ids)`` -> ``<p> phrase </p> [BOX] [SEG]`` (VideoGLaMM's rewrite, then SPARROW's ``[BOX]`` rule)."""
     return enforce_box_before_seg(MARKUP.sub(r"<p> \1 </p> [SEG]", caption))
@@ -104,10 +138,10 @@ def make_qa(expression: ExpressionRecord, seed: int) -> QARecord | None:
         return None
     key = expression.expression_id
     qa_id = f"{key}/qa"
-    if expression.kind == "caption" and MARKUP.search(expression.text):
+    if expression.kind == "caption" and expression.phrases:
         question = GCG_QUESTIONS[_pick(seed, key, "gcg", len(GCG_QUESTIONS))]
-        targets = [TARGET_JOIN.join(ids) for _, ids in parse_markup(expression.text)]
-        answer = markup_to_tokens(expression.text)
+        targets = [TARGET_JOIN.join(ids) for _, ids in expression.phrase_list()]
+        answer = markup_to_tokens(marked_text(expression))
     else:
         if is_question(expression):
             question = f"{_SPACES.sub(' ', strip_markup(expression.text)).strip()} {QUESTION_SUFFIX}"

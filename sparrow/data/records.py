@@ -8,7 +8,10 @@ A curated dataset is a folder of JSON Lines files (``videos.jsonl``, ``objects.j
   points at can move together; :meth:`sparrow.data.curated.CuratedDataset.frame_path` resolves them.
 - masks are COCO RLE dicts with ``counts`` as str, or None where the object is absent;
 - boxes are ``[x0, y0, x1, y1]`` in pixels with an **exclusive** max (``x1 = max column + 1``), or None;
-- ``frame_span`` is ``[start, end)`` in frame positions, or None for the whole video.
+- ``frame_span`` is ``[start, end)`` in frame positions, or None for the whole video;
+- a grounded caption (kind ``caption``) is plain text whose ``phrases`` are character spans
+  ``{"start", "end", "object_ids"}`` (``text[start:end]`` is the phrase, ``[start, end)``, in text order, not
+  overlapping); a phrase with several ids refers to their union. Every other expression has ``phrases`` None.
 """
 
 from __future__ import annotations
@@ -93,6 +96,11 @@ class ExpressionRecord:
     object_ids: list[str]
     kind: str
     frame_span: list[int] | None = None
+    phrases: list[dict[str, Any]] | None = None
+
+    def phrase_list(self) -> list[tuple[str, list[str]]]:
+        """(phrase text, object ids) of each span of a grounded caption, in text order ([] for other kinds)."""
+        return [(self.text[p["start"] : p["end"]], list(p["object_ids"])) for p in self.phrases or []]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,7 +3,8 @@
 The paper's curated set is described by three numbers (abstract and project page): 30,646 videos, 45,231 Q&A pairs,
 7 sources. :data:`PAPER_CURATED` keeps them with their source so that a ``paper``-profile curation can be set beside
 them (:func:`paper_comparison`). :func:`hard_case_table` counts SPARROW-Mini's hard cases per source from the
-generator's manifest; :func:`example_expressions` and :func:`hard_case_figure_examples` pick what notebook 01
+generator's manifest; :meth:`CurationStatistics.phrases_table` summarises the grounded captions' phrases per
+source; :func:`example_expressions` and :func:`hard_case_figure_examples` pick what notebook 01
 shows; :func:`recorded_numbers` lists every number it records.
 """
 
@@ -44,6 +45,8 @@ class CurationStatistics:
     # Expressions of splits released without ground truth (e.g. Ref-YouTube-VOS test): their ``object_ids == []``
     # means "unknown", so they are counted here and kept out of ``objects_per_expression``.
     referents_unknown: dict[str, int] = field(default_factory=dict)
+    # Grounded captions per source: the number of ids of each phrase, one list per caption.
+    phrase_ids: dict[str, list[list[int]]] = field(default_factory=dict)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -68,6 +71,26 @@ class CurationStatistics:
         frame = frame.sort_index().fillna(0)
         frame.loc["total"] = frame.sum(numeric_only=True)
         return frame.astype(int)
+
+    def phrases_table(self):
+        """Grounded captions per source (and in total): captions, phrases, phrases per caption, multi-id phrases
+        (one phrase naming several objects, their union) and objects per phrase, as a pandas DataFrame."""
+        import pandas as pd
+
+        def row(captions: list[list[int]]) -> dict[str, float]:
+            sizes = [n for caption in captions for n in caption]
+            return {
+                "captions": len(captions),
+                "phrases": len(sizes),
+                "phrases_per_caption": len(sizes) / len(captions) if captions else 0.0,
+                "multi_id_phrases": sum(n > 1 for n in sizes),
+                "objects_per_phrase": sum(sizes) / len(sizes) if sizes else 0.0,
+            }
+
+        rows = {source: row(captions) for source, captions in sorted(self.phrase_ids.items())}
+        rows["total"] = row([c for captions in self.phrase_ids.values() for c in captions])
+        frame = pd.DataFrame.from_dict(rows, orient="index")
+        return frame.astype({"captions": int, "phrases": int, "multi_id_phrases": int})
 
     def distribution_summary(self) -> dict[str, dict[str, float]]:
         """:func:`summarise` of each distribution pooled over the sources (the numbers beside the plots)."""
@@ -115,6 +138,8 @@ def compute_statistics(dataset: CuratedDataset | str) -> CurationStatistics:
         else:
             stats.objects_per_expression.setdefault(source, []).append(len(exp.object_ids))
         stats.expression_kinds.setdefault(source, Counter())[exp.kind] += 1
+        if exp.phrases:
+            stats.phrase_ids.setdefault(source, []).append([len(ids) for _, ids in exp.phrase_list()])
     for qa in ds.iter_qa():
         rows[source_of[qa.video_id]]["qa_pairs"] += 1
     base = ("videos", "expressions", "qa_pairs", "objects", "masks", "frames")
@@ -261,6 +286,7 @@ def recorded_numbers(
     out += _frame_numbers(stats.kinds_table(), "expressions", "kinds")
     out += _plain_numbers(report["totals"], "items", "report/")
     out += _plain_numbers(stats.referents_unknown, "expressions", "referents_unknown/")
+    out += _frame_numbers(stats.phrases_table(), "", "phrases")
     for name, summary in stats.distribution_summary().items():
         out += _plain_numbers(summary, "", f"distribution/{name}/")
     if hard_cases is not None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from sparrow.data.boxes import mask_to_box
+from sparrow.data.qa_templates import unmark
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.rle import decode_rle, encode_rle
 from sparrow.storage import DataError, read_json
@@ -69,6 +70,8 @@ class VideoBundle:
     expressions: list[ExpressionRecord]
     provenance: Provenance
     has_gt: bool = True
+    # Per-video additions to the report's per-split counts (e.g. ``boxes_nan``), added when the video is written.
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,11 @@ class LoadContext:
     notes: list[str] = field(default_factory=list)
     layout: str = ""
     gt_splits: dict[str, bool] = field(default_factory=dict)
+    # Every split the release holds, as loaders ask :meth:`wants` about each split they find.
+    release_splits: set[str] = field(default_factory=set)
 
     def wants(self, split: str) -> bool:
+        self.release_splits.add(split)
         return self.splits is None or split in self.splits
 
     def skip(self, error: Exception, *, split: str | None, item: str, file: str | os.PathLike | None = None) -> None:
@@ -140,7 +146,7 @@ class LoadContext:
         """``path`` read as JSON whose top level is a ``kind``; a malformed file goes through :meth:`skip`
         (``expected`` says what it should hold) and gives None."""
         try:
-            data = read_json(path)
+            data = read_release_json(path)
             if not isinstance(data, kind):
                 raise ItemError(path, expected)
         except MALFORMED as exc:
@@ -219,6 +225,32 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(key: str) -> str:
     """A folder name for a source key that may hold slashes or odd characters (``MOSE/abc``, ``x.mp4``)."""
     return _SAFE.sub("_", key).strip("._") or "_"
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def read_release_json(path: str | os.PathLike) -> Any:
+    """A release's JSON file, refusing duplicate keys in any object: ``json`` keeps the last of them, so a repeated
+    expression id or ``anno_id`` would silently drop an entry. The error names the file and the key."""
+    try:
+        return read_json(path, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as exc:
+        raise ItemError(path, f"duplicate key {exc.key!r} in a JSON object (json would keep only the last)") from None
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
@@ -368,6 +400,25 @@ def rle_track(
     except ValueError as exc:
         raise ItemError(file, f"{what}: {exc}") from None
     return mask_track(mask)
+
+
+def grounded_caption(
+    video_id: str, exp_id: str, marked: str, frame_span: list[int] | None = None
+) -> list[ExpressionRecord]:
+    """A caption marked up as ``[phrase](ids)`` as curated records: the caption (kind ``caption``: plain text, its
+    phrase spans and the ids of every phrase) followed by one ``referring`` expression per phrase (the phrase's
+    text and ids, id ``<caption id>/p<k>``), so that each phrase is linked to its objects on its own too. A phrase
+    with several ids refers to their union (docs/data-formats.md §2.4)."""
+    text, phrases = unmark(marked)
+    caption_id = f"{video_id}/{exp_id}"
+    ids = list(dict.fromkeys(i for p in phrases for i in p["object_ids"]))
+    out = [ExpressionRecord(caption_id, video_id, text, ids, "caption", frame_span, phrases)]
+    for k, p in enumerate(phrases):
+        phrase = text[p["start"] : p["end"]]
+        out.append(
+            ExpressionRecord(f"{caption_id}/p{k}", video_id, phrase, list(p["object_ids"]), "referring", frame_span)
+        )
+    return out
 
 
 def xywh_to_xyxy(box: list[float]) -> list[float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, Provenance, VideoBundle, register, xywh_to_xyxy
-from sparrow.data.sources.video_frames import extract_frames, span_positions
+from sparrow.data.sources.video_frames import extract_frames, require_frames, span_positions
 
 SPLITS = ("train", "val")
 ANNOTATION_NAMES = {"train": ("train_v2.json",), "val": ("val_v2.json", "val_hc_stvg_v2.json")}
@@ -65,6 +65,7 @@ def load_clip(
             mp4, f"decoded frames are {frames.width}x{frames.height}, img_size says {width}x{height} ([H, W])"
         )
     first = st_frame - 1  # 0-based decode index of the tube's first box
+    require_frames(frames, mp4, first + len(tube), f"clip {name} (tube frames {st_frame}..{st_frame + len(tube) - 1})")
     by_index = {first + n: box for n, box in enumerate(tube)}
     boxes = [by_index.get(i) for i in frames.indices]
     span = span_positions(frames.indices, first, first + len(tube))

@@ -3,7 +3,8 @@
 Quirks honoured (docs/data-formats.md §3.1): masks are indexed by *position* in ``sorted(frames)``; ``obj_id`` (video-local)
 and ``anno_id`` (global, the ``mask_dict`` key as a str) are aligned int lists; a multi-object expression refers to
 the union of its objects; ``valid`` has no ``mask_dict.json`` (unknown ground truth), though SPARROW-Mini writes
-one there too, and it is read when present. The MeViS-family builder here is shared with ReVOS.
+one there too, and it is read when present; ``train`` and ``valid_u`` without it are an error (their expressions
+would lose every referent). The MeViS-family builder here is shared with ReVOS.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from sparrow.data.sources.base import (
     Provenance,
     VideoBundle,
     image_size,
+    read_release_json,
     register,
     rle_track,
 )
-from sparrow.storage import DataError, read_json
+from sparrow.storage import DataError
 
 SPLITS = ("train", "valid_u", "valid")
+# Splits released with masks: without their mask_dict.json every expression would lose its referents.
+MASKED_SPLITS = ("train", "valid_u")
 
 
 def as_id_list(value: Any) -> list[int]:
@@ -138,7 +142,7 @@ def iter_meta_videos(
     """(key, entry) of a ``{"videos": {...}}`` file; an unreadable file is one bad item (``item``, by default the
     whole split)."""
     try:
-        meta = read_json(meta_path)
+        meta = read_release_json(meta_path)
         videos = meta.get("videos") if isinstance(meta, dict) else None
         if not isinstance(videos, dict):
             raise ItemError(meta_path, "no 'videos' dict at the top level")
@@ -164,6 +168,13 @@ def load_mevis(ctx: LoadContext) -> Iterator[VideoBundle]:
         split_dir = ctx.root / split
         mask_path = split_dir / "mask_dict.json"
         mask_dict = None
+        if split in MASKED_SPLITS and not mask_path.is_file():
+            ctx.skip(
+                ItemError(mask_path, f"missing: the {split} split is released with masks"),
+                split=split,
+                item=f"{ctx.source}/{split}",
+            )
+            continue
         if mask_path.is_file():
             mask_dict = ctx.read_json_of(
                 mask_path, dict, "expected a dict anno_id -> list of RLE", split=split, item=f"{ctx.source}/{split}"

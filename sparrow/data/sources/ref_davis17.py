@@ -19,10 +19,18 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, VideoBundle, read_text, register
+from sparrow.data.sources.base import (
+    MALFORMED,
+    ItemError,
+    LoadContext,
+    VideoBundle,
+    read_release_json,
+    read_text,
+    register,
+)
 from sparrow.data.sources.mevis import iter_meta_videos
 from sparrow.data.sources.ref_youtube_vos import object_table, palette_bundle
-from sparrow.storage import DataError, read_json
+from sparrow.storage import DataError
 
 SPLITS = ("train", "valid")
 FPS = 24.0
@@ -57,7 +65,14 @@ def _converted(ctx: LoadContext) -> Iterator[VideoBundle]:
         split_dir = ctx.root / split
         meta_path = ctx.root / "meta_expressions" / split / "meta_expressions.json"
         ann_root = split_dir / "Annotations"
-        ctx.gt_splits[split] = ann_root.is_dir()
+        if not ann_root.is_dir():  # both converted splits carry their DAVIS annotations
+            ctx.skip(
+                ItemError(ann_root, f"missing: the {split} split is released with masks"),
+                split=split,
+                item=f"{ctx.source}/{split}",
+            )
+            continue
+        ctx.gt_splits[split] = True
         objects = object_table(ctx, split_dir / "meta.json", split)
         for key, entry in iter_meta_videos(ctx, meta_path, split):
             try:
@@ -120,12 +135,12 @@ def _raw(ctx: LoadContext) -> Iterator[VideoBundle]:
     semantics = {}
     if semantics_path.is_file():
         try:
-            semantics = read_json(semantics_path)
+            semantics = read_release_json(semantics_path)
         except MALFORMED as exc:
             ctx.skip(exc, split=None, item=f"{ctx.source}/davis_semantics.json", file=semantics_path)
     for split, list_name in (("train", "train.txt"), ("valid", "val.txt")):
         list_path = davis / "ImageSets" / "2017" / list_name
-        if not ctx.wants(split) or not list_path.is_file():
+        if not list_path.is_file() or not ctx.wants(split):
             continue
         ctx.gt_splits[split] = True
         try:

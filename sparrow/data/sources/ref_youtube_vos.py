@@ -24,10 +24,11 @@ from sparrow.data.sources.base import (
     image_size,
     mask_track,
     read_index_png,
+    read_release_json,
     register,
 )
 from sparrow.data.sources.mevis import iter_meta_videos, sorted_exp_items
-from sparrow.storage import DataError, read_json
+from sparrow.storage import DataError
 
 SPLITS = ("train", "valid", "test")
 FPS = 6.0  # the frames are every 5th of the 30 fps original
@@ -125,7 +126,7 @@ def _meta_dir(root: Path, split: str) -> Path:
 
 
 def _keys(path: Path) -> set[str]:
-    meta = read_json(path)
+    meta = read_release_json(path)
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise ItemError(path, "no 'videos' dict at the top level")
@@ -161,6 +162,13 @@ def load_ref_youtube_vos(ctx: LoadContext) -> Iterator[VideoBundle]:
                 ctx.notes.append(f"{test_meta} absent: valid videos without a JPEGImages folder are reported as test")
         ann_root = split_dir / "Annotations"
         has_gt = ann_root.is_dir()
+        if split == "train" and not has_gt:
+            ctx.skip(
+                ItemError(ann_root, "missing: the train split is released with masks"),
+                split=split,
+                item=f"{ctx.source}/{split}",
+            )
+            continue
         ctx.gt_splits[split] = has_gt
         objects = object_table(ctx, split_dir / "meta.json", split)
         for key, entry in iter_meta_videos(ctx, meta_path, split):

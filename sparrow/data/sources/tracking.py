@@ -14,10 +14,17 @@ Rules honoured:
 - ``groundtruth.txt``: blank lines skipped, fields split on commas or whitespace, short lines padded with zeros,
   unparsable or NaN lines are zeros (an all-zero box is an absent target); one line per frame. GOT-10k and LaSOT
   store ``x,y,w,h``, VID-Sentence, A2D-Sentences and HC-STVG ``x1,y1,x2,y2``. The box belongs to the first
-  referenced object; other objects get boxes from their masks.
-- ``nlp.txt``: non-empty lines stripped and joined by spaces. Without markup the caption refers to object ``1``;
-  with ``[phrase](ids)`` markup only the first id of each phrase is used. One phrase gives a referring
-  expression (plain text); several give a ``caption`` expression that keeps the markup (first ids only).
+  referenced object; other objects get boxes from their masks. Lines holding a NaN are counted (``boxes_nan`` in
+  ``report.json``), so that a target made absent by a NaN is never silent.
+- ``nlp.txt``: non-empty lines stripped and joined by spaces. Without markup the caption refers to object ``1``
+  (one referring expression). With ``[phrase](ids)`` markup it is a grounded caption: the caption plus one
+  referring expression per phrase (:func:`~sparrow.data.sources.base.grounded_caption`), a phrase referring to the
+  union of its ids. SPARROW's loader reads only the first id of each phrase, so a release guarantees masks for
+  first ids only (found through the whole lookup above); a further id needs masks of its own (``mask/kkk/`` or
+  ``mask/S_k.png``) and is dropped from its phrase, with a note in the report, when it has none.
+- Symbolic links are followed, but never twice: a link to a folder above it (a loop) or into one of the released
+  trees being read (which would read those samples again, perhaps under another sub-source's box convention) is
+  a bad item naming the link, and a folder reached again through another link is a bad item too.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparrow.data.boxes import mask_to_box
-from sparrow.data.qa_templates import MARKUP, format_markup, parse_markup, strip_markup
+from sparrow.data.qa_templates import MARKUP, format_markup, parse_markup
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
 from sparrow.data.rle import encode_rle
 from sparrow.data.sources.base import (
@@ -40,6 +47,7 @@ from sparrow.data.sources.base import (
     LoadContext,
     Provenance,
     VideoBundle,
+    grounded_caption,
     image_size,
     read_binary_png,
     read_text,
@@ -79,12 +87,14 @@ def split_of(family: TrackingFamily, rel_parts: tuple[str, ...]) -> str:
     return "val" if "val" in lowered else "train"
 
 
-def parse_groundtruth(path: Path, num_frames: int, xywh: bool) -> list[list[float] | None]:
-    """Per-frame xyxy boxes (exclusive max, pixels) or None where the line is all zeros."""
+def parse_groundtruth(path: Path, num_frames: int, xywh: bool) -> tuple[list[list[float] | None], int]:
+    """Per-frame xyxy boxes (exclusive max, pixels) or None where the line is all zeros, and the number of lines
+    that held a NaN (read as zeros, as SPARROW's loader does)."""
     lines = [line for line in read_text(path).splitlines() if line.strip()]
     if len(lines) != num_frames:
         raise ItemError(path, f"{len(lines)} box lines for {num_frames} frames")
     boxes: list[list[float] | None] = []
+    nan_lines = 0
     for line in lines:
         fields = [f for f in _FIELDS.split(line.strip()) if f][:4]
         try:
@@ -92,30 +102,25 @@ def parse_groundtruth(path: Path, num_frames: int, xywh: bool) -> list[list[floa
         except ValueError:
             values = [0.0] * 4
         if any(math.isnan(v) for v in values):
+            nan_lines += 1
             values = [0.0] * 4
         box = xywh_to_xyxy(values) if xywh else values
         boxes.append(None if box[2] <= box[0] or box[3] <= box[1] else box)
-    return boxes
+    return boxes, nan_lines
 
 
 def read_caption(path: Path) -> str:
     return " ".join(line.strip() for line in read_text(path).splitlines() if line.strip())
 
 
-def caption_targets(caption: str) -> tuple[str, list[str], str]:
-    """(expression text, object ids, kind) from an ``nlp.txt`` caption."""
-    phrases = parse_markup(caption)
-    if not phrases:
-        return caption, ["1"], "referring"
-    firsts = []
-    for phrase, ids in phrases:
-        if not ids or not ids[0].isdigit():
-            raise ValueError(f"phrase [{phrase}] has no numeric object id")
-        firsts.append(str(int(ids[0])))
-    if len(phrases) == 1:
-        return strip_markup(caption), firsts, "referring"
-    rewritten = iter(format_markup(phrase, [first]) for (phrase, _), first in zip(phrases, firsts))
-    return MARKUP.sub(lambda _: next(rewritten), caption), list(dict.fromkeys(firsts)), "caption"
+def caption_phrases(caption: str) -> list[tuple[str, list[str]]]:
+    """(phrase, ids as canonical digit strings) of a marked-up ``nlp.txt`` caption ([] without markup)."""
+    phrases = []
+    for phrase, ids in parse_markup(caption):
+        if not ids or not all(i.isdigit() for i in ids):
+            raise ValueError(f"phrase [{phrase}]({', '.join(ids)}) needs numeric object ids")
+        phrases.append((phrase, list(dict.fromkeys(str(int(i)) for i in ids))))
+    return phrases
 
 
 class MaskFolder:
@@ -131,7 +136,12 @@ class MaskFolder:
             self._listing[sub] = set(os.listdir(path)) if path.is_dir() else set()
         return self._listing[sub]
 
-    def find(self, frame: Path, obj: str) -> Path:
+    def has_own_masks(self, obj: str) -> bool:
+        """Whether object ``obj`` has masks of its own (``mask/kkk/`` or ``mask/*_k.png``), not only the
+        single-object fallbacks ``mask/S.png``."""
+        return bool(self._names(f"{int(obj):03d}")) or any(n.endswith(f"_{obj}.png") for n in self._names(""))
+
+    def find(self, frame: Path, obj: str, own_only: bool = False) -> Path:
         k = f"{int(obj):03d}"
         stem, name = frame.stem, frame.name
         for sub, candidate in (
@@ -142,6 +152,8 @@ class MaskFolder:
             ("", f"{name}_{obj}.png"),
             ("", f"{name}.png"),
         ):
+            if own_only and not sub and not candidate.endswith(f"_{obj}.png"):
+                continue
             if candidate in self._names(sub):
                 return (self.folder / sub / candidate) if sub else (self.folder / candidate)
         raise ItemError(self.folder, f"no mask for object {obj} on frame {name} (one PNG per frame is required)")
@@ -157,19 +169,32 @@ def load_sample(ctx: LoadContext, family: TrackingFamily, folder: Path, key: str
     if not caption:
         raise ItemError(nlp, "empty expression")
     try:
-        text, object_ids, kind = caption_targets(caption)
+        phrases = caption_phrases(caption)
     except ValueError as exc:
         raise ItemError(nlp, str(exc)) from None
-    gt_path = folder / "groundtruth.txt"
-    gt_boxes = parse_groundtruth(gt_path, len(frames), family.xywh)
     lookup = MaskFolder(folder / "mask")
     video_id = f"{ctx.source}/{key}"
+    firsts = {ids[0] for _, ids in phrases}
+    if phrases:
+        kept = [[ids[0], *(i for i in ids[1:] if i in firsts or lookup.has_own_masks(i))] for _, ids in phrases]
+        dropped = sum(len(ids) for _, ids in phrases) - sum(len(ids) for ids in kept)
+        if dropped:
+            ctx.notes.append(f"{nlp}: {dropped} phrase id(s) without masks of their own kept out of their phrase")
+        rewritten = iter(format_markup(phrase, ids) for (phrase, _), ids in zip(phrases, kept))
+        expressions = grounded_caption(video_id, "0", MARKUP.sub(lambda _: next(rewritten), caption))
+        object_ids = expressions[0].object_ids
+    else:
+        object_ids = ["1"]
+        firsts = {"1"}
+        expressions = [ExpressionRecord(f"{video_id}/0", video_id, caption, object_ids, "referring")]
+    gt_path = folder / "groundtruth.txt"
+    gt_boxes, nan_lines = parse_groundtruth(gt_path, len(frames), family.xywh)
     category = family_category(family, key)
     objects = []
     for n, obj in enumerate(object_ids):
         masks, boxes = [], []
         for frame in frames:
-            png = lookup.find(frame, obj)
+            png = lookup.find(frame, obj, own_only=obj not in firsts)
             mask = read_binary_png(png)
             if mask.shape != (height, width):
                 raise ItemError(png, f"mask is {mask.shape[1]}x{mask.shape[0]}, frames are {width}x{height}")
@@ -182,11 +207,16 @@ def load_sample(ctx: LoadContext, family: TrackingFamily, folder: Path, key: str
         if n == 0:
             boxes = gt_boxes
         objects.append(ObjectRecord(video_id, obj, category, masks, boxes))
-    expression = ExpressionRecord(f"{video_id}/0", video_id, text, object_ids, kind)
     video = VideoRecord(
         video_id, ctx.source, split, [str(f) for f in frames], [f.stem for f in frames], height, width, FPS_UNKNOWN
     )
-    return VideoBundle(video, objects, [expression], Provenance(str(nlp), str(folder / "mask"), str(gt_path)))
+    return VideoBundle(
+        video,
+        objects,
+        expressions,
+        Provenance(str(nlp), str(folder / "mask"), str(gt_path)),
+        counts={"boxes_nan": nan_lines},
+    )
 
 
 def family_category(family: TrackingFamily, key: str) -> str:
@@ -227,9 +257,19 @@ def find_family_roots(root: Path) -> list[tuple[TrackingFamily, Path]]:
     return found
 
 
-def iter_samples(base: Path) -> Iterator[tuple[Path, str]]:
-    """(sample folder, path below ``base``) in sorted order, without descending into samples."""
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def iter_samples(base: Path, trees: list[str]) -> Iterator[tuple[Path, str, str | None]]:
+    """(sample folder, path below ``base``, problem) in sorted order, without descending into samples.
+
+    Symbolic links to folders are followed once: a link to a folder above it, or into one of ``trees`` (the real
+    paths of the released trees being read, where its target is read anyway), or to a folder already reached is
+    yielded with the problem instead of being read.
+    """
     stack = [base]
+    reached = {os.path.realpath(base): ""}
     while stack:
         folder = stack.pop()
         try:
@@ -237,10 +277,26 @@ def iter_samples(base: Path) -> Iterator[tuple[Path, str]]:
         except OSError:
             continue
         if is_sample(folder, names):
-            yield folder, folder.relative_to(base).as_posix()
+            yield folder, folder.relative_to(base).as_posix(), None
             continue
-        subdirs = sorted((n for n in names if (folder / n).is_dir()), reverse=True)
-        stack.extend(folder / n for n in subdirs)
+        here = os.path.realpath(folder)
+        for name in sorted((n for n in names if (folder / n).is_dir()), reverse=True):
+            path = folder / name
+            rel = path.relative_to(base).as_posix()
+            real = os.path.realpath(path)
+            problem = None
+            if path.is_symlink():
+                if _inside(here, real):
+                    problem = f"symbolic link to {real}, a folder above it (a loop)"
+                elif any(_inside(real, tree) for tree in trees):
+                    problem = f"symbolic link to {real}, inside the release being read (its samples are read there)"
+            if problem is None and real in reached:
+                problem = f"reaches {real} again (already read as {reached[real] or '.'})"
+            if problem is not None:
+                yield path, rel, problem
+                continue
+            reached[real] = rel
+            stack.append(path)
 
 
 @register("tracking", SPLITS, "SPARROW VOT layout: GOT-10k, LaSOT, VID-Sentence, A2D-Sentences, HC-STVG")
@@ -250,14 +306,17 @@ def load_tracking(ctx: LoadContext) -> Iterator[VideoBundle]:
         names = ", ".join(f.folders[0] for f in FAMILIES)
         raise DataError(f"{ctx.root}: no tracking source folder ({names}) here or under VOT_dataset/")
     ctx.layout = "VOT_dataset: " + ", ".join(f.name for f, _ in families)
+    trees = [os.path.realpath(base) for _, base in families]
     for family, base in families:
-        for folder, rel in iter_samples(base):
+        for folder, rel, problem in iter_samples(base, trees):
             split = split_of(family, tuple(rel.split("/")))
             ctx.gt_splits[split] = True
             if not ctx.wants(split):
                 continue
             key = f"{family.name}/{rel}"
             try:
+                if problem is not None:
+                    raise ItemError(folder, problem)
                 yield load_sample(ctx, family, folder, key, split)
             except MALFORMED as exc:
                 ctx.skip(exc, split=split, item=f"{ctx.source}/{key}", file=folder)

@@ -7,6 +7,7 @@ memory). Positions are 0-based decode indices, the convention of VidOR ``fid`` s
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ class ExtractedFrames:
     width: int
     native_fps: float
     stride: int
+    decoded: int  # frames decoded before ``stop`` (all of them when the video ends first)
 
 
 def stride_for(native_fps: float, extraction: FrameExtraction) -> int:
@@ -37,7 +39,11 @@ def extract_frames(
     stop: int | None = None,
     fps_hint: float = 0.0,
 ) -> ExtractedFrames:
-    """Write frames ``start <= i < stop`` (every ``stride``-th) of ``mp4`` as ``<i:06d>.jpg`` under ``out_dir``."""
+    """Write frames ``start <= i < stop`` (every ``stride``-th) of ``mp4`` as ``<i:06d>.jpg`` under ``out_dir``.
+
+    A video that does not decode (corrupt, truncated) is an :class:`ItemError` naming it, and what was written of
+    it is removed; a caller that needs frames up to some index checks ``decoded``.
+    """
     import av
 
     if not mp4.is_file():
@@ -46,6 +52,7 @@ def extract_frames(
     indices: list[int] = []
     paths: list[Path] = []
     size = (0, 0)
+    decoded = 0
     try:
         with av.open(str(mp4)) as container:
             stream = container.streams.video[0]
@@ -54,6 +61,7 @@ def extract_frames(
             for i, frame in enumerate(container.decode(stream)):
                 if stop is not None and i >= stop:
                     break
+                decoded = i + 1
                 if i < start or (i - start) % stride:
                     continue
                 image = frame.to_image()
@@ -65,10 +73,18 @@ def extract_frames(
                 indices.append(i)
                 paths.append(path)
     except (av.error.FFmpegError, IndexError) as exc:  # not OSError: a failing JPEG write is no bad video
-        raise ItemError(mp4, f"cannot decode video ({exc})") from None
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise ItemError(mp4, f"cannot decode video, corrupt or truncated ({exc})") from None
     if not paths:
+        shutil.rmtree(out_dir, ignore_errors=True)
         raise ItemError(mp4, f"no frames decoded in [{start}, {stop})")
-    return ExtractedFrames(indices, paths, size[0], size[1], native, stride)
+    return ExtractedFrames(indices, paths, size[0], size[1], native, stride, decoded)
+
+
+def require_frames(frames: ExtractedFrames, mp4: Path, needed: int, what: str) -> None:
+    """An :class:`ItemError` naming ``mp4`` when it decoded fewer than ``needed`` frames (a truncated video)."""
+    if frames.decoded < needed:
+        raise ItemError(mp4, f"decoded {frames.decoded} frames, {what} needs {needed} (truncated video?)")
 
 
 def span_positions(indices: list[int], begin: int, end: int) -> list[int] | None:

@@ -16,7 +16,8 @@ Parts (docs/data-formats.md §4.3), each optional:
   ``burst/frames/{train,val}``. RLEs may be uncompressed. Videos whose ``dense_cap`` is null have no caption and
   are counted in the report notes.
 
-Curated captions are ``caption`` expressions whose text keeps ``[phrase](ids)`` markup with curated object ids.
+Each caption becomes a grounded caption: the caption (plain text with phrase spans) and one referring expression
+per phrase (:func:`~sparrow.data.sources.base.grounded_caption`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sparrow.data.qa_templates import MARKUP, format_markup, parse_markup
-from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
+from sparrow.data.records import ObjectRecord, VideoRecord
 from sparrow.data.sources.base import (
     FPS_UNKNOWN,
     MALFORMED,
@@ -34,22 +35,24 @@ from sparrow.data.sources.base import (
     LoadContext,
     Provenance,
     VideoBundle,
+    grounded_caption,
     image_size,
     mask_track,
     read_binary_png,
+    read_release_json,
     register,
     rle_track,
     sorted_frames,
 )
 from sparrow.data.sources.mevis import iter_meta_videos, mevis_family_bundle
-from sparrow.storage import DataError, read_json
+from sparrow.storage import DataError
 
 SPLITS = ("train", "val", "valid_u", "test")
 PER_SAMPLE_PARTS = ("vidstg_gcg", "hcstvg_gcg")
 
 
 def read_caption(path: Path) -> str:
-    data = read_json(path)
+    data = read_release_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("caption"), str):
         raise ItemError(path, 'expected {"caption": str}')
     return data["caption"]
@@ -107,11 +110,11 @@ def per_sample_video(ctx: LoadContext, label: str, part_dir: Path, split: str, c
             masks.append(rle)
             boxes.append(box)
         objects.append(ObjectRecord(video_id, obj, "", masks, boxes))
-    expression = ExpressionRecord(f"{video_id}/0", video_id, caption, object_ids, "caption")
+    expressions = grounded_caption(video_id, "0", caption)
     video = VideoRecord(
         video_id, ctx.source, split, [str(f) for f in frames], [f.stem for f in frames], height, width, FPS_UNKNOWN
     )
-    return VideoBundle(video, objects, [expression], Provenance(str(caption_path), str(sample / "masks")))
+    return VideoBundle(video, objects, expressions, Provenance(str(caption_path), str(sample / "masks")))
 
 
 def load_per_sample(ctx: LoadContext, label: str, part_dir: Path) -> Iterator[VideoBundle]:
@@ -140,7 +143,7 @@ def load_mevis_gcg(ctx: LoadContext, label: str, part_dir: Path, mevis_root: Pat
                 raise ItemError(
                     mevis_root / split, "mevis_gcg needs the MeViS split with meta_expressions.json and mask_dict.json"
                 )
-            mask_dict = read_json(mask_path)
+            mask_dict = read_release_json(mask_path)
         except MALFORMED as exc:
             ctx.skip(exc, split=split, item=f"{ctx.source}/{keyed(label, split)}", file=mask_path)
             continue
@@ -194,8 +197,8 @@ def mevis_gcg_video(
     wanted = list(dict.fromkeys(i for _, ids in phrases for i in ids))
     objects = [o for o in inner.objects if o.object_id in wanted]
     video_id = inner.video.video_id
-    expression = ExpressionRecord(f"{video_id}/0", video_id, caption, wanted, "caption")
-    return VideoBundle(inner.video, objects, [expression], Provenance(str(caption_path), str(mask_path)))
+    expressions = grounded_caption(video_id, "0", caption)
+    return VideoBundle(inner.video, objects, expressions, Provenance(str(caption_path), str(mask_path)))
 
 
 def instruction_caption(dense: dict, where: Path) -> tuple[str, list[str]]:
@@ -247,10 +250,10 @@ def instruction_video(
             masks.append(mask)
             boxes.append(box)
         objects.append(ObjectRecord(video_id, mask_id, "", masks, boxes))
-    expression = ExpressionRecord(f"{video_id}/0", video_id, caption, mask_ids, "caption")
+    expressions = grounded_caption(video_id, "0", caption)
     names = [Path(f).stem for f in files]
     record = VideoRecord(video_id, ctx.source, split, [str(p) for p in paths], names, height, width, FPS_UNKNOWN)
-    return VideoBundle(record, objects, [expression], Provenance(str(ann_path), str(ann_path)))
+    return VideoBundle(record, objects, expressions, Provenance(str(ann_path), str(ann_path)))
 
 
 def load_instruction_data(ctx: LoadContext, label: str, part_dir: Path, root: Path) -> Iterator[VideoBundle]:
@@ -262,7 +265,7 @@ def load_instruction_data(ctx: LoadContext, label: str, part_dir: Path, root: Pa
         if not ctx.wants(split):
             continue
         try:
-            data = read_json(ann_path)
+            data = read_release_json(ann_path)
             if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
                 raise ItemError(ann_path, 'expected {"videos": [...], "annotations": [...]}')
             annotations = {str(a["id"]): a for a in data.get("annotations") or []}

@@ -9,7 +9,9 @@ Facts honoured (docs/data-formats.md §4.1): VidSTG train/val take their traject
 from VidOR *validation*; VidOR ``trajectories`` is a list over frames of ``[{tid, bbox: {xmin, ymin, xmax,
 ymax}}]`` (xyxy, used as is); ``captions`` are declarative and ``questions`` interrogative sentences whose target
 is the tube of ``target_id``; frame ids are 0-based; ``temporal_gt.end_fid`` is taken as exclusive (TubeDETR),
-becoming ``frame_span``. Annotations of the same video and ``used_segment`` are merged into one curated video
+becoming ``frame_span``, while ``used_segment.end_fid`` is the segment's *last* frame (inclusive): the release
+gives ``frame_count - 1`` for a segment that runs to the end of the video, where a ``temporal_gt`` running to the
+end has ``end_fid == frame_count``, and consecutive segments share their boundary frame. Annotations of the same video and ``used_segment`` are merged into one curated video
 (``vidstg/<vid>_<begin>_<end>``); only the frames of ``used_segment`` are extracted. Boxes only: masks are None.
 """
 
@@ -21,9 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from sparrow.data.records import ExpressionRecord, ObjectRecord, VideoRecord
-from sparrow.data.sources.base import MALFORMED, ItemError, LoadContext, Provenance, VideoBundle, register
-from sparrow.data.sources.video_frames import extract_frames, span_positions
-from sparrow.storage import read_json
+from sparrow.data.sources.base import (
+    MALFORMED,
+    ItemError,
+    LoadContext,
+    Provenance,
+    VideoBundle,
+    read_release_json,
+    register,
+)
+from sparrow.data.sources.video_frames import extract_frames, require_frames, span_positions
 
 SPLITS = ("train", "val", "test")
 VIDOR_PART = {"train": "training", "val": "training", "test": "validation"}
@@ -91,20 +100,25 @@ def load_segment(
     seg = first.get("used_segment") or {}
     begin, end = int(seg.get("begin_fid", 0)), seg.get("end_fid")
     vidor_path = vidor.find(VIDOR_PART[split], vid)
-    vidor_ann = read_json(vidor_path)
+    vidor_ann = read_release_json(vidor_path)
     if not isinstance(vidor_ann, dict) or not isinstance(vidor_ann.get("trajectories"), list):
         raise ItemError(vidor_path, "no 'trajectories' list")
     key = f"{vid}_{begin}_{end}"
     video_id = f"{ctx.source}/{key}"
     mp4 = _video_path(ctx.root, str(vidor_ann.get("video_path", f"{vid}.mp4")))
+    stop = None if end is None else int(end) + 1
     frames = extract_frames(
         mp4,
         ctx.frames_for(key),
         ctx.extraction,
         begin,
-        None if end is None else int(end),
+        stop,
         fps_hint=float(first.get("fps") or vidor_ann.get("fps") or 0.0),
     )
+    frame_count = first.get("frame_count")
+    needed = [n for n in (stop, None if frame_count is None else int(frame_count)) if n is not None]
+    if needed:
+        require_frames(frames, mp4, min(needed), f"annotation {entries[0][0]} (used_segment {seg})")
     width, height = int(first.get("width", frames.width)), int(first.get("height", frames.height))
     if (frames.height, frames.width) != (height, width):
         raise ItemError(mp4, f"decoded frames are {frames.width}x{frames.height}, annotation says {width}x{height}")

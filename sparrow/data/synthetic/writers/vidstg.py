@@ -15,7 +15,9 @@ vidstg/
 - Each annotation is one relation instance ``subject predicate object`` (``toward``, ``away``, ``left_of``,
   ``right_of``, ``above``, ``below``, ``in_front_of``) that holds on ``temporal_gt = [begin_fid, end_fid)``:
   frame ids are 0-based and ``end_fid`` is exclusive, the TubeDETR reading (VideoGLaMM's mask generator reads it
-  inclusively; normalise explicitly). ``used_segment`` is the whole clip.
+  inclusively; normalise explicitly). ``used_segment`` is the whole clip, its ``end_fid`` the last frame
+  (``frame_count - 1``) as in the release, where a ``temporal_gt`` that runs to the end has ``end_fid ==
+  frame_count``.
 - ``captions`` are declarative sentences about the subject (``target_id`` = subject tid); ``questions`` are
   interrogative sentences whose answer is the subject or the object tube (only written when that answer is
   unique over the span).
@@ -137,7 +139,7 @@ class VidstgWriter(SourceWriter):
                     "width": world.width,
                     "height": world.height,
                     "subject/objects": objects,
-                    "used_segment": {"begin_fid": 0, "end_fid": world.T},
+                    "used_segment": {"begin_fid": 0, "end_fid": world.T - 1},
                     "used_relation": relation,
                     "temporal_gt": {"begin_fid": event.begin, "end_fid": event.end},
                     "captions": captions,
