@@ -102,6 +102,16 @@ def _corrupt_rle_counts(tmp):
     path.write_text(json.dumps(masks))
 
 
+def _missing_mask_dict(tmp):
+    (tmp / MEVIS_TRAIN / "mask_dict.json").unlink()
+
+
+def _duplicate_key(tmp):
+    path = tmp / MEVIS_TRAIN / "meta_expressions.json"
+    lost = '"2": {"exp": "an expression json would drop", "obj_id": [0], "anno_id": [51]}, '
+    path.write_text(path.read_text().replace('"expressions": {', '"expressions": {' + lost, 1))
+
+
 # (source, corruption, file named in the error, problem, item recorded with skip_bad, what must survive)
 BAD_CASES = {
     "corrupt_jpeg": ("mevis", _corrupt_jpeg, "00002.jpg", "corrupt frame", "mevis/a1b2c3d4e5f6", "mevis/0f0f0f0f0f0f"),
@@ -162,6 +172,22 @@ BAD_CASES = {
         "tracking/A2D-Sentences/Images/clip01",
     ),
     "truncated_json": ("mevis", _truncated_json, "mask_dict.json", "invalid JSON", "mevis/train", "mevis/cccccccccccc"),
+    "missing_mask_dict_of_a_training_split": (
+        "mevis",
+        _missing_mask_dict,
+        "mask_dict.json",
+        "missing: the train split is released with masks",
+        "mevis/train",
+        "mevis/cccccccccccc",
+    ),
+    "duplicate_json_key": (
+        "mevis",
+        _duplicate_key,
+        "meta_expressions.json",
+        "duplicate key '2'",
+        "mevis/train",
+        "mevis/cccccccccccc",
+    ),
     "box_outside_frame": (
         "tracking",
         _box_outside,
@@ -447,3 +473,205 @@ def test_box_before_seg_rule_and_markup_helpers():
     ]
     assert markup_to_tokens("[a dog](1) runs") == "<p> a dog </p> [BOX] [SEG] runs"
     assert plain_phrase("[The Dog](1) on the left.") == "the dog on the left"
+
+
+# -- silent wrong data ---------------------------------------------------------------------------------------------
+
+
+def test_nan_box_lines_are_counted_in_the_report(tmp_path):
+    sources = build(tmp_path, "tracking")  # the GOT-10k sequence has one NaN line
+    report = curate(sources, tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["sources"]["tracking"]["splits"]["train"]["boxes_nan"] == 1
+    assert written["totals"]["boxes_nan"] == report.totals["boxes_nan"] == 1
+
+
+def test_symlink_loops_and_links_into_the_release_are_never_followed_twice(tmp_path):
+    sources = build(tmp_path, "tracking")
+    vot = sources["tracking"] / "VOT_dataset"
+    (vot / "GOT-10k" / "train" / "loop").symlink_to("..")  # a link to a parent folder
+    bucket = vot / "VID-Sentence" / "VID" / "train" / "ILSVRC2015_VID_train_0000"
+    bucket.mkdir(parents=True)
+    # GOT-10k's sample again, under VID-Sentence's x1,y1,x2,y2 box convention
+    (bucket / "linked").symlink_to(vot / "GOT-10k" / "train" / "GOT-10k_Train_000001")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(vot / "A2D_sentences" / "Images" / "clip01", outside / "clip01")
+    (vot / "A2D_sentences" / "Images" / "ext1").symlink_to(outside)  # outside the release: read once
+    (vot / "A2D_sentences" / "Images" / "ext2").symlink_to(outside)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"GOT-10k/train/loop: symbolic link to .*, a folder above it"):
+        curate(sources, out)
+    report = curate(sources, out, skip_bad=True)
+    videos = {v["video_id"] for v in jsonl(out / "videos.jsonl")}
+    assert videos == {
+        "tracking/GOT-10k/train/GOT-10k_Train_000001/00",
+        "tracking/A2D-Sentences/Images/clip01",
+        "tracking/A2D-Sentences/Images/ext1/clip01",
+        "tracking/HC-STVG/Val_Images/person01",
+    }
+    reasons = {s["item"]: s["reason"] for s in report.skipped}
+    assert set(reasons) == {
+        "tracking/GOT-10k/train/loop",
+        "tracking/VID-Sentence/VID/train/ILSVRC2015_VID_train_0000/linked",
+        "tracking/A2D-Sentences/Images/ext2",
+    }
+    assert (
+        "inside the release being read" in reasons["tracking/VID-Sentence/VID/train/ILSVRC2015_VID_train_0000/linked"]
+    )
+    assert "again (already read as Images/ext1)" in reasons["tracking/A2D-Sentences/Images/ext2"]
+    assert report.totals["videos"] == 4 and report.totals["skipped"] == 3
+
+
+def test_splits_a_source_does_not_have_are_an_error(tmp_path, capsys):
+    sources = build(tmp_path, "mevis", "hcstvg")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"source mevis has no split test \(its splits: train, valid_u, valid\)"):
+        curate(sources, out, splits=["test"])
+    assert main_curate(["--source", f"hcstvg={sources['hcstvg']}", "--out", str(out), "--splits", "val"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hcstvg release has no split val (it holds train)" in err
+    assert str(sources["hcstvg"]) in err and not out.exists()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_runs_temporary_folders_are_removed_but_not_a_live_runs(tmp_path):
+    import fcntl
+
+    from sparrow.data.curate import LOCK_NAME
+
+    sources = build(tmp_path, "revos")
+    out = tmp_path / "out"
+    dead = _dead_pid()
+    killed = tmp_path / f".out.tmp-{dead}"
+    (killed / "frames" / "vidstg").mkdir(parents=True)
+    (killed / "frames" / "vidstg" / "000000.jpg").write_bytes(b"extracted")
+    (killed / LOCK_NAME).write_text("")  # its lock died with it
+    old = tmp_path / f".out.old-{dead}"
+    old.mkdir()
+    live = tmp_path / f".out.tmp-{dead + 1}"  # another run, alive: it holds its lock
+    live.mkdir()
+    handle = open(live / LOCK_NAME, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    swapping = tmp_path / f".out.old-{os.getppid()}"  # no lock, but its process is alive
+    swapping.mkdir()
+    others = [tmp_path / ".other.tmp-1", tmp_path / "out.tmp-1"]
+    for folder in others:
+        folder.mkdir()
+    (tmp_path / f".out.tmp-{dead + 2}").symlink_to(tmp_path / "src")
+    try:
+        report = curate(sources, out)
+    finally:
+        handle.close()
+    assert not killed.exists() and not old.exists()
+    assert sorted(report.removed_temporaries) == sorted([killed.name, old.name])
+    assert live.is_dir() and swapping.is_dir() and all(f.is_dir() for f in others)
+    assert (tmp_path / f".out.tmp-{dead + 2}").is_symlink()
+    assert json.loads((out / "report.json").read_text())["removed_temporaries"] == report.removed_temporaries
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_corrupt_mp4_is_one_line_naming_the_file_or_a_listed_skip(tmp_path, capsys):
+    sources = build(tmp_path, "hcstvg", "revos")
+    mp4 = sources["hcstvg"] / "Video" / "sub1" / "77_ExAmPlE0001.mp4"
+    mp4.write_bytes(mp4.read_bytes()[: len(mp4.read_bytes()) // 2])  # truncated
+    argv = ["--source", f"hcstvg={sources['hcstvg']}", "--source", f"revos={sources['revos']}"]
+    assert main_curate([*argv, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(r"/77_ExAmPlE0001\.mp4: cannot decode video, corrupt or truncated", err)
+    assert main_curate([*argv, "--out", str(tmp_path / "out"), "--skip-bad"]) == 0
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    (skip,) = written["skipped"]
+    assert skip["item"] == "hcstvg/77_ExAmPlE0001.mp4" and skip["file"].endswith("77_ExAmPlE0001.mp4")
+    assert written["sources"]["revos"]["totals"]["videos"] > 0
+    assert not (tmp_path / "out" / "frames" / "hcstvg").exists() or not any(
+        (tmp_path / "out" / "frames").rglob("*.jpg")
+    )
+
+
+def test_corrupt_mp4_with_too_few_frames_names_the_file(tmp_path):
+    sources = build(tmp_path, "vidstg")
+    fx.write_mp4(sources["vidstg"] / "video" / "0000" / "1234567890.mp4", 6, (32, 48))  # the annotation needs 10
+    with pytest.raises(DataError, match=r"1234567890\.mp4: decoded 6 frames, annotation 0 .* needs 10 \(truncated"):
+        curate(sources, tmp_path / "out")
+    report = curate(sources, tmp_path / "out", skip_bad=True)
+    assert [s["item"] for s in report.skipped] == ["vidstg/1234567890_2_9"]
+
+
+# -- official layouts ----------------------------------------------------------------------------------------------
+
+
+def _assert_grounded_captions(ds: CuratedDataset, expected: dict) -> set[str]:
+    """Each expected caption (plain text, phrases and their ids) and its referring expression per phrase; returns
+    the expression ids checked."""
+    by_id = {e.expression_id: e for e in ds.iter_expressions()}
+    checked = set()
+    for caption_id, (text, phrases) in expected.items():
+        caption = by_id[caption_id]
+        assert (caption.kind, caption.text, caption.phrase_list()) == ("caption", text, phrases)
+        assert caption.object_ids == list(dict.fromkeys(i for _, ids in phrases for i in ids))
+        referring = [by_id[f"{caption_id}/p{k}"] for k in range(len(phrases))]
+        assert [(r.kind, r.text, r.object_ids) for r in referring] == [("referring", p, ids) for p, ids in phrases]
+        checked |= {caption_id, *(r.expression_id for r in referring)}
+    return checked
+
+
+def test_official_sparrow_tracking_layout_links_every_phrase_to_its_objects(tmp_path):
+    from fixtures import official_layouts as ol
+
+    out = tmp_path / "out"
+    curate({"tracking": ol.make_sparrow_tracking(tmp_path / "video_dataset")}, out)
+    ds = CuratedDataset(out)
+    checked = _assert_grounded_captions(ds, ol.EXPECTED_TRACKING)
+    plain = {e.expression_id: (e.kind, e.text, e.object_ids) for e in ds.iter_expressions()}
+    for exp_id, text in ol.EXPECTED_TRACKING_PLAIN.items():
+        assert plain[exp_id] == ("referring", text, ["1"])
+    assert set(plain) == checked | set(ol.EXPECTED_TRACKING_PLAIN)
+    vid = "tracking/VID-Sentence/VID/train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00005003"
+    caption = next(e for e in ds.expressions(vid) if e.kind == "caption")
+    children = ds.phrase_masks(caption)[1]  # [two children](2, 3): the union of both
+    np.testing.assert_array_equal(children[0], fx.rect(20, 30, 2, 8) | fx.rect(20, 30, 40, 46))
+    qa = {q.qa_id: q for q in ds.iter_qa()}[f"{vid}/0/qa"]
+    assert qa.answer == (
+        "<p> a brown dog </p> [BOX] [SEG] runs after <p> two children </p> [BOX] [SEG] near "
+        "<p> a red ball </p> [BOX] [SEG]"
+    )
+    assert qa.object_ids == ["1", "2+3", "4"]
+
+
+def test_official_videoglamm_gcg_layout_gives_one_expression_per_phrase(tmp_path):
+    from fixtures import official_layouts as ol
+
+    out = tmp_path / "out"
+    curate({"videogcg": ol.make_videoglamm_gcg(tmp_path / "video_dataset")}, out)
+    ds = CuratedDataset(out)
+    checked = _assert_grounded_captions(ds, ol.EXPECTED_GCG)
+    assert {e.expression_id for e in ds.iter_expressions()} == checked
+    video = ds.video("videogcg/vidstg_gcg/2401075277")
+    assert video.frame_names == ["000012", "000020", "000028", "000036"]
+    caption = ds.expressions(video.video_id)[0]
+    children = ds.phrase_masks(caption)[0]
+    np.testing.assert_array_equal(children[3], fx.rect(4, 14, 4, 12) | fx.rect(4, 14, 30, 38))
+
+
+def test_official_vidstg_sentence_to_the_last_frame_keeps_it(tmp_path):
+    from fixtures import official_layouts as ol
+
+    out = tmp_path / "out"
+    curate({"vidstg": ol.make_vidstg_to_the_end(tmp_path / "vidstg")}, out)
+    ds = CuratedDataset(out)
+    last = ol.VIDSTG_FRAMES - 1
+    (video,) = ds.iter_videos()
+    assert video.video_id == f"vidstg/{ol.VIDSTG_VID}_1_{last}"
+    assert video.frame_names == [f"{i:06d}" for i in range(1, last + 1)]  # used_segment 1..5, the end inclusive
+    for exp in ds.expressions(video.video_id):
+        assert exp.frame_span == [2, 5]  # temporal_gt [3, 6): fids 3, 4, 5, the last frame of the video included
+    boxes = ds.objects(video.video_id)["0"].boxes
+    assert boxes[-1] == [2.0 + last, 2.0, 14.0 + last, 20.0]

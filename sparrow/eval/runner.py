@@ -45,7 +45,7 @@ import numpy as np
 
 from sparrow.data.curated import CuratedDataset, records_fingerprint
 from sparrow.data.indices import evenly_spread
-from sparrow.data.qa_templates import markup_to_tokens, parse_markup
+from sparrow.data.qa_templates import marked_text, markup_to_tokens
 from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.eval.benchmarks import Benchmark
 from sparrow.eval.export import merge_objects, zip_submission
@@ -291,8 +291,8 @@ class _Predictor:
         text, _ = self.b.prompt(exp)
         pred = predict_texts(model, frames, [text], True, self._tsf([exp]))[0]
         folder = self.out / "video_gcg" / f"{self._gcg_index(video.video_id):06d}"
-        gt_text = markup_to_tokens(exp.text)
-        for k, ids in enumerate(ids for _, ids in parse_markup(exp.text)):
+        gt_text = markup_to_tokens(marked_text(exp))
+        for k, ids in enumerate(ids for _, ids in exp.phrase_list()):
             gt = self._union(video.video_id, ids)[indices]
             writes += [("binary", folder / f"gt_masks_{k}" / f"mask_{t}.png", m) for t, m in enumerate(gt)]
         for k, tube in enumerate(pred.masks_per_seg):
@@ -617,13 +617,15 @@ def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judg
         for e in exps:
             indices = clip_indices(b, video, e)
             gt_masks = []
-            for _, ids in parse_markup(e.text):
+            for _, ids in e.phrase_list():
                 masks = [ds.object_masks(video_id, i)[indices] for i in ids]
                 gt_masks.append(np.logical_or.reduce(masks))
             pred_text, pred_masks = _read_gcg_folder(
                 out / "video_gcg" / f"{order[video_id]:06d}", len(indices), (video.height, video.width)
             )
-            samples.append(GcgSample(e.expression_id, markup_to_tokens(e.text), gt_masks, pred_text, pred_masks))
+            samples.append(
+                GcgSample(e.expression_id, markup_to_tokens(marked_text(e)), gt_masks, pred_text, pred_masks)
+            )
     r = evaluate_gcg(
         samples, text_encoder=None, caption_metrics=b.caption_metrics, clair_judge=judge, mask_tokens=MASK_TOKENS
     )

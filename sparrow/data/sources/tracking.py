@@ -280,7 +280,8 @@ def iter_samples(base: Path, trees: list[str]) -> Iterator[tuple[Path, str, str 
             yield folder, folder.relative_to(base).as_posix(), None
             continue
         here = os.path.realpath(folder)
-        for name in sorted((n for n in names if (folder / n).is_dir()), reverse=True):
+        below = []
+        for name in sorted(n for n in names if (folder / n).is_dir()):
             path = folder / name
             rel = path.relative_to(base).as_posix()
             real = os.path.realpath(path)
@@ -296,7 +297,8 @@ def iter_samples(base: Path, trees: list[str]) -> Iterator[tuple[Path, str, str 
                 yield path, rel, problem
                 continue
             reached[real] = rel
-            stack.append(path)
+            below.append(path)
+        stack.extend(reversed(below))
 
 
 @register("tracking", SPLITS, "SPARROW VOT layout: GOT-10k, LaSOT, VID-Sentence, A2D-Sentences, HC-STVG")
