@@ -446,6 +446,14 @@ def test_sparrow_mini_smoke_loads_and_curates_cleanly(tmp_path):
         for exp in ds.expressions(video.video_id)[:1]:
             masks = ds.expression_masks(exp)
             assert masks.shape == (video.num_frames, video.height, video.width)
+    # the markup SPARROW-Mini writes in the tracking and GCG layouts becomes grounded captions with phrase spans,
+    # one referring expression per phrase, and multi-id phrases in GCG
+    captions = [e for e in ds.iter_expressions() if e.kind == "caption"]
+    assert {e.video_id.split("/")[0] for e in captions} == {"tracking", "videogcg"}
+    assert all(e.phrases for e in captions)
+    assert any(len(ids) > 1 for e in captions for _, ids in e.phrase_list())
+    ids = {e.expression_id for e in ds.iter_expressions()}
+    assert all(f"{e.expression_id}/p{k}" in ids for e in captions for k in range(len(e.phrases)))
 
 
 def test_ensure_curated_builds_once_and_caches(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,83 @@ def test_statistics_count_every_record(tmp_path: Path) -> None:
     assert min(stats.mask_area_fraction["tracking"]) == pytest.approx(4 / 48)
     table = stats.table()
     assert table.loc["total", "videos"] == 3 and table.loc["tracking", "masks"] == 7
+
+
+def _with_grounded_caption(root: Path) -> Path:
+    """The tiny set plus a grounded caption on the tracking video: a two-id phrase and a one-id phrase."""
+    from sparrow.data.sources.base import grounded_caption
+
+    extra = grounded_caption("tracking/seq1", "2", "[both squares](1, 2) sit left of [the right square](2)")
+    with open(root / "expressions.jsonl", "a") as handle:
+        for exp in extra:
+            handle.write(json.dumps(exp.to_json()) + "\n")
+    return root
+
+
+def test_reader_exposes_phrase_spans_and_their_masks(tmp_path: Path) -> None:
+    from sparrow.data.qa_templates import marked_text
+
+    ds = CuratedDataset(_with_grounded_caption(build_tiny_curated(tmp_path / "cur")))
+    caption, *phrases = [e for e in ds.expressions("tracking/seq1") if e.expression_id.startswith("tracking/seq1/2")]
+    assert caption.text == "both squares sit left of the right square"
+    assert caption.phrases == [
+        {"start": 0, "end": 12, "object_ids": ["1", "2"]},
+        {"start": 25, "end": 41, "object_ids": ["2"]},
+    ]
+    assert marked_text(caption) == "[both squares](1, 2) sit left of [the right square](2)"
+    assert [(p.expression_id, p.text, p.object_ids) for p in phrases] == [
+        ("tracking/seq1/2/p0", "both squares", ["1", "2"]),
+        ("tracking/seq1/2/p1", "the right square", ["2"]),
+    ]
+    both, right = ds.phrase_masks(caption)
+    np.testing.assert_array_equal(both, ds.object_masks("tracking/seq1", "1") | ds.object_masks("tracking/seq1", "2"))
+    np.testing.assert_array_equal(right, ds.object_masks("tracking/seq1", "2"))
+    assert ds.expressions("tracking/seq1")[0].phrases is None  # other kinds have no spans
+
+
+def test_unmark_collapses_whitespace_and_keeps_spans_on_the_kept_text() -> None:
+    from sparrow.data.qa_templates import unmark
+
+    text, phrases = unmark("  [ a  red car ](1)  passes\n[two trucks](2,3).")
+    assert text == "a red car passes two trucks."
+    assert [(text[p["start"] : p["end"]], p["object_ids"]) for p in phrases] == [
+        ("a red car", ["1"]),
+        ("two trucks", ["2", "3"]),
+    ]
+
+
+def test_phrase_spans_that_break_the_contract_are_named() -> None:
+    from sparrow.data.curate import phrase_problem
+
+    def caption(text: str, phrases, ids=("1", "2")) -> ExpressionRecord:
+        return ExpressionRecord("s/v/0", "s/v", text, list(ids), "caption", None, phrases)
+
+    good = [{"start": 0, "end": 5, "object_ids": ["1"]}, {"start": 10, "end": 15, "object_ids": ["1", "2"]}]
+    assert phrase_problem(caption("a dog near a cat", good)) is None
+    assert "markup" in phrase_problem(caption("[a dog](1) runs", None))
+    assert "after the previous one" in phrase_problem(caption("a dog near a cat", good[::-1]))
+    assert "not inside the text" in phrase_problem(caption("a dog", [{"start": 0, "end": 9, "object_ids": ["1"]}]))
+    assert "not among the caption's referents" in phrase_problem(
+        caption("a dog near a cat", [{"start": 0, "end": 5, "object_ids": ["7"]}])
+    )
+    referring = ExpressionRecord("s/v/1", "s/v", "a dog", ["1"], "referring", None, good[:1])
+    assert "only captions have them" in phrase_problem(referring)
+
+
+def test_phrase_statistics_per_source(tmp_path: Path) -> None:
+    stats = compute_statistics(_with_grounded_caption(build_tiny_curated(tmp_path / "cur")))
+    table = stats.phrases_table()
+    assert list(table.index) == ["tracking", "total"]
+    row = table.loc["tracking"]
+    assert (row["captions"], row["phrases"], row["multi_id_phrases"]) == (1, 2, 1)
+    assert row["phrases_per_caption"] == 2.0 and row["objects_per_phrase"] == 1.5
+    assert stats.expression_kinds["tracking"] == {"referring": 4, "caption": 1}
+
+
+def test_a_non_finite_box_is_named_by_the_reader(tmp_path: Path) -> None:
+    root = build_tiny_curated(tmp_path / "cur")
+    rows = [json.loads(line) for line in (root / "objects.jsonl").read_text().splitlines()]
+    rows[4]["boxes"][2] = [1.0, float("nan"), 3.0, 4.0]
+    (root / "objects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"objects\.jsonl: video tracking/seq1 object 1 frame 2: box \[1\.0, nan"):
+        CuratedDataset(root).objects("tracking/seq1")

@@ -309,6 +309,8 @@ def test_vidstg_layout_and_mp4_decodes(smoke: Path):
             tids = {o["tid"] for o in ann["subject/objects"]}
             begin, end = ann["temporal_gt"]["begin_fid"], ann["temporal_gt"]["end_fid"]
             assert 0 <= begin < end <= ann["frame_count"]
+            # as in the release: the segment's end_fid is its last frame, temporal_gt's end_fid is exclusive
+            assert ann["used_segment"] == {"begin_fid": 0, "end_fid": ann["frame_count"] - 1}
             assert ann["used_relation"]["begin_fid"] == begin and ann["used_relation"]["end_fid"] == end
             for sentence in ann["captions"] + ann["questions"]:
                 kinds.add("interrogative" if sentence in ann["questions"] else "declarative")
