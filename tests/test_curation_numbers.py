@@ -85,6 +85,20 @@ def test_values_and_units_are_plain_numbers():
     assert all(type(n["value"]) in (int, float) for n in numbers.values())
 
 
+def test_phrase_statistics_are_recorded_per_source_when_captions_were_curated():
+    stats = _stats()
+    stats.phrase_ids = {"videogcg": [[2, 1], [1]]}
+    numbers = {n["name"]: n["value"] for n in recorded_numbers(stats, REPORT, "smoke", real_data=False)}
+    columns = ("captions", "phrases", "phrases_per_caption", "multi_id_phrases", "objects_per_phrase")
+    assert [n for n in numbers if n.startswith("phrases/")] == [
+        f"phrases/{s}/{c}" for s in ("videogcg", "total") for c in columns
+    ]
+    assert numbers["phrases/videogcg/phrases"] == 3 and numbers["phrases/total/multi_id_phrases"] == 1
+    assert type(numbers["phrases/videogcg/captions"]) is int  # counts stay ints beside the ratio columns
+    assert numbers["phrases/videogcg/phrases_per_caption"] == 1.5
+    assert numbers["phrases/videogcg/objects_per_phrase"] == pytest.approx(4 / 3)
+
+
 def test_paper_values_only_beside_real_releases():
     mini = {n["name"]: n for n in recorded_numbers(_stats(), REPORT, "mini", real_data=False)}
     assert "paper" not in mini["videos"]

@@ -3,14 +3,17 @@
 ``curate`` streams every source's :class:`~sparrow.data.sources.VideoBundle` s, validates each record, removes
 duplicate expressions, generates Q&A pairs (:mod:`sparrow.data.qa_templates`) and writes the curated folder
 (``videos.jsonl``, ``objects.jsonl``, ``expressions.jsonl``, ``qa.jsonl``, ``meta.json``, ``report.json``; schema in
-:mod:`sparrow.data.records`). The folder is built under a temporary sibling and renamed into place, so a failed
-or killed run leaves either the previous dataset or nothing.
+:mod:`sparrow.data.records`). The folder is built under a temporary sibling (``.<out>.tmp-<pid>``, locked for the
+run's lifetime) and renamed into place, so a failed or killed run leaves either the previous dataset or nothing
+where readers look; the next run removes what a killed run left beside it (:func:`remove_stale_temporaries`).
+``splits`` naming a split a source does not have is an error, not an empty dataset.
 
 Validation (each failure names the file at fault): every frame exists, decodes and has the video's size; masks
 are valid COCO RLE of the frame size; boxes are finite, non-empty and inside the frame (a box overhanging by at
 most ``BOX_TOLERANCE`` of the frame side is clipped and counted, as SPARROW's loader clamps; beyond that it is an
 error); per-frame lists match the frame count; every expression has text and a known kind, and every object it
-refers to exists; ``frame_span`` lies inside the video. Bad items raise :class:`~sparrow.storage.DataError`
+refers to exists; ``frame_span`` lies inside the video; a grounded caption's phrase spans lie in its plain text,
+in order, each naming some of its referents (:func:`phrase_problem`). Bad items raise :class:`~sparrow.storage.DataError`
 unless ``skip_bad``, which skips them and lists each in ``report.json`` with file and reason.
 
 Duplicates (same video, same normalised text, same referents and span) are removed from training splits and
@@ -21,8 +24,9 @@ expression (Ref-DAVIS17 even scores per annotator slot), so dropping one would c
 its ``root``, detected ``layout``, curated ``splits`` and ``ground_truth`` (split -> whether the release has masks
 or boxes for it; False means ``object_ids == []`` is "unknown", not "no target"). ``report.json``: ``totals`` and,
 per source, ``splits`` -> counts (videos, frames, objects, masks, boxes, expressions, qa, duplicates_removed,
-duplicates_kept, skipped), ``totals``, ``layout``, ``notes``, ``seconds``; then ``skipped`` (every skipped item:
-source, split, item, file, reason) and ``duplicates`` (item, duplicate_of, removed).
+duplicates_kept, skipped, boxes_nan: box lines holding a NaN, read as target absent), ``totals``, ``layout``,
+``notes``, ``seconds``; then ``skipped`` (every skipped item: source, split, item, file, reason), ``duplicates``
+(item, duplicate_of, removed) and ``removed_temporaries`` (what killed runs had left).
 """
 
 from __future__ import annotations

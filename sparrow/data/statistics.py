@@ -74,7 +74,8 @@ class CurationStatistics:
 
     def phrases_table(self):
         """Grounded captions per source (and in total): captions, phrases, phrases per caption, multi-id phrases
-        (one phrase naming several objects, their union) and objects per phrase, as a pandas DataFrame."""
+        (one phrase naming several objects, their union) and objects per phrase, as a pandas DataFrame (no rows
+        when no source has grounded captions)."""
         import pandas as pd
 
         def row(captions: list[list[int]]) -> dict[str, float]:
@@ -88,7 +89,10 @@ class CurationStatistics:
             }
 
         rows = {source: row(captions) for source, captions in sorted(self.phrase_ids.items())}
-        rows["total"] = row([c for captions in self.phrase_ids.values() for c in captions])
+        if rows:
+            rows["total"] = row([c for captions in self.phrase_ids.values() for c in captions])
+        else:
+            return pd.DataFrame(columns=list(row([])))
         frame = pd.DataFrame.from_dict(rows, orient="index")
         return frame.astype({"captions": int, "phrases": int, "multi_id_phrases": int})
 
@@ -286,7 +290,10 @@ def recorded_numbers(
     out += _frame_numbers(stats.kinds_table(), "expressions", "kinds")
     out += _plain_numbers(report["totals"], "items", "report/")
     out += _plain_numbers(stats.referents_unknown, "expressions", "referents_unknown/")
-    out += _frame_numbers(stats.phrases_table(), "", "phrases")
+    if stats.phrase_ids:  # only where grounded captions were curated
+        # row by row as dicts: iterrows() would turn the count columns into floats beside the ratio columns
+        for source, row in stats.phrases_table().to_dict(orient="index").items():
+            out += _plain_numbers(row, "", f"phrases/{source}/")
     for name, summary in stats.distribution_summary().items():
         out += _plain_numbers(summary, "", f"distribution/{name}/")
     if hard_cases is not None:
