@@ -467,6 +467,10 @@ def test_ensure_curated_builds_once_and_caches(tmp_path):
     assert ensure_curated("smoke", 0) == out
     assert (out / "report.json").stat().st_mtime_ns == stamp
     assert CuratedDataset(out).meta["profile"] == "smoke"
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))  # written by an older kit
+    assert ensure_curated("smoke", 0) == out
+    assert json.loads((out / "meta.json").read_text())["format_version"] == meta["format_version"]
 
 
 def test_box_before_seg_rule_and_markup_helpers():

@@ -54,7 +54,7 @@ from sparrow.data.sources.base import check_rle
 from sparrow.storage import DataError, atomic_write_json, read_json
 
 OUTPUT_FILES = ("videos.jsonl", "objects.jsonl", "expressions.jsonl", "qa.jsonl")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: grounded captions as plain text with phrase spans
 BOX_TOLERANCE = 0.05
 TRAIN_SPLITS = ("train",)
 
@@ -659,6 +659,7 @@ def ensure_curated(profile: str, seed: int) -> Path:
             meta = {}
         if (
             meta.get("manifest_sha256") == fingerprint
+            and meta.get("format_version") == FORMAT_VERSION
             and meta.get("seed") == seed
             and sorted(meta.get("sources", {})) == sorted(sources)
         ):

@@ -42,7 +42,7 @@ from sparrow.data.synthetic.writers.mevis import video_tags
 from sparrow.storage import atomic_write_json, read_json
 
 # Bump whenever the written bytes change, so that cached generations (and curations keyed on them) are redone.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 HARD_CASES: tuple[str, ...] = SCENE_HARD_CASES + EXPRESSION_HARD_CASES
 MAX_ATTEMPTS = 200
 EXTRAS = {"davis_eval_root": "ref-davis17/DAVIS"}
