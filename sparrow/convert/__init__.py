@@ -1,7 +1,7 @@
 """Released checkpoints -> kit checkpoints: readers for the released layouts, declarative key maps with a strict
 report, and the converter behind ``sparrow convert`` (docs/released-weights.md)."""
 
-from sparrow.convert.convert import (
+from sparrow.convert.converter import (
     GAMMA_POLICIES,
     ConversionError,
     Converted,

@@ -61,7 +61,8 @@ def component_section(component: str) -> Section | None:
         if exc.name != module_name:
             raise
         return None
-    return module.release_key_section()
+    section = getattr(module, "release_key_section", None)
+    return None if section is None else section()
 
 
 def _host_sections() -> tuple[Section, ...]:
