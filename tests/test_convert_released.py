@@ -27,6 +27,8 @@ from sparrow.convert.converter import token_ids
 from sparrow.convert.keymap import Allowance, KeyMap, Rule, Section
 from sparrow.convert.reader import ReleaseError, load_tokenizer, read_weights
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FIXTURES = Path(__file__).parent / "fixtures" / "released"
 SPARROW_DIR = FIXTURES / "sparrow-finetune"
 OUTPUTS = FIXTURES / "official_outputs.safetensors"
