@@ -66,6 +66,12 @@ class ConvertOptions:
     dtype: str | None = None  # None: the paper preset's LLM dtype
     profile: str = "paper"
 
+    def __post_init__(self) -> None:
+        for name in ("src", "clip", "internvideo2", "proposer", "sam_config", "tokenizer"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+
 
 @dataclass
 class Converted:
