@@ -8,6 +8,7 @@
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
     sparrow regen-expected --profile PROFILE [--notebook N] [--from-results]  rewrite reproductions/expected/<profile>/
     sparrow promote-results --profile PROFILE                copy the run's results to reproductions/results/<profile>/
+    sparrow convert --release sparrow|videoglamm --src DIR --out DIR [--clip DIR] ...  a released folder -> kit folder
 
 ``sparrow --paths FILE <command> ...`` takes paper component paths from FILE (see :mod:`sparrow.paths`).
 
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one SPARROW stage or a whole variant (also under torchrun)", add_help=False)
     p.set_defaults(func=None, passthrough="train")
 
+    p = sub.add_parser("convert", help="convert a released SPARROW or VideoGLaMM folder", add_help=False)
+    p.set_defaults(func=None, passthrough="convert")
+
     p = sub.add_parser("tsf", help="compute the offline TSF of a split (cached and resumable; shards under torchrun)")
     p.add_argument("--profile", choices=PROFILES, default="mini")
     p.add_argument("--split", required=True, help="split of the curated set, e.g. train or valid")
@@ -281,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 _PASSTHROUGH = {
     "curate": ("sparrow.data.curate", "main_curate"),
     "train": ("sparrow.train.cli", "main_train"),
+    "convert": ("sparrow.convert.cli", "main_convert"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The layers import one way: data → TSF steps → model → tsf / train → eval → experiments → notebooks and the CLI.
+"""The layers import one way: data → TSF steps → model → convert / tsf / train → eval → experiments → notebooks and
+the CLI.
 
 Every ``import`` of every module under ``sparrow/`` is read with ``ast``, those inside functions included, so a
 function-local import cannot hide an edge that goes the wrong way.
@@ -19,9 +20,11 @@ TSF_STEPS = {"sparrow.tsf.crops", "sparrow.tsf.kmeans"}
 
 # layer -> the layers it must not import
 FORBIDDEN = {
-    "data": {"tsf_steps", "model", "tsf", "train", "eval", "experiments", "viz"},
-    "tsf_steps": {"model", "tsf", "train", "eval", "experiments", "viz"},
-    "model": {"tsf", "train", "eval", "experiments", "viz"},
+    "data": {"tsf_steps", "model", "convert", "tsf", "train", "eval", "experiments", "viz"},
+    "tsf_steps": {"model", "convert", "tsf", "train", "eval", "experiments", "viz"},
+    "model": {"convert", "tsf", "train", "eval", "experiments", "viz"},
+    # released checkpoints -> kit models: beside the model layer, under everything that uses models
+    "convert": {"tsf", "train", "eval", "experiments", "viz"},
     "tsf": {"eval", "experiments", "viz"},
     "train": {"eval", "experiments", "viz"},
     "eval": {"train", "experiments", "viz"},

@@ -1,0 +1,69 @@
+"""``sparrow convert``: a released folder -> a kit checkpoint folder (docs/released-weights.md §4)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sparrow.convert.converter import GAMMA_POLICIES, ConversionError, ConvertOptions, save_failed_report
+from sparrow.convert.videoglamm import RELEASES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sparrow convert",
+        description="Convert a released SPARROW or VideoGLaMM folder into a kit checkpoint folder.",
+    )
+    p.add_argument("--release", required=True, choices=RELEASES)
+    p.add_argument("--src", required=True, type=Path, help="the released folder (config.json, weights, tokenizer)")
+    p.add_argument("--out", required=True, type=Path, help="the kit checkpoint folder to write")
+    p.add_argument("--clip", type=Path, help="the clip-vit-large-patch14-336 folder (the export drops CLIP)")
+    p.add_argument("--internvideo2", type=Path, help="the InternVideo2-stage2_1b-224p-f4.pt file")
+    p.add_argument("--proposer", type=Path, help="a sparrow-det-pretrain checkpoint-* folder (sparrow only)")
+    p.add_argument(
+        "--gamma",
+        choices=GAMMA_POLICIES,
+        default="official",
+        help="roi_fusion_gamma: the official loader's 0.1 (default) or the stored value",
+    )
+    p.add_argument("--sam-config", type=Path, help="SAM2 yaml (default: sam2's sam2_hiera_l.yaml)")
+    p.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="a tokenizer.json folder with the same vocabulary, for environments without sentencepiece",
+    )
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="LLM dtype (default: the preset's)")
+    return p
+
+
+def main_convert(argv: list[str]) -> int:
+    from sparrow.convert.converter import convert, write_converted
+    from sparrow.convert.reader import ReleaseError
+
+    args = build_parser().parse_args(argv)
+    opts = ConvertOptions(
+        release=args.release,
+        src=args.src,
+        clip=args.clip,
+        internvideo2=args.internvideo2,
+        proposer=args.proposer,
+        gamma=args.gamma,
+        sam_config=args.sam_config,
+        tokenizer=args.tokenizer,
+        dtype=args.dtype,
+    )
+    try:
+        converted = convert(opts)
+    except ConversionError as exc:
+        print(exc.report.format())
+        path = save_failed_report(exc.report, args.out)
+        print(f"sparrow convert: error: {args.src}: unexplained keys (full report: {path})", file=sys.stderr)
+        return 2
+    except (ReleaseError, ValueError, FileNotFoundError) as exc:
+        print(f"sparrow convert: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(converted.report.format())
+    out = write_converted(converted, args.out)
+    print(f"{args.release} release {args.src} -> {out} (report: {out / 'conversion-report.txt'})")
+    return 0
