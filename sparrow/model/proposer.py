@@ -92,73 +92,11 @@ class Proposals:
     valid: torch.Tensor  # (K,) bool
 
 
-class ClassAgnosticProposer(nn.Module):
-    def __init__(self, spec: ProposerSpec, in_channels: int):
-        super().__init__()
-        from sam2.modeling.position_encoding import PositionEmbeddingSine
+class DetectionLoss:
+    """The pretraining loss of a proposer whose ``forward`` gives a :class:`ProposerOutput` (``self.spec``: its
+    :class:`ProposerSpec`)."""
 
-        self.spec = spec
-        self.in_channels = in_channels
-        d = spec.d_model
-        self.input_proj = nn.Sequential(nn.Conv2d(in_channels, d, kernel_size=1), _ChannelNorm(d))
-        self.position = PositionEmbeddingSine(num_pos_feats=d, normalize=True)
-        layer = nn.TransformerEncoderLayer(d, spec.num_heads, spec.ffn_dim, dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, spec.encoder_layers, enable_nested_tensor=False)
-        self.query_content = nn.Embedding(spec.num_queries, d)
-        centres = torch.rand(spec.num_queries, 2) * 0.9 + 0.05
-        sizes = torch.full((spec.num_queries, 2), 0.2)
-        self.reference = nn.Parameter(inverse_sigmoid(torch.cat([centres, sizes], dim=1)))
-        self.query_pos = nn.Sequential(nn.Linear(4, d), nn.ReLU(inplace=True), nn.Linear(d, d))
-        self.layers = nn.ModuleList(_DecoderLayer(d, spec.num_heads, spec.ffn_dim) for _ in range(spec.decoder_layers))
-        self.box_delta = nn.Sequential(
-            nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 4)
-        )
-        nn.init.zeros_(self.box_delta[-1].weight)
-        nn.init.zeros_(self.box_delta[-1].bias)
-        self.coco_head = nn.Linear(d, 1)
-        self.sa1b_head = nn.Linear(d, 1)
-        prior = -torch.log(torch.tensor((1 - 0.01) / 0.01))  # focal-loss prior probability 0.01
-        for head in (self.coco_head, self.sa1b_head):
-            nn.init.constant_(head.bias, float(prior))
-
-    # -- forward ---------------------------------------------------------------------------------------------
-    def forward(self, features: torch.Tensor) -> ProposerOutput:
-        """``features``: (B, C, h, w) SAM2 stride-16 features."""
-        src = self.input_proj(features.to(self.input_proj[0].weight.dtype))
-        pos = self.position(src).to(src.dtype)
-        b = src.shape[0]
-        memory = self.encoder(src.flatten(2).transpose(1, 2) + pos.flatten(2).transpose(1, 2))
-        mpos = pos.flatten(2).transpose(1, 2)
-        tgt = self.query_content.weight.unsqueeze(0).expand(b, -1, -1)
-        ref = self.reference.sigmoid().unsqueeze(0).expand(b, -1, -1)
-        coco, sa1b, boxes = [], [], []
-        for layer in self.layers:
-            tgt = layer(tgt, self.query_pos(ref.detach()), memory, mpos)
-            # The learned initial boxes get gradients through layer 0; later layers refine detached boxes.
-            new = (inverse_sigmoid(ref) + self.box_delta(tgt)).sigmoid()
-            coco.append(self.coco_head(tgt).squeeze(-1))
-            sa1b.append(self.sa1b_head(tgt).squeeze(-1))
-            boxes.append(new)
-            ref = new.detach()
-        return ProposerOutput(torch.stack(coco), torch.stack(sa1b), torch.stack(boxes), tgt)
-
-    @torch.no_grad()
-    def propose(self, features: torch.Tensor) -> list[Proposals]:
-        """Top-k proposals per image by the fused score ``coco^p0 * sa1b^p1`` (no NMS, as the released MLLM path)."""
-        out = self.forward(features)
-        p0, p1 = self.spec.score_power
-        scores = out.logits_coco[-1].sigmoid().pow(p0) * out.logits_sa1b[-1].sigmoid().pow(p1)
-        k = min(self.spec.topk, scores.shape[1])
-        result = []
-        for i in range(scores.shape[0]):
-            top = scores[i].float().topk(k)
-            boxes = box_cxcywh_to_xyxy(out.boxes[-1, i, top.indices].float()).clamp(0, 1)
-            result.append(
-                Proposals(
-                    boxes, out.hidden[i, top.indices], top.values, torch.ones(k, dtype=torch.bool, device=scores.device)
-                )
-            )
-        return result
+    spec: ProposerSpec
 
     # -- pretraining loss ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -231,6 +169,79 @@ class ClassAgnosticProposer(nn.Module):
             "det_giou": s.loss_giou * giou_total,
         }
 
+
+class ClassAgnosticProposer(DetectionLoss, nn.Module):
+    """The kit's DETR head (``ProposerSpec.kind="detr"``) on the pixel decoder's SAM2 features."""
+
+    owns_backbone = False
+
+    def __init__(self, spec: ProposerSpec, in_channels: int):
+        super().__init__()
+        from sam2.modeling.position_encoding import PositionEmbeddingSine
+
+        self.spec = spec
+        self.in_channels = in_channels
+        d = spec.d_model
+        self.input_proj = nn.Sequential(nn.Conv2d(in_channels, d, kernel_size=1), _ChannelNorm(d))
+        self.position = PositionEmbeddingSine(num_pos_feats=d, normalize=True)
+        layer = nn.TransformerEncoderLayer(d, spec.num_heads, spec.ffn_dim, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, spec.encoder_layers, enable_nested_tensor=False)
+        self.query_content = nn.Embedding(spec.num_queries, d)
+        centres = torch.rand(spec.num_queries, 2) * 0.9 + 0.05
+        sizes = torch.full((spec.num_queries, 2), 0.2)
+        self.reference = nn.Parameter(inverse_sigmoid(torch.cat([centres, sizes], dim=1)))
+        self.query_pos = nn.Sequential(nn.Linear(4, d), nn.ReLU(inplace=True), nn.Linear(d, d))
+        self.layers = nn.ModuleList(_DecoderLayer(d, spec.num_heads, spec.ffn_dim) for _ in range(spec.decoder_layers))
+        self.box_delta = nn.Sequential(
+            nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 4)
+        )
+        nn.init.zeros_(self.box_delta[-1].weight)
+        nn.init.zeros_(self.box_delta[-1].bias)
+        self.coco_head = nn.Linear(d, 1)
+        self.sa1b_head = nn.Linear(d, 1)
+        prior = -torch.log(torch.tensor((1 - 0.01) / 0.01))  # focal-loss prior probability 0.01
+        for head in (self.coco_head, self.sa1b_head):
+            nn.init.constant_(head.bias, float(prior))
+
+    # -- forward ---------------------------------------------------------------------------------------------
+    def forward(self, features: torch.Tensor) -> ProposerOutput:
+        """``features``: (B, C, h, w) SAM2 stride-16 features."""
+        src = self.input_proj(features.to(self.input_proj[0].weight.dtype))
+        pos = self.position(src).to(src.dtype)
+        b = src.shape[0]
+        memory = self.encoder(src.flatten(2).transpose(1, 2) + pos.flatten(2).transpose(1, 2))
+        mpos = pos.flatten(2).transpose(1, 2)
+        tgt = self.query_content.weight.unsqueeze(0).expand(b, -1, -1)
+        ref = self.reference.sigmoid().unsqueeze(0).expand(b, -1, -1)
+        coco, sa1b, boxes = [], [], []
+        for layer in self.layers:
+            tgt = layer(tgt, self.query_pos(ref.detach()), memory, mpos)
+            # The learned initial boxes get gradients through layer 0; later layers refine detached boxes.
+            new = (inverse_sigmoid(ref) + self.box_delta(tgt)).sigmoid()
+            coco.append(self.coco_head(tgt).squeeze(-1))
+            sa1b.append(self.sa1b_head(tgt).squeeze(-1))
+            boxes.append(new)
+            ref = new.detach()
+        return ProposerOutput(torch.stack(coco), torch.stack(sa1b), torch.stack(boxes), tgt)
+
+    @torch.no_grad()
+    def propose(self, features: torch.Tensor) -> list[Proposals]:
+        """Top-k proposals per image by the fused score ``coco^p0 * sa1b^p1`` (no NMS, as the released MLLM path)."""
+        out = self.forward(features)
+        p0, p1 = self.spec.score_power
+        scores = out.logits_coco[-1].sigmoid().pow(p0) * out.logits_sa1b[-1].sigmoid().pow(p1)
+        k = min(self.spec.topk, scores.shape[1])
+        result = []
+        for i in range(scores.shape[0]):
+            top = scores[i].float().topk(k)
+            boxes = box_cxcywh_to_xyxy(out.boxes[-1, i, top.indices].float()).clamp(0, 1)
+            result.append(
+                Proposals(
+                    boxes, out.hidden[i, top.indices], top.values, torch.ones(k, dtype=torch.bool, device=scores.device)
+                )
+            )
+        return result
+
     # -- persistence -----------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         """``proposer.json`` (spec + input channels) and ``model.safetensors``, written atomically."""
@@ -246,15 +257,9 @@ class ClassAgnosticProposer(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> ClassAgnosticProposer:
-        from sparrow.model.checkpoint import load_state_strict
-        from sparrow.storage import read_json
-
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"proposer folder not found: {directory} (ProposerSpec.path)")
-        spec, in_channels = cls.spec_from_json(read_json(directory / "proposer.json"))
-        proposer = cls(spec, in_channels)
-        load_state_strict(proposer, directory / "model.safetensors")
+        proposer = load_proposer(directory)
+        if not isinstance(proposer, cls):
+            raise ValueError(f"{directory} holds a {type(proposer).__name__}, not a {cls.__name__}")
         return proposer
 
     def effective_spec(self) -> dict:
@@ -265,3 +270,44 @@ class ClassAgnosticProposer(nn.Module):
         spec_data = dict(data["spec"])
         spec_data["score_power"] = tuple(spec_data["score_power"])
         return ProposerSpec(**spec_data), int(data["in_channels"])
+
+
+# -- construction by kind ------------------------------------------------------------------------------------------
+
+PROPOSER_KINDS = ("detr", "deformable_detr")
+
+
+def build_proposer(spec: ProposerSpec, in_channels: int) -> nn.Module:
+    """A freshly initialised proposer of ``spec.kind``; ``in_channels``: the pixel decoder's feature width (the
+    ``detr`` head's input; the ``deformable_detr`` proposer has its own backbone)."""
+    if spec.kind == "deformable_detr":
+        from sparrow.model.deformable_detr import DeformableProposer
+
+        return DeformableProposer(spec)
+    if spec.kind == "detr":
+        return ClassAgnosticProposer(spec, in_channels)
+    raise ValueError(f"unknown proposer kind {spec.kind!r}; choose one of {', '.join(PROPOSER_KINDS)}")
+
+
+def proposer_from_json(data: dict) -> nn.Module:
+    """An uninitialised proposer of a saved ``effective_spec`` (its weights are loaded afterwards)."""
+    spec, in_channels = ClassAgnosticProposer.spec_from_json(data)
+    return build_proposer(spec, in_channels)
+
+
+def load_proposer(directory: str | Path, base: ProposerSpec | None = None) -> nn.Module:
+    """A proposer folder: the kit's (``proposer.json`` + ``model.safetensors``) or a released ``checkpoint-*``
+    folder of the Deformable-DETR proposer (``base``: the inference fields to keep, e.g. top-k)."""
+    from sparrow.model.checkpoint import load_state_strict
+    from sparrow.storage import read_json
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"proposer folder not found: {directory} (ProposerSpec.path)")
+    if not (directory / "proposer.json").is_file():
+        from sparrow.model.deformable_detr import load_release
+
+        return load_release(directory, base).proposer
+    proposer = proposer_from_json(read_json(directory / "proposer.json"))
+    load_state_strict(proposer, directory / "model.safetensors")
+    return proposer
