@@ -26,6 +26,7 @@ ignored by name (:data:`RELEASE_IGNORED`); any other missing or unexpected key i
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,16 +284,16 @@ def convert_release_to_safetensors(src: str | Path, dst: str | Path) -> Path:
 
 
 def vision_state(state: dict[str, torch.Tensor], cfg: InternVideo2Config) -> dict[str, torch.Tensor]:
-    """The release's keys in this module's names: ``vision_encoder.`` stripped; a file written without the prefix
-    (the encoder alone) is taken as it is. Blocks after the feature block keep their prefix (they never run)."""
+    """The release's keys in this module's names: ``vision_encoder.`` stripped, except from the keys this path
+    never uses (:data:`RELEASE_IGNORED`, the blocks after the feature block), which keep their released names. A
+    file written without the prefix (the encoder alone) is taken as it is."""
     if not any(k.startswith(RELEASE_PREFIX) for k in state):
         state = {RELEASE_PREFIX + k: v for k, v in state.items()}
+    unused = [re.compile(p) for p in RELEASE_IGNORED]
     out = {}
     for key, value in state.items():
-        if key.startswith(RELEASE_PREFIX) and not _unused_block(key, cfg):
-            out[key[len(RELEASE_PREFIX) :]] = value
-        else:
-            out[key] = value
+        keep = not key.startswith(RELEASE_PREFIX) or _unused_block(key, cfg) or any(p.match(key) for p in unused)
+        out[key if keep else key[len(RELEASE_PREFIX) :]] = value
     return out
 
 
