@@ -236,3 +236,19 @@ def test_release_config_defaults_are_deformable_detrs():
     assert (spec.d_model, spec.encoder_layers, spec.num_heads, spec.ffn_dim, spec.num_points) == (256, 6, 8, 1024, 4)
     assert spec.num_queries == 300 and spec.backbone == "configs/sam2/sam2_hiera_l.yaml"
     assert (spec.topk, spec.image_size, spec.kind) == (100, 448, "deformable_detr")
+
+
+def test_a_fresh_proposer_seeds_its_backbone_from_a_sam2_checkpoint(tmp_path):
+    import sam2  # noqa: F401
+    from hydra import compose
+    from hydra.utils import instantiate
+
+    from sparrow.model.pixel_decoder import tiny_overrides
+
+    torch.manual_seed(3)
+    sam = instantiate(compose(config_name=TINY_PROPOSER.backbone, overrides=tiny_overrides(64)).model, _recursive_=True)
+    torch.save({"model": sam.state_dict()}, tmp_path / "sam2.pt")
+    model = DeformableProposer(TINY_PROPOSER)
+    report = model.load_backbone(tmp_path / "sam2.pt")
+    assert report.ok and len(report.loaded) == len(model.vis_encoder.state_dict())
+    assert all(torch.equal(v, sam.image_encoder.state_dict()[k]) for k, v in model.vis_encoder.state_dict().items())
