@@ -1,5 +1,5 @@
 """The released class-agnostic proposer (``sparrow-det-pretrain``): two-stage Deformable-DETR on a frozen SAM2 image
-encoder, in plain torch (docs/design.md §5).
+encoder, in plain torch (docs/design.md §5, §5.1).
 
 Structure (``CustomDDETRSAM2Model``; state_dict keys follow the release, see :data:`RELEASE_RENAMES`):
 

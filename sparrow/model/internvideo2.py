@@ -1,7 +1,7 @@
 """InternVideo2-Stage2_1B-224p-f4, the VideoGLaMM host's temporal encoder, in plain torch.
 
-What the released VideoGPT+ path runs (docs/design.md §3.1): a ViT on 4-frame chunks at 224 px, patch 14 with tubelet
-1 (``Conv3d`` 3 -> 1408, kernel (1, 14, 14)), a CLS token, a learned position embedding over CLS + 4 x 256 patches
+What the released VideoGPT+ path runs (docs/design.md §3, §5.1): a ViT on 4-frame chunks at 224 px, patch 14 with
+tubelet 1 (``Conv3d`` 3 -> 1408, kernel (1, 14, 14)), a CLS token, a learned position embedding over CLS + 4 x 256 patches
 (``img_pos_embed`` over CLS + 256 for single images), 40 pre-norm blocks of width 1408 with 16 heads (RMSNorm eps
 1e-6 computed in fp32; bias-free ``qkv`` with RMSNorm on the flattened q and k; layer scale ``ls1``/``ls2`` in fp32;
 MLP 1408 -> 6144 -> 1408 with exact GELU). The features are read after block 39 of 40

@@ -1,4 +1,10 @@
-"""The class-agnostic proposer: a query-based DETR-style head on frozen SAM2 features of the first frame.
+"""The class-agnostic proposer box: boxes and features of frame 0, two kinds behind one interface.
+
+``ProposerSpec.kind``: ``deformable_detr`` is the released proposer itself (:mod:`sparrow.model.deformable_detr`,
+the paper preset); ``detr`` is the kit's small head below (the tiny presets). Both give a :class:`ProposerOutput`
+from ``forward``, :class:`Proposals` from ``propose``, share :class:`DetectionLoss`, and say whether they hold their
+own backbone (``owns_backbone``: the input is then the frame itself, through the proposer's ``preprocess``).
+:func:`build_proposer`, :func:`proposer_from_json` and :func:`load_proposer` choose the kind.
 
 Released code (docs/design.md §5): ``CustomDDETRSAM2Model``, a two-stage Deformable-DETR (6 encoder + 6 decoder
 layers, 300 queries, iterative box refinement, one class) on a frozen SAM2 Hiera-L backbone whose FPN level is
@@ -6,8 +12,7 @@ projected by a 1x1 conv + LayerNorm to d=256; two objectness heads (``coco`` and
 resized to 448x448; per-query score ``sigmoid(coco)^0.3 * sigmoid(sa1b)^0.7``; top-100 queries kept with their
 boxes and 256-d decoder states; no NMS. Its weights load from their own folder, outside the MLLM checkpoint.
 
-The kit's head, written small on purpose (transformers' Deformable-DETR pieces expect their own backbone and
-multi-scale inputs, so reusing them would mean re-plumbing their internals): one SAM2 feature level (the stride-16
+The kit's ``detr`` head, written small to train in minutes on a CPU: one SAM2 feature level (the stride-16
 map) -> 1x1 conv + channel LayerNorm -> sine position encoding (sam2's ``PositionEmbeddingSine``) -> a transformer
 encoder -> learned queries through DETR decoder layers with conditional query positions and iterative box refinement
 (each layer predicts a delta on the inverse-sigmoid of the previous boxes) -> ``coco`` and ``sa1b`` objectness heads
@@ -16,8 +21,8 @@ shared by all layers. Training (the "proposer" stage, paper's Stage 0): Hungaria
 and GIoU 2 on matched boxes, auxiliary losses on every decoder layer. Differences: no deformable attention, one
 feature level, no two-stage query selection; both heads are trained on the same class-agnostic boxes (the released
 pretraining feeds COCO-like datasets to ``coco`` and SA-1B to ``sa1b``). Backbone input: by default the pixel
-decoder's frame-0 features are reused (``ProposerSpec.image_size=None``); the paper preset re-encodes frame 0 at 448
-with the same frozen SAM2 encoder, as the released proposer does with its own copy.
+decoder's frame-0 features are reused (``ProposerSpec.image_size=None``); with an ``image_size`` frame 0 is
+re-encoded at that size by the same frozen SAM2 encoder.
 
 The proposer is a submodule of the SPARROW model here (the released code keeps it outside the MLLM state_dict), so
 one checkpoint holds everything; ``save_pretrained``/``from_pretrained`` also write and read it alone.
