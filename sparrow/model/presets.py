@@ -113,14 +113,17 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
 
 def paper_components(host: str) -> dict[str, str]:
     """The component names of ``host``'s paper preset by role (``llm``, ``vision``, ``temporal``, ``sam_config``,
-    ``sam_checkpoint``; roles the host lacks are left out). Every name but ``sam_config`` (a config inside the sam2
-    package) is a file or folder of the default layout under the weights root."""
-    sizes: HostModelSection = get_profile("paper").model.hosts[host]
+    ``sam_checkpoint``, ``proposer_backbone``: the sam2 checkpoint seeding the proposer's own SAM2 copy; roles the
+    host lacks are left out). Every name but ``sam_config`` (a config inside the sam2 package) is a file or folder of
+    the default layout under the weights root."""
+    section = get_profile("paper").model
+    sizes: HostModelSection = section.hosts[host]
     found = {
         "llm": sizes.llm.get("path"),
         "vision": sizes.vision.get("path"),
         "temporal": (sizes.temporal or {}).get("path"),
         "sam_config": sizes.sam.get("config"),
         "sam_checkpoint": sizes.sam.get("checkpoint"),
+        "proposer_backbone": section.proposer.get("backbone_checkpoint"),
     }
     return {role: name for role, name in found.items() if name is not None}

@@ -4,8 +4,9 @@ Two kinds (``TemporalSpec.kind``), one interface: frames (T, 3, S, S) in [0, 1] 
 
 - ``internvideo2`` (the paper preset): the released InternVideo2-Stage2_1B-224p-f4 in plain torch
   (:mod:`sparrow.model.internvideo2`): 4-frame chunks, tubelet 1, the features of block 39 of 40 with the CLS
-  dropped, 256 tokens x 1408 per frame. Frames are stretched to 224 x 224 (no crop), as the released
-  ``cv2.resize``. ``TemporalSpec.path`` names the released ``.pt`` (or its safetensors conversion); the file holds no
+  dropped, 256 tokens x 1408 per frame. Frames are stretched to 224 x 224 (no crop, bilinear), as the released
+  ``cv2.resize``; the release resizes the uint8 frame and so rounds to 1/255, which
+  :func:`sparrow.model.internvideo2.preprocess` reproduces exactly. ``TemporalSpec.path`` names the released ``.pt`` (or its safetensors conversion); the file holds no
   configuration, so the spec's sizes describe it and strict loading checks every shape.
 - ``videomae`` (the tiny smoke/mini presets): ``transformers.VideoMAEModel``; frames follow the CLIP geometry
   (shortest edge, centre crop). Tokens of a tubelet are shared by its frames, giving the same per-frame layout.
