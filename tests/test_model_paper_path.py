@@ -21,6 +21,7 @@ import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.model import ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.config import ProposerSpec
 from sparrow.model.deformable_detr import DeformableProposer
+from sparrow.model.frames import stretch, to_float
 from sparrow.model.internvideo2 import InternVideo2Config
 from sparrow.model.pixel_decoder import tiny_overrides
 from sparrow.model.presets import paper_components
@@ -328,8 +329,10 @@ def test_paper_videoglamm_runs_with_internvideo2_and_a_released_proposer_folder(
     assert_same(released.state_dict(), model.proposer, dtype=torch.float32)
     assert model.proposer.spec.num_queries == TINY_PROPOSER.num_queries and model.proposer.spec.topk == 6
 
-    batch = model.collator("stage2")([example(cfg)])
-    assert batch.temporal_frames.shape == (1, 16, 3, 28, 28)
+    item = example(cfg)
+    batch = model.collator("stage2")([item])
+    # InternVideo2's frames are stretched, not cropped like CLIP's
+    assert torch.equal(batch.temporal_frames[0], stretch(to_float(item.frames), 28))
     model.configure_stage("stage2").train()
     out = model(batch)
     assert torch.isfinite(out.loss) and out.losses["prop"] > 0
