@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import sparrow  # noqa: F401  (torchvision shim first)
+from fixtures.release_layouts import TINY_PROPOSER, release_config, write_proposer_release
 from sparrow.model.deformable_detr import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -25,7 +26,6 @@ from sparrow.model.deformable_detr import (
 from sparrow.model.proposer import ProposerOutput, load_proposer
 from sparrow.model.state_report import StateMismatch
 from sparrow.storage import DataError
-from tests.fixtures.release_layouts import TINY_PROPOSER, release_config, write_proposer_release
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import sparrow  # noqa: F401  (torchvision shim first)
+from fixtures.release_layouts import internvideo2_stage2_state, write_internvideo2_release
 from sparrow.model.config import TemporalSpec
 from sparrow.model.internvideo2 import (
     IMAGENET_MEAN,
@@ -24,7 +25,6 @@ from sparrow.model.internvideo2 import (
 from sparrow.model.state_report import StateMismatch
 from sparrow.model.temporal_encoder import InternVideo2Encoder, TemporalEncoder
 from sparrow.storage import DataError
-from tests.fixtures.release_layouts import internvideo2_stage2_state, write_internvideo2_release
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

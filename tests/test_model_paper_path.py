@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import sparrow  # noqa: F401  (torchvision shim first)
+from fixtures.release_layouts import TINY_PROPOSER, write_internvideo2_release, write_proposer_release
 from sparrow.model import ModelConfig, SparrowExample, SparrowModel
 from sparrow.model.config import ProposerSpec
 from sparrow.model.deformable_detr import DeformableProposer
@@ -27,7 +28,6 @@ from sparrow.model.pixel_decoder import tiny_overrides
 from sparrow.model.presets import paper_components
 from sparrow.model.proposer import ClassAgnosticProposer
 from sparrow.model.temporal_encoder import InternVideo2Encoder
-from tests.fixtures.release_layouts import TINY_PROPOSER, write_internvideo2_release, write_proposer_release
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
