@@ -37,6 +37,7 @@ sharded or not, read with ``weights_only=True``), maps the keys and loads strict
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -304,15 +305,14 @@ class DeformableProposer(DetectionLoss, nn.Module):
 
     @torch.no_grad()
     def preprocess(self, frame: torch.Tensor) -> torch.Tensor:
-        """The release's input chain for one frame (3, H, W) in [0, 1] -> (1, 3, S, S) on the frame's device."""
+        """The release's input chain for one frame (3, H, W) in [0, 1] -> (1, 3, S, S) on the proposer's device."""
         from PIL import Image
 
         size = self.spec.image_size or frame.shape[-1]
         pixels = (frame.detach().float().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8)
         image = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize((size, size), Image.BICUBIC)
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
-        x = x.to(frame.device)
-        return (x - self.mean) / self.std
+        return (x.to(self.mean.device) - self.mean) / self.std
 
     @torch.no_grad()
     def propose(self, images: torch.Tensor) -> list[Proposals]:
@@ -354,8 +354,6 @@ class DeformableProposer(DetectionLoss, nn.Module):
         atomic_write_json(directory / "proposer.json", self.effective_spec())
 
     def effective_spec(self) -> dict:
-        import dataclasses
-
         return {"spec": dataclasses.asdict(self.spec), "in_channels": self.in_channels}
 
 
@@ -405,8 +403,6 @@ class ReleaseProposer:
 def release_spec(config: dict, base: ProposerSpec | None = None, source: str = "config.json") -> ProposerSpec:
     """The :class:`ProposerSpec` of a release ``config.json`` (``CustomDDETRSAM2Config``); ``base`` supplies the
     inference fields (top-k, score powers, input size)."""
-    import dataclasses
-
     if config.get("model_type") != "ddetr_sam2":
         raise DataError(f"{source}: model_type {config.get('model_type')!r} is not 'ddetr_sam2'")
     detr = {**_DETR_DEFAULTS, **(config.get("ddetr_cfg") or {})}
@@ -445,15 +441,6 @@ def release_spec(config: dict, base: ProposerSpec | None = None, source: str = "
         backbone=backbone,
         backbone_checkpoint=None,
     )
-
-
-def is_release_folder(folder: Path) -> bool:
-    config = folder / "config.json"
-    if not config.is_file():
-        return False
-    from sparrow.storage import read_json
-
-    return read_json(config).get("model_type") == "ddetr_sam2"
 
 
 def read_release_weights(folder: Path) -> dict[str, torch.Tensor]:
