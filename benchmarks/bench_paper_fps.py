@@ -2,8 +2,8 @@
 
 The paper reports 2.40 FPS for VideoGLaMM + SPARROW; the kit's goal is at least twice that. Speed depends on the
 architecture, not on the weights' values, so the components are random, written in the released formats under the
-paper component names (:mod:`sparrow.model.random_components`: Phi-3-mini-4k, CLIP ViT-L/14-336, VideoMAE-L, SAM2
-Hiera-L, the 300-query proposer) and loaded by the paper preset's own loading code. ``--weights-root DIR`` and/or
+paper component names (:mod:`sparrow.model.random_components`: Phi-3-mini-4k, CLIP ViT-L/14-336, InternVideo2-1B,
+SAM2 Hiera-L, the 300-query Deformable-DETR proposer with its Hiera-L copy) and loaded by the paper preset's own loading code. ``--weights-root DIR`` and/or
 ``--paths FILE`` measure real components instead, found as the kit finds them (:func:`sparrow.paths.component_path`:
 the paths file's entry, else ``DIR/<name>``); a component found nowhere stops the script with one line naming it.
 

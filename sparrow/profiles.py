@@ -196,6 +196,10 @@ def _tiny_model(
     return ModelSection(hosts=hosts, proposer=proposer, max_new_tokens=12, host_trainable_sam="mask_decoder")
 
 
+# The released temporal encoder file, relative to the weights root as the official code expects it.
+INTERNVIDEO2_RELEASE = "InternVideo2-Stage2_1B-224p-f4/InternVideo2-stage2_1b-224p-f4.pt"
+
+
 def _paper_sam(config: str, checkpoint: str, image_size: int | None) -> dict:
     return dict(config=config, checkpoint=checkpoint, image_size=image_size, tiny=False, object_score_gating=True)
 
@@ -367,7 +371,18 @@ PAPER = Profile(
                 num_sam_frames=8,
                 llm=dict(path="Phi-3-mini-4k-instruct", model_max_length=2048, dtype="bfloat16"),
                 vision=dict(path="clip-vit-large-patch14-336"),
-                temporal=dict(path="videomae-large", chunk_size=16, tubelet_size=2),
+                temporal=dict(
+                    kind="internvideo2",
+                    path=INTERNVIDEO2_RELEASE,
+                    image_size=224,
+                    patch_size=14,
+                    chunk_size=4,
+                    tubelet_size=1,
+                    hidden_size=1408,
+                    num_layers=40,
+                    num_heads=16,
+                    intermediate_size=6144,
+                ),
                 sam=_paper_sam("configs/sam2/sam2_hiera_l.yaml", "sam2_hiera_large.pt", None),
             ),
             "unipixel": HostModelSection(
@@ -394,6 +409,10 @@ PAPER = Profile(
             ffn_dim=1024,
             topk=100,
             image_size=448,
+            kind="deformable_detr",
+            num_points=4,
+            backbone="configs/sam2/sam2_hiera_l.yaml",
+            backbone_checkpoint="sam2_hiera_large.pt",
         ),
         max_new_tokens=512,
         host_trainable_sam="mask_decoder",

@@ -28,6 +28,7 @@ class FrameSizes:
     spatial_kind: str
     sam: int
     temporal: int | None = None
+    temporal_kind: str = "clip"  # the temporal encoder's geometry: clip (VideoMAE) | stretch (InternVideo2)
 
 
 class SparrowCollator:
@@ -69,9 +70,9 @@ class SparrowCollator:
                 llm_frames = torch.cat([context, encoder_frames(sam_raw, sizes.spatial, sizes.spatial_kind)])
             frames.append(llm_frames)
             if sizes.temporal is not None:
-                # VideoMAE frames follow the CLIP rule: at the same size they are the context frames themselves.
-                same = sizes.temporal == sizes.spatial and sizes.spatial_kind == "clip"
-                temporal.append(context if same else encoder_frames(enc, sizes.temporal, "clip"))
+                # Frames of the CLIP rule at the CLIP size are the context frames themselves.
+                same = sizes.temporal == sizes.spatial and sizes.spatial_kind == sizes.temporal_kind == "clip"
+                temporal.append(context if same else encoder_frames(enc, sizes.temporal, sizes.temporal_kind))
             sam.append(stretch(sam_raw, sizes.sam))
             target = torch.from_numpy(np.asarray(ex.target_masks, dtype=np.float32))
             masks.append(target)

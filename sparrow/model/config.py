@@ -63,7 +63,10 @@ class VisionSpec:
 
 @dataclass(frozen=True)
 class TemporalSpec:
-    """The temporal encoder (VideoGLaMM host only), run on chunks of ``chunk_size`` frames."""
+    """The temporal encoder (VideoGLaMM host only), run on chunks of ``chunk_size`` frames.
+
+    ``kind``: ``videomae`` (a transformers folder; sizes read from it) or ``internvideo2`` (the released ``.pt``,
+    which holds no configuration: the size fields describe it and loading checks every shape)."""
 
     kind: str = "videomae"
     path: str | None = None
@@ -103,9 +106,13 @@ class SamSpec:
 
 @dataclass(frozen=True)
 class ProposerSpec:
-    """The class-agnostic proposer (a DETR-style head on frozen SAM2 features of frame 0)."""
+    """The class-agnostic proposer on frame 0.
 
-    path: str | None = None  # a directory written by ClassAgnosticProposer.save_pretrained
+    ``kind``: ``detr`` (the kit's small DETR head on the pixel decoder's SAM2 features) or ``deformable_detr`` (the
+    released two-stage Deformable-DETR with its own frozen SAM2 image-encoder copy, ``backbone``)."""
+
+    kind: str = "detr"
+    path: str | None = None  # a save_pretrained folder, or (deformable_detr) a released checkpoint-* folder
     d_model: int = 32
     num_queries: int = 16
     encoder_layers: int = 1
@@ -123,6 +130,10 @@ class ProposerSpec:
     loss_giou: float = 2.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    num_points: int = 4  # deformable_detr: sampling points per head
+    backbone: str = "configs/sam2/sam2_hiera_l.yaml"  # deformable_detr: the sam2 config of its image encoder
+    backbone_checkpoint: str | None = None  # deformable_detr without path: sam2 checkpoint seeding the backbone
+    backbone_tiny: bool = False  # deformable_detr: the tiny Hiera of docs/runtime.md §5.1 (tests)
 
 
 @dataclass(frozen=True)

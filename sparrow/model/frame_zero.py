@@ -17,7 +17,10 @@ from sparrow.model.roi_helper import ROIProposalHelper
 def proposer_input(
     proposer: ClassAgnosticProposer, pixel_decoder: PixelDecoder, feats: FrameFeatures, pixels: torch.Tensor, t: int = 0
 ) -> torch.Tensor:
-    """(1, C, h, w) proposer input for frame ``t`` of ``feats`` (``pixels``: that frame, for a re-encode)."""
+    """(1, C, h, w) proposer input for frame ``t`` of ``feats`` (``pixels``: that frame, for a re-encode); a proposer
+    with its own backbone takes the frame itself, through its own input chain."""
+    if proposer.owns_backbone:
+        return proposer.preprocess(pixels)
     size = proposer.spec.image_size
     if size is None or size == pixel_decoder.image_size:
         return pixel_decoder.top_level(feats, t)

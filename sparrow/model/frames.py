@@ -11,7 +11,8 @@ Sampling (released code and hosts):
 
 Resizing: CLIP frames follow ``CLIPImageProcessor`` (shortest edge to S, bicubic, then centre crop S x S); Qwen2.5-VL
 and SAM2 frames are stretched to S x S (SAM2: ``ResizeLongestSide`` then a bilinear stretch, no padding, which equals
-a direct stretch). VideoMAE frames follow the CLIP rule at their own size.
+a direct stretch). VideoMAE frames follow the CLIP rule at their own size; InternVideo2 frames are stretched (the
+released ``cv2.resize`` to 224 x 224).
 """
 
 from __future__ import annotations
@@ -65,5 +66,6 @@ def stretch(frames: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def encoder_frames(frames: torch.Tensor, size: int, kind: str) -> torch.Tensor:
-    """Resize for a spatial/temporal encoder: CLIP-style crop, or a stretch for Qwen2.5-VL."""
-    return stretch(frames, size) if kind == "qwen2_5_vl" else clip_preprocess(frames, size)
+    """Resize for a spatial/temporal encoder: CLIP-style crop (``kind="clip"``), else a stretch (Qwen2.5-VL,
+    InternVideo2)."""
+    return clip_preprocess(frames, size) if kind == "clip" else stretch(frames, size)

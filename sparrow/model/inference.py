@@ -72,8 +72,8 @@ class WholeVideo:
             llm_frames = self.video.encoder_frames(idx)
             temporal = None
             if sizes.temporal:
-                same = sizes.temporal == sizes.spatial and sizes.spatial_kind == "clip"  # the collator's rule
-                temporal = llm_frames if same else encoder_frames(frames[idx], sizes.temporal, "clip")
+                same = sizes.temporal == sizes.spatial and sizes.spatial_kind == sizes.temporal_kind == "clip"
+                temporal = llm_frames if same else encoder_frames(frames[idx], sizes.temporal, sizes.temporal_kind)
             self._visual = m.visual_tokens(
                 llm_frames.unsqueeze(0), None if temporal is None else temporal.unsqueeze(0)
             )[0]

@@ -21,9 +21,12 @@ Sizes are the profile's (``model`` section of :mod:`sparrow.profiles`):
 
 Differences from the hosts' own code, each a documented choice of the kit:
 
-- VideoGLaMM's temporal encoder is InternVideo2-1B, which needs ``trust_remote_code`` (forbidden here); the paper
-  preset takes a transformers VideoMAE-L folder instead (``videomae-large``, 16-frame chunks, tubelet 2), so its token
-  counts differ from InternVideo2's 256 per frame.
+- VideoGLaMM's paper preset runs the released architecture natively: InternVideo2-1B as the temporal encoder
+  (:mod:`sparrow.model.internvideo2`, read from the released ``.pt``) and the two-stage Deformable-DETR proposer with
+  its own SAM2 Hiera-L copy (:mod:`sparrow.model.deformable_detr`; its backbone seeded from ``sam2_hiera_large.pt``
+  unless ``ProposerSpec.path`` names a released ``checkpoint-*`` folder). The proposer section is shared by the three
+  hosts, so every paper host gets it. The tiny smoke/mini presets keep a VideoMAE temporal encoder and the kit's
+  small DETR proposer, which train in minutes on a CPU.
 - GLUS's base is LISA-7B (a LLaVA checkpoint); the preset expects its language model as a plain ``LlamaForCausalLM``
   folder (``lisa-7b-llama``). GLUS pools then projects (order unconfirmed) and asks one question per question frame;
   the kit asks once for the whole window and every question frame uses the same ``[SEG]``.
@@ -97,7 +100,7 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
         **_WIRING[host],
         llm=LLMSpec(kind=llm_kind, **sizes.llm),
         vision=VisionSpec(kind=vision_kind, **sizes.vision),
-        temporal=None if sizes.temporal is None else TemporalSpec(kind="videomae", **sizes.temporal),
+        temporal=None if sizes.temporal is None else TemporalSpec(**{"kind": "videomae", **sizes.temporal}),
         sam=SamSpec(**sizes.sam),
         proposer=ProposerSpec(**section.proposer),
         num_frames=sizes.num_frames,
@@ -110,14 +113,17 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
 
 def paper_components(host: str) -> dict[str, str]:
     """The component names of ``host``'s paper preset by role (``llm``, ``vision``, ``temporal``, ``sam_config``,
-    ``sam_checkpoint``; roles the host lacks are left out). Every name but ``sam_config`` (a config inside the sam2
-    package) is a file or folder of the default layout under the weights root."""
-    sizes: HostModelSection = get_profile("paper").model.hosts[host]
+    ``sam_checkpoint``, ``proposer_backbone``: the sam2 checkpoint seeding the proposer's own SAM2 copy; roles the
+    host lacks are left out). Every name but ``sam_config`` (a config inside the sam2 package) is a file or folder of
+    the default layout under the weights root."""
+    section = get_profile("paper").model
+    sizes: HostModelSection = section.hosts[host]
     found = {
         "llm": sizes.llm.get("path"),
         "vision": sizes.vision.get("path"),
         "temporal": (sizes.temporal or {}).get("path"),
         "sam_config": sizes.sam.get("config"),
         "sam_checkpoint": sizes.sam.get("checkpoint"),
+        "proposer_backbone": section.proposer.get("backbone_checkpoint"),
     }
     return {role: name for role, name in found.items() if name is not None}

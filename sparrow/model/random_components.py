@@ -2,11 +2,12 @@
 
 ``write_videoglamm_components`` writes what ``ModelConfig.for_preset("videoglamm", "paper")`` loads, in the default
 layout of a weights root (the names of :func:`sparrow.model.presets.paper_components`: transformers
-``save_pretrained`` folders for Phi-3, CLIP and VideoMAE plus a tokenizer; sam2's ``{"model": state_dict}``
-checkpoint for the packaged Hiera-L config; the proposer's own folder), so the model is then built by the paper-size
+``save_pretrained`` folders for Phi-3 and CLIP plus a tokenizer; InternVideo2's stage-2 ``.pt`` layout; sam2's
+``{"model": state_dict}`` checkpoint for the packaged Hiera-L config; the proposer's own folder, with its SAM2
+backbone copy), so the model is then built by the paper-size
 loading code itself, through the same component resolution as real weights. Speed depends on the architecture, not
 on the weights' values: at ``scale="paper"`` every dimension is the released one (Phi-3-mini-4k, CLIP ViT-L/14-336,
-VideoMAE-L, SAM2 Hiera-L, the 300-query proposer); ``scale="tiny"`` keeps the same folder layout with small
+InternVideo2-1B, SAM2 Hiera-L, the 300-query Deformable-DETR proposer); ``scale="tiny"`` keeps the same folder layout with small
 dimensions, so the same path runs on a CPU in seconds (the test of the benchmark script).
 
 The tokenizer is the kit's offline word-level tokenizer padded to Phi-3's 32,011 entries (its real tokenizer is a
@@ -59,17 +60,11 @@ def write_videoglamm_components(
     from hydra import compose
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
-    from transformers import (
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        Phi3Config,
-        Phi3ForCausalLM,
-        VideoMAEConfig,
-        VideoMAEModel,
-    )
+    from transformers import CLIPVisionConfig, CLIPVisionModel, Phi3Config, Phi3ForCausalLM
 
+    from sparrow.model.internvideo2 import RELEASE_PREFIX, InternVideo2, InternVideo2Config
     from sparrow.model.pixel_decoder import tiny_overrides
-    from sparrow.model.proposer import ClassAgnosticProposer
+    from sparrow.model.proposer import build_proposer
 
     if scale not in ("paper", "tiny"):
         raise ValueError(f"scale must be 'paper' or 'tiny', got {scale!r}")
@@ -120,29 +115,24 @@ def write_videoglamm_components(
             projection_dim=768,
         )
     )
-    mae = dict(num_frames=paper.temporal.chunk_size, tubelet_size=paper.temporal.tubelet_size, use_mean_pooling=False)
-    mae.update(
-        dict(
-            image_size=32,
-            patch_size=16,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-        )
-        if tiny
-        else dict(
-            image_size=224,
-            patch_size=16,
-            hidden_size=1024,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            intermediate_size=4096,
-        )
-    )
+    temporal = InternVideo2Config.tiny() if tiny else InternVideo2Config()
     with _init_on(device, torch.bfloat16):
         CLIPVisionModel(CLIPVisionConfig(**clip)).save_pretrained(root / paths["vision"])
-        VideoMAEModel(VideoMAEConfig(**mae)).save_pretrained(root / paths["temporal"])
+        encoder = InternVideo2(temporal)
+    (root / paths["temporal"]).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"model": {RELEASE_PREFIX + k: v.cpu() for k, v in encoder.state_dict().items()}}, root / paths["temporal"]
+    )
+    del encoder
+    temporal_spec = dataclasses.replace(
+        paper.temporal,
+        image_size=temporal.image_size,
+        patch_size=temporal.patch_size,
+        hidden_size=temporal.embed_dim,
+        num_layers=temporal.depth,
+        num_heads=temporal.num_heads,
+        intermediate_size=temporal.mlp_dim,
+    )
 
     sam_cfg = compose(config_name=paths["sam_config"], overrides=tiny_overrides(128) if tiny else [])
     OmegaConf.resolve(sam_cfg)
@@ -164,15 +154,19 @@ def write_videoglamm_components(
             num_heads=2,
             ffn_dim=32,
             topk=6,
+            backbone_tiny=True,
         )
         if tiny
         else paper.proposer
     )
-    ClassAgnosticProposer(spec, in_channels=int(sam.hidden_dim)).save_pretrained(root / "proposer")
+    with _init_on(device, torch.float32):
+        proposer = build_proposer(spec, int(sam.hidden_dim))
+    proposer.save_pretrained(root / "proposer")
     return ModelConfig.for_preset(
         "videoglamm",
         "paper",
         weights_root=str(root),
+        temporal=temporal_spec,
         sam=sam_spec,
         proposer=dataclasses.replace(paper.proposer, path="proposer"),
     )

@@ -78,7 +78,7 @@ from sparrow.model.lv_projector import LVProjector
 from sparrow.model.multimodal_inputs import MultimodalInputs, build_multimodal_inputs
 from sparrow.model.pixel_decoder import FrameFeatures, MemoryState, PixelDecoder, build_sam
 from sparrow.model.proposal_selector import ProposalSelector, align_to_tokens, select_boxes
-from sparrow.model.proposer import ClassAgnosticProposer, Proposals
+from sparrow.model.proposer import ClassAgnosticProposer, Proposals, build_proposer, load_proposer, proposer_from_json
 from sparrow.model.roi_helper import ROIProposalHelper
 from sparrow.model.spatial_encoder import SpatialEncoder
 from sparrow.model.temporal_encoder import TemporalEncoder
@@ -180,21 +180,25 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
     )
 
 
-def _proposer(cfg: ModelConfig, comp: Path | None, sam_dim: int) -> ClassAgnosticProposer:
+def _proposer(cfg: ModelConfig, comp: Path | None, sam_dim: int) -> nn.Module:
+    """The proposer of ``cfg.proposer.kind``: rebuilt from a checkpoint's component config, loaded from
+    ``cfg.proposer.path``, or fresh (a ``deformable_detr`` backbone seeded from ``backbone_checkpoint``)."""
     if comp is not None:
         from sparrow.storage import read_json
 
-        spec, in_channels = ClassAgnosticProposer.spec_from_json(read_json(comp / "proposer.json"))
-        return ClassAgnosticProposer(spec, in_channels)
+        return proposer_from_json(read_json(comp / "proposer.json"))
     if cfg.proposer.path is not None:
-        proposer = ClassAgnosticProposer.from_pretrained(cfg.resolve(cfg.proposer.path))
-        if proposer.in_channels != sam_dim:
+        proposer = load_proposer(cfg.resolve(cfg.proposer.path), cfg.proposer)
+        if not proposer.owns_backbone and proposer.in_channels != sam_dim:
             raise ValueError(
                 f"proposer at {cfg.proposer.path} expects {proposer.in_channels}-channel SAM2 "
                 f"features, the pixel decoder gives {sam_dim}"
             )
         return proposer
-    return ClassAgnosticProposer(cfg.proposer, sam_dim)
+    proposer = build_proposer(cfg.proposer, sam_dim)
+    if proposer.owns_backbone and cfg.proposer.backbone_checkpoint is not None:
+        proposer.load_backbone(cfg.resolve(cfg.proposer.backbone_checkpoint))
+    return proposer
 
 
 @dataclass
@@ -287,6 +291,7 @@ class SparrowModel(nn.Module):
             spatial_kind=self.spatial.kind,
             sam=self.pixel_decoder.image_size,
             temporal=self.temporal.image_size if self.temporal is not None else None,
+            temporal_kind=self.temporal.resize_kind if self.temporal is not None else "clip",
         )
 
     def collator(self, stage: str | None = None) -> SparrowCollator:
@@ -592,9 +597,12 @@ class SparrowModel(nn.Module):
         device = self.device
         frame0 = batch.sam_frames[:, 0].to(device)
         size = self.proposer.spec.image_size
-        with torch.no_grad():
-            feats = self.pixel_decoder.encode(frame0, image_size=size)
-        features = torch.cat([self.pixel_decoder.top_level(feats, i) for i in range(frame0.shape[0])])
+        if self.proposer.owns_backbone:
+            features = torch.cat([self.proposer.preprocess(f) for f in frame0])
+        else:
+            with torch.no_grad():
+                feats = self.pixel_decoder.encode(frame0, image_size=size)
+            features = torch.cat([self.pixel_decoder.top_level(feats, i) for i in range(frame0.shape[0])])
         out = self.proposer(features)
         det = self.proposer.detection_loss(out, [bx.to(device) for bx in batch.object_boxes])
         loss = det["det_cls"] + det["det_l1"] + det["det_giou"]

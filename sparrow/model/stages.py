@@ -74,7 +74,8 @@ def _names_by_group(model: SparrowModel) -> dict[str, set[str]]:
         "embeddings": embeddings,
         "mask_decoder": {n for n in names if n.startswith("pixel_decoder.sam.sam_mask_decoder.")},
         "sam": {n for n in names if n.startswith("pixel_decoder.sam.")},
-        "proposer": {n for n in names if n.startswith("proposer.")},
+        # the released proposer's own SAM2 backbone copy stays frozen, as in its pretraining
+        "proposer": {n for n in names if n.startswith("proposer.") and not n.startswith("proposer.vis_encoder.")},
         "selection": {n for n in names if n.startswith(("selector.", "roi_helper.")) or n == "roi_fusion_gamma"},
     }
 
