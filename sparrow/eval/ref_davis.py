@@ -54,11 +54,23 @@ def evaluate_ref_davis(
     sequences: list[str] | None = None,
     gt_set: str = "val",
     device: Any | None = None,
+    annotations: str | Path | None = None,
+    workers: int = 1,
+    progress: Any | None = None,
 ) -> RefDavisResult:
+    """The four annotator folders scored with the DAVIS unsupervised protocol (``evaluate_davis``'s options)."""
     folders = tuple(folders) if folders is not None else find_folders(pred_root)
     runs = {
         f: evaluate_davis(
-            davis_root, Path(pred_root) / f, sequences=sequences, mode="unsupervised", gt_set=gt_set, device=device
+            davis_root,
+            Path(pred_root) / f,
+            sequences=sequences,
+            mode="unsupervised",
+            gt_set=gt_set,
+            device=device,
+            annotations=annotations,
+            workers=workers,
+            progress=progress,
         )
         for f in folders
     }
