@@ -23,8 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparrow.eval.jf import jf_per_frame
-
 TYPES = {0: "referring", 1: "reasoning"}
 METRICS = ("J", "F", "A", "R", "JF")
 
@@ -52,17 +50,6 @@ class RevosScore:
     f: float
     a: float
     r: float
-
-
-def score_expression(gt: np.ndarray, pred: np.ndarray, foreground: np.ndarray) -> RevosScore:
-    """J, F, A, R of one expression from uint8 (T, H, W) ground truth, prediction and foreground."""
-    j, f = jf_per_frame(gt != 0, pred != 0)
-    return RevosScore(
-        float(j.mean()),
-        float(f.mean()),
-        float(accuracy(gt, pred).mean()),
-        float(robustness(gt, pred, foreground).mean()),
-    )
 
 
 def rounded(score: RevosScore) -> dict[str, float]:

@@ -42,7 +42,7 @@ import numpy as np
 from sparrow.eval.jf import jf_per_frame
 from sparrow.eval.parallel import map_ordered
 from sparrow.eval.png import read_gray_png, read_index_png
-from sparrow.eval.revos import TYPES, RevosScore, revos_tables, rounded, score_expression
+from sparrow.eval.revos import TYPES, RevosScore, accuracy, revos_tables, robustness, rounded
 from sparrow.eval.rvos import aggregate_jf, missing_warning, read_expression_prediction
 from sparrow.storage import DataError, atomic_write_json, read_json
 
@@ -254,6 +254,7 @@ class _VideoJob:
     shape: tuple[int, int] | None = None
     foreground: tuple[Any, ...] = ()
     davis_folders: tuple[str, ...] = ()  # Ref-DAVIS17: annotator folders, slot = exp_id % 4
+    device: str | None = None  # torch device of the J/F counts (None: the CPU path)
 
 
 def _gt_expression(job: _VideoJob, exp: _Expression, labels: np.ndarray | None) -> np.ndarray:
@@ -328,12 +329,11 @@ def _score_video(job: _VideoJob) -> list[dict[str, Any]]:
             rows.append(row)
             continue
         gt = _gt_expression(job, exp, labels)
+        # J and F take any non-zero value as foreground; ReVOS' A and R use the stored values (sparrow.eval.revos)
+        j, f = jf_per_frame(gt != 0, pred != 0, device=job.device)
+        row.update({"j": float(j.mean()), "f": float(f.mean())})
         if job.protocol == "revos":
-            score = score_expression(gt, pred, fg)
-            row.update({"j": score.j, "f": score.f, "a": score.a, "r": score.r})
-        j, f = jf_per_frame(gt != 0, pred != 0)
-        if job.protocol != "revos":
-            row.update({"j": float(j.mean()), "f": float(f.mean())})
+            row.update({"a": float(accuracy(gt, pred).mean()), "r": float(robustness(gt, pred, fg).mean())})
         row.update({"missing": False, "j_frames": j.tolist(), "f_frames": f.tolist()})
         rows.append(row)
     return rows
@@ -354,7 +354,11 @@ def tqdm_progress(stream: Iterator[Any], total: int, desc: str) -> Iterable[Any]
     return tqdm(stream, total=total, desc=desc, unit="video", leave=False)
 
 
-def _stream(jobs: list[_VideoJob], workers: int, progress: Progress | None, desc: str) -> Iterable[list[dict]]:
+def _stream(
+    jobs: list[_VideoJob], workers: int, progress: Progress | None, desc: str, device: str | None = None
+) -> Iterable[list[dict]]:
+    if device is not None:
+        jobs = [dataclasses.replace(j, device=str(device)) for j in jobs]
     stream = map_ordered(_score_video, iter(jobs), workers)
     return progress(stream, len(jobs), desc) if progress is not None else stream
 
@@ -462,6 +466,7 @@ def score_mevis(
     benchmark: str = "mevis-valid-u",
     workers: int = 1,
     progress: Progress | None = None,
+    device: str | None = None,
 ) -> ScoreResult:
     """MeViS (``eval_mevis.py``) or Ref-YouTube-VOS (the same rule): J, F, J&F per expression, averaged."""
     gt = Path(gt)
@@ -504,7 +509,7 @@ def score_mevis(
             else ""
         )
         raise DataError(f"{gt}: neither mask_dict.json nor Annotations/ holds the ground-truth masks{hint}")
-    expressions, per_video = _collect(_stream(jobs, workers, progress, BENCHMARKS[benchmark].title))
+    expressions, per_video = _collect(_stream(jobs, workers, progress, BENCHMARKS[benchmark].title, device))
     missing = _missing(expressions)
     return ScoreResult(
         benchmark,
@@ -541,6 +546,7 @@ def score_ref_davis(
     protocols: Iterable[str] = REF_DAVIS_PROTOCOLS,
     workers: int = 1,
     progress: Progress | None = None,
+    device: str | None = None,
 ) -> ScoreResult:
     """Ref-DAVIS17 under both protocols, labelled: DAVIS unsupervised per annotator set (mean of four), and per
     expression as GLUS / UniPixel compute it (the expression's object, ``obj_id``, from its annotator folder
@@ -569,6 +575,7 @@ def score_ref_davis(
             sequences=sequences,
             annotations=annotations,
             workers=workers,
+            device=device,
             progress=(lambda s, n: progress(s, n, "Ref-DAVIS17 (DAVIS)")) if progress else None,
         )
         for folder, run in r.runs.items():
@@ -628,7 +635,7 @@ def score_ref_davis(
                     davis_folders=folders,
                 )
             )
-        expressions, per_video = _collect(_stream(jobs, workers, progress, "Ref-DAVIS17 (per expression)"))
+        expressions, per_video = _collect(_stream(jobs, workers, progress, "Ref-DAVIS17 (per expression)", device))
         tables["per expression"] = _jf_table(expressions)
         result.expressions, result.videos = expressions, per_video
         result.missing = _missing(expressions)
@@ -636,7 +643,13 @@ def score_ref_davis(
     return result
 
 
-def score_revos(gt: str | Path, pred: str | Path, workers: int = 1, progress: Progress | None = None) -> ScoreResult:
+def score_revos(
+    gt: str | Path,
+    pred: str | Path,
+    workers: int = 1,
+    progress: Progress | None = None,
+    device: str | None = None,
+) -> ScoreResult:
     """ReVOS with VISA's scorer (:mod:`sparrow.eval.revos`): J, F, A, R, JF for referring, reasoning, overall."""
     gt = Path(gt)
     meta_path = next(
@@ -661,7 +674,7 @@ def score_revos(gt: str | Path, pred: str | Path, workers: int = 1, progress: Pr
         "revos",
         fore=_load_json(gt / "mask_dict_foreground.json", "foreground masks"),
     )
-    expressions, per_video = _collect(_stream(jobs, workers, progress, "ReVOS"))
+    expressions, per_video = _collect(_stream(jobs, workers, progress, "ReVOS", device))
     scored = [(r["type_id"], RevosScore(r["j"], r["f"], r["a"], r["r"])) for r in expressions]
     for row, (_, s) in zip(expressions, scored):
         row["official"] = rounded(s)
@@ -681,6 +694,7 @@ def score(
     protocol: str | None = None,
     workers: int = 1,
     progress: Progress | None = None,
+    device: str | None = None,
 ) -> ScoreResult:
     """Score ``pred`` on ``benchmark`` (a key of :data:`BENCHMARKS`) against the released ground truth ``gt``."""
     if benchmark not in BENCHMARKS:
@@ -694,10 +708,10 @@ def score(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if benchmark == "ref-davis17":
         protocols = REF_DAVIS_PROTOCOLS if protocol in (None, "both") else (protocol,)
-        return score_ref_davis(gt, pred, protocols, workers, progress)
+        return score_ref_davis(gt, pred, protocols, workers, progress, device)
     if benchmark == "revos":
-        return score_revos(gt, pred, workers, progress)
-    return score_mevis(gt, pred, benchmark, workers, progress)
+        return score_revos(gt, pred, workers, progress, device)
+    return score_mevis(gt, pred, benchmark, workers, progress, device)
 
 
 def read_score_json(path: str | Path) -> ScoreResult:
