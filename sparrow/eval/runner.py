@@ -513,30 +513,24 @@ def _score_rvos(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, jud
     result.missing, result.warnings = list(r.missing), list(r.warnings)
 
 
-def davis_ground_truth(ds: CuratedDataset, b: Benchmark, cache: Path) -> Path:
-    """A DAVIS root with ``Annotations_unsupervised/480p``: the raw release's, or (ReferFormer-converted layout)
-    one built from the split's palette annotations, which the conversion copied from the unsupervised ones."""
+def davis_ground_truth(ds: CuratedDataset, b: Benchmark) -> tuple[Path, Path | None]:
+    """(DAVIS root, annotation folder to read instead of its ``Annotations_unsupervised/480p``): the raw release's
+    root, or (ReferFormer-converted layout) the split's palette annotations, which the conversion copied from the
+    unsupervised ones."""
     root = Path(ds.meta.get("sources", {}).get(b.source, {}).get("root", ""))
     for candidate in (root / "DAVIS", root):
         if (candidate / "Annotations_unsupervised").is_dir():
-            return candidate
+            return candidate, None
     converted = root / b.split / "Annotations"
     if not converted.is_dir():
         raise DataError(
             f"{root}: no DAVIS/Annotations_unsupervised nor {b.split}/Annotations to score Ref-DAVIS17 with"
         )
-    target = cache / "davis_gt" / "Annotations_unsupervised" / "480p"
-    for video in sorted(p for p in converted.iterdir() if p.is_dir()):
-        if not (target / video.name).is_dir():
-            tmp = target / f".{video.name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(video, tmp)
-            tmp.rename(target / video.name)
-    return cache / "davis_gt"
+    return root, converted
 
 
 def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
-    gt_root = davis_ground_truth(ds, b, out)
+    gt_root, annotations = davis_ground_truth(ds, b)
     sequences = [submission_names(v, exps[0].expression_id)[0] for v, exps in units.items()]
     missing = [s for s in sequences if not all((out / f / s).is_dir() for f in DAVIS_FOLDERS)]
     if missing:
@@ -544,7 +538,7 @@ def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
             f"{out}: no Ref-DAVIS17 predictions for {', '.join(missing[:5])} (the DAVIS evaluation scores "
             f"whole sequences and stops on a missing one)"
         )
-    r = evaluate_ref_davis(gt_root, out, folders=DAVIS_FOLDERS, sequences=sequences)
+    r = evaluate_ref_davis(gt_root, out, folders=DAVIS_FOLDERS, sequences=sequences, annotations=annotations)
     result.value = 100.0 * r.mean
     result.details = {
         **{f"J&F {f}": 100.0 * v for f, v in r.jf.items()},
