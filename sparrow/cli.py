@@ -171,8 +171,9 @@ def _score(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=None if args.quiet else tqdm_progress,
         device=args.device,
+        captions=args.captions,
     )
-    print(f"{args.benchmark}: {args.pred} against {args.gt}")
+    print(f"{args.benchmark}: {args.pred}" + (f" against {args.gt}" if args.gt else ""))
     print(result.format_table())
     if result.missing:
         print(f"missing (scored 0): {', '.join(result.missing)}")
@@ -291,12 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("benchmark", choices=list(BENCHMARKS))
     p.add_argument("--pred", required=True, help="prediction folder (<video>/<exp_id>/<frame>.png) or RLE JSON file")
-    p.add_argument("--gt", required=True, help="ground-truth folder as released (see docs/evaluation.md §10)")
+    p.add_argument("--gt", help="ground-truth folder as released (docs/evaluation.md §10; not for videogcg)")
     p.add_argument("--protocol", help="Ref-DAVIS17: davis, expression or both (default both)")
     p.add_argument("--workers", type=int, default=1, help="processes scoring videos in parallel")
     p.add_argument("--device", help="torch device for the J/F counts, e.g. cuda (default: the CPU path)")
     p.add_argument("--json", help="write the tables with per-video and per-expression rows to this file")
     p.add_argument("--figure", help="write the per-video J&F bars and per-frame J/F strip to this image")
+    p.add_argument("--captions", action="store_true", help="videogcg: METEOR and CIDEr too (needs Java)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_score)
 

@@ -55,6 +55,23 @@ def test_mevis_equals_eval_mevis_and_lists_the_missing_video(data):
     assert "3 of 9 expressions have no prediction and score 0" in result.warnings[0]
 
 
+def test_mevis_from_sa2va_rle_json_equals_its_printed_table(data):
+    d = data["mevis"]
+    result = score("mevis-valid-u", d["rle"], d["gt"])
+    table = result.tables["MeViS valid_u (per expression)"]
+    assert {k: round(v, 2) for k, v in table.items()} == REFERENCE["mevis_rle"]
+    assert not result.missing  # the JSON holds every video, the PNG folder one fewer
+
+
+def test_videogcg_from_the_sample_folders(data):
+    ref = REFERENCE["videogcg"]
+    result = score("videogcg", data["videogcg"]["pred"], None)
+    assert result.tables["VideoGCG"]["mIoU"] == pytest.approx(100 * ref["mIoU"], abs=1e-10, rel=0)
+    assert [r["miou"] for r in result.videos] == pytest.approx(ref["per_sample"], abs=1e-12, rel=0)
+    assert result.videos[2]["failed"] == "2 predicted phrases for 1 mask tubes"
+    assert "meteor: not computed: caption metrics off" in result.warnings
+
+
 def test_ref_youtube_vos_from_palette_annotations(data):
     d, ref = data["ref-youtube-vos"], REFERENCE["ref-youtube-vos"]
     result = score("ref-youtube-vos", d["pred"], d["gt"])  # the Annotations folder itself

@@ -49,7 +49,7 @@ from sparrow.data.qa_templates import markup_to_tokens, parse_markup
 from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.eval.benchmarks import Benchmark
 from sparrow.eval.export import merge_objects, zip_submission
-from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases
+from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases, read_gcg_prediction
 from sparrow.eval.png import read_gray_png, write_binary_png, write_index_png
 from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis
 from sparrow.eval.rvos import evaluate_rvos, read_expression_prediction
@@ -578,31 +578,6 @@ def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
         result.warnings = [f"{len(r.missing)} sentences have no prediction and score 0: {', '.join(r.missing[:10])}"]
 
 
-def _read_gcg_folder(folder: Path, num_frames: int, shape: tuple[int, int]) -> tuple[str | None, list[np.ndarray]]:
-    res = folder / "res.json"
-    if not res.is_file():
-        return None, []
-    data = read_json(res)
-    if "pred_text" not in data:
-        raise DataError(f"{res}: no pred_text")
-    tubes = []
-    folders = sorted(
-        (p for p in folder.glob("pred_masks_*") if p.is_dir()),
-        key=lambda p: int(p.name.rsplit("_", 1)[1]) if p.name.rsplit("_", 1)[1].isdigit() else -1,
-    )
-    for f in folders:
-        tube = np.zeros((num_frames, *shape), bool)
-        for t in range(num_frames):  # SPARROW reads a missing mask frame as zeros
-            path = f / f"mask_{t}.png"
-            if path.is_file():
-                arr = read_gray_png(path, f"{folder.name}/{f.name}/mask_{t}")
-                if arr.shape != shape:
-                    raise DataError(f"{path}: mask size {arr.shape} differs from the frame size {shape}")
-                tube[t] = arr != 0
-        tubes.append(tube)
-    return str(data["pred_text"]), tubes
-
-
 def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
     order = gcg_order(b, ds)
     samples = []
@@ -614,7 +589,7 @@ def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judg
             for _, ids in parse_markup(e.text):
                 masks = [ds.object_masks(video_id, i)[indices] for i in ids]
                 gt_masks.append(np.logical_or.reduce(masks))
-            pred_text, pred_masks = _read_gcg_folder(
+            pred_text, pred_masks = read_gcg_prediction(
                 out / "video_gcg" / f"{order[video_id]:06d}", len(indices), (video.height, video.width)
             )
             samples.append(GcgSample(e.expression_id, markup_to_tokens(e.text), gt_masks, pred_text, pred_masks))

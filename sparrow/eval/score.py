@@ -76,6 +76,7 @@ BENCHMARKS: dict[str, ScoreBenchmark] = {
         ScoreBenchmark(
             "revos", "ReVOS", ("revos",), "meta_expressions_valid_.json + mask_dict.json + mask_dict_foreground.json"
         ),
+        ScoreBenchmark("videogcg", "VideoGCG", ("gcg",), "inside the sample folders (res.json, gt_masks_<k>)"),
     )
 }
 
@@ -687,25 +688,80 @@ def score_revos(
     return ScoreResult("revos", tables, per_video, expressions, missing, warnings)
 
 
+def score_gcg(
+    pred: str | Path,
+    workers: int = 1,
+    progress: Progress | None = None,
+    captions: bool = False,
+    text_encoder: Any = None,
+    clair_judge: Any = None,
+) -> ScoreResult:
+    """VideoGCG from ``eval_gcg_infer.py``'s sample folders (``<pred>/[video_gcg/]<index:06d>/``), ground truth
+    included: mIoU; METEOR and CIDEr with ``captions``; recall with a ``text_encoder``; CLAIR with a judge
+    (:func:`sparrow.eval.gcg.evaluate_gcg`)."""
+    from sparrow.eval.gcg import evaluate_gcg, read_gcg_sample
+
+    pred = Path(pred)
+    if not pred.is_dir():
+        raise DataError(f"prediction folder {pred} does not exist")
+    root = pred / "video_gcg" if (pred / "video_gcg").is_dir() else pred
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    if not folders:
+        raise DataError(f"{root}: no sample folders <index:06d>/ (res.json, gt_masks_<k>, pred_masks_<k>)")
+    stream = map_ordered(read_gcg_sample, iter(folders), workers)
+    if progress is not None:
+        stream = progress(stream, len(folders), "VideoGCG")
+    r = evaluate_gcg(
+        stream,
+        text_encoder=text_encoder,
+        caption_metrics=captions,
+        clair_judge=clair_judge,
+        mask_tokens=("[SEG]", "[BOX]"),
+    )
+    table = {"mIoU": 100.0 * r.miou}
+    for name, value, scale in (("recall", r.recall, 100.0), ("METEOR", r.meteor, 1.0), ("CIDEr", r.cider, 1.0)):
+        if value is not None:
+            table[name] = scale * value
+    if r.clair is not None:
+        table["CLAIR"] = 100.0 * r.clair
+    videos = [
+        {"video": v, "miou": m, "missing": v in r.missing, "failed": r.failed.get(v)}
+        for v, m in r.per_video_miou.items()
+    ]
+    warnings = [f"{k}: {v}" for k, v in r.notes.items()]
+    if r.failed:
+        warnings.append(
+            f"{len(r.failed)} samples: predicted phrases and masks do not pair up (mIoU 0): {', '.join(sorted(r.failed))}"
+        )
+    warnings += missing_warning(list(r.missing), len(videos), "samples")
+    return ScoreResult("videogcg", {"VideoGCG": table}, videos, [], list(r.missing), warnings)
+
+
 def score(
     benchmark: str,
     pred: str | Path,
-    gt: str | Path,
+    gt: str | Path | None,
     protocol: str | None = None,
     workers: int = 1,
     progress: Progress | None = None,
     device: str | None = None,
+    captions: bool = False,
 ) -> ScoreResult:
-    """Score ``pred`` on ``benchmark`` (a key of :data:`BENCHMARKS`) against the released ground truth ``gt``."""
+    """Score ``pred`` on ``benchmark`` (a key of :data:`BENCHMARKS`) against the released ground truth ``gt``
+    (VideoGCG: None, its sample folders hold the ground truth; ``captions`` adds METEOR and CIDEr)."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
     b = BENCHMARKS[benchmark]
     if protocol is not None and protocol not in b.protocols and protocol != "both":
         raise ValueError(f"{benchmark}: protocol must be one of {', '.join(b.protocols)}, got {protocol!r}")
-    if not Path(gt).exists():
-        raise DataError(f"ground-truth folder {gt} does not exist")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if benchmark == "videogcg":
+        return score_gcg(pred, workers, progress, captions=captions)
+    if gt is None:
+        raise ValueError(f"{benchmark}: --gt (the released ground truth) is required")
+    if not Path(gt).exists():
+        raise DataError(f"ground-truth folder {gt} does not exist")
     if benchmark == "ref-davis17":
         protocols = REF_DAVIS_PROTOCOLS if protocol in (None, "both") else (protocol,)
         return score_ref_davis(gt, pred, protocols, workers, progress, device)

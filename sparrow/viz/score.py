@@ -17,8 +17,8 @@ def score_figure(result: Any, video: str | None = None, width: float = 8.0):
     """Per-video J&F bars (missing predictions hatched) above the per-frame J and F of ``video`` (default: the
     video with the lowest J&F), from a score result's per-video rows."""
     rows = list(result.videos)
-    if not rows:
-        raise ValueError(f"{result.benchmark}: the score result has no per-video rows")
+    if not rows or "jf" not in rows[0]:
+        raise ValueError(f"{result.benchmark}: the score result has no per-video J&F rows")
     names = [r["video"] for r in rows]
     if video is None:
         video = names[int(np.argmin([r["jf"] for r in rows]))]
