@@ -72,6 +72,24 @@ def test_videogcg_from_the_sample_folders(data):
     assert "meteor: not computed: caption metrics off" in result.warnings
 
 
+def test_vidstg_equals_tubedetrs_evaluator(data):
+    d, ref = data["vidstg"], REFERENCE["vidstg"]
+    result = score("vidstg", d["pred"], d["gt"])
+    names = {"tiou": "m_tIoU", "viou": "m_vIoU", "gt_viou": "m_gt_vIoU"}
+    for key, value in ref["summary"].items():
+        qtype, metric = key.split("_", 1)
+        name = names.get(metric) or metric.replace("viou", "vIoU")
+        assert result.tables[f"VidSTG {qtype} (TubeDETR)"][name] == pytest.approx(100 * value, abs=1e-10, rel=0), key
+    for row in result.expressions:
+        for metric, value in ref["per_sentence"][row["video"]].items():
+            assert row[metric] == pytest.approx(value, abs=1e-12, rel=0)
+    broken = json.loads(d["pred"].read_text())
+    broken["predictions"] = {k: v for k, v in broken["predictions"].items() if not k.startswith("0_")}
+    (d["pred"].parent / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(DataError, match="no box prediction for frame 0_"):
+        score("vidstg", d["pred"].parent / "broken.json", d["gt"])
+
+
 def test_ref_youtube_vos_from_palette_annotations(data):
     d, ref = data["ref-youtube-vos"], REFERENCE["ref-youtube-vos"]
     result = score("ref-youtube-vos", d["pred"], d["gt"])  # the Annotations folder itself

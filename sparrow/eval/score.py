@@ -76,6 +76,7 @@ BENCHMARKS: dict[str, ScoreBenchmark] = {
         ScoreBenchmark(
             "revos", "ReVOS", ("revos",), "meta_expressions_valid_.json + mask_dict.json + mask_dict_foreground.json"
         ),
+        ScoreBenchmark("vidstg", "VidSTG", ("tubedetr",), "TubeDETR's test.json (videos + trajectories, boxes xywh)"),
         ScoreBenchmark("videogcg", "VideoGCG", ("gcg",), "inside the sample folders (res.json, gt_masks_<k>)"),
     )
 }
@@ -737,6 +738,51 @@ def score_gcg(
     return ScoreResult("videogcg", {"VideoGCG": table}, videos, [], list(r.missing), warnings)
 
 
+def score_vidstg(gt: str | Path, pred: str | Path) -> ScoreResult:
+    """VidSTG with TubeDETR's evaluator (:func:`sparrow.eval.vidstg.tubedetr_metrics`): m_tIoU, m_vIoU, vIoU@R and
+    the gt_vIoU variants per sentence type, from its ``test.json`` and a prediction file holding ``predictions``
+    (``{"<video_id>_<frame_id>": {"boxes": [[x1, y1, x2, y2]]}}``) and ``video_predictions``
+    (``{video_id: {"sted": [start, end], "qtype": ...}}``), as its ``save_pred`` output does."""
+    from sparrow.eval.vidstg import TubeSample, sample_frame_ids, tubedetr_metrics
+
+    gt, pred = Path(gt), Path(pred)
+    ann_path = gt if gt.is_file() else gt / "test.json"
+    anns = _load_json(ann_path, "VidSTG annotations")
+    data = _load_json(pred, "VidSTG predictions")
+    try:
+        boxes, video_preds = data["predictions"], data["video_predictions"]
+        videos, trajectories = anns["videos"], anns["trajectories"]
+    except (KeyError, TypeError) as exc:
+        raise DataError(
+            f"{pred} / {ann_path}: missing {exc} (predictions, video_predictions; videos, trajectories)"
+        ) from exc
+    samples = []
+    for video in videos:
+        vid = str(video["video_id"])
+        if vid not in video_preds:
+            raise DataError(f"{pred}: no video_predictions entry for video {vid} (TubeDETR stops on a missing video)")
+        vp = video_preds[vid]
+        frame_ids = sample_frame_ids(video["start_frame"], video["end_frame"], video["fps"])
+        track = trajectories[video["original_video_id"]][str(video["target_id"])]
+        tube = (video["tube_start_frame"], video["tube_end_frame"])
+        gt_boxes, pred_boxes = {}, {}
+        for f in frame_ids:
+            if tube[0] <= f < tube[1]:
+                x, y, w, h = track[str(f)]["bbox"]
+                gt_boxes[f] = (x, y, x + w, y + h)
+                entry = boxes.get(f"{vid}_{f}")
+                if entry is None:
+                    raise DataError(f"{pred}: no box prediction for frame {vid}_{f}")
+                pred_boxes[f] = entry["boxes"][0]
+        samples.append(TubeSample(vid, vp["qtype"], frame_ids, tube, gt_boxes, tuple(vp["sted"]), pred_boxes))
+    r = tubedetr_metrics(samples)
+    rows = [{"video": s.video_id, "qtype": s.qtype, **r.per_video[s.video_id]} for s in samples]
+    tables = {
+        f"VidSTG {qtype} (TubeDETR)": {k: 100.0 * v for k, v in means.items()} for qtype, means in r.means.items()
+    }
+    return ScoreResult("vidstg", tables, [], rows)
+
+
 def score(
     benchmark: str,
     pred: str | Path,
@@ -762,6 +808,8 @@ def score(
         raise ValueError(f"{benchmark}: --gt (the released ground truth) is required")
     if not Path(gt).exists():
         raise DataError(f"ground-truth folder {gt} does not exist")
+    if benchmark == "vidstg":
+        return score_vidstg(gt, pred)
     if benchmark == "ref-davis17":
         protocols = REF_DAVIS_PROTOCOLS if protocol in (None, "both") else (protocol,)
         return score_ref_davis(gt, pred, protocols, workers, progress, device)
