@@ -18,7 +18,7 @@ from fixtures import score_data
 from sparrow.cli import main
 from sparrow.eval.package import package, validate
 from sparrow.eval.parallel import map_ordered
-from sparrow.eval.score import read_score_json, score
+from sparrow.eval.score import read_score_json, score, tqdm_progress
 from sparrow.storage import DataError
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "score_reference.json").read_text(encoding="utf-8"))
@@ -133,6 +133,20 @@ def test_revos_equals_the_visa_and_sa2va_scorers(data, kind, layout):
     for r in result.expressions:
         assert r["official"] == ref["expressions"][f"{r['video']}/{r['expression']}"]
     assert "no target" in result.warnings[-1]
+
+
+def test_progress_wraps_the_stream_of_videos(data):
+    d = data["mevis"]
+    seen = []
+
+    def progress(stream, total, desc):
+        seen.append((total, desc))
+        return stream
+
+    plain = score("mevis-valid-u", d["pred"], d["gt"])
+    assert score("mevis-valid-u", d["pred"], d["gt"], progress=progress).to_json() == plain.to_json()
+    assert seen == [(3, "MeViS valid_u")]
+    assert score("mevis-valid-u", d["pred"], d["gt"], progress=tqdm_progress).to_json() == plain.to_json()
 
 
 def test_workers_give_the_same_result(data):
