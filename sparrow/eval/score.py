@@ -1,7 +1,7 @@
 """``sparrow score``: anyone's predictions, in the layouts the community writes, against the ground truth as released.
 
 One scorer per benchmark (:data:`BENCHMARKS`), each the kit's implementation of the official protocol
-(docs/evaluation.md §5-§6), streamed video by video (a video's masks are decoded, scored and dropped before the
+(docs/evaluation.md §5-§8, §10), streamed video by video (a video's masks are decoded, scored and dropped before the
 next one is read; ``workers`` processes score videos in parallel, results in input order):
 
 ===================  ===========================================================  =================================
@@ -16,6 +16,8 @@ benchmark            ground truth (``--gt``)                                    
                                                                                   per expression (§6.3)
 ``revos``            ``meta_expressions_valid_.json``, ``mask_dict.json``,        J, F, A, R per type (§6.4)
                      ``mask_dict_foreground.json``
+``vidstg``           TubeDETR's ``test.json``                                     TubeDETR per sentence type (§7.1)
+``videogcg``         none: inside ``eval_gcg_infer.py``'s sample folders          mIoU, METEOR, CIDEr (§8.2)
 ===================  ===========================================================  =================================
 
 Predictions (``--pred``): ``<video>/<exp_id>/<frame>.png`` (any non-zero pixel foreground; an ``Annotations``
