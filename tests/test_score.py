@@ -99,7 +99,7 @@ def test_ref_youtube_vos_from_palette_annotations(data):
     assert again.tables == result.tables
 
 
-def test_ref_davis17_reports_both_protocols_labelled(data):
+def test_ref_davis17_reports_both_protocols_labelled(data, tmp_path):
     d, ref = data["ref-davis17"], REFERENCE["ref-davis17"]
     result = score("ref-davis17", d["pred"], d["gt"])
     runs = ref["annotators"]
@@ -117,6 +117,13 @@ def test_ref_davis17_reports_both_protocols_labelled(data):
     assert {k: round(v, 2) for k, v in result.tables["per expression"].items()} == per["printed"]
     # The two protocols differ on the same masks: both are printed, never one for the other.
     assert abs(result.tables["per expression"]["J&F"] - 100 * mean) > 0.1
+    # ReferFormer's folder names (anno_0..anno_3, same slot order) give the same numbers.
+    renamed = tmp_path / "referformer"
+    for slot, folder in enumerate(score_data.DAVIS_FOLDERS):
+        shutil.copytree(d["pred"] / folder, renamed / f"anno_{slot}")
+    other = score("ref-davis17", renamed, d["gt"])
+    assert other.tables["per expression"] == result.tables["per expression"]
+    assert other.tables["DAVIS unsupervised, anno_2"] == result.tables["DAVIS unsupervised, Davis17_annot2"]
     # A DAVIS root alone (no converted expression list) gives the DAVIS protocol.
     only = score("ref-davis17", d["pred"], d["davis"], protocol="davis")
     assert only.tables["DAVIS unsupervised, mean of 4 annotator sets"] == pytest.approx(

@@ -109,8 +109,9 @@ class ScoreResult:
     def format_table(self) -> str:
         """The tables as text, two decimals, one row per label."""
         lines = []
+        width = max((len(label) for label in self.tables), default=0)
         for label, table in self.tables.items():
-            lines.append(f"{label:<34} " + "  ".join(f"{m} {v:6.2f}" for m, v in table.items()))
+            lines.append(f"{label:<{width}}  " + "  ".join(f"{m} {v:6.2f}" for m, v in table.items()))
         for w in self.warnings:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
