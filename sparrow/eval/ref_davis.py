@@ -47,6 +47,22 @@ def find_folders(pred_root: str | Path) -> tuple[str, ...]:
     raise DataError(f"{pred_root}: annotator folders incomplete, missing {', '.join(missing)}")
 
 
+def locate_ground_truth(root: str | Path, split: str = "valid") -> tuple[Path, Path | None]:
+    """(DAVIS root, annotation folder to read instead of its ``Annotations_unsupervised/480p``, or None).
+
+    ``root`` is a DAVIS root, a folder holding one (``DAVIS/``), or ReferFormer's converted ``ref-davis`` root,
+    whose ``<split>/Annotations`` are copies of the unsupervised annotations.
+    """
+    root = Path(root)
+    for candidate in (root / "DAVIS", root):
+        if (candidate / "Annotations_unsupervised" / "480p").is_dir():
+            return candidate, None
+    for folder in (root / split / "Annotations", root / "Annotations"):
+        if folder.is_dir():
+            return root, folder
+    raise DataError(f"{root}: no DAVIS/Annotations_unsupervised/480p nor {split}/Annotations to score Ref-DAVIS17 with")
+
+
 def evaluate_ref_davis(
     davis_root: str | Path,
     pred_root: str | Path,

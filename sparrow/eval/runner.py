@@ -51,7 +51,7 @@ from sparrow.eval.benchmarks import Benchmark
 from sparrow.eval.export import merge_objects, zip_submission
 from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases, read_gcg_prediction
 from sparrow.eval.png import read_gray_png, write_binary_png, write_index_png
-from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis
+from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, locate_ground_truth
 from sparrow.eval.rvos import evaluate_rvos, read_expression_prediction
 from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
 from sparrow.model import SparrowModel
@@ -513,24 +513,8 @@ def _score_rvos(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, jud
     result.missing, result.warnings = list(r.missing), list(r.warnings)
 
 
-def davis_ground_truth(ds: CuratedDataset, b: Benchmark) -> tuple[Path, Path | None]:
-    """(DAVIS root, annotation folder to read instead of its ``Annotations_unsupervised/480p``): the raw release's
-    root, or (ReferFormer-converted layout) the split's palette annotations, which the conversion copied from the
-    unsupervised ones."""
-    root = Path(ds.meta.get("sources", {}).get(b.source, {}).get("root", ""))
-    for candidate in (root / "DAVIS", root):
-        if (candidate / "Annotations_unsupervised").is_dir():
-            return candidate, None
-    converted = root / b.split / "Annotations"
-    if not converted.is_dir():
-        raise DataError(
-            f"{root}: no DAVIS/Annotations_unsupervised nor {b.split}/Annotations to score Ref-DAVIS17 with"
-        )
-    return root, converted
-
-
 def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
-    gt_root, annotations = davis_ground_truth(ds, b)
+    gt_root, annotations = locate_ground_truth(ds.meta.get("sources", {}).get(b.source, {}).get("root", ""), b.split)
     sequences = [submission_names(v, exps[0].expression_id)[0] for v, exps in units.items()]
     missing = [s for s in sequences if not all((out / f / s).is_dir() for f in DAVIS_FOLDERS)]
     if missing:

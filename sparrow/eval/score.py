@@ -526,23 +526,9 @@ def score_mevis(
     )
 
 
-def _ref_davis_ground_truth(gt: Path) -> tuple[Path | None, Path, Path | None]:
-    """(meta_expressions.json or None, DAVIS root, annotation folder to use instead of the root's or None)."""
-    meta = next(
-        (
-            p
-            for p in (gt / "meta_expressions" / "valid" / "meta_expressions.json", gt / "meta_expressions.json")
-            if p.is_file()
-        ),
-        None,
-    )
-    for davis in (gt / "DAVIS", gt):
-        if (davis / "Annotations_unsupervised" / "480p").is_dir():
-            return meta, davis, None
-    for ann in (gt / "valid" / "Annotations", gt / "Annotations"):
-        if ann.is_dir():
-            return meta, gt, ann
-    raise DataError(f"{gt}: no DAVIS/Annotations_unsupervised/480p nor valid/Annotations with the ground truth")
+def _ref_davis_meta(gt: Path) -> Path | None:
+    candidates = (gt / "meta_expressions" / "valid" / "meta_expressions.json", gt / "meta_expressions.json")
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def score_ref_davis(
@@ -556,7 +542,7 @@ def score_ref_davis(
     """Ref-DAVIS17 under both protocols, labelled: DAVIS unsupervised per annotator set (mean of four), and per
     expression as GLUS / UniPixel compute it (the expression's object, ``obj_id``, from its annotator folder
     ``exp_id % 4`` or from its own ``<video>/<exp_id>/`` folder)."""
-    from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, find_folders
+    from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, find_folders, locate_ground_truth
 
     gt, pred = Path(gt), Path(pred)
     protocols = tuple(protocols)
@@ -565,7 +551,8 @@ def score_ref_davis(
         raise ValueError(f"protocol must be among {', '.join(REF_DAVIS_PROTOCOLS)}, got {', '.join(unknown) or 'none'}")
     if not pred.is_dir():
         raise DataError(f"prediction folder {pred} does not exist")
-    meta_path, davis_root, annotations = _ref_davis_ground_truth(gt)
+    meta_path = _ref_davis_meta(gt)
+    davis_root, annotations = locate_ground_truth(gt)
     videos = read_meta_expressions(meta_path) if meta_path is not None else None
     sequences = sorted(videos) if videos is not None else None
     tables: dict[str, dict[str, float]] = {}
