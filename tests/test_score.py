@@ -124,6 +124,10 @@ def test_ref_davis17_reports_both_protocols_labelled(data, tmp_path):
     other = score("ref-davis17", renamed, d["gt"])
     assert other.tables["per expression"] == result.tables["per expression"]
     assert other.tables["DAVIS unsupervised, anno_2"] == result.tables["DAVIS unsupervised, Davis17_annot2"]
+    # The converted layout alone (valid/Annotations, copies of the unsupervised annotations) gives the same.
+    converted = tmp_path / "converted"
+    shutil.copytree(d["gt"], converted, ignore=shutil.ignore_patterns("DAVIS"))
+    assert score("ref-davis17", d["pred"], converted).tables == result.tables
     # A DAVIS root alone (no converted expression list) gives the DAVIS protocol.
     only = score("ref-davis17", d["pred"], d["davis"], protocol="davis")
     assert only.tables["DAVIS unsupervised, mean of 4 annotator sets"] == pytest.approx(
