@@ -160,6 +160,12 @@ def test_progress_wraps_the_stream_of_videos(data):
     assert score("mevis-valid-u", d["pred"], d["gt"], progress=tqdm_progress).to_json() == plain.to_json()
 
 
+def test_device_path_gives_the_same_values(data):
+    # The torch counting path (here on the CPU; --device cuda on a GPU) returns the CPU path's values.
+    d = data["revos"]
+    assert score("revos", d["rle"], d["gt"], device="cpu").to_json() == score("revos", d["rle"], d["gt"]).to_json()
+
+
 def test_workers_give_the_same_result(data):
     d = data["mevis"]
     assert (
