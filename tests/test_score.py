@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fixtures import score_data
 from sparrow.cli import main
@@ -128,6 +129,17 @@ def test_ref_davis17_reports_both_protocols_labelled(data, tmp_path):
     converted = tmp_path / "converted"
     shutil.copytree(d["gt"], converted, ignore=shutil.ignore_patterns("DAVIS"))
     assert score("ref-davis17", d["pred"], converted).tables == result.tables
+    # Per-expression folders alone (UniPixel's layout) give the per-expression protocol, with a note.
+    per_exp = tmp_path / "per_expression"
+    for r in result.expressions:
+        slot = score_data.DAVIS_FOLDERS[int(r["expression"]) % 4]
+        obj = int(r["expression"]) // 4 + 1
+        for f in score_data.frames():
+            labels = np.array(Image.open(d["pred"] / slot / r["video"] / f"{f}.png"))
+            score_data._png(per_exp / r["video"] / r["expression"] / f"{f}.png", np.where(labels == obj, 255, 0))
+    alone = score("ref-davis17", per_exp, d["gt"])
+    assert list(alone.tables) == ["per expression"] and "annotator folders" in alone.warnings[-1]
+    _rows_match(alone.expressions, per["expressions"])
     # A DAVIS root alone (no converted expression list) gives the DAVIS protocol.
     only = score("ref-davis17", d["pred"], d["davis"], protocol="davis")
     assert only.tables["DAVIS unsupervised, mean of 4 annotator sets"] == pytest.approx(
@@ -269,8 +281,6 @@ def test_package_writes_identical_validated_zips(data, tmp_path):
     score_data._png(pred / "vid00" / "0" / "00001.png", np.zeros((10, 12), np.uint8))
     with pytest.raises(DataError, match=r"00001.png: size 12x10 differs from 128x96"):
         validate(pred, gt)
-    from PIL import Image
-
     Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(pred / "vid00" / "0" / "00001.png")
     with pytest.raises(DataError, match="mode RGB"):
         validate(pred, gt)

@@ -558,6 +558,10 @@ def score_ref_davis(
     tables: dict[str, dict[str, float]] = {}
     result = ScoreResult("ref-davis17", tables)
     has_folders = any((pred / n).is_dir() for names in FOLDER_SETS.values() for n in names)
+    notes = []
+    if "davis" in protocols and "expression" in protocols and not has_folders:
+        protocols = ("expression",)
+        notes.append("DAVIS protocol not computed: it needs the four annotator folders of merged palette PNGs")
     if "davis" in protocols:
         folders = find_folders(pred)
         r = evaluate_ref_davis(
@@ -581,11 +585,11 @@ def score_ref_davis(
             "J": 100 * r.table_mean["J-Mean"],
             "F": 100 * r.table_mean["F-Mean"],
         }
-        by_seq: dict[str, list] = {}
-        for run in r.runs.values():
-            for o in run.objects:
-                by_seq.setdefault(o.sequence, []).append(o)
         if "expression" not in protocols:
+            by_seq: dict[str, list] = {}
+            for run in r.runs.values():
+                for o in run.objects:
+                    by_seq.setdefault(o.sequence, []).append(o)
             for seq, objs in by_seq.items():
                 j = float(np.mean([o.j_mean for o in objs]))
                 f = float(np.mean([o.f_mean for o in objs]))
@@ -610,12 +614,12 @@ def score_ref_davis(
             exps = []
             for exp_id, exp in videos[name]["expressions"].items():
                 try:
-                    exps.append(_Expression(str(exp_id), label=int(exp["obj_id"])))
-                    int(exp_id)
+                    label, _ = int(exp["obj_id"]), int(exp_id)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise DataError(
                         f"{meta_path}: video {name}, expression {exp_id}: integer exp_id and obj_id"
                     ) from exc
+                exps.append(_Expression(str(exp_id), label=label))
             jobs.append(
                 _VideoJob(
                     "expression",
@@ -632,6 +636,7 @@ def score_ref_davis(
         result.expressions, result.videos = expressions, per_video
         result.missing = _missing(expressions)
         result.warnings = missing_warning(result.missing, len(expressions))
+    result.warnings += notes
     return result
 
 
