@@ -5,6 +5,8 @@
     sparrow train --host HOST --profile PROFILE --stage STAGE|all [--tsf] [--box] [--out DIR]  train a stage or variant
     sparrow tsf --profile PROFILE --split SPLIT [--source SRC] [--detector DIR]  the offline TSF pass (also under torchrun)
     sparrow eval (--run DIR | --checkpoint DIR) [--benchmark KEY ...]  predict and score benchmarks, print the metrics
+    sparrow score BENCHMARK --pred DIR --gt ROOT [--protocol P] [--workers N] [--json FILE]  score any predictions
+    sparrow package mevis-valid|ref-youtube-vos --pred DIR --gt ROOT --out FILE.zip  the server zip, validated
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
     sparrow regen-expected --profile PROFILE [--notebook N] [--from-results]  rewrite reproductions/expected/<profile>/
     sparrow promote-results --profile PROFILE                copy the run's results to reproductions/results/<profile>/
@@ -159,6 +161,40 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from sparrow.eval.score import score, tqdm_progress
+
+    result = score(
+        args.benchmark,
+        args.pred,
+        args.gt,
+        protocol=args.protocol,
+        workers=args.workers,
+        progress=None if args.quiet else tqdm_progress,
+        device=args.device,
+        captions=args.captions,
+    )
+    print(f"{args.benchmark}: {args.pred}" + (f" against {args.gt}" if args.gt else ""))
+    print(result.format_table())
+    if result.missing:
+        print(f"missing (scored 0): {', '.join(result.missing)}")
+    if args.json:
+        print(f"per-video and per-expression rows: {result.write_json(args.json)}")
+    if args.figure:
+        from sparrow.viz import save_figure, score_figure
+
+        print(f"figure: {save_figure(score_figure(result), args.figure)}")
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    from sparrow.eval.package import SERVERS, package
+
+    out = package(args.benchmark, args.pred, args.gt, args.out)
+    print(f"{out}: {SERVERS[args.benchmark].title} submission for {SERVERS[args.benchmark].where}")
+    return 0
+
+
 def _regen_expected(args: argparse.Namespace) -> int:
     from sparrow.notebook_tools import numbered_notebooks, run_notebook
     from sparrow.paths import results_root
@@ -254,6 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("score", help="score a prediction folder against a benchmark's released ground truth")
+    from sparrow.eval.score import BENCHMARKS  # light: no torch
+
+    p.add_argument("benchmark", choices=list(BENCHMARKS))
+    p.add_argument("--pred", required=True, help="prediction folder (<video>/<exp_id>/<frame>.png) or RLE JSON file")
+    p.add_argument("--gt", help="ground-truth folder as released (docs/evaluation.md §10; not for videogcg)")
+    p.add_argument("--protocol", help="Ref-DAVIS17: davis, expression or both (default both)")
+    p.add_argument("--workers", type=int, default=1, help="processes scoring videos in parallel")
+    p.add_argument("--device", help="torch device for the J/F counts, e.g. cuda (default: the CPU path)")
+    p.add_argument("--json", help="write the tables with per-video and per-expression rows to this file")
+    p.add_argument("--figure", help="write the per-video J&F bars and per-frame J/F strip to this image")
+    p.add_argument("--captions", action="store_true", help="videogcg: METEOR and CIDEr too (needs Java)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_score)
+
+    p = sub.add_parser("package", help="validate a prediction folder and write the evaluation server's zip")
+    from sparrow.eval.package import SERVERS
+
+    p.add_argument("benchmark", choices=list(SERVERS))
+    p.add_argument("--pred", required=True, help="prediction folder <video>/<exp_id>/<frame>.png")
+    p.add_argument("--gt", required=True, help="the split folder holding meta_expressions.json (or the file)")
+    p.add_argument("--out", required=True, help="zip file to write")
+    p.set_defaults(func=_package)
 
     p = sub.add_parser("reproduce", help="run every numbered notebook in order")
     p.add_argument("--profile", choices=PROFILES, default="mini")

@@ -126,6 +126,12 @@ def test_missing_prediction_scores_zero_and_is_listed(curated, tmp_path):
     assert sorted(evaluate_rvos(root, ann).missing) == ["a/0", "a/1", "b/1"]
 
 
+def test_a_prediction_folder_that_does_not_exist_is_an_error_naming_it(curated, tmp_path):
+    root, _, _ = curated
+    with pytest.raises(DataError, match=f"prediction folder {tmp_path / 'nowhere'} does not exist"):
+        evaluate_rvos(root, tmp_path / "nowhere")
+
+
 def test_bad_prediction_files_named(curated, tmp_path):
     root, names, gts = curated
     ann, _ = _predictions(tmp_path, names, gts)

@@ -23,6 +23,7 @@ required, and prediction files that are not ground-truth frames are an error (``
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from sparrow.eval.jf import jf_per_frame, statistics
+from sparrow.eval.parallel import map_ordered
 from sparrow.eval.png import read_index_png
 from sparrow.storage import DataError, atomic_write_text
 
@@ -105,10 +107,15 @@ def _annotation_dir(gt_root: Path, mode: str, resolution: str) -> Path:
 
 
 def read_gt_sequence(
-    gt_root: str | Path, sequence: str, mode: str = "unsupervised", resolution: str = "480p"
+    gt_root: str | Path,
+    sequence: str,
+    mode: str = "unsupervised",
+    resolution: str = "480p",
+    annotations: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(objects (N, T, H, W) bool, void (T, H, W) bool, frame names) of one ground-truth sequence."""
-    folder = _annotation_dir(Path(gt_root), mode, resolution) / sequence
+    base = Path(annotations) if annotations is not None else _annotation_dir(Path(gt_root), mode, resolution)
+    folder = base / sequence
     files = sorted(folder.glob("*.png"))
     if not files:
         raise DataError(f"sequence {sequence}: no ground-truth PNGs in {folder}")
@@ -212,6 +219,46 @@ def evaluate_sequence(
     return j_all[rows, cols], f_all[rows, cols]
 
 
+@dataclass(frozen=True)
+class _SequenceJob:
+    gt_root: Path
+    pred_root: Path
+    sequence: str
+    mode: str
+    resolution: str
+    max_proposals: int
+    allow_extra_frames: bool
+    device: Any | None
+    annotations: Path | None
+
+
+def _score_sequence(job: _SequenceJob) -> list[ObjectScore]:
+    """The objects of one sequence (a top-level function: it runs in worker processes)."""
+    seq = job.sequence
+    objects, void, frames = read_gt_sequence(job.gt_root, seq, job.mode, job.resolution, job.annotations)
+    if job.mode == "semi-supervised":
+        if len(frames) < 3:
+            raise DataError(
+                f"sequence {seq}: {len(frames)} frames; the semi-supervised task drops the first "
+                "and last frames and needs at least 3"
+            )
+        objects, scored = objects[:, 1:-1], frames[1:-1]
+    else:
+        scored = frames
+    labels = read_pred_sequence(job.pred_root, seq, scored, objects.shape[2:], frames, job.allow_extra_frames)
+    j, f = evaluate_sequence(
+        objects, void if job.mode == "unsupervised" else None, labels, seq, job.mode, job.max_proposals, job.device
+    )
+    out = []
+    for i in range(j.shape[0]):
+        jm, jr, jd = statistics(j[i])
+        fm, fr, fd = statistics(f[i])
+        out.append(
+            ObjectScore(seq, f"{seq}_{i + 1}", jm, jr, jd, fm, fr, fd, tuple(j[i].tolist()), tuple(f[i].tolist()))
+        )
+    return out
+
+
 def evaluate_davis(
     gt_root: str | Path,
     pred_root: str | Path,
@@ -223,8 +270,16 @@ def evaluate_davis(
     max_proposals: int = MAX_PROPOSALS,
     allow_extra_frames: bool = False,
     device: Any | None = None,
+    annotations: str | Path | None = None,
+    workers: int = 1,
+    progress: Callable[[Iterable[list[ObjectScore]], int], Iterable[list[ObjectScore]]] | None = None,
 ) -> DavisResult:
-    """Score a results folder against a DAVIS root like ``evaluation_method.py --task <mode>`` (see module doc)."""
+    """Score a results folder against a DAVIS root like ``evaluation_method.py --task <mode>`` (see module doc).
+
+    ``annotations`` is a folder of ground-truth sequence folders used instead of the root's (e.g. the Ref-DAVIS17
+    conversion's ``valid/Annotations``, copies of ``Annotations_unsupervised/480p``); sequences are scored one at a
+    time, by ``workers`` processes; ``progress`` wraps the stream of per-sequence results (e.g. a progress bar).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     gt_root, pred_root = Path(gt_root), Path(pred_root)
@@ -233,28 +288,15 @@ def evaluate_davis(
     names = list(sequences) if sequences is not None else list_sequences(gt_root, gt_set, year, mode, resolution)
     if not names:
         raise DataError(f"{gt_root}: no sequences to evaluate")
-    objects_out: list[ObjectScore] = []
-    for seq in names:
-        objects, void, frames = read_gt_sequence(gt_root, seq, mode, resolution)
-        if mode == "semi-supervised":
-            if len(frames) < 3:
-                raise DataError(
-                    f"sequence {seq}: {len(frames)} frames; the semi-supervised task drops the first "
-                    "and last frames and needs at least 3"
-                )
-            objects, scored = objects[:, 1:-1], frames[1:-1]
-        else:
-            scored = frames
-        labels = read_pred_sequence(pred_root, seq, scored, objects.shape[2:], frames, allow_extra_frames)
-        j, f = evaluate_sequence(
-            objects, void if mode == "unsupervised" else None, labels, seq, mode, max_proposals, device
-        )
-        for i in range(j.shape[0]):
-            jm, jr, jd = statistics(j[i])
-            fm, fr, fd = statistics(f[i])
-            objects_out.append(
-                ObjectScore(seq, f"{seq}_{i + 1}", jm, jr, jd, fm, fr, fd, tuple(j[i].tolist()), tuple(f[i].tolist()))
-            )
+    ann = Path(annotations) if annotations is not None else None
+    jobs = (
+        _SequenceJob(gt_root, pred_root, seq, mode, resolution, max_proposals, allow_extra_frames, device, ann)
+        for seq in names
+    )
+    stream = map_ordered(_score_sequence, jobs, workers)
+    if progress is not None:
+        stream = progress(stream, len(names))
+    objects_out = [o for objects in stream for o in objects]
     return DavisResult(mode, names, objects_out, global_table(objects_out))
 
 

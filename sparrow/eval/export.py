@@ -13,14 +13,12 @@ server wants the raw ``<video>`` and ``<exp_id>`` (:func:`sparrow.data.records.s
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sparrow.eval.png import write_binary_png, write_index_png
-from sparrow.storage import atomic_open
 
 BENCHMARKS = ("mevis", "ref-youtube-vos")
 
@@ -43,16 +41,16 @@ def write_expression_masks(
 
 def zip_submission(annotations_dir: str | Path, zip_path: str | Path, parent: bool = True) -> Path:
     """Zip an ``Annotations`` folder; ``parent=True`` keeps ``Annotations/`` in the member names (Ref-YouTube-VOS),
-    ``parent=False`` puts the video folders at the root (MeViS)."""
+        ``parent=False`` puts the video folders at the root (MeViS). Deterministic bytes
+    (:func:`sparrow.eval.package.write_zip`); ``sparrow package`` also validates the folder first."""
+    from sparrow.eval.package import write_zip
+
     annotations_dir = Path(annotations_dir)
     files = sorted(p for p in annotations_dir.rglob("*.png") if p.is_file())
     if not files:
         raise ValueError(f"{annotations_dir}: no PNGs to zip")
     prefix = annotations_dir.name + "/" if parent else ""
-    with atomic_open(zip_path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in files:
-            zf.write(p, prefix + p.relative_to(annotations_dir).as_posix())
-    return Path(zip_path)
+    return write_zip(((prefix + p.relative_to(annotations_dir).as_posix(), p) for p in files), zip_path)
 
 
 def merge_objects(object_masks: Sequence[np.ndarray], threshold: float = 0.5, background: float = 0.1) -> np.ndarray:

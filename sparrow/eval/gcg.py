@@ -24,12 +24,14 @@ import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from sparrow.eval.clair import Judge, evaluate_clair
-from sparrow.storage import DataError
+from sparrow.eval.png import read_gray_png
+from sparrow.storage import DataError, read_json
 
 MAX_CHARS = 2000
 JAVA_MISSING = "not computed: Java missing"
@@ -254,3 +256,72 @@ def evaluate_gcg(
         failed,
         clair_result.judges,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The sample folders of ``eval_gcg_infer.py``: <index:06d>/res.json, gt_masks_<k>/ and pred_masks_<k>/mask_<t>.png
+# ----------------------------------------------------------------------------------------------------------------
+def _tube_folders(folder: Path, prefix: str) -> list[Path]:
+    def index(p: Path) -> int:
+        tail = p.name[len(prefix) :]
+        return int(tail) if tail.isdigit() else -1
+
+    return sorted((p for p in folder.glob(f"{prefix}*") if p.is_dir() and index(p) >= 0), key=index)
+
+
+def read_tube(folder: Path, num_frames: int, shape: tuple[int, int]) -> np.ndarray:
+    """(T, H, W) bool from ``mask_<t>.png``; a missing frame reads as an empty mask (SPARROW)."""
+    tube = np.zeros((num_frames, *shape), bool)
+    for t in range(num_frames):
+        path = folder / f"mask_{t}.png"
+        if path.is_file():
+            arr = read_gray_png(path, f"{folder.parent.name}/{folder.name}/mask_{t}")
+            if arr.shape != shape:
+                raise DataError(f"{path}: mask size {arr.shape} differs from the frame size {shape}")
+            tube[t] = arr != 0
+    return tube
+
+
+def read_gcg_prediction(folder: Path, num_frames: int, shape: tuple[int, int]) -> tuple[str | None, list[np.ndarray]]:
+    """(predicted caption, one tube per ``pred_masks_<k>``) of a sample folder; (None, []) without ``res.json``."""
+    res = folder / "res.json"
+    if not res.is_file():
+        return None, []
+    data = read_json(res)
+    if "pred_text" not in data:
+        raise DataError(f"{res}: no pred_text")
+    return str(data["pred_text"]), [read_tube(f, num_frames, shape) for f in _tube_folders(folder, "pred_masks_")]
+
+
+def read_gcg_sample(folder: Path) -> GcgSample:
+    """One sample folder with its ground truth (``gt_text`` and ``gt_masks_<k>``, one per ground-truth phrase);
+    without ``res.json`` a missing prediction.
+
+    The number of frames is ``res.json``'s ``frames`` list when present, else the ``img_frames`` images, else one
+    past the highest ``mask_<t>`` index; the frame size is that of the first ground-truth mask.
+    """
+    res = folder / "res.json"
+    if not res.is_file():
+        return GcgSample(folder.name, "", [], None)  # a missing prediction: mIoU 0, no phrase counted (SPARROW)
+    data = read_json(res)
+    if "gt_text" not in data:
+        raise DataError(f"{res}: no gt_text")
+    gt_dirs = _tube_folders(folder, "gt_masks_")
+    n_phrases = len(phrases(str(data["gt_text"])))
+    if len(gt_dirs) != n_phrases:
+        raise DataError(f"{folder}: {n_phrases} ground-truth phrases for {len(gt_dirs)} gt_masks_<k> folders")
+    masks = sorted(p for d in gt_dirs + _tube_folders(folder, "pred_masks_") for p in d.glob("mask_*.png"))
+    if isinstance(data.get("frames"), list):
+        num_frames = len(data["frames"])
+    elif (folder / "img_frames").is_dir():
+        num_frames = sum(1 for p in (folder / "img_frames").iterdir() if p.suffix == ".jpg")
+    else:
+        stems = [p.stem[len("mask_") :] for p in masks]
+        num_frames = max((int(s) for s in stems if s.isdigit()), default=-1) + 1
+    first = next((p for d in gt_dirs for p in sorted(d.glob("mask_*.png"))), None)
+    if first is None or num_frames == 0:
+        raise DataError(f"{folder}: no ground-truth masks (gt_masks_<k>/mask_<t>.png)")
+    shape = read_gray_png(first, f"{folder.name}/{first.parent.name}/{first.stem}").shape
+    gt = [read_tube(d, num_frames, shape) for d in gt_dirs]
+    pred_text, pred = read_gcg_prediction(folder, num_frames, shape)
+    return GcgSample(folder.name, str(data["gt_text"]), gt, pred_text, pred)

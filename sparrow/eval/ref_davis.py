@@ -47,6 +47,22 @@ def find_folders(pred_root: str | Path) -> tuple[str, ...]:
     raise DataError(f"{pred_root}: annotator folders incomplete, missing {', '.join(missing)}")
 
 
+def locate_ground_truth(root: str | Path, split: str = "valid") -> tuple[Path, Path | None]:
+    """(DAVIS root, annotation folder to read instead of its ``Annotations_unsupervised/480p``, or None).
+
+    ``root`` is a DAVIS root, a folder holding one (``DAVIS/``), or ReferFormer's converted ``ref-davis`` root,
+    whose ``<split>/Annotations`` are copies of the unsupervised annotations.
+    """
+    root = Path(root)
+    for candidate in (root / "DAVIS", root):
+        if (candidate / "Annotations_unsupervised" / "480p").is_dir():
+            return candidate, None
+    for folder in (root / split / "Annotations", root / "Annotations"):
+        if folder.is_dir():
+            return root, folder
+    raise DataError(f"{root}: no DAVIS/Annotations_unsupervised/480p nor {split}/Annotations to score Ref-DAVIS17 with")
+
+
 def evaluate_ref_davis(
     davis_root: str | Path,
     pred_root: str | Path,
@@ -54,11 +70,23 @@ def evaluate_ref_davis(
     sequences: list[str] | None = None,
     gt_set: str = "val",
     device: Any | None = None,
+    annotations: str | Path | None = None,
+    workers: int = 1,
+    progress: Any | None = None,
 ) -> RefDavisResult:
+    """The four annotator folders scored with the DAVIS unsupervised protocol (``evaluate_davis``'s options)."""
     folders = tuple(folders) if folders is not None else find_folders(pred_root)
     runs = {
         f: evaluate_davis(
-            davis_root, Path(pred_root) / f, sequences=sequences, mode="unsupervised", gt_set=gt_set, device=device
+            davis_root,
+            Path(pred_root) / f,
+            sequences=sequences,
+            mode="unsupervised",
+            gt_set=gt_set,
+            device=device,
+            annotations=annotations,
+            workers=workers,
+            progress=progress,
         )
         for f in folders
     }

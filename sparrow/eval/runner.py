@@ -49,9 +49,9 @@ from sparrow.data.qa_templates import marked_text, markup_to_tokens
 from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.eval.benchmarks import Benchmark
 from sparrow.eval.export import merge_objects, zip_submission
-from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases
+from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases, read_gcg_prediction
 from sparrow.eval.png import read_gray_png, write_binary_png, write_index_png
-from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis
+from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, locate_ground_truth
 from sparrow.eval.rvos import evaluate_rvos, read_expression_prediction
 from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
 from sparrow.model import SparrowModel
@@ -513,30 +513,8 @@ def _score_rvos(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, jud
     result.missing, result.warnings = list(r.missing), list(r.warnings)
 
 
-def davis_ground_truth(ds: CuratedDataset, b: Benchmark, cache: Path) -> Path:
-    """A DAVIS root with ``Annotations_unsupervised/480p``: the raw release's, or (ReferFormer-converted layout)
-    one built from the split's palette annotations, which the conversion copied from the unsupervised ones."""
-    root = Path(ds.meta.get("sources", {}).get(b.source, {}).get("root", ""))
-    for candidate in (root / "DAVIS", root):
-        if (candidate / "Annotations_unsupervised").is_dir():
-            return candidate
-    converted = root / b.split / "Annotations"
-    if not converted.is_dir():
-        raise DataError(
-            f"{root}: no DAVIS/Annotations_unsupervised nor {b.split}/Annotations to score Ref-DAVIS17 with"
-        )
-    target = cache / "davis_gt" / "Annotations_unsupervised" / "480p"
-    for video in sorted(p for p in converted.iterdir() if p.is_dir()):
-        if not (target / video.name).is_dir():
-            tmp = target / f".{video.name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(video, tmp)
-            tmp.rename(target / video.name)
-    return cache / "davis_gt"
-
-
 def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
-    gt_root = davis_ground_truth(ds, b, out)
+    gt_root, annotations = locate_ground_truth(ds.meta.get("sources", {}).get(b.source, {}).get("root", ""), b.split)
     sequences = [submission_names(v, exps[0].expression_id)[0] for v, exps in units.items()]
     missing = [s for s in sequences if not all((out / f / s).is_dir() for f in DAVIS_FOLDERS)]
     if missing:
@@ -544,7 +522,7 @@ def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
             f"{out}: no Ref-DAVIS17 predictions for {', '.join(missing[:5])} (the DAVIS evaluation scores "
             f"whole sequences and stops on a missing one)"
         )
-    r = evaluate_ref_davis(gt_root, out, folders=DAVIS_FOLDERS, sequences=sequences)
+    r = evaluate_ref_davis(gt_root, out, folders=DAVIS_FOLDERS, sequences=sequences, annotations=annotations)
     result.value = 100.0 * r.mean
     result.details = {
         **{f"J&F {f}": 100.0 * v for f, v in r.jf.items()},
@@ -584,31 +562,6 @@ def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
         result.warnings = [f"{len(r.missing)} sentences have no prediction and score 0: {', '.join(r.missing[:10])}"]
 
 
-def _read_gcg_folder(folder: Path, num_frames: int, shape: tuple[int, int]) -> tuple[str | None, list[np.ndarray]]:
-    res = folder / "res.json"
-    if not res.is_file():
-        return None, []
-    data = read_json(res)
-    if "pred_text" not in data:
-        raise DataError(f"{res}: no pred_text")
-    tubes = []
-    folders = sorted(
-        (p for p in folder.glob("pred_masks_*") if p.is_dir()),
-        key=lambda p: int(p.name.rsplit("_", 1)[1]) if p.name.rsplit("_", 1)[1].isdigit() else -1,
-    )
-    for f in folders:
-        tube = np.zeros((num_frames, *shape), bool)
-        for t in range(num_frames):  # SPARROW reads a missing mask frame as zeros
-            path = f / f"mask_{t}.png"
-            if path.is_file():
-                arr = read_gray_png(path, f"{folder.name}/{f.name}/mask_{t}")
-                if arr.shape != shape:
-                    raise DataError(f"{path}: mask size {arr.shape} differs from the frame size {shape}")
-                tube[t] = arr != 0
-        tubes.append(tube)
-    return str(data["pred_text"]), tubes
-
-
 def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:
     order = gcg_order(b, ds)
     samples = []
@@ -620,7 +573,7 @@ def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judg
             for _, ids in e.phrase_list():
                 masks = [ds.object_masks(video_id, i)[indices] for i in ids]
                 gt_masks.append(np.logical_or.reduce(masks))
-            pred_text, pred_masks = _read_gcg_folder(
+            pred_text, pred_masks = read_gcg_prediction(
                 out / "video_gcg" / f"{order[video_id]:06d}", len(indices), (video.height, video.width)
             )
             samples.append(

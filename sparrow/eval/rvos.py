@@ -6,8 +6,8 @@ as grayscale, any non-zero pixel foreground; per expression ``j = mean_t J_t`` a
 frames (no void, no first/last dropping, tolerance 0.008); then ``J = mean_expr j``, ``F = mean_expr f`` and
 ``J&F = (J + F) / 2``. Ref-YouTube-VOS's server is understood to do the same.
 
-A missing prediction (video or expression folder) scores j = f = 0, as MeViS does for a missing video, and is
-listed in the result. A missing or unreadable frame inside an existing expression folder, a size mismatch, or
+A prediction folder that does not exist is an error. A missing prediction (video or expression folder) inside it
+scores j = f = 0, as MeViS does for a missing video, and is listed in the result. A missing or unreadable frame inside an existing expression folder, a size mismatch, or
 files that are not frames of the video are errors naming the video, expression and frame (MeViS' worker would
 die and silently drop the expression).
 """
@@ -78,6 +78,22 @@ def read_expression_prediction(
     return out
 
 
+def aggregate_jf(j: list[float], f: list[float]) -> tuple[float, float, float]:
+    """(J, F, J&F) of per-expression j and f: the mean of each over the expressions, then ``(J + F) / 2``."""
+    j_all, f_all = float(np.mean(j)), float(np.mean(f))
+    return j_all, f_all, (j_all + f_all) / 2
+
+
+def missing_warning(missing: list[str], total: int, what: str = "expressions") -> list[str]:
+    """The one-line warning listing predictions scored 0 (empty when none is missing)."""
+    if not missing:
+        return []
+    return [
+        f"{len(missing)} of {total} {what} have no prediction and score 0: "
+        f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+    ]
+
+
 def evaluate_rvos(
     dataset: CuratedDataset | str | Path,
     pred_root: str | Path,
@@ -89,6 +105,8 @@ def evaluate_rvos(
 ) -> RvosResult:
     """Per-expression J&F of the curated expressions (optionally one source/split or a list of ids)."""
     ds = dataset if isinstance(dataset, CuratedDataset) else CuratedDataset(dataset)
+    if not Path(pred_root).is_dir():
+        raise DataError(f"prediction folder {pred_root} does not exist")
     wanted = None if expression_ids is None else set(expression_ids)
     scores: list[ExpressionScore] = []
     missing: list[str] = []
@@ -115,14 +133,5 @@ def evaluate_rvos(
             raise DataError(f"{ds.root}: unknown expression ids {sorted(unknown)[:5]}")
     if not scores:
         raise DataError(f"{ds.root}: no expressions to evaluate (source={source!r}, split={split!r})")
-    j_all = float(np.mean([s.j for s in scores]))
-    f_all = float(np.mean([s.f for s in scores]))
-    warnings = (
-        [
-            f"{len(missing)} of {len(scores)} expressions have no prediction and score 0: "
-            f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
-        ]
-        if missing
-        else []
-    )
-    return RvosResult(scores, j_all, f_all, (j_all + f_all) / 2, missing, warnings)
+    j_all, f_all, jf = aggregate_jf([s.j for s in scores], [s.f for s in scores])
+    return RvosResult(scores, j_all, f_all, jf, missing, missing_warning(missing, len(scores)))

@@ -4,6 +4,7 @@
 - :mod:`~sparrow.viz.montage`: sampled frames across time;
 - :mod:`~sparrow.viz.compare`: ground truth beside predictions with per-frame J and F;
 - :mod:`~sparrow.viz.curation`: notebook 01's statistics panels, curated-video montage and hard-case figure;
+- :mod:`~sparrow.viz.score`: a ``sparrow score`` result's per-video J&F and per-frame J/F;
 - :mod:`~sparrow.viz.plots`: bar charts of counts, histograms, loss curves, cluster scatter;
 - :mod:`~sparrow.viz.export`: PNG, MP4 and GIF, written atomically;
 - :mod:`~sparrow.viz.predictions` / :mod:`~sparrow.viz.tracks`: predicted masks and TSF tracks read from disk;
@@ -30,6 +31,7 @@ from sparrow.viz.overlay import (
 )
 from sparrow.viz.plots import bar_counts, cluster_scatter, histogram, loss_curves
 from sparrow.viz.predictions import PredictionFolder, read_mask_png
+from sparrow.viz.score import score_figure
 from sparrow.viz.tracks import Track, TrackFolder, read_track
 
 
@@ -76,6 +78,7 @@ __all__ = [
     "read_track",
     "sample_indices",
     "save_figure",
+    "score_figure",
     "save_gif",
     "save_mp4",
     "save_png",
