@@ -1,7 +1,10 @@
 """Atomic writes, streaming JSON Lines and content fingerprints.
 
 Every cache, checkpoint and results file is written to a temporary file in the destination folder and renamed
-into place, so a killed run never leaves a half-written file where a reader expects a whole one.
+into place, so a killed run never leaves a half-written file where a reader expects a whole one. The temporary
+names are created owner-only (``mkstemp``, ``mkdtemp``); before the rename they get the mode a plain ``open`` or
+``mkdir`` would have given under the process umask (:func:`plain_mode`), so a dataset or checkpoint written on a
+shared machine is as readable as any other file there.
 
 Every cache key of the kit is one of two content fingerprints: :func:`digest_json` of what a result depends on
 (settings, the fingerprints of its inputs) and :func:`sha256_file` of a file's bytes.
@@ -23,6 +26,26 @@ class DataError(ValueError):
     """Malformed input; the message names the file (and line or item) and the problem."""
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux ``/proc``): setting it to
+    read it back would race with files other threads create meanwhile."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(folder: bool = False) -> int:
+    """The permission bits ``open(path, "w")`` (``folder=False``) or ``mkdir`` gives under the current umask."""
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` only if the block succeeds."""
@@ -35,6 +58,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, plain_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
