@@ -250,7 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--benchmark", action="append", default=[], choices=COLUMNS, help="benchmark key (repeatable; default all six)"
     )
     p.add_argument("--curated", help="curated dataset folder (default: SPARROW-Mini of --profile/--seed)")
-    p.add_argument("--out", help="prediction folder root (default: $SPARROW_HOME/eval/<profile>/...)")
+    p.add_argument(
+        "--out",
+        help="prediction folder root (default: $SPARROW_HOME/eval/<profile>/.../<name>-<key>, the key hashing the "
+        "model's fingerprint)",
+    )
     p.add_argument("--all", action="store_true", help="score every unit of each split, not the profile's subset")
     p.add_argument("--tsf-run", help="a finished TSF run folder: evaluate with TSF at test from its tracked boxes")
     p.add_argument("--device", help="torch device for the model (default: the CPU)")

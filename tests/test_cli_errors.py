@@ -38,6 +38,8 @@ def _cases(tmp, toy, bad):
         (["train", "--stage", "stage1", "--profile", "smoke", "--data", str(missing), "--out", str(tmp / "o")], str(missing)),
         (["train", "--stage", "stage1", "--profile", "smoke", "--data", str(toy), "--init", str(missing), "--out", str(tmp / "o")], str(missing)),
         (["train", "--stage", "stage1", "--profile", "smoke", "--data", str(toy), "--init", str(bad), "--out", str(tmp / "o")], "field 'tsf' must be true/false"),
+        (["train", "--stage", "stage1", "--profile", "smoke", "--data", str(toy)], "--out is required"),
+        (["train", "--stage", "all", "--profile", "smoke", "--data", str(toy), "--init", str(bad)], "--init applies to a single stage"),
         (["eval", "--checkpoint", str(missing), "--curated", str(toy), "--profile", "smoke"], str(missing)),
         (["eval", "--run", str(tmp / "run"), "--curated", str(toy), "--profile", "smoke"], f"{tmp / 'run' / 'run.json'}: invalid JSON"),
         (["eval", "--checkpoint", str(bad), "--curated", str(missing), "--profile", "smoke"], str(missing)),
