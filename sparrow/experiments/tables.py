@@ -449,15 +449,14 @@ def measure_ablation(
     return out
 
 
-def _predictions_of(plan, host: str, seed: int, variant: str, benchmark: str, curated_root: Path) -> Path:
-    """The prediction folder :func:`measure_main` wrote for one run and benchmark (it need not exist). Under paper,
-    where the checkpoints are not at hand here, the folder of ``<host>-<variant>`` whose manifest names these data;
-    more than one such folder (several checkpoints evaluated under one name) is an error, not a guess."""
+def _predictions_of(plan, host: str, seed: int, variant: str, benchmark: str, curated_root: Path) -> Path | None:
+    """The prediction folder :func:`measure_main` wrote for one run and benchmark (None, or a folder that does not
+    exist, when it wrote none). Under paper, where the checkpoints are not at hand here, the folder of
+    ``<host>-<variant>`` whose manifest names these data; more than one such folder (several checkpoints evaluated
+    under one name) is an error, not a guess."""
     if plan.profile != "paper":
         run_dir = runs_dir(plan.profile) / f"{host}-seed{seed}" / variant
-        if not (run_dir / "run.json").is_file():
-            return run_dir / "absent"
-        return run_eval_dir(RunResult.load(run_dir)) / benchmark
+        return run_eval_dir(RunResult.load(run_dir)) / benchmark if (run_dir / "run.json").is_file() else None
     data = records_fingerprint(curated_root)
     name = checkpoint_name(host, variant)
     found = [
@@ -484,8 +483,9 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
     for host in plan.hosts:
         for variant in ("baseline", "sparrow"):
             for b in plan.benchmarks:
-                folder = _predictions_of(plan, host, seed, variant, b.key, curated.root) / "Annotations"
-                if b.protocol != "rvos" or not folder.is_dir():
+                found = _predictions_of(plan, host, seed, variant, b.key, curated.root)
+                folder = found / "Annotations" if found is not None else None
+                if b.protocol != "rvos" or folder is None or not folder.is_dir():
                     continue
                 r = text_dependence(curated, folder, b.source, b.split)
                 rows.append(
