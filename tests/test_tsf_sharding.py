@@ -94,10 +94,11 @@ def test_two_ranks_split_the_work_and_merge_identically(tmp_path, launcher):
     assert len(sharded) == 10 and sharded == alone
 
 
+@pytest.mark.slow  # three processes started one after another on 2 CPU cores: 20-30 s
 def test_two_passes_writing_one_cache_at_once_agree_with_one_alone(tmp_path):
     # Two independent `sparrow tsf` jobs on the same artifact root compute the same entries at the same time: each
     # entry lands whole (written under a temporary name, then renamed) and both jobs report the same run.
-    root = write_toy_curated(tmp_path / "toy", videos=4, frames=5)
+    root = write_toy_curated(tmp_path / "toy", videos=3, frames=5)
     env = dict(os.environ, SPARROW_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "sparrow.cli", "tsf", "--profile", "smoke", "--split", "valid"]
     command += ["--curated", str(root), "--box-source", "ground_truth"]
@@ -125,5 +126,5 @@ def test_two_passes_writing_one_cache_at_once_agree_with_one_alone(tmp_path):
         assert handle.read() == single.index_path.read_bytes()
     shared = {p.name: p.read_bytes() for p in (tmp_path / "home").rglob("*.safetensors")}
     alone = {p.name: p.read_bytes() for p in (tmp_path / "single").rglob("*.safetensors")}
-    assert len(shared) == 8 and shared == alone
+    assert len(shared) == 6 and shared == alone
     assert not [p for p in (tmp_path / "home").rglob("*.tmp")]
