@@ -14,6 +14,11 @@
 
 ``sparrow --paths FILE <command> ...`` takes paper component paths from FILE (see :mod:`sparrow.paths`).
 
+Errors: a command that fails on its input (a missing or malformed file, a bad argument, a refused folder, a
+diverging run) prints one line, ``sparrow <command>: error: <file or argument>: <problem>``, on stderr and exits
+with status 2; ``sparrow --debug <command> ...`` lets the exception through with its traceback. This is done once,
+in :func:`main`, for every command (:func:`user_errors` lists the exception types it covers).
+
 Subcommands import their subsystem lazily so that ``sparrow --help`` stays fast.
 """
 
@@ -44,45 +49,40 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _tsf(args: argparse.Namespace) -> int:
     from sparrow.data.curated import CuratedDataset
-    from sparrow.storage import DataError
     from sparrow.tsf.pipeline import ensure_tsf, main_rank_first, profile_config
     from sparrow.tsf.runs import TSFRun
     from sparrow.tsf.sharding import init_shard
 
-    try:
-        shard = init_shard()
-        with main_rank_first(shard):
-            if args.curated:
-                root = Path(args.curated)
-                if not root.is_dir():
-                    raise FileNotFoundError(f"curated dataset folder not found: {root}")
-            else:
-                from sparrow.data.curate import ensure_curated
+    shard = init_shard()
+    with main_rank_first(shard):
+        if args.curated:
+            root = Path(args.curated)
+            if not root.is_dir():
+                raise FileNotFoundError(f"curated dataset folder not found: {root}")
+        else:
+            from sparrow.data.curate import ensure_curated
 
-                root = ensure_curated(args.profile, args.seed)
-            dataset = CuratedDataset(root)
-            if args.source is not None and args.source not in dataset.sources():
-                raise ValueError(f"{root}: no source {args.source!r} (it has {', '.join(dataset.sources())})")
-            splits = dataset.splits(args.source)
-            if args.split not in splits:
-                raise ValueError(
-                    f"{root}: no split {args.split!r}"
-                    + (f" in source {args.source!r}" if args.source else "")
-                    + f" (it has {', '.join(splits)})"
-                )
-            config = profile_config(args.profile, root, args.box_source, args.detector, args.sam2_checkpoint)
-        folder = ensure_tsf(
-            args.profile,
-            args.seed,
-            args.split,
-            args.source,
-            config=config,
-            curated_root=root,
-            limit_videos=args.limit_videos,
-        )
-    except (ValueError, FileNotFoundError, DataError) as exc:
-        print(f"sparrow tsf: error: {exc}", file=sys.stderr)
-        return 2
+            root = ensure_curated(args.profile, args.seed)
+        dataset = CuratedDataset(root)
+        if args.source is not None and args.source not in dataset.sources():
+            raise ValueError(f"{root}: no source {args.source!r} (it has {', '.join(dataset.sources())})")
+        splits = dataset.splits(args.source)
+        if args.split not in splits:
+            raise ValueError(
+                f"{root}: no split {args.split!r}"
+                + (f" in source {args.source!r}" if args.source else "")
+                + f" (it has {', '.join(splits)})"
+            )
+        config = profile_config(args.profile, root, args.box_source, args.detector, args.sam2_checkpoint)
+    folder = ensure_tsf(
+        args.profile,
+        args.seed,
+        args.split,
+        args.source,
+        config=config,
+        curated_root=root,
+        limit_videos=args.limit_videos,
+    )
     if shard.is_main:
         counts = TSFRun(folder).counts
         print(
@@ -97,7 +97,13 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     from sparrow.eval.benchmarks import benchmarks_for
-    from sparrow.eval.runner import eval_root, evaluate_checkpoint, run_eval_dir
+    from sparrow.eval.runner import (
+        checkpoint_fingerprint,
+        eval_root,
+        evaluate_checkpoint,
+        keyed_eval_dir,
+        variant_eval_dir,
+    )
     from sparrow.paths import runs_dir
 
     benchmarks = benchmarks_for(args.profile, args.benchmark or None)
@@ -121,14 +127,13 @@ def _eval(args: argparse.Namespace) -> int:
         if not (run_dir / "run.json").is_file():
             run_dir = runs_dir(args.profile) / args.run
         run = RunResult.load(run_dir)
-        checkpoint, out = run.final_dir, Path(args.out) if args.out else run_eval_dir(run, tsf_tag)
+        checkpoint, model_id = run.final_dir, checkpoint_fingerprint(run.final_dir)
+        default = variant_eval_dir(run.profile, run.host, run.seed, run.name, model_id, tsf_tag)
     else:
         checkpoint = Path(args.checkpoint)
-        out = (
-            Path(args.out)
-            if args.out
-            else eval_root(args.profile) / (checkpoint.resolve().name + ("+tsf-test" if tsf_tag else ""))
-        )
+        model_id = checkpoint_fingerprint(checkpoint)
+        default = keyed_eval_dir(eval_root(args.profile), checkpoint.resolve().name, model_id, tsf_tag)
+    out = Path(args.out) if args.out else default
     results = evaluate_checkpoint(
         checkpoint,
         benchmarks,
@@ -138,6 +143,7 @@ def _eval(args: argparse.Namespace) -> int:
         tsf_tag=tsf_tag,
         show_progress=not args.quiet,
         device=args.device,
+        model_id=model_id,
     )
     if args.json:
         print(json.dumps({k: r.to_json() for k, r in results.items()}, indent=2))
@@ -233,6 +239,7 @@ def _promote_results(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparrow", description="SPARROW reproduction kit")
     parser.add_argument("--paths", help="JSON file from paper component name to path (before the command)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (before the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate SPARROW-Mini in the real on-disk formats")
@@ -283,7 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--benchmark", action="append", default=[], choices=COLUMNS, help="benchmark key (repeatable; default all six)"
     )
     p.add_argument("--curated", help="curated dataset folder (default: SPARROW-Mini of --profile/--seed)")
-    p.add_argument("--out", help="prediction folder root (default: $SPARROW_HOME/eval/<profile>/...)")
+    p.add_argument(
+        "--out",
+        help="prediction folder root (default: $SPARROW_HOME/eval/<profile>/.../<name>-<key>, the key hashing the "
+        "model's fingerprint)",
+    )
     p.add_argument("--all", action="store_true", help="score every unit of each split, not the profile's subset")
     p.add_argument("--tsf-run", help="a finished TSF run folder: evaluate with TSF at test from its tracked boxes")
     p.add_argument("--device", help="torch device for the model (default: the CPU)")
@@ -349,24 +360,62 @@ _PASSTHROUGH = {
 }
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a problem with the command's input, not a bug: one line each, no traceback.
+
+    The kit raises :class:`sparrow.storage.DataError` (checkpoint, folder-lock and prediction-folder errors
+    included) and ValueError for bad input, OSError subclasses for files, NonFiniteLossError (a
+    FloatingPointError) for a diverging run; KeyError carries a sentence where a lookup names what is missing."""
+    from sparrow.storage import DataError
+
+    return (DataError, ValueError, OSError, FloatingPointError, KeyError, ImportError)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        text = exc.args[0]
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     from sparrow.paths import weight_paths
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    paths = None
-    if argv[:1] == ["--paths"] and len(argv) > 1:
-        paths, argv = argv[1], argv[2:]
-        if not Path(paths).is_file():
-            build_parser().error(f"--paths {paths}: no such file")
-    # Set for the whole command, so that notebook kernels and training processes it starts inherit it.
-    with weight_paths(paths):
-        if argv and argv[0] in _PASSTHROUGH:
-            import importlib
+    paths, debug = None, False
+    while argv[:1] in (["--paths"], ["--debug"]):
+        if argv[0] == "--debug":
+            debug, argv = True, argv[1:]
+        elif len(argv) > 1:
+            paths, argv = argv[1], argv[2:]
+            if not Path(paths).is_file():
+                build_parser().error(f"--paths {paths}: no such file")
+        else:
+            break
+    command = argv[0] if argv else ""
+    try:
+        # Set for the whole command, so that notebook kernels and training processes it starts inherit it.
+        with weight_paths(paths):
+            if command in _PASSTHROUGH:
+                import importlib
 
-            module, func = _PASSTHROUGH[argv[0]]
-            return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-        args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+                module, func = _PASSTHROUGH[command]
+                return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+            args = build_parser().parse_args(argv)
+            return int(args.func(args) or 0)
+    except user_errors() as exc:
+        if debug:
+            raise
+        print(f"sparrow {command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"sparrow {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,7 +1,13 @@
 """Atomic writes, streaming JSON Lines and content fingerprints.
 
 Every cache, checkpoint and results file is written to a temporary file in the destination folder and renamed
-into place, so a killed run never leaves a half-written file where a reader expects a whole one.
+into place, so a killed run never leaves a half-written file where a reader expects a whole one. The temporary
+names are created owner-only (``mkstemp``, ``mkdtemp``); before the rename they get the mode a plain ``open`` or
+``mkdir`` would have given under the process umask (:func:`plain_mode`), so a dataset or checkpoint written on a
+shared machine is as readable as any other file there.
+
+A folder that one writer fills over time (a prediction folder) is held with :func:`folder_lock`: a second writer is
+refused at once, naming the process that holds it, instead of mixing its files into the first one's.
 
 Every cache key of the kit is one of two content fingerprints: :func:`digest_json` of what a result depends on
 (settings, the fingerprints of its inputs) and :func:`sha256_file` of a file's bytes.
@@ -23,6 +29,86 @@ class DataError(ValueError):
     """Malformed input; the message names the file (and line or item) and the problem."""
 
 
+class FolderLocked(DataError):
+    """Another live process is writing the folder; the message names it and the lock file."""
+
+
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``folder`` for writing (created if absent) while the block runs.
+
+    The lock is an ``flock`` on ``<folder>/.lock``, which holds the owner's pid, host and start time. The kernel
+    drops an ``flock`` when its process dies, so a lock file with an owner whose ``flock`` is free was left by a
+    dead process: it is reclaimed with a warning naming that process. A held lock raises :class:`FolderLocked`.
+    The file stays (emptied) after the block: removing it would let a process that opened it just before lock an
+    orphaned file while a third creates a new one."""
+    import fcntl
+    import socket
+    import time
+    import warnings
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, plain_mode())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _lock_owner(fd)
+            raise FolderLocked(
+                f"{folder}: another process is writing here ({owner}; lock {path}); wait for it to finish, or "
+                "write elsewhere"
+            ) from None
+        previous = _lock_owner(fd)
+        if previous:
+            warnings.warn(f"{folder}: reclaimed a lock left by a process that is gone ({previous})", stacklevel=3)
+        os.ftruncate(fd, 0)
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        os.fsync(fd)
+        try:
+            yield folder
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _lock_owner(fd: int) -> str:
+    raw = os.pread(fd, 4096, 0)
+    if not raw.strip():
+        return ""
+    try:
+        owner = json.loads(raw)
+        return f"process {owner['pid']} on {owner['host']} since {owner['since']}"
+    except (ValueError, KeyError, TypeError):
+        return f"unreadable owner {raw[:60]!r}"
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux ``/proc``): setting it to
+    read it back would race with files other threads create meanwhile."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(folder: bool = False) -> int:
+    """The permission bits ``open(path, "w")`` (``folder=False``) or ``mkdir`` gives under the current umask."""
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` only if the block succeeds."""
@@ -35,6 +121,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, plain_mode())
         os.replace(tmp, path)
     except BaseException:
         try:

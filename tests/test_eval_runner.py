@@ -18,12 +18,14 @@ import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.eval.benchmarks import BENCHMARKS, benchmarks_for, get_benchmark
 from sparrow.eval.runner import (
     BenchmarkResult,
+    PredictionsMismatch,
     evaluate_checkpoint,
+    keyed_eval_dir,
     run_benchmark,
     score_benchmark,
 )
 from sparrow.model.batch import Prediction
-from sparrow.storage import DataError
+from sparrow.storage import DataError, FolderLocked
 
 
 class Interrupted(Exception):
@@ -146,14 +148,62 @@ def test_cached_predictions_do_not_load_the_model(curated, tmp_path):
     assert run_benchmark(loader, wider, curated, tmp_path / "v", model_id="colour", show_progress=False).units == 1
 
 
-def test_another_model_clears_the_folder(curated, tmp_path):
+def test_another_model_is_refused_and_the_folder_kept(curated, tmp_path):
     bench = get_benchmark("mevis_valid", "smoke")
-    first = ColourModel()
-    run_benchmark(first, bench, curated, tmp_path / "m", model_id="a", show_progress=False)
+    first = run_benchmark(ColourModel(), bench, curated, tmp_path / "m", model_id="a", show_progress=False)
+    files = {p: p.read_bytes() for p in (tmp_path / "m").rglob("*") if p.is_file()}
     second = ColourModel()
-    with pytest.warns(UserWarning, match="another model"):
+    with pytest.raises(PredictionsMismatch, match=r"manifest.json: .*model a \(folder\) vs b \(now\)"):
         run_benchmark(second, bench, curated, tmp_path / "m", model_id="b", show_progress=False)
-    assert second.calls == first.calls > 0
+    assert second.calls == 0 and {p: p.read_bytes() for p in files} == files
+    assert run_benchmark(ColourModel(), bench, curated, tmp_path / "m", model_id="a", show_progress=False) == first
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("someone else's file")
+    with pytest.raises(PredictionsMismatch, match="not empty and has no manifest.json"):
+        run_benchmark(ColourModel(), bench, curated, tmp_path / "other", model_id="a", show_progress=False)
+
+
+HOLD_LOCK = """
+import sys, time
+from sparrow.storage import folder_lock
+with folder_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_folder_being_written_refuses_a_second_writer_and_a_dead_writers_lock_is_reclaimed(curated, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    bench = get_benchmark("vidstg", "smoke")
+    out = tmp_path / "v"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        model = ColourModel()
+        with pytest.raises(FolderLocked, match=f"another process is writing here \\(process {holder.pid} ") as info:
+            run_benchmark(model, bench, curated, out, model_id="colour", show_progress=False)
+        assert "\n" not in str(info.value) and model.calls == 0 and not (out / "manifest.json").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with pytest.warns(UserWarning, match=f"reclaimed a lock left by a process that is gone \\(process {holder.pid} "):
+        result = run_benchmark(ColourModel(), bench, curated, out, model_id="colour", show_progress=False)
+    assert result.value is not None
+    alone = run_benchmark(ColourModel(), bench, curated, tmp_path / "alone", model_id="colour", show_progress=False)
+    assert result.value == alone.value
+
+
+def test_default_prediction_folders_are_keyed_by_the_model():
+    a, b = "a" * 64, "b" * 64
+    assert keyed_eval_dir("root", "final", a) == keyed_eval_dir("root", "final", a)
+    assert keyed_eval_dir("root", "final", a) != keyed_eval_dir("root", "final", b)
+    with_tsf = keyed_eval_dir("root", "final", a, "tsf-run:x")
+    assert with_tsf.name.startswith("final+tsf-test-") and with_tsf != keyed_eval_dir("root", "final", a, "tsf-run:y")
 
 
 def test_predict_many_is_used_when_the_model_has_it(curated, tmp_path):
@@ -283,3 +333,19 @@ def test_real_smoke_model_end_to_end_and_cli(curated, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "VidSTG mIoU" in printed and f"{results['vidstg'].value:.2f}" in printed
+
+
+def test_sparrow_eval_keeps_two_runs_final_folders_apart(curated, tmp_path, capsys):
+    from sparrow.cli import main
+    from sparrow.train.variants import build_model, model_config
+
+    cfg = model_config("videoglamm", "smoke", True, True, curated)
+    folders = {}
+    for seed in (0, 1):
+        final = build_model(cfg, seed).save_pretrained(tmp_path / f"run{seed}" / "final")
+        argv = ["eval", "--checkpoint", str(final), "--curated", str(curated), "--profile", "smoke"]
+        assert main([*argv, "--benchmark", "vidstg", "--quiet", "--json"]) == 0
+        folders[seed] = Path(json.loads(capsys.readouterr().out)["vidstg"]["predictions"])
+    assert folders[0] != folders[1] and folders[0].parent.name.startswith("final-")
+    models = {json.loads((f / "manifest.json").read_text())["model"] for f in folders.values()}
+    assert len(models) == 2

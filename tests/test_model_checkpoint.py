@@ -129,3 +129,34 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     model.save_pretrained(target)
     assert (target / WEIGHTS_NAME).read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("tsf", "false", "'tsf' must be true/false, got a string \"false\""),
+        ("num_frames", "4", "'num_frames' must be an integer, got a string \"4\""),
+        ("num_frames", True, "'num_frames' must be an integer, got a boolean true"),
+        ("tsf_placeholders", 2.5, "'tsf_placeholders' must be an integer or null, got a number 2.5"),
+        ("sam", {"image_size": "64"}, "'sam.image_size' must be an integer or null"),
+        ("lora", {"llm_targets": "q_proj"}, "'lora.llm_targets' must be a list of strings"),
+        ("proposer", {"score_power": [0.3]}, "'proposer.score_power' must be a list of 2"),
+        ("temporal", [], "'temporal' must be a TemporalSpec object"),
+    ],
+)
+def test_config_fields_are_type_checked_on_load(tmp_path, field, value, expected):
+    target = trained_like("videoglamm", stage="stage1").save_pretrained(tmp_path / "ckpt")
+    config = target / "config.json"
+    data = json.loads(config.read_text())
+    data["model"][field] = {**data["model"][field], **value} if isinstance(value, dict) else value
+    config.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"{config}: invalid checkpoint config \\(field {expected}"):
+        SparrowModel.from_pretrained(target)
+
+
+def test_config_numbers_read_back_as_their_field_types():
+    cfg = ModelConfig.for_preset("videoglamm", "smoke")
+    data = cfg.to_json()
+    data["losses"] = {**data["losses"], "bce": 2}  # an integer where a float is declared is the same number
+    back = ModelConfig.from_json(data)
+    assert back == cfg and isinstance(back.losses.bce, float) and isinstance(back.proposer.score_power, tuple)

@@ -193,6 +193,44 @@ def test_resume_refuses_a_changed_config_and_a_corrupt_checkpoint(tmp_path):
     assert fresh.resumed_from is None and fresh.steps == 4
 
 
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_says_so(tmp_path):
+    cfg = toy_config(max_steps=6, checkpoint_every=2, keep_checkpoints=2)
+    Trainer(build_toy(0), ToyData(), cfg, tmp_path / "run", collate_fn=collate).train()
+    straight = _weights(tmp_path / "run" / "final" / "model.safetensors")
+    root = tmp_path / "run" / "checkpoints"
+    assert [s for s, _ in list_checkpoints(root)] == [4, 6]
+    (tmp_path / "run" / "train_result.json").unlink()  # as if killed right after its last checkpoint
+    weights = root / "step-00000006" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])  # truncated, still a readable size for a careless reader
+    with pytest.warns(UserWarning, match=r"resumed from step-00000004.*step-00000006/model/model.safetensors"):
+        result = Trainer(build_toy(0), ToyData(), cfg, tmp_path / "run", collate_fn=collate).train()
+    assert result.resumed_from == 4
+    resumed = _weights(tmp_path / "run" / "final" / "model.safetensors")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    step6 = root / "step-00000006" / "optimizer.pt"
+    step6.write_bytes(bytes(b ^ 0xFF if i == 100 else b for i, b in enumerate(step6.read_bytes())))  # one flipped byte
+    (tmp_path / "run" / "train_result.json").unlink()
+    with pytest.warns(UserWarning, match=r"resumed from step-00000004.*optimizer.pt.*sha256 differs"):
+        assert Trainer(build_toy(0), ToyData(), cfg, tmp_path / "run", collate_fn=collate).train().resumed_from == 4
+
+
+def test_the_previous_checkpoint_is_kept_until_the_new_one_is_verified(tmp_path, monkeypatch):
+    import sparrow.train.checkpoint as ckpt
+
+    real = ckpt.verify
+
+    def fails_at_step_4(folder):
+        if folder.name == "step-00000004":
+            raise DataError(f"{folder}/model/model.safetensors: unreadable checkpoint file (simulated)")
+        real(folder)
+
+    monkeypatch.setattr(ckpt, "verify", fails_at_step_4, raising=False)
+    cfg = toy_config(max_steps=6, checkpoint_every=2, keep_checkpoints=1)
+    with pytest.raises(DataError, match="new checkpoint not verified; kept: step-00000002"):
+        Trainer(build_toy(0), ToyData(), cfg, tmp_path / "run", collate_fn=collate).train()
+    assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [2, 4]
+
+
 def test_too_small_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="3 training samples are fewer than batch_size 4"):
         Trainer(build_toy(0), ToyData(n=3), toy_config(batch_size=4), tmp_path / "run", collate_fn=collate).train()
@@ -278,3 +316,50 @@ def test_two_process_ddp_keeps_ranks_in_sync_resumes_and_matches_one_process_wit
     ).train()
     for key, value in single_model.state_dict().items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-5, atol=1e-6)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc before any of them is killed)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+@pytest.mark.slow  # three two-process launches: about a minute on 2 CPU cores
+def test_two_process_run_killed_mid_step_resumes_identically(tmp_path):
+    # Both ranks and their launcher are killed at once while a step runs, as a crash or an out-of-memory kill of
+    # the job would; the relaunched job resumes from the last checkpoint.
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    common = ("--steps", "8", "--every", "2", "--dropout", "0.1", "--batch", "2")
+    _run_script(tmp_path / "straight", *common, launcher=torchrun)
+    proc = _run_script(tmp_path / "killed", *common, "--sleep", "0.2", launcher=torchrun, wait=False)
+    root = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and not any(step >= 2 for step, _ in list_checkpoints(root)):
+            assert proc.poll() is None, f"training ended before it could be killed:\n{proc.communicate()[1][-3000:]}"
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the forward pass of a later step (0.2 s each)
+    finally:
+        for pid in [proc.pid, *_descendants(proc.pid)]:  # the launcher starts its ranks in their own sessions
+            os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+    steps = [step for step, _ in list_checkpoints(root)]
+    assert steps and max(steps) < 8 and not (tmp_path / "killed" / "final").exists(), steps
+    resumed = _run_script(tmp_path / "killed", *common, launcher=torchrun)
+    assert json.loads(resumed.stdout.strip().splitlines()[-1]) == {"resumed_from": max(steps), "world_size": 2}
+    for rank in (0, 1):
+        a = _weights(tmp_path / "straight" / f"weights_rank{rank}.safetensors")
+        b = _weights(tmp_path / "killed" / f"weights_rank{rank}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), f"rank {rank} differs after the resumed run"
+    assert read_loss_log(tmp_path / "straight" / "loss_log.csv") == read_loss_log(tmp_path / "killed" / "loss_log.csv")

@@ -185,7 +185,7 @@ def test_cli_trains_one_stage_and_the_next_from_its_weights(curated, tmp_path, c
     emb = [k for k in host.state_dict() if "embed_tokens" in k][0]
     assert torch.equal(host.state_dict()[emb], s1.state_dict()[emb])
     assert len(read_loss_log(tmp_path / "s1" / "loss_log.csv")) == 2
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="--init applies to a single stage"):
         main_train(["--stage", "all", "--init", str(tmp_path / "host" / "final"), *common])
 
 

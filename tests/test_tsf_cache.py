@@ -201,3 +201,44 @@ def test_a_killed_run_resumes_with_identical_output(tmp_path):
     entries_b = {p.name: p.read_bytes() for p in (tmp_path / "b" / "entries").rglob("*.safetensors")}
     assert len(entries_a) == 8 and entries_a == entries_b
     assert not list((tmp_path / "home_a").rglob("*.tmp"))  # the kill hit between writes: no stray temp file
+
+
+def test_an_entry_from_another_config_or_cut_mid_write_is_recomputed_never_reused(tmp_path):
+    root = write_toy_curated(tmp_path / "toy", videos=2, frames=5)
+    encoder, store = PatchMeanEncoder(32), TSFStore(tmp_path / "entries")
+    other = run_tsf(root, "valid", _config(k=3), encoder, store=store, out_dir=tmp_path / "other")
+    first = run_tsf(root, "valid", _config(), encoder, store=store, out_dir=tmp_path / "run")
+    entries = {r["expression_id"]: store.path(r["key"]) for r in first.rows}
+    original = {e: p.read_bytes() for e, p in entries.items()}
+    foreign, cut, killed = sorted(entries)[:3]
+    # the same expression's entry under the other config, at this config's address
+    entries[foreign].write_bytes(
+        store.path(next(r["key"] for r in other.rows if r["expression_id"] == foreign)).read_bytes()
+    )
+    entries[cut].write_bytes(original[cut][: len(original[cut]) // 2])  # a copy cut short
+    entries[killed].unlink()  # a kill inside the atomic write leaves only its temporary file
+    (entries[killed].parent / f".{entries[killed].name}.x1y2.tmp").write_bytes(original[killed][:100])
+    again = run_tsf(root, "valid", _config(), encoder, store=store, out_dir=tmp_path / "run")
+    assert again.counts["corrupt_recomputed"] == 2 and again.counts["computed"] == 3
+    assert again.rows == first.rows and {e: p.read_bytes() for e, p in entries.items()} == original
+
+
+def test_a_run_folder_cut_short_or_of_another_config_is_recomputed(tmp_path):
+    from sparrow.tsf.pipeline import ensure_tsf
+    from sparrow.tsf.runs import TSFRun
+
+    root = write_toy_curated(tmp_path / "toy", videos=3, frames=5)
+    run = ensure_tsf("smoke", 0, "valid", config=_config(), curated_root=root)
+    index, report = run / "index.jsonl", run / "report.json"
+    whole, rows = index.read_bytes(), len(TSFRun(run))
+    lines = whole.splitlines(keepends=True)
+    other = ensure_tsf("smoke", 0, "valid", config=_config(k=3), curated_root=root)
+    for damage in (
+        lambda: index.write_bytes(b"".join(lines[:-1])),  # cut at a row boundary: fewer expressions
+        lambda: index.write_bytes(whole[: len(whole) - 20]),  # cut inside a row
+        lambda: report.write_bytes((other / "report.json").read_bytes()),  # another config's report
+    ):
+        damage()
+        assert ensure_tsf("smoke", 0, "valid", config=_config(), curated_root=root) == run
+        assert index.read_bytes() == whole and len(TSFRun(run)) == rows
+        assert TSFRun(run).report["run_key"] != TSFRun(other).report["run_key"]

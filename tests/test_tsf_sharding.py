@@ -92,3 +92,39 @@ def test_two_ranks_split_the_work_and_merge_identically(tmp_path, launcher):
     sharded = {p.name: p.read_bytes() for p in (tmp_path / "home").rglob("*.safetensors")}
     alone = {p.name: p.read_bytes() for p in (tmp_path / "single").rglob("*.safetensors")}
     assert len(sharded) == 10 and sharded == alone
+
+
+@pytest.mark.slow  # three processes started one after another on 2 CPU cores: 20-30 s
+def test_two_passes_writing_one_cache_at_once_agree_with_one_alone(tmp_path):
+    # Two independent `sparrow tsf` jobs on the same artifact root compute the same entries at the same time: each
+    # entry lands whole (written under a temporary name, then renamed) and both jobs report the same run.
+    root = write_toy_curated(tmp_path / "toy", videos=3, frames=5)
+    env = dict(os.environ, SPARROW_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "sparrow.cli", "tsf", "--profile", "smoke", "--split", "valid"]
+    command += ["--curated", str(root), "--box-source", "ground_truth"]
+    jobs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outputs = [job.communicate(timeout=300) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], [err[-2000:] for _, err in outputs]
+    folders = {out.splitlines()[0].rsplit(": ", 1)[1] for out, _ in outputs}
+    assert len(folders) == 1
+    folder = folders.pop()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = run_tsf(
+            root,
+            "valid",
+            profile_config("smoke", root, box_source="ground_truth"),
+            PatchMeanEncoder(32),
+            store=TSFStore(tmp_path / "single" / "entries"),
+            out_dir=tmp_path / "single" / "run",
+        )
+    finally:
+        torch.set_num_threads(threads)
+    with open(os.path.join(folder, "index.jsonl"), "rb") as handle:
+        assert handle.read() == single.index_path.read_bytes()
+    shared = {p.name: p.read_bytes() for p in (tmp_path / "home").rglob("*.safetensors")}
+    alone = {p.name: p.read_bytes() for p in (tmp_path / "single").rglob("*.safetensors")}
+    assert len(shared) == 6 and shared == alone
+    assert not [p for p in (tmp_path / "home").rglob("*.tmp")]

@@ -19,9 +19,14 @@ next video's prediction.
 
 **Resuming.** A video counts as done when its record exists and covers the expressions wanted now; the record is
 written (atomically, like every file here) after the video's masks, so a killed run redoes at most the video it
-was on, and the result is identical because prediction is deterministic. ``manifest.json`` holds what decides
-the predictions (model fingerprint, curated data, protocol, prompts, TSF source); when it changes the folder is
-cleared. ``metrics.json`` caches the scores for the scored subset and scoring settings.
+was on, and the result is identical because prediction is deterministic. ``metrics.json`` caches the scores for
+the scored subset and scoring settings.
+
+**One folder, one model.** ``manifest.json`` holds what decides the predictions (model fingerprint, curated data,
+protocol, prompts, TSF source, format). A folder whose manifest differs is refused (:class:`PredictionsMismatch`),
+never cleared nor merged into, and a folder is written by one process at a time
+(:func:`sparrow.storage.folder_lock`; a second writer gets :class:`sparrow.storage.FolderLocked`). The default
+folders are named after what makes the predictions (:func:`keyed_eval_dir`), so two models never meet in one.
 
 **Batching.** The expressions of one video (one clip for VidSTG) are predicted together with
 ``model.predict_many(frames, texts, tsf_boxes=...)`` when the model has it, else one ``predict`` per text.
@@ -57,7 +62,7 @@ from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
 from sparrow.model import SparrowModel
 from sparrow.paths import home
 from sparrow.profiles import check_profile
-from sparrow.storage import DataError, atomic_write_json, digest_json, read_json, sha256_file
+from sparrow.storage import DataError, atomic_write_json, digest_json, folder_lock, read_json, sha256_file
 from sparrow.tsf.runs import TSFRun
 
 # 2: a SAM2 trained from scratch decodes its trained single mask at inference (no stability fallback), so
@@ -125,6 +130,18 @@ def model_fingerprint(model: Any) -> str:
 def eval_root(profile: str) -> Path:
     """Where predictions and metrics are cached: ``$SPARROW_HOME/eval/<profile>``."""
     return home() / "eval" / check_profile(profile)
+
+
+def keyed_eval_dir(parent: str | Path, label: str, model_id: str, tsf_tag: str | None = None) -> Path:
+    """``<parent>/<label>[+tsf-test]-<key>``: a prediction root named after what makes its predictions (the key
+    hashes the model's fingerprint, the TSF source at test and the prediction format), so the predictions of two
+    models, e.g. two runs' ``final/`` folders, never share a folder."""
+    key = digest_json({"format": FORMAT, "model": model_id, "tsf": tsf_tag}, 12)
+    return Path(parent) / f"{label}{'+tsf-test' if tsf_tag else ''}-{key}"
+
+
+class PredictionsMismatch(DataError):
+    """A prediction folder that holds another model's (data's, protocol's) predictions."""
 
 
 def _has_ground_truth(ds: CuratedDataset, source: str, split: str) -> bool:
@@ -390,9 +407,8 @@ def run_benchmark(
 
     ``model`` is a model with ``predict`` or a zero-argument callable that loads one (called only if some video
     still needs predicting). ``model_id`` identifies its weights (default: a hash of the loaded model's weights).
-    ``tsf_boxes`` gives each expression's tracked boxes for TSF at test, ``tsf_tag`` names their source."""
-    from tqdm.auto import tqdm
-
+    ``tsf_boxes`` gives each expression's tracked boxes for TSF at test, ``tsf_tag`` names their source.
+    ``out_dir`` is locked while this runs; one that holds other predictions raises :class:`PredictionsMismatch`."""
     curated_root, out = Path(curated_root), Path(out_dir)
     ds = CuratedDataset(curated_root)
     units = benchmark.select(ds)
@@ -403,12 +419,43 @@ def run_benchmark(
         loaded = loaded if loaded is not None else model()
         model_id = model_fingerprint(loaded)
     manifest = _prediction_manifest(benchmark, model_id, records_fingerprint(curated_root), tsf_tag)
-    if (out / MANIFEST).is_file():
-        if read_json(out / MANIFEST) != manifest:
-            warnings.warn(f"{out}: predictions were made by another model, data or protocol; recomputing", stacklevel=2)
-            shutil.rmtree(out)
-    if not (out / MANIFEST).is_file():
-        atomic_write_json(out / MANIFEST, manifest)
+    with folder_lock(out):
+        return _run_locked(
+            model, loaded, benchmark, ds, curated_root, out, units, manifest, tsf_boxes, clair_judge, show_progress
+        )
+
+
+def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest of a new folder; refuse a folder whose manifest differs (or that has files but none)."""
+    path = out / MANIFEST
+    if path.is_file():
+        found = read_json(path)
+        if found != manifest:
+            found = found if isinstance(found, dict) else {}
+            differ = [
+                f"{k} {str(found.get(k))[:16]} (folder) vs {str(v)[:16]} (now)"
+                for k, v in manifest.items()
+                if found.get(k) != v
+            ]
+            raise PredictionsMismatch(
+                f"{path}: the folder holds predictions made otherwise ({'; '.join(differ)}); refusing to mix "
+                "them: write to another folder or remove this one"
+            )
+        return
+    if any(p.name != ".lock" for p in out.iterdir()):
+        raise PredictionsMismatch(
+            f"{out}: not empty and has no {MANIFEST}, so what made its files is unknown; refusing to mix them: "
+            "write to another folder or remove this one"
+        )
+    atomic_write_json(path, manifest)
+
+
+def _run_locked(
+    model, loaded, benchmark, ds, curated_root, out, units, manifest, tsf_boxes, clair_judge, show_progress
+) -> BenchmarkResult:
+    from tqdm.auto import tqdm
+
+    _check_manifest(out, manifest)
     todo = [(v, exps) for v, exps in units.items() if not _done(out, v, exps)]
     if todo:
         from concurrent.futures import ThreadPoolExecutor
@@ -636,13 +683,16 @@ def evaluate_checkpoint(
     clair_judge: Any = None,
     show_progress: bool = True,
     device: str | None = None,
+    model_id: str | None = None,
 ) -> dict[str, BenchmarkResult]:
     """Every benchmark for one ``save_pretrained`` folder; predictions under ``out_root/<benchmark key>``.
 
     The model is loaded only if some benchmark still has videos to predict, on ``device`` (default: where
-    ``from_pretrained`` puts it, the CPU). With ``tsf_boxes`` it runs with TSF at test (:func:`with_tsf_at_test`)."""
+    ``from_pretrained`` puts it, the CPU). With ``tsf_boxes`` it runs with TSF at test (:func:`with_tsf_at_test`).
+    ``model_id``: the folder's :func:`checkpoint_fingerprint` when the caller has it already (computed otherwise).
+    Name ``out_root`` with :func:`keyed_eval_dir` to give every model its own folder."""
     checkpoint_dir = Path(checkpoint_dir)
-    model_id = checkpoint_fingerprint(checkpoint_dir)
+    model_id = model_id or checkpoint_fingerprint(checkpoint_dir)
     cache: dict[str, Any] = {}
 
     def load() -> Any:  # loading a paper-size model is slow; run_benchmark calls this only when it must predict
@@ -669,15 +719,17 @@ def evaluate_checkpoint(
     }
 
 
-def variant_eval_dir(profile: str, host: str, seed: int, variant: str, tsf_tag: str | None = None) -> Path:
-    """``$SPARROW_HOME/eval/<profile>/<host>-seed<seed>/<variant>[+tsf-test]``: a trained variant's predictions."""
-    suffix = "+tsf-test" if tsf_tag else ""
-    return eval_root(profile) / f"{host}-seed{seed}" / f"{variant}{suffix}"
+def variant_eval_dir(
+    profile: str, host: str, seed: int, variant: str, model_id: str, tsf_tag: str | None = None
+) -> Path:
+    """``$SPARROW_HOME/eval/<profile>/<host>-seed<seed>/<variant>[+tsf-test]-<key>``: the predictions of a trained
+    variant whose final weights have the fingerprint ``model_id`` (:func:`keyed_eval_dir`)."""
+    return keyed_eval_dir(eval_root(profile) / f"{host}-seed{seed}", variant, model_id, tsf_tag)
 
 
 def run_eval_dir(run: Any, tsf_tag: str | None = None) -> Path:
-    """:func:`variant_eval_dir` of a trained :class:`~sparrow.train.variants.RunResult`."""
-    return variant_eval_dir(run.profile, run.host, run.seed, run.name, tsf_tag)
+    """:func:`variant_eval_dir` of a trained :class:`~sparrow.train.variants.RunResult` (its final weights)."""
+    return variant_eval_dir(run.profile, run.host, run.seed, run.name, checkpoint_fingerprint(run.final_dir), tsf_tag)
 
 
 def evaluate_run(
@@ -690,14 +742,17 @@ def evaluate_run(
     clair_judge: Any = None,
     show_progress: bool = True,
 ) -> dict[str, BenchmarkResult]:
-    """:func:`evaluate_checkpoint` on a :class:`~sparrow.train.variants.RunResult`'s final weights."""
+    """:func:`evaluate_checkpoint` on a :class:`~sparrow.train.variants.RunResult`'s final weights, into
+    :func:`run_eval_dir`."""
+    model_id = checkpoint_fingerprint(run.final_dir)
     return evaluate_checkpoint(
         run.final_dir,
         benchmarks,
         curated_root,
-        run_eval_dir(run, tsf_tag),
+        variant_eval_dir(run.profile, run.host, run.seed, run.name, model_id, tsf_tag),
         tsf_boxes=tsf_boxes,
         tsf_tag=tsf_tag,
         clair_judge=clair_judge,
         show_progress=show_progress,
+        model_id=model_id,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset
 from sparrow.eval.benchmarks import get_benchmark
-from sparrow.eval.runner import evaluate_run, run_eval_dir
+from sparrow.eval.runner import evaluate_run
 from sparrow.experiments.tables import VARIANT_SWITCHES
 from sparrow.paths import cache_dir
 from sparrow.profiles import check_profile
@@ -58,8 +58,8 @@ def notebook_outputs(
     for name, variant in MODELS.items():
         tsf, box = VARIANT_SWITCHES[variant]
         run = train_variant(host, profile, seed, tsf, box, curated_root=curated, show_progress=False)
-        evaluate_run(run, [bench], curated, show_progress=False)
-        predictions[name] = run_eval_dir(run) / bench.key / "Annotations"
+        result = evaluate_run(run, [bench], curated, show_progress=False)[bench.key]
+        predictions[name] = Path(result.predictions) / "Annotations"
     tsf_run = TSFRun(ensure_tsf(profile, seed, bench.split, bench.source, curated_root=curated))
     tracks = cache_dir("tsf") / "tracks" / tsf_run.path.name
     tsf_run.export_tracks(tracks)

@@ -21,6 +21,7 @@ schedule. With a pool, the VideoGLaMM groups of the main table also train and sc
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 from collections.abc import Sequence
@@ -31,16 +32,26 @@ from typing import Any
 import torch
 
 from sparrow.data.curate import ensure_curated
-from sparrow.data.curated import CuratedDataset
+from sparrow.data.curated import CuratedDataset, records_fingerprint
 from sparrow.eval.benchmarks import COLUMNS, Benchmark, benchmarks_for, get_benchmark
 from sparrow.eval.paper import TABLE_HOSTS
-from sparrow.eval.runner import eval_root, evaluate_checkpoint, evaluate_run, tsf_boxes_from_run, variant_eval_dir
+from sparrow.eval.runner import (
+    MANIFEST,
+    checkpoint_fingerprint,
+    eval_root,
+    evaluate_checkpoint,
+    evaluate_run,
+    keyed_eval_dir,
+    run_eval_dir,
+    tsf_boxes_from_run,
+)
 from sparrow.eval.text_dependence import text_dependence
 from sparrow.experiments.scheduling import recorded_seconds, run_units
 from sparrow.model import ModelConfig
 from sparrow.paths import home, runs_dir
 from sparrow.profiles import check_profile, get_profile
-from sparrow.train.variants import pretrained_sam, train_variant
+from sparrow.storage import DataError, read_json
+from sparrow.train.variants import RunResult, pretrained_sam, train_variant
 from sparrow.tsf.pipeline import ensure_tsf
 
 VARIANT_SWITCHES = {"baseline": (False, False), "sparrow": (True, True), "tsf-only": (True, False)}
@@ -328,11 +339,13 @@ def measure_main(
             for variant in ("baseline", "sparrow"):
                 start = time.perf_counter()
                 name = checkpoint_name(host, variant)
+                model_id = checkpoint_fingerprint(assets.checkpoints_root / name)
                 results = evaluate_checkpoint(
                     assets.checkpoints_root / name,
                     plan.benchmarks,
                     assets.curated_root,
-                    eval_root("paper") / name,
+                    keyed_eval_dir(eval_root("paper"), name, model_id),
+                    model_id=model_id,
                     clair_judge=clair_judge,
                     show_progress=show_progress,
                     device=_paper_device(),
@@ -402,11 +415,13 @@ def measure_ablation(
                 continue
             boxes, tag = tsf_boxes_from_run(path) if use_boxes else (None, None)
             ckpt = checkpoint_name(ABLATION_HOST, name)
+            model_id = checkpoint_fingerprint(assets.checkpoints_root / ckpt)
             r = evaluate_checkpoint(
                 assets.checkpoints_root / ckpt,
                 bench,
                 assets.curated_root,
-                eval_root("paper") / (ckpt + ("+tsf-test" if use_boxes else "")),
+                keyed_eval_dir(eval_root("paper"), ckpt, model_id, tag),
+                model_id=model_id,
                 tsf_boxes=boxes,
                 tsf_tag=tag,
                 show_progress=show_progress,
@@ -434,6 +449,26 @@ def measure_ablation(
     return out
 
 
+def _predictions_of(plan, host: str, seed: int, variant: str, benchmark: str, curated_root: Path) -> Path | None:
+    """The prediction folder :func:`measure_main` wrote for one run and benchmark (None, or a folder that does not
+    exist, when it wrote none). Under paper, where the checkpoints are not at hand here, the folder of
+    ``<host>-<variant>`` whose manifest names these data; more than one such folder (several checkpoints evaluated
+    under one name) is an error, not a guess."""
+    if plan.profile != "paper":
+        run_dir = runs_dir(plan.profile) / f"{host}-seed{seed}" / variant
+        return run_eval_dir(RunResult.load(run_dir)) / benchmark if (run_dir / "run.json").is_file() else None
+    data = records_fingerprint(curated_root)
+    name = checkpoint_name(host, variant)
+    found = [
+        folder / benchmark
+        for folder in sorted(eval_root("paper").glob(f"{glob.escape(name)}-*"))
+        if (folder / benchmark / MANIFEST).is_file() and read_json(folder / benchmark / MANIFEST).get("data") == data
+    ]
+    if len(found) > 1:
+        raise DataError(f"{', '.join(map(str, found))}: predictions of several {name} checkpoints on these data")
+    return found[0] if found else eval_root("paper") / name / benchmark
+
+
 def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: int | None = None) -> list[dict]:
     """Notebook 04's runs of one training seed (default the plan's first) on its MeViS / Ref-YouTube-VOS columns:
     one row per (host, variant, benchmark) with the pairs, the predicted and the ground-truth pair IoU. Reads the
@@ -447,14 +482,10 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
     rows = []
     for host in plan.hosts:
         for variant in ("baseline", "sparrow"):
-            run_dir = (
-                eval_root(plan.profile) / checkpoint_name(host, variant)
-                if plan.profile == "paper"
-                else variant_eval_dir(plan.profile, host, seed, variant)
-            )
             for b in plan.benchmarks:
-                folder = run_dir / b.key / "Annotations"
-                if b.protocol != "rvos" or not folder.is_dir():
+                found = _predictions_of(plan, host, seed, variant, b.key, curated.root)
+                folder = found / "Annotations" if found is not None else None
+                if b.protocol != "rvos" or folder is None or not folder.is_dir():
                     continue
                 r = text_dependence(curated, folder, b.source, b.split)
                 rows.append(

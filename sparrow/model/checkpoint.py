@@ -3,10 +3,13 @@
 - Weights are one ``model.safetensors`` holding the full state_dict (frozen parts included, so a checkpoint is
   self-contained). Tensors that share storage (tied embeddings) are stored once; the aliases are kept in the
   file's metadata and restored on load.
+- ``config.json`` is read field by field against the config dataclasses' types (``"tsf": "false"`` is refused
+  naming the file, the field and the expected type, never read as a truthy string).
 - Loading is strict: a key set or shape that differs from the model raises :class:`CheckpointError` naming the file,
   the missing keys and the unexpected keys; an empty, truncated or non-safetensors file raises one naming the file.
 - ``atomic_directory`` writes a checkpoint into a temporary sibling folder and renames it into place, so a reader
-  never sees a half-written checkpoint (an existing folder is swapped out and removed after the rename).
+  never sees a half-written checkpoint (an existing folder is swapped out and removed after the rename); the folder
+  ends with the mode ``mkdir`` would give (:func:`sparrow.storage.plain_mode`).
 - A model folder (:func:`save_model`, :func:`load_model`) holds ``config.json`` (the model config and the stage),
   ``model.safetensors``, the tokenizer and, under ``components/``, the configs that rebuild each pretrained part
   offline (LLM, vision and temporal encoders, SAM2 yaml, proposer spec).
@@ -26,8 +29,8 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from sparrow.model.config import ModelConfig
-from sparrow.storage import DataError, atomic_write_json, read_json
+from sparrow.model.config import MODEL_STAGES, ModelConfig
+from sparrow.storage import DataError, atomic_write_json, plain_mode, read_json
 
 if TYPE_CHECKING:
     from sparrow.model.sparrow_model import SparrowModel
@@ -139,6 +142,7 @@ def atomic_directory(target: str | os.PathLike):
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        tmp.chmod(plain_mode(folder=True))
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -184,15 +188,21 @@ def load_model(cls: type[Model], directory: str | os.PathLike) -> Model:
         raise CheckpointError(f"{config_path}: checkpoint config not found")
     try:
         data = read_json(config_path)
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            raise ValueError("no 'model' object")
         cfg = ModelConfig.from_json(data["model"], source=str(config_path))
-    except (DataError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{config_path}: invalid checkpoint config ({exc})") from exc
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).removeprefix(f"{config_path}: ")
+        raise CheckpointError(f"{config_path}: invalid checkpoint config ({reason})") from exc
+    stage = data.get("stage", "stage1")
+    if stage not in MODEL_STAGES:
+        raise CheckpointError(f"{config_path}: field 'stage' must be one of {', '.join(MODEL_STAGES)}, got {stage!r}")
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{weights}: checkpoint weights not found")
     model = cls(cfg, checkpoint_dir=directory)
     load_state_strict(model, weights)
-    model.configure_stage(data.get("stage", "stage1"))
+    model.configure_stage(stage)
     return model.eval()
 
 

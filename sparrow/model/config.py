@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -287,35 +288,94 @@ class ModelConfig:
         return json.dumps(self.to_json(), indent=2)
 
 
-def _build(cls, data: dict[str, Any], source: str):
+def _build(cls, data: Any, source: str, where: str = ""):
+    """``cls`` from its JSON object, every field checked against the dataclass's own type hints (the only
+    statement of what a field holds): a wrong type raises ValueError naming ``source``, the field and the type."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: {where or cls.__name__} must be a JSON object, got {_shown(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{source}: unknown {cls.__name__} fields: {', '.join(unknown)}")
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{source}.{f.name}")
+    kwargs = {
+        f.name: _convert(hints[f.name], data[f.name], source, f"{where}.{f.name}" if where else f.name)
+        for f in fields(cls)
+        if f.name in data
+    }
     return cls(**kwargs)
 
 
-def _convert(tp, value, source: str):
-    if value is None:
-        return None
-    origin = typing.get_origin(tp)
+def _type_name(tp) -> str:
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type):
+        return (
+            "a number"
+            if tp is float
+            else {bool: "true/false", int: "an integer", str: "a string"}.get(tp, f"a {tp.__name__} object")
+        )
     args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+    if typing.get_origin(tp) is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0]).split(' ', 1)[-1]}s"
+        return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
+    return " or ".join(_type_name(a) for a in args)
+
+
+def _shown(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return f"{kind.get(type(value), type(value).__name__)} {json.dumps(value)[:60]}"
+
+
+def _convert(tp, value: Any, source: str, where: str) -> Any:
+    """``value`` as the Python value of type ``tp``; anything JSON could not have written for it is refused."""
+
+    def refuse() -> ValueError:
+        return ValueError(f"{source}: field {where!r} must be {_type_name(tp)}, got {_shown(value)}")
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, source) if len(inner) == 1 else value
+        for candidate in inner:
+            try:
+                return _convert(candidate, value, source, where)
+            except ValueError:
+                # a nested object's own message names the nested field that is wrong
+                if len(inner) == 1 and (dataclasses.is_dataclass(candidate) or typing.get_origin(candidate)):
+                    raise
+        raise refuse()
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{source}: expected an object, got {type(value).__name__}")
-        return _build(tp, value, source)
+            raise refuse()
+        return _build(tp, value, source, where)
     if origin is tuple:
-        return tuple(value)
-    return value
+        if not isinstance(value, (list, tuple)):
+            raise refuse()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, source, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise refuse()
+        return tuple(_convert(a, v, source, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise refuse()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise refuse()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refuse()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise refuse()
+        return value
+    raise TypeError(f"{where}: no JSON reading for the field type {tp!r}")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,12 @@ Layout of ``<run>/checkpoints/step-00000040/``::
     trainer_state.json   step, data position, world size and the training config (written last)
 
 A folder counts only once it has its final name; a kill while writing leaves a ``.tmp-step-*`` folder that the
-next run deletes. After a new checkpoint is in place the oldest ones beyond ``keep`` are removed, so the last
-good checkpoint always survives a failure in the one after it.
+next run deletes. ``trainer_state.json`` lists every other file of the checkpoint with its size and sha256
+(:func:`file_checksums`). A new checkpoint is verified against that list once it has its final name
+(:func:`verify`), and only then are the oldest ones beyond ``keep`` removed, so the previous checkpoint survives
+until the new one is known to be whole. Resuming takes the newest checkpoint that verifies
+(:func:`latest_verified`): a damaged newest one (truncated, altered, a file missing) is reported and the previous
+one is loaded instead.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparrow.storage import DataError, read_json
+from sparrow.storage import DataError, read_json, sha256_file
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -69,16 +73,60 @@ def remove_partial(root: Path) -> list[Path]:
 
 
 def commit(tmp: Path, root: Path, step: int, keep: int) -> Path:
-    """Rename a fully written temporary folder into place, then prune checkpoints beyond the newest ``keep``."""
+    """Rename a fully written temporary folder into place, verify it, then prune checkpoints beyond the newest
+    ``keep``. A checkpoint that fails verification raises :class:`DataError`, and nothing older is removed."""
     final = root / checkpoint_name(step)
     if final.exists():
         # Only a rerun of the same step can collide; the old folder is replaced by the fresh one.
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_dir(root)
+    try:
+        verify(final)
+    except DataError as exc:
+        kept = [p.name for _, p in list_checkpoints(root) if p != final]
+        raise DataError(f"{exc} (new checkpoint not verified; kept: {', '.join(kept) or 'none'})") from exc
     for _, old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under ``folder`` but the state file, by relative path (stored in it)."""
+    return {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != STATE_FILE
+    }
+
+
+def verify(ckpt: Path) -> None:
+    """Raise :class:`DataError` naming the first file of ``ckpt`` that is missing or differs from what was
+    written (checkpoints written before the checksums were kept are checked for their state file only)."""
+    state = read_state(ckpt)
+    for name, want in state.get("files", {}).items():
+        path = ckpt / name
+        if not path.is_file():
+            raise DataError(f"{path}: unreadable checkpoint file (missing)")
+        size = path.stat().st_size
+        if size != want["size"]:
+            raise DataError(f"{path}: unreadable checkpoint file ({size} bytes, {want['size']} written)")
+        if sha256_file(path) != want["sha256"]:
+            raise DataError(f"{path}: unreadable checkpoint file (its sha256 differs from the one written)")
+
+
+def latest_verified(root: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint under ``root`` that passes :func:`verify` (None if none does), and what is wrong
+    with each newer one, newest first."""
+    damaged = []
+    for _, folder in reversed(list_checkpoints(root)):
+        try:
+            verify(folder)
+        except DataError as exc:
+            damaged.append(str(exc))
+            continue
+        return folder, damaged
+    return None, damaged
 
 
 def _fsync_dir(path: Path) -> None:

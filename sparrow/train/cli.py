@@ -79,7 +79,7 @@ def _train_one_stage(args: argparse.Namespace, curated_root: Path) -> dict:
     from sparrow.train.variants import build_model, load_host_weights, model_config, pretrained_sam
 
     if args.out is None:
-        raise SystemExit("sparrow train: --out is required for a single stage")
+        raise ValueError("--out is required for a single stage")
     cfg = model_config(args.host, args.profile, args.tsf, args.box, curated_root)
     if args.init is not None:
         init = SparrowModel.from_pretrained(args.init)
@@ -143,10 +143,11 @@ def _train_all(args: argparse.Namespace, curated_root: Path) -> dict:
 
 
 def main_train(argv: list[str] | None = None) -> int:
-    """Entry point of ``sparrow train`` (wired into :mod:`sparrow.cli`)."""
+    """Entry point of ``sparrow train`` (wired into :mod:`sparrow.cli`, which turns the errors it raises into one
+    line on stderr)."""
     args = build_parser().parse_args(argv)
     if args.init is not None and args.stage == "all":
-        raise SystemExit("sparrow train: --init applies to a single stage, not --stage all")
+        raise ValueError("--init applies to a single stage, not --stage all")
     curated_root = _curated_root(args)
     summary = _train_all(args, curated_root) if args.stage == "all" else _train_one_stage(args, curated_root)
     from sparrow.distributed import process_state

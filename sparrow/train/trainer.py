@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -228,7 +229,7 @@ class Trainer:
             )
 
         start_step, resumed_from = 0, None
-        latest = ckpt.latest_checkpoint(self.checkpoint_root) if resume else None
+        latest = self._resume_point() if resume else None
         if latest is not None:
             start_step = self._restore(latest, model, optimizer, scheduler, batches_per_pass)
             resumed_from = start_step
@@ -441,10 +442,36 @@ class Trainer:
                     "train_config": cfg.to_json(),
                     "losses": losses,
                     "extra": self.extra,
+                    "files": ckpt.file_checksums(tmp),
                 },
             )
             ckpt.commit(tmp, root, step, cfg.keep_checkpoints)
         acc.wait_for_everyone()
+
+    def _resume_point(self) -> Path | None:
+        """The newest checkpoint that verifies. Damaged newer ones are reported, naming the one loaded instead, and
+        removed (training rewrites them); with checkpoints but none intact, a :class:`DataError` says so."""
+        acc, root = self.accelerator, self.checkpoint_root
+        latest, damaged = ckpt.latest_verified(root)
+        acc.wait_for_everyone()  # every process has chosen before any damaged folder goes
+        if not damaged:
+            return latest
+        if latest is None:
+            raise DataError(
+                f"{root}: no intact checkpoint to resume from ({'; '.join(damaged)}); start over with resume=False "
+                "(sparrow train --no-resume)"
+            )
+        if acc.is_main_process:
+            warnings.warn(
+                f"{root}: resumed from {latest.name}, the newest intact checkpoint; damaged and removed: "
+                + "; ".join(damaged),
+                stacklevel=3,
+            )
+            for _, folder in ckpt.list_checkpoints(root):
+                if folder.name > latest.name:
+                    shutil.rmtree(folder, ignore_errors=True)
+        acc.wait_for_everyone()
+        return latest
 
     def _restore(self, folder: Path, model, optimizer, scheduler, batches_per_pass: int) -> int:
         acc, cfg = self.accelerator, self.config

@@ -41,7 +41,7 @@ from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset, records_fingerprint
 from sparrow.paths import cache_dir
 from sparrow.profiles import check_profile, get_profile
-from sparrow.storage import atomic_write_json, digest_json, iter_jsonl, sha256_file, write_jsonl
+from sparrow.storage import DataError, atomic_write_json, digest_json, iter_jsonl, sha256_file, write_jsonl
 from sparrow.tsf.cache import CorruptEntry, TSFEntry, TSFStore, entry_key, video_fingerprint
 from sparrow.tsf.crops import (
     TSF_FRAMES,
@@ -648,6 +648,16 @@ def main_rank_first(shard: Shard):
         barrier(shard)
 
 
+def _finished(out: Path, run_key: str) -> bool:
+    """A run folder to reuse as is: written for ``run_key``, its index as long as its report says, every entry
+    intact. Anything else (a file cut short, another configuration's report) is recomputed, never read."""
+    try:
+        run = TSFRun(out)
+    except (FileNotFoundError, DataError):
+        return False
+    return run.report.get("run_key") == run_key and run.counts.get("expressions") == len(run) and not run.problems()
+
+
 def ensure_tsf(
     profile: str,
     seed: int,
@@ -664,8 +674,8 @@ def ensure_tsf(
     Default data: the curated SPARROW-Mini of ``profile``/``seed`` (:func:`sparrow.data.curate.ensure_curated`);
     default config: :func:`profile_config`; default encoder: :class:`PatchMeanEncoder` at the config's crop size
     (the crop boxes do not depend on it; TSF vectors for training come from the model's own ``encode_crops``).
-    Cached and content-addressed: when the run folder exists and every entry it lists is intact it is returned
-    as is (its ``report.json`` keeps the timings of the run that computed it); otherwise :func:`run_tsf` computes
+    Cached and content-addressed: when the run folder exists, was written for this key, lists every expression its
+    report counts and every entry it lists is intact, it is returned as is (its ``report.json`` keeps the timings of the run that computed it); otherwise :func:`run_tsf` computes
     what is missing, resuming a killed run and recomputing damaged entries. Under ``torchrun`` every rank calls it:
     rank 0 prepares the curated set and the detector first, then the ranks split the pass. Read it with
     :class:`sparrow.tsf.runs.TSFRun`.
@@ -683,7 +693,7 @@ def ensure_tsf(
         CuratedDataset(root), split, source, config, run_components(config, encoder, fingerprint), limit_videos
     )
     out = default_run_dir(split, source, run_key)
-    if (out / "report.json").is_file() and (out / "index.jsonl").is_file() and not TSFRun(out).problems():
+    if _finished(out, run_key):
         return out
     run_tsf(root, split, config, encoder, source=source, out_dir=out, limit_videos=limit_videos)
     return out
