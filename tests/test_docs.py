@@ -141,3 +141,16 @@ def test_nothing_names_documents_outside_the_repository() -> None:
             for match in PROCESS.finditer(text):
                 hits.append(f"{rel}:{text.count(chr(10), 0, match.start()) + 1}: {match.group(0)!r}")
     assert not hits, "references outside the repository or to how the work was organised:\n" + "\n".join(hits)
+
+
+def test_every_test_the_reliability_table_names_exists() -> None:
+    """docs/reliability.md promises a test per fault case: each `file::test` it names must be a test in that file."""
+    table = (ROOT / "docs" / "reliability.md").read_text()
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", table)
+    assert len(named) >= 40
+    missing = [
+        f"{file}::{name}"
+        for file, name in named
+        if not re.search(rf"^\s*def {name}\(", (ROOT / "tests" / file).read_text(), flags=re.M)
+    ]
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
