@@ -176,18 +176,23 @@ def predict_texts(
     """One Prediction per text on the same frames: ``predict_many`` when the model has it, else ``predict``.
     ``max_new_tokens`` (when given) bounds the answer instead of the model's default."""
     boxes = list(tsf_boxes) if tsf_boxes is not None else None
-    length = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+
+    def length(fn) -> dict[str, int]:  # a stand-in model without the argument answers with its own budget
+        wanted = max_new_tokens is not None and "max_new_tokens" in inspect.signature(fn).parameters
+        return {"max_new_tokens": max_new_tokens} if wanted else {}
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no [SEG] emitted" is counted in seg_found_rate instead
         many = getattr(model, "predict_many", None)
         if many is not None:
             params = inspect.signature(many).parameters
             if not raw_question:
-                return list(many(frames, list(texts), tsf_boxes=boxes, **length))
+                return list(many(frames, list(texts), tsf_boxes=boxes, **length(many)))
             if "raw_question" in params:
-                return list(many(frames, list(texts), tsf_boxes=boxes, raw_question=True, **length))
+                return list(many(frames, list(texts), tsf_boxes=boxes, raw_question=True, **length(many)))
+        extra = length(model.predict)
         return [
-            model.predict(frames, t, raw_question=raw_question, tsf_boxes=None if boxes is None else boxes[i], **length)
+            model.predict(frames, t, raw_question=raw_question, tsf_boxes=None if boxes is None else boxes[i], **extra)
             for i, t in enumerate(texts)
         ]
 
