@@ -66,13 +66,17 @@ from sparrow.storage import DataError, atomic_write_json, digest_json, folder_lo
 from sparrow.tsf.runs import TSFRun
 
 # 2: a SAM2 trained from scratch decodes its trained single mask at inference (no stability fallback), so
-# predictions cached by format 1 no longer match the code that would make them
-FORMAT = 2
+# predictions cached by format 1 no longer match the code that would make them; 3: grounded captions are generated
+# with their own answer budget (GCG_MAX_NEW_TOKENS)
+FORMAT = 3
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 RECORDS = "records"
 DAVIS_FOLDERS = FOLDER_SETS["sparrow"]
 MASK_TOKENS = ("[SEG]", "[BOX]")
+# A grounded caption of SPARROW-Mini (3 to 5 phrases, each with <p>, </p> and [SEG]) takes 50 to 80 tokens; the
+# tiny models' answer budget (12) fits a referring answer only.
+GCG_MAX_NEW_TOKENS = 128
 TSFBoxes = Callable[[ExpressionRecord], "np.ndarray | None"]
 
 
@@ -184,22 +188,36 @@ def predict_texts(
     texts: Sequence[str],
     raw_question: bool = False,
     tsf_boxes: Sequence[Any] | None = None,
+    max_new_tokens: int | None = None,
 ) -> list:
-    """One Prediction per text on the same frames: ``predict_many`` when the model has it, else ``predict``."""
+    """One Prediction per text on the same frames: ``predict_many`` when the model has it, else ``predict``.
+    ``max_new_tokens`` (when given) bounds the answer instead of the model's default."""
     boxes = list(tsf_boxes) if tsf_boxes is not None else None
+
+    def length(fn) -> dict[str, int]:  # a stand-in model without the argument answers with its own budget
+        wanted = max_new_tokens is not None and "max_new_tokens" in inspect.signature(fn).parameters
+        return {"max_new_tokens": max_new_tokens} if wanted else {}
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no [SEG] emitted" is counted in seg_found_rate instead
         many = getattr(model, "predict_many", None)
         if many is not None:
             params = inspect.signature(many).parameters
             if not raw_question:
-                return list(many(frames, list(texts), tsf_boxes=boxes))
+                return list(many(frames, list(texts), tsf_boxes=boxes, **length(many)))
             if "raw_question" in params:
-                return list(many(frames, list(texts), tsf_boxes=boxes, raw_question=True))
+                return list(many(frames, list(texts), tsf_boxes=boxes, raw_question=True, **length(many)))
+        extra = length(model.predict)
         return [
-            model.predict(frames, t, raw_question=raw_question, tsf_boxes=None if boxes is None else boxes[i])
+            model.predict(frames, t, raw_question=raw_question, tsf_boxes=None if boxes is None else boxes[i], **extra)
             for i, t in enumerate(texts)
         ]
+
+
+def gcg_max_new_tokens(model: Any) -> int:
+    """The answer budget of a grounded caption: the model's own, at least :data:`GCG_MAX_NEW_TOKENS`."""
+    cfg = getattr(model, "cfg", None)
+    return max(int(getattr(cfg, "max_new_tokens", 0) or 0), GCG_MAX_NEW_TOKENS)
 
 
 def _boxes_json(boxes: np.ndarray) -> list[list[float] | None]:
@@ -306,7 +324,7 @@ class _Predictor:
         indices = clip_indices(self.b, video, exp)
         frames = self.ds.load_frames(video.video_id, indices)
         text, _ = self.b.prompt(exp)
-        pred = predict_texts(model, frames, [text], True, self._tsf([exp]))[0]
+        pred = predict_texts(model, frames, [text], True, self._tsf([exp]), gcg_max_new_tokens(model))[0]
         folder = self.out / "video_gcg" / f"{self._gcg_index(video.video_id):06d}"
         gt_text = markup_to_tokens(marked_text(exp))
         for k, ids in enumerate(ids for _, ids in exp.phrase_list()):

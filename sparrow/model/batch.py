@@ -26,9 +26,9 @@ LOSS_KEYS: tuple[str, ...] = ("ce", "bce", "dice", "prop", "box")
 class SparrowExample:
     video_id: str
     query_id: str
-    kind: str  # "expression" or "qa"
-    text: str  # the referring expression, or the QA question
-    answer: str | None  # QA answer (None: a template answer is used for expressions)
+    kind: str  # "expression", "gcg" (a grounded caption) or "qa"
+    text: str  # the referring expression, or the question (QA, grounded caption)
+    answer: str | None  # QA / grounded caption answer (None: a template answer is used for expressions)
     frames: np.ndarray  # (T_enc, H, W, 3) uint8 encoder frames
     sam_frames: np.ndarray  # (T_sam, H, W, 3) uint8
     target_masks: np.ndarray  # (n_targets, T_sam, H, W) int8 in {0, 1, -1}

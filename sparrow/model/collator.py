@@ -1,7 +1,7 @@
 """SparrowCollator: :class:`SparrowExample` items -> a :class:`SparrowBatch`.
 
 Per item: frames resized for each encoder; the conversation (training question/answer templates for expressions, the
-record's own question/answer for QA) with the stage's rules: ``[BOX] [SEG]`` answers when the stage uses the dual
+item's own question/answer for QA and grounded captions) with the stage's rules: ``[BOX] [SEG]`` answers when the stage uses the dual
 prompt (plain ``[SEG]`` otherwise), ``<tsf>`` placeholders and ground-truth-mask TSF crops (released variant, docs/design.md §4.2 b)
 when the stage uses TSF; token ids truncated to ``model_max_length - visual_token_reserve`` (released: 2048 - 255).
 Build one with ``model.collator(stage)``, which knows the encoders' real input sizes.
@@ -42,8 +42,8 @@ class SparrowCollator:
 
     def conversation(self, example: SparrowExample) -> tuple[str, str]:
         """(question, answer) of one item after the stage's ``[BOX]`` rule."""
-        if example.kind == "qa":
-            question, answer = example.text, example.answer or ""
+        if example.answer is not None:  # QA records and grounded captions carry their own turn
+            question, answer = example.text, example.answer
         else:
             question, answer = referring_turn(example.text, example.query_id)
         if SEG_TOKEN in answer or "[BOX]" in answer:

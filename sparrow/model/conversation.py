@@ -12,11 +12,14 @@ LLaVA-style code tokenises per round).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sparrow.data.qa_templates import GCG_QUESTIONS
 from sparrow.model.tokens import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
+    SEG_TOKEN,
     TSF_PLACEHOLDER,
     TSF_TOKEN_INDEX,
     VIDEO_PLACEHOLDER,
@@ -80,6 +83,25 @@ def referring_turn(phrase: str, key: str) -> tuple[str, str]:
     """Training question and answer for a referring expression."""
     phrase = phrase.strip().rstrip(".")
     return pick_template(QUESTION_TEMPLATES, key).format(phrase=phrase), pick_template(ANSWER_TEMPLATES, key + "/a")
+
+
+def grounded_caption_answer(caption: str, spans: Sequence[dict], max_phrases: int) -> str:
+    """The caption with each phrase span written ``<p> phrase </p> [SEG]`` (VideoGLaMM's GCG answer).
+
+    Only the first ``max_phrases`` spans are marked; later phrases stay plain words, so that every ``[SEG]`` the
+    model learns to write has a mask it is trained on (the loader keeps ``max_phrases`` masks, docs/design.md §4.1).
+    """
+    out, last = [], 0
+    for span in list(spans)[:max_phrases]:
+        out += [caption[last : span["start"]], f"<p> {caption[span['start'] : span['end']].strip()} </p> {SEG_TOKEN}"]
+        last = span["end"]
+    out.append(caption[last:])
+    return "".join(out)
+
+
+def grounded_caption_turn(caption: str, spans: Sequence[dict], key: str, max_phrases: int) -> tuple[str, str]:
+    """Training question (one of the GCG questions, by ``key``) and answer for a grounded caption."""
+    return pick_template(GCG_QUESTIONS, key), grounded_caption_answer(caption, spans, max_phrases)
 
 
 def apply_box_rule(answer: str, dual_prompt: bool) -> str:
@@ -159,6 +181,8 @@ __all__ = [
     "TokenizedTurn",
     "VIDEO_PLACEHOLDER",
     "apply_box_rule",
+    "grounded_caption_answer",
+    "grounded_caption_turn",
     "pick_template",
     "placeholder_string",
     "referring_turn",

@@ -5,6 +5,13 @@ Each item is a :class:`SparrowExample`: the encoder frames and SAM frames sample
 the union of its referents, as MeViS scores multi-object expressions), and the boxes of every object on the first
 SAM frame (the class-agnostic proposer's pretraining targets). Only the sampled frames are decoded.
 
+Grounded captions of the GCG sources (:data:`GCG_SOURCES`, kind ``caption`` with phrase spans) become grounded
+caption conversations (kind ``gcg``): one of the GCG questions, the caption with ``<p> phrase </p> [SEG]`` per phrase
+as the answer (:func:`sparrow.model.conversation.grounded_caption_turn`), and one target per phrase (the union of its
+ids). They make up :data:`GCG_SHARE` of the items (repeated or thinned evenly to that share), the share of video GCG
+data in the released recipe's mixture. Other captions (tracking sources) stay referring items with a union target, as
+the released tracking loaders use them.
+
 QA records (``include_qa=True``) become items too: their answer's ``[SEG]`` count decides the targets (one per
 object when the counts agree, the union when the answer has one ``[SEG]``; otherwise per-object masks for the first
 ones and ignore-only (-1) masks for the rest, as the released GCG loaders pad with -1).
@@ -19,19 +26,29 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from sparrow.data.curated import CuratedDataset
-from sparrow.data.records import VideoRecord
+from sparrow.data.indices import evenly_spread
+from sparrow.data.records import ExpressionRecord, VideoRecord
 from sparrow.model.batch import SparrowExample
 from sparrow.model.config import ModelConfig
+from sparrow.model.conversation import grounded_caption_turn
 from sparrow.model.frames import sample_training_frames
 from sparrow.model.tokens import MASK_IGNORE_INDEX, SEG_TOKEN
 from sparrow.storage import DataError
 
 FRAME_CACHE_BYTES = 256 << 20  # decoded frames kept per dataset (SPARROW-Mini's training frames take ~190 MiB)
+# Sources whose captions describe the whole video (VideoGLaMM's GCG sets); the released mixtures train these, and only
+# these, as grounded caption conversations.
+GCG_SOURCES = ("videogcg",)
+# SPARROW's released mixture samples its 25 datasets uniformly, 5 of them video GCG sets (anet_gcg, video_gcg,
+# mevis_gcg, vidstg_gcg, hcstvg_gcg): one item in five is a grounded caption.
+GCG_SHARE = 0.2
 
 
 class SparrowDataset(Dataset):
     """``frame_cache_bytes`` bounds the decoded frames kept in memory (least recently used first out; 0: none):
-    a video's frames are decoded from JPEG once, not once per expression and pass."""
+    a video's frames are decoded from JPEG once, not once per expression and pass.
+
+    ``gcg_share``: the share of grounded caption items (None: each caption once; 0: none)."""
 
     def __init__(
         self,
@@ -42,6 +59,7 @@ class SparrowDataset(Dataset):
         include_qa: bool = False,
         include_expressions: bool = True,
         frame_cache_bytes: int = FRAME_CACHE_BYTES,
+        gcg_share: float | None = GCG_SHARE,
     ):
         self.curated = CuratedDataset(curated_root)
         self.frame_cache_bytes = int(frame_cache_bytes)
@@ -49,15 +67,23 @@ class SparrowDataset(Dataset):
         self._frame_bytes = 0
         self.cfg = cfg
         self.split = split
-        keep = {v.video_id for v in self.curated.iter_videos(split=split) if sources is None or v.source in sources}
+        videos = {
+            v.video_id: v for v in self.curated.iter_videos(split=split) if sources is None or v.source in sources
+        }
         self.items: list[tuple[str, object]] = []
+        captions: list[tuple[str, object]] = []
         if include_expressions:
             for exp in self.curated.iter_expressions():
-                if exp.video_id in keep:
+                if exp.video_id not in videos:
+                    continue
+                if exp.kind == "caption" and exp.phrases and videos[exp.video_id].source in GCG_SOURCES:
+                    captions.append(("gcg", exp))
+                else:
                     self.items.append(("expression", exp))
+        self.items += mix_share(captions, len(self.items), gcg_share)
         if include_qa:
             for qa in self.curated.iter_qa():
-                if qa.video_id in keep:
+                if qa.video_id in videos:
                     self.items.append(("qa", qa))
         if not self.items:
             raise DataError(
@@ -71,8 +97,14 @@ class SparrowDataset(Dataset):
         """Every expression, question and answer text (for a tiny tokenizer's ``extra_words``)."""
         out = []
         for kind, rec in self.items:
-            out.extend([rec.text] if kind == "expression" else [rec.question, rec.answer])
+            if kind == "gcg":
+                out.extend(self._gcg_turn(rec))
+            else:
+                out.extend([rec.text] if kind == "expression" else [rec.question, rec.answer])
         return out
+
+    def _gcg_turn(self, rec: ExpressionRecord) -> tuple[str, str]:
+        return grounded_caption_turn(rec.text, rec.phrases or [], rec.expression_id, self.cfg.max_seg_tokens)
 
     def load_frames(self, video_id: str, indices: list[int]) -> np.ndarray:
         """Frames ``indices`` of a video as (n, H, W, 3) uint8, through the decoded-frame cache."""
@@ -117,7 +149,7 @@ class SparrowDataset(Dataset):
     def __getitem__(self, index: int) -> SparrowExample:
         kind, rec = self.items[index]
         video = self.curated.video(rec.video_id)
-        key = rec.expression_id if kind == "expression" else rec.qa_id
+        key = rec.qa_id if kind == "qa" else rec.expression_id
         cfg = self.cfg
         enc_idx, sam_idx = sample_training_frames(video.num_frames, cfg.num_frames, cfg.num_sam_frames, cfg.host, key)
         wanted = sorted(set(enc_idx) | set(sam_idx))
@@ -133,6 +165,9 @@ class SparrowDataset(Dataset):
                 else np.zeros((1, len(sam_idx), video.height, video.width), np.int8)
             )
             text, answer = rec.text, None
+        elif kind == "gcg":
+            targets = self._gcg_targets(video, rec, sam_idx)
+            text, answer = self._gcg_turn(rec)
         else:
             targets = self._qa_targets(video, rec, sam_idx)
             text, answer = rec.question, rec.answer
@@ -161,3 +196,21 @@ class SparrowDataset(Dataset):
         out = np.full((n_seg,) + shape, MASK_IGNORE_INDEX, np.int8)
         out[: min(n_seg, len(per_object))] = per_object[:n_seg]
         return out
+
+    def _gcg_targets(self, video: VideoRecord, rec: ExpressionRecord, sam_idx: list[int]) -> np.ndarray:
+        """One target per marked phrase (the first ``max_seg_tokens``): the union of the phrase's objects."""
+        spans = rec.phrase_list()[: self.cfg.max_seg_tokens]
+        return np.stack([self._object_masks(video, ids, sam_idx).max(axis=0) for _, ids in spans])
+
+
+def mix_share(items: list, others: int, share: float | None) -> list:
+    """``items`` repeated in turn or thinned evenly so that they are ``share`` of ``others + len(result)`` items
+    (all of them once for None or when there is nothing else)."""
+    if share is None or not items or not others:
+        return list(items)
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"a share must be in [0, 1), got {share}")
+    wanted = round(share / (1.0 - share) * others)
+    if wanted <= len(items):
+        return evenly_spread(items, wanted) if wanted else []
+    return [items[i % len(items)] for i in range(wanted)]
