@@ -38,7 +38,6 @@ import dataclasses
 import hashlib
 import inspect
 import json
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
