@@ -204,6 +204,7 @@ class ModelConfig:
     propagation: str = "framewise"
     seg_tokens_per_target: int = 1  # UniPixel: 2 SAM sparse tokens per [SEG]
     lv_projector: str = "text_hidden_fcs"  # text_hidden_fcs | seg_head (UniPixel)
+    seg_head_norm_eps: float | None = None  # seg_head's RMSNorm: None = torch's default; UniPixel: 1e-6 in float32
     hidden_state: str = "last"  # last (after the final norm) | last_prenorm (UniPixel)
     seg_hidden_at: str = "preceding"  # LISA convention: the state that predicts [SEG]; "token": the [SEG] position
     chat_template: str = "phi3"  # phi3 | llava_v1 | qwen_chatml
