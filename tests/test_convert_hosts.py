@@ -161,3 +161,121 @@ def test_paper_preset_seg_head_eps_only_at_paper_size():
     assert ModelConfig.for_preset("unipixel", "paper").seg_head_norm_eps == 1e-6
     assert ModelConfig.for_preset("unipixel", "mini").seg_head_norm_eps is None
     assert ModelConfig.for_preset("unipixel", "smoke").seg_head_norm_eps is None
+
+
+# -- GLUS-A: a released-layout folder written here (llava config, .bin shards, LISA's added tokens) ----------------
+GLUS_CLIP = FIXTURES / "clip"
+GLUS_SAM = FIXTURES / "sam2_tiny.yaml"
+
+
+def _glus_release(folder: Path, gamma: float = 0.37) -> dict[str, torch.Tensor]:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from sparrow.model.config import SamSpec
+    from sparrow.model.pixel_decoder import build_sam
+
+    torch.manual_seed(0)
+    words = ["<unk>", "<s>", "</s>", "can", "you", "segment", "the", "dog", "sure", "."]
+    tk = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    tok.add_tokens(["[SEG]", "<im_start>", "<im_end>"])
+    folder.mkdir(parents=True)
+    tok.save_pretrained(folder)
+    # transformers 4.31 writes the added tokens to added_tokens.json, as the release holds them
+    added = {t: tok.convert_tokens_to_ids(t) for t in ("[SEG]", "<im_start>", "<im_end>")}
+    (folder / "added_tokens.json").write_text(json.dumps(added))
+    llama = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+    )
+    state = {k: v.clone() for k, v in LlamaForCausalLM(llama).state_dict().items()}
+    clip_width = json.loads((GLUS_CLIP / "config.json").read_text())["vision_config"]["hidden_size"]
+    state["model.mm_projector.weight"] = torch.randn(32, clip_width)
+    state["model.mm_projector.bias"] = torch.randn(32)
+    sam = build_sam(SamSpec(config=str(GLUS_SAM), image_size=None, tiny=False), GLUS_SAM, None)
+    sam_dim = int(sam.hidden_dim)
+    for i, shape in ((0, (32, 32)), (2, (sam_dim, 32))):
+        state[f"model.text_hidden_fcs.0.{i}.weight"] = torch.randn(shape)
+        state[f"model.text_hidden_fcs.0.{i}.bias"] = torch.randn(shape[0])
+    for key, value in sam.state_dict().items():
+        state[f"model.visual_model.{key}"] = value.clone()
+    for i in (0, 1):
+        state[f"model.visual_model.memory_encoder.fuser.layers.{i}.gamma"].fill_(gamma)
+    keys = sorted(state)
+    halves = {
+        "pytorch_model-00001-of-00002.bin": keys[: len(keys) // 2],
+        "pytorch_model-00002-of-00002.bin": keys[len(keys) // 2 :],
+    }
+    for name, part in halves.items():
+        torch.save({k: state[k] for k in part}, folder / name)
+    index = {"metadata": {}, "weight_map": {k: n for n, part in halves.items() for k in part}}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    config = {
+        **llama.to_dict(),
+        "model_type": "llava",
+        "architectures": ["GLUSForCausalLM"],
+        "mm_vision_tower": "openai/clip-vit-large-patch14",
+        "mm_hidden_size": clip_width,
+        "mm_vision_select_layer": -2,
+        "mm_use_im_start_end": True,
+        "train_mask_decoder": True,
+        "out_dim": sam_dim,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return state
+
+
+def _glus(src: Path, **changes) -> ConvertOptions:
+    base = dict(release="glus", src=src, clip=GLUS_CLIP, sam_config=GLUS_SAM, dtype="float32")
+    return ConvertOptions(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def glus_release(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    folder = tmp_path_factory.mktemp("glus") / "GLUS-A"
+    return folder, _glus_release(folder)
+
+
+def test_glus_converts_with_zero_unexplained_keys_and_official_fuser(glus_release):
+    from sparrow.convert import glus
+
+    folder, state = glus_release
+    converted = convert(_glus(folder))
+    assert converted.report.ok, converted.report.format()
+    assert set(converted.report.mapped) == {
+        "LLaMA LLM",
+        "mm_projector (linear)",
+        "L->V projector (text_hidden_fcs)",
+        "SAM2",
+        "CLIP spatial tower (224)",
+    }
+    model = converted.model
+    fuser = model.pixel_decoder.sam.memory_encoder.fuser.layers[0].gamma
+    assert torch.all(fuser == glus.layer_scale_init(GLUS_SAM))
+    torch.testing.assert_close(model.image_adapter.proj[0].weight, state["model.mm_projector.weight"])
+    torch.testing.assert_close(model.lv_projector.net[2].weight, state["model.text_hidden_fcs.0.2.weight"])
+    rows = state["model.embed_tokens.weight"].shape[0]
+    assert model.box_token_id == rows and model.seg_token_id == 10
+    emb = model.llm.input_embeddings().weight
+    torch.testing.assert_close(emb[:rows], state["model.embed_tokens.weight"])
+    assert torch.all(emb[rows] == 0)
+
+
+def test_glus_stored_fuser_policy_keeps_the_saved_values(glus_release):
+    folder, _ = glus_release
+    converted = convert(_glus(folder, fuser_gamma="stored"))
+    fuser = converted.model.pixel_decoder.sam.memory_encoder.fuser.layers[1].gamma
+    assert torch.allclose(fuser, torch.full_like(fuser, 0.37))
+
+
+def test_glus_needs_the_clip_folder(glus_release):
+    folder, _ = glus_release
+    with pytest.raises(ReleaseError, match="--clip"):
+        convert(_glus(folder, clip=None))

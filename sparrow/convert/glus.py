@@ -94,7 +94,7 @@ def keymap() -> KeyMap:
                     Rule(r"(.+)", r"\1"),
                 ),
             ),
-            Section("CLIP spatial tower (224)", "clip", "vision_model.", "spatial.clip.vision_model."),
+            Section("CLIP spatial tower (224)", "clip", "vision_model.", "spatial.clip."),
         ),
         UNUSED,
         (_LORA,),
