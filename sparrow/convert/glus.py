@@ -50,6 +50,10 @@ UNUSED = (
         "clip",
     ),
     Allowance(r"model\.vision_tower\..+", "a CLIP copy in the export; the spatial tower is read from --clip"),
+    Allowance(
+        r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq",
+        "RoPE inverse frequencies, a buffer transformers 4.31 saved; recomputed from rope_theta and the head size",
+    ),
 )
 
 
@@ -66,7 +70,8 @@ def keymap() -> KeyMap:
                 (
                     Rule(r"model\.embed_tokens\.weight", r"llm.model.model.embed_tokens.weight", "vocab"),
                     Rule(r"lm_head\.weight", r"llm.model.lm_head.weight", "vocab"),
-                    Rule(r"model\.((?:layers|norm)\..+)", r"llm.model.model.\1"),
+                    # the stored RoPE buffers stay unmapped (allowed below)
+                    Rule(r"model\.((?:layers|norm)\.(?!.*rotary_emb\.inv_freq$).+)", r"llm.model.model.\1"),
                 ),
                 lora_aware=True,
             ),
