@@ -34,6 +34,8 @@ Differences from the hosts' own code, each a documented choice of the kit:
   (square resize, no dynamic resolution), and uses SPARROW's LoRA setting (r=8) rather than UniPixel's r=128.
   UniPixel's object-memory and visual-prompt modules are not part of SPARROW's method and are not built. At paper
   size its ``seg_head`` norm is Qwen2's RMSNorm (eps 1e-6 in float32), as in the release.
+- At paper size each of UniPixel and GLUS runs inference with its own protocol (``ModelConfig.protocol``,
+  :mod:`sparrow.model.host_protocol`): UniPixel's frame and query rules, GLUS's middle context clip.
 """
 
 from __future__ import annotations
@@ -87,8 +89,12 @@ _WIRING: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Paper size only: the tiny presets keep torch's RMSNorm default, so their recorded numbers stay as they were.
-_PAPER_WIRING: dict[str, dict[str, Any]] = {"unipixel": dict(seg_head_norm_eps=1e-6)}
+# Paper size only: the tiny presets keep torch's RMSNorm default and the kit's inference protocol, so their recorded
+# numbers stay as they were.
+_PAPER_WIRING: dict[str, dict[str, Any]] = {
+    "unipixel": dict(seg_head_norm_eps=1e-6, protocol="unipixel"),
+    "glus": dict(protocol="glus"),
+}
 
 
 def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
