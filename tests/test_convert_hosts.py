@@ -126,6 +126,7 @@ def test_unipixel_round_trip(unipixel, tmp_path):
     out = write_converted(unipixel, tmp_path / "unipixel-host")
     loaded = SparrowModel.from_pretrained(out)
     assert loaded.cfg.seg_head_norm_eps == uni.SEG_HEAD_EPS and not loaded.cfg.box
+    assert loaded.cfg.protocol == "unipixel"
     state = unipixel.model.state_dict()
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(value, state[key])
@@ -215,6 +216,7 @@ def test_glus_converts_with_zero_unexplained_keys(glus):
         "CLIP spatial tower (224)",
     }
     model = glus.model
+    assert model.cfg.protocol == "glus"
     assert model.seg_token_id == GLUS_META["seg_token_id"]
     rows = model.box_token_id
     assert torch.all(model.llm.input_embeddings().weight[rows] == 0)
