@@ -258,3 +258,31 @@ def test_glus_llm_projectors_match_official(glus, glus_official):
 def test_glus_needs_the_clip_folder():
     with pytest.raises(ReleaseError, match="--clip"):
         convert(_glus(clip=None))
+
+
+# -- paper size: the official SAM2 key names and shapes (written by the official code) against the kit's SAM2 ------
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "host, config, size, prefix",
+    [
+        ("unipixel", "configs/sam2.1/sam2.1_hiera_b+.yaml", 768, "sam2."),
+        ("glus", "configs/sam2/sam2_hiera_l.yaml", None, "model.visual_model."),
+    ],
+)
+def test_paper_size_sam2_keys_map_one_to_one(host, config, size, prefix):
+    """``sam2_official_keys.json``: the state_dict names and shapes of UniPixel's fork (SAM2.1-B+ at 768) and GLUS's
+    copy (SAM2 Hiera-L), built by their own code; the key map fills the kit's paper-size SAM2 from them, key for key."""
+    from sparrow.convert import glus as glus_map
+    from sparrow.convert.keymap import apply_keymap
+    from sparrow.model.config import SamSpec
+    from sparrow.model.pixel_decoder import build_sam
+
+    official = json.loads((FIXTURES / "sam2_official_keys.json").read_text())[host]
+    sam = build_sam(SamSpec(config=config, image_size=size, tiny=False), None, None)
+    kit_state = {"pixel_decoder.sam." + k: v for k, v in sam.state_dict().items()}
+    zero = torch.zeros(())
+    release = {prefix + k: zero.expand(shape) for k, shape in official.items()}
+    keymap = uni.keymap() if host == "unipixel" else glus_map.keymap()
+    mapped, report = apply_keymap(keymap, {"release": release}, kit_state, {"fuser_gamma": lambda t: t})
+    assert report.ok, report.format()
+    assert len(mapped) == len(kit_state) == len(official)
