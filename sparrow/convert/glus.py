@@ -187,10 +187,10 @@ def convert_glus(opts) -> Any:
     src = Path(opts.src)
     if not src.is_dir():
         raise ReleaseError(f"--src {src}: folder not found")
-    if opts.clip is None or not Path(opts.clip).is_dir():
-        raise ReleaseError(
-            f"--clip {opts.clip}: the release holds no CLIP tower; give the clip-vit-large-patch14 folder"
-        )
+    if opts.clip is None:
+        raise ReleaseError("--clip: the release holds no CLIP tower; give the clip-vit-large-patch14 folder")
+    if not Path(opts.clip).is_dir():
+        raise ReleaseError(f"--clip {opts.clip}: folder not found")
     if opts.fuser_gamma not in FUSER_GAMMA_POLICIES:
         raise ReleaseError(f"--fuser-gamma {opts.fuser_gamma}: choose one of {', '.join(FUSER_GAMMA_POLICIES)}")
     release = read_release(src)
