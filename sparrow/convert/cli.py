@@ -6,19 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparrow.convert.converter import GAMMA_POLICIES, ConversionError, ConvertOptions, save_failed_report
-from sparrow.convert.videoglamm import RELEASES
+from sparrow.convert.converter import GAMMA_POLICIES, RELEASES, ConversionError, ConvertOptions, save_failed_report
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sparrow convert",
-        description="Convert a released SPARROW or VideoGLaMM folder into a kit checkpoint folder.",
+        description="Convert a released SPARROW, VideoGLaMM, UniPixel or GLUS folder into a kit checkpoint folder.",
     )
     p.add_argument("--release", required=True, choices=RELEASES)
     p.add_argument("--src", required=True, type=Path, help="the released folder (config.json, weights, tokenizer)")
     p.add_argument("--out", required=True, type=Path, help="the kit checkpoint folder to write")
-    p.add_argument("--clip", type=Path, help="the clip-vit-large-patch14-336 folder (the export drops CLIP)")
+    p.add_argument(
+        "--clip",
+        type=Path,
+        help="the CLIP folder the export drops: clip-vit-large-patch14-336 (sparrow, videoglamm), -patch14 (glus)",
+    )
     p.add_argument("--internvideo2", type=Path, help="the InternVideo2-stage2_1b-224p-f4.pt file")
     p.add_argument("--proposer", type=Path, help="a sparrow-det-pretrain checkpoint-* folder (sparrow only)")
     p.add_argument(
@@ -27,7 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="official",
         help="roi_fusion_gamma: the official loader's 0.1 (default) or the stored value",
     )
-    p.add_argument("--sam-config", type=Path, help="SAM2 yaml (default: sam2's sam2_hiera_l.yaml)")
+    p.add_argument(
+        "--fuser-gamma",
+        choices=("official", "stored"),
+        default="official",
+        help="glus: the memory-encoder layer scale the official loader leaves (default) or the stored values",
+    )
+    p.add_argument(
+        "--sam-config", type=Path, help="SAM2 yaml (default: sam2's sam2_hiera_l.yaml; unipixel: sam2.1_hiera_b+.yaml)"
+    )
     p.add_argument(
         "--tokenizer",
         type=Path,
@@ -52,6 +63,7 @@ def main_convert(argv: list[str]) -> int:
         sam_config=args.sam_config,
         tokenizer=args.tokenizer,
         dtype=args.dtype,
+        fuser_gamma=args.fuser_gamma,
     )
     try:
         converted = convert(opts)

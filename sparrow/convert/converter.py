@@ -65,6 +65,7 @@ class ConvertOptions:
     tokenizer: Path | None = None  # a folder with the same vocabulary in a format transformers reads without extras
     dtype: str | None = None  # None: the paper preset's LLM dtype
     profile: str = "paper"
+    fuser_gamma: str = "official"  # glus: the memory-encoder layer scale as the official loader left it, or stored
 
     def __post_init__(self) -> None:
         for name in ("src", "clip", "internvideo2", "proposer", "sam_config", "tokenizer"):
@@ -81,9 +82,17 @@ class Converted:
     sam_yaml: str  # the SAM2 config the model was built from (the release's, with the official post-processing)
 
 
+# releases of the other hosts: release -> (module, converter function)
+HOST_RELEASES: dict[str, tuple[str, str]] = {
+    "unipixel": ("sparrow.convert.unipixel", "convert_unipixel"),
+    "glus": ("sparrow.convert.glus", "convert_glus"),
+}
+RELEASES: tuple[str, ...] = maps.RELEASES + tuple(HOST_RELEASES)
+
+
 def _check_options(opts: ConvertOptions) -> None:
     if opts.release not in maps.RELEASES:
-        raise ReleaseError(f"--release {opts.release}: choose one of {', '.join(maps.RELEASES)}")
+        raise ReleaseError(f"--release {opts.release}: choose one of {', '.join(RELEASES)}")
     if opts.gamma not in GAMMA_POLICIES:
         raise ReleaseError(f"--gamma {opts.gamma}: choose one of {', '.join(GAMMA_POLICIES)}")
     if opts.clip is None:
@@ -299,6 +308,11 @@ def convert(opts: ConvertOptions) -> Converted:
     """The kit model of a released folder, filled through the key map; unexplained keys raise ConversionError."""
     from sparrow.model.sparrow_model import SparrowModel
 
+    if opts.release in HOST_RELEASES:
+        import importlib
+
+        module, function = HOST_RELEASES[opts.release]
+        return getattr(importlib.import_module(module), function)(opts)
     _check_options(opts)
     release = read_release(opts.src)
     model_type = release.config.get("model_type")
@@ -388,6 +402,7 @@ def save_failed_report(report: Report, out: str | os.PathLike) -> Path:
 
 __all__ = [
     "GAMMA_POLICIES",
+    "RELEASES",
     "ConversionError",
     "ConvertOptions",
     "Converted",

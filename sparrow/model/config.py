@@ -27,6 +27,7 @@ from sparrow.profiles import check_profile
 HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
 MODEL_STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
 PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
+INFERENCE_PROTOCOLS: tuple[str, ...] = ("kit", "unipixel", "glus")  # sparrow.model.host_protocol
 CONFIG_FORMAT = "sparrow-model/1"
 
 
@@ -205,10 +206,12 @@ class ModelConfig:
     propagation: str = "framewise"
     seg_tokens_per_target: int = 1  # UniPixel: 2 SAM sparse tokens per [SEG]
     lv_projector: str = "text_hidden_fcs"  # text_hidden_fcs | seg_head (UniPixel)
+    seg_head_norm_eps: float | None = None  # seg_head's RMSNorm: None = torch's default; UniPixel: 1e-6 in float32
     hidden_state: str = "last"  # last (after the final norm) | last_prenorm (UniPixel)
     seg_hidden_at: str = "preceding"  # LISA convention: the state that predicts [SEG]; "token": the [SEG] position
     chat_template: str = "phi3"  # phi3 | llava_v1 | qwen_chatml
     eval_prompt: str = "What is {phrase} in this video? Please respond with segmentation masks."
+    protocol: str = "kit"  # inference frame sampling and query wording: kit | unipixel | glus (host_protocol.py)
     # TSF
     tsf_k: int = 4
     tsf_kmeans_iters: int = 8
@@ -228,6 +231,8 @@ class ModelConfig:
             raise ValueError(f"unknown host {self.host!r}; choose one of {', '.join(HOSTS)}")
         if self.propagation not in PROPAGATION_MODES:
             raise ValueError(f"unknown propagation {self.propagation!r}; choose one of {', '.join(PROPAGATION_MODES)}")
+        if self.protocol not in INFERENCE_PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(INFERENCE_PROTOCOLS)}")
         if self.lv_projector not in ("text_hidden_fcs", "seg_head"):
             raise ValueError(f"unknown lv_projector {self.lv_projector!r}")
         if self.hidden_state not in ("last", "last_prenorm"):

@@ -26,7 +26,8 @@ from sparrow.data.indices import linspace_truncated_padded
 from sparrow.model.batch import Prediction
 from sparrow.model.config import StageBehaviour, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
-from sparrow.model.frames import encoder_frames, segment_centres, stretch, to_float
+from sparrow.model.frames import encoder_frames, stretch, to_float
+from sparrow.model.host_protocol import protocol
 from sparrow.model.multimodal_inputs import expand_sample, token_marks
 from sparrow.model.pixel_decoder import MemoryState
 from sparrow.tsf.crops import tracked_box_crops
@@ -68,7 +69,7 @@ class WholeVideo:
         """LLM visual tokens (N_vis, D) of the encoder frames (computed on first use)."""
         if self._visual is None:
             m, sizes, frames = self.video.model, self.video.sizes, self.video.frames
-            idx = linspace_truncated_padded(frames.shape[0], m.cfg.num_frames)
+            idx = protocol(m.cfg.protocol).llm_frames(frames.shape[0], m.cfg.num_frames)
             llm_frames = self.video.encoder_frames(idx)
             temporal = None
             if sizes.temporal:
@@ -113,7 +114,7 @@ class QuestionWindows:
             m = self.video.model
             t, n = self.video.shape[0], m.cfg.num_sam_frames
             if self._context is None:
-                self._context = self.video.encoder_frames(segment_centres(t, m.cfg.num_frames))
+                self._context = self.video.encoder_frames(protocol(m.cfg.protocol).context_frames(t, m.cfg.num_frames))
             window = list(range(start, min(start + n, t)))
             padded = window + [window[-1]] * (n - len(window))
             llm_frames = torch.cat([self._context, self.video.encoder_frames(padded)])
@@ -299,7 +300,7 @@ def _predict_text(
     model, video = view.video.model, view.video
     cfg = model.cfg
     behaviour = stage_behaviour(cfg, "inference")
-    question = text if raw_question else cfg.eval_prompt.format(phrase=text.strip().lower().rstrip("."))
+    question = text if raw_question else cfg.eval_prompt.format(phrase=protocol(cfg.protocol).phrase(text))
     num_tsf = cfg.num_tsf_placeholders if behaviour.tsf else 0
     tsf = _tsf_tokens(model, video.frames, tsf_boxes, tsf_embeddings) if num_tsf else None
     logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour)

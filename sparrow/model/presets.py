@@ -32,7 +32,10 @@ Differences from the hosts' own code, each a documented choice of the kit:
   the kit asks once for the whole window and every question frame uses the same ``[SEG]``.
 - UniPixel feeds video frame pairs to Qwen2.5-VL as temporal patches; the kit encodes every frame as an image
   (square resize, no dynamic resolution), and uses SPARROW's LoRA setting (r=8) rather than UniPixel's r=128.
-  UniPixel's object-memory and visual-prompt modules are not part of SPARROW's method and are not built.
+  UniPixel's object-memory and visual-prompt modules are not part of SPARROW's method and are not built. At paper
+  size its ``seg_head`` norm is Qwen2's RMSNorm (eps 1e-6 in float32), as in the release.
+- At paper size each of UniPixel and GLUS runs inference with its own protocol (``ModelConfig.protocol``,
+  :mod:`sparrow.model.host_protocol`): UniPixel's frame and query rules, GLUS's middle context clip.
 """
 
 from __future__ import annotations
@@ -86,6 +89,13 @@ _WIRING: dict[str, dict[str, Any]] = {
     ),
 }
 
+# Paper size only: the tiny presets keep torch's RMSNorm default and the kit's inference protocol, so their recorded
+# numbers stay as they were.
+_PAPER_WIRING: dict[str, dict[str, Any]] = {
+    "unipixel": dict(seg_head_norm_eps=1e-6, protocol="unipixel"),
+    "glus": dict(protocol="glus"),
+}
+
 
 def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
     """The :class:`ModelConfig` of ``host`` at ``profile`` size, with top-level field overrides applied."""
@@ -108,6 +118,8 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
         max_new_tokens=section.max_new_tokens,
         host_trainable_sam=section.host_trainable_sam,
     )
+    if profile == "paper" and host in _PAPER_WIRING:
+        base = dataclasses.replace(base, **_PAPER_WIRING[host])
     return dataclasses.replace(base, **overrides) if overrides else base
 
 

@@ -153,7 +153,7 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
     sam_ckpt = None if comp is not None else cfg.resolve(cfg.sam.checkpoint)
     pixel_decoder = PixelDecoder(build_sam(cfg.sam, sam_yaml, sam_ckpt), cfg.sam.object_score_gating)
     sam_dim = pixel_decoder.hidden_dim
-    lv_projector = LVProjector(cfg.lv_projector, d_llm, sam_dim, cfg.seg_tokens_per_target)
+    lv_projector = LVProjector(cfg.lv_projector, d_llm, sam_dim, cfg.seg_tokens_per_target, cfg.seg_head_norm_eps)
     proposer = selector = roi_helper = gamma = None
     if cfg.box:
         proposer = _proposer(cfg, comp, sam_dim)
