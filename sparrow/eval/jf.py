@@ -599,7 +599,9 @@ def _count_chunk(masks: _Masks, pk: _Packing, boxes: list[_Box], rows: int, want
     edge = []
     for b in boxes:
         first = b.x0 - pk.left  # column of bit 0 of word 0
-        if first < 0 or first + (n_words - 1) * pk.payload + 64 > width:
+        # Only a crop at the left border (mask pixels in column 0) or at the right one (the replicated column)
+        # has boundary pixels outside the image; elsewhere the zeros around the crop are the image's own.
+        if b.x0 == 0 or b.x1 == width:
             keep = []
             for c in range(n_words):
                 lo = min(max(-(first + c * pk.payload), 0), 64)
