@@ -445,8 +445,9 @@ _MIN_PAYLOAD = 8
 def _packing(radius: float) -> _Packing | None:
     """The word layout for a tolerance disk, or None when the disk is too wide for it (the per-frame path then)."""
     offsets = _disk(radius).offsets
-    # One more bit on the right than the disk reaches, for the east neighbour of the boundary rule.
-    left = max(0, -int(offsets[:, 1].min()))
+    # The left halo is whole bytes, so that rows packed by np.packbits are cut into place byte by byte; one more
+    # bit on the right than the disk reaches, for the east neighbour of the boundary rule.
+    left = -(-max(0, -int(offsets[:, 1].min())) // 8) * 8
     right = max(0, int(offsets[:, 1].max())) + 1
     payload = 64 - left - right
     if payload < _MIN_PAYLOAD:
@@ -501,6 +502,9 @@ class _Box:
     y1: int
     x0: int
     x1: int
+    gt: np.ndarray  # rows y0..y1 of the whole frame width, np.packbits little-endian
+    pred: np.ndarray
+    first: int = 0  # column of bit 0 of the packed rows (a multiple of 8)
     words: int = 0  # words per row
     row: int = 0  # first row in the chunk
 
@@ -509,7 +513,8 @@ def _boxes(masks: _Masks, height: int, width: int) -> list[_Box]:
     """Crop of each non-empty frame: the bounding box of GT ∪ prediction grown by one pixel where the image allows.
 
     A mask's boundary reaches one pixel above and left of it, and the crop's last row/column is then either empty
-    or the image border (where the official rule replicates it).
+    or the image border (where the official rule replicates it). The crop's rows are packed to bits right away,
+    while the frame is still in cache.
     """
     g, p = masks.gt, masks.pred
     either = _BUFFERS.get("either", (height, width), np.uint8)
@@ -519,12 +524,13 @@ def _boxes(masks: _Masks, height: int, width: int) -> list[_Box]:
         x, y, w, h = cv2.boundingRect(either)
         if w == 0:
             continue  # both empty: J = 1 (empty union), F = 1 (both boundaries empty)
-        box = _Box(t, max(y - 1, 0), min(y + h + 1, height), max(x - 1, 0), min(x + w + 1, width))
+        y0, y1, x0, x1 = max(y - 1, 0), min(y + h + 1, height), max(x - 1, 0), min(x + w + 1, width)
         if not masks.checked:
-            crop = either[box.y0 : box.y1, box.x0 : box.x1]
+            crop = either[y0:y1, x0:x1]
             if cv2.sumElems(crop)[0] != cv2.countNonZero(crop):
                 raise _Unchecked
-        boxes.append(box)
+        packed = [np.packbits(m[t, y0:y1], axis=1, bitorder="little") for m in (g, p)]
+        boxes.append(_Box(t, y0, y1, x0, x1, *packed))
     return boxes
 
 
@@ -538,7 +544,8 @@ def _count_packed(masks: _Masks, packing: _Packing, want_f: bool):
     counts = np.zeros((6, frames), np.int64)
     boxes = _boxes(masks, height, width)
     for box in boxes:
-        box.words = -(-(box.x1 - box.x0) // packing.payload)
+        box.first = (box.x0 - packing.left) // 8 * 8
+        box.words = -(-(box.x1 - box.first - packing.left) // packing.payload)
     boxes.sort(key=lambda b: b.words)
     chunk: list[_Box] = []
     rows = packing.gap
@@ -559,16 +566,18 @@ def _count_chunk(masks: _Masks, pk: _Packing, boxes: list[_Box], rows: int, want
     """Counts of the frames of one chunk: their crops stacked as rows of words, ``gap`` zero rows between them."""
     height, width = masks.gt.shape[1:]
     n_words = boxes[-1].words
-    # Plain packed rows: bit i of the row is column x0 - left + i. One spare word for the last halo.
+    # Plain packed rows: bit i of the row is column first + i. One spare word for the last halo.
     n_plain = ((n_words - 1) * pk.payload + 63) // 64 + 2
     plain = {}
-    for name, m in (("gt", masks.gt), ("pred", masks.pred)):
-        # The crops side by side in one byte-per-pixel array, then one np.packbits for the whole chunk.
-        mosaic = _BUFFERS.get("mosaic", (rows, n_plain * 64), np.uint8)
-        mosaic.fill(0)
+    for name in ("gt", "pred"):
+        q = _BUFFERS.get("plain_" + name, (rows, n_plain))
+        q.fill(0)
+        q8 = q.view(np.uint8)
         for b in boxes:
-            mosaic[b.row : b.row + b.y1 - b.y0, pk.left : pk.left + b.x1 - b.x0] = m[b.t, b.y0 : b.y1, b.x0 : b.x1]
-        plain[name] = np.packbits(mosaic, axis=1, bitorder="little").view("<u8")
+            bits = getattr(b, name)
+            lo, hi = max(b.first // 8, 0), min(b.first // 8 + 8 * n_plain, bits.shape[1])
+            q8[b.row : b.row + b.y1 - b.y0, lo - b.first // 8 : hi - b.first // 8] = bits[:, lo:hi]
+        plain[name] = q
     starts = np.array([b.row for b in boxes])
     ts = np.array([b.t for b in boxes])
     both = _BUFFERS.get("tmp", (rows, n_plain))
@@ -583,7 +592,7 @@ def _count_chunk(masks: _Masks, pk: _Packing, boxes: list[_Box], rows: int, want
     for b in boxes:
         if b.x1 != width:
             continue
-        col = pk.left + b.x1 - b.x0
+        col = b.x1 - b.first
         rr = slice(b.row, b.row + b.y1 - b.y0)
         for q in plain.values():
             q[rr, col // 64] |= ((q[rr, (col - 1) // 64] >> np.uint64((col - 1) % 64)) & np.uint64(1)) << np.uint64(
@@ -598,7 +607,7 @@ def _count_chunk(masks: _Masks, pk: _Packing, boxes: list[_Box], rows: int, want
     outside_rows = [b.row - 1 for b in boxes if b.y0 == 0] + [b.row + b.y1 - b.y0 for b in bottom]
     edge = []
     for b in boxes:
-        first = b.x0 - pk.left  # column of bit 0 of word 0
+        first = b.first
         # Only a crop at the left border (mask pixels in column 0) or at the right one (the replicated column)
         # has boundary pixels outside the image; elsewhere the zeros around the crop are the image's own.
         if b.x0 == 0 or b.x1 == width:
