@@ -502,35 +502,49 @@ class _Box:
     y1: int
     x0: int
     x1: int
-    gt: np.ndarray  # rows y0..y1 of the whole frame width, np.packbits little-endian
+    gt: np.ndarray  # the crop's rows from column max(first, 0) to x1, np.packbits little-endian
     pred: np.ndarray
-    first: int = 0  # column of bit 0 of the packed rows (a multiple of 8)
+    first: int  # column of bit 0 of the packed words (a multiple of 8)
     words: int = 0  # words per row
     row: int = 0  # first row in the chunk
 
 
-def _boxes(masks: _Masks, height: int, width: int) -> list[_Box]:
+def _boxes(masks: _Masks, height: int, width: int, left: int) -> list[_Box]:
     """Crop of each non-empty frame: the bounding box of GT ∪ prediction grown by one pixel where the image allows.
 
     A mask's boundary reaches one pixel above and left of it, and the crop's last row/column is then either empty
-    or the image border (where the official rule replicates it). The crop's rows are packed to bits right away,
-    while the frame is still in cache.
+    or the image border (where the official rule replicates it). The crop is packed to bits right away, while the
+    frame is still in cache, from the column ``first`` (a multiple of 8, ``left`` or more before the crop: the
+    halo) or from column 0.
     """
     g, p = masks.gt, masks.pred
     either = _BUFFERS.get("either", (height, width), np.uint8)
+    flat = either.reshape(-1).view(bool)  # any non-zero byte is True
     boxes = []
     for t in range(g.shape[0]):
         cv2.bitwise_or(g[t], p[t], dst=either)
-        x, y, w, h = cv2.boundingRect(either)
-        if w == 0:
+        first = int(flat.argmax())  # stops at the first foreground pixel
+        if not flat[first]:
             continue  # both empty: J = 1 (empty union), F = 1 (both boundaries empty)
-        y0, y1, x0, x1 = max(y - 1, 0), min(y + h + 1, height), max(x - 1, 0), min(x + w + 1, width)
+        top, bottom = first // width, height  # rows top..bottom-1 hold every foreground pixel
+        lo = top + 1
+        while lo < bottom:  # the last foreground row, by halving: counting a run of whole rows is cheap
+            mid = (lo + bottom) // 2
+            if cv2.countNonZero(either[mid:]):
+                lo = mid + 1
+            else:
+                bottom = mid
+        columns = np.bitwise_or.reduce(either[top:bottom], axis=0).view(bool)
+        west, east = int(columns.argmax()), width - int(columns[::-1].argmax())
+        y0, y1, x0, x1 = max(top - 1, 0), min(bottom + 1, height), max(west - 1, 0), min(east + 1, width)
         if not masks.checked:
             crop = either[y0:y1, x0:x1]
             if cv2.sumElems(crop)[0] != cv2.countNonZero(crop):
                 raise _Unchecked
-        packed = [np.packbits(m[t, y0:y1], axis=1, bitorder="little") for m in (g, p)]
-        boxes.append(_Box(t, y0, y1, x0, x1, *packed))
+        first = (x0 - left) // 8 * 8
+        start = max(first, 0)
+        packed = [np.packbits(m[t, y0:y1, start:x1], axis=1, bitorder="little") for m in (g, p)]
+        boxes.append(_Box(t, y0, y1, x0, x1, *packed, first=first))
     return boxes
 
 
@@ -542,9 +556,8 @@ def _count_packed(masks: _Masks, packing: _Packing, want_f: bool):
         keep = np.bitwise_xor(masks.void, 1)
         masks = _Masks(np.bitwise_and(masks.gt, keep), np.bitwise_and(masks.pred, keep), None, masks.single, True)
     counts = np.zeros((6, frames), np.int64)
-    boxes = _boxes(masks, height, width)
+    boxes = _boxes(masks, height, width, packing.left)
     for box in boxes:
-        box.first = (box.x0 - packing.left) // 8 * 8
         box.words = -(-(box.x1 - box.first - packing.left) // packing.payload)
     boxes.sort(key=lambda b: b.words)
     chunk: list[_Box] = []
@@ -575,8 +588,8 @@ def _count_chunk(masks: _Masks, pk: _Packing, boxes: list[_Box], rows: int, want
         q8 = q.view(np.uint8)
         for b in boxes:
             bits = getattr(b, name)
-            lo, hi = max(b.first // 8, 0), min(b.first // 8 + 8 * n_plain, bits.shape[1])
-            q8[b.row : b.row + b.y1 - b.y0, lo - b.first // 8 : hi - b.first // 8] = bits[:, lo:hi]
+            at = max(b.first, 0) // 8 - b.first // 8  # byte of the words where the packed crop starts
+            q8[b.row : b.row + b.y1 - b.y0, at : at + bits.shape[1]] = bits
         plain[name] = q
     starts = np.array([b.row for b in boxes])
     ts = np.array([b.t for b in boxes])
