@@ -518,29 +518,25 @@ def _boxes(masks: _Masks, height: int, width: int, left: int) -> list[_Box]:
     halo) or from column 0.
     """
     g, p = masks.gt, masks.pred
-    either = _BUFFERS.get("either", (height, width), np.uint8)
-    flat = either.reshape(-1).view(bool)  # any non-zero byte is True
     boxes = []
     for t in range(g.shape[0]):
-        cv2.bitwise_or(g[t], p[t], dst=either)
-        first = int(flat.argmax())  # stops at the first foreground pixel
-        if not flat[first]:
+        # Row sums: one cheap pass over each mask; then the columns over the rows that hold foreground only.
+        sums = cv2.reduce(g[t], 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S) + cv2.reduce(
+            p[t], 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S
+        )
+        rows = np.flatnonzero(sums)
+        if rows.size == 0:
             continue  # both empty: J = 1 (empty union), F = 1 (both boundaries empty)
-        top, bottom = first // width, height  # rows top..bottom-1 hold every foreground pixel
-        lo = top + 1
-        while lo < bottom:  # the last foreground row, by halving: counting a run of whole rows is cheap
-            mid = (lo + bottom) // 2
-            if cv2.countNonZero(either[mid:]):
-                lo = mid + 1
-            else:
-                bottom = mid
-        columns = np.bitwise_or.reduce(either[top:bottom], axis=0).view(bool)
-        west, east = int(columns.argmax()), width - int(columns[::-1].argmax())
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        band = np.bitwise_or.reduce(g[t, top:bottom], axis=0) | np.bitwise_or.reduce(p[t, top:bottom], axis=0)
+        columns = np.flatnonzero(band)
+        west, east = int(columns[0]), int(columns[-1]) + 1
         y0, y1, x0, x1 = max(top - 1, 0), min(bottom + 1, height), max(west - 1, 0), min(east + 1, width)
         if not masks.checked:
-            crop = either[y0:y1, x0:x1]
-            if cv2.sumElems(crop)[0] != cv2.countNonZero(crop):
-                raise _Unchecked
+            for m in (g, p):
+                crop = m[t, y0:y1, x0:x1]
+                if cv2.sumElems(crop)[0] != cv2.countNonZero(crop):
+                    raise _Unchecked
         first = (x0 - left) // 8 * 8
         start = max(first, 0)
         packed = [np.packbits(m[t, y0:y1, start:x1], axis=1, bitorder="little") for m in (g, p)]
