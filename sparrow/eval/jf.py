@@ -10,15 +10,25 @@ speed-up.
 Why it is fast, every step exact:
 
 - Outside the bounding box of ``GT ∪ prediction`` (grown by one pixel) nothing is foreground or boundary, so each
-  frame is cropped to that box.
+  frame is cropped to that box (found from row sums of each mask, then the columns of the rows that hold
+  foreground), and the crop is packed to bits at once, while the frame is still in cache.
+- Rows are cut into overlapping 64-bit words: word c holds 64 consecutive columns, of which only the middle
+  ``payload`` are counted; the halo bits on each side are the neighbouring columns. Every horizontal step (the
+  east neighbour of the boundary rule, the disk's width) is then a shift inside one word, and a vertical step is a
+  shift by whole rows. The crops of many frames are stacked (``gap`` zero rows apart, frames sorted by width) so
+  that one array operation serves them all.
 - The official boundary map marks pixel (y, x) when the 2×2 block (y..y+1, x..x+1) is not constant, the image
   being extended by replication at the bottom and right (that is what its last-row / last-column overrides do):
-  one OpenCV morphological gradient with a 2×2 kernel anchored at its top-left.
-- A boundary pixel of one mask counts as matched when the other mask's boundary lies within the ``skimage`` disk
-  around it (``cv2.dilate`` with that disk, pixels outside the image contributing nothing). The disk contains a
-  square, and a dilation by a square is cheap (separable): boundary pixels under it are matched. Only the others
-  are looked up exactly: the disk is the union of a few rectangles (one per distinct row half-width), each tested
-  with four look-ups in an integral image of the other boundary.
+  on 0/1 pixels, OR ≠ AND of the block, four word operations for 64 pixels; the replicated row and column are
+  written next to crops at the bottom and right borders, and the boundary pixels they create outside the image
+  are cleared.
+- The ``cv2.dilate`` by the ``skimage`` disk (pixels outside the image contributing nothing) is exact: the OR,
+  over the disk's columns dx, of the boundary words ORed over that column's rows and shifted by dx bits; the
+  columns' row runs are nested, so one running OR of rows grows from the shortest to the longest.
+- Every count is a population count of words, the payload bits only, summed per frame.
+- A disk wider than a word's halo (tolerance radius above 24 px, e.g. 4K frames at the default ``bound_th``) takes the
+  per-frame path: the same crops, OpenCV's 2×2 morphological gradient, and a dilation by the disk's largest inner
+  square whose misses are decided exactly with an integral image, rectangle by rectangle.
 
 A batched torch path (``device=...``, :mod:`sparrow.eval.jf_torch`) computes the same integer counts with tensor
 ops on any device; the float64 endings are shared, so it returns the same values.
