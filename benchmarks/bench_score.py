@@ -24,7 +24,10 @@ tqdm, OpenCV and scikit-image, all in the kit's environment); without one, the s
 from __future__ import annotations
 
 import argparse
+import gc
+import multiprocessing
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -165,44 +168,55 @@ def main() -> None:
 
         # 2. End to end from the PNG folders.
         tasks = [(str(gt_root), str(pred_root), v) for v in videos]
-        print(f"2. From the PNG folders, end to end (wall time, {len(videos)} videos)")
-        kit = {}
-        for workers in (1, args.workers):
-            w = time.perf_counter()
-            kit[workers] = dict(map_ordered(kit_video, tasks, workers=workers))
-            kit[f"t{workers}"] = time.perf_counter() - w
-        t1, tn = kit["t1"], kit[f"t{args.workers}"]
-        print(f"   sparrow, 1 process                {t1:7.2f} s")
         print(
-            f"   sparrow, {args.workers} workers                {tn:7.2f} s   "
-            f"scaling {t1 / tn:.2f}x ({t1 / tn / args.workers:.0%} of linear)"
+            f"2. From the PNG folders, end to end, {len(videos)} videos (wall time; CPU = this process and its "
+            "workers; load = 1-min load average before the run)"
         )
+        runs = {}
+        for workers in (1, args.workers):
+            runs["sparrow", workers] = _timed(lambda w=workers: dict(map_ordered(kit_video, tasks, workers=w)))
+        if benchmark is not None:
+            for workers in (1, args.workers):
+                runs["vos-benchmark", workers] = _timed(
+                    lambda w=workers: benchmark([str(gt_root)], [str(pred_root)], num_processes=w, verbose=False)[3][0]
+                )
+        for (tool, workers), (_, wall, cpu, load) in runs.items():
+            label = f"{tool}, {workers} {'process' if workers == 1 else 'processes'}"
+            line = f"   {label:28s} {wall:7.2f} s wall {cpu:7.2f} s CPU  (load {load:.1f})"
+            if workers > 1:
+                one = runs[tool, 1][1]
+                line += f"   scaling {one / wall:.2f}x ({one / wall / workers:.0%} of linear)"
+            if tool == "vos-benchmark":
+                line += f"   sparrow {wall / runs['sparrow', workers][1]:.1f}x faster at equal workers"
+            print(line)
         if benchmark is None:
             print(f"   vos-benchmark: not run: {why_not}")
             return
-        vos = {}
-        for workers in (1, args.workers):
-            w = time.perf_counter()
-            _, _, _, metrics = benchmark([str(gt_root)], [str(pred_root)], num_processes=workers, verbose=False)
-            vos[f"t{workers}"] = time.perf_counter() - w
-            vos[workers] = metrics[0]
-        for workers in (1, args.workers):
-            print(
-                f"   vos-benchmark, {workers} process{'es' if workers > 1 else '  '}       {vos[f't{workers}']:7.2f} s   "
-                f"sparrow with {workers} {'is' if workers == 1 else 'are'} {vos[f't{workers}'] / kit[f't{workers}']:.1f}x "
-                "faster"
-            )
+        kit, vos = runs["sparrow", 1][0], runs["vos-benchmark", args.workers][0]
         diff = 0.0
         for video in videos:
-            iou, boundary = vos[args.workers][video]
-            if set(iou) != set(kit[1][video]):
-                raise SystemExit(
-                    f"{video}: objects differ: vos-benchmark {sorted(iou)}, sparrow {sorted(kit[1][video])}"
-                )
-            for k, (jm, fm) in kit[1][video].items():
+            iou, boundary = vos[video]
+            if set(iou) != set(kit[video]):
+                raise SystemExit(f"{video}: objects differ: vos-benchmark {sorted(iou)}, sparrow {sorted(kit[video])}")
+            for k, (jm, fm) in kit[video].items():
                 diff = max(diff, abs(jm - iou[k]), abs(fm - boundary[k]))
-                assert kit[args.workers][video][k] == (jm, fm)
+                assert runs["sparrow", args.workers][0][video][k] == (jm, fm)
         print(f"   max |per-object mean J or F (x100), sparrow - vos-benchmark| = {diff:.3g}")
+
+
+def _timed(run):
+    """(result, wall s, CPU s of this process and of its finished workers, load average before)."""
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    result = run()
+    wall = time.perf_counter() - wall
+    gc.collect()  # vos-benchmark leaves its pool to be collected: reap the workers so that their CPU time counts
+    for child in multiprocessing.active_children():
+        child.join(10)
+    after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
+    return result, wall, cpu, load
 
 
 def _cuda() -> bool:

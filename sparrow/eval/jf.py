@@ -507,6 +507,8 @@ def _popcount(words: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Box:
+    """One frame's crop (rows y0..y1, columns x0..x1), its packed masks and its place in a chunk."""
+
     t: int
     y0: int
     y1: int
@@ -626,14 +628,13 @@ def _count_chunk(masks: _Masks, pk: _Packing, boxes: list[_Box], rows: int, want
     outside_rows = [b.row - 1 for b in boxes if b.y0 == 0] + [b.row + b.y1 - b.y0 for b in bottom]
     edge = []
     for b in boxes:
-        first = b.first
         # Only a crop at the left border (mask pixels in column 0) or at the right one (the replicated column)
         # has boundary pixels outside the image; elsewhere the zeros around the crop are the image's own.
         if b.x0 == 0 or b.x1 == width:
             keep = []
             for c in range(n_words):
-                lo = min(max(-(first + c * pk.payload), 0), 64)
-                hi = min(max(width - (first + c * pk.payload), 0), 64)
+                lo = min(max(-(b.first + c * pk.payload), 0), 64)
+                hi = min(max(width - (b.first + c * pk.payload), 0), 64)
                 keep.append(((1 << hi) - 1) & ~((1 << lo) - 1))
             edge.append((slice(b.row - 1, b.row + b.y1 - b.y0 + 1), np.array(keep, np.uint64)))
     boundary = {}
