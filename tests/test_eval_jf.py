@@ -406,3 +406,96 @@ def test_torch_path_equals_cpu_path():
         assert np.array_equal(jf_per_frame(gt, pred)[1], f1)
     with pytest.raises(ValueError, match="binary"):
         jf_per_frame(gt, pred * rng.integers(1, 3, pred.shape), device="cpu")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The packed CPU path: chunks, the per-frame path for wide tolerances, threads
+# ----------------------------------------------------------------------------------------------------------------
+def test_many_small_chunks_keep_frame_order(monkeypatch):
+    """Frames are grouped by crop width and cut into chunks; the values still come back in frame order."""
+    import sparrow.eval.jf as jf
+
+    rng = np.random.default_rng(21)
+    gt = np.stack([_blob(rng, 90, 140) if i % 3 else _random_mask(rng, 90, 140) for i in range(18)])
+    pred = np.stack([_perturb(rng, m) for m in gt])
+    monkeypatch.setattr(jf, "_CHUNK_WORDS", 64)  # about one frame per chunk
+    _check(gt, pred)
+
+
+def test_tolerance_wider_than_a_word_uses_the_per_frame_path():
+    import sparrow.eval.jf as jf
+
+    assert jf._packing(8.0) is not None and jf._packing(30.0) is None
+    rng = np.random.default_rng(22)
+    gt = np.stack([_random_mask(rng, 70, 90) for _ in range(8)])
+    pred = np.stack([_perturb(rng, m) for m in gt])
+    _check(gt, pred, bound_th=30)
+
+
+def test_threads_share_nothing():
+    """Scratch buffers are per thread: concurrent calls give the values of sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(23)
+    sets = []
+    for shape in [(120, 160), (90, 200), (200, 120), (64, 64)]:
+        gt = np.stack([_blob(rng, *shape) for _ in range(6)])
+        sets.append((gt, np.stack([_perturb(rng, m) for m in gt])))
+    expected = [jf_per_frame(g, p) for g, p in sets]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda s: jf_per_frame(*s), sets * 3))
+    for (j0, f0), (j1, f1) in zip(expected * 3, got):
+        assert np.array_equal(j0, j1) and np.array_equal(f0, f1)
+
+
+@pytest.mark.parametrize("radius", [1.0, 1.5, 2.5, 3.0, 8.0, 12.0, 18.0])
+def test_packed_dilation_is_the_disk(radius):
+    """The word dilation equals cv2.dilate with the skimage disk (not a square), also for even-sized disks."""
+    import cv2
+
+    import sparrow.eval.jf as jf
+
+    pk = jf._packing(radius)
+    rng = np.random.default_rng(int(radius * 10))
+    rows, n_words = 60, 3
+    used = (n_words - 1) * pk.payload + 64  # the columns the words hold
+    b = np.zeros((rows, -(-used // 64) * 64 + 64), np.uint8)
+    b[:, :used] = rng.random((rows, used)) < 0.02
+    plain = np.packbits(b, axis=1, bitorder="little").view("<u8")
+    dilated = jf._dilate_words(jf._halo_words(plain, pk, n_words, "test_words"), pk)
+    bits = np.unpackbits(dilated.view(np.uint8).reshape(rows, n_words, 8), axis=2, bitorder="little")
+    expected = cv2.dilate(b, jf._disk(radius).kernel)  # pixels outside the image contribute nothing
+    for c in range(n_words):
+        first = c * pk.payload + pk.left  # word c's payload: columns first ... first + payload - 1
+        assert np.array_equal(bits[:, c, pk.left : pk.left + pk.payload], expected[:, first : first + pk.payload])
+
+
+@pytest.mark.parametrize("radius", [1.0, 1.5, 3.0, 8.0, 12.0])
+def test_torch_dilation_is_the_disk(radius):
+    """The torch path's dilation (max-pools over the disk's rectangles) equals cv2.dilate with the disk."""
+    import cv2
+
+    torch = pytest.importorskip("torch")
+    from sparrow.eval.jf_torch import _dilate
+
+    disk = _disk(radius)
+    rng = np.random.default_rng(int(radius * 10) + 1)
+    b = rng.random((3, 50, 70)) < 0.003  # sparse: the disk's missing corners show
+    got = _dilate(torch.from_numpy(b), disk.rects, disk.reach, torch.float32).numpy()
+    for i in range(3):
+        assert np.array_equal(got[i], cv2.dilate(b[i].astype(np.uint8), disk.kernel).astype(bool))
+    square = cv2.dilate(b[0].astype(np.uint8), np.ones_like(disk.kernel)).astype(bool)
+    assert radius < 2 or not np.array_equal(got[0], square)
+
+
+@pytest.mark.gpu
+def test_cuda_path_equals_cpu_path_at_davis_size():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    gt = np.stack([_blob(rng, 480, 854) if i % 2 else _random_mask(rng, 480, 854) for i in range(8)])
+    pred = np.stack([_perturb(rng, m) for m in gt])
+    void = rng.random(gt.shape) < 0.01
+    for v in (None, void):
+        j0, f0 = jf_per_frame(gt, pred, v)
+        j1, f1 = jf_per_frame(torch.from_numpy(gt).cuda(), torch.from_numpy(pred).cuda(), v, device="cuda")
+        assert np.array_equal(j0, j1) and np.array_equal(f0, f1)

@@ -10,15 +10,25 @@ speed-up.
 Why it is fast, every step exact:
 
 - Outside the bounding box of ``GT ∪ prediction`` (grown by one pixel) nothing is foreground or boundary, so each
-  frame is cropped to that box.
+  frame is cropped to that box (found from row sums of each mask, then the columns of the rows that hold
+  foreground), and the crop is packed to bits at once, while the frame is still in cache.
+- Rows are cut into overlapping 64-bit words: word c holds 64 consecutive columns, of which only the middle
+  ``payload`` are counted; the halo bits on each side are the neighbouring columns. Every horizontal step (the
+  east neighbour of the boundary rule, the disk's width) is then a shift inside one word, and a vertical step is a
+  shift by whole rows. The crops of many frames are stacked (``gap`` zero rows apart, frames sorted by width) so
+  that one array operation serves them all.
 - The official boundary map marks pixel (y, x) when the 2×2 block (y..y+1, x..x+1) is not constant, the image
   being extended by replication at the bottom and right (that is what its last-row / last-column overrides do):
-  one OpenCV morphological gradient with a 2×2 kernel anchored at its top-left.
-- A boundary pixel of one mask counts as matched when the other mask's boundary lies within the ``skimage`` disk
-  around it (``cv2.dilate`` with that disk, pixels outside the image contributing nothing). The disk contains a
-  square, and a dilation by a square is cheap (separable): boundary pixels under it are matched. Only the others
-  are looked up exactly: the disk is the union of a few rectangles (one per distinct row half-width), each tested
-  with four look-ups in an integral image of the other boundary.
+  on 0/1 pixels, OR ≠ AND of the block, four word operations for 64 pixels; the replicated row and column are
+  written next to crops at the bottom and right borders, and the boundary pixels they create outside the image
+  are cleared.
+- The ``cv2.dilate`` by the ``skimage`` disk (pixels outside the image contributing nothing) is exact: the OR,
+  over the disk's columns dx, of the boundary words ORed over that column's rows and shifted by dx bits; the
+  columns' row runs are nested, so one running OR of rows grows from the shortest to the longest.
+- Every count is a population count of words, the payload bits only, summed per frame.
+- A disk wider than a word's halo (tolerance radius above 24 px, e.g. 4K frames at the default ``bound_th``) takes the
+  per-frame path: the same crops, OpenCV's 2×2 morphological gradient, and a dilation by the disk's largest inner
+  square whose misses are decided exactly with an integral image, rectangle by rectangle.
 
 A batched torch path (``device=...``, :mod:`sparrow.eval.jf_torch`) computes the same integer counts with tensor
 ops on any device; the float64 endings are shared, so it returns the same values.
@@ -26,6 +36,8 @@ ops on any device; the float64 endings are shared, so it returns the same values
 
 from __future__ import annotations
 
+import math
+import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -314,13 +326,17 @@ class _Unchecked(Exception):
 
 
 def _counts(masks: _Masks, bound_th: float, want_f: bool):
+    height, width = masks.gt.shape[1:]
+    packing = _packing(bound_radius(height, width, bound_th))
     try:
+        if packing is not None:
+            return _count_packed(masks, packing, want_f)
         return _count_frames(masks, bound_th, want_f)
     except _Unchecked:
         masks.gt = binary_mask(masks.gt, "gt")
         masks.pred = binary_mask(masks.pred, "pred")
         masks.checked = True
-        return _count_frames(masks, bound_th, want_f)
+        return _counts(masks, bound_th, want_f)
 
 
 def _count_frames(masks: _Masks, bound_th: float, want_f: bool):
@@ -410,3 +426,297 @@ def _flat_nonzero(a: np.ndarray) -> np.ndarray:
         tail = np.unpackbits(packed[whole:]).view(bool).nonzero()[0] + whole * 8
         idx = np.concatenate([idx, tail[tail < flat.size]])
     return idx
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Packed counting: 64 pixels of a row per machine word, many frames per array operation
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Packing:
+    """How a row is cut into overlapping 64-bit words so that every horizontal shift stays inside one word.
+
+    Word ``c`` of a row holds the columns ``c * payload - left ... + 63`` (bit ``i`` = column ``+ i``); only the
+    ``payload`` bits after the ``left`` halo bits are counted. The halos hold the neighbouring columns, so a shift
+    by up to ``left`` bits one way and ``right - 1`` the other never needs the next word. ``columns`` lists the
+    footprint as vertical runs: offset dx covers the rows dy = lo..hi. ``gap`` zero rows separate frames.
+    """
+
+    left: int
+    payload: int
+    gap: int
+    columns: tuple[tuple[int, int, int], ...]
+    payload_mask: np.uint64
+
+
+_MIN_PAYLOAD = 8
+
+
+@lru_cache(maxsize=64)
+def _packing(radius: float) -> _Packing | None:
+    """The word layout for a tolerance disk, or None when the disk is too wide for it (the per-frame path then)."""
+    offsets = _disk(radius).offsets
+    # The left halo is whole bytes, so that rows packed by np.packbits are cut into place byte by byte; one more
+    # bit on the right than the disk reaches, for the east neighbour of the boundary rule.
+    left = -(-max(0, -int(offsets[:, 1].min())) // 8) * 8
+    right = max(0, int(offsets[:, 1].max())) + 1
+    payload = 64 - left - right
+    if payload < _MIN_PAYLOAD:
+        return None
+    columns = []
+    for dx in sorted({int(d) for d in offsets[:, 1]}):
+        dys = np.sort(offsets[offsets[:, 1] == dx, 0])
+        cut = np.flatnonzero(np.diff(dys) > 1)
+        for lo, hi in zip(np.r_[dys[0], dys[cut + 1]].tolist(), np.r_[dys[cut], dys[-1]].tolist()):
+            columns.append((dx, int(lo), int(hi)))
+    gap = max(int(np.abs(offsets[:, 0]).max()), 2)
+    columns.sort(key=lambda c: (c[2] - c[1], c[0]))  # shortest run first: the dilation grows one run of rows
+    return _Packing(left, payload, gap, tuple(columns), np.uint64(((1 << payload) - 1) << left))
+
+
+class _Buffers(threading.local):
+    """Scratch arrays reused from call to call: fresh large arrays cost a page fault per 4 KiB on first touch."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any = np.uint64) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        raw = self.arrays.get(name)
+        if raw is None or raw.size < nbytes:
+            raw = self.arrays[name] = np.empty(max(nbytes, 1), np.uint8)
+        return raw[:nbytes].view(dtype).reshape(shape)
+
+
+_BUFFERS = _Buffers()
+# Words per chunk of frames: about 256 KiB per array, so that the dozen arrays of the dilation stay in cache.
+_CHUNK_WORDS = 1 << 15
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def _popcount(words: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Set bits of a 2-D uint64 array in each band of rows starting at ``starts``, as int64."""
+    if hasattr(np, "bitwise_count"):
+        bits = np.bitwise_count(words).reshape(-1)
+        per_word = words.shape[1]
+    else:  # NumPy < 2
+        bits = _POPCOUNT8[words.view(np.uint8)].reshape(-1)
+        per_word = words.shape[1] * 8
+    return np.add.reduceat(bits, starts * per_word, dtype=np.int64)
+
+
+@dataclass
+class _Box:
+    """One frame's crop (rows y0..y1, columns x0..x1), its packed masks and its place in a chunk."""
+
+    t: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    gt: np.ndarray  # the crop's rows from column max(first, 0) to x1, np.packbits little-endian
+    pred: np.ndarray
+    first: int  # column of bit 0 of the packed words (a multiple of 8)
+    words: int = 0  # words per row
+    row: int = 0  # first row in the chunk
+
+
+def _boxes(masks: _Masks, height: int, width: int, left: int) -> list[_Box]:
+    """Crop of each non-empty frame: the bounding box of GT ∪ prediction grown by one pixel where the image allows.
+
+    A mask's boundary reaches one pixel above and left of it, and the crop's last row/column is then either empty
+    or the image border (where the official rule replicates it). The crop is packed to bits right away, while the
+    frame is still in cache, from the column ``first`` (a multiple of 8, ``left`` or more before the crop: the
+    halo) or from column 0.
+    """
+    g, p = masks.gt, masks.pred
+    boxes = []
+    for t in range(g.shape[0]):
+        # Row sums: one cheap pass over each mask; then the columns over the rows that hold foreground only.
+        sums = cv2.reduce(g[t], 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S) + cv2.reduce(
+            p[t], 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S
+        )
+        rows = np.flatnonzero(sums)
+        if rows.size == 0:
+            continue  # both empty: J = 1 (empty union), F = 1 (both boundaries empty)
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        band = np.bitwise_or.reduce(g[t, top:bottom], axis=0) | np.bitwise_or.reduce(p[t, top:bottom], axis=0)
+        if not masks.checked and band.max() > 1:
+            raise _Unchecked  # a value other than 0 and 1 sets a higher bit of the OR over every foreground row
+        columns = np.flatnonzero(band)
+        west, east = int(columns[0]), int(columns[-1]) + 1
+        y0, y1, x0, x1 = max(top - 1, 0), min(bottom + 1, height), max(west - 1, 0), min(east + 1, width)
+        first = (x0 - left) // 8 * 8
+        start = max(first, 0)
+        packed = [np.packbits(m[t, y0:y1, start:x1], axis=1, bitorder="little") for m in (g, p)]
+        boxes.append(_Box(t, y0, y1, x0, x1, *packed, first=first))
+    return boxes
+
+
+def _count_packed(masks: _Masks, packing: _Packing, want_f: bool):
+    """The integer counts of :func:`_count_frames`, frames grouped by crop width and processed a chunk at a time."""
+    frames, height, width = masks.gt.shape
+    if masks.void is not None:
+        # On 0/1 uint8, AND with NOT void: void pixels are removed before anything else.
+        keep = np.bitwise_xor(masks.void, 1)
+        masks = _Masks(np.bitwise_and(masks.gt, keep), np.bitwise_and(masks.pred, keep), None, masks.single, True)
+    counts = np.zeros((6, frames), np.int64)
+    boxes = _boxes(masks, height, width, packing.left)
+    for box in boxes:
+        box.words = -(-(box.x1 - box.first - packing.left) // packing.payload)
+    boxes.sort(key=lambda b: b.words)
+    chunk: list[_Box] = []
+    rows = packing.gap
+    for box in boxes:
+        more = box.y1 - box.y0 + packing.gap
+        if chunk and (rows + more) * box.words > _CHUNK_WORDS:
+            _count_chunk(masks, packing, chunk, rows, want_f, counts)
+            chunk, rows = [], packing.gap
+        box.row = rows
+        chunk.append(box)
+        rows += more
+    if chunk:
+        _count_chunk(masks, packing, chunk, rows, want_f, counts)
+    return tuple(counts)
+
+
+def _count_chunk(masks: _Masks, pk: _Packing, boxes: list[_Box], rows: int, want_f: bool, counts: np.ndarray):
+    """Counts of the frames of one chunk: their crops stacked as rows of words, ``gap`` zero rows between them."""
+    height, width = masks.gt.shape[1:]
+    n_words = boxes[-1].words
+    # Plain packed rows: bit i of the row is column first + i. One spare word for the last halo.
+    n_plain = ((n_words - 1) * pk.payload + 63) // 64 + 2
+    plain = {}
+    for name in ("gt", "pred"):
+        q = _BUFFERS.get("plain_" + name, (rows, n_plain))
+        q.fill(0)
+        q8 = q.view(np.uint8)
+        for b in boxes:
+            bits = getattr(b, name)
+            at = max(b.first, 0) // 8 - b.first // 8  # byte of the words where the packed crop starts
+            q8[b.row : b.row + b.y1 - b.y0, at : at + bits.shape[1]] = bits
+        plain[name] = q
+    starts = np.array([b.row for b in boxes])
+    ts = np.array([b.t for b in boxes])
+    both = _BUFFERS.get("tmp", (rows, n_plain))
+    np.bitwise_and(plain["gt"], plain["pred"], out=both)
+    counts[0, ts] = _popcount(both, starts)
+    np.bitwise_or(plain["gt"], plain["pred"], out=both)
+    counts[1, ts] = _popcount(both, starts)
+    if not want_f:
+        return
+    # The official rule replicates the last row and column at the bottom and right image borders.
+    bottom = [b for b in boxes if b.y1 == height]
+    for b in boxes:
+        if b.x1 != width:
+            continue
+        col = b.x1 - b.first
+        rr = slice(b.row, b.row + b.y1 - b.y0)
+        for q in plain.values():
+            q[rr, col // 64] |= ((q[rr, (col - 1) // 64] >> np.uint64((col - 1) % 64)) & np.uint64(1)) << np.uint64(
+                col % 64
+            )
+    if bottom:
+        last = np.array([b.row + b.y1 - b.y0 - 1 for b in bottom])
+        for q in plain.values():
+            q[last + 1] = q[last]
+    # Boundary pixels that the replication or the zeros around the image create outside it: the row above a crop
+    # at the top border, the replicated row, and columns -1 and W in the halos.
+    outside_rows = [b.row - 1 for b in boxes if b.y0 == 0] + [b.row + b.y1 - b.y0 for b in bottom]
+    edge = []
+    for b in boxes:
+        # Only a crop at the left border (mask pixels in column 0) or at the right one (the replicated column)
+        # has boundary pixels outside the image; elsewhere the zeros around the crop are the image's own.
+        if b.x0 == 0 or b.x1 == width:
+            keep = []
+            for c in range(n_words):
+                lo = min(max(-(b.first + c * pk.payload), 0), 64)
+                hi = min(max(width - (b.first + c * pk.payload), 0), 64)
+                keep.append(((1 << hi) - 1) & ~((1 << lo) - 1))
+            edge.append((slice(b.row - 1, b.row + b.y1 - b.y0 + 1), np.array(keep, np.uint64)))
+    boundary = {}
+    for name, q in plain.items():
+        words = _halo_words(q, pk, n_words, "words_" + name)
+        bnd = _boundary_words(words, "bnd_" + name)
+        if outside_rows:
+            bnd[np.array(outside_rows)] = 0
+        for rr, keep in edge:
+            bnd[rr] &= keep
+        boundary[name] = bnd
+    pay = pk.payload_mask
+    tmp = _BUFFERS.get("tmp", (rows, n_words))
+    for i, (name, other) in enumerate((("pred", "gt"), ("gt", "pred"))):
+        np.bitwise_and(boundary[name], pay, out=tmp)
+        counts[2 + i, ts] = _popcount(tmp, starts)
+        near = _dilate_words(boundary[other], pk)
+        np.bitwise_and(tmp, near, out=tmp)
+        counts[4 + i, ts] = _popcount(tmp, starts)
+
+
+def _halo_words(plain: np.ndarray, pk: _Packing, n_words: int, name: str) -> np.ndarray:
+    """Word c of each row: the 64 bits of the plain row starting at bit c * payload."""
+    start = np.arange(n_words) * pk.payload
+    index, shift = start // 64, (start % 64).astype(np.uint64)
+    out = _BUFFERS.get(name, (plain.shape[0], n_words))
+    high = _BUFFERS.get("halo_tmp", out.shape)
+    np.take(plain, index, axis=1, out=out)
+    np.right_shift(out, shift, out=out)
+    # (x << 1) << (63 - s) is x << (64 - s), also for s = 0 where a shift by 64 would be undefined.
+    np.take(plain, index + 1, axis=1, out=high)
+    np.left_shift(high, np.uint64(1), out=high)
+    np.left_shift(high, np.uint64(63) - shift, out=high)
+    np.bitwise_or(out, high, out=out)
+    return out
+
+
+def _boundary_words(x: np.ndarray, name: str) -> np.ndarray:
+    """The official boundary map: a 2x2 block (y..y+1, x..x+1) that is not constant; OR != AND for 0/1 pixels."""
+    both_or = _BUFFERS.get(name, x.shape)
+    both_and = _BUFFERS.get("bnd_tmp", x.shape)
+    np.bitwise_or(x[:-1], x[1:], out=both_or[:-1])
+    np.bitwise_and(x[:-1], x[1:], out=both_and[:-1])
+    both_or[-1] = both_and[-1] = x[-1]
+    east = _BUFFERS.get("bnd_east", x.shape)
+    np.right_shift(both_or, np.uint64(1), out=east)
+    np.bitwise_or(both_or, east, out=both_or)
+    np.right_shift(both_and, np.uint64(1), out=east)
+    np.bitwise_and(both_and, east, out=both_and)
+    np.bitwise_xor(both_or, both_and, out=both_or)
+    return both_or
+
+
+def _dilate_words(b: np.ndarray, pk: _Packing) -> np.ndarray:
+    """``cv2.dilate`` of the boundary words by the disk: OR over its columns of shifted vertical runs.
+
+    The columns come shortest run first; a disk's runs are nested, so one running OR of rows grows from each run
+    to the next (few arrays alive: they stay in cache).
+    """
+    rows = b.shape[0]
+    out = _BUFFERS.get("dilated", b.shape)
+    out.fill(0)
+    acc = _BUFFERS.get("dil_run", b.shape)
+    shifted = _BUFFERS.get("dil_tmp", b.shape)
+    have: tuple[int, int] | None = None
+    for dx, lo, hi in pk.columns:
+        if have is None or not (lo <= have[0] and have[1] <= hi):
+            acc[...] = b  # the first run, or one that does not contain the last: start again from one row
+            have = (0, 0)
+        for d in [*range(lo, have[0]), *range(have[1] + 1, hi + 1)]:
+            # acc[y] |= b[y + d]
+            np.bitwise_or(
+                acc[max(0, -d) : rows - max(0, d)],
+                b[max(0, d) : rows + min(0, d)],
+                out=acc[max(0, -d) : rows - max(0, d)],
+            )
+        have = (min(lo, have[0]), max(hi, have[1]))
+        if have != (lo, hi):
+            raise AssertionError("footprint column runs are not nested")
+        tmp = shifted
+        if dx > 0:
+            np.right_shift(acc, np.uint64(dx), out=tmp)
+        elif dx < 0:
+            np.left_shift(acc, np.uint64(-dx), out=tmp)
+        else:
+            tmp = acc
+        np.bitwise_or(out, tmp, out=out)
+    return out
