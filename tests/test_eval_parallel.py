@@ -8,6 +8,7 @@ import time
 import pytest
 
 from sparrow.eval.parallel import ItemError, map_ordered
+from sparrow.storage import DataError
 
 
 def _square_slow_first(x: int) -> tuple[int, int]:
@@ -63,3 +64,13 @@ def test_error_names_the_item(workers):
     assert got == [0, 1, 2]  # the results before it, in order
     assert info.value.item == 3
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def _bad_file(item: int) -> int:
+    raise DataError(f"video{item}/00000.png: not a PNG")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_input_errors_pass_through_unwrapped_so_commands_print_their_one_line(workers: int) -> None:
+    with pytest.raises(DataError, match=r"^video0/00000.png: not a PNG$"):
+        list(map_ordered(_bad_file, range(3), workers))

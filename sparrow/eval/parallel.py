@@ -7,8 +7,9 @@ everything in this process, in order, with no pool.
 
 ``fn`` must be picklable (a function defined at the top level of a module) and so must the items and results; the
 items are best small (paths, names), each worker reading its own data. An exception raised for an item is raised
-again here, in input order, as :class:`ItemError` naming the item, with the original (and the worker's traceback)
-as its cause.
+again here, in input order: the kit's input errors (:class:`sparrow.storage.DataError`, which already name the file)
+as they are, so a command still prints its one line; anything else as :class:`ItemError` naming the item, with the
+original (and the worker's traceback) as its cause.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
+
+from sparrow.storage import DataError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,6 +43,8 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], workers: int = 1) -> I
         for item in items:
             try:
                 result = fn(item)
+            except DataError:
+                raise
             except Exception as exc:
                 raise ItemError(item, exc) from exc
             yield result
@@ -62,5 +67,7 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], workers: int = 1) -> I
 def _result(item: T, future: Future) -> R:
     try:
         return future.result()
+    except DataError:
+        raise
     except Exception as exc:
         raise ItemError(item, exc) from exc
