@@ -24,8 +24,9 @@ import torch
 from sparrow.convert import ConversionError, ConvertOptions, apply_keymap, convert, read_release, write_converted
 from sparrow.convert import videoglamm as maps
 from sparrow.convert.converter import token_ids
-from sparrow.convert.keymap import Allowance, KeyMap, Rule, Section
 from sparrow.convert.reader import ReleaseError, load_tokenizer, read_weights
+from sparrow.model.state_report import Allowance, KeyMap, Rule, Section
+from tests.fixtures.release_layouts import TINY_PROPOSER, write_internvideo2_release, write_proposer_release
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -315,12 +316,37 @@ def test_unexplained_keys_fail_with_the_report(tmp_path):
     assert info.value.report.unexpected == ["release:model.something_new.weight"]
 
 
-def test_a_component_without_its_kit_module_is_refused(monkeypatch, tmp_path):
-    pt = tmp_path / "iv2.pt"
-    pt.write_bytes(b"")
-    monkeypatch.setitem(maps.PENDING_COMPONENTS, "temporal", ("sparrow.model.no_such_encoder", "internvideo2", "t."))
-    with pytest.raises(ReleaseError, match="no sparrow.model.no_such_encoder"):
+def test_internvideo2_and_proposer_inputs_fill_the_native_components(tmp_path):
+    from sparrow.model.internvideo2 import InternVideo2Config
+
+    width = int(read_weights(SPARROW_DIR)[0]["model.mm_projector.0.weight"].shape[1])
+    encoder_cfg = InternVideo2Config(image_size=28, patch_size=14, embed_dim=width, depth=3, num_heads=2, mlp_dim=64)
+    pt = tmp_path / "InternVideo2-stage2_1b-224p-f4.pt"
+    encoder = write_internvideo2_release(pt, encoder_cfg)
+    folder = tmp_path / "sparrow-det-pretrain" / "checkpoint-5000"
+    proposer = write_proposer_release(folder)
+    with pytest.raises(ReleaseError, match="--internvideo2-heads"):
         convert(_options(internvideo2=pt))
+    result = convert(_options(internvideo2=pt, internvideo2_heads=2, proposer=folder, proposer_base=TINY_PROPOSER))
+    report = result.report
+    assert report.ok, report.format()
+    assert report.mapped["InternVideo2 (temporal encoder)"] == len(encoder.state_dict())
+    assert report.mapped["proposer (sparrow-det-pretrain)"] == len(proposer.state_dict())
+    heads = [k for k in proposer.state_dict() if re.match(r"ddetr_transformer\.(?:bbox|class)_embed", k)]
+    assert len(report.aliased) == len(heads) > 0  # the heads' second names, equal to the first
+    assert not any(reason.startswith(("temporal:", "proposer:")) for reason in report.allowed_missing)
+    assert any("after the feature block" in reason for reason in report.allowed_unexpected)
+    model = result.model
+    assert model.cfg.temporal.kind == "internvideo2" and model.cfg.proposer.kind == "deformable_detr"
+    for kit, source in ((model.temporal.model, encoder), (model.proposer, proposer)):
+        got, want = kit.state_dict(), source.state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    out = write_converted(result, tmp_path / "kit")
+    from sparrow.model import SparrowModel
+
+    reloaded = SparrowModel.from_pretrained(out)
+    assert type(reloaded.temporal.model) is type(encoder) and reloaded.cfg.proposer.kind == "deformable_detr"
+    assert torch.equal(reloaded.temporal.model.pos_embed, encoder.pos_embed)
 
 
 def test_token_ids_disagreeing_with_config_are_refused(tmp_path):

@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the kit checkpoint folder to write")
     p.add_argument("--clip", type=Path, help="the clip-vit-large-patch14-336 folder (the export drops CLIP)")
     p.add_argument("--internvideo2", type=Path, help="the InternVideo2-stage2_1b-224p-f4.pt file")
+    p.add_argument(
+        "--internvideo2-heads",
+        type=int,
+        help="the InternVideo2 file's attention heads (default: the paper preset's 16 for a 1408-wide encoder)",
+    )
     p.add_argument("--proposer", type=Path, help="a sparrow-det-pretrain checkpoint-* folder (sparrow only)")
     p.add_argument(
         "--gamma",
@@ -47,6 +52,7 @@ def main_convert(argv: list[str]) -> int:
         src=args.src,
         clip=args.clip,
         internvideo2=args.internvideo2,
+        internvideo2_heads=args.internvideo2_heads,
         proposer=args.proposer,
         gamma=args.gamma,
         sam_config=args.sam_config,
