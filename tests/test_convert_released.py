@@ -7,7 +7,11 @@ SPARROW code under transformers 4.41). Tolerances, per tensor (everything in flo
 - ``guided_masks`` and ``seg_only_masks`` (mask logits at the original size, up to ~1.4 in magnitude): abs 1e-5
   (measured: 7e-7; the same float32 operations batched differently, and the sam2 package instead of the bundled
   copy), and the binary masks (logits > 0) equal;
-- ``prior_scores`` recomputed by the kit from the official prior masks: abs 1e-6 (measured: 0); the kept boxes equal.
+- ``prior_scores`` recomputed by the kit from the official prior masks: abs 1e-6 (measured: 0); the kept boxes equal;
+- InternVideo2 (the official ``PretrainInternVideo2`` of the VideoGPT+ path, tiny, from its released-layout ``.pt``):
+  the frame chain ``iv2_chain`` abs 1e-6 (measured: 0); ``iv2_video_tokens`` (4-frame chunk, values up to ~8) and
+  ``iv2_image_tokens`` (one frame, the image position embedding) abs 1e-5 (measured: 2.4e-7 and 1.2e-7), natively
+  and through ``sparrow convert --internvideo2``.
 """
 
 from __future__ import annotations
@@ -240,6 +244,40 @@ def test_guided_and_seg_only_decodes_match_the_official_decode(converted, offici
         want = official[name]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0, msg=name)
         assert torch.equal(got > 0, want > 0), name
+
+
+def _official_internvideo2():
+    hook = META["hooks"]["internvideo2"]
+    return FIXTURES / hook["file"], hook["num_heads"]
+
+
+def test_internvideo2_matches_the_official_frame_chain_and_forward(official):
+    from sparrow.model.internvideo2 import InternVideo2, load_released, preprocess, read_release, release_config
+
+    path, heads = _official_internvideo2()
+    cfg = release_config(read_release(path), heads)
+    assert (cfg.depth, cfg.blocks_run, cfg.embed_dim, cfg.tokens_per_frame) == (3, 2, 32, 4)
+    model = InternVideo2(cfg).eval()
+    report = load_released(model, path)
+    assert report.ok and report.mapped["InternVideo2 (temporal encoder)"] == len(model.state_dict())
+    chain = official["iv2_chain"]
+    assert torch.allclose(preprocess(official["iv2_frames"].numpy(), cfg.image_size), chain, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        video = model(chain.transpose(0, 1)[None])
+        image = model(chain[:1].transpose(0, 1)[None])
+    assert torch.allclose(video, official["iv2_video_tokens"], atol=1e-5, rtol=0)
+    assert torch.allclose(image, official["iv2_image_tokens"], atol=1e-5, rtol=0)
+
+
+def test_converted_temporal_encoder_gives_the_official_tokens(official):
+    path, heads = _official_internvideo2()
+    result = convert(_options(internvideo2=path, internvideo2_heads=heads))
+    assert result.report.ok, result.report.format()
+    chain = official["iv2_chain"]
+    with torch.no_grad():
+        tokens = result.model.temporal.encode_chunks(chain[None])  # (1 chunk, 4 frames, 4 tokens, 32)
+    want = official["iv2_video_tokens"][0, 1:].reshape(tokens.shape)  # CLS dropped
+    assert torch.allclose(tokens, want, atol=1e-5, rtol=0)
 
 
 def test_prior_scores_match_the_official_scores_on_the_official_prior_masks(official):
