@@ -11,7 +11,12 @@ SPARROW code under transformers 4.41). Tolerances, per tensor (everything in flo
 - InternVideo2 (the official ``PretrainInternVideo2`` of the VideoGPT+ path, tiny, from its released-layout ``.pt``):
   the frame chain ``iv2_chain`` abs 1e-6 (measured: 0); ``iv2_video_tokens`` (4-frame chunk, values up to ~8) and
   ``iv2_image_tokens`` (one frame, the image position embedding) abs 1e-5 (measured: 2.4e-7 and 1.2e-7), natively
-  and through ``sparrow convert --internvideo2``.
+  and through ``sparrow convert --internvideo2``;
+- the proposer (the official ``CustomDDETRSAM2Model`` saved as a ``checkpoint-*`` folder by transformers 4.41, its
+  tiny SAM2 image encoder from ``sam2_tiny.yaml``), natively and through ``sparrow convert --proposer``: the input
+  chain abs 1e-6 (measured: 0); last-layer coco/sa1b logits (up to ~6) and decoder states abs 1e-5 (measured: 9.5e-7,
+  6.4e-7); boxes abs 1e-6 (measured: 1.2e-7); the top-6 proposals' boxes and scores abs 1e-6, features abs 1e-5
+  (measured: 1.2e-7, 2.8e-9, 6.4e-7).
 """
 
 from __future__ import annotations
@@ -269,15 +274,50 @@ def test_internvideo2_matches_the_official_frame_chain_and_forward(official):
     assert torch.allclose(image, official["iv2_image_tokens"], atol=1e-5, rtol=0)
 
 
-def test_converted_temporal_encoder_gives_the_official_tokens(official):
+def _official_proposer():
+    from sparrow.model.config import ProposerSpec
+
+    hook = META["hooks"]["proposer"]
+    base = ProposerSpec(kind="deformable_detr", topk=hook["topk"], image_size=hook["input_size"])
+    return FIXTURES / hook["folder"], base
+
+
+def _check_official_proposer(proposer, official) -> None:
+    pixels = official["det_pixels"]
+    frame = official["det_frame"].permute(2, 0, 1).float() / 255
+    assert torch.allclose(proposer.preprocess(frame)[0], pixels, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        out = proposer(pixels[None])
+    assert torch.allclose(out.logits_coco[-1, 0], official["det_logits_coco"], atol=1e-5, rtol=0)
+    assert torch.allclose(out.logits_sa1b[-1, 0], official["det_logits_sa1b"], atol=1e-5, rtol=0)
+    assert torch.allclose(out.boxes[-1, 0], official["det_pred_boxes"], atol=1e-6, rtol=0)
+    assert torch.allclose(out.hidden[0], official["det_hidden"], atol=1e-5, rtol=0)
+    proposals = proposer.propose(pixels[None])[0]
+    assert torch.allclose(proposals.boxes, official["det_proposal_boxes"], atol=1e-6, rtol=0)
+    assert torch.allclose(proposals.scores, official["det_proposal_scores"], atol=1e-6, rtol=0)
+    assert torch.allclose(proposals.features, official["det_proposal_features"], atol=1e-5, rtol=0)
+
+
+def test_proposer_matches_the_official_chain_forward_and_proposals(official):
+    from sparrow.model.deformable_detr import load_release
+
+    folder, base = _official_proposer()
+    loaded = load_release(folder, base, sam_config=FIXTURES / "sam2_tiny.yaml")
+    assert loaded.report.ok and loaded.report.aliased  # transformers 4.41 wrote the heads under both names
+    _check_official_proposer(loaded.proposer, official)
+
+
+def test_converted_internvideo2_and_proposer_give_the_official_outputs(official):
     path, heads = _official_internvideo2()
-    result = convert(_options(internvideo2=path, internvideo2_heads=heads))
+    folder, base = _official_proposer()
+    result = convert(_options(internvideo2=path, internvideo2_heads=heads, proposer=folder, proposer_base=base))
     assert result.report.ok, result.report.format()
     chain = official["iv2_chain"]
     with torch.no_grad():
         tokens = result.model.temporal.encode_chunks(chain[None])  # (1 chunk, 4 frames, 4 tokens, 32)
     want = official["iv2_video_tokens"][0, 1:].reshape(tokens.shape)  # CLS dropped
     assert torch.allclose(tokens, want, atol=1e-5, rtol=0)
+    _check_official_proposer(result.model.proposer, official)
 
 
 def test_prior_scores_match_the_official_scores_on_the_official_prior_masks(official):

@@ -254,8 +254,12 @@ def _model_config(
         seg_proj = state["model.proposal_selector.seg_proj.weight"]
         prop_proj = state["model.proposal_selector.prop_proj.weight"]
         if proposer_config is not None:
+            # the official proposer builds its SAM2 image encoder from the same yaml name as the MLLM's SAM2
             spec = deformable_detr.release_spec(
-                proposer_config, opts.proposer_base or base.proposer, str(opts.proposer / "config.json")
+                proposer_config,
+                opts.proposer_base or base.proposer,
+                str(opts.proposer / "config.json"),
+                opts.sam_config,
             )
             if spec.d_model != int(prop_proj.shape[1]):
                 raise ReleaseError(

@@ -253,7 +253,8 @@ class DeformableTransformer(nn.Module):
 
 
 def build_backbone(spec: ProposerSpec) -> nn.Module:
-    """The SAM2 image encoder of ``spec.backbone`` (a sam2 package config), tiny if ``spec.backbone_tiny``."""
+    """The SAM2 image encoder of ``spec.backbone`` (a sam2 package config, or a local ``.yaml`` file such as the
+    one a release's bundled sam2 names), tiny if ``spec.backbone_tiny``."""
     import sam2  # noqa: F401  (initialises sam2's hydra config module)
     from hydra import compose
     from hydra.utils import instantiate
@@ -262,7 +263,12 @@ def build_backbone(spec: ProposerSpec) -> nn.Module:
     from sparrow.model.pixel_decoder import tiny_overrides
 
     overrides = tiny_overrides(spec.image_size or 64) if spec.backbone_tiny else []
-    cfg = compose(config_name=spec.backbone, overrides=overrides)
+    if Path(spec.backbone).suffix == ".yaml" and Path(spec.backbone).is_file():
+        cfg = OmegaConf.load(spec.backbone)
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    else:
+        cfg = compose(config_name=spec.backbone, overrides=overrides)
     OmegaConf.resolve(cfg)
     return instantiate(cfg.model.image_encoder, _recursive_=True)
 
@@ -407,9 +413,12 @@ class ReleaseProposer:
     report: Report
 
 
-def release_spec(config: dict, base: ProposerSpec | None = None, source: str = "config.json") -> ProposerSpec:
+def release_spec(
+    config: dict, base: ProposerSpec | None = None, source: str = "config.json", sam_config: str | Path | None = None
+) -> ProposerSpec:
     """The :class:`ProposerSpec` of a release ``config.json`` (``CustomDDETRSAM2Config``); ``base`` supplies the
-    inference fields (top-k, score powers, input size)."""
+    inference fields (top-k, score powers, input size); ``sam_config``: a local SAM2 yaml for the backbone instead
+    of the sam2 package's config of the name ``sam2_cfg`` gives."""
     if config.get("model_type") != "ddetr_sam2":
         raise ReleaseError(f"{source}: model_type {config.get('model_type')!r} is not 'ddetr_sam2'")
     detr = {**_DETR_DEFAULTS, **(config.get("ddetr_cfg") or {})}
@@ -434,6 +443,8 @@ def release_spec(config: dict, base: ProposerSpec | None = None, source: str = "
         raise ReleaseError(f"{source}: unsupported proposer configuration: {', '.join(unsupported)}")
     sam2_cfg = str(config.get("sam2_cfg") or "sam2_hiera_l.yaml")
     backbone = sam2_cfg if sam2_cfg.startswith("configs/") else SAM2_CONFIG_DIR + Path(sam2_cfg).name
+    if sam_config is not None:
+        backbone = str(sam_config)
     base = base or ProposerSpec(kind="deformable_detr", topk=100, image_size=448)
     return dataclasses.replace(
         base,
@@ -463,10 +474,13 @@ def read_release_config(folder: str | Path) -> dict:
     return read_json(folder / "config.json")
 
 
-def load_release(folder: str | Path, base: ProposerSpec | None = None, verbose: bool = False) -> ReleaseProposer:
-    """Build and load one released ``checkpoint-*`` folder (Trainer state files are ignored)."""
+def load_release(
+    folder: str | Path, base: ProposerSpec | None = None, verbose: bool = False, sam_config: str | Path | None = None
+) -> ReleaseProposer:
+    """Build and load one released ``checkpoint-*`` folder (Trainer state files are ignored); ``sam_config`` as in
+    :func:`release_spec`."""
     folder = Path(folder)
-    spec = release_spec(read_release_config(folder), base, source=str(folder / "config.json"))
+    spec = release_spec(read_release_config(folder), base, str(folder / "config.json"), sam_config)
     proposer = DeformableProposer(spec)
     state, _ = read_weights(folder)
     keymap = dataclasses.replace(release_key_map(), name=f"proposer {folder}")
