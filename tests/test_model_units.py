@@ -89,6 +89,24 @@ def test_conversation_labels_and_placeholders():
     assert prompt.input_ids[-1] == token_id(tok, "<|assistant|>")
 
 
+def test_paper_videoglamm_prompt_is_the_released_phi3_instruct_prompt():
+    # VideoGPT+'s conv_phi3_instruct (MPT separator style): system + sep, then role + message + sep per turn, and the
+    # assistant role alone for generation
+    system, sep, user, assistant = (
+        "<|system|>\nYou are a helpful AI assistant.",
+        "<|end|>",
+        "\n<|user|>\n",
+        "\n<|assistant|>\n",
+    )
+    official = system + sep + user + "<video>\nq" + sep + assistant
+    cfg = ModelConfig.for_preset("videoglamm", "paper")
+    template = CHAT_TEMPLATES[cfg.chat_template]
+    kit = template.system + template.user_prefix + "<video>\nq" + template.user_suffix + template.assistant_prefix
+    assert kit == official
+    for profile in ("smoke", "mini"):  # the tiny presets keep the prompt their recorded numbers were made with
+        assert ModelConfig.for_preset("videoglamm", profile).chat_template == "phi3"
+
+
 # -- TSF insertion ----------------------------------------------------------------------------------------------
 def _embed(ids):
     return torch.stack([torch.full((4,), float(i)) for i in ids.tolist()]) if ids.numel() else torch.zeros(0, 4)

@@ -206,7 +206,7 @@ class ModelConfig:
     lv_projector: str = "text_hidden_fcs"  # text_hidden_fcs | seg_head (UniPixel)
     hidden_state: str = "last"  # last (after the final norm) | last_prenorm (UniPixel)
     seg_hidden_at: str = "preceding"  # LISA convention: the state that predicts [SEG]; "token": the [SEG] position
-    chat_template: str = "phi3"  # phi3 | llava_v1 | qwen_chatml
+    chat_template: str = "phi3"  # phi3 | phi3_instruct (with the released system turn) | llava_v1 | qwen_chatml
     eval_prompt: str = "What is {phrase} in this video? Please respond with segmentation masks."
     # TSF
     tsf_k: int = 4

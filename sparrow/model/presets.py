@@ -26,7 +26,9 @@ Differences from the hosts' own code, each a documented choice of the kit:
   its own SAM2 Hiera-L copy (:mod:`sparrow.model.deformable_detr`; its backbone seeded from ``sam2_hiera_large.pt``
   unless ``ProposerSpec.path`` names a released ``checkpoint-*`` folder). The proposer section is shared by the three
   hosts, so every paper host gets it. The tiny smoke/mini presets keep a VideoMAE temporal encoder and the kit's
-  small DETR proposer, which train in minutes on a CPU.
+  small DETR proposer, which train in minutes on a CPU. Its prompt is VideoGPT+'s ``phi3_instruct`` with the
+  system turn the released code writes (``chat_template="phi3_instruct"``); the tiny presets keep ``phi3``
+  without it.
 - GLUS's base is LISA-7B (a LLaVA checkpoint); the preset expects its language model as a plain ``LlamaForCausalLM``
   folder (``lisa-7b-llama``). GLUS pools then projects (order unconfirmed) and asks one question per question frame;
   the kit asks once for the whole window and every question frame uses the same ``[SEG]``.
@@ -86,6 +88,10 @@ _WIRING: dict[str, dict[str, Any]] = {
     ),
 }
 
+# Paper-size departures from the wiring above, where the released code's behaviour is the paper's (the tiny presets
+# keep the wiring their recorded numbers were made with).
+_PAPER_WIRING: dict[str, dict[str, Any]] = {"videoglamm": dict(chat_template="phi3_instruct")}
+
 
 def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
     """The :class:`ModelConfig` of ``host`` at ``profile`` size, with top-level field overrides applied."""
@@ -97,7 +103,7 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
     base = ModelConfig(
         host=host,
         profile=profile,
-        **_WIRING[host],
+        **{**_WIRING[host], **(_PAPER_WIRING.get(host, {}) if profile == "paper" else {})},
         llm=LLMSpec(kind=llm_kind, **sizes.llm),
         vision=VisionSpec(kind=vision_kind, **sizes.vision),
         temporal=None if sizes.temporal is None else TemporalSpec(**{"kind": "videomae", **sizes.temporal}),
