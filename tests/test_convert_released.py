@@ -448,6 +448,9 @@ def test_written_folder_loads_with_from_pretrained(converted, tmp_path):
         assert torch.equal(model.state_dict()[key], value), key
     record = json.loads((out / "conversion.json").read_text())
     assert record["gamma_policy"] == "official" and record["report"]["ok"]
+    stored = json.loads((SPARROW_DIR / "config.json").read_text())["sliding_window"]
+    assert record["sliding_window"] == {"stored": stored, "used": stored + 1}
+    assert model.llm.model.config.sliding_window == stored + 1  # 4.41 eager attends stored + 1 keys
     assert "dynamic_multimask_via_stability: true" in (out / "components" / "sam2.yaml").read_text()
     assert (out / "conversion-report.txt").read_text().startswith("key map sparrow->kit: OK")
 
@@ -464,4 +467,8 @@ def test_cli_convert_writes_the_folder_and_errors_in_one_line(tmp_path, capsys):
     extra += ["--tokenizer", str(FIXTURES / "tokenizer-fast"), "--dtype", "float32", "--gamma", "stored"]
     assert main(args + extra) == 0
     assert "key map sparrow->kit: OK" in capsys.readouterr().out
-    assert json.loads((out / "conversion.json").read_text())["gamma_policy"] == "stored"
+    record = json.loads((out / "conversion.json").read_text())
+    assert record["gamma_policy"] == "stored" and record["sliding_window_policy"] == "official"
+    assert main(args + extra + ["--sliding-window", "stored", "--out", str(tmp_path / "kit2")]) == 0
+    record = json.loads((tmp_path / "kit2" / "conversion.json").read_text())
+    assert record["sliding_window"]["used"] == record["sliding_window"]["stored"]

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparrow.convert.converter import GAMMA_POLICIES, ConversionError, ConvertOptions, save_failed_report
+from sparrow.convert.converter import (
+    GAMMA_POLICIES,
+    SLIDING_WINDOW_POLICIES,
+    ConversionError,
+    ConvertOptions,
+    save_failed_report,
+)
 from sparrow.convert.videoglamm import RELEASES
 
 
@@ -32,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="official",
         help="roi_fusion_gamma: the official loader's 0.1 (default) or the stored value",
     )
+    p.add_argument(
+        "--sliding-window",
+        choices=SLIDING_WINDOW_POLICIES,
+        default="official",
+        help="Phi-3 sliding window: the keys the release's transformers 4.41 attends (default) or the stored value",
+    )
     p.add_argument("--sam-config", type=Path, help="SAM2 yaml (default: sam2's sam2_hiera_l.yaml)")
     p.add_argument(
         "--tokenizer",
@@ -55,6 +67,7 @@ def main_convert(argv: list[str]) -> int:
         internvideo2_heads=args.internvideo2_heads,
         proposer=args.proposer,
         gamma=args.gamma,
+        sliding_window=args.sliding_window,
         sam_config=args.sam_config,
         tokenizer=args.tokenizer,
         dtype=args.dtype,

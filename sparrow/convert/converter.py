@@ -38,6 +38,9 @@ from sparrow.model.tokens import BOX_TOKEN, SEG_TOKEN
 from sparrow.storage import atomic_write_json, atomic_write_text, read_json
 
 GAMMA_POLICIES: tuple[str, ...] = ("official", "stored")
+# transformers 4.41's eager Phi-3 attention (the release's) lets each query see `sliding_window` + 1 keys, the
+# installed transformers `sliding_window`: "official" stores the config's value + 1 so both attend the same keys.
+SLIDING_WINDOW_POLICIES: tuple[str, ...] = ("official", "stored")
 # transformers 4.41 renames every loaded key containing "gamma" to "weight", so the official loader never fills
 # roi_fusion_gamma: it keeps the constructor value roi_fusion_init, which chat.py and the evaluation scripts pass.
 OFFICIAL_GAMMA = 0.1
@@ -66,6 +69,7 @@ class ConvertOptions:
     internvideo2: Path | None = None
     proposer: Path | None = None
     gamma: str = "official"
+    sliding_window: str = "official"
     sam_config: Path | None = None  # default: sam2's configs/sam2/sam2_hiera_l.yaml, as the official code builds
     tokenizer: Path | None = None  # a folder with the same vocabulary in a format transformers reads without extras
     dtype: str | None = None  # None: the paper preset's LLM dtype
@@ -94,6 +98,10 @@ def _check_options(opts: ConvertOptions) -> None:
         raise ReleaseError(f"--release {opts.release}: choose one of {', '.join(maps.RELEASES)}")
     if opts.gamma not in GAMMA_POLICIES:
         raise ReleaseError(f"--gamma {opts.gamma}: choose one of {', '.join(GAMMA_POLICIES)}")
+    if opts.sliding_window not in SLIDING_WINDOW_POLICIES:
+        raise ReleaseError(
+            f"--sliding-window {opts.sliding_window}: choose one of {', '.join(SLIDING_WINDOW_POLICIES)}"
+        )
     if opts.clip is None:
         raise ReleaseError("--clip: the release holds no CLIP tower; give the clip-vit-large-patch14-336 folder")
     for flag, path, is_dir in (
@@ -128,13 +136,16 @@ def token_ids(release: ReleaseFolder, name: str) -> dict[str, int]:
     return ids
 
 
-def phi3_config(config: dict[str, Any], vocab_size: int):
-    """The ``Phi3Config`` of a ``VideoGPT+`` config: its Phi-3 fields, everything multimodal left out."""
+def phi3_config(config: dict[str, Any], vocab_size: int, sliding_window: str = "official"):
+    """The ``Phi3Config`` of a ``VideoGPT+`` config: its Phi-3 fields, everything multimodal left out;
+    ``sliding_window``: a :data:`SLIDING_WINDOW_POLICIES` policy."""
     from transformers import Phi3Config
 
     accepted = set(inspect.signature(Phi3Config.__init__).parameters) - {"self", "kwargs"}
     fields = {k: v for k, v in config.items() if k in accepted}
     fields["vocab_size"] = vocab_size
+    if sliding_window == "official" and fields.get("sliding_window") is not None:
+        fields["sliding_window"] = int(fields["sliding_window"]) + 1
     fields["tie_word_embeddings"] = False
     return Phi3Config(**fields)
 
@@ -380,7 +391,7 @@ def convert(opts: ConvertOptions) -> Converted:
     # host stage, which is what a VideoGLaMM checkpoint is used for).
     vocab = stored_rows + (BOX_TOKEN not in ids)
     tokenizer = _tokenizer(opts, ids, vocab)
-    llm_config = phi3_config(release.config, vocab)
+    llm_config = phi3_config(release.config, vocab, opts.sliding_window)
     clip_config = _clip_config(Path(opts.clip))
     clip_state, _ = read_weights(opts.clip)
     stored_gamma = release.state.get("model.roi_fusion_gamma")
@@ -432,6 +443,8 @@ def convert(opts: ConvertOptions) -> Converted:
         "internvideo2": None if opts.internvideo2 is None else str(opts.internvideo2),
         "proposer": None if opts.proposer is None else str(opts.proposer),
         "gamma_policy": opts.gamma,
+        "sliding_window_policy": opts.sliding_window,
+        "sliding_window": {"stored": release.config.get("sliding_window"), "used": llm_config.sliding_window},
         "gamma_stored": None if stored_gamma is None else float(stored_gamma),
         "gamma_used": gamma_value if opts.release == "sparrow" else None,
         "token_ids": {SEG_TOKEN: model.seg_token_id, BOX_TOKEN: model.box_token_id},
@@ -466,6 +479,7 @@ def save_failed_report(report: Report, out: str | os.PathLike) -> Path:
 
 __all__ = [
     "GAMMA_POLICIES",
+    "SLIDING_WINDOW_POLICIES",
     "ConversionError",
     "ConvertOptions",
     "Converted",
