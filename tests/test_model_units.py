@@ -107,6 +107,20 @@ def test_paper_videoglamm_prompt_is_the_released_phi3_instruct_prompt():
         assert ModelConfig.for_preset("videoglamm", profile).chat_template == "phi3"
 
 
+def test_decoding_switch_greedy_or_the_released_top_k_sampling_seeded():
+    from sparrow.model.llm import SAMPLE_TOP_K, choose_next
+
+    logits = torch.linspace(-3.0, 3.0, 200)  # id 199 most likely; ids below 150 are outside the top 50
+    assert choose_next(logits) == 199
+    draws = [choose_next(logits, torch.Generator().manual_seed(s)) for s in range(40)]
+    assert all(d >= 200 - SAMPLE_TOP_K for d in draws) and len(set(draws)) > 1
+    again = [choose_next(logits, torch.Generator().manual_seed(s)) for s in range(40)]
+    assert draws == again  # seeded: a sampled run repeats
+    assert ModelConfig.for_preset("videoglamm", "paper").decoding == "greedy"
+    with pytest.raises(ValueError, match="unknown decoding"):
+        ModelConfig.for_preset("videoglamm", "smoke", decoding="beam")
+
+
 # -- TSF insertion ----------------------------------------------------------------------------------------------
 def _embed(ids):
     return torch.stack([torch.full((4,), float(i)) for i in ids.tolist()]) if ids.numel() else torch.zeros(0, 4)

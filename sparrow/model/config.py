@@ -26,6 +26,7 @@ from sparrow.profiles import check_profile
 HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
 MODEL_STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
 PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
+DECODING_MODES: tuple[str, ...] = ("greedy", "sample")
 CONFIG_FORMAT = "sparrow-model/1"
 
 
@@ -216,6 +217,10 @@ class ModelConfig:
     max_seg_tokens: int = 4
     visual_token_reserve: int = 255
     max_new_tokens: int = 32
+    # answer decoding at inference: greedy (the kit's default, what its tables report) | sample (the released
+    # evaluation's top-k 50 sampling at temperature 1, seeded here with decoding_seed so runs repeat)
+    decoding: str = "greedy"
+    decoding_seed: int = 0
     # host-stage trainables (VideoGLaMM recipe: LoRA + lm_head + embed_tokens + text_hidden_fcs + mask decoder)
     host_trainable_sam: str = "mask_decoder"  # none | mask_decoder | all
     host_train_adapters: bool = True
@@ -233,6 +238,8 @@ class ModelConfig:
             raise ValueError(f"unknown hidden_state {self.hidden_state!r}")
         if self.seg_hidden_at not in ("preceding", "token"):
             raise ValueError(f"unknown seg_hidden_at {self.seg_hidden_at!r}")
+        if self.decoding not in DECODING_MODES:
+            raise ValueError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODING_MODES)}")
         if self.host_trainable_sam not in ("none", "mask_decoder", "all"):
             raise ValueError(f"unknown host_trainable_sam {self.host_trainable_sam!r}")
         if self.sam.tiny and self.sam.image_size is None:
