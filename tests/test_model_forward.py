@@ -322,6 +322,21 @@ def test_sampled_decoding_is_seeded_and_repeats(models):
     assert seeds == [3, 3] and a.answer == b.answer
 
 
+def test_guided_box_prompts_clamp_only_when_switched_on(models):
+    pd = get_model(models, "videoglamm").pixel_decoder
+    tokens, boxes = torch.zeros(1, 2, pd.sam.sam_prompt_encoder.embed_dim), [torch.tensor([[-0.25, 0.1, 0.5, 1.5]])]
+    assert pd.clamp_boxes
+    clamped = pd._prompts(tokens, boxes)[1]
+    pd.clamp_boxes = False
+    try:
+        free = pd._prompts(tokens, boxes)[1]
+    finally:
+        pd.clamp_boxes = True
+    size = pd.image_size
+    assert torch.equal(clamped, torch.tensor([[0.0, 0.1, 0.5, 1.0]]) * size)
+    assert torch.equal(free, boxes[0] * size)
+
+
 def test_tsf_at_test_uses_given_embeddings_or_boxes(models):
     model = get_model(models, "videoglamm", tsf_at_test=True)
     seg, eos = model.seg_token_id, model.tokenizer.eos_token_id

@@ -121,6 +121,21 @@ def test_decoding_switch_greedy_or_the_released_top_k_sampling_seeded():
         ModelConfig.for_preset("videoglamm", "smoke", decoding="beam")
 
 
+def test_clamp_boxes_switch_reaches_the_roi_helper_and_is_off_at_paper_size():
+    torch.manual_seed(0)
+    outside = torch.tensor([[-0.5, -0.5, 0.5, 0.5]])  # an unclamped released proposal reaching past the frame
+    pyramid = [torch.randn(1, 4, 8, 8)]
+    clamped = ROIProposalHelper(8, 8, 2, (4,))
+    free = ROIProposalHelper(8, 8, 2, (4,), clamp_boxes=False)
+    free.load_state_dict(clamped.state_dict())
+    a, b = clamped.proposal_tokens(outside, pyramid, 64), free.proposal_tokens(outside, pyramid, 64)
+    assert not torch.allclose(a[0], b[0])
+    inside = torch.tensor([[0.1, 0.2, 0.6, 0.9]])
+    assert torch.equal(clamped.proposal_tokens(inside, pyramid, 64)[0], free.proposal_tokens(inside, pyramid, 64)[0])
+    assert ModelConfig.for_preset("videoglamm", "mini").selector.clamp_boxes  # today's behaviour at tiny sizes
+    assert not ModelConfig.for_preset("videoglamm", "paper").selector.clamp_boxes
+
+
 # -- TSF insertion ----------------------------------------------------------------------------------------------
 def _embed(ids):
     return torch.stack([torch.full((4,), float(i)) for i in ids.tolist()]) if ids.numel() else torch.zeros(0, 4)

@@ -154,6 +154,9 @@ class SelectorSpec:
     box_prior_filter_test: bool = True
     box_prior_min_score: float = 0.35
     box_prior_max_keep: int = 1  # evaluation scripts: 1; chat.py and the model default: 4
+    # proposal boxes clamped to [0, 1] before the ROI helper and the SAM2 box prompts; the released code clamps
+    # them only inside the box prior filter (False at paper size)
+    clamp_boxes: bool = True
 
 
 @dataclass(frozen=True)

@@ -294,10 +294,11 @@ class MemoryState:
 class PixelDecoder(nn.Module):
     """SAM2 image features and prompt decoding with extra sparse tokens."""
 
-    def __init__(self, sam: nn.Module, object_score_gating: bool = False):
+    def __init__(self, sam: nn.Module, object_score_gating: bool = False, clamp_boxes: bool = True):
         super().__init__()
         self.sam = sam
         self.object_score_gating = object_score_gating
+        self.clamp_boxes = clamp_boxes  # guided box prompts (SelectorSpec.clamp_boxes); the prior filter always clamps
         self._extra_tokens: torch.Tensor | None = None
         self.feature_cache = FrozenFeatureCache(FEATURE_CACHE_BYTES)
         self.register_buffer("mean", torch.tensor(SAM_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -478,8 +479,10 @@ class PixelDecoder(nn.Module):
         owner = torch.repeat_interleave(
             torch.arange(n, device=tokens.device), torch.tensor(counts, device=tokens.device)
         )
-        px = torch.cat(boxes).to(tokens.device).float().clamp(0, 1) * self.image_size
-        return tokens[owner], px, owner
+        px = torch.cat(boxes).to(tokens.device).float()
+        if self.clamp_boxes:
+            px = px.clamp(0, 1)
+        return tokens[owner], px * self.image_size, owner
 
     @staticmethod
     def _max_by_owner(low: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:

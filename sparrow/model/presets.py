@@ -91,6 +91,8 @@ _WIRING: dict[str, dict[str, Any]] = {
 # Paper-size departures from the wiring above, where the released code's behaviour is the paper's (the tiny presets
 # keep the wiring their recorded numbers were made with).
 _PAPER_WIRING: dict[str, dict[str, Any]] = {"videoglamm": dict(chat_template="phi3_instruct")}
+# the released proposal boxes stay unclamped up to the box prior filter (the proposer section is every host's)
+_PAPER_SELECTOR: dict[str, Any] = dict(clamp_boxes=False)
 
 
 def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
@@ -114,6 +116,8 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
         max_new_tokens=section.max_new_tokens,
         host_trainable_sam=section.host_trainable_sam,
     )
+    if profile == "paper":
+        base = dataclasses.replace(base, selector=dataclasses.replace(base.selector, **_PAPER_SELECTOR))
     return dataclasses.replace(base, **overrides) if overrides else base
 
 
