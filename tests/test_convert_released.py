@@ -8,6 +8,7 @@ SPARROW code under transformers 4.41). Tolerances, per tensor (everything in flo
   (measured: 7e-7; the same float32 operations batched differently, and the sam2 package instead of the bundled
   copy), and the binary masks (logits > 0) equal;
 - ``prior_scores`` recomputed by the kit from the official prior masks: abs 1e-6 (measured: 0); the kept boxes equal;
+- ``prior_masks`` from the kit's released prompt form (``box_prior_prompt="corners"``): equal;
 - InternVideo2 (the official ``PretrainInternVideo2`` of the VideoGPT+ path, tiny, from its released-layout ``.pt``):
   the frame chain ``iv2_chain`` abs 1e-6 (measured: 0); ``iv2_video_tokens`` (4-frame chunk, values up to ~8) and
   ``iv2_image_tokens`` (one frame, the image position embedding) abs 1e-5 (measured: 2.4e-7 and 1.2e-7), natively
@@ -331,17 +332,20 @@ def test_prior_scores_match_the_official_scores_on_the_official_prior_masks(offi
         torch.testing.assert_close(kept, official[f"prior_kept_{k}"], atol=0, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kit prompts the prior filter's SAM2 call with box tokens at full resolution; the official call "
-    "uses corner points plus a padding point and a 256x256 mask (docs/released-weights.md §5)",
-)
 @torch.no_grad()
 def test_prior_masks_match_the_official_prompt_form(converted, official):
+    from sparrow.model.box_prior_filter import prior_scores
+
     model = converted.model
+    assert model.cfg.selector.box_prior_prompt == "corners"  # the paper preset's, which a conversion builds
     feats = _features(model, official)
-    logits = model.pixel_decoder.box_masks(feats, official["prior_boxes"], tuple(official["prior_masks"].shape[-2:]))
-    assert torch.equal((logits > 0).to(torch.uint8), official["prior_masks"])
+    boxes, frame_hw = official["prior_boxes"], tuple(official["guided_masks"].shape[-2:])
+    masks = model.pixel_decoder.prior_masks(feats, boxes, frame_hw, "corners")
+    assert torch.equal(masks.to(torch.uint8), official["prior_masks"])
+    assert torch.allclose(prior_scores(boxes, masks), official["prior_scores"], atol=1e-6, rtol=0)
+    # the box-prompt form (smoke, mini) scores other masks
+    box_form = model.pixel_decoder.prior_masks(feats, boxes, tuple(official["prior_masks"].shape[-2:]), "box")
+    assert not torch.equal(box_form.to(torch.uint8), official["prior_masks"])
 
 
 # -- the VideoGLaMM release --------------------------------------------------------------------------------------

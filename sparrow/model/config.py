@@ -157,6 +157,9 @@ class SelectorSpec:
     # proposal boxes clamped to [0, 1] before the ROI helper and the SAM2 box prompts; the released code clamps
     # them only inside the box prior filter (False at paper size)
     clamp_boxes: bool = True
+    # the box prior filter's SAM2 prompt and scoring grid: box (a box prompt, masks at the frame size) | corners
+    # (the released form: corner points labelled 2/3 plus SAM2's padding point, masks scored at 4x the prompt grid)
+    box_prior_prompt: str = "box"
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,8 @@ class ModelConfig:
             raise ValueError(f"unknown hidden_state {self.hidden_state!r}")
         if self.seg_hidden_at not in ("preceding", "token"):
             raise ValueError(f"unknown seg_hidden_at {self.seg_hidden_at!r}")
+        if self.selector.box_prior_prompt not in ("box", "corners"):
+            raise ValueError(f"unknown box_prior_prompt {self.selector.box_prior_prompt!r}; choose box or corners")
         if self.decoding not in DECODING_MODES:
             raise ValueError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODING_MODES)}")
         if self.host_trainable_sam not in ("none", "mask_decoder", "all"):

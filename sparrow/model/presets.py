@@ -92,7 +92,7 @@ _WIRING: dict[str, dict[str, Any]] = {
 # keep the wiring their recorded numbers were made with).
 _PAPER_WIRING: dict[str, dict[str, Any]] = {"videoglamm": dict(chat_template="phi3_instruct")}
 # the released proposal boxes stay unclamped up to the box prior filter (the proposer section is every host's)
-_PAPER_SELECTOR: dict[str, Any] = dict(clamp_boxes=False)
+_PAPER_SELECTOR: dict[str, Any] = dict(clamp_boxes=False, box_prior_prompt="corners")
 
 
 def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:

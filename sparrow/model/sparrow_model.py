@@ -453,7 +453,7 @@ class SparrowModel(nn.Module):
                 out.append(boxes)
                 continue
             try:
-                masks = self.pixel_decoder.box_masks(feats, boxes, out_hw) > 0
+                masks = self.pixel_decoder.prior_masks(feats, boxes, out_hw, s.box_prior_prompt)
             except RuntimeError as exc:
                 warnings.warn(f"box prior filter skipped, SAM2 failed ({exc}); boxes kept unfiltered", stacklevel=2)
                 out.append(boxes)
