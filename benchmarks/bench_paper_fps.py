@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+PROPAGATION_MODES = ("framewise", "memory_from_first", "memory_every_frame")  # = sparrow.model.config's
 PAPER_FPS = 2.40  # VideoGLaMM + SPARROW, the paper's speed figure
 GOAL_RATIO = 2.0
 
@@ -54,13 +55,27 @@ def _device_name(device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def measure(cfg, device, frames: np.ndarray, runs: int) -> dict:
-    """Seconds per ``predict`` call of the model built from ``cfg`` (median of ``runs`` after one warm-up)."""
-    import torch
-
+def measure(cfg, device, frames: np.ndarray, runs: int, modes: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Seconds per ``predict`` call of the model built from ``cfg`` (median of ``runs`` after one warm-up), per
+    propagation mode (``modes``; default: the config's), on one model instance."""
     from sparrow.model import SparrowModel
 
     model = SparrowModel.from_config(cfg).to(device).eval()
+    out = {}
+    for mode in modes or (cfg.propagation,):
+        model.cfg = model.cfg.replace(propagation=mode)
+        out[mode] = _measure_model(model, cfg, device, frames, runs)
+    del model
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+    return out
+
+
+def _measure_model(model, cfg, device, frames: np.ndarray, runs: int) -> dict:
+    import torch
+
     tok = model.tokenizer
     answer = ([model.box_token_id] if cfg.box else []) + [model.seg_token_id, tok.eos_token_id]
     real = type(model.llm).generate
@@ -86,9 +101,6 @@ def measure(cfg, device, frames: np.ndarray, runs: int) -> dict:
     }
     if device.type == "cuda":
         out["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return out
 
 
@@ -121,7 +133,11 @@ def run(args: argparse.Namespace) -> dict | None:
             cfg = write_videoglamm_components(Path(tmp), args.scale, device if device.type == "cuda" else "cpu")
             print(f"random {args.scale}-size components written in {time.perf_counter() - start:.1f} s", flush=True)
         variants = {"baseline": cfg.replace(box=False), "sparrow": cfg.replace(box=True)}
-        results = {name: measure(c, device, frames, args.runs) for name, c in variants.items()}
+        modes = tuple(args.propagation or ())
+        results = {}
+        for name, c in variants.items():
+            for i, (mode, r) in enumerate(measure(c, device, frames, args.runs, modes).items()):
+                results[name if i == 0 else f"{name}/{mode}"] = dict(r, propagation=mode)
     fps = results["sparrow"]["fps"]
     return {
         "benchmark": "bench_paper_fps",
@@ -153,6 +169,13 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--workdir", default=None, help="where the random folders are written (default: tmp)")
     parser.add_argument("--allow-cpu", action="store_true", help="run the paper scale on a CPU anyway")
     parser.add_argument("--out", default=None, help="JSON path (default at paper scale: benchmarks/results/)")
+    parser.add_argument(
+        "--propagation",
+        nargs="+",
+        choices=PROPAGATION_MODES,
+        help="SAM2 propagation modes to time on the same model (default: the preset's framewise); the first names "
+        "the 'baseline'/'sparrow' entries, the others 'baseline/<mode>', 'sparrow/<mode>'",
+    )
     args = parser.parse_args(argv)
     if min(args.frames, args.height, args.width, args.runs) < 1:
         parser.error("--frames, --height, --width and --runs must be >= 1")

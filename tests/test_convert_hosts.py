@@ -273,9 +273,9 @@ def test_paper_size_sam2_keys_map_one_to_one(host, config, size, prefix):
     """``sam2_official_keys.json``: the state_dict names and shapes of UniPixel's fork (SAM2.1-B+ at 768) and GLUS's
     copy (SAM2 Hiera-L), built by their own code; the key map fills the kit's paper-size SAM2 from them, key for key."""
     from sparrow.convert import glus as glus_map
-    from sparrow.convert.keymap import apply_keymap
     from sparrow.model.config import SamSpec
     from sparrow.model.pixel_decoder import build_sam
+    from sparrow.model.state_report import apply_keymap
 
     official = json.loads((FIXTURES / "sam2_official_keys.json").read_text())[host]
     sam = build_sam(SamSpec(config=config, image_size=size, tiny=False), None, None)

@@ -7,7 +7,17 @@ SPARROW code under transformers 4.41). Tolerances, per tensor (everything in flo
 - ``guided_masks`` and ``seg_only_masks`` (mask logits at the original size, up to ~1.4 in magnitude): abs 1e-5
   (measured: 7e-7; the same float32 operations batched differently, and the sam2 package instead of the bundled
   copy), and the binary masks (logits > 0) equal;
-- ``prior_scores`` recomputed by the kit from the official prior masks: abs 1e-6 (measured: 0); the kept boxes equal.
+- ``prior_scores`` recomputed by the kit from the official prior masks: abs 1e-6 (measured: 0); the kept boxes equal;
+- ``prior_masks`` from the kit's released prompt form (``box_prior_prompt="corners"``): equal;
+- InternVideo2 (the official ``PretrainInternVideo2`` of the VideoGPT+ path, tiny, from its released-layout ``.pt``):
+  the frame chain ``iv2_chain`` abs 1e-6 (measured: 0); ``iv2_video_tokens`` (4-frame chunk, values up to ~8) and
+  ``iv2_image_tokens`` (one frame, the image position embedding) abs 1e-5 (measured: 2.4e-7 and 1.2e-7), natively
+  and through ``sparrow convert --internvideo2``;
+- the proposer (the official ``CustomDDETRSAM2Model`` saved as a ``checkpoint-*`` folder by transformers 4.41, its
+  tiny SAM2 image encoder from ``sam2_tiny.yaml``), natively and through ``sparrow convert --proposer``: the input
+  chain abs 1e-6 (measured: 0); last-layer coco/sa1b logits (up to ~6) and decoder states abs 1e-5 (measured: 9.5e-7,
+  6.4e-7); boxes abs 1e-6 (measured: 1.2e-7); the top-6 proposals' boxes and scores abs 1e-6, features abs 1e-5
+  (measured: 1.2e-7, 2.8e-9, 6.4e-7).
 """
 
 from __future__ import annotations
@@ -24,8 +34,9 @@ import torch
 from sparrow.convert import ConversionError, ConvertOptions, apply_keymap, convert, read_release, write_converted
 from sparrow.convert import videoglamm as maps
 from sparrow.convert.converter import token_ids
-from sparrow.convert.keymap import Allowance, KeyMap, Rule, Section
 from sparrow.convert.reader import ReleaseError, load_tokenizer, read_weights
+from sparrow.model.state_report import Allowance, KeyMap, Rule, Section
+from tests.fixtures.release_layouts import TINY_PROPOSER, write_internvideo2_release, write_proposer_release
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -241,6 +252,75 @@ def test_guided_and_seg_only_decodes_match_the_official_decode(converted, offici
         assert torch.equal(got > 0, want > 0), name
 
 
+def _official_internvideo2():
+    hook = META["hooks"]["internvideo2"]
+    return FIXTURES / hook["file"], hook["num_heads"]
+
+
+def test_internvideo2_matches_the_official_frame_chain_and_forward(official):
+    from sparrow.model.internvideo2 import InternVideo2, load_released, preprocess, read_release, release_config
+
+    path, heads = _official_internvideo2()
+    cfg = release_config(read_release(path), heads)
+    assert (cfg.depth, cfg.blocks_run, cfg.embed_dim, cfg.tokens_per_frame) == (3, 2, 32, 4)
+    model = InternVideo2(cfg).eval()
+    report = load_released(model, path)
+    assert report.ok and report.mapped["InternVideo2 (temporal encoder)"] == len(model.state_dict())
+    chain = official["iv2_chain"]
+    assert torch.allclose(preprocess(official["iv2_frames"].numpy(), cfg.image_size), chain, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        video = model(chain.transpose(0, 1)[None])
+        image = model(chain[:1].transpose(0, 1)[None])
+    assert torch.allclose(video, official["iv2_video_tokens"], atol=1e-5, rtol=0)
+    assert torch.allclose(image, official["iv2_image_tokens"], atol=1e-5, rtol=0)
+
+
+def _official_proposer():
+    from sparrow.model.config import ProposerSpec
+
+    hook = META["hooks"]["proposer"]
+    base = ProposerSpec(kind="deformable_detr", topk=hook["topk"], image_size=hook["input_size"])
+    return FIXTURES / hook["folder"], base
+
+
+def _check_official_proposer(proposer, official) -> None:
+    pixels = official["det_pixels"]
+    frame = official["det_frame"].permute(2, 0, 1).float() / 255
+    assert torch.allclose(proposer.preprocess(frame)[0], pixels, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        out = proposer(pixels[None])
+    assert torch.allclose(out.logits_coco[-1, 0], official["det_logits_coco"], atol=1e-5, rtol=0)
+    assert torch.allclose(out.logits_sa1b[-1, 0], official["det_logits_sa1b"], atol=1e-5, rtol=0)
+    assert torch.allclose(out.boxes[-1, 0], official["det_pred_boxes"], atol=1e-6, rtol=0)
+    assert torch.allclose(out.hidden[0], official["det_hidden"], atol=1e-5, rtol=0)
+    proposals = proposer.propose(pixels[None])[0]
+    assert torch.allclose(proposals.boxes, official["det_proposal_boxes"], atol=1e-6, rtol=0)
+    assert torch.allclose(proposals.scores, official["det_proposal_scores"], atol=1e-6, rtol=0)
+    assert torch.allclose(proposals.features, official["det_proposal_features"], atol=1e-5, rtol=0)
+
+
+def test_proposer_matches_the_official_chain_forward_and_proposals(official):
+    from sparrow.model.deformable_detr import load_release
+
+    folder, base = _official_proposer()
+    loaded = load_release(folder, base, sam_config=FIXTURES / "sam2_tiny.yaml")
+    assert loaded.report.ok and loaded.report.aliased  # transformers 4.41 wrote the heads under both names
+    _check_official_proposer(loaded.proposer, official)
+
+
+def test_converted_internvideo2_and_proposer_give_the_official_outputs(official):
+    path, heads = _official_internvideo2()
+    folder, base = _official_proposer()
+    result = convert(_options(internvideo2=path, internvideo2_heads=heads, proposer=folder, proposer_base=base))
+    assert result.report.ok, result.report.format()
+    chain = official["iv2_chain"]
+    with torch.no_grad():
+        tokens = result.model.temporal.encode_chunks(chain[None])  # (1 chunk, 4 frames, 4 tokens, 32)
+    want = official["iv2_video_tokens"][0, 1:].reshape(tokens.shape)  # CLS dropped
+    assert torch.allclose(tokens, want, atol=1e-5, rtol=0)
+    _check_official_proposer(result.model.proposer, official)
+
+
 def test_prior_scores_match_the_official_scores_on_the_official_prior_masks(official):
     from sparrow.model.box_prior_filter import filter_boxes, prior_scores
 
@@ -252,17 +332,20 @@ def test_prior_scores_match_the_official_scores_on_the_official_prior_masks(offi
         torch.testing.assert_close(kept, official[f"prior_kept_{k}"], atol=0, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kit prompts the prior filter's SAM2 call with box tokens at full resolution; the official call "
-    "uses corner points plus a padding point and a 256x256 mask (docs/released-weights.md §5)",
-)
 @torch.no_grad()
 def test_prior_masks_match_the_official_prompt_form(converted, official):
+    from sparrow.model.box_prior_filter import prior_scores
+
     model = converted.model
+    assert model.cfg.selector.box_prior_prompt == "corners"  # the paper preset's, which a conversion builds
     feats = _features(model, official)
-    logits = model.pixel_decoder.box_masks(feats, official["prior_boxes"], tuple(official["prior_masks"].shape[-2:]))
-    assert torch.equal((logits > 0).to(torch.uint8), official["prior_masks"])
+    boxes, frame_hw = official["prior_boxes"], tuple(official["guided_masks"].shape[-2:])
+    masks = model.pixel_decoder.prior_masks(feats, boxes, frame_hw, "corners")
+    assert torch.equal(masks.to(torch.uint8), official["prior_masks"])
+    assert torch.allclose(prior_scores(boxes, masks), official["prior_scores"], atol=1e-6, rtol=0)
+    # the box-prompt form (smoke, mini) scores other masks
+    box_form = model.pixel_decoder.prior_masks(feats, boxes, tuple(official["prior_masks"].shape[-2:]), "box")
+    assert not torch.equal(box_form.to(torch.uint8), official["prior_masks"])
 
 
 # -- the VideoGLaMM release --------------------------------------------------------------------------------------
@@ -315,12 +398,37 @@ def test_unexplained_keys_fail_with_the_report(tmp_path):
     assert info.value.report.unexpected == ["release:model.something_new.weight"]
 
 
-def test_a_component_without_its_kit_module_is_refused(monkeypatch, tmp_path):
-    pt = tmp_path / "iv2.pt"
-    pt.write_bytes(b"")
-    monkeypatch.setitem(maps.PENDING_COMPONENTS, "temporal", ("sparrow.model.no_such_encoder", "internvideo2", "t."))
-    with pytest.raises(ReleaseError, match="no sparrow.model.no_such_encoder"):
+def test_internvideo2_and_proposer_inputs_fill_the_native_components(tmp_path):
+    from sparrow.model.internvideo2 import InternVideo2Config
+
+    width = int(read_weights(SPARROW_DIR)[0]["model.mm_projector.0.weight"].shape[1])
+    encoder_cfg = InternVideo2Config(image_size=28, patch_size=14, embed_dim=width, depth=3, num_heads=2, mlp_dim=64)
+    pt = tmp_path / "InternVideo2-stage2_1b-224p-f4.pt"
+    encoder = write_internvideo2_release(pt, encoder_cfg)
+    folder = tmp_path / "sparrow-det-pretrain" / "checkpoint-5000"
+    proposer = write_proposer_release(folder)
+    with pytest.raises(ReleaseError, match="--internvideo2-heads"):
         convert(_options(internvideo2=pt))
+    result = convert(_options(internvideo2=pt, internvideo2_heads=2, proposer=folder, proposer_base=TINY_PROPOSER))
+    report = result.report
+    assert report.ok, report.format()
+    assert report.mapped["InternVideo2 (temporal encoder)"] == len(encoder.state_dict())
+    assert report.mapped["proposer (sparrow-det-pretrain)"] == len(proposer.state_dict())
+    heads = [k for k in proposer.state_dict() if re.match(r"ddetr_transformer\.(?:bbox|class)_embed", k)]
+    assert len(report.aliased) == len(heads) > 0  # the heads' second names, equal to the first
+    assert not any(reason.startswith(("temporal:", "proposer:")) for reason in report.allowed_missing)
+    assert any("after the feature block" in reason for reason in report.allowed_unexpected)
+    model = result.model
+    assert model.cfg.temporal.kind == "internvideo2" and model.cfg.proposer.kind == "deformable_detr"
+    for kit, source in ((model.temporal.model, encoder), (model.proposer, proposer)):
+        got, want = kit.state_dict(), source.state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    out = write_converted(result, tmp_path / "kit")
+    from sparrow.model import SparrowModel
+
+    reloaded = SparrowModel.from_pretrained(out)
+    assert type(reloaded.temporal.model) is type(encoder) and reloaded.cfg.proposer.kind == "deformable_detr"
+    assert torch.equal(reloaded.temporal.model.pos_embed, encoder.pos_embed)
 
 
 def test_token_ids_disagreeing_with_config_are_refused(tmp_path):
@@ -344,6 +452,9 @@ def test_written_folder_loads_with_from_pretrained(converted, tmp_path):
         assert torch.equal(model.state_dict()[key], value), key
     record = json.loads((out / "conversion.json").read_text())
     assert record["gamma_policy"] == "official" and record["report"]["ok"]
+    stored = json.loads((SPARROW_DIR / "config.json").read_text())["sliding_window"]
+    assert record["sliding_window"] == {"stored": stored, "used": stored + 1}
+    assert model.llm.model.config.sliding_window == stored + 1  # 4.41 eager attends stored + 1 keys
     assert "dynamic_multimask_via_stability: true" in (out / "components" / "sam2.yaml").read_text()
     assert (out / "conversion-report.txt").read_text().startswith("key map sparrow->kit: OK")
 
@@ -360,4 +471,8 @@ def test_cli_convert_writes_the_folder_and_errors_in_one_line(tmp_path, capsys):
     extra += ["--tokenizer", str(FIXTURES / "tokenizer-fast"), "--dtype", "float32", "--gamma", "stored"]
     assert main(args + extra) == 0
     assert "key map sparrow->kit: OK" in capsys.readouterr().out
-    assert json.loads((out / "conversion.json").read_text())["gamma_policy"] == "stored"
+    record = json.loads((out / "conversion.json").read_text())
+    assert record["gamma_policy"] == "stored" and record["sliding_window_policy"] == "official"
+    assert main(args + extra + ["--sliding-window", "stored", "--out", str(tmp_path / "kit2")]) == 0
+    record = json.loads((tmp_path / "kit2" / "conversion.json").read_text())
+    assert record["sliding_window"]["used"] == record["sliding_window"]["stored"]

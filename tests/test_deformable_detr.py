@@ -190,6 +190,10 @@ def test_release_folder_loads_strictly_and_reproduces_the_source(tmp_path, safet
     loaded = load_release(folder, TINY_PROPOSER, verbose=True)
     assert loaded.report.ok and not loaded.report.unexpected and not loaded.report.missing
     assert "tensors loaded" in capsys.readouterr().out
+    heads = [
+        k for k in source.state_dict() if k.startswith(("ddetr_transformer.bbox_embed", "ddetr_transformer.class"))
+    ]
+    assert len(loaded.report.aliased) == (0 if safetensors else len(heads))  # the heads' second names
     got, want = loaded.proposer.state_dict(), source.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
     x = torch.randn(1, 3, 64, 64)
@@ -212,7 +216,7 @@ def test_release_folder_errors_name_the_problem(tmp_path):
     state["ddetr_transformer.decoder.class_embed_enc.bias"] = state["ddetr_transformer.class_embed_enc.bias"]
     state["ddetr_transformer.extra.weight"] = torch.zeros(1)
     torch.save(state, folder / "pytorch_model.bin")
-    with pytest.raises(StateMismatch, match=r"unexpected \(1\): ddetr_transformer.extra.weight"):
+    with pytest.raises(StateMismatch, match=r"UNEXPECTED  release:ddetr_transformer.extra.weight"):
         load_release(folder, TINY_PROPOSER)
     config = release_config(TINY_PROPOSER)
     config["ddetr_cfg"]["num_feature_levels"] = 4

@@ -160,10 +160,15 @@ def test_loader_reports_the_released_keys_and_loads_the_vision_encoder(tmp_path)
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
     report = load_released(InternVideo2(dataclasses.replace(TINY, depth=4)), path)
     assert report.ok and sorted(report.loaded) == sorted(want)
-    ignored = report.ignored_by_prefix(2)
-    assert ignored["vision_encoder.blocks"] == 2  # block 3 of 4 never runs
-    assert {"vision_proj.weight", "text_proj.weight", "temp"} <= set(report.ignored)
-    assert "ignored vision_encoder.*" in str(report)
+    unused = report.allowed_unexpected
+    after = next(keys for reason, keys in unused.items() if "after the feature block" in reason)
+    assert sorted(after) == [
+        "release:vision_encoder.blocks.3.attn.qkv.weight",
+        "release:vision_encoder.blocks.3.ls1.gamma",
+    ]
+    outside = {k for reason, keys in unused.items() if "outside the vision encoder" in reason for k in keys}
+    assert {"release:vision_proj.weight", "release:text_proj.weight", "release:temp"} <= outside
+    assert "after the feature block" in str(report)
 
 
 def test_loader_unwraps_a_deepspeed_module_entry(tmp_path):
@@ -179,11 +184,11 @@ def test_loader_rejects_unexplained_and_missing_keys(tmp_path):
     state = internvideo2_stage2_state(model)
     extra = dict(state, **{"vision_encoder.extra_head.weight": torch.zeros(2)})
     torch.save({"model": extra}, tmp_path / "extra.pt")
-    with pytest.raises(StateMismatch, match=r"unexpected \(1\): extra_head.weight"):
+    with pytest.raises(StateMismatch, match=r"UNEXPECTED  release:vision_encoder.extra_head.weight"):
         load_released(InternVideo2(TINY), tmp_path / "extra.pt")
     short = {k: v for k, v in state.items() if k != "vision_encoder.blocks.0.ls2.gamma"}
     torch.save({"model": short}, tmp_path / "short.pt")
-    with pytest.raises(StateMismatch, match=r"missing \(1\): blocks.0.ls2.gamma"):
+    with pytest.raises(StateMismatch, match=r"MISSING  blocks.0.ls2.gamma"):
         load_released(InternVideo2(TINY), tmp_path / "short.pt")
     with pytest.raises(StateMismatch, match="shape"):
         load_released(InternVideo2(dataclasses.replace(TINY, mlp_dim=48)), tmp_path / "extra.pt")

@@ -305,6 +305,38 @@ def test_predict_rejects_bad_frames_and_runs_real_generation(models):
     assert isinstance(pred.answer, str) and pred.masks.shape == (3, 24, 32)
 
 
+def test_sampled_decoding_is_seeded_and_repeats(models):
+    model = get_model(models, "videoglamm", tsf=False, box=False, decoding="sample", decoding_seed=3)
+    real, seeds = type(model.llm).generate, []
+
+    def spy(embeds, n, stops, **kwargs):
+        seeds.append(kwargs.get("sample_seed"))
+        return real(model.llm, embeds, n, stops, **kwargs)
+
+    model.llm.generate = spy
+    frames = np.random.default_rng(2).integers(0, 255, (3, 24, 32, 3), dtype=np.uint8)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        a = model.predict(frames, "the red square", max_new_tokens=6)
+        b = model.predict(frames, "the red square", max_new_tokens=6)
+    assert seeds == [3, 3] and a.answer == b.answer
+
+
+def test_guided_box_prompts_clamp_only_when_switched_on(models):
+    pd = get_model(models, "videoglamm").pixel_decoder
+    tokens, boxes = torch.zeros(1, 2, pd.sam.sam_prompt_encoder.embed_dim), [torch.tensor([[-0.25, 0.1, 0.5, 1.5]])]
+    assert pd.clamp_boxes
+    clamped = pd._prompts(tokens, boxes)[1]
+    pd.clamp_boxes = False
+    try:
+        free = pd._prompts(tokens, boxes)[1]
+    finally:
+        pd.clamp_boxes = True
+    size = pd.image_size
+    assert torch.equal(clamped, torch.tensor([[0.0, 0.1, 0.5, 1.0]]) * size)
+    assert torch.equal(free, boxes[0] * size)
+
+
 def test_tsf_at_test_uses_given_embeddings_or_boxes(models):
     model = get_model(models, "videoglamm", tsf_at_test=True)
     seg, eos = model.seg_token_id, model.tokenizer.eos_token_id

@@ -89,6 +89,53 @@ def test_conversation_labels_and_placeholders():
     assert prompt.input_ids[-1] == token_id(tok, "<|assistant|>")
 
 
+def test_paper_videoglamm_prompt_is_the_released_phi3_instruct_prompt():
+    # VideoGPT+'s conv_phi3_instruct (MPT separator style): system + sep, then role + message + sep per turn, and the
+    # assistant role alone for generation
+    system, sep, user, assistant = (
+        "<|system|>\nYou are a helpful AI assistant.",
+        "<|end|>",
+        "\n<|user|>\n",
+        "\n<|assistant|>\n",
+    )
+    official = system + sep + user + "<video>\nq" + sep + assistant
+    cfg = ModelConfig.for_preset("videoglamm", "paper")
+    template = CHAT_TEMPLATES[cfg.chat_template]
+    kit = template.system + template.user_prefix + "<video>\nq" + template.user_suffix + template.assistant_prefix
+    assert kit == official
+    for profile in ("smoke", "mini"):  # the tiny presets keep the prompt their recorded numbers were made with
+        assert ModelConfig.for_preset("videoglamm", profile).chat_template == "phi3"
+
+
+def test_decoding_switch_greedy_or_the_released_top_k_sampling_seeded():
+    from sparrow.model.llm import SAMPLE_TOP_K, choose_next
+
+    logits = torch.linspace(-3.0, 3.0, 200)  # id 199 most likely; ids below 150 are outside the top 50
+    assert choose_next(logits) == 199
+    draws = [choose_next(logits, torch.Generator().manual_seed(s)) for s in range(40)]
+    assert all(d >= 200 - SAMPLE_TOP_K for d in draws) and len(set(draws)) > 1
+    again = [choose_next(logits, torch.Generator().manual_seed(s)) for s in range(40)]
+    assert draws == again  # seeded: a sampled run repeats
+    assert ModelConfig.for_preset("videoglamm", "paper").decoding == "greedy"
+    with pytest.raises(ValueError, match="unknown decoding"):
+        ModelConfig.for_preset("videoglamm", "smoke", decoding="beam")
+
+
+def test_clamp_boxes_switch_reaches_the_roi_helper_and_is_off_at_paper_size():
+    torch.manual_seed(0)
+    outside = torch.tensor([[-0.5, -0.5, 0.5, 0.5]])  # an unclamped released proposal reaching past the frame
+    pyramid = [torch.randn(1, 4, 8, 8)]
+    clamped = ROIProposalHelper(8, 8, 2, (4,))
+    free = ROIProposalHelper(8, 8, 2, (4,), clamp_boxes=False)
+    free.load_state_dict(clamped.state_dict())
+    a, b = clamped.proposal_tokens(outside, pyramid, 64), free.proposal_tokens(outside, pyramid, 64)
+    assert not torch.allclose(a[0], b[0])
+    inside = torch.tensor([[0.1, 0.2, 0.6, 0.9]])
+    assert torch.equal(clamped.proposal_tokens(inside, pyramid, 64)[0], free.proposal_tokens(inside, pyramid, 64)[0])
+    assert ModelConfig.for_preset("videoglamm", "mini").selector.clamp_boxes  # today's behaviour at tiny sizes
+    assert not ModelConfig.for_preset("videoglamm", "paper").selector.clamp_boxes
+
+
 # -- TSF insertion ----------------------------------------------------------------------------------------------
 def _embed(ids):
     return torch.stack([torch.full((4,), float(i)) for i in ids.tolist()]) if ids.numel() else torch.zeros(0, 4)

@@ -1,5 +1,6 @@
-"""Released checkpoints -> kit checkpoints: readers for the released layouts, declarative key maps with a strict
-report, and the converter behind ``sparrow convert`` (docs/released-weights.md)."""
+"""Released checkpoints -> kit checkpoints: readers for the released layouts, the VideoGLaMM-host key maps (on the
+key-map engine and strict report of :mod:`sparrow.model.state_report`), and the converter behind ``sparrow convert``
+(docs/released-weights.md)."""
 
 from sparrow.convert.converter import (
     GAMMA_POLICIES,
@@ -9,8 +10,8 @@ from sparrow.convert.converter import (
     convert,
     write_converted,
 )
-from sparrow.convert.keymap import Allowance, KeyMap, Report, Rule, Section, apply_keymap
 from sparrow.convert.reader import ReleaseError, read_release, read_weights
+from sparrow.model.state_report import Allowance, KeyMap, Report, Rule, Section, apply_keymap
 
 __all__ = [
     "GAMMA_POLICIES",

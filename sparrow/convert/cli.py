@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparrow.convert.converter import GAMMA_POLICIES, RELEASES, ConversionError, ConvertOptions, save_failed_report
+from sparrow.convert.converter import (
+    GAMMA_POLICIES,
+    RELEASES,
+    SLIDING_WINDOW_POLICIES,
+    ConversionError,
+    ConvertOptions,
+    save_failed_report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the CLIP folder the export drops: clip-vit-large-patch14-336 (sparrow, videoglamm), -patch14 (glus)",
     )
     p.add_argument("--internvideo2", type=Path, help="the InternVideo2-stage2_1b-224p-f4.pt file")
+    p.add_argument(
+        "--internvideo2-heads",
+        type=int,
+        help="the InternVideo2 file's attention heads (default: the paper preset's 16 for a 1408-wide encoder)",
+    )
     p.add_argument("--proposer", type=Path, help="a sparrow-det-pretrain checkpoint-* folder (sparrow only)")
     p.add_argument(
         "--gamma",
@@ -35,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("official", "stored"),
         default="official",
         help="glus: the memory-encoder layer scale the official loader leaves (default) or the stored values",
+    )
+    p.add_argument(
+        "--sliding-window",
+        choices=SLIDING_WINDOW_POLICIES,
+        default="official",
+        help="Phi-3 sliding window: the keys the release's transformers 4.41 attends (default) or the stored value",
     )
     p.add_argument(
         "--sam-config", type=Path, help="SAM2 yaml (default: sam2's sam2_hiera_l.yaml; unipixel: sam2.1_hiera_b+.yaml)"
@@ -58,8 +76,10 @@ def main_convert(argv: list[str]) -> int:
         src=args.src,
         clip=args.clip,
         internvideo2=args.internvideo2,
+        internvideo2_heads=args.internvideo2_heads,
         proposer=args.proposer,
         gamma=args.gamma,
+        sliding_window=args.sliding_window,
         sam_config=args.sam_config,
         tokenizer=args.tokenizer,
         dtype=args.dtype,

@@ -11,8 +11,12 @@ Steps (docs/released-weights.md §3):
 5. optionally write a kit checkpoint folder that ``SparrowModel.from_pretrained`` loads, with the report and the
    provenance (``conversion.json``, ``conversion-report.txt``).
 
-Parts with no released weights in the inputs given (the temporal encoder without ``--internvideo2``, the proposer
-without ``--proposer``) keep the kit's initialisation, drawn from a fixed seed, and the report names them.
+The temporal encoder and the proposer come from their own inputs: ``--internvideo2`` builds the native InternVideo2
+at the file's sizes (:func:`sparrow.model.internvideo2.release_config`), ``--proposer`` the native Deformable-DETR
+proposer of the ``checkpoint-*`` folder's ``config.json``; both are filled through their modules' own key maps, inside
+the one report. Parts with no released weights in the inputs given (the temporal encoder without ``--internvideo2``,
+held by a one-layer VideoMAE with InternVideo2's token layout; the proposer without ``--proposer``) keep the kit's
+initialisation, drawn from a fixed seed, and the report names them.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from typing import Any
 import torch
 
 from sparrow.convert import videoglamm as maps
-from sparrow.convert.keymap import Report, apply_keymap
 from sparrow.convert.reader import ReleaseError, ReleaseFolder, load_tokenizer, read_release, read_weights
+from sparrow.model import deformable_detr, internvideo2
+from sparrow.model.state_report import Report, apply_keymap
 from sparrow.model.tokens import BOX_TOKEN, SEG_TOKEN
 from sparrow.storage import atomic_write_json, atomic_write_text, read_json
 
 GAMMA_POLICIES: tuple[str, ...] = ("official", "stored")
+# transformers 4.41's eager Phi-3 attention (the release's) lets each query see `sliding_window` + 1 keys, the
+# installed transformers `sliding_window`: "official" stores the config's value + 1 so both attend the same keys.
+SLIDING_WINDOW_POLICIES: tuple[str, ...] = ("official", "stored")
 # transformers 4.41 renames every loaded key containing "gamma" to "weight", so the official loader never fills
 # roi_fusion_gamma: it keeps the constructor value roi_fusion_init, which chat.py and the evaluation scripts pass.
 OFFICIAL_GAMMA = 0.1
@@ -61,11 +69,15 @@ class ConvertOptions:
     internvideo2: Path | None = None
     proposer: Path | None = None
     gamma: str = "official"
+    sliding_window: str = "official"
     sam_config: Path | None = None  # default: sam2's configs/sam2/sam2_hiera_l.yaml, as the official code builds
     tokenizer: Path | None = None  # a folder with the same vocabulary in a format transformers reads without extras
     dtype: str | None = None  # None: the paper preset's LLM dtype
     profile: str = "paper"
     fuser_gamma: str = "official"  # glus: the memory-encoder layer scale as the official loader left it, or stored
+    # the released InternVideo2 file does not show its head count: None takes the preset's when the widths agree
+    internvideo2_heads: int | None = None
+    proposer_base: Any = None  # ProposerSpec with the inference fields (top-k, input size); None: the preset's
 
     def __post_init__(self) -> None:
         for name in ("src", "clip", "internvideo2", "proposer", "sam_config", "tokenizer"):
@@ -95,6 +107,10 @@ def _check_options(opts: ConvertOptions) -> None:
         raise ReleaseError(f"--release {opts.release}: choose one of {', '.join(RELEASES)}")
     if opts.gamma not in GAMMA_POLICIES:
         raise ReleaseError(f"--gamma {opts.gamma}: choose one of {', '.join(GAMMA_POLICIES)}")
+    if opts.sliding_window not in SLIDING_WINDOW_POLICIES:
+        raise ReleaseError(
+            f"--sliding-window {opts.sliding_window}: choose one of {', '.join(SLIDING_WINDOW_POLICIES)}"
+        )
     if opts.clip is None:
         raise ReleaseError("--clip: the release holds no CLIP tower; give the clip-vit-large-patch14-336 folder")
     for flag, path, is_dir in (
@@ -107,13 +123,6 @@ def _check_options(opts: ConvertOptions) -> None:
     ):
         if path is not None and not (Path(path).is_dir() if is_dir else Path(path).is_file()):
             raise ReleaseError(f"{flag} {path}: {'folder' if is_dir else 'file'} not found")
-    for flag, path, component in (
-        ("--internvideo2", opts.internvideo2, "temporal"),
-        ("--proposer", opts.proposer, "proposer"),
-    ):
-        if path is not None and maps.component_section(component) is None:
-            module = maps.PENDING_COMPONENTS[component][0]
-            raise ReleaseError(f"{flag} {path}: this kit has no {module} to hold those weights")
     if opts.proposer is not None and opts.release != "sparrow":
         raise ReleaseError(f"--proposer {opts.proposer}: the videoglamm release has no proposer")
 
@@ -136,13 +145,16 @@ def token_ids(release: ReleaseFolder, name: str) -> dict[str, int]:
     return ids
 
 
-def phi3_config(config: dict[str, Any], vocab_size: int):
-    """The ``Phi3Config`` of a ``VideoGPT+`` config: its Phi-3 fields, everything multimodal left out."""
+def phi3_config(config: dict[str, Any], vocab_size: int, sliding_window: str = "official"):
+    """The ``Phi3Config`` of a ``VideoGPT+`` config: its Phi-3 fields, everything multimodal left out;
+    ``sliding_window``: a :data:`SLIDING_WINDOW_POLICIES` policy."""
     from transformers import Phi3Config
 
     accepted = set(inspect.signature(Phi3Config.__init__).parameters) - {"self", "kwargs"}
     fields = {k: v for k, v in config.items() if k in accepted}
     fields["vocab_size"] = vocab_size
+    if sliding_window == "official" and fields.get("sliding_window") is not None:
+        fields["sliding_window"] = int(fields["sliding_window"]) + 1
     fields["tie_word_embeddings"] = False
     return Phi3Config(**fields)
 
@@ -174,7 +186,28 @@ def _heads(width: int) -> int:
     return next(h for h in (16, 8, 4, 2, 1) if width % h == 0)
 
 
-def _model_config(opts: ConvertOptions, release: ReleaseFolder, llm_config, clip_config, gamma_value: float):
+def temporal_config(opts: ConvertOptions, state: dict[str, torch.Tensor], preset) -> internvideo2.InternVideo2Config:
+    """The InternVideo2 sizes of the ``--internvideo2`` file; the head count from the option or the preset."""
+    width = int(state[internvideo2.RELEASE_PREFIX + "patch_embed.proj.weight"].shape[0])
+    heads = opts.internvideo2_heads
+    if heads is None:
+        if preset.kind != "internvideo2" or preset.hidden_size != width:
+            raise ReleaseError(
+                f"--internvideo2 {opts.internvideo2}: a {width}-wide encoder; give its head count (--internvideo2-heads)"
+            )
+        heads = preset.num_heads
+    return internvideo2.release_config(state, heads)
+
+
+def _model_config(
+    opts: ConvertOptions,
+    release: ReleaseFolder,
+    llm_config,
+    clip_config,
+    gamma_value: float,
+    temporal: internvideo2.InternVideo2Config | None,
+    proposer_config: dict | None,
+):
     from sparrow.model.config import LLMSpec, ModelConfig, SamSpec, TemporalSpec, VisionSpec
 
     base = ModelConfig.for_preset("videoglamm", opts.profile)
@@ -205,7 +238,7 @@ def _model_config(opts: ConvertOptions, release: ReleaseFolder, llm_config, clip
             select_layer=int(cfg.get("mm_vision_select_layer", -2)),
         ),
         # InternVideo2's token layout (4-frame chunks, tubelet 1, 224 px, patch 14: 256 tokens per frame) at the
-        # width of the released mm_projector; until the kit has the native encoder this VideoMAE holds its place.
+        # width of the released mm_projector; without the InternVideo2 file this VideoMAE holds its place.
         temporal=TemporalSpec(
             kind="videomae",
             image_size=224,
@@ -221,10 +254,43 @@ def _model_config(opts: ConvertOptions, release: ReleaseFolder, llm_config, clip
         tsf_k=int(cfg.get("tsf_k", base.tsf_k)),
         tsf_kmeans_iters=int(cfg.get("tsf_kmeans_iters", base.tsf_kmeans_iters)),
     )
+    if temporal is not None:
+        if temporal.embed_dim != mm_hidden:
+            raise ReleaseError(
+                f"--internvideo2 {opts.internvideo2}: {temporal.embed_dim}-wide, the release's mm_projector takes {mm_hidden}"
+            )
+        changes["temporal"] = TemporalSpec(
+            kind="internvideo2",
+            image_size=temporal.image_size,
+            patch_size=temporal.patch_size,
+            chunk_size=temporal.num_frames,
+            tubelet_size=temporal.tubelet_size,
+            hidden_size=temporal.embed_dim,
+            num_layers=temporal.depth,
+            num_heads=temporal.num_heads,
+            intermediate_size=temporal.mlp_dim,
+        )
     if opts.release == "sparrow":
         seg_proj = state["model.proposal_selector.seg_proj.weight"]
         prop_proj = state["model.proposal_selector.prop_proj.weight"]
-        changes["proposer"] = replace(base.proposer, path=None, d_model=int(prop_proj.shape[1]))
+        if proposer_config is not None:
+            # the official proposer builds its SAM2 image encoder from the same yaml name as the MLLM's SAM2
+            spec = deformable_detr.release_spec(
+                proposer_config,
+                opts.proposer_base or base.proposer,
+                str(opts.proposer / "config.json"),
+                opts.sam_config,
+            )
+            if spec.d_model != int(prop_proj.shape[1]):
+                raise ReleaseError(
+                    f"--proposer {opts.proposer}: d_model {spec.d_model}, the release's proposal_selector takes "
+                    f"{int(prop_proj.shape[1])}"
+                )
+            changes["proposer"] = spec
+        else:
+            changes["proposer"] = replace(
+                opts.proposer_base or base.proposer, path=None, d_model=int(prop_proj.shape[1])
+            )
         roi_query = state.get("model.roi_helper.query_proj.weight")
         changes["selector"] = replace(
             base.selector,
@@ -240,14 +306,29 @@ def _model_config(opts: ConvertOptions, release: ReleaseFolder, llm_config, clip
 
 def _stage_components(staging: Path, cfg, llm_config, clip_config, tokenizer, sam_yaml: Path) -> None:
     """The component configs ``SparrowModel(cfg, checkpoint_dir=staging)`` builds from."""
-    from transformers import CLIPVisionConfig, VideoMAEConfig
+    from transformers import CLIPVisionConfig
 
     comp = staging / "components"
     tokenizer.save_pretrained(staging / "tokenizer")
     llm_config.save_pretrained(comp / "llm")
     CLIPVisionConfig(**clip_config.to_dict()).save_pretrained(comp / "vision")
     t = cfg.temporal
-    VideoMAEConfig(
+    if t.kind == "internvideo2":
+        from sparrow.model.temporal_encoder import TemporalEncoder
+
+        TemporalEncoder.build(t, None).save_config(comp / "temporal")
+    else:
+        _videomae_config(t).save_pretrained(comp / "temporal")
+    official_sam_yaml(sam_yaml, comp / "sam2.yaml")
+    if cfg.box:
+        sam_dim = _sam_dim(sam_yaml)
+        atomic_write_json(comp / "proposer.json", {"spec": _asdict(cfg.proposer), "in_channels": sam_dim})
+
+
+def _videomae_config(t):
+    from transformers import VideoMAEConfig
+
+    return VideoMAEConfig(
         image_size=t.image_size,
         patch_size=t.patch_size,
         num_frames=t.chunk_size,
@@ -257,11 +338,7 @@ def _stage_components(staging: Path, cfg, llm_config, clip_config, tokenizer, sa
         num_attention_heads=t.num_heads,
         intermediate_size=t.intermediate_size,
         use_mean_pooling=False,
-    ).save_pretrained(comp / "temporal")
-    official_sam_yaml(sam_yaml, comp / "sam2.yaml")
-    if cfg.box:
-        sam_dim = _sam_dim(sam_yaml)
-        atomic_write_json(comp / "proposer.json", {"spec": _asdict(cfg.proposer), "in_channels": sam_dim})
+    )
 
 
 # What the official loader's build_sam2 (apply_postprocessing=True) adds to the yaml: an eval-mode single-mask call
@@ -328,12 +405,25 @@ def convert(opts: ConvertOptions) -> Converted:
     # host stage, which is what a VideoGLaMM checkpoint is used for).
     vocab = stored_rows + (BOX_TOKEN not in ids)
     tokenizer = _tokenizer(opts, ids, vocab)
-    llm_config = phi3_config(release.config, vocab)
+    llm_config = phi3_config(release.config, vocab, opts.sliding_window)
     clip_config = _clip_config(Path(opts.clip))
     clip_state, _ = read_weights(opts.clip)
     stored_gamma = release.state.get("model.roi_fusion_gamma")
     gamma_value = OFFICIAL_GAMMA if opts.gamma == "official" or stored_gamma is None else float(stored_gamma)
-    cfg = _model_config(opts, release, llm_config, clip_config, gamma_value)
+    from sparrow.model.config import ModelConfig
+
+    inputs = {"release": release.state, "clip": clip_state}
+    temporal = None
+    if opts.internvideo2 is not None:
+        inputs["internvideo2"] = internvideo2.read_release(opts.internvideo2)
+        temporal = temporal_config(
+            opts, inputs["internvideo2"], ModelConfig.for_preset("videoglamm", opts.profile).temporal
+        )
+    proposer_config = None
+    if opts.proposer is not None:
+        proposer_config = deformable_detr.read_release_config(opts.proposer)
+        inputs["proposer"], _ = read_weights(opts.proposer)
+    cfg = _model_config(opts, release, llm_config, clip_config, gamma_value, temporal, proposer_config)
     with tempfile.TemporaryDirectory(prefix="sparrow-convert-") as tmp:
         staging = Path(tmp)
         _stage_components(staging, cfg, llm_config, clip_config, tokenizer, _sam_yaml(opts))
@@ -342,13 +432,12 @@ def convert(opts: ConvertOptions) -> Converted:
         sam_text = (staging / "components" / "sam2.yaml").read_text()
     model.sam_yaml = None
     kit_state = model.state_dict()
-    keymap = maps.keymap(opts.release, opts.internvideo2 is not None, opts.proposer is not None)
+    keymap = maps.keymap(opts.release, temporal, opts.proposer is not None)
 
     def vocab_rows(t: torch.Tensor) -> torch.Tensor:
         return t if t.shape[0] == vocab else torch.cat([t, t.new_zeros(vocab - t.shape[0], *t.shape[1:])])
 
     transforms = {"gamma": lambda t: torch.tensor(gamma_value, dtype=torch.float32), "vocab": vocab_rows}
-    inputs = {"release": release.state, "clip": clip_state}
     mapped, report = apply_keymap(keymap, inputs, kit_state, transforms)
     if vocab != stored_rows:
         report.notes.append(f"[BOX] added as id {vocab - 1} with zero embedding and lm_head rows")
@@ -368,6 +457,8 @@ def convert(opts: ConvertOptions) -> Converted:
         "internvideo2": None if opts.internvideo2 is None else str(opts.internvideo2),
         "proposer": None if opts.proposer is None else str(opts.proposer),
         "gamma_policy": opts.gamma,
+        "sliding_window_policy": opts.sliding_window,
+        "sliding_window": {"stored": release.config.get("sliding_window"), "used": llm_config.sliding_window},
         "gamma_stored": None if stored_gamma is None else float(stored_gamma),
         "gamma_used": gamma_value if opts.release == "sparrow" else None,
         "token_ids": {SEG_TOKEN: model.seg_token_id, BOX_TOKEN: model.box_token_id},
@@ -403,6 +494,7 @@ def save_failed_report(report: Report, out: str | os.PathLike) -> Path:
 __all__ = [
     "GAMMA_POLICIES",
     "RELEASES",
+    "SLIDING_WINDOW_POLICIES",
     "ConversionError",
     "ConvertOptions",
     "Converted",

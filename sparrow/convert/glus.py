@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from sparrow.convert.keymap import Allowance, KeyMap, Rule, Section, apply_keymap
 from sparrow.convert.reader import ReleaseError, load_tokenizer, read_release, read_weights
+from sparrow.model.state_report import Allowance, KeyMap, Rule, Section, apply_keymap
 
 MODEL_TYPE = "llava"
 FUSER_GAMMA_POLICIES: tuple[str, ...] = ("official", "stored")

@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from sparrow.convert.keymap import Allowance, KeyMap, Rule, Section, apply_keymap
 from sparrow.convert.reader import ReleaseError, read_release
+from sparrow.model.state_report import Allowance, KeyMap, Rule, Section, apply_keymap
 
 MODEL_TYPE = "pixel_qwen2_5_vl"
 RELEASE_SEG = "<|seg|>"

@@ -20,17 +20,18 @@ temporal encoder        (InternVideo2 ``.pt``)          ``temporal``            
 proposer                (``checkpoint-*`` folder)       ``proposer``                       ``--proposer``
 ======================  ==============================  =================================  ==========
 
-The temporal encoder and the proposer sections come from the kit modules that implement the released architectures
-(``sparrow.model.internvideo2`` and ``sparrow.model.deformable_detr``, each exposing ``release_key_section()``);
-while a module is absent its component keeps the kit's initialisation, named in the report.
+The temporal encoder and the proposer sections are the maps of the kit modules that implement the released
+architectures (:func:`sparrow.model.internvideo2.release_key_map`, :func:`sparrow.model.deformable_detr.release_key_map`,
+the same maps their own loaders use), placed under the kit prefix; without their input a component keeps the kit's
+initialisation, named in the report.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 
-from sparrow.convert.keymap import Allowance, KeyMap, Rule, Section
+from sparrow.model import deformable_detr, internvideo2
+from sparrow.model.state_report import Allowance, KeyMap, Rule, Section
 
 RELEASES: tuple[str, ...] = ("sparrow", "videoglamm")
 
@@ -43,26 +44,21 @@ _SAM_RULES = (
 
 _LORA_REASON = "the kit's LoRA factors: lora_B is zero, so they add nothing (the release merged its LoRA)"
 
-# kit modules that implement the released temporal encoder and proposer, and the inputs their sections read
-PENDING_COMPONENTS: dict[str, tuple[str, str, str]] = {
-    # component: (module, input, kit prefix)
-    "temporal": ("sparrow.model.internvideo2", "internvideo2", "temporal."),
-    "proposer": ("sparrow.model.deformable_detr", "proposer", "proposer."),
+# component: (input, kit prefix of the module the component's own key map loads)
+COMPONENTS: dict[str, tuple[str, str]] = {
+    "temporal": ("internvideo2", "temporal.model."),
+    "proposer": ("proposer", "proposer."),
 }
 
 
-def component_section(component: str) -> Section | None:
-    """The section of ``component`` from the kit module that implements the released architecture, or None while
-    the kit has no such module (the hook through which those modules join the map)."""
-    module_name, _, _ = PENDING_COMPONENTS[component]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-    section = getattr(module, "release_key_section", None)
-    return None if section is None else section()
+def component_keymap(component: str, temporal_config: internvideo2.InternVideo2Config | None = None) -> KeyMap:
+    """The key map of ``component`` placed in the converted model (``temporal_config``: the encoder's sizes)."""
+    source, prefix = COMPONENTS[component]
+    if component == "temporal":
+        if temporal_config is None:
+            raise ValueError("the temporal encoder's key map needs its InternVideo2Config")
+        return internvideo2.release_key_map(temporal_config).under(prefix, source)
+    return deformable_detr.release_key_map().under(prefix, source)
 
 
 def _host_sections() -> tuple[Section, ...]:
@@ -126,26 +122,30 @@ _COMMON_UNEXPECTED = (
 )
 
 
-def keymap(release: str, with_temporal: bool, with_proposer: bool) -> KeyMap:
-    """The key map of ``release`` (``sparrow`` or ``videoglamm``); ``with_*``: whether that input is given."""
+def keymap(release: str, temporal_config: internvideo2.InternVideo2Config | None, with_proposer: bool) -> KeyMap:
+    """The key map of ``release`` (``sparrow`` or ``videoglamm``); ``temporal_config``: the InternVideo2 the
+    ``--internvideo2`` file fills (None: not given); ``with_proposer``: whether ``--proposer`` is given."""
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}; choose one of {', '.join(RELEASES)}")
     sections = list(_host_sections())
+    unexpected = list(_COMMON_UNEXPECTED)
     missing = [Allowance(r".+\.lora_[AB]\.default\.weight", _LORA_REASON, "kit")]
-    optional = {"temporal": with_temporal, "proposer": with_proposer and release == "sparrow"}
-    for component, given in optional.items():
-        _, source, prefix = PENDING_COMPONENTS[component]
-        section = component_section(component) if given else None
-        if section is not None:
-            sections.append(section)
+    given = {"temporal": temporal_config is not None, "proposer": with_proposer and release == "sparrow"}
+    for component, present in given.items():
+        source, prefix = COMPONENTS[component]
+        if present:
+            part = component_keymap(component, temporal_config)
+            sections.extend(part.sections)
+            unexpected.extend(part.allow_unexpected)
+            missing.extend(part.allow_missing)
         elif component == "temporal" or release == "sparrow":
             missing.append(
                 Allowance(
-                    re.escape(prefix) + ".+",
+                    re.escape(prefix.split(".")[0] + ".") + ".+",
                     f"{component}: kept at the kit's initialisation (no {source} input converted)",
                     "kit",
                 )
             )
     if release == "sparrow":
         sections.extend(_box_sections())
-    return KeyMap(f"{release}->kit", tuple(sections), _COMMON_UNEXPECTED, tuple(missing))
+    return KeyMap(f"{release}->kit", tuple(sections), tuple(unexpected), tuple(missing))

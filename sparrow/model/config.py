@@ -28,6 +28,7 @@ HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
 MODEL_STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
 PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
 INFERENCE_PROTOCOLS: tuple[str, ...] = ("kit", "unipixel", "glus")  # sparrow.model.host_protocol
+DECODING_MODES: tuple[str, ...] = ("greedy", "sample")
 CONFIG_FORMAT = "sparrow-model/1"
 
 
@@ -155,6 +156,12 @@ class SelectorSpec:
     box_prior_filter_test: bool = True
     box_prior_min_score: float = 0.35
     box_prior_max_keep: int = 1  # evaluation scripts: 1; chat.py and the model default: 4
+    # proposal boxes clamped to [0, 1] before the ROI helper and the SAM2 box prompts; the released code clamps
+    # them only inside the box prior filter (False at paper size)
+    clamp_boxes: bool = True
+    # the box prior filter's SAM2 prompt and scoring grid: box (a box prompt, masks at the frame size) | corners
+    # (the released form: corner points labelled 2/3 plus SAM2's padding point, masks scored at 4x the prompt grid)
+    box_prior_prompt: str = "box"
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,7 @@ class ModelConfig:
     seg_head_norm_eps: float | None = None  # seg_head's RMSNorm: None = torch's default; UniPixel: 1e-6 in float32
     hidden_state: str = "last"  # last (after the final norm) | last_prenorm (UniPixel)
     seg_hidden_at: str = "preceding"  # LISA convention: the state that predicts [SEG]; "token": the [SEG] position
-    chat_template: str = "phi3"  # phi3 | llava_v1 | qwen_chatml
+    chat_template: str = "phi3"  # phi3 | phi3_instruct (with the released system turn) | llava_v1 | qwen_chatml
     eval_prompt: str = "What is {phrase} in this video? Please respond with segmentation masks."
     protocol: str = "kit"  # inference frame sampling and query wording: kit | unipixel | glus (host_protocol.py)
     # TSF
@@ -220,6 +227,10 @@ class ModelConfig:
     max_seg_tokens: int = 4
     visual_token_reserve: int = 255
     max_new_tokens: int = 32
+    # answer decoding at inference: greedy (the kit's default, what its tables report) | sample (the released
+    # evaluation's top-k 50 sampling at temperature 1, seeded here with decoding_seed so runs repeat)
+    decoding: str = "greedy"
+    decoding_seed: int = 0
     # host-stage trainables (VideoGLaMM recipe: LoRA + lm_head + embed_tokens + text_hidden_fcs + mask decoder)
     host_trainable_sam: str = "mask_decoder"  # none | mask_decoder | all
     host_train_adapters: bool = True
@@ -239,6 +250,10 @@ class ModelConfig:
             raise ValueError(f"unknown hidden_state {self.hidden_state!r}")
         if self.seg_hidden_at not in ("preceding", "token"):
             raise ValueError(f"unknown seg_hidden_at {self.seg_hidden_at!r}")
+        if self.selector.box_prior_prompt not in ("box", "corners"):
+            raise ValueError(f"unknown box_prior_prompt {self.selector.box_prior_prompt!r}; choose box or corners")
+        if self.decoding not in DECODING_MODES:
+            raise ValueError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODING_MODES)}")
         if self.host_trainable_sam not in ("none", "mask_decoder", "all"):
             raise ValueError(f"unknown host_trainable_sam {self.host_trainable_sam!r}")
         if self.sam.tiny and self.sam.image_size is None:

@@ -38,8 +38,13 @@ class ChatTemplate:
 
 
 CHAT_TEMPLATES: dict[str, ChatTemplate] = {
-    # VideoGPT+ phi3_instruct
+    # VideoGPT+'s phi3_instruct turns without its system turn (the tiny smoke/mini presets)
     "phi3": ChatTemplate("", "<|user|>\n", "<|end|>\n", "<|assistant|>\n", "<|end|>"),
+    # VideoGPT+'s conv_phi3_instruct as the released training and evaluation prompt it (MPT style: system + <|end|>,
+    # then "\n<|user|>\n" message <|end|> "\n<|assistant|>\n"): the paper preset
+    "phi3_instruct": ChatTemplate(
+        "<|system|>\nYou are a helpful AI assistant.<|end|>\n", "<|user|>\n", "<|end|>\n", "<|assistant|>\n", "<|end|>"
+    ),
     # LLaVA v1 (LISA / GLUS)
     "llava_v1": ChatTemplate(
         "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "

@@ -1,7 +1,7 @@
 """The released class-agnostic proposer (``sparrow-det-pretrain``): two-stage Deformable-DETR on a frozen SAM2 image
 encoder, in plain torch (docs/design.md §5, §5.1).
 
-Structure (``CustomDDETRSAM2Model``; state_dict keys follow the release, see :data:`RELEASE_RENAMES`):
+Structure (``CustomDDETRSAM2Model``; state_dict keys follow the release, see :func:`release_key_map`):
 
 - ``vis_encoder``: a SAM2 image encoder (Hiera-L trunk + FPN neck for the release), built by hydra from the sam2
   package's config, frozen. Only ``backbone_fpn[-1]`` is used (stride 16: 28 x 28 at the 448 input).
@@ -32,14 +32,14 @@ boxes as normalised x0, y0, x1, y1 (**not** clamped) and their decoder states; n
 
 Released folders: :func:`load_release` reads one HF Trainer ``checkpoint-*`` folder (``config.json`` of
 ``model_type`` ``ddetr_sam2`` with its ``ddetr_cfg`` diff dict; ``model.safetensors`` or ``pytorch_model.bin``,
-sharded or not, read with ``weights_only=True``), maps the keys and loads strictly with a printed report.
+sharded or not, read with ``weights_only=True``), maps the keys (:func:`release_key_map`, the same map
+``sparrow convert --proposer`` uses) and loads strictly with a printed report.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +55,8 @@ from sparrow.model.proposer import (
     ProposerOutput,
     box_cxcywh_to_xyxy,
 )
-from sparrow.model.state_report import StateReport, load_strict
-from sparrow.storage import DataError
+from sparrow.model.release_files import ReleaseError, read_weights
+from sparrow.model.state_report import KeyMap, Report, Rule, Section, identity_map, load_strict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -253,7 +253,8 @@ class DeformableTransformer(nn.Module):
 
 
 def build_backbone(spec: ProposerSpec) -> nn.Module:
-    """The SAM2 image encoder of ``spec.backbone`` (a sam2 package config), tiny if ``spec.backbone_tiny``."""
+    """The SAM2 image encoder of ``spec.backbone`` (a sam2 package config, or a local ``.yaml`` file such as the
+    one a release's bundled sam2 names), tiny if ``spec.backbone_tiny``."""
     import sam2  # noqa: F401  (initialises sam2's hydra config module)
     from hydra import compose
     from hydra.utils import instantiate
@@ -262,7 +263,12 @@ def build_backbone(spec: ProposerSpec) -> nn.Module:
     from sparrow.model.pixel_decoder import tiny_overrides
 
     overrides = tiny_overrides(spec.image_size or 64) if spec.backbone_tiny else []
-    cfg = compose(config_name=spec.backbone, overrides=overrides)
+    if Path(spec.backbone).suffix == ".yaml" and Path(spec.backbone).is_file():
+        cfg = OmegaConf.load(spec.backbone)
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    else:
+        cfg = compose(config_name=spec.backbone, overrides=overrides)
     OmegaConf.resolve(cfg)
     return instantiate(cfg.model.image_encoder, _recursive_=True)
 
@@ -335,13 +341,13 @@ class DeformableProposer(DetectionLoss, nn.Module):
         return result
 
     # -- persistence -------------------------------------------------------------------------------------------
-    def load_backbone(self, sam_checkpoint: Path) -> StateReport:
+    def load_backbone(self, sam_checkpoint: Path) -> Report:
         """Seed the backbone from a sam2 checkpoint (``{"model": state_dict}``): its ``image_encoder.*``."""
         data = torch.load(sam_checkpoint, map_location="cpu", weights_only=True)
         state = data.get("model", data)
         prefix = "image_encoder."
         encoder = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        return load_strict(self.vis_encoder, encoder, source=str(sam_checkpoint))
+        return load_strict(self.vis_encoder, identity_map(f"image encoder {sam_checkpoint}"), {"release": encoder})
 
     def save_pretrained(self, directory: str | Path) -> None:
         """``proposer.json`` and ``model.safetensors`` (the kit's proposer folder), written atomically."""
@@ -359,17 +365,24 @@ class DeformableProposer(DetectionLoss, nn.Module):
 
 # -- released checkpoint-* folders -------------------------------------------------------------------------------
 
-# Release key -> kit key, applied in order (re.sub). transformers 5 names the FFN of its Deformable-DETR layers
-# ``mlp.fc1``/``mlp.fc2`` and the decoder self-attention output ``o_proj``; the heads registered a second time
-# under ``ddetr_transformer.decoder.`` (one module, two names) map onto the same kit parameter.
-RELEASE_RENAMES: tuple[tuple[str, str], ...] = (
-    (r"^(ddetr_transformer\.(?:en|de)coder\.layers\.\d+)\.fc([12])\.", r"\1.mlp.fc\2."),
-    (r"^(ddetr_transformer\.decoder\.layers\.\d+\.self_attn)\.out_proj\.", r"\1.o_proj."),
-    (
-        r"^ddetr_transformer\.decoder\.(bbox_embed|class_embed_coco|class_embed_sa1b|class_embed_enc)\.",
-        r"ddetr_transformer.\1.",
-    ),
-)
+
+def release_key_map() -> KeyMap:
+    """A ``checkpoint-*`` folder's keys (input ``release``) -> :class:`DeformableProposer` keys. transformers 5
+    names the FFN of its Deformable-DETR layers ``mlp.fc1``/``mlp.fc2`` and the decoder self-attention output
+    ``o_proj``; the heads the release registers a second time under ``ddetr_transformer.decoder.`` (one module, two
+    names) are aliases of the same kit parameter. ``.under(prefix, source)`` places it in a larger model."""
+    rules = (
+        Rule(r"(ddetr_transformer\.(?:en|de)coder\.layers\.\d+)\.fc([12])\.(weight|bias)", r"\1.mlp.fc\2.\3"),
+        Rule(r"(ddetr_transformer\.decoder\.layers\.\d+\.self_attn)\.out_proj\.(weight|bias)", r"\1.o_proj.\2"),
+        Rule(
+            r"ddetr_transformer\.decoder\.(bbox_embed|class_embed_coco|class_embed_sa1b|class_embed_enc)\.(.+)",
+            r"ddetr_transformer.\1.\2",
+            alias=True,
+        ),
+        Rule(r"(.+)", r"\1"),
+    )
+    return KeyMap("Deformable-DETR proposer", (Section("proposer (sparrow-det-pretrain)", "release", "", "", rules),))
+
 
 # DeformableDetrConfig defaults for the fields a diff dict leaves out (the same in transformers 4.31 to 5).
 _DETR_DEFAULTS = dict(
@@ -397,14 +410,17 @@ class ReleaseProposer:
     """A loaded release folder: the proposer and the key report."""
 
     proposer: DeformableProposer
-    report: StateReport
+    report: Report
 
 
-def release_spec(config: dict, base: ProposerSpec | None = None, source: str = "config.json") -> ProposerSpec:
+def release_spec(
+    config: dict, base: ProposerSpec | None = None, source: str = "config.json", sam_config: str | Path | None = None
+) -> ProposerSpec:
     """The :class:`ProposerSpec` of a release ``config.json`` (``CustomDDETRSAM2Config``); ``base`` supplies the
-    inference fields (top-k, score powers, input size)."""
+    inference fields (top-k, score powers, input size); ``sam_config``: a local SAM2 yaml for the backbone instead
+    of the sam2 package's config of the name ``sam2_cfg`` gives."""
     if config.get("model_type") != "ddetr_sam2":
-        raise DataError(f"{source}: model_type {config.get('model_type')!r} is not 'ddetr_sam2'")
+        raise ReleaseError(f"{source}: model_type {config.get('model_type')!r} is not 'ddetr_sam2'")
     detr = {**_DETR_DEFAULTS, **(config.get("ddetr_cfg") or {})}
     if detr["num_labels"] == 91 and "id2label" in detr:
         detr["num_labels"] = len(detr["id2label"])
@@ -424,9 +440,11 @@ def release_spec(config: dict, base: ProposerSpec | None = None, source: str = "
     if detr["encoder_ffn_dim"] != detr["decoder_ffn_dim"] or detr["encoder_n_points"] != detr["decoder_n_points"]:
         unsupported.append("different encoder/decoder FFN or points")
     if unsupported:
-        raise DataError(f"{source}: unsupported proposer configuration: {', '.join(unsupported)}")
+        raise ReleaseError(f"{source}: unsupported proposer configuration: {', '.join(unsupported)}")
     sam2_cfg = str(config.get("sam2_cfg") or "sam2_hiera_l.yaml")
     backbone = sam2_cfg if sam2_cfg.startswith("configs/") else SAM2_CONFIG_DIR + Path(sam2_cfg).name
+    if sam_config is not None:
+        backbone = str(sam_config)
     base = base or ProposerSpec(kind="deformable_detr", topk=100, image_size=448)
     return dataclasses.replace(
         base,
@@ -443,57 +461,30 @@ def release_spec(config: dict, base: ProposerSpec | None = None, source: str = "
     )
 
 
-def read_release_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """The state_dict of an HF folder: ``model.safetensors`` or ``pytorch_model.bin``, each possibly sharded with
-    its ``.index.json``; ``.bin`` files are read with ``weights_only=True``."""
-    from safetensors.torch import load_file
-
-    from sparrow.storage import read_json
-
-    def read(path: Path) -> dict[str, torch.Tensor]:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            return read(folder / name)
-        index = folder / f"{name}.index.json"
-        if index.is_file():
-            state: dict[str, torch.Tensor] = {}
-            for shard in sorted(set(read_json(index)["weight_map"].values())):
-                state.update(read(folder / shard))
-            return state
-    raise DataError(f"{folder}: no model.safetensors or pytorch_model.bin (sharded or not)")
-
-
-def map_release_keys(state: dict[str, torch.Tensor], source: str = "state_dict") -> dict[str, torch.Tensor]:
-    """Release keys -> kit keys (:data:`RELEASE_RENAMES`). A key reached twice (the heads' two names) must hold the
-    same tensor values."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        new = key
-        for pattern, repl in RELEASE_RENAMES:
-            new = re.sub(pattern, repl, new)
-        if new in out and not torch.equal(out[new], value):
-            raise DataError(f"{source}: {key} and another name of {new} hold different values")
-        out[new] = value
-    return out
-
-
-def load_release(folder: str | Path, base: ProposerSpec | None = None, verbose: bool = False) -> ReleaseProposer:
-    """Build and load one released ``checkpoint-*`` folder (Trainer state files are ignored)."""
+def read_release_config(folder: str | Path) -> dict:
+    """``config.json`` of one released ``checkpoint-*`` folder; the repository folder above them is refused with
+    the names of its checkpoints."""
     from sparrow.storage import read_json
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         found = sorted(p.name for p in folder.glob("checkpoint-*")) if folder.is_dir() else []
         hint = f"; pass one of its checkpoint folders: {', '.join(found)}" if found else ""
-        raise DataError(f"{folder}: no config.json of a released proposer{hint}")
-    spec = release_spec(read_json(folder / "config.json"), base, source=str(folder / "config.json"))
+        raise ReleaseError(f"{folder}: no config.json of a released proposer{hint}")
+    return read_json(folder / "config.json")
+
+
+def load_release(
+    folder: str | Path, base: ProposerSpec | None = None, verbose: bool = False, sam_config: str | Path | None = None
+) -> ReleaseProposer:
+    """Build and load one released ``checkpoint-*`` folder (Trainer state files are ignored); ``sam_config`` as in
+    :func:`release_spec`."""
+    folder = Path(folder)
+    spec = release_spec(read_release_config(folder), base, str(folder / "config.json"), sam_config)
     proposer = DeformableProposer(spec)
-    state = map_release_keys(read_release_weights(folder), source=str(folder))
-    report = load_strict(proposer, state, source=str(folder))
+    state, _ = read_weights(folder)
+    keymap = dataclasses.replace(release_key_map(), name=f"proposer {folder}")
+    report = load_strict(proposer, keymap, {"release": state})
     if verbose:
         print(report)
     return ReleaseProposer(proposer.eval(), report)

@@ -198,7 +198,8 @@ def answer(
         prompt, None, visual, tsf, model.llm.embed, model.seg_token_id, model.box_token_id, cfg.tsf_k, cfg.seg_hidden_at
     )
     stops = _stop_ids(model)
-    generated, states = model.llm.generate(embeds.unsqueeze(0), max_new_tokens, stops)
+    sampling = {"sample_seed": cfg.decoding_seed} if cfg.decoding == "sample" else {}
+    generated, states = model.llm.generate(embeds.unsqueeze(0), max_new_tokens, stops, **sampling)
     text_ids = [i for i in generated if i not in stops]
     text = model.tokenizer.decode(text_ids, skip_special_tokens=False).strip()
     # Row r of ``states`` is the position of tail[r]: the last prompt token, then every fed answer token.

@@ -16,8 +16,10 @@ kept, no crop), then ``(x / 255 - mean) / std`` with the ImageNet mean/std in fl
 
 Weights: the released ``InternVideo2-stage2_1b-224p-f4.pt`` is a ``torch.save`` dict whose ``model`` (or DeepSpeed
 ``module``) entry holds the stage-2 model: ``vision_encoder.*`` (this module), ``vision_proj``, the BERT text tower,
-``text_proj``, ``itm_head`` and ``temp``. :func:`load_released` keeps ``vision_encoder.*`` and reports the rest as
-ignored by name (:data:`RELEASE_IGNORED`); any other missing or unexpected key is an error. The file is read with
+``text_proj``, ``itm_head`` and ``temp``. :func:`release_key_map` keeps ``vision_encoder.*`` and allows the rest
+by name (:data:`RELEASE_UNUSED`); any other missing or unexpected key is an error. The same map loads the file
+alone (:func:`load_released`) and inside a converted model (``sparrow convert --internvideo2``); the file holds no
+configuration, and :func:`release_config` reads the sizes from its shapes. The file is read with
 ``torch.load(weights_only=True)``; if that refuses it (a pickle holding more than tensors and plain containers),
 :func:`convert_release_to_safetensors` converts it once to safetensors, reading the trusted file with
 ``weights_only=False`` a single time, and :func:`load_released` then reads the safetensors file.
@@ -26,8 +28,8 @@ ignored by name (:data:`RELEASE_IGNORED`); any other missing or unexpected key i
 from __future__ import annotations
 
 import dataclasses
-import re
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparrow.model.state_report import StateReport, load_strict
-from sparrow.storage import DataError
+from sparrow.model.release_files import ReleaseError
+from sparrow.model.state_report import Allowance, KeyMap, Report, Rule, Section, load_strict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -225,37 +227,56 @@ def preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
 
 # -- released weights ----------------------------------------------------------------------------------------------
 
-# Keys of the stage-2 file that this path never uses: the CLIP-distillation heads and their position embeddings, the
-# block after the feature block, and everything outside the vision encoder.
-RELEASE_IGNORED: tuple[str, ...] = (
-    r"vision_encoder\.clip_",
-    r"vision_encoder\.final_clip_decoder\.",
-    r"vision_proj\.",
-    r"text_encoder\.",
-    r"text_proj\.",
-    r"itm_head\.",
-    r"temp$",
+# What the stage-2 file holds besides the encoder this path runs, and why each part stays unused.
+RELEASE_UNUSED: tuple[tuple[str, str], ...] = (
+    (r"vision_encoder\.blocks\.\d+\..+", "InternVideo2: blocks after the feature block (never run)"),
+    (
+        r"vision_encoder\.(?:clip_.+|final_clip_decoder\..+)",
+        "InternVideo2: the CLIP-distillation heads and their position embedding",
+    ),
+    (
+        r"(?:vision_proj|text_encoder|text_proj|itm_head)\..+|temp",
+        "InternVideo2: the stage-2 model outside the vision encoder (text tower, projections, ITM head)",
+    ),
 )
+
+
+def release_key_map(cfg: InternVideo2Config) -> KeyMap:
+    """The stage-2 file's keys (input ``release``) -> :class:`InternVideo2` keys: ``vision_encoder.`` stripped,
+    the blocks up to the feature block; everything else of the file is allowed unused (:data:`RELEASE_UNUSED`).
+    ``.under(prefix, source)`` places it in a larger model (the converter)."""
+    run = "|".join(str(i) for i in range(cfg.blocks_run))
+    rules = (
+        Rule(rf"(blocks\.(?:{run})\..+)", r"\1"),
+        Rule(r"(patch_embed\..+|cls_token|pos_embed|img_pos_embed)", r"\1"),
+    )
+    section = Section("InternVideo2 (temporal encoder)", "release", RELEASE_PREFIX, "", rules)
+    return KeyMap("InternVideo2", (section,), tuple(Allowance(p, r) for p, r in RELEASE_UNUSED))
 
 
 def read_release(path: str | Path) -> dict[str, torch.Tensor]:
     """The stage-2 state_dict of a released ``.pt`` (``model``/``module`` unwrapped) or of its safetensors
-    conversion. A pickle that ``weights_only=True`` refuses raises a :class:`DataError` naming the conversion."""
+    conversion, keys under ``vision_encoder.`` (a file holding the encoder alone gets the prefix). A pickle that
+    ``weights_only=True`` refuses raises a :class:`ReleaseError` naming the conversion."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: InternVideo2 checkpoint not found")
+        raise ReleaseError(f"{path}: InternVideo2 checkpoint not found")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError (or RuntimeError) for disallowed globals
-        raise DataError(
-            f"{path}: torch.load(weights_only=True) refused the file ({type(exc).__name__}); convert it once with "
-            f"sparrow.model.internvideo2.convert_release_to_safetensors and load the .safetensors file"
-        ) from exc
-    return _unwrap(data, path)
+        state = load_file(str(path))
+    else:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError (or RuntimeError) for disallowed globals
+            raise ReleaseError(
+                f"{path}: torch.load(weights_only=True) refused the file ({type(exc).__name__}); convert it once "
+                f"with sparrow.model.internvideo2.convert_release_to_safetensors and load the .safetensors file"
+            ) from exc
+        state = _unwrap(data, path)
+    if not any(k.startswith(RELEASE_PREFIX) for k in state):
+        state = {RELEASE_PREFIX + k: v for k, v in state.items()}
+    return state
 
 
 def _unwrap(data, path: Path) -> dict[str, torch.Tensor]:
@@ -265,7 +286,7 @@ def _unwrap(data, path: Path) -> dict[str, torch.Tensor]:
                 data = data[key]
                 break
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise DataError(f"{path}: expected a state_dict (optionally under 'model' or 'module')")
+        raise ReleaseError(f"{path}: expected a state_dict (optionally under 'model' or 'module')")
     return data
 
 
@@ -283,27 +304,33 @@ def convert_release_to_safetensors(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-def vision_state(state: dict[str, torch.Tensor], cfg: InternVideo2Config) -> dict[str, torch.Tensor]:
-    """The release's keys in this module's names: ``vision_encoder.`` stripped, except from the keys this path
-    never uses (:data:`RELEASE_IGNORED`, the blocks after the feature block), which keep their released names. A
-    file written without the prefix (the encoder alone) is taken as it is."""
-    if not any(k.startswith(RELEASE_PREFIX) for k in state):
-        state = {RELEASE_PREFIX + k: v for k, v in state.items()}
-    unused = [re.compile(p) for p in RELEASE_IGNORED]
-    out = {}
-    for key, value in state.items():
-        keep = not key.startswith(RELEASE_PREFIX) or _unused_block(key, cfg) or any(p.match(key) for p in unused)
-        out[key if keep else key[len(RELEASE_PREFIX) :]] = value
-    return out
+def release_config(state: dict[str, torch.Tensor], num_heads: int, feature_block: int = -2) -> InternVideo2Config:
+    """The :class:`InternVideo2Config` of a stage-2 state_dict (:func:`read_release`): every size but the head
+    count (the bias-free ``qkv`` and the flattened q/k norms do not show it) is read from the shapes."""
+    try:
+        proj = state[RELEASE_PREFIX + "patch_embed.proj.weight"]  # (C, 3, tubelet, patch, patch)
+        video_pos = state[RELEASE_PREFIX + "pos_embed"].shape[1] - 1
+        image_pos = state[RELEASE_PREFIX + "img_pos_embed"].shape[1] - 1
+        mlp = state[RELEASE_PREFIX + "blocks.0.mlp.fc1.weight"].shape[0]
+    except KeyError as exc:
+        raise ReleaseError(f"InternVideo2 state_dict: {exc.args[0]} not found") from exc
+    blocks = {int(k.split(".")[2]) for k in state if k.startswith(RELEASE_PREFIX + "blocks.")}
+    grid = math.isqrt(image_pos)
+    tubelet, patch = int(proj.shape[2]), int(proj.shape[-1])
+    return InternVideo2Config(
+        image_size=grid * patch,
+        patch_size=patch,
+        num_frames=video_pos // image_pos * tubelet,
+        tubelet_size=tubelet,
+        embed_dim=int(proj.shape[0]),
+        depth=max(blocks) + 1,
+        num_heads=num_heads,
+        mlp_dim=int(mlp),
+        feature_block=feature_block,
+    )
 
 
-def _unused_block(key: str, cfg: InternVideo2Config) -> bool:
-    parts = key.split(".")
-    return len(parts) > 2 and parts[1] == "blocks" and int(parts[2]) >= cfg.blocks_run
-
-
-def load_released(model: InternVideo2, path: str | Path) -> StateReport:
+def load_released(model: InternVideo2, path: str | Path) -> Report:
     """Load the released file into ``model``; returns the report (raises on any unexplained key)."""
-    state = vision_state(read_release(path), model.cfg)
-    ignored = RELEASE_IGNORED + (r"vision_encoder\.blocks\.\d+\.",)
-    return load_strict(model, state, ignored, source=str(path))
+    keymap = replace(release_key_map(model.cfg), name=f"InternVideo2 {path}")
+    return load_strict(model, keymap, {"release": read_release(path)})

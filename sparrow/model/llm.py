@@ -95,6 +95,21 @@ def _instantiate(config) -> nn.Module:
     return klass.from_config(config) if hasattr(klass, "from_config") else klass(config)
 
 
+# What the released evaluation samples with: its export sets do_sample=True and nothing else, so transformers'
+# GenerationConfig defaults apply (top-k 50, temperature 1).
+SAMPLE_TOP_K = 50
+SAMPLE_TEMPERATURE = 1.0
+
+
+def choose_next(logits: torch.Tensor, generator: torch.Generator | None = None) -> int:
+    """The next id from (V,) logits: the argmax, or with ``generator`` a top-k sample at the released settings."""
+    if generator is None:
+        return int(logits.float().argmax())
+    top = logits.float().topk(min(SAMPLE_TOP_K, logits.numel()))
+    probs = torch.softmax(top.values / SAMPLE_TEMPERATURE, dim=-1)
+    return int(top.indices[torch.multinomial(probs, 1, generator=generator)])
+
+
 class LanguageModel(nn.Module):
     """A transformers causal LM with hooks for one hidden layer."""
 
@@ -206,20 +221,30 @@ class LanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, inputs_embeds: torch.Tensor, max_new_tokens: int, stop_ids: set[int], forced: list[int] | None = None
+        self,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+        stop_ids: set[int],
+        forced: list[int] | None = None,
+        sample_seed: int | None = None,
     ) -> tuple[list[int], torch.Tensor]:
         """Greedy decoding from a (1, L, D) prompt with the KV cache.
 
         Returns the new ids (stop id included) and the captured hidden states (1 + f, d) of the positions the
         decoding computed: the last prompt position, then each of the f fed answer tokens (every new id but a final
-        stop id). ``forced``: ids to emit instead of the greedy choices (a scripted answer; same computation)."""
+        stop id). ``forced``: ids to emit instead of the greedy choices (a scripted answer; same computation).
+        ``sample_seed``: sample instead, as the released evaluation does (:func:`choose_next`), from a generator
+        seeded with it, so a run is repeatable."""
+        generator = None
+        if sample_seed is not None:
+            generator = torch.Generator(device=inputs_embeds.device).manual_seed(int(sample_seed))
         generated: list[int] = []
         mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
         logits, hidden, past = self.forward(inputs_embeds, mask, use_cache=True)
         states = [hidden[0, -1:]]
         steps = max_new_tokens if forced is None else len(forced)
         for j in range(steps):
-            next_id = int(logits[0, -1].float().argmax()) if forced is None else int(forced[j])
+            next_id = choose_next(logits[0, -1], generator) if forced is None else int(forced[j])
             generated.append(next_id)
             if next_id in stop_ids:
                 break

@@ -294,10 +294,11 @@ class MemoryState:
 class PixelDecoder(nn.Module):
     """SAM2 image features and prompt decoding with extra sparse tokens."""
 
-    def __init__(self, sam: nn.Module, object_score_gating: bool = False):
+    def __init__(self, sam: nn.Module, object_score_gating: bool = False, clamp_boxes: bool = True):
         super().__init__()
         self.sam = sam
         self.object_score_gating = object_score_gating
+        self.clamp_boxes = clamp_boxes  # guided box prompts (SelectorSpec.clamp_boxes); the prior filter always clamps
         self._extra_tokens: torch.Tensor | None = None
         self.feature_cache = FrozenFeatureCache(FEATURE_CACHE_BYTES)
         self.register_buffer("mean", torch.tensor(SAM_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -439,12 +440,19 @@ class PixelDecoder(nn.Module):
         boxes_px: torch.Tensor | None,
         tokens: torch.Tensor | None,
         pad_point: bool = False,
+        corners: bool = False,
     ):
-        """One decoder call for P prompts on P image embeddings: (low-res logits (P,1,h4,w4), SAM token, obj score)."""
+        """One decoder call for P prompts on P image embeddings: (low-res logits (P,1,h4,w4), SAM token, obj score).
+
+        ``corners``: the boxes enter as two points labelled 2 and 3 (SAM2 pads them with a third) instead of as
+        box prompts."""
         sam = self.sam
         p = image_embed.shape[0]
         points = None
-        if pad_point:
+        if corners and boxes_px is not None:
+            labels = torch.tensor([[2, 3]], dtype=torch.int32, device=image_embed.device).expand(p, -1)
+            points, boxes_px = (boxes_px.reshape(p, 2, 2), labels), None
+        elif pad_point:
             points = (
                 torch.zeros(p, 1, 2, device=image_embed.device),
                 -torch.ones(p, 1, dtype=torch.int32, device=image_embed.device),
@@ -478,8 +486,10 @@ class PixelDecoder(nn.Module):
         owner = torch.repeat_interleave(
             torch.arange(n, device=tokens.device), torch.tensor(counts, device=tokens.device)
         )
-        px = torch.cat(boxes).to(tokens.device).float().clamp(0, 1) * self.image_size
-        return tokens[owner], px, owner
+        px = torch.cat(boxes).to(tokens.device).float()
+        if self.clamp_boxes:
+            px = px.clamp(0, 1)
+        return tokens[owner], px * self.image_size, owner
 
     @staticmethod
     def _max_by_owner(low: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
@@ -633,16 +643,34 @@ class PixelDecoder(nn.Module):
         state.next_frame += feats.num_frames
         return self._upsample(torch.stack(outputs, dim=1), out_hw)
 
-    def box_masks(self, feats: FrameFeatures, boxes: torch.Tensor, out_hw: tuple[int, int], t: int = 0) -> torch.Tensor:
-        """SAM2 box -> mask logits (n, H, W) on frame ``t`` without any text token (the box prior filter)."""
+    def box_masks(
+        self, feats: FrameFeatures, boxes: torch.Tensor, out_hw: tuple[int, int], t: int = 0, corners: bool = False
+    ) -> torch.Tensor:
+        """SAM2 box -> mask logits (n, H, W) on frame ``t`` without any text token (the box prior filter).
+
+        ``corners``: prompt with the box corners as points of labels 2 and 3 (SAM2 then adds its padding point), as
+        the released prior filter does, instead of SAM2's box prompt."""
         if boxes.shape[0] == 0:
             return boxes.new_zeros((0,) + tuple(out_hw))
         n = boxes.shape[0]
         px = boxes.float().clamp(0, 1) * self.image_size
         embed = self.memoryless_embed(feats, t).expand(n, -1, -1, -1)
         high = [feats.level(i, t).expand(n, -1, -1, -1) for i in range(len(feats.vision_feats) - 1)] or None
-        low, _, _ = self._decode(embed, high, px, None)
+        low, _, _ = self._decode(embed, high, px, None, corners=corners)
         return self._upsample(low, out_hw)[:, 0]
+
+    def prior_masks(
+        self, feats: FrameFeatures, boxes: torch.Tensor, out_hw: tuple[int, int], prompt: str = "box"
+    ) -> torch.Tensor:
+        """Bool masks (n, h, w) the box prior filter scores (``SelectorSpec.box_prior_prompt``): ``box``, the box
+        prompt's masks at the frame size; ``corners``, the released form: corner-point prompts, masks binarised at
+        the frame size, then resampled (bilinear) to 4x the prompt grid (256 x 256 for SAM2 at 1024) and cut at 0.5."""
+        if prompt == "box":
+            return self.box_masks(feats, boxes, out_hw) > 0
+        binary = (self.box_masks(feats, boxes, out_hw, corners=True) > 0).float()
+        grid_h, grid_w = self.sam.sam_prompt_encoder.image_embedding_size
+        resized = F.interpolate(binary[:, None], size=(4 * grid_h, 4 * grid_w), mode="bilinear", align_corners=False)
+        return resized[:, 0] > 0.5
 
     def _dtype(self) -> torch.dtype:
         return next(self.sam.parameters()).dtype

@@ -26,7 +26,9 @@ Differences from the hosts' own code, each a documented choice of the kit:
   its own SAM2 Hiera-L copy (:mod:`sparrow.model.deformable_detr`; its backbone seeded from ``sam2_hiera_large.pt``
   unless ``ProposerSpec.path`` names a released ``checkpoint-*`` folder). The proposer section is shared by the three
   hosts, so every paper host gets it. The tiny smoke/mini presets keep a VideoMAE temporal encoder and the kit's
-  small DETR proposer, which train in minutes on a CPU.
+  small DETR proposer, which train in minutes on a CPU. Its prompt is VideoGPT+'s ``phi3_instruct`` with the
+  system turn the released code writes (``chat_template="phi3_instruct"``); the tiny presets keep ``phi3``
+  without it.
 - GLUS's base is LISA-7B (a LLaVA checkpoint); the preset expects its language model as a plain ``LlamaForCausalLM``
   folder (``lisa-7b-llama``). GLUS pools then projects (order unconfirmed) and asks one question per question frame;
   the kit asks once for the whole window and every question frame uses the same ``[SEG]``.
@@ -89,12 +91,15 @@ _WIRING: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Paper size only: the tiny presets keep torch's RMSNorm default and the kit's inference protocol, so their recorded
-# numbers stay as they were.
+# Paper-size departures from the wiring above, where the released code's behaviour is the paper's (the tiny presets
+# keep torch's RMSNorm default, the kit's inference protocol and the wiring their recorded numbers were made with).
 _PAPER_WIRING: dict[str, dict[str, Any]] = {
+    "videoglamm": dict(chat_template="phi3_instruct"),
     "unipixel": dict(seg_head_norm_eps=1e-6, protocol="unipixel"),
     "glus": dict(protocol="glus"),
 }
+# the released proposal boxes stay unclamped up to the box prior filter (the proposer section is every host's)
+_PAPER_SELECTOR: dict[str, Any] = dict(clamp_boxes=False, box_prior_prompt="corners")
 
 
 def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
@@ -107,7 +112,7 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
     base = ModelConfig(
         host=host,
         profile=profile,
-        **_WIRING[host],
+        **{**_WIRING[host], **(_PAPER_WIRING.get(host, {}) if profile == "paper" else {})},
         llm=LLMSpec(kind=llm_kind, **sizes.llm),
         vision=VisionSpec(kind=vision_kind, **sizes.vision),
         temporal=None if sizes.temporal is None else TemporalSpec(**{"kind": "videomae", **sizes.temporal}),
@@ -118,8 +123,9 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
         max_new_tokens=section.max_new_tokens,
         host_trainable_sam=section.host_trainable_sam,
     )
-    if profile == "paper" and host in _PAPER_WIRING:
-        base = dataclasses.replace(base, **_PAPER_WIRING[host])
+    if profile == "paper":
+        base = dataclasses.replace(base, selector=dataclasses.replace(base.selector, **_PAPER_SELECTOR))
+        base = dataclasses.replace(base, **_PAPER_WIRING.get(host, {}))
     return dataclasses.replace(base, **overrides) if overrides else base
 
 

@@ -103,9 +103,15 @@ def _match_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 class ROIProposalHelper(nn.Module):
     def __init__(
-        self, seg_dim: int, hidden_dim: int = 256, roi_size: int = 7, level_channels: tuple[int, ...] = (32, 64, 256)
+        self,
+        seg_dim: int,
+        hidden_dim: int = 256,
+        roi_size: int = 7,
+        level_channels: tuple[int, ...] = (32, 64, 256),
+        clamp_boxes: bool = True,
     ):
         super().__init__()
+        self.clamp_boxes = clamp_boxes  # SelectorSpec.clamp_boxes
         self.hidden_dim = hidden_dim
         self.roi_size = roi_size
         self.level_channels = tuple(level_channels)
@@ -154,7 +160,7 @@ class ROIProposalHelper(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The query-independent part: per proposal, its ROI tokens over the levels (N_p, T, hidden) and its
         global vector (N_p, hidden)."""
-        px = boxes.float().clamp(0, 1) * float(image_size)
+        px = (boxes.float().clamp(0, 1) if self.clamp_boxes else boxes.float()) * float(image_size)
         tokens, pooled = [], []
         for i, feat in enumerate(pyramid[: len(self.level_channels)]):
             roi = roi_align_features(feat.float(), px, self.roi_size, feat.shape[-2] / float(image_size))

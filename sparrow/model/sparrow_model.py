@@ -151,7 +151,9 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
     else:
         sam_yaml = None if cfg.sam.config.startswith("configs/") else cfg.resolve(cfg.sam.config)
     sam_ckpt = None if comp is not None else cfg.resolve(cfg.sam.checkpoint)
-    pixel_decoder = PixelDecoder(build_sam(cfg.sam, sam_yaml, sam_ckpt), cfg.sam.object_score_gating)
+    pixel_decoder = PixelDecoder(
+        build_sam(cfg.sam, sam_yaml, sam_ckpt), cfg.sam.object_score_gating, cfg.selector.clamp_boxes
+    )
     sam_dim = pixel_decoder.hidden_dim
     lv_projector = LVProjector(cfg.lv_projector, d_llm, sam_dim, cfg.seg_tokens_per_target, cfg.seg_head_norm_eps)
     proposer = selector = roi_helper = gamma = None
@@ -160,7 +162,11 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
         selector = ProposalSelector(sam_dim, proposer.spec.d_model, cfg.selector.hidden_dim)
         if cfg.selector.roi_helper:
             roi_helper = ROIProposalHelper(
-                sam_dim, cfg.selector.roi_hidden_dim or sam_dim, cfg.selector.roi_size, pixel_decoder.level_channels
+                sam_dim,
+                cfg.selector.roi_hidden_dim or sam_dim,
+                cfg.selector.roi_size,
+                pixel_decoder.level_channels,
+                cfg.selector.clamp_boxes,
             )
         gamma = nn.Parameter(torch.tensor(float(cfg.selector.roi_fusion_init)))
     return Components(
@@ -447,7 +453,7 @@ class SparrowModel(nn.Module):
                 out.append(boxes)
                 continue
             try:
-                masks = self.pixel_decoder.box_masks(feats, boxes, out_hw) > 0
+                masks = self.pixel_decoder.prior_masks(feats, boxes, out_hw, s.box_prior_prompt)
             except RuntimeError as exc:
                 warnings.warn(f"box prior filter skipped, SAM2 failed ({exc}); boxes kept unfiltered", stacklevel=2)
                 out.append(boxes)
