@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(NO_GPU, file=sys.stderr)
         return 2
     import sparrow  # noqa: F401  (its torchvision shim before any transformers import)
+
     if args.jf_child:
         Path(args.jf_child).write_text(json.dumps(jf_compare(8, 40, 480, 854)))
         return 0
