@@ -198,9 +198,12 @@ def test_a_pickle_that_weights_only_refuses_is_converted_once_to_safetensors(tmp
     model = perturbed()
     path = tmp_path / "with_args.pt"
     torch.save({"model": internvideo2_stage2_state(model), "args": argparse.Namespace(lr=1e-4)}, path)
-    with pytest.raises(DataError, match="convert_release_to_safetensors"):
+    with pytest.raises(DataError, match=r"refused the file \(argparse.Namespace\).*convert_release_to_safetensors"):
         read_release(path)
-    converted = convert_release_to_safetensors(path, tmp_path / "converted.safetensors")
+    with pytest.raises(DataError, match=r"still refused .*argparse.Namespace"):
+        convert_release_to_safetensors(path, tmp_path / "refused.safetensors")
+    assert not (tmp_path / "refused.safetensors").exists()
+    converted = convert_release_to_safetensors(path, tmp_path / "converted.safetensors", ["argparse.Namespace"])
     fresh = InternVideo2(TINY)
     assert load_released(fresh, converted).ok
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))

@@ -20,17 +20,23 @@ Weights: the released ``InternVideo2-stage2_1b-224p-f4.pt`` is a ``torch.save`` 
 by name (:data:`RELEASE_UNUSED`); any other missing or unexpected key is an error. The same map loads the file
 alone (:func:`load_released`) and inside a converted model (``sparrow convert --internvideo2``); the file holds no
 configuration, and :func:`release_config` reads the sizes from its shapes. The file is read with
-``torch.load(weights_only=True)``; if that refuses it (a pickle holding more than tensors and plain containers),
-:func:`convert_release_to_safetensors` converts it once to safetensors, reading the trusted file with
-``weights_only=False`` a single time, and :func:`load_released` then reads the safetensors file.
+``torch.load(weights_only=True)``; if that refuses it (a pickle holding more than tensors and plain containers,
+e.g. the training ``argparse.Namespace``), the error names the refused globals and
+:func:`convert_release_to_safetensors` converts it once to safetensors with those globals, named by the user,
+allowed for that one read (still ``weights_only=True``: nothing else in the file can run), and
+:func:`load_released` then reads the safetensors file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -269,9 +275,11 @@ def read_release(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises UnpicklingError (or RuntimeError) for disallowed globals
+            refused = ", ".join(_refused_globals(exc)) or type(exc).__name__
             raise ReleaseError(
-                f"{path}: torch.load(weights_only=True) refused the file ({type(exc).__name__}); convert it once "
-                f"with sparrow.model.internvideo2.convert_release_to_safetensors and load the .safetensors file"
+                f"{path}: torch.load(weights_only=True) refused the file ({refused}); convert it once with "
+                f"sparrow.model.internvideo2.convert_release_to_safetensors(src, dst, allow_globals=[...the names "
+                f"above]) and load the .safetensors file"
             ) from exc
         state = _unwrap(data, path)
     if not any(k.startswith(RELEASE_PREFIX) for k in state):
@@ -290,16 +298,36 @@ def _unwrap(data, path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
-def convert_release_to_safetensors(src: str | Path, dst: str | Path) -> Path:
-    """One-off conversion of a released ``.pt`` that ``weights_only=True`` refuses: unpickles ``src`` in full
-    (``weights_only=False``, so only for the file downloaded from the official release), keeps its state_dict
-    and writes it to ``dst`` as safetensors, atomically."""
+def _refused_globals(exc: BaseException) -> list[str]:
+    """The dotted names of the globals torch's weights-only unpickler refused, from its message."""
+    return sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
+
+
+def _resolve_global(name: str) -> Any:
+    module, _, attr = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ReleaseError(f"allow_globals: {name!r} is not an importable module.attribute") from exc
+
+
+def convert_release_to_safetensors(src: str | Path, dst: str | Path, allow_globals: Sequence[str] = ()) -> Path:
+    """One-off conversion of a released ``.pt`` that plain ``weights_only=True`` refuses: reads ``src`` with
+    ``weights_only=True`` and only the globals named in ``allow_globals`` (e.g. ``"argparse.Namespace"``, as the
+    refusal lists them) allowed, keeps its state_dict and writes it to ``dst`` as safetensors, atomically."""
     from safetensors.torch import save
 
     from sparrow.storage import atomic_write_bytes
 
     src, dst = Path(src), Path(dst)
-    state = _unwrap(torch.load(src, map_location="cpu", weights_only=False), src)
+    allowed = [_resolve_global(name) for name in allow_globals]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            data = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        refused = ", ".join(_refused_globals(exc)) or f"{type(exc).__name__}: {exc}"
+        raise ReleaseError(f"{src}: still refused with allow_globals={list(allow_globals)} ({refused})") from exc
+    state = _unwrap(data, src)
     atomic_write_bytes(dst, save({k: v.contiguous() for k, v in state.items()}))
     return dst
 
