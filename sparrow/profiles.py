@@ -342,7 +342,7 @@ MINI = Profile(
     train=TrainSection(
         stages={
             "sam": dict(max_steps=600, warmup_steps=20, batch_size=8, checkpoint_every=200, lr=1e-3),
-            "grounding": dict(max_steps=1000, warmup_steps=30, batch_size=8, checkpoint_every=250, lr=2e-3),
+            "grounding": dict(max_steps=3000, warmup_steps=30, batch_size=3, checkpoint_every=500, lr=2e-3),
             "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
             # 100 stage-1 steps (not 150) keep `make reproduce` within 20 minutes on 2 cores (measured:
             # 22.4 min with 150); on mini no SPARROW stage moves J&F by more than 0.1 either way

@@ -26,6 +26,7 @@ from sparrow.train.grounding_pretrain import (
     collate,
     ensure_pretrained_grounding,
     load_pretrained_grounding,
+    mirror_text,
 )
 from sparrow.train.trainer import Trainer
 from sparrow.train.variants import build_model, model_config
@@ -57,7 +58,8 @@ def test_grounding_inputs_and_logits_shapes_and_unknown_words():
     net = DenseGrounding(SPEC)
     ids = net.word_ids(["The red circle!", "a blue square"])
     assert ids.shape == (2, SPEC.max_words) and ids[0, :3].tolist() == [3, 2, 1] and int(ids[1].sum()) == 0
-    assert net.ground(frames.unsqueeze(0).expand(2, -1, -1, -1, -1), ["red circle", "circle"]).shape == (2, 5, 8, 8)
+    logits = net.ground(frames, ["red circle", "circle", "red circle"])
+    assert logits.shape == (3, 5, 8, 8) and torch.equal(logits[0], logits[2]) and not torch.equal(logits[0], logits[1])
     assert grounding_vocabulary(["The red circle", "red square"]) == ("circle", "red", "square", "the")
 
 
@@ -122,6 +124,10 @@ def _example(curated, cfg):
     return next(data[i] for i in range(len(data)) if data[i].kind == "expression")
 
 
+def test_mirrored_texts_swap_left_and_right():
+    assert mirror_text("The star moving left, right of the ring") == "the star moving right, left of the ring"
+
+
 def test_pretraining_is_fingerprinted_reused_and_refused_for_other_data(curated, tmp_path):
     spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
     fingerprint = records_fingerprint(curated)
@@ -145,7 +151,9 @@ def test_pretraining_is_fingerprinted_reused_and_refused_for_other_data(curated,
 def test_an_interrupted_pretraining_resumes_to_the_same_weights(curated, tmp_path):
     spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
     data = GroundingDataset(curated, "train", spec)
-    assert len(data) > 0 and data[0]["inputs"].shape[1] == input_channels(spec)
+    item = data[0]
+    assert item["inputs"].shape[1] == input_channels(spec)
+    assert item["masks"].shape[:2] == (len(item["texts"]), item["inputs"].shape[0])
     cfg = TrainConfig.for_profile("smoke", "grounding", max_steps=4, checkpoint_every=2, show_progress=False)
 
     class StopsAfter(torch.utils.data.Dataset):

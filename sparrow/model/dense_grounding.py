@@ -106,16 +106,17 @@ class DenseGrounding(nn.Module):
         return self.film((weights.unsqueeze(-1) * e).sum(1))
 
     def forward(self, inputs: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        """Logits (B, T, h, w) of ``texts`` (one per clip) on ``inputs`` (B, T, C, s, s) from :func:`grounding_inputs`."""
-        b, t = inputs.shape[:2]
-        features = self.encoder(inputs.flatten(0, 1).to(self.words.weight.dtype))
-        scale, shift = self.query(self.word_ids(texts)).repeat_interleave(t, 0)[..., None, None].chunk(2, 1)
-        return self.head(F.gelu(features * (1 + scale) + shift)).view(b, t, *features.shape[-2:])
+        """Logits (E, T, h, w) of E ``texts`` on one clip's ``inputs`` (T, C, s, s) from :func:`grounding_inputs`
+        (the clip is encoded once, whatever the number of texts)."""
+        features = self.encoder(inputs.to(self.words.weight.dtype))  # (T, d, h, w)
+        scale, shift = self.query(self.word_ids(texts))[:, None, :, None, None].chunk(2, 2)  # (E, 1, d, 1, 1)
+        fused = F.gelu(features.unsqueeze(0) * (1 + scale) + shift)
+        e, t = fused.shape[:2]
+        return self.head(fused.flatten(0, 1)).view(e, t, *features.shape[-2:])
 
     def ground(self, frames: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        """Logits (B, T, h, w) of ``texts`` on clips ``frames`` (B, T, 3, H, W) in [0, 1]."""
-        inputs = torch.stack([grounding_inputs(clip, self.spec) for clip in frames])
-        return self(inputs, texts)
+        """Logits (E, T, h, w) of ``texts`` on one clip's ``frames`` (T, 3, H, W) in [0, 1]."""
+        return self(grounding_inputs(frames, self.spec), texts)
 
 
 def location_boxes(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:

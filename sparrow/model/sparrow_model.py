@@ -447,7 +447,7 @@ class SparrowModel(nn.Module):
         (T, 3, S, S) in [0, 1], as a box per frame where the referent is found (docs/design.md §14)."""
         if self.grounding is None:
             return None
-        logits = self.grounding.ground(sam_frames.unsqueeze(0), [text])[0]
+        logits = self.grounding.ground(sam_frames, [text])[0]
         boxes, valid = location_boxes(logits, self.grounding.spec.threshold)
         return Location(boxes, valid)
 

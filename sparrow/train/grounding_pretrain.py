@@ -1,12 +1,13 @@
 """Dense-grounding pretraining: the tiny profiles' stand-in for the hosts' pretrained grounding (docs/design.md §14).
 
 :class:`sparrow.model.dense_grounding.DenseGrounding` learns, on the training split's referring expressions, to
-score every cell of every frame against the text: per-cell BCE (positive weight 3) plus 0.5 Dice against the share
-of the cell covered by the referent's mask. The supervision is the generator's own: each expression names its
-objects by colour, shape, motion and timing, and their masks are known on every frame. Each sample is one
-expression on an evenly spread frame sample of its video whose length is drawn from ``CLIP_LENGTHS`` (every
-frame, as at inference, and the hosts' SAM frame samples), so the motion channels are seen at every frame spacing
-the hosts use.
+score every cell of every frame against the text: per-cell BCE (positive weight 3) plus 0.5 Dice per frame against
+the share of the cell covered by the referent's mask. The supervision is the generator's own: each expression
+names its objects by colour, shape, motion and timing, and their masks are known on every frame. Each sample is
+one video with all of its referring expressions (so every step also contrasts texts that name different objects
+of one scene), on an evenly spread frame sample whose length is drawn from ``CLIP_LENGTHS`` (every frame, as at
+inference, and the hosts' SAM frame samples), mirrored left-right half of the time with "left" and "right"
+swapped in its texts.
 
 It runs once per curated dataset, whatever the host, variant or training seed, as one foundation serves them all.
 Layout: ``sparrow.paths.runs_dir(profile) / "grounding-pretrain" / <fingerprint>`` is a
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,17 +61,19 @@ class GroundingOutput:
 
 
 class GroundingDataset(Dataset):
-    """(grounding inputs, text, referent masks) of every referring expression of ``split`` whose referent is
-    visible somewhere, on an evenly spread frame sample of a drawn length."""
+    """Per video of ``split`` with referring expressions whose referent is visible somewhere: (grounding inputs,
+    texts, referent masks) on an evenly spread frame sample of a drawn length, mirrored left-right half of the
+    time (the texts' "left" and "right" swapped with it)."""
 
     def __init__(self, curated_root: str | Path, split: str, spec: GroundingSpec):
         self.curated = CuratedDataset(curated_root)
         self.spec = spec
-        self.items = [
-            e
-            for e in self.curated.iter_expressions(split=split)
-            if e.object_ids and e.kind == "referring" and self._visible(e)
-        ]
+        by_video: dict[str, list] = {}
+        for e in self.curated.iter_expressions(split=split):
+            if e.object_ids and e.kind == "referring" and self._visible(e):
+                by_video.setdefault(e.video_id, []).append(e)
+        self.items = list(by_video.values())
+        self._decoded: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # every video is decoded once per process
         if not self.items:
             raise DataError(f"{self.curated.root}: no referring expressions in split {split!r} to pretrain on")
 
@@ -80,33 +84,44 @@ class GroundingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _video(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frames (T, H, W, 3) uint8 and referent masks (E, T, H, W) bool of item ``index``."""
+        if index not in self._decoded:
+            expressions = self.items[index]
+            frames = self.curated.load_frames(expressions[0].video_id)
+            self._decoded[index] = (frames, np.stack([self.curated.expression_masks(e) for e in expressions]))
+        return self._decoded[index]
+
     def __getitem__(self, index: int) -> dict:
-        exp = self.items[index]
-        video = self.curated.video(exp.video_id)
-        length = CLIP_LENGTHS[int(torch.randint(len(CLIP_LENGTHS), ()).item())] or video.num_frames
-        frames = linspace_truncated_padded(video.num_frames, length)
-        clip = to_float(self.curated.load_frames(exp.video_id, frames))
-        masks = torch.from_numpy(self.curated.expression_masks(exp)[frames].astype(np.float32))
-        return {"inputs": grounding_inputs(clip, self.spec), "text": exp.text, "masks": masks}
+        expressions = self.items[index]
+        all_frames, all_masks = self._video(index)
+        length = CLIP_LENGTHS[int(torch.randint(len(CLIP_LENGTHS), ()).item())] or all_frames.shape[0]
+        frames = linspace_truncated_padded(all_frames.shape[0], length)
+        clip = to_float(all_frames[frames])
+        masks = torch.from_numpy(all_masks[:, frames].astype(np.float32))
+        texts = [e.text for e in expressions]
+        if bool(torch.rand(()) < 0.5):
+            clip, masks = clip.flip(-1), masks.flip(-1)
+            texts = [mirror_text(t) for t in texts]
+        return {"inputs": grounding_inputs(clip, self.spec), "texts": texts, "masks": masks}
 
 
-def collate(items: list[dict]) -> dict:
-    """Clips of one batch have one length: a batch takes the first item's and trims or pads the others to it."""
-    n = items[0]["inputs"].shape[0]
+_MIRRORED = {"left": "right", "right": "left"}
 
-    def fit(x: torch.Tensor) -> torch.Tensor:
-        x = x[:n]
-        return torch.cat([x, x[-1:].expand(n - x.shape[0], *x.shape[1:])]) if x.shape[0] < n else x
 
-    return {
-        "inputs": torch.stack([fit(i["inputs"]) for i in items]),
-        "texts": [i["text"] for i in items],
-        "masks": torch.stack([fit(i["masks"]) for i in items]),
-    }
+def mirror_text(text: str) -> str:
+    """``text`` as it reads on the left-right mirrored video."""
+    return re.sub(r"[a-z]+", lambda m: _MIRRORED.get(m.group(0), m.group(0)), text.lower())
+
+
+def collate(items: list[dict]) -> list[dict]:
+    """Videos stay apart: each is encoded once for all of its texts."""
+    return items
 
 
 def grounding_loss(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
-    """BCE and Dice of cell logits (B, T, h, w) against the referent masks (B, T, H, W) pooled to cells."""
+    """BCE and Dice of cell logits (..., h, w) against referent masks (..., H, W) pooled to cells; Dice per frame."""
+    logits, masks = logits.flatten(0, -3), masks.flatten(0, -3)
     target = F.adaptive_avg_pool2d(masks, logits.shape[-2:])
     bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=logits.new_tensor(POS_WEIGHT))
     p, y = logits.sigmoid().flatten(1), target.flatten(1)
@@ -123,8 +138,9 @@ class GroundingPretrainer(nn.Module):
         self.fingerprint = fingerprint  # recorded beside the weights: what they were trained from
         self.grounding = DenseGrounding(spec)
 
-    def forward(self, batch: dict) -> GroundingOutput:
-        losses = grounding_loss(self.grounding(batch["inputs"], batch["texts"]), batch["masks"])
+    def forward(self, batch: list[dict]) -> GroundingOutput:
+        logits = torch.cat([self.grounding(v["inputs"], v["texts"]).flatten(0, 1) for v in batch])
+        losses = grounding_loss(logits, torch.cat([v["masks"].flatten(0, 1) for v in batch]))
         return GroundingOutput(loss=losses["bce"] + losses["dice"], losses=losses)
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -109,8 +109,9 @@ def model_config(
     """The host preset with the switches set, and (tiny models) a vocabulary covering the dataset's words.
 
     The tiny word-level tokenizer would split unknown words into characters; giving it every word of the curated
-    texts (all splits: vocabulary only, like a pretrained tokenizer) keeps one token per word; the location
-    channel's grounding gets the same words. ``location_channel``: None keeps the profile's switch
+    texts (all splits: vocabulary only, like a pretrained tokenizer) keeps one token per word. The location
+    channel's grounding knows the words of the training split only (the words its pretraining saw): any other
+    word is left out of its query rather than entering it as an untrained embedding. ``location_channel``: None keeps the profile's switch
     (:data:`sparrow.profiles.LOCATION_CHANNEL`), True / False turn it on or off."""
     cfg = ModelConfig.for_preset(host, profile, tsf=tsf, box=box)
     if location_channel is not None:
@@ -124,7 +125,8 @@ def model_config(
     texts = [e.text for e in curated.iter_expressions()]
     cfg = cfg.replace(llm=dataclasses.replace(cfg.llm, extra_words=vocabulary_from_texts(texts)))
     if cfg.grounding is not None:
-        cfg = cfg.replace(grounding=dataclasses.replace(cfg.grounding, vocabulary=grounding_vocabulary(texts)))
+        seen = grounding_vocabulary([e.text for e in curated.iter_expressions(split=TRAIN_SPLIT)])
+        cfg = cfg.replace(grounding=dataclasses.replace(cfg.grounding, vocabulary=seen))
     return cfg
 
 
