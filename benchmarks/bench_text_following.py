@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from sparrow.data.curate import ensure_curated
     from sparrow.data.curated import CuratedDataset, records_fingerprint
     from sparrow.train import train_variant
+    from sparrow.train.trainer import TrainResult
     from sparrow.train.variants import model_config, pretrained_grounding, pretrained_sam
 
     curated_root = ensure_curated("mini", 0)
@@ -102,36 +103,42 @@ def main(argv: list[str] | None = None) -> int:
         if not shared.exists():
             shared.parent.mkdir(parents=True, exist_ok=True)
             shared.symlink_to((runs / "today" / "sam2-pretrain").resolve(), target_is_directory=True)
-        start = _cpu()
-        pretrained_grounding(base, curated_root, records_fingerprint(curated_root), runs_root=runs / "location")
-        grounding_cpu = _cpu() - start
         rows = []
-        for host in args.hosts:
-            for variant in args.variants:
+        grounding_cpu = grounding_wall = 0.0
+        for recipe, location in RECIPES.items():
+            if location:
+                start = _cpu()
+                folder, _ = pretrained_grounding(
+                    base, curated_root, records_fingerprint(curated_root), runs_root=runs / "location"
+                )
+                grounding_cpu, grounding_wall = _cpu() - start, TrainResult.load(folder.parent).wall_s
+            for host, variant in [(h, v) for h in args.hosts for v in args.variants]:
                 tsf, box = VARIANTS[variant]
-                for recipe, location in RECIPES.items():
-                    start = _cpu()
-                    run = train_variant(
-                        host,
-                        "mini",
-                        args.seed,
-                        tsf=tsf,
-                        box=box,
-                        curated_root=curated_root,
-                        show_progress=False,
-                        runs_root=runs / recipe,
-                        location_channel=location,
-                    )
-                    train_cpu = _cpu() - start
-                    start = _cpu()
-                    scores = evaluate(run.load_model(), curated, args.videos)
-                    rows.append(
-                        dict(host=host, variant=variant, recipe=recipe, train_cpu=train_cpu, eval_cpu=_cpu() - start)
-                        | scores
-                    )
-                    print(f"done {host} {variant} {recipe}", flush=True)
+                start = _cpu()
+                run = train_variant(
+                    host,
+                    "mini",
+                    args.seed,
+                    tsf=tsf,
+                    box=box,
+                    curated_root=curated_root,
+                    show_progress=False,
+                    runs_root=runs / recipe,
+                    location_channel=location,
+                )
+                train_cpu = _cpu() - start
+                start = _cpu()
+                scores = evaluate(run.load_model(), curated, args.videos)
+                rows.append(
+                    dict(host=host, variant=variant, recipe=recipe, train_cpu=train_cpu, eval_cpu=_cpu() - start)
+                    | scores
+                )
+                print(f"done {host} {variant} {recipe}", flush=True)
     print(f"\nshared pretraining (once per dataset): SAM2 box prompts {sam_cpu:.0f} CPU s (excluded below)")
-    print(f"                                       dense grounding {grounding_cpu:.0f} CPU s (location recipe only)")
+    print(
+        f"{'':39}dense grounding {grounding_cpu:.0f} CPU s in this process (0: found trained), "
+        f"{grounding_wall:.0f} s wall when it trained (location recipe only)"
+    )
     head = (
         f"{'host':<11} {'variant':<9} {'recipe':<9} {'ref acc':>7} {'cases':>5} {'pair IoU':>8} {'GT pair':>7} "
         f"{'J&F':>5} {'train CPU s':>11} {'eval CPU s':>10}"
