@@ -41,13 +41,17 @@ def curated():
     return ensure_curated("smoke", 0)
 
 
-def test_location_boxes_are_the_extent_of_the_cells_above_threshold():
+def test_location_boxes_are_one_box_per_region_above_threshold_largest_first():
     logits = torch.full((2, 4, 8), -5.0)
-    logits[0, 1:3, 2:7] = 5.0
-    boxes, valid = location_boxes(logits, 0.5)
-    assert valid.tolist() == [True, False]
-    assert boxes[0].tolist() == pytest.approx([2 / 8, 1 / 4, 7 / 8, 3 / 4])
-    assert boxes[1].tolist() == [0.0, 0.0, 1.0, 1.0]
+    logits[0, 1:3, 4:7] = 5.0  # 6 cells
+    logits[0, 0, 0] = 5.0  # 1 cell, another region
+    logits[0, 3, 7] = 5.0  # touches the first region diagonally: the same region
+    boxes, valid = location_boxes(logits, 0.5, max_boxes=4)
+    assert valid.tolist() == [[True, True], [False, False]]
+    assert boxes[0, 0].tolist() == pytest.approx([4 / 8, 1 / 4, 8 / 8, 4 / 4])
+    assert boxes[0, 1].tolist() == pytest.approx([0.0, 0.0, 1 / 8, 1 / 4])
+    one, _ = location_boxes(logits, 0.5, max_boxes=1)
+    assert one.shape == (2, 1, 4) and torch.equal(one[0, 0], boxes[0, 0])
 
 
 def test_grounding_inputs_and_logits_shapes_and_unknown_words():
@@ -71,9 +75,12 @@ def test_framewise_location_prompts_a_box_per_frame_and_empties_unlocated_frames
         feats = pd.encode(frames)
         tokens = torch.randn(1, 1, pd.hidden_dim)
         box = torch.tensor([[0.1, 0.2, 0.6, 0.7]])
-        loc = Location(torch.cat([box, box * 0.5, box]), torch.tensor([True, False, True]))
+        other = torch.tensor([[0.7, 0.7, 0.9, 0.9]])
+        loc = Location(
+            torch.stack([torch.cat([box, other])] * 3), torch.tensor([[True, True], [False, False], [True, True]])
+        )
         out = pd.decode(feats, tokens, None, (20, 20), "framewise", location=loc)
-        boxed = pd.decode(feats, tokens, [box], (20, 20), "framewise")
+        boxed = pd.decode(feats, tokens, [torch.cat([box, other])], (20, 20), "framewise")
         unlocated = pd.decode(feats, tokens, None, (20, 20), "framewise")
     assert out.shape == (1, 3, 20, 20)
     assert torch.allclose(out[:, [0, 2]], boxed[:, [0, 2]], atol=1e-5)
@@ -88,7 +95,7 @@ def test_memory_modes_prompt_only_located_frames(host):
         feats = pd.encode(torch.rand(3, 3, pd.image_size, pd.image_size))
         tokens = torch.randn(2, model.cfg.seg_tokens_per_target, pd.hidden_dim)
         box = torch.tensor([[0.1, 0.2, 0.6, 0.7]])
-        loc = Location(box.expand(3, -1), torch.tensor([False, True, True]))
+        loc = Location(box.expand(3, 1, -1), torch.tensor([[False], [True], [True]]))
         out = pd.decode(feats, tokens, None, (16, 16), model.cfg.propagation, location=loc)
         plain = pd.decode(feats, tokens, None, (16, 16), model.cfg.propagation)
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()

@@ -171,7 +171,8 @@ class GroundingSpec:
     dim: int = 48
     max_words: int = 24
     motion_offsets: tuple[int, ...] = (1, 2, 4)  # frame offsets of the motion channels (first one in colour)
-    threshold: float = 0.5  # a cell whose grounding probability exceeds it is part of the location box
+    threshold: float = 0.5  # a cell whose grounding probability exceeds it is part of a location box
+    max_boxes: int = 4  # location boxes per frame at most (the largest regions)
     vocabulary: tuple[str, ...] = ()  # the words of the curated texts (dense_grounding.grounding_vocabulary)
 
 

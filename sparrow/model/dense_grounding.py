@@ -15,7 +15,8 @@ stand-in for that grounding ability, kept apart from the host so that it can be 
   cell, giving grounding logits (B, T, h, w) with h = w = ``input_size / 4``.
 
 The location channel turns those logits into what the box-prompt-pretrained SAM2 follows: per frame, the extent of
-the cells above ``threshold`` (:func:`location_boxes`), a box prompt beside the ``[SEG]`` token. It replaces the
+each connected region of cells above ``threshold`` (:func:`location_boxes`), box prompts beside the ``[SEG]``
+token (one box per region, so that a referent of several objects gets one box per object). It replaces the
 single ``[SEG]`` state regressing a location, which a tiny LLM does not learn in minutes, by a dense matching that
 does (as SPARROW's own ``[BOX]`` path scores a query against every proposal).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -119,20 +121,31 @@ class DenseGrounding(nn.Module):
         return self(grounding_inputs(frames, self.spec), texts)
 
 
-def location_boxes(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per frame of ``logits`` (T, h, w): the normalised xyxy extent (T, 4) of the cells whose probability exceeds
-    ``threshold``, and whether the frame has any (T,) (a frame without one gets the whole frame, unused)."""
+def location_boxes(logits: torch.Tensor, threshold: float, max_boxes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame of ``logits`` (T, h, w): the normalised xyxy extents (T, K, 4) of the connected regions (8-connected)
+    of cells whose probability exceeds ``threshold``, the ``max_boxes`` largest first, and which are real (T, K)
+    (K = the most regions of a frame, at most ``max_boxes``; padding boxes are the whole frame, unused)."""
+    from scipy import ndimage
+
     t, h, w = logits.shape
-    on = logits.detach().sigmoid() > threshold
-    valid = on.flatten(1).any(1)
-    rows, cols = on.any(2), on.any(1)  # (T, h), (T, w)
-    ry = torch.arange(h, device=logits.device)
-    rx = torch.arange(w, device=logits.device)
-    big = max(h, w) + 1
-    y0 = torch.where(rows, ry, big).min(1).values
-    y1 = torch.where(rows, ry, -1).max(1).values + 1
-    x0 = torch.where(cols, rx, big).min(1).values
-    x1 = torch.where(cols, rx, -1).max(1).values + 1
-    boxes = torch.stack([x0 / w, y0 / h, x1 / w, y1 / h], 1).float()
-    whole = torch.tensor([0.0, 0.0, 1.0, 1.0], device=logits.device)
-    return torch.where(valid[:, None], boxes, whole), valid
+    on = (logits.detach().float().sigmoid() > threshold).cpu().numpy()
+    per_frame = []
+    for frame in on:
+        labels, n = ndimage.label(frame, structure=np.ones((3, 3), dtype=bool))
+        regions = ndimage.find_objects(labels)
+        sizes = ndimage.sum_labels(frame, labels, range(1, n + 1)) if n else []
+        order = sorted(range(n), key=lambda i: (-sizes[i], i))[:max_boxes]
+        per_frame.append(
+            [
+                [regions[i][1].start / w, regions[i][0].start / h, regions[i][1].stop / w, regions[i][0].stop / h]
+                for i in order
+            ]
+        )
+    k = max(1, max(len(b) for b in per_frame))
+    boxes = torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(t, k, 1)
+    valid = torch.zeros(t, k, dtype=torch.bool)
+    for i, frame_boxes in enumerate(per_frame):
+        if frame_boxes:
+            boxes[i, : len(frame_boxes)] = torch.tensor(frame_boxes)
+            valid[i, : len(frame_boxes)] = True
+    return boxes.to(logits.device), valid.to(logits.device)

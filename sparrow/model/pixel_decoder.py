@@ -282,14 +282,26 @@ class FrozenFeatureCache:
 
 @dataclass
 class Location:
-    """The location channel of one clip (:mod:`sparrow.model.dense_grounding`): per frame a normalised xyxy box
-    (T, 4) and whether the referent was found there (T,)."""
+    """The location channel of one clip (:mod:`sparrow.model.dense_grounding`): per frame up to K normalised xyxy
+    boxes (T, K, 4) and which of them are real (T, K); a frame without any is where the referent was not found."""
 
     boxes: torch.Tensor
     valid: torch.Tensor
 
     def frames(self, start: int, stop: int) -> Location:
         return Location(self.boxes[start:stop], self.valid[start:stop])
+
+    def found(self, t: int) -> bool:
+        return bool(self.valid[t].any())
+
+    def at(self, t: int) -> torch.Tensor:
+        """The real boxes of frame ``t`` (k, 4)."""
+        return self.boxes[t][self.valid[t]]
+
+    def extent(self, t: int) -> torch.Tensor:
+        """(1, 4) box around every real box of frame ``t``."""
+        b = self.at(t)
+        return torch.cat([b[:, :2].min(0).values, b[:, 2:].max(0).values]).unsqueeze(0)
 
 
 @dataclass
@@ -518,10 +530,10 @@ class PixelDecoder(nn.Module):
         """Mask logits (N, T, H, W) for N tokens (N, k, C); ``boxes``: per token (n_i, 4) normalised xyxy, or None.
 
         ``state`` continues a memory-mode video from an earlier call (same prompts, later frames). ``location``
-        (the location channel, per frame of ``feats``): framewise, a frame's location box joins every token's
-        prompts and a frame without one is empty; in the memory modes the location box is each token's box on its
-        prompted frames (every located frame, or the first located one for ``memory_from_first``) and the other
-        frames follow SAM2's memory.
+        (the location channel, per frame of ``feats``): framewise, a frame's location boxes join every token's
+        prompts and a frame without one is empty; in the memory modes the extent of a frame's location boxes is
+        each token's box on its prompted frames (every located frame, or the first located one for
+        ``memory_from_first``) and the other frames follow SAM2's memory.
         """
         if tokens.shape[0] == 0:
             return tokens.new_zeros((0, feats.num_frames) + tuple(out_hw))
@@ -553,9 +565,9 @@ class PixelDecoder(nn.Module):
                 owners.append((r, None))
                 continue
             for t in range(stop - start):
-                if not bool(location.valid[t]):
+                if not location.found(t):
                     continue
-                here = location.boxes[t : t + 1].to(tokens.device)
+                here = location.at(t).to(tokens.device)
                 own = [here] * tokens.shape[0] if boxes is None else [torch.cat([here, b.to(here)]) for b in boxes]
                 flat.append((start + t, start + t + 1, tokens, own, out_hw))
                 owners.append((r, t))
@@ -640,7 +652,7 @@ class PixelDecoder(nn.Module):
         ptok, px, owner = self._prompts(tokens, None if location is not None else boxes)
         located = None
         if location is not None:
-            valid = [bool(v) for v in location.valid]
+            valid = [location.found(t) for t in range(location.valid.shape[0])]
             if not every_frame:  # one prompted frame: the first located one
                 first = valid.index(True) if any(valid) and state.next_frame == 0 else None
                 valid = [t == first for t in range(len(valid))]
@@ -668,7 +680,8 @@ class PixelDecoder(nn.Module):
             prompted = t == 0 or every_frame
             if located is not None:
                 prompted = located[local]
-                px = (location.boxes[local : local + 1].float().clamp(0, 1) * self.image_size).expand(p, -1)
+                if prompted:
+                    px = (location.extent(local).float().clamp(0, 1) * self.image_size).expand(p, -1)
             if prompted:
                 low, sam_token, obj = self._decode(pix, high, px, ptok)
             else:

@@ -448,7 +448,7 @@ class SparrowModel(nn.Module):
         if self.grounding is None:
             return None
         logits = self.grounding.ground(sam_frames, [text])[0]
-        boxes, valid = location_boxes(logits, self.grounding.spec.threshold)
+        boxes, valid = location_boxes(logits, self.grounding.spec.threshold, self.grounding.spec.max_boxes)
         return Location(boxes, valid)
 
     @torch.no_grad()

@@ -164,9 +164,10 @@ def spec_json(spec: GroundingSpec) -> dict:
 def grounding_fingerprint(data_fingerprint: str, spec: GroundingSpec, train_config: TrainConfig) -> str:
     """What the pretrained weights depend on (it names their folder): other data or settings, other weights."""
     train = {k: v for k, v in train_config.to_json().items() if k not in BOOKKEEPING_FIELDS}
+    # How many location boxes a frame gives is read when the channel is used, never in pretraining.
     row = {
         "data": data_fingerprint,
-        "spec": spec_json(spec),
+        "spec": {k: v for k, v in spec_json(spec).items() if k != "max_boxes"},
         "train": train,
         "clip_lengths": list(CLIP_LENGTHS),
         "loss": [POS_WEIGHT, DICE_WEIGHT],
