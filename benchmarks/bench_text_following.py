@@ -14,7 +14,7 @@ all) with ``predict_many``, and the script prints, per model: referent accuracy 
 ground-truth pair IoU (:mod:`sparrow.eval.text_dependence`), mean J&F over the expressions (per-frame J and F of
 :func:`sparrow.eval.jf.jf_per_frame`, averaged over frames, then (J + F) / 2) and the training CPU time of the
 variant's own stages (process CPU seconds, which other processes on a shared machine disturb far less than wall
-time; the shared SAM2 pretraining is excluded from both).
+time; the shared SAM2 pretraining is excluded from both; a run found already trained in ``--runs`` reads 0).
 
 Run: ``.venv/bin/python benchmarks/bench_text_following.py [--hosts videoglamm unipixel glus]
 [--variants baseline sparrow] [--videos N] [--threads 1] [--runs DIR]``
