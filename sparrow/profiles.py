@@ -82,6 +82,11 @@ class ModelSection:
     proposer: Mapping[str, Any]
     max_new_tokens: int
     host_trainable_sam: str
+    # The location channel (docs/design.md §14): a dense grounding of the text, pretrained once per dataset, gives
+    # SAM2 a box prompt per frame. ``grounding``: keyword arguments of sparrow.model.config.GroundingSpec (None:
+    # the profile has none); ``location_channel``: whether the hosts use it.
+    grounding: Mapping[str, Any] | None = None
+    location_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ def _tiny_model(
     sam_size: int,
     proposer: dict,
     frames: Mapping[str, tuple[int, int]],
+    grounding: Mapping[str, Any],
 ) -> ModelSection:
     """Tiny hosts: ``size``-px encoder frames, a tiny SAM2 at ``sam_size`` px (pretrained on box prompts by
     :mod:`sparrow.train.sam_pretrain`, its mask decoder fine-tuned by the host stage as at paper size);
@@ -193,7 +199,14 @@ def _tiny_model(
         )
         for h in _ALL_HOSTS
     }
-    return ModelSection(hosts=hosts, proposer=proposer, max_new_tokens=12, host_trainable_sam="mask_decoder")
+    return ModelSection(
+        hosts=hosts,
+        proposer=proposer,
+        max_new_tokens=12,
+        host_trainable_sam="mask_decoder",
+        grounding=grounding,
+        location_channel=LOCATION_CHANNEL,
+    )
 
 
 # The released temporal encoder file, relative to the weights root as the official code expects it.
@@ -203,6 +216,10 @@ INTERNVIDEO2_RELEASE = "InternVideo2-Stage2_1B-224p-f4/InternVideo2-stage2_1b-22
 def _paper_sam(config: str, checkpoint: str, image_size: int | None) -> dict:
     return dict(config=config, checkpoint=checkpoint, image_size=image_size, tiny=False, object_score_gating=True)
 
+
+# Whether the tiny hosts (smoke, mini) prompt SAM2 with the location channel's boxes (docs/design.md §14). Off: the
+# hosts as the released code builds them, whose tiny versions draw one mask whatever the text.
+LOCATION_CHANNEL = False
 
 # The tiny GroundingDINO's sigmoid scores are less peaked than the released model's.
 _TINY_DETECTOR = dict(box_threshold=0.2, text_threshold=0.1)
@@ -248,11 +265,13 @@ SMOKE = Profile(
         ),
         proposer=dict(d_model=32, num_queries=12, encoder_layers=1, decoder_layers=2, num_heads=2, ffn_dim=64, topk=8),
         frames={"videoglamm": (4, 2), "unipixel": (4, 2), "glus": (2, 2)},
+        grounding=dict(input_size=32, dim=16),
     ),
     # A handful of steps without warmup, so that every step updates the weights.
     train=TrainSection(
         stages={
             "sam": dict(max_steps=2, warmup_steps=0, batch_size=2, checkpoint_every=2),
+            "grounding": dict(max_steps=2, warmup_steps=0, batch_size=2, checkpoint_every=2, lr=2e-3),
             "proposer": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2),
             "stage1": dict(max_steps=3, warmup_steps=0, batch_size=1, checkpoint_every=2),
             "stage2": dict(max_steps=2, warmup_steps=0, batch_size=1, checkpoint_every=2),
@@ -320,12 +339,14 @@ MINI = Profile(
             d_model=64, num_queries=24, encoder_layers=1, decoder_layers=2, num_heads=4, ffn_dim=128, topk=16
         ),
         frames={"videoglamm": (8, 8), "unipixel": (8, 4), "glus": (4, 4)},
+        grounding=dict(input_size=64, dim=48),
     ),
     # Mini models start from random weights, not a pretrained host, so a larger learning rate (1e-3) and a
     # warmup scaled to the step budget; the reason is that budget, not a tuned result.
     train=TrainSection(
         stages={
             "sam": dict(max_steps=600, warmup_steps=20, batch_size=8, checkpoint_every=200, lr=1e-3),
+            "grounding": dict(max_steps=3000, warmup_steps=30, batch_size=3, checkpoint_every=500, lr=2e-3),
             "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
             # 100 stage-1 steps (not 150) keep `make reproduce` within 20 minutes on 2 cores (measured:
             # 22.4 min with 150); on mini no SPARROW stage moves J&F by more than 0.1 either way

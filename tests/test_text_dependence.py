@@ -9,7 +9,7 @@ from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset
 from sparrow.data.records import submission_names
 from sparrow.eval.export import write_expression_masks
-from sparrow.eval.text_dependence import text_dependence
+from sparrow.eval.text_dependence import TextMask, text_dependence, text_dependence_of
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,40 @@ def test_no_predictions_give_no_value(mevis, tmp_path):
     ds, split = mevis
     r = text_dependence(ds, tmp_path, "mevis", split)
     assert r.pairs == 0 and r.predicted_pair_iou is None and r.ignores_text is None
+
+
+def test_ground_truth_as_prediction_hits_every_referent_case(mevis, tmp_path):
+    ds, split = mevis
+    _write(ds, split, tmp_path, lambda exp, video: ds.expression_masks(exp))
+    r = text_dependence(ds, tmp_path, "mevis", split)
+    assert r.referent_cases > 0 and r.referent_cases % 2 == 0
+    assert r.referent_accuracy == 1.0
+
+
+def test_one_blob_for_every_text_scores_at_most_chance(mevis, tmp_path):
+    ds, split = mevis
+    _write(ds, split, tmp_path, lambda exp, video: np.ones((video.num_frames, video.height, video.width), bool))
+    r = text_dependence(ds, tmp_path, "mevis", split)
+    assert r.referent_cases > 0 and r.referent_accuracy <= 0.5
+
+
+def _cell(index: int) -> np.ndarray:
+    m = np.zeros((2, 4, 4), bool)
+    m[:, index, index] = True
+    return m
+
+
+def test_referent_cases_are_disjoint_non_empty_pairs_and_ties_miss():
+    a, b, c = _cell(0), _cell(1), _cell(2)
+    swapped = [TextMask(("1",), b, a), TextMask(("2",), a, b)]  # each text draws the other's referent
+    assert text_dependence_of([swapped]).referent_accuracy == 0.0
+    tie = [TextMask(("1",), a | b, a), TextMask(("2",), c, b)]  # first: IoU 0.5 with both; second: 0 with both
+    r = text_dependence_of([tie])
+    assert (r.pairs, r.referent_cases, r.referent_accuracy) == (1, 2, 0.0)
+    overlapping = [TextMask(("1",), a, a), TextMask(("1", "2"), a | b, a | b)]  # shared object: a pair, no case
+    r = text_dependence_of([overlapping])
+    assert (r.pairs, r.referent_cases, r.referent_accuracy) == (1, 0, None)
+    empty = [TextMask(("1",), a, a), TextMask(("2",), b, np.zeros_like(b))]  # referent absent from every frame
+    assert text_dependence_of([empty]).referent_cases == 0
+    right = [TextMask(("1",), a, a), TextMask(("2",), b | c, b)]
+    assert text_dependence_of([right]).referent_accuracy == 1.0

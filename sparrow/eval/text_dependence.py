@@ -5,11 +5,18 @@ text of a video: on videos with few objects the blob still overlaps the referent
 the same video whose referents differ (different object sets), this measures the IoU of the two predicted
 masks (all frames together) and, for reference, the IoU of the two ground-truth masks. A model that follows the
 text has a pair IoU near the ground truth's (near 0 for disjoint referents); a model that ignores it has 1.
+
+Pair IoU says that the masks differ, not that each lands on its own referent. Referent accuracy says that: over the
+pairs whose referents are disjoint and both non-empty, each text of the pair is one case, a hit when its predicted
+mask has a higher IoU with its own referent than with the other text's referent (all frames together; a tie is a
+miss). A model that draws the same mask for both texts hits at most one of the two cases, so text-blind scores
+<= 0.5; a model that follows the text scores near 1.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +29,14 @@ from sparrow.eval.rvos import read_expression_prediction
 
 @dataclass(frozen=True)
 class TextDependence:
-    """Mean IoU over pairs of same-video expressions with different referents: predicted and ground truth."""
+    """Mean IoU over pairs of same-video expressions with different referents (predicted and ground truth), and
+    referent accuracy over the ``referent_cases`` (two per pair with disjoint, non-empty referents)."""
 
     pairs: int
     predicted_pair_iou: float | None
     ground_truth_pair_iou: float | None
+    referent_cases: int = 0
+    referent_accuracy: float | None = None
 
     @property
     def ignores_text(self) -> bool | None:
@@ -39,6 +49,44 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum()) / union
 
 
+def follows_own_referent(pred: np.ndarray, own: np.ndarray, other: np.ndarray) -> bool:
+    """Whether mask ``pred`` has a higher IoU with its own referent ``own`` than with ``other`` (a referent case)."""
+    return _iou(pred, own) > _iou(pred, other)
+
+
+@dataclass(frozen=True)
+class TextMask:
+    """One expression of a video: its referent's object ids, predicted mask and ground-truth mask (T, H, W)."""
+
+    object_ids: Sequence[str]
+    predicted: np.ndarray
+    truth: np.ndarray
+
+
+def text_dependence_of(videos: Iterable[Sequence[TextMask]]) -> TextDependence:
+    """:class:`TextDependence` of in-memory masks: one sequence of :class:`TextMask` per video."""
+    predicted, truth, hits = [], [], []
+    for masks in videos:
+        for a, b in itertools.combinations(masks, 2):
+            ids_a, ids_b = set(a.object_ids), set(b.object_ids)
+            if ids_a == ids_b:
+                continue
+            predicted.append(_iou(a.predicted, b.predicted))
+            truth.append(_iou(a.truth, b.truth))
+            if ids_a and ids_b and not ids_a & ids_b and a.truth.any() and b.truth.any():
+                hits.append(follows_own_referent(a.predicted, a.truth, b.truth))
+                hits.append(follows_own_referent(b.predicted, b.truth, a.truth))
+    if not predicted:
+        return TextDependence(0, None, None)
+    return TextDependence(
+        len(predicted),
+        float(np.mean(predicted)),
+        float(np.mean(truth)),
+        len(hits),
+        float(np.mean(hits)) if hits else None,
+    )
+
+
 def text_dependence(
     dataset: CuratedDataset | str | Path, pred_root: str | Path, source: str, split: str
 ) -> TextDependence:
@@ -48,22 +96,17 @@ def text_dependence(
     by_video: dict[str, list] = {}
     for exp in ds.iter_expressions(source=source, split=split):
         by_video.setdefault(exp.video_id, []).append(exp)
-    predicted, truth = [], []
-    for video_id, expressions in by_video.items():
+
+    def read(video_id: str, expressions: list) -> list[TextMask]:
         video = ds.video(video_id)
-        masks = {}
+        masks = []
         for exp in expressions:
             name, exp_name = submission_names(video_id, exp.expression_id)
             pred = read_expression_prediction(
                 pred_root, name, exp_name, list(video.frame_names), (video.height, video.width)
             )
             if pred is not None:
-                masks[exp.expression_id] = (exp, pred, ds.expression_masks(exp))  # each decoded once
-        for (a, pa, ga), (b, pb, gb) in itertools.combinations(masks.values(), 2):
-            if set(a.object_ids) == set(b.object_ids):
-                continue
-            predicted.append(_iou(pa, pb))
-            truth.append(_iou(ga, gb))
-    if not predicted:
-        return TextDependence(0, None, None)
-    return TextDependence(len(predicted), float(np.mean(predicted)), float(np.mean(truth)))
+                masks.append(TextMask(tuple(exp.object_ids), pred, ds.expression_masks(exp)))  # each decoded once
+        return masks
+
+    return text_dependence_of(read(v, e) for v, e in by_video.items())

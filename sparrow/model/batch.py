@@ -52,6 +52,7 @@ class SparrowBatch:
     video_ids: list[str] = field(default_factory=list)
     query_ids: list[str] = field(default_factory=list)
     stage: str = "stage1"
+    texts: list[str] = field(default_factory=list)  # each sample's referring expression or QA question
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])

@@ -102,4 +102,5 @@ class SparrowCollator:
             video_ids=[e.video_id for e in examples],
             query_ids=[e.query_id for e in examples],
             stage=self.stage,
+            texts=[e.text for e in examples],
         )

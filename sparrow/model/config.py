@@ -182,6 +182,20 @@ class LossWeights:
     box: float = 0.01
 
 
+@dataclass(frozen=True)
+class GroundingSpec:
+    """The location channel's dense grounding (:mod:`sparrow.model.dense_grounding`): sizes, the threshold of its
+    location boxes, and its word vocabulary."""
+
+    input_size: int = 64  # frames are resized to this before the encoder; cells are input_size / 4 per side
+    dim: int = 48
+    max_words: int = 24
+    motion_offsets: tuple[int, ...] = (1, 2, 4)  # frame offsets of the motion channels (first one in colour)
+    threshold: float = 0.5  # a cell whose grounding probability exceeds it is part of a location box
+    max_boxes: int = 4  # location boxes per frame at most (the largest regions)
+    vocabulary: tuple[str, ...] = ()  # the words of the curated texts (dense_grounding.grounding_vocabulary)
+
+
 def _nested(cls):
     return field(default_factory=cls)
 
@@ -235,6 +249,8 @@ class ModelConfig:
     host_trainable_sam: str = "mask_decoder"  # none | mask_decoder | all
     host_train_adapters: bool = True
     weights_root: str | None = None
+    # the location channel (docs/design.md §14): dense grounding of the text -> a box prompt per frame; None: off
+    grounding: GroundingSpec | None = None
 
     def __post_init__(self) -> None:
         check_profile(self.profile)
@@ -294,7 +310,10 @@ class ModelConfig:
 
     # -- JSON --------------------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
+        out = {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
+        if out["grounding"] is None:
+            del out["grounding"]  # configs without the location channel read as before it existed
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:

@@ -29,7 +29,7 @@ from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
 from sparrow.model.frames import encoder_frames, stretch, to_float
 from sparrow.model.host_protocol import protocol
 from sparrow.model.multimodal_inputs import expand_sample, token_marks
-from sparrow.model.pixel_decoder import MemoryState
+from sparrow.model.pixel_decoder import Location, MemoryState
 from sparrow.tsf.crops import tracked_box_crops
 
 if TYPE_CHECKING:
@@ -81,7 +81,13 @@ class WholeVideo:
         return self._visual
 
     def segment(
-        self, question: str, tsf: torch.Tensor | None, num_tsf: int, max_new_tokens: int, behaviour: StageBehaviour
+        self,
+        question: str,
+        tsf: torch.Tensor | None,
+        num_tsf: int,
+        max_new_tokens: int,
+        behaviour: StageBehaviour,
+        location: Location | None = None,
     ) -> Segmentation:
         m, video = self.video.model, self.video
         answer_text, seg_h, box_h = answer(m, self.visual(), question, tsf, num_tsf, max_new_tokens)
@@ -95,6 +101,7 @@ class WholeVideo:
             video.frame0,
             guidance=behaviour.guidance,
             prior_filter=m.cfg.selector.box_prior_filter_test,
+            location=location,
         )
         return logits, answer_text, boxes
 
@@ -122,7 +129,13 @@ class QuestionWindows:
         return self._windows[start]
 
     def segment(
-        self, question: str, tsf: torch.Tensor | None, num_tsf: int, max_new_tokens: int, behaviour: StageBehaviour
+        self,
+        question: str,
+        tsf: torch.Tensor | None,
+        num_tsf: int,
+        max_new_tokens: int,
+        behaviour: StageBehaviour,
+        location: Location | None = None,
     ) -> Segmentation:
         m, video = self.video.model, self.video
         t, h, w = video.shape
@@ -150,6 +163,7 @@ class QuestionWindows:
                 prior_filter=m.cfg.selector.box_prior_filter_test,
                 state=state,
                 fixed_boxes=boxes,
+                location=None if location is None else location.frames(window[0], window[-1] + 1),
             )
             if start == 0:
                 boxes = win_boxes
@@ -304,7 +318,8 @@ def _predict_text(
     question = text if raw_question else cfg.eval_prompt.format(phrase=protocol(cfg.protocol).phrase(text))
     num_tsf = cfg.num_tsf_placeholders if behaviour.tsf else 0
     tsf = _tsf_tokens(model, video.frames, tsf_boxes, tsf_embeddings) if num_tsf else None
-    logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour)
+    location = model.locate(video.sam_frames, text)
+    logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour, location)
     return _prediction(logits, boxes, answer_text, text, video.shape)
 
 

@@ -61,6 +61,8 @@ NO_OBJ_SCORE = -1024.0
 # Image-embedding elements per batched framewise decoder call: every (frame, prompt) pair of a mini video in one
 # call, while a paper-size SAM2 (256 x 64 x 64 per pair) is decoded 16 pairs at a time.
 DECODE_BATCH_ELEMENTS = 1 << 24
+# Logit of a frame where the location channel finds no referent (docs/design.md §14): an empty mask there.
+EMPTY_LOGIT = -20.0
 FEATURE_CACHE_BYTES = 512 << 20  # bound of the frozen-feature cache (every SPARROW-Mini training sample: ~170 MiB)
 
 
@@ -276,6 +278,30 @@ class FrozenFeatureCache:
         while self.nbytes > self.max_bytes:
             _, old = self._entries.popitem(last=False)
             self.nbytes -= sum(x.numel() * x.element_size() for x in old)
+
+
+@dataclass
+class Location:
+    """The location channel of one clip (:mod:`sparrow.model.dense_grounding`): per frame up to K normalised xyxy
+    boxes (T, K, 4) and which of them are real (T, K); a frame without any is where the referent was not found."""
+
+    boxes: torch.Tensor
+    valid: torch.Tensor
+
+    def frames(self, start: int, stop: int) -> Location:
+        return Location(self.boxes[start:stop], self.valid[start:stop])
+
+    def found(self, t: int) -> bool:
+        return bool(self.valid[t].any())
+
+    def at(self, t: int) -> torch.Tensor:
+        """The real boxes of frame ``t`` (k, 4)."""
+        return self.boxes[t][self.valid[t]]
+
+    def extent(self, t: int) -> torch.Tensor:
+        """(1, 4) box around every real box of frame ``t``."""
+        b = self.at(t)
+        return torch.cat([b[:, :2].min(0).values, b[:, 2:].max(0).values]).unsqueeze(0)
 
 
 @dataclass
@@ -509,25 +535,65 @@ class PixelDecoder(nn.Module):
         out_hw: tuple[int, int],
         mode: str = "framewise",
         state: MemoryState | None = None,
+        location: Location | None = None,
     ) -> torch.Tensor:
         """Mask logits (N, T, H, W) for N tokens (N, k, C); ``boxes``: per token (n_i, 4) normalised xyxy, or None.
 
-        ``state`` continues a memory-mode video from an earlier call (same prompts, later frames).
+        ``state`` continues a memory-mode video from an earlier call (same prompts, later frames). ``location``
+        (the location channel, per frame of ``feats``): framewise, a frame's location boxes join every token's
+        prompts and a frame without one is empty; in the memory modes the extent of a frame's location boxes is
+        each token's box on its prompted frames (every located frame, or the first located one for
+        ``memory_from_first``) and the other frames follow SAM2's memory.
         """
         if tokens.shape[0] == 0:
             return tokens.new_zeros((0, feats.num_frames) + tuple(out_hw))
         if mode == "framewise":
-            return self._decode_framewise(feats, tokens, boxes, out_hw)
+            return self.decode_framewise_many(feats, [(0, feats.num_frames, tokens, boxes, out_hw, location)])[0]
         if mode in ("memory_from_first", "memory_every_frame"):
             return self._decode_memory(
-                feats, tokens, boxes, out_hw, mode == "memory_every_frame", state or MemoryState(feats.num_frames)
+                feats,
+                tokens,
+                boxes,
+                out_hw,
+                mode == "memory_every_frame",
+                state or MemoryState(feats.num_frames),
+                location,
             )
         raise ValueError(f"unknown propagation mode {mode!r}")
 
-    def _decode_framewise(self, feats, tokens, boxes, out_hw):
-        return self.decode_framewise_many(feats, [(0, feats.num_frames, tokens, boxes, out_hw)])[0]
+    def decode_framewise_many(self, feats: FrameFeatures, requests: list[tuple]) -> list[torch.Tensor]:
+        """Framewise mask logits for several (start, stop, tokens, boxes, out_hw[, location]) requests on frames of
+        ``feats``; a request with a :class:`Location` is decoded frame by frame with that frame's location box
+        joining each token's boxes (:meth:`decode`), every frame of every request in the same batched calls."""
+        if all(len(r) == 5 or r[5] is None for r in requests):
+            return self._decode_framewise_many(feats, [r[:5] for r in requests])
+        flat, owners = [], []
+        for r, (start, stop, tokens, boxes, out_hw, *rest) in enumerate(requests):
+            location = rest[0] if rest else None
+            if location is None or tokens.shape[0] == 0:
+                flat.append((start, stop, tokens, boxes, out_hw))
+                owners.append((r, None))
+                continue
+            for t in range(stop - start):
+                if not location.found(t):
+                    continue
+                here = location.at(t).to(tokens.device)
+                own = [here] * tokens.shape[0] if boxes is None else [torch.cat([here, b.to(here)]) for b in boxes]
+                flat.append((start + t, start + t + 1, tokens, own, out_hw))
+                owners.append((r, t))
+        decoded = self._decode_framewise_many(feats, flat)
+        out: list[torch.Tensor | None] = [None] * len(requests)
+        for r, (start, stop, tokens, _, out_hw, *rest) in enumerate(requests):
+            if rest and rest[0] is not None and tokens.shape[0] > 0:
+                out[r] = tokens.new_full((tokens.shape[0], stop - start) + tuple(out_hw), EMPTY_LOGIT)
+        for (r, t), logits in zip(owners, decoded):
+            if t is None:
+                out[r] = logits
+            else:
+                out[r] = torch.cat([out[r][:, :t], logits, out[r][:, t + 1 :]], dim=1)
+        return out
 
-    def decode_framewise_many(
+    def _decode_framewise_many(
         self,
         feats: FrameFeatures,
         requests: list[tuple[int, int, torch.Tensor, list[torch.Tensor] | None, tuple[int, int]]],
@@ -590,10 +656,17 @@ class PixelDecoder(nn.Module):
         index = owner.view(1, -1, 1, 1).expand_as(low)
         return out.scatter_reduce(1, index, low, reduce="amax", include_self=True).transpose(0, 1)
 
-    def _decode_memory(self, feats, tokens, boxes, out_hw, every_frame: bool, state: MemoryState):
+    def _decode_memory(self, feats, tokens, boxes, out_hw, every_frame: bool, state: MemoryState, location=None):
         sam = self.sam
         n = tokens.shape[0]
-        ptok, px, owner = self._prompts(tokens, boxes)
+        ptok, px, owner = self._prompts(tokens, None if location is not None else boxes)
+        located = None
+        if location is not None:
+            valid = [location.found(t) for t in range(location.valid.shape[0])]
+            if not every_frame:  # one prompted frame: the first located one
+                first = valid.index(True) if any(valid) and state.next_frame == 0 else None
+                valid = [t == first for t in range(len(valid))]
+            located = valid
         p = ptok.shape[0]
         output_dict = state.output_dict
         gate = self.object_score_gating and not self.training and sam.pred_obj_scores
@@ -615,6 +688,10 @@ class PixelDecoder(nn.Module):
                 x.permute(1, 2, 0).reshape(p, x.shape[2], *s) for x, s in zip(vf[:-1], feats.feat_sizes[:-1])
             ] or None
             prompted = t == 0 or every_frame
+            if located is not None:
+                prompted = located[local]
+                if prompted:
+                    px = (location.extent(local).float().clamp(0, 1) * self.image_size).expand(p, -1)
             if prompted:
                 low, sam_token, obj = self._decode(pix, high, px, ptok)
             else:

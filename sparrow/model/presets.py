@@ -48,6 +48,7 @@ from typing import Any
 from sparrow.model.config import (
     HOSTS,
     AdapterSpec,
+    GroundingSpec,
     LLMSpec,
     ModelConfig,
     ProposerSpec,
@@ -122,6 +123,7 @@ def preset(host: str, profile: str, **overrides: Any) -> ModelConfig:
         num_sam_frames=sizes.num_sam_frames,
         max_new_tokens=section.max_new_tokens,
         host_trainable_sam=section.host_trainable_sam,
+        grounding=GroundingSpec(**section.grounding) if section.location_channel else None,
     )
     if profile == "paper":
         base = dataclasses.replace(base, selector=dataclasses.replace(base.selector, **_PAPER_SELECTOR))

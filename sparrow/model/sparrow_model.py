@@ -71,12 +71,13 @@ from sparrow.model.batch import LOSS_KEYS, Prediction, SparrowBatch, SparrowOutp
 from sparrow.model.box_prior_filter import filter_boxes, prior_scores
 from sparrow.model.collator import FrameSizes, SparrowCollator
 from sparrow.model.config import ModelConfig, StageBehaviour, stage_behaviour
+from sparrow.model.dense_grounding import DenseGrounding, location_boxes
 from sparrow.model.frame_zero import FrameZero, proposer_input
 from sparrow.model.llm import LanguageModel, torch_dtype
 from sparrow.model.losses import causal_lm_loss, mask_losses, proposal_bce, proposal_box_loss, proposal_targets
 from sparrow.model.lv_projector import LVProjector
 from sparrow.model.multimodal_inputs import MultimodalInputs, build_multimodal_inputs
-from sparrow.model.pixel_decoder import FrameFeatures, MemoryState, PixelDecoder, build_sam
+from sparrow.model.pixel_decoder import FrameFeatures, Location, MemoryState, PixelDecoder, build_sam
 from sparrow.model.proposal_selector import ProposalSelector, align_to_tokens, select_boxes
 from sparrow.model.proposer import ClassAgnosticProposer, Proposals, build_proposer, load_proposer, proposer_from_json
 from sparrow.model.roi_helper import ROIProposalHelper
@@ -107,6 +108,7 @@ class Components:
     selector: ProposalSelector | None
     roi_helper: ROIProposalHelper | None
     roi_fusion_gamma: nn.Parameter | None
+    grounding: DenseGrounding | None
     tokenizer: Any
     sam_yaml: Path | None
 
@@ -169,6 +171,8 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
                 cfg.selector.clamp_boxes,
             )
         gamma = nn.Parameter(torch.tensor(float(cfg.selector.roi_fusion_init)))
+    # Built last, so that the random draws of every other part are the ones of a model without it.
+    grounding = DenseGrounding(cfg.grounding) if cfg.grounding is not None else None
     return Components(
         llm,
         spatial,
@@ -181,6 +185,7 @@ def build_components(cfg: ModelConfig, checkpoint_dir: Path | None = None) -> Co
         selector,
         roi_helper,
         gamma,
+        grounding,
         tokenizer,
         sam_yaml,
     )
@@ -232,6 +237,7 @@ class SparrowModel(nn.Module):
     selector: ProposalSelector | None
     roi_helper: ROIProposalHelper | None
     roi_fusion_gamma: nn.Parameter | None
+    grounding: DenseGrounding | None
     tokenizer: Any
     sam_yaml: Path | None
 
@@ -431,16 +437,30 @@ class SparrowModel(nn.Module):
         prior_filter: bool,
         state: MemoryState | None = None,
         fixed_boxes: list[torch.Tensor] | None = None,
+        location: Location | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Mask logits (n, T, H, W) on the frames of ``feats`` and the prompt boxes per token (or None).
 
         [SEG] states projected to ``seg_tokens`` (n, k, C) and [BOX] states to ``box_queries`` (m, C) -> selector
-        on ``frame0`` (unless ``fixed_boxes`` are given) -> SAM2 mask decoder; ``state`` continues a memory mode."""
+        on ``frame0`` (unless ``fixed_boxes`` are given) -> SAM2 mask decoder; ``state`` continues a memory mode;
+        ``location`` (:meth:`locate`, the frames of ``feats``) adds the location channel's box prompts."""
         prompt = Prompt(seg_tokens.float(), fixed_boxes)
         if fixed_boxes is None and self._guides(guidance, seg_tokens.shape[0] > 0):
             prompt = self._select(frame0, prompt.tokens, box_queries.float(), out_hw, prior_filter)
-        mask_logits = self.pixel_decoder.decode(feats, prompt.tokens, prompt.boxes, out_hw, self.cfg.propagation, state)
+        mask_logits = self.pixel_decoder.decode(
+            feats, prompt.tokens, prompt.boxes, out_hw, self.cfg.propagation, state, location
+        )
         return mask_logits, prompt.boxes
+
+    @torch.no_grad()
+    def locate(self, sam_frames: torch.Tensor, text: str) -> Location | None:
+        """The location channel of one clip (None without it): the dense grounding of ``text`` on ``sam_frames``
+        (T, 3, S, S) in [0, 1], as a box per frame where the referent is found (docs/design.md §14)."""
+        if self.grounding is None:
+            return None
+        logits = self.grounding.ground(sam_frames, [text])[0]
+        boxes, valid = location_boxes(logits, self.grounding.spec.threshold, self.grounding.spec.max_boxes)
+        return Location(boxes, valid)
 
     @torch.no_grad()
     def _prior_filter(
@@ -551,12 +571,18 @@ class SparrowModel(nn.Module):
             box_states = hidden[i][mm.box_mask[i]][: self.cfg.max_seg_tokens]
             prompt = self._sample_prompt(seg_states, box_states, frame0, out_hw, batch.target_masks[i])
             prompts.append(prompt)
+            location = self.locate(batch.sam_frames[i], batch.texts[i]) if batch.texts else None
             if framewise:
-                requests.append((i * t, (i + 1) * t, prompt.tokens, prompt.boxes, out_hw))
+                requests.append((i * t, (i + 1) * t, prompt.tokens, prompt.boxes, out_hw, location))
             else:
                 masks.append(
                     self.pixel_decoder.decode(
-                        feats.frames(i * t, (i + 1) * t), prompt.tokens, prompt.boxes, out_hw, self.cfg.propagation
+                        feats.frames(i * t, (i + 1) * t),
+                        prompt.tokens,
+                        prompt.boxes,
+                        out_hw,
+                        self.cfg.propagation,
+                        location=location,
                     )
                 )
         if framewise:

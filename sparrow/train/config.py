@@ -9,6 +9,8 @@ The paper-size values follow the released code (docs/design.md §5, §10.2 and �
   its step count depends on its data mixture (one epoch), so 5000 steps is the kit's placeholder.
 - ``sam`` (smoke and mini only): the tiny SAM2's box-prompt pretraining that stands in for the released SAM2
   checkpoint (:mod:`sparrow.train.sam_pretrain`); mini: 600 steps of 8 prompts, lr 1e-3, 20 warmup steps.
+- ``grounding`` (smoke and mini only): the location channel's dense-grounding pretraining that stands in for the
+  hosts' pretrained grounding (:mod:`sparrow.train.grounding_pretrain`); mini: 3,000 steps of 3 videos (all their expressions), lr 2e-3.
 - ``proposer`` (the released code's "Stage 0", class-agnostic proposer pretraining): AdamW lr 2e-4, weight decay 1e-4,
   100 warmup steps then cosine decay, 64 images per device, at most 500k steps (the README's example cap).
   The released code does not set Adam betas for this stage, so torch's defaults (0.9, 0.999) apply.
@@ -34,8 +36,8 @@ from typing import Any, Literal
 
 from sparrow.profiles import check_profile, get_profile
 
-Stage = Literal["sam", "host", "proposer", "stage1", "stage2"]
-TRAIN_STAGES: tuple[str, ...] = ("sam", "host", "proposer", "stage1", "stage2")
+Stage = Literal["sam", "grounding", "host", "proposer", "stage1", "stage2"]
+TRAIN_STAGES: tuple[str, ...] = ("sam", "grounding", "host", "proposer", "stage1", "stage2")
 
 # Fields that change the optimisation trajectory: a checkpoint may only be resumed under the same values.
 BOOKKEEPING_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "show_progress"})
@@ -97,6 +99,10 @@ class TrainConfig:
         if host not in section.host_stage:
             raise ValueError(f"unknown host {host!r}; choose one of {', '.join(section.host_stage)}")
         sizes = section.host_stage[host] if stage == "host" else section.stages.get(stage)
+        if sizes is None and stage == "grounding":
+            raise ValueError(
+                f"the {profile} profile has no dense-grounding pretraining; it exists for the tiny profiles only"
+            )
         if sizes is None:
             raise ValueError(
                 f"the {profile} profile starts from the released SAM2 checkpoint; SAM2 pretraining "

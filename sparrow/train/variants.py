@@ -40,13 +40,16 @@ from sparrow.data.curated import CuratedDataset, records_fingerprint
 from sparrow.distributed import process_state
 from sparrow.model import ModelConfig, SparrowDataset, SparrowModel
 from sparrow.model.checkpoint import CheckpointError, read_state
+from sparrow.model.config import GroundingSpec
+from sparrow.model.dense_grounding import grounding_vocabulary
 from sparrow.model.tokens import vocabulary_from_texts
 from sparrow.paths import runs_dir
-from sparrow.profiles import check_profile
+from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import DataError, atomic_write_json, read_json
 from sparrow.train.checkpoint import latest_checkpoint
 from sparrow.train.checkpoint import read_state as read_checkpoint
 from sparrow.train.config import TrainConfig
+from sparrow.train.grounding_pretrain import ensure_pretrained_grounding, load_pretrained_grounding
 from sparrow.train.loss_log import read_loss_log
 from sparrow.train.sam_pretrain import ensure_pretrained_sam, load_pretrained_sam
 from sparrow.train.sampling import derive_seed, seed_all
@@ -100,17 +103,48 @@ def pretrained_sam(
     )
 
 
-def model_config(host: str, profile: str, tsf: bool, box: bool, curated_root: str | Path):
+def model_config(
+    host: str, profile: str, tsf: bool, box: bool, curated_root: str | Path, location_channel: bool | None = None
+):
     """The host preset with the switches set, and (tiny models) a vocabulary covering the dataset's words.
 
     The tiny word-level tokenizer would split unknown words into characters; giving it every word of the curated
-    texts (all splits: vocabulary only, like a pretrained tokenizer) keeps one token per word."""
+    texts (all splits: vocabulary only, like a pretrained tokenizer) keeps one token per word. The location
+    channel's grounding knows the words of the training split only (the words its pretraining saw): any other
+    word is left out of its query rather than entering it as an untrained embedding. ``location_channel``: None keeps the profile's switch
+    (:data:`sparrow.profiles.LOCATION_CHANNEL`), True / False turn it on or off."""
     cfg = ModelConfig.for_preset(host, profile, tsf=tsf, box=box)
+    if location_channel is not None:
+        spec = get_profile(profile).model.grounding
+        if location_channel and spec is None:
+            raise ValueError(f"the {profile} profile has no location channel (no dense-grounding sizes)")
+        cfg = cfg.replace(grounding=GroundingSpec(**spec) if location_channel else None)
     if cfg.llm.path is not None:
         return cfg
     curated = CuratedDataset(curated_root)
     texts = [e.text for e in curated.iter_expressions()]
-    return cfg.replace(llm=dataclasses.replace(cfg.llm, extra_words=vocabulary_from_texts(texts)))
+    cfg = cfg.replace(llm=dataclasses.replace(cfg.llm, extra_words=vocabulary_from_texts(texts)))
+    if cfg.grounding is not None:
+        seen = grounding_vocabulary([e.text for e in curated.iter_expressions(split=TRAIN_SPLIT)])
+        cfg = cfg.replace(grounding=dataclasses.replace(cfg.grounding, vocabulary=seen))
+    return cfg
+
+
+def pretrained_grounding(
+    cfg,
+    curated_root: str | Path,
+    fingerprint: str,
+    *,
+    runs_root: str | Path | None = None,
+    show_progress: bool = False,
+) -> tuple[Path | None, str]:
+    """The location channel's pretrained dense grounding for a host config, trained on first use: (folder,
+    fingerprint), or (None, "") without the location channel."""
+    if cfg.grounding is None:
+        return None, ""
+    return ensure_pretrained_grounding(
+        cfg.profile, curated_root, cfg.grounding, fingerprint, runs_root=runs_root, show_progress=show_progress
+    )
 
 
 def build_model(cfg, seed: int):
@@ -268,11 +302,13 @@ def train_variant(
     show_progress: bool = True,
     train_overrides: dict[str, dict[str, Any]] | None = None,
     runs_root: str | Path | None = None,
+    location_channel: bool | None = None,
 ) -> RunResult:
     """Train (or load from the cache) one variant on the curated SPARROW-Mini of ``profile``/``seed``.
 
     ``train_overrides`` maps a stage name to :class:`TrainConfig` field overrides (for experiments; a changed
-    setting retrains that stage and the ones after it)."""
+    setting retrains that stage and the ones after it). ``location_channel``: see :func:`model_config` (a run
+    with the other setting in the same ``runs_root`` is retrained)."""
     check_profile(profile)
     state = process_state()
     if curated_root is None:
@@ -292,7 +328,7 @@ def train_variant(
         )
         for s in stages
     }
-    host_cfg = model_config(host, profile, False, False, curated_root)
+    host_cfg = model_config(host, profile, False, False, curated_root, location_channel)
     var_cfg = host_cfg.replace(tsf=tsf, box=box)
     sam_weights, sam_fingerprint = pretrained_sam(
         host_cfg, curated_root, fingerprint, runs_root=runs_root, show_progress=show_progress
@@ -300,6 +336,11 @@ def train_variant(
     if sam_weights is not None:
         # The pretrained SAM2 is part of every stage's starting point: other SAM2 weights make every stage stale.
         fingerprint = f"{fingerprint}+sam2-{sam_fingerprint}"
+    grounding_dir, grounding_fingerprint = pretrained_grounding(
+        host_cfg, curated_root, records_fingerprint(curated_root), runs_root=runs_root, show_progress=show_progress
+    )
+    if grounding_dir is not None:
+        fingerprint = f"{fingerprint}+grounding-{grounding_fingerprint}"
     folders = {s: (base_dir / "host" if s == "host" else run_dir / s) for s in stages}
     # Compared with what a stage recorded in JSON, so tuples must already be lists.
     model_json = {s: json.loads(json.dumps((host_cfg if s == "host" else var_cfg).to_json())) for s in stages}
@@ -336,8 +377,11 @@ def train_variant(
             model = build_model(cfg_s, seed)
             if stage != "host":
                 load_host_weights(model, results["host"].final_dir)
-            elif sam_weights is not None:
-                load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
+            else:
+                if sam_weights is not None:
+                    load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
+                if grounding_dir is not None:
+                    load_pretrained_grounding(model.grounding, grounding_dir, grounding_fingerprint)
         # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
         # adapter's random init is seeded here so that it does not depend on what ran before in this process.
         seed_all(derive_seed(seed, _LORA_FOLD, index))

@@ -1,0 +1,191 @@
+"""The location channel: dense grounding of the text, its box prompts into SAM2, its pretraining (fingerprinted,
+resumable) and the switch that keeps it off by default."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sparrow  # noqa: F401  (torchvision shim first)
+from sparrow.data.curated import records_fingerprint
+from sparrow.model.config import GroundingSpec
+from sparrow.model.dense_grounding import (
+    DenseGrounding,
+    grounding_inputs,
+    grounding_vocabulary,
+    input_channels,
+    location_boxes,
+)
+from sparrow.model.pixel_decoder import EMPTY_LOGIT, Location
+from sparrow.model.presets import preset
+from sparrow.storage import DataError
+from sparrow.train import TrainConfig
+from sparrow.train.grounding_pretrain import (
+    GroundingDataset,
+    GroundingPretrainer,
+    collate,
+    ensure_pretrained_grounding,
+    load_pretrained_grounding,
+    mirror_text,
+)
+from sparrow.train.trainer import Trainer
+from sparrow.train.variants import build_model, model_config
+
+SPEC = GroundingSpec(input_size=32, dim=16, vocabulary=("circle", "red", "the"))
+
+
+@pytest.fixture(scope="module")
+def curated():
+    from sparrow.data.curate import ensure_curated
+
+    return ensure_curated("smoke", 0)
+
+
+def test_location_boxes_are_one_box_per_region_above_threshold_largest_first():
+    logits = torch.full((2, 4, 8), -5.0)
+    logits[0, 1:3, 4:7] = 5.0  # 6 cells
+    logits[0, 0, 0] = 5.0  # 1 cell, another region
+    logits[0, 3, 7] = 5.0  # touches the first region diagonally: the same region
+    boxes, valid = location_boxes(logits, 0.5, max_boxes=4)
+    assert valid.tolist() == [[True, True], [False, False]]
+    assert boxes[0, 0].tolist() == pytest.approx([4 / 8, 1 / 4, 8 / 8, 4 / 4])
+    assert boxes[0, 1].tolist() == pytest.approx([0.0, 0.0, 1 / 8, 1 / 4])
+    one, _ = location_boxes(logits, 0.5, max_boxes=1)
+    assert one.shape == (2, 1, 4) and torch.equal(one[0, 0], boxes[0, 0])
+
+
+def test_grounding_inputs_and_logits_shapes_and_unknown_words():
+    frames = torch.rand(5, 3, 48, 48)
+    x = grounding_inputs(frames, SPEC)
+    assert x.shape == (5, input_channels(SPEC), 32, 32)
+    assert torch.equal(x[:, 3:6], grounding_inputs(frames, SPEC)[:, 3:6])  # deterministic motion channels
+    net = DenseGrounding(SPEC)
+    ids = net.word_ids(["The red circle!", "a blue square"])
+    assert ids.shape == (2, SPEC.max_words) and ids[0, :3].tolist() == [3, 2, 1] and int(ids[1].sum()) == 0
+    logits = net.ground(frames, ["red circle", "circle", "red circle"])
+    assert logits.shape == (3, 5, 8, 8) and torch.equal(logits[0], logits[2]) and not torch.equal(logits[0], logits[1])
+    assert grounding_vocabulary(["The red circle", "red square"]) == ("circle", "red", "square", "the")
+
+
+def test_framewise_location_prompts_a_box_per_frame_and_empties_unlocated_frames():
+    model = build_model(preset("videoglamm", "smoke"), 0).eval()
+    pd = model.pixel_decoder
+    frames = torch.rand(3, 3, pd.image_size, pd.image_size)
+    with torch.no_grad():
+        feats = pd.encode(frames)
+        tokens = torch.randn(1, 1, pd.hidden_dim)
+        box = torch.tensor([[0.1, 0.2, 0.6, 0.7]])
+        other = torch.tensor([[0.7, 0.7, 0.9, 0.9]])
+        loc = Location(
+            torch.stack([torch.cat([box, other])] * 3), torch.tensor([[True, True], [False, False], [True, True]])
+        )
+        out = pd.decode(feats, tokens, None, (20, 20), "framewise", location=loc)
+        boxed = pd.decode(feats, tokens, [torch.cat([box, other])], (20, 20), "framewise")
+        unlocated = pd.decode(feats, tokens, None, (20, 20), "framewise")
+    assert out.shape == (1, 3, 20, 20)
+    assert torch.allclose(out[:, [0, 2]], boxed[:, [0, 2]], atol=1e-5)
+    assert (out[:, 1] == EMPTY_LOGIT).all() and not torch.allclose(out[:, 0], unlocated[:, 0])
+
+
+@pytest.mark.parametrize("host", ["unipixel", "glus"])
+def test_memory_modes_prompt_only_located_frames(host):
+    model = build_model(preset(host, "smoke"), 0).eval()
+    pd = model.pixel_decoder
+    with torch.no_grad():
+        feats = pd.encode(torch.rand(3, 3, pd.image_size, pd.image_size))
+        tokens = torch.randn(2, model.cfg.seg_tokens_per_target, pd.hidden_dim)
+        box = torch.tensor([[0.1, 0.2, 0.6, 0.7]])
+        loc = Location(box.expand(3, 1, -1), torch.tensor([[False], [True], [True]]))
+        out = pd.decode(feats, tokens, None, (16, 16), model.cfg.propagation, location=loc)
+        plain = pd.decode(feats, tokens, None, (16, 16), model.cfg.propagation)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+    # frame 0 has no location: unprompted (memory only) instead of the token prompt of the plain decoding
+    assert not torch.allclose(out[:, 0], plain[:, 0])
+
+
+def test_the_switch_is_off_by_default_and_on_builds_a_frozen_grounding(curated):
+    from sparrow.profiles import LOCATION_CHANNEL
+
+    assert LOCATION_CHANNEL is False
+    off = model_config("videoglamm", "smoke", False, False, curated)
+    assert off.grounding is None and "grounding" not in off.to_json()
+    on = model_config("videoglamm", "smoke", False, False, curated, location_channel=True)
+    assert on.grounding is not None and "circle" in on.grounding.vocabulary
+    assert type(on).from_json(on.to_json()) == on
+    model = build_model(on, 0)
+    for stage in ("stage1", "host"):
+        model.configure_stage(stage)
+        assert not any(p.requires_grad for p in model.grounding.parameters())
+    batch = model.collator("host")([_example(curated, on)])
+    out = model(batch)
+    assert torch.isfinite(out.loss) and out.mask_logits[0].shape[1] == on.num_sam_frames
+    frames = (torch.rand(4, 24, 32, 3) * 255).to(torch.uint8).numpy()
+    pred = model.predict(frames, "the red circle")
+    assert pred.masks.shape == (4, 24, 32)
+
+
+def _example(curated, cfg):
+    from sparrow.model.dataset import SparrowDataset
+
+    data = SparrowDataset(curated, "train", cfg)
+    return next(data[i] for i in range(len(data)) if data[i].kind == "expression")
+
+
+def test_mirrored_texts_swap_left_and_right():
+    assert mirror_text("The star moving left, right of the ring") == "the star moving right, left of the ring"
+
+
+def test_pretraining_is_fingerprinted_reused_and_refused_for_other_data(curated, tmp_path):
+    spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
+    fingerprint = records_fingerprint(curated)
+    final, fp = ensure_pretrained_grounding(
+        "smoke", curated, spec, fingerprint, runs_root=tmp_path, show_progress=False
+    )
+    stamp = (final / "grounding.safetensors").stat().st_mtime_ns
+    again, fp2 = ensure_pretrained_grounding("smoke", curated, spec, fingerprint, runs_root=tmp_path)
+    assert (again, fp2) == (final, fp) and (final / "grounding.safetensors").stat().st_mtime_ns == stamp
+    _, other = ensure_pretrained_grounding("smoke", curated, spec, "other data", runs_root=tmp_path)
+    assert other != fp
+    net = DenseGrounding(spec)
+    load_pretrained_grounding(net, final, fp)
+    assert torch.equal(net.head[-1].weight, GroundingPretrainer.from_pretrained(final).grounding.head[-1].weight)
+    with pytest.raises(DataError, match="other data, spec or training settings"):
+        load_pretrained_grounding(net, final, other)
+    with pytest.raises(ValueError, match="tiny profiles only"):
+        TrainConfig.for_profile("paper", "grounding")
+
+
+def test_an_interrupted_pretraining_resumes_to_the_same_weights(curated, tmp_path):
+    spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
+    data = GroundingDataset(curated, "train", spec)
+    item = data[0]
+    assert item["inputs"].shape[1] == input_channels(spec)
+    assert item["masks"].shape[:2] == (len(item["texts"]), item["inputs"].shape[0])
+    cfg = TrainConfig.for_profile("smoke", "grounding", max_steps=4, checkpoint_every=2, show_progress=False)
+
+    class StopsAfter(torch.utils.data.Dataset):
+        """The data, failing on its fifth item: the run stops in step 3, after the step-2 checkpoint."""
+
+        calls = 0
+
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, index):
+            StopsAfter.calls += 1
+            if StopsAfter.calls == 5:
+                raise RuntimeError("interrupted")
+            return data[index]
+
+    def run(folder, dataset):
+        torch.manual_seed(0)
+        model = GroundingPretrainer(spec)
+        Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
+        return model
+
+    straight = run(tmp_path / "a", data)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(tmp_path / "b", StopsAfter())
+    resumed = run(tmp_path / "b", data)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
