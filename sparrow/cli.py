@@ -179,6 +179,8 @@ def _score(args: argparse.Namespace) -> int:
         progress=None if args.quiet else tqdm_progress,
         device=args.device,
         captions=args.captions,
+        text_encoder=_text_encoder(args.text_encoder),
+        clair_judge=_clair_judge(args),
     )
     print(f"{args.benchmark}: {args.pred}" + (f" against {args.gt}" if args.gt else ""))
     print(result.format_table())
@@ -191,6 +193,32 @@ def _score(args: argparse.Namespace) -> int:
 
         print(f"figure: {save_figure(score_figure(result), args.figure)}")
     return 0
+
+
+def _text_encoder(folder: str | None):
+    if folder is None:
+        return None
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"--text-encoder {folder}: no such folder (a local bert-base-uncased)")
+    from sparrow.eval.gcg import BertMeanEncoder
+
+    return BertMeanEncoder(folder)
+
+
+def _clair_judge(args: argparse.Namespace):
+    if args.judge_url and args.judge_model_dir:
+        raise ValueError("--judge-url and --judge-model-dir: give one CLAIR judge")
+    if args.judge_url:
+        from sparrow.eval.clair import OpenAICompatibleJudge
+
+        return OpenAICompatibleJudge(args.judge_url, model=args.judge_model)
+    if args.judge_model_dir:
+        if not Path(args.judge_model_dir).is_dir():
+            raise FileNotFoundError(f"--judge-model-dir {args.judge_model_dir}: no such folder")
+        from sparrow.eval.clair import TransformersJudge
+
+        return TransformersJudge(args.judge_model_dir)
+    return None
 
 
 def _package(args: argparse.Namespace) -> int:
@@ -314,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the tables with per-video and per-expression rows to this file")
     p.add_argument("--figure", help="write the per-video J&F bars and per-frame J/F strip to this image")
     p.add_argument("--captions", action="store_true", help="videogcg: METEOR and CIDEr too (needs Java)")
+    p.add_argument("--text-encoder", help="videogcg: a local bert-base-uncased folder, for the phrase recall")
+    p.add_argument("--judge-url", help="videogcg: CLAIR with an OpenAI-compatible server (key from OPENAI_API_KEY)")
+    p.add_argument("--judge-model", default="gpt-3.5-turbo", help="videogcg: the model that --judge-url serves")
+    p.add_argument("--judge-model-dir", help="videogcg: CLAIR with a local causal LM folder (transformers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_score)
 

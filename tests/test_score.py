@@ -284,3 +284,58 @@ def test_package_writes_identical_validated_zips(data, tmp_path):
     Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(pred / "vid00" / "0" / "00001.png")
     with pytest.raises(DataError, match="mode RGB"):
         validate(pred, gt)
+
+
+def _tiny_bert(folder: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "the", "red", "car", "person", "dog", "two", "children"]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_videogcg_cli_computes_recall_and_clair_with_a_configured_encoder_and_judge(data, tmp_path, capsys):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    prompts = []
+
+    class Judge(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            prompts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"choices": [{"message": {"content": '{"score": 40, "reason": "fair"}'}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bert = _tiny_bert(tmp_path / "bert")
+    out = tmp_path / "gcg.json"
+    try:
+        argv = ["score", "videogcg", "--pred", str(data["videogcg"]["pred"]), "--quiet", "--json", str(out)]
+        argv += ["--text-encoder", str(bert), "--judge-url", f"http://127.0.0.1:{server.server_port}/v1"]
+        assert main(argv) == 0
+    finally:
+        server.shutdown()
+    table = read_score_json(out).tables["VideoGCG"]
+    assert table["CLAIR"] == pytest.approx(40.0, abs=1e-9) and prompts
+    assert 0.0 <= table["recall"] <= 100.0
+    assert table["mIoU"] == pytest.approx(100 * REFERENCE["videogcg"]["mIoU"], abs=1e-10, rel=0)
+    assert (
+        main(["score", "videogcg", "--pred", str(data["videogcg"]["pred"]), "--text-encoder", str(tmp_path / "none")])
+        == 2
+    )
+    assert "--text-encoder" in capsys.readouterr().err

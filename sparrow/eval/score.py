@@ -787,9 +787,12 @@ def score(
     progress: Progress | None = None,
     device: str | None = None,
     captions: bool = False,
+    text_encoder: Any = None,
+    clair_judge: Any = None,
 ) -> ScoreResult:
     """Score ``pred`` on ``benchmark`` (a key of :data:`BENCHMARKS`) against the released ground truth ``gt``
-    (VideoGCG: None, its sample folders hold the ground truth; ``captions`` adds METEOR and CIDEr)."""
+    (VideoGCG: None, its sample folders hold the ground truth; ``captions`` adds METEOR and CIDEr, a
+    ``text_encoder`` the phrase recall, a ``clair_judge`` CLAIR)."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
     b = BENCHMARKS[benchmark]
@@ -798,7 +801,7 @@ def score(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if benchmark == "videogcg":
-        return score_gcg(pred, workers, progress, captions=captions)
+        return score_gcg(pred, workers, progress, captions, text_encoder, clair_judge)
     if gt is None:
         raise ValueError(f"{benchmark}: --gt (the released ground truth) is required")
     if not Path(gt).exists():
