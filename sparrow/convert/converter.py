@@ -208,7 +208,8 @@ def _model_config(
     temporal: internvideo2.InternVideo2Config | None,
     proposer_config: dict | None,
 ):
-    from sparrow.model.config import LLMSpec, ModelConfig, SamSpec, TemporalSpec, VisionSpec
+    from sparrow.convert.specs import clip_vision_spec, llm_spec
+    from sparrow.model.config import ModelConfig, SamSpec, TemporalSpec
 
     base = ModelConfig.for_preset("videoglamm", opts.profile)
     cfg = release.config
@@ -216,27 +217,8 @@ def _model_config(
     mm_hidden = int(cfg.get("mm_hidden_size", state["model.mm_projector.0.weight"].shape[1]))
     changes: dict[str, Any] = dict(
         box=opts.release == "sparrow",
-        llm=LLMSpec(
-            kind="phi3",
-            hidden_size=llm_config.hidden_size,
-            num_layers=llm_config.num_hidden_layers,
-            num_heads=llm_config.num_attention_heads,
-            num_kv_heads=llm_config.num_key_value_heads,
-            intermediate_size=llm_config.intermediate_size,
-            max_position_embeddings=llm_config.max_position_embeddings,
-            model_max_length=base.llm.model_max_length,
-            dtype=opts.dtype or base.llm.dtype,
-        ),
-        vision=VisionSpec(
-            kind="clip",
-            image_size=clip_config.image_size,
-            patch_size=clip_config.patch_size,
-            hidden_size=clip_config.hidden_size,
-            num_layers=clip_config.num_hidden_layers,
-            num_heads=clip_config.num_attention_heads,
-            intermediate_size=clip_config.intermediate_size,
-            select_layer=int(cfg.get("mm_vision_select_layer", -2)),
-        ),
+        llm=llm_spec("phi3", llm_config, base, opts.dtype),
+        vision=clip_vision_spec(clip_config, int(cfg.get("mm_vision_select_layer", -2))),
         # InternVideo2's token layout (4-frame chunks, tubelet 1, 224 px, patch 14: 256 tokens per frame) at the
         # width of the released mm_projector; without the InternVideo2 file this VideoMAE holds its place.
         temporal=TemporalSpec(

@@ -147,32 +147,14 @@ def _tokenizer(opts, seg_id: int, vocab: int):
 
 
 def _model_config(opts, release_cfg: dict[str, Any], lcfg, clip_config, sam_yaml: Path):
-    from sparrow.model.config import LLMSpec, ModelConfig, SamSpec, VisionSpec
+    from sparrow.convert.specs import clip_vision_spec, llm_spec
+    from sparrow.model.config import ModelConfig, SamSpec
 
     base = ModelConfig.for_preset("glus", opts.profile)
     return base.replace(
         box=False,
-        llm=LLMSpec(
-            kind="llama",
-            hidden_size=lcfg.hidden_size,
-            num_layers=lcfg.num_hidden_layers,
-            num_heads=lcfg.num_attention_heads,
-            num_kv_heads=lcfg.num_key_value_heads,
-            intermediate_size=lcfg.intermediate_size,
-            max_position_embeddings=lcfg.max_position_embeddings,
-            model_max_length=base.llm.model_max_length,
-            dtype=opts.dtype or base.llm.dtype,
-        ),
-        vision=VisionSpec(
-            kind="clip",
-            image_size=clip_config.image_size,
-            patch_size=clip_config.patch_size,
-            hidden_size=clip_config.hidden_size,
-            num_layers=clip_config.num_hidden_layers,
-            num_heads=clip_config.num_attention_heads,
-            intermediate_size=clip_config.intermediate_size,
-            select_layer=int(release_cfg.get("mm_vision_select_layer", -2)),
-        ),
+        llm=llm_spec("llama", lcfg, base, opts.dtype),
+        vision=clip_vision_spec(clip_config, int(release_cfg.get("mm_vision_select_layer", -2))),
         sam=SamSpec(config=str(sam_yaml), checkpoint=None, image_size=None, tiny=False),
     )
 

@@ -155,24 +155,15 @@ def _sam_yaml(sam_config: Path | None) -> Path:
 
 
 def _model_config(release_cfg: dict[str, Any], qcfg, sam_yaml: Path, dtype: str | None, profile: str):
-    from sparrow.model.config import LLMSpec, ModelConfig, SamSpec, VisionSpec
+    from sparrow.convert.specs import llm_spec
+    from sparrow.model.config import ModelConfig, SamSpec, VisionSpec
 
     base = ModelConfig.for_preset("unipixel", profile)
     text = qcfg.get_text_config()
     vision = qcfg.vision_config
     return base.replace(
         box=False,
-        llm=LLMSpec(
-            kind="qwen2_5_vl",
-            hidden_size=text.hidden_size,
-            num_layers=text.num_hidden_layers,
-            num_heads=text.num_attention_heads,
-            num_kv_heads=text.num_key_value_heads,
-            intermediate_size=text.intermediate_size,
-            max_position_embeddings=text.max_position_embeddings,
-            model_max_length=base.llm.model_max_length,
-            dtype=dtype or base.llm.dtype,
-        ),
+        llm=llm_spec("qwen2_5_vl", text, base, dtype),
         vision=VisionSpec(
             kind="qwen2_5_vl",
             image_size=base.vision.image_size,
