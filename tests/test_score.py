@@ -19,7 +19,7 @@ from fixtures import score_data
 from sparrow.cli import main
 from sparrow.eval.package import package, validate
 from sparrow.eval.parallel import map_ordered
-from sparrow.eval.score import read_score_json, score, tqdm_progress
+from sparrow.eval.score import read_score_json, score, score_mevis, tqdm_progress
 from sparrow.storage import DataError
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "score_reference.json").read_text(encoding="utf-8"))
@@ -339,3 +339,15 @@ def test_videogcg_cli_computes_recall_and_clair_with_a_configured_encoder_and_ju
         == 2
     )
     assert "--text-encoder" in capsys.readouterr().err
+
+
+def test_mevis_videos_only_scores_just_the_named_videos(data):
+    full = score("mevis-valid-u", data["mevis"]["pred"], data["mevis"]["gt"])
+    first = full.videos[0]["video"]
+    one = score_mevis(data["mevis"]["gt"], data["mevis"]["pred"], videos_only=[first])
+    assert [r["video"] for r in one.videos] == [first]
+    assert {e["expression"] for e in one.expressions} == {
+        e["expression"] for e in full.expressions if e["video"] == first
+    }
+    with pytest.raises(DataError, match="no video 'nope'"):
+        score_mevis(data["mevis"]["gt"], data["mevis"]["pred"], videos_only=["nope"])

@@ -34,7 +34,7 @@ malformed ground truth is a :class:`~sparrow.storage.DataError` naming the file.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -472,10 +472,17 @@ def score_mevis(
     workers: int = 1,
     progress: Progress | None = None,
     device: str | None = None,
+    videos_only: Sequence[str] | None = None,
 ) -> ScoreResult:
-    """MeViS (``eval_mevis.py``) or Ref-YouTube-VOS (the same rule): J, F, J&F per expression, averaged."""
+    """MeViS (``eval_mevis.py``) or Ref-YouTube-VOS (the same rule): J, F, J&F per expression, averaged;
+    ``videos_only``: score just these videos of the ground truth (a subset predicted on purpose)."""
     gt = Path(gt)
     videos = read_meta_expressions(gt / "meta_expressions.json")
+    if videos_only is not None:
+        unknown = sorted(set(videos_only) - set(videos))
+        if unknown:
+            raise DataError(f"{gt / 'meta_expressions.json'}: no video {unknown[0]!r}")
+        videos = {name: videos[name] for name in videos if name in set(videos_only)}
     root, rle = _prediction_source(pred)
     if root is not None:
         root = _png_root(root, videos)

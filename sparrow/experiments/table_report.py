@@ -470,3 +470,16 @@ def text_dependence_numbers(rows: list[dict]) -> list[dict]:
             {"name": f"{name}/ground_truth_pair_iou", "value": r["ground_truth_pair_iou"], "unit": "IoU", "note": note}
         )
     return out
+
+
+def rescore_text(scored: Any, table_value: float | None) -> str:
+    """What ``sparrow score`` printed for one run beside notebook 04's number for it, and whether they agree."""
+    if scored is None:
+        return "paper: score the real predictions with `sparrow score` (README, Scoring your own predictions)"
+    ((title, row),) = scored.tables.items()
+    agree = table_value is not None and abs(row["J&F"] - table_value) <= 1e-9
+    return (
+        f"{scored.format_table()}\nnotebook 04's number for this run: "
+        + ("none" if table_value is None else f"{table_value:.4f}")
+        + (" (the same)" if agree else " (DIFFERENT: report it)")
+    )

@@ -500,3 +500,38 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
                     }
                 )
     return rows
+
+
+def rescore_with_sparrow_score(
+    plan: TablePlan,
+    main: Measurements,
+    host: str = "videoglamm",
+    variant: str = "sparrow",
+    benchmark: str = "mevis_valid_u",
+    seed: int | None = None,
+) -> tuple[Any, float | None]:
+    """One run's predictions of a MeViS column scored again by ``sparrow score`` (the tool for anyone's own
+    predictions) against SPARROW-Mini's released-layout ground truth, on the videos the table predicted: the
+    :class:`~sparrow.eval.score.ScoreResult` and the table's number for the same run (the two must agree);
+    ``(None, None)`` under paper."""
+    from sparrow.data.synthetic import ensure_generated
+    from sparrow.eval.score import score_mevis
+
+    seed = plan.seeds[0] if seed is None else seed
+    b = get_benchmark(benchmark, plan.profile)
+    if b.protocol != "rvos" or b.source != "mevis":
+        raise ValueError(f"{benchmark}: only the MeViS columns are scored again here")
+    if plan.profile == "paper":
+        return None, None  # the real releases are scored with `sparrow score` directly (README)
+    found = _predictions_of(plan, host, seed, variant, benchmark, ensure_curated(plan.profile, plan.data_seed))
+    folder = found / "Annotations" if found is not None else None
+    if folder is None or not folder.is_dir():
+        raise DataError(f"{host} {variant} seed {seed}: no {benchmark} predictions on disk (run measure_main first)")
+    videos = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    gt = ensure_generated(plan.profile, plan.data_seed) / "mevis" / b.split
+    result = score_mevis(gt, folder, "mevis-" + b.split.replace("_", "-"), videos_only=videos)
+    table = next(
+        (c.value for c in main.cells if (c.host, c.variant, c.seed, c.column) == (host, variant, seed, benchmark)),
+        None,
+    )
+    return result, table
