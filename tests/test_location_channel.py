@@ -25,6 +25,7 @@ from sparrow.train.grounding_pretrain import (
     GroundingPretrainer,
     collate,
     ensure_pretrained_grounding,
+    grounding_fingerprint,
     load_pretrained_grounding,
     mirror_text,
 )
@@ -189,3 +190,22 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(curated, tmp_pat
     resumed = run(tmp_path / "b", data)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_a_foundation_corpus_joins_every_split_of_other_data_under_its_own_fingerprint(curated):
+    from sparrow.data.curate import ensure_curated
+
+    other = ensure_curated("smoke", 1)
+    spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
+    own = GroundingDataset(curated, "train", spec)
+    both = GroundingDataset(curated, "train", spec, [other])
+    joined = [(c, expressions) for c, expressions in both.items if c.root != own.curated.root]
+    assert len(both) == len(own) + len(joined) and joined
+    assert len({c.video(expressions[0].video_id).split for c, expressions in joined}) > 1
+    item = both[len(both) - 1]
+    assert item["masks"].shape[:2] == (len(item["texts"]), item["inputs"].shape[0]) and item["masks"].any()
+    with pytest.raises(DataError, match="other data than the curated dataset"):
+        GroundingDataset(curated, "train", spec, [curated])
+    cfg = TrainConfig.for_profile("smoke", "grounding")
+    data = records_fingerprint(curated)
+    assert grounding_fingerprint(data, spec, cfg, [other]) != grounding_fingerprint(data, spec, cfg)
