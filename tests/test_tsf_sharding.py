@@ -74,24 +74,7 @@ def test_two_ranks_split_the_work_and_merge_identically(tmp_path, launcher):
     assert report["counts"]["computed"] == 10 and report["counts"]["cache_hits"] == 0
     assert report["counts"]["videos"] == 5
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the ranks' thread count, for bit-identical features
-    try:
-        single = run_tsf(
-            root,
-            "valid",
-            profile_config("smoke", root, box_source="ground_truth"),
-            PatchMeanEncoder(32),
-            store=TSFStore(tmp_path / "single" / "entries"),
-            out_dir=tmp_path / "single" / "run",
-        )
-    finally:
-        torch.set_num_threads(threads)
-    with open(os.path.join(folder, "index.jsonl"), "rb") as handle:
-        assert handle.read() == single.index_path.read_bytes()
-    sharded = {p.name: p.read_bytes() for p in (tmp_path / "home").rglob("*.safetensors")}
-    alone = {p.name: p.read_bytes() for p in (tmp_path / "single").rglob("*.safetensors")}
-    assert len(sharded) == 10 and sharded == alone
+    _assert_same_as_one_process(root, folder, tmp_path, entries=10)
 
 
 @pytest.mark.slow  # three processes started one after another on 2 CPU cores: 20-30 s
@@ -109,8 +92,14 @@ def test_two_passes_writing_one_cache_at_once_agree_with_one_alone(tmp_path):
     assert len(folders) == 1
     folder = folders.pop()
 
+    _assert_same_as_one_process(root, folder, tmp_path, entries=6)
+    assert not [p for p in (tmp_path / "home").rglob("*.tmp")]
+
+
+def _assert_same_as_one_process(root, folder, tmp_path, entries: int) -> None:
+    """The run folder and cache entries under ``tmp_path / "home"`` equal one single-process pass's, byte for byte."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the ranks' thread count, for bit-identical features
     try:
         single = run_tsf(
             root,
@@ -124,7 +113,6 @@ def test_two_passes_writing_one_cache_at_once_agree_with_one_alone(tmp_path):
         torch.set_num_threads(threads)
     with open(os.path.join(folder, "index.jsonl"), "rb") as handle:
         assert handle.read() == single.index_path.read_bytes()
-    shared = {p.name: p.read_bytes() for p in (tmp_path / "home").rglob("*.safetensors")}
+    written = {p.name: p.read_bytes() for p in (tmp_path / "home").rglob("*.safetensors")}
     alone = {p.name: p.read_bytes() for p in (tmp_path / "single").rglob("*.safetensors")}
-    assert len(shared) == 6 and shared == alone
-    assert not [p for p in (tmp_path / "home").rglob("*.tmp")]
+    assert len(written) == entries and written == alone
