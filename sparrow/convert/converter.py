@@ -427,28 +427,26 @@ def convert(opts: ConvertOptions) -> Converted:
         report.notes.append(
             f"roi_fusion_gamma: stored {float(stored_gamma):.6g}, used {gamma_value:.6g} (--gamma {opts.gamma})"
         )
-    if not report.ok:
-        raise ConversionError(f"{opts.src}: the key map left unexplained keys\n{report.format()}", report)
-    model.load_state_dict({**kit_state, **mapped}, strict=True)
-    model.configure_stage(STAGE[opts.release])
-    provenance = {
-        "release": opts.release,
-        "src": str(opts.src),
-        "weights": release.weight_files,
-        "clip": str(opts.clip),
-        "internvideo2": None if opts.internvideo2 is None else str(opts.internvideo2),
-        "proposer": None if opts.proposer is None else str(opts.proposer),
-        "gamma_policy": opts.gamma,
-        "sliding_window_policy": opts.sliding_window,
-        "sliding_window": {"stored": release.config.get("sliding_window"), "used": llm_config.sliding_window},
-        "gamma_stored": None if stored_gamma is None else float(stored_gamma),
-        "gamma_used": gamma_value if opts.release == "sparrow" else None,
-        "token_ids": {SEG_TOKEN: model.seg_token_id, BOX_TOKEN: model.box_token_id},
-        "generation_config": release.generation_config,
-        "stage": STAGE[opts.release],
-        "report": report.to_json(),
-    }
-    return Converted(model.eval(), report, provenance, sam_text)
+    return finish_conversion(
+        model,
+        kit_state,
+        mapped,
+        report,
+        opts.release,
+        opts.src,
+        release,
+        STAGE[opts.release],
+        sam_text,
+        clip=str(opts.clip),
+        internvideo2=None if opts.internvideo2 is None else str(opts.internvideo2),
+        proposer=None if opts.proposer is None else str(opts.proposer),
+        gamma_policy=opts.gamma,
+        sliding_window_policy=opts.sliding_window,
+        sliding_window={"stored": release.config.get("sliding_window"), "used": llm_config.sliding_window},
+        gamma_stored=None if stored_gamma is None else float(stored_gamma),
+        gamma_used=gamma_value if opts.release == "sparrow" else None,
+        token_ids={SEG_TOKEN: model.seg_token_id, BOX_TOKEN: model.box_token_id},
+    )
 
 
 def write_converted(converted: Converted, out: str | os.PathLike) -> Path:
@@ -471,6 +469,36 @@ def save_failed_report(report: Report, out: str | os.PathLike) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, report.format(limit=10**9) + "\n")
     return path
+
+
+def finish_conversion(
+    model: Any,
+    kit_state: dict,
+    mapped: dict,
+    report: Any,
+    release_name: str,
+    src: Any,
+    release: Any,
+    stage: str,
+    sam_text: str,
+    **provenance: Any,
+) -> Converted:
+    """Every release's last step: refuse unexplained keys, load the mapped weights strictly over the kit's own, put
+    the model in ``stage`` and record where everything came from (``provenance``: the release's own fields)."""
+    if not report.ok:
+        raise ConversionError(f"{src}: the key map left unexplained keys\n{report.format()}", report)
+    model.load_state_dict({**kit_state, **mapped}, strict=True)
+    model.configure_stage(stage)
+    record = {
+        "release": release_name,
+        "src": str(src),
+        "weights": release.weight_files,
+        **provenance,
+        "generation_config": release.generation_config,
+        "stage": stage,
+        "report": report.to_json(),
+    }
+    return Converted(model.eval(), report, record, sam_text)
 
 
 __all__ = [

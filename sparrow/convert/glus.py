@@ -163,7 +163,7 @@ def convert_glus(opts) -> Any:
     """The kit model of a GLUS-A release folder (``opts``: :class:`sparrow.convert.ConvertOptions`)."""
     from transformers import CLIPVisionConfig
 
-    from sparrow.convert.converter import ConversionError, Converted, _clip_config, official_sam_yaml
+    from sparrow.convert.converter import _clip_config, finish_conversion, official_sam_yaml
     from sparrow.model.sparrow_model import SparrowModel
 
     src = Path(opts.src)
@@ -220,21 +220,19 @@ def convert_glus(opts) -> Any:
         f"memory_encoder.fuser gamma: {'stored values' if opts.fuser_gamma == 'stored' else gamma_init} "
         f"(--fuser-gamma {opts.fuser_gamma}; the official loader drops the stored values)"
     )
-    if not report.ok:
-        raise ConversionError(f"{src}: the key map left unexplained keys\n{report.format()}", report)
-    model.load_state_dict({**kit_state, **mapped}, strict=True)
-    model.configure_stage("host")
-    provenance = {
-        "release": "glus",
-        "src": str(src),
-        "weights": release.weight_files,
-        "clip": str(opts.clip),
-        "sam_config": str(sam_yaml),
-        "fuser_gamma_policy": opts.fuser_gamma,
-        "fuser_gamma_used": None if opts.fuser_gamma == "stored" else gamma_init,
-        "token_ids": {"[SEG]": model.seg_token_id, "[BOX]": model.box_token_id},
-        "generation_config": release.generation_config,
-        "stage": "host",
-        "report": report.to_json(),
-    }
-    return Converted(model.eval(), report, provenance, sam_text)
+    return finish_conversion(
+        model,
+        kit_state,
+        mapped,
+        report,
+        "glus",
+        src,
+        release,
+        "host",
+        sam_text,
+        clip=str(opts.clip),
+        sam_config=str(sam_yaml),
+        fuser_gamma_policy=opts.fuser_gamma,
+        fuser_gamma_used=None if opts.fuser_gamma == "stored" else gamma_init,
+        token_ids={"[SEG]": model.seg_token_id, "[BOX]": model.box_token_id},
+    )

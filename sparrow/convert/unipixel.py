@@ -187,7 +187,7 @@ def _model_config(release_cfg: dict[str, Any], qcfg, sam_yaml: Path, dtype: str 
 
 def convert_unipixel(opts) -> Any:
     """The kit model of a UniPixel release folder (``opts``: :class:`sparrow.convert.ConvertOptions`)."""
-    from sparrow.convert.converter import ConversionError, Converted
+    from sparrow.convert.converter import finish_conversion
     from sparrow.model.sparrow_model import SparrowModel
 
     src = Path(opts.src)
@@ -244,18 +244,16 @@ def convert_unipixel(opts) -> Any:
     )
     if vocab != rows:
         report.notes.append(f"{vocab - rows} embedding rows added (zero) for tokens beyond the stored {rows}")
-    if not report.ok:
-        raise ConversionError(f"{src}: the key map left unexplained keys\n{report.format()}", report)
-    model.load_state_dict({**kit_state, **mapped}, strict=True)
-    model.configure_stage("host")
-    provenance = {
-        "release": "unipixel",
-        "src": str(src),
-        "weights": release.weight_files,
-        "sam_config": str(sam_yaml),
-        "token_ids": {RELEASE_SEG: seg_id, KIT_SEG: model.seg_token_id, KIT_BOX: model.box_token_id},
-        "generation_config": release.generation_config,
-        "stage": "host",
-        "report": report.to_json(),
-    }
-    return Converted(model.eval(), report, provenance, sam_text)
+    return finish_conversion(
+        model,
+        kit_state,
+        mapped,
+        report,
+        "unipixel",
+        src,
+        release,
+        "host",
+        sam_text,
+        sam_config=str(sam_yaml),
+        token_ids={RELEASE_SEG: seg_id, KIT_SEG: model.seg_token_id, KIT_BOX: model.box_token_id},
+    )
