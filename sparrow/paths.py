@@ -67,6 +67,13 @@ def expected_root() -> Path:
     return (root if root is not None else Path.cwd()) / "reproductions" / "expected"
 
 
+def committed_weights_root() -> Path:
+    """Foundation weights committed with the kit, ``<repo>/reproductions/weights`` (``make pretrain-mini`` writes
+    them; a run uses them only when their recorded fingerprint is the one it needs)."""
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / "reproductions" / "weights"
+
+
 def data_dir(profile: str, seed: int) -> Path:
     """Generated SPARROW-Mini sources for one profile and seed."""
     return home() / "data" / f"sparrow-mini-{profile}-seed{seed}"

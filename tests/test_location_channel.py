@@ -209,3 +209,72 @@ def test_a_foundation_corpus_joins_every_split_of_other_data_under_its_own_finge
     cfg = TrainConfig.for_profile("smoke", "grounding")
     data = records_fingerprint(curated)
     assert grounding_fingerprint(data, spec, cfg, [other]) != grounding_fingerprint(data, spec, cfg)
+
+
+@pytest.mark.parametrize("host", ["unipixel", "glus"])
+def test_memory_modes_prompt_a_located_frame_with_each_of_its_boxes(host):
+    model = build_model(preset(host, "smoke"), 0).eval()
+    pd = model.pixel_decoder
+    boxes = torch.tensor([[0.05, 0.1, 0.4, 0.5], [0.5, 0.5, 0.95, 0.9]])
+    with torch.no_grad():
+        feats = pd.encode(torch.rand(2, 3, pd.image_size, pd.image_size))
+        tokens = torch.randn(1, model.cfg.seg_tokens_per_target, pd.hidden_dim)
+
+        def first_frame(b):
+            loc = Location(b.expand(2, -1, -1), torch.ones(2, b.shape[0], dtype=torch.bool))
+            return pd.decode(feats, tokens, None, (16, 16), model.cfg.propagation, location=loc)[:, 0]
+
+        both, one, two = first_frame(boxes), first_frame(boxes[:1]), first_frame(boxes[1:])
+    # a referent of two objects: each box prompts SAM2 on its own and the frame's mask is the max of the two
+    assert torch.allclose(both, torch.maximum(one, two), atol=1e-5)
+    assert not torch.allclose(both, one, atol=1e-3)
+
+
+def test_foundation_seeds_name_the_weights_and_never_include_the_evaluated_seed(curated, tmp_path):
+    spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
+    cfg = TrainConfig.for_profile("smoke", "grounding")
+    data = records_fingerprint(curated)
+    plain = grounding_fingerprint(data, spec, cfg)
+    assert len({plain, grounding_fingerprint(data, spec, cfg, foundation_seeds=[5])}) == 2
+    assert grounding_fingerprint(data, spec, cfg, foundation_seeds=[5]) != grounding_fingerprint(
+        data, spec, cfg, foundation_seeds=[6]
+    )
+    with pytest.raises(DataError, match="data seed 0 is also a foundation seed"):
+        ensure_pretrained_grounding("smoke", curated, spec, data, runs_root=tmp_path, foundation_seeds=[0, 7])
+
+
+def test_committed_weights_serve_their_own_fingerprint_only(curated, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from sparrow.train import grounding_pretrain
+
+    spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
+    data = records_fingerprint(curated)
+    trained, fp = ensure_pretrained_grounding("smoke", curated, spec, data, runs_root=tmp_path / "a")
+    committed = tmp_path / "weights" / "smoke-grounding"
+    shutil.copytree(trained, committed)
+    monkeypatch.setattr(grounding_pretrain, "committed_weights_root", lambda: tmp_path / "weights")
+    used, fp2 = ensure_pretrained_grounding("smoke", curated, spec, data, runs_root=tmp_path / "b")
+    assert (used, fp2) == (committed, fp) and not (tmp_path / "b").exists()
+    assert "using the committed pretrained weights" in capsys.readouterr().out
+    # other data: the committed copy is named, refused, and a run of its own is trained
+    other, fp3 = ensure_pretrained_grounding("smoke", curated, spec, "other data", runs_root=tmp_path / "b")
+    assert fp3 != fp and other.parent.parent == tmp_path / "b" / "grounding-pretrain"
+    assert f"were pretrained for fingerprint {fp}" in capsys.readouterr().out
+    own, _ = ensure_pretrained_grounding("smoke", curated, spec, data, runs_root=tmp_path / "c", use_committed=False)
+    assert own.parent.parent.parent == tmp_path / "c"
+
+
+def test_pretrain_command_writes_the_committed_copy_that_runs_then_use(curated, tmp_path, monkeypatch, capsys):
+    from sparrow import cli
+    from sparrow.train import grounding_pretrain
+
+    monkeypatch.setattr(grounding_pretrain, "committed_weights_root", lambda: tmp_path)
+    assert cli.main(["pretrain", "--profile", "smoke", "--commit"]) == 0
+    written = tmp_path / "smoke-grounding"
+    assert str(written) in capsys.readouterr().out
+    spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
+    used, fp = ensure_pretrained_grounding(
+        "smoke", curated, spec, records_fingerprint(curated), runs_root=tmp_path / "r"
+    )
+    assert used == written and GroundingPretrainer.from_pretrained(written).fingerprint == fp

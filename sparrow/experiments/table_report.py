@@ -452,6 +452,12 @@ def text_dependence_verdict(rows: list[dict]) -> str:
             head + ": the masks do not follow the text, so these J&F numbers measure a text-independent "
             "segmentation, and neither TSF nor [BOX] can show a gain through them."
         )
+    accuracy = [r["referent_accuracy"] for r in measured if r.get("referent_accuracy") is not None]
+    if accuracy:
+        head += (
+            f"; referent accuracy {min(accuracy):.3f}-{max(accuracy):.3f} (text-blind <= 0.5), "
+            f"{sum(a >= 0.7 for a in accuracy)} of {len(accuracy)} runs at 0.7 or more"
+        )
     return head + "."
 
 
@@ -463,6 +469,15 @@ def text_dependence_numbers(rows: list[dict]) -> list[dict]:
             continue
         name = f"text/{r['host']}/{r['variant']}/{r['benchmark']}"
         note = f"{r['pairs']} pairs of same-video expressions with different referents"
+        if r.get("referent_accuracy") is not None:
+            out.append(
+                {
+                    "name": f"{name}/referent_accuracy",
+                    "value": r["referent_accuracy"],
+                    "unit": "fraction",
+                    "note": f"{r['referent_cases']} referent cases (text-blind <= 0.5)",
+                }
+            )
         out.append(
             {"name": f"{name}/predicted_pair_iou", "value": r["predicted_pair_iou"], "unit": "IoU", "note": note}
         )

@@ -471,7 +471,9 @@ def _predictions_of(plan, host: str, seed: int, variant: str, benchmark: str, cu
 
 def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: int | None = None) -> list[dict]:
     """Notebook 04's runs of one training seed (default the plan's first) on its MeViS / Ref-YouTube-VOS columns:
-    one row per (host, variant, benchmark) with the pairs, the predicted and the ground-truth pair IoU. Reads the
+    one row per (host, variant, benchmark) with the pairs, referent accuracy (over its referent cases: does the
+    mask of a text overlap its own referent more than the other's; a text-blind model scores at most 0.5), the
+    predicted and the ground-truth pair IoU. Reads the
     predictions :func:`measure_main` left on disk; a run without them is left out.
     ``curated_root``: the curated data they were predicted on (default: SPARROW-Mini of the plan's data seed;
     under ``paper`` without it nothing is measured)."""
@@ -494,6 +496,8 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
                         "variant": variant,
                         "benchmark": b.key,
                         "pairs": r.pairs,
+                        "referent_cases": r.referent_cases,
+                        "referent_accuracy": r.referent_accuracy,
                         "predicted_pair_iou": r.predicted_pair_iou,
                         "ground_truth_pair_iou": r.ground_truth_pair_iou,
                         "ignores_text": r.ignores_text,

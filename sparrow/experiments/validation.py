@@ -28,6 +28,7 @@ from sparrow.data.curated import CuratedDataset
 from sparrow.data.indices import evenly_spread, linspace_rounded_unique
 from sparrow.eval.jf import jf_per_frame, region_similarity
 from sparrow.eval.paper import TABLE_HOSTS, paper_value
+from sparrow.eval.text_dependence import TextMask, text_dependence_of
 from sparrow.model import ModelConfig
 from sparrow.model.config import SamSpec
 from sparrow.profiles import check_profile
@@ -65,6 +66,10 @@ class Validation:
     n_expressions: int
     seg_found_rate: float
     per_expression: list[ExpressionScore] = field(default_factory=list)
+    # Does the mask follow the text (sparrow.eval.text_dependence)? Over the scored expressions' pairs in a video.
+    referent_accuracy: float | None = None
+    referent_cases: int = 0
+    predicted_pair_iou: float | None = None
 
 
 def held_out_expressions(curated, source: str, split: str, limit: int | None) -> list:
@@ -109,6 +114,7 @@ def quick_validation(
     # Expressions come sorted by video: each video's are predicted together (predict_many shares the per-video
     # work and gives what predict gives for each text).
     groups: dict[str, list] = {}
+    follows: list[list[TextMask]] = []
     for exp in expressions:
         groups.setdefault(exp.video_id, []).append(exp)
     for video_id, group in groups.items():
@@ -116,11 +122,16 @@ def quick_validation(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no [SEG] emitted" is counted in seg_found_rate instead
             preds = model.predict_many(frames, [exp.text for exp in group])
+        masks = []
         for exp, pred in zip(group, preds):
-            j, f = score_expression(curated.expression_masks(exp), pred.masks)
+            truth = curated.expression_masks(exp)
+            j, f = score_expression(truth, pred.masks)
             scores.append(
                 ExpressionScore(exp.video_id, exp.expression_id, exp.text, j, f, bool(pred.seg_found), pred.answer)
             )
+            masks.append(TextMask(tuple(exp.object_ids), pred.masks, truth))
+        follows.append(masks)
+    text = text_dependence_of(follows)
     j = float(np.mean([s.j for s in scores]))
     f = float(np.mean([s.f for s in scores]))
     return Validation(
@@ -132,6 +143,9 @@ def quick_validation(
         n_expressions=len(scores),
         seg_found_rate=float(np.mean([s.seg_found for s in scores])),
         per_expression=scores,
+        referent_accuracy=text.referent_accuracy,
+        referent_cases=text.referent_cases,
+        predicted_pair_iou=text.predicted_pair_iou,
     )
 
 
@@ -298,6 +312,16 @@ def recorded_numbers(
         out.append({"name": f"val/j/{name}", "value": v.j, "unit": "J (%)"})
         out.append({"name": f"val/f/{name}", "value": v.f, "unit": "F (%)"})
         out.append({"name": f"val/seg_emitted/{name}", "value": v.seg_found_rate, "unit": "fraction"})
+        if v.referent_accuracy is not None:
+            out.append(
+                {
+                    "name": f"val/referent_accuracy/{name}",
+                    "value": v.referent_accuracy,
+                    "unit": "fraction",
+                    "note": f"{v.referent_cases} referent cases (text-blind <= 0.5)",
+                }
+            )
+            out.append({"name": f"val/predicted_pair_iou/{name}", "value": v.predicted_pair_iou, "unit": "IoU"})
     out.append({"name": "val/expressions", "value": n, "unit": "count"})
     if sam_check is not None:
         out.append({"name": "sam2_pretrain/target_iou", "value": sam_check.target_iou, "unit": "IoU"})

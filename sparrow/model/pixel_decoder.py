@@ -298,11 +298,6 @@ class Location:
         """The real boxes of frame ``t`` (k, 4)."""
         return self.boxes[t][self.valid[t]]
 
-    def extent(self, t: int) -> torch.Tensor:
-        """(1, 4) box around every real box of frame ``t``."""
-        b = self.at(t)
-        return torch.cat([b[:, :2].min(0).values, b[:, 2:].max(0).values]).unsqueeze(0)
-
 
 @dataclass
 class MemoryState:
@@ -499,6 +494,24 @@ class PixelDecoder(nn.Module):
         )
         return low.float(), sam_tokens[:, 0], obj_scores
 
+    def _decode_regions(self, image_embed, high_res, regions: torch.Tensor, tokens: torch.Tensor):
+        """:meth:`_decode` of each of P prompts with each of k location boxes (k, 4 normalised), one call: the
+        mask is the max over the boxes (a referent of several objects gets one box per object, as framewise); the
+        object score the max, the SAM token that of the box scoring highest (it feeds SAM2's object pointer)."""
+        p, k = image_embed.shape[0], regions.shape[0]
+        px = (regions.float().clamp(0, 1) * self.image_size).to(image_embed.device).repeat(p, 1)
+        low, sam_token, obj = self._decode(
+            image_embed.repeat_interleave(k, 0),
+            [h.repeat_interleave(k, 0) for h in high_res] if high_res else None,
+            px,
+            tokens.repeat_interleave(k, 0),
+        )
+        obj = obj.view(p, k)
+        best = obj.argmax(1)
+        rows = torch.arange(p, device=obj.device)
+        sam_token = sam_token.view(p, k, -1)[rows, best]
+        return low.view(p, k, *low.shape[1:]).max(1).values, sam_token, obj.max(1, keepdim=True).values
+
     def _prompts(self, tokens: torch.Tensor, boxes: list[torch.Tensor] | None):
         """Expand (N, k, C) tokens over their boxes: (P, k, C) tokens, (P, 4) pixel boxes or None, (P,) owner."""
         n = tokens.shape[0]
@@ -541,9 +554,8 @@ class PixelDecoder(nn.Module):
 
         ``state`` continues a memory-mode video from an earlier call (same prompts, later frames). ``location``
         (the location channel, per frame of ``feats``): framewise, a frame's location boxes join every token's
-        prompts and a frame without one is empty; in the memory modes the extent of a frame's location boxes is
-        each token's box on its prompted frames (every located frame, or the first located one for
-        ``memory_from_first``) and the other frames follow SAM2's memory.
+        prompts and a frame without one is empty; in the memory modes every located frame is prompted with each
+        of its location boxes (the mask the max over them) and the other frames follow SAM2's memory.
         """
         if tokens.shape[0] == 0:
             return tokens.new_zeros((0, feats.num_frames) + tuple(out_hw))
@@ -662,11 +674,9 @@ class PixelDecoder(nn.Module):
         ptok, px, owner = self._prompts(tokens, None if location is not None else boxes)
         located = None
         if location is not None:
-            valid = [location.found(t) for t in range(location.valid.shape[0])]
-            if not every_frame:  # one prompted frame: the first located one
-                first = valid.index(True) if any(valid) and state.next_frame == 0 else None
-                valid = [t == first for t in range(len(valid))]
-            located = valid
+            # The grounding stands in for the host's own grounding of the text, which names the referent wherever
+            # it is seen: every located frame is prompted, in both memory modes, and SAM2's memory carries the rest.
+            located = [location.found(t) for t in range(location.valid.shape[0])]
         p = ptok.shape[0]
         output_dict = state.output_dict
         gate = self.object_score_gating and not self.training and sam.pred_obj_scores
@@ -690,9 +700,9 @@ class PixelDecoder(nn.Module):
             prompted = t == 0 or every_frame
             if located is not None:
                 prompted = located[local]
-                if prompted:
-                    px = (location.extent(local).float().clamp(0, 1) * self.image_size).expand(p, -1)
-            if prompted:
+            if prompted and located is not None:
+                low, sam_token, obj = self._decode_regions(pix, high, location.at(local), ptok)
+            elif prompted:
                 low, sam_token, obj = self._decode(pix, high, px, ptok)
             else:
                 low, sam_token, obj = self._decode(pix, high, None, None, pad_point=True)

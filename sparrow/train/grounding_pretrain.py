@@ -15,6 +15,13 @@ Layout: ``sparrow.paths.runs_dir(profile) / "grounding-pretrain" / <fingerprint>
 same weights); its ``final/`` folder holds ``grounding.safetensors`` and ``grounding.json`` (the spec, vocabulary
 included, and the fingerprint). The fingerprint covers the data, the spec and the training settings; weights whose
 recorded fingerprint differs are never loaded (:func:`load_pretrained_grounding` refuses them with the reason).
+
+Its foundation corpus is SPARROW-Mini generated under other data seeds (the profile's
+``grounding_foundation_seeds``), named in the fingerprint by generator version, profile and seeds: the generator is
+deterministic, and the evaluated data's own record fingerprint changes with any change of its output. The mini
+pretraining costs about 20 CPU minutes, so its result is committed (``reproductions/weights/<profile>-grounding``,
+written by ``make pretrain-mini``); a run whose fingerprint is the committed one's uses it instead of training, and
+says so; one with another fingerprint trains, and says why the committed weights do not serve.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from sparrow.model.checkpoint import read_state, save_state
 from sparrow.model.config import GroundingSpec, _build
 from sparrow.model.dense_grounding import DenseGrounding, grounding_inputs
 from sparrow.model.frames import to_float
-from sparrow.paths import runs_dir
+from sparrow.paths import committed_weights_root, runs_dir
 from sparrow.storage import DataError, atomic_write_json, digest_json, read_json
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
@@ -178,6 +185,7 @@ def grounding_fingerprint(
     spec: GroundingSpec,
     train_config: TrainConfig,
     foundation_roots: Sequence[str | Path] = (),
+    foundation_seeds: Sequence[int] = (),
 ) -> str:
     """What the pretrained weights depend on (it names their folder): other data or settings, other weights."""
     train = {k: v for k, v in train_config.to_json().items() if k not in BOOKKEEPING_FIELDS}
@@ -191,7 +199,36 @@ def grounding_fingerprint(
     }
     if foundation_roots:  # absent otherwise, so that the weights pretrained without one keep their fingerprint
         row["foundation"] = [records_fingerprint(root) for root in foundation_roots]
+    if foundation_seeds:
+        from sparrow.data.synthetic import GENERATOR_VERSION
+
+        row["foundation_seeds"] = {
+            "profile": train_config.profile,
+            "generator_version": GENERATOR_VERSION,
+            "seeds": [int(s) for s in foundation_seeds],
+        }
     return digest_json(row, 16)
+
+
+def committed_grounding(profile: str) -> Path:
+    """Where the committed pretrained grounding of ``profile`` lives (it may be absent)."""
+    return committed_weights_root() / f"{profile}-grounding"
+
+
+def _committed_if_matching(profile: str, fingerprint: str) -> Path | None:
+    """The committed weights when recorded under ``fingerprint``; else None, saying why when they exist."""
+    folder = committed_grounding(profile)
+    if not (folder / SPEC_NAME).is_file():
+        return None
+    recorded = read_json(folder / SPEC_NAME).get("fingerprint")
+    if recorded == fingerprint:
+        print(f"dense grounding: using the committed pretrained weights {folder} (fingerprint {fingerprint})")
+        return folder
+    print(
+        f"dense grounding: the committed weights {folder} were pretrained for fingerprint {recorded}, this run "
+        f"needs {fingerprint} (other data, spec or settings); pretraining it here instead"
+    )
+    return None
 
 
 def ensure_pretrained_grounding(
@@ -203,6 +240,8 @@ def ensure_pretrained_grounding(
     runs_root: str | Path | None = None,
     show_progress: bool = True,
     foundation_roots: Sequence[str | Path] = (),
+    foundation_seeds: Sequence[int] = (),
+    use_committed: bool = True,
 ) -> tuple[Path, str]:
     """Train (or reuse) the dense grounding of ``profile`` on ``curated_root``: (final folder, fingerprint).
 
@@ -210,16 +249,26 @@ def ensure_pretrained_grounding(
     on a file lock while the first one trains; DDP ranks train it together. An interrupted run resumes from its
     last checkpoint. ``foundation_roots`` (default none): curated datasets of other generator seeds whose every
     split joins the training split (:class:`GroundingDataset`); on the mini profile they lift the grounding's
-    held-out referent accuracy, as 220 training videos alone are overfitted (docs/design.md §14)."""
+    held-out referent accuracy, as 220 training videos alone are overfitted (docs/design.md §14).
+    ``foundation_seeds``: the same from SPARROW-Mini generated (on first need) under those data seeds of ``profile``.
+    ``use_committed``: a committed copy recorded under the same fingerprint is returned instead of training."""
     import fcntl
 
     import torch.distributed as dist
 
     cfg = TrainConfig.for_profile(profile, STAGE, seed=PRETRAIN_SEED, show_progress=show_progress)
-    fingerprint = grounding_fingerprint(data_fingerprint, spec, cfg, foundation_roots)
+    _check_foundation_seeds(curated_root, foundation_seeds)
+    fingerprint = grounding_fingerprint(data_fingerprint, spec, cfg, foundation_roots, foundation_seeds)
     folder = (Path(runs_root) if runs_root is not None else runs_dir(profile)) / RUN_DIR / fingerprint
     if (folder / RESULT_FILE).is_file():
         return folder / "final", fingerprint
+    committed = _committed_if_matching(profile, fingerprint) if use_committed else None
+    if committed is not None:
+        return committed, fingerprint
+    if foundation_seeds:
+        from sparrow.data.curate import ensure_curated
+
+        foundation_roots = [*foundation_roots, *(ensure_curated(profile, s) for s in foundation_seeds)]
     folder.mkdir(parents=True, exist_ok=True)
     if dist.is_available() and dist.is_initialized():
         # the trainer's collectives need every rank
@@ -230,6 +279,16 @@ def ensure_pretrained_grounding(
         if not (folder / RESULT_FILE).is_file():
             _train(spec, curated_root, cfg, folder, fingerprint, foundation_roots)
     return folder / "final", fingerprint
+
+
+def _check_foundation_seeds(curated_root: str | Path, seeds: Sequence[int]) -> None:
+    """A foundation seed must not be the evaluated data's own seed."""
+    if not seeds:
+        return
+    meta = Path(curated_root) / "meta.json"
+    seed = read_json(meta).get("seed") if meta.is_file() else None
+    if seed is not None and int(seed) in {int(s) for s in seeds}:
+        raise DataError(f"{curated_root}: data seed {seed} is also a foundation seed of its dense grounding")
 
 
 def _train(
@@ -243,7 +302,14 @@ def _train(
     seed_all(derive_seed(PRETRAIN_SEED, _GROUNDING_INIT))
     model = GroundingPretrainer(spec, fingerprint)
     dataset = GroundingDataset(curated_root, "train", spec, foundation_roots)
-    Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
+    # One thread: CPU kernels split their sums by thread count, and these weights are committed and retrained
+    # bit for bit (make pretrain-mini).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def load_pretrained_grounding(grounding: nn.Module, directory: str | Path, fingerprint: str) -> None:

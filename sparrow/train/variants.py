@@ -143,8 +143,41 @@ def pretrained_grounding(
     if cfg.grounding is None:
         return None, ""
     return ensure_pretrained_grounding(
-        cfg.profile, curated_root, cfg.grounding, fingerprint, runs_root=runs_root, show_progress=show_progress
+        cfg.profile,
+        curated_root,
+        cfg.grounding,
+        fingerprint,
+        runs_root=runs_root,
+        show_progress=show_progress,
+        foundation_seeds=get_profile(cfg.profile).model.grounding_foundation_seeds,
     )
+
+
+def pretrain_foundation(profile: str, data_seed: int = 0, commit: bool = False) -> Path:
+    """Pretrain the dense grounding of ``profile``'s SPARROW-Mini (data seed ``data_seed``) here, never taking the
+    committed copy; ``commit``: then write it as the committed weights (``reproductions/weights``), the file the
+    runs of that data use instead of pretraining. Returns the folder written."""
+    from sparrow.data.curate import ensure_curated
+    from sparrow.storage import atomic_write_bytes
+    from sparrow.train.grounding_pretrain import SPEC_NAME, WEIGHTS_NAME, committed_grounding
+
+    root = ensure_curated(profile, data_seed)
+    cfg = model_config("videoglamm", profile, False, False, root, location_channel=True)
+    folder, _ = ensure_pretrained_grounding(
+        profile,
+        root,
+        cfg.grounding,
+        records_fingerprint(root),
+        foundation_seeds=get_profile(profile).model.grounding_foundation_seeds,
+        use_committed=False,
+    )
+    if not commit:
+        return folder
+    out = committed_grounding(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS_NAME, SPEC_NAME):
+        atomic_write_bytes(out / name, (folder / name).read_bytes())
+    return out
 
 
 def build_model(cfg, seed: int):
