@@ -17,7 +17,7 @@ variant's own stages (process CPU seconds, which other processes on a shared mac
 time; the shared SAM2 pretraining is excluded from both; a run found already trained in ``--runs`` reads 0).
 
 Run: ``.venv/bin/python benchmarks/bench_text_following.py [--hosts videoglamm unipixel glus]
-[--variants baseline sparrow] [--videos N] [--threads 1] [--runs DIR]``
+[--variants baseline sparrow] [--recipes today location] [--videos N] [--threads 1] [--runs DIR]``
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", nargs="+", default=["videoglamm"])
     parser.add_argument("--variants", nargs="+", default=["baseline"], choices=sorted(VARIANTS))
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data seed is 0)")
     parser.add_argument("--videos", type=int, default=None, help="MeViS valid_u videos to score (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -105,13 +106,15 @@ def main(argv: list[str] | None = None) -> int:
             shared.symlink_to((runs / "today" / "sam2-pretrain").resolve(), target_is_directory=True)
         rows = []
         grounding_cpu = grounding_wall = 0.0
-        for recipe, location in RECIPES.items():
+        for recipe, location in [(r, RECIPES[r]) for r in args.recipes]:
             if location:
                 start = _cpu()
                 folder, _ = pretrained_grounding(
                     base, curated_root, records_fingerprint(curated_root), runs_root=runs / "location"
                 )
-                grounding_cpu, grounding_wall = _cpu() - start, TrainResult.load(folder.parent).wall_s
+                grounding_cpu = _cpu() - start
+                trained = folder.parent / "train_result.json"  # absent for the committed copy
+                grounding_wall = TrainResult.load(folder.parent).wall_s if trained.is_file() else 0.0
             for host, variant in [(h, v) for h in args.hosts for v in args.variants]:
                 tsf, box = VARIANTS[variant]
                 start = _cpu()
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"done {host} {variant} {recipe}", flush=True)
     print(f"\nshared pretraining (once per dataset): SAM2 box prompts {sam_cpu:.0f} CPU s (excluded below)")
     print(
-        f"{'':39}dense grounding {grounding_cpu:.0f} CPU s in this process (0: found trained), "
+        f"{'':39}dense grounding {grounding_cpu:.0f} CPU s in this process (0: found trained or committed), "
         f"{grounding_wall:.0f} s wall when it trained (location recipe only)"
     )
     head = (

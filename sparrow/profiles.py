@@ -347,7 +347,7 @@ MINI = Profile(
         # 128-px input (32 x 32 cells) and three foundation seeds (1,620 videos beside the 220 of the training
         # split): held-out referent accuracy of the grounding's own cells 0.856 at 2,000 steps, against 0.634 at
         # 64 px on the training split alone (docs/design.md §14).
-        grounding=dict(input_size=128, dim=48),
+        grounding=dict(input_size=128, dim=48, dense_prompt=True),
         grounding_foundation_seeds=(1001, 1002, 1003),
     ),
     # Mini models start from random weights, not a pretrained host, so a larger learning rate (1e-3) and a

@@ -3,6 +3,8 @@ resumable) and the switch that keeps it off by default."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -225,9 +227,13 @@ def test_memory_modes_prompt_a_located_frame_with_each_of_its_boxes(host):
             return pd.decode(feats, tokens, None, (16, 16), model.cfg.propagation, location=loc)[:, 0]
 
         both, one, two = first_frame(boxes), first_frame(boxes[:1]), first_frame(boxes[1:])
+        # a token with a box of its own (the [BOX] path's) adds it to the located frame's boxes
+        loc = Location(boxes[:1].expand(2, -1, -1), torch.ones(2, 1, dtype=torch.bool))
+        own = pd.decode(feats, tokens, [boxes[1:]], (16, 16), model.cfg.propagation, location=loc)[:, 0]
     # a referent of two objects: each box prompts SAM2 on its own and the frame's mask is the max of the two
     assert torch.allclose(both, torch.maximum(one, two), atol=1e-5)
     assert not torch.allclose(both, one, atol=1e-3)
+    assert torch.allclose(own, both, atol=1e-5)
 
 
 def test_foundation_seeds_name_the_weights_and_never_include_the_evaluated_seed(curated, tmp_path):
@@ -278,3 +284,45 @@ def test_pretrain_command_writes_the_committed_copy_that_runs_then_use(curated, 
         "smoke", curated, spec, records_fingerprint(curated), runs_root=tmp_path / "r"
     )
     assert used == written and GroundingPretrainer.from_pretrained(written).fingerprint == fp
+
+
+@pytest.mark.parametrize("host", ["videoglamm", "glus"])
+def test_a_dense_prompt_reaches_sam2_on_located_frames_only(host):
+    model = build_model(preset(host, "smoke"), 0).eval()
+    pd = model.pixel_decoder
+    grid = tuple(pd.sam.sam_prompt_encoder.mask_input_size)
+    box = torch.tensor([[0.1, 0.2, 0.6, 0.7]])
+    valid = torch.tensor([[True], [False], [True]])
+    dense = torch.randn(3, 1, *grid) * 5
+    with torch.no_grad():
+        feats = pd.encode(torch.rand(3, 3, pd.image_size, pd.image_size))
+        tokens = torch.randn(1, model.cfg.seg_tokens_per_target, pd.hidden_dim)
+
+        def run(masks):
+            loc = Location(box.expand(3, 1, -1), valid, masks)
+            return pd.decode(feats, tokens, None, (16, 16), model.cfg.propagation, location=loc)
+
+        plain, with_dense, other = run(None), run(dense), run(-dense)
+    assert not torch.allclose(plain[:, 0], with_dense[:, 0], atol=1e-4)
+    assert not torch.allclose(with_dense[:, 0], other[:, 0], atol=1e-4)
+    if host == "videoglamm":  # framewise: an unlocated frame stays empty whatever the dense prompts
+        assert torch.equal(plain[:, 1], with_dense[:, 1]) and (with_dense[:, 1] == EMPTY_LOGIT).all()
+
+
+def test_the_rough_mask_prompt_marks_the_object_and_locate_gives_sam2_its_grid(curated):
+    from sparrow.train.sam_pretrain import rough_mask_prompt
+
+    torch.manual_seed(0)
+    mask = torch.zeros(64, 64)
+    mask[8:40, 16:48] = 1
+    inside, outside = [], []
+    for _ in range(20):
+        logits, _ = rough_mask_prompt(mask, 16)
+        inside.append(logits[0, 4:8, 6:10].mean())
+        outside.append(logits[0, 12:, :3].mean())
+    assert min(inside) > 2 and max(outside) < -2
+    cfg = model_config("videoglamm", "smoke", False, False, curated, location_channel=True)
+    cfg = cfg.replace(grounding=dataclasses.replace(cfg.grounding, dense_prompt=True))
+    model = build_model(cfg, 0).eval()
+    loc = model.locate(torch.rand(2, 3, model.pixel_decoder.image_size, model.pixel_decoder.image_size), "the circle")
+    assert loc.masks.shape == (2, 1, *model.pixel_decoder.sam.sam_prompt_encoder.mask_input_size)

@@ -193,6 +193,7 @@ class GroundingSpec:
     motion_offsets: tuple[int, ...] = (1, 2, 4)  # frame offsets of the motion channels (first one in colour)
     threshold: float = 0.5  # a cell whose grounding probability exceeds it is part of a location box
     max_boxes: int = 4  # location boxes per frame at most (the largest regions)
+    dense_prompt: bool = False  # the grounding's logits also go to SAM2 as its dense (mask) prompt
     vocabulary: tuple[str, ...] = ()  # the words of the curated texts (dense_grounding.grounding_vocabulary)
 
 

@@ -287,9 +287,17 @@ class Location:
 
     boxes: torch.Tensor
     valid: torch.Tensor
+    # SAM2's dense (mask) prompt per frame, (T, 1, 4h, 4w) logits at its mask-input size, or None: the grounding's
+    # cells themselves, so that SAM2 sees the whole located region and not only its extent.
+    masks: torch.Tensor | None = None
 
     def frames(self, start: int, stop: int) -> Location:
-        return Location(self.boxes[start:stop], self.valid[start:stop])
+        masks = None if self.masks is None else self.masks[start:stop]
+        return Location(self.boxes[start:stop], self.valid[start:stop], masks)
+
+    def mask_at(self, t: int) -> torch.Tensor | None:
+        """(1, 1, 4h, 4w) dense prompt of frame ``t``, or None."""
+        return None if self.masks is None else self.masks[t : t + 1]
 
     def found(self, t: int) -> bool:
         return bool(self.valid[t].any())
@@ -462,11 +470,12 @@ class PixelDecoder(nn.Module):
         tokens: torch.Tensor | None,
         pad_point: bool = False,
         corners: bool = False,
+        mask_input: torch.Tensor | None = None,
     ):
         """One decoder call for P prompts on P image embeddings: (low-res logits (P,1,h4,w4), SAM token, obj score).
 
         ``corners``: the boxes enter as two points labelled 2 and 3 (SAM2 pads them with a third) instead of as
-        box prompts."""
+        box prompts. ``mask_input``: SAM2's dense prompt, (P or 1, 1, 4h, 4w) mask logits."""
         sam = self.sam
         p = image_embed.shape[0]
         points = None
@@ -479,9 +488,11 @@ class PixelDecoder(nn.Module):
                 -torch.ones(p, 1, dtype=torch.int32, device=image_embed.device),
             )
         with self.extra_sparse_tokens(tokens):
-            sparse, dense = sam.sam_prompt_encoder(points=points, boxes=boxes_px, masks=None)
+            masks = None if mask_input is None else mask_input.to(image_embed.dtype)
+            sparse, dense = sam.sam_prompt_encoder(points=points, boxes=boxes_px, masks=masks)
         if sparse.shape[0] != p:
             sparse = sparse.expand(p, -1, -1)
+        if dense.shape[0] != p:
             dense = dense.expand(p, -1, -1, -1)
         low, _, sam_tokens, obj_scores = sam.sam_mask_decoder(
             image_embeddings=image_embed,
@@ -494,17 +505,25 @@ class PixelDecoder(nn.Module):
         )
         return low.float(), sam_tokens[:, 0], obj_scores
 
-    def _decode_regions(self, image_embed, high_res, regions: torch.Tensor, tokens: torch.Tensor):
-        """:meth:`_decode` of each of P prompts with each of k location boxes (k, 4 normalised), one call: the
-        mask is the max over the boxes (a referent of several objects gets one box per object, as framewise); the
-        object score the max, the SAM token that of the box scoring highest (it feeds SAM2's object pointer)."""
-        p, k = image_embed.shape[0], regions.shape[0]
-        px = (regions.float().clamp(0, 1) * self.image_size).to(image_embed.device).repeat(p, 1)
+    def _decode_regions(
+        self, image_embed, high_res, regions: torch.Tensor, tokens: torch.Tensor, own_px=None, mask_input=None
+    ):
+        """:meth:`_decode` of each of P prompts with each of k location boxes (k, 4 normalised), and with its own
+        box (``own_px``, (P, 4) pixels, e.g. the [BOX] path's) when given, in one call: the mask is the max over
+        the boxes (a referent of several objects gets one box per object, as framewise); the object score the
+        max, the SAM token that of the box scoring highest (it feeds SAM2's object pointer)."""
+        p = image_embed.shape[0]
+        px = (regions.float().clamp(0, 1) * self.image_size).to(image_embed.device)
+        px = px.unsqueeze(0).expand(p, -1, -1)
+        if own_px is not None:
+            px = torch.cat([px, own_px.to(px).unsqueeze(1)], 1)
+        k = px.shape[1]
         low, sam_token, obj = self._decode(
             image_embed.repeat_interleave(k, 0),
             [h.repeat_interleave(k, 0) for h in high_res] if high_res else None,
-            px,
+            px.reshape(p * k, 4),
             tokens.repeat_interleave(k, 0),
+            mask_input=mask_input,
         )
         obj = obj.view(p, k)
         best = obj.argmax(1)
@@ -555,7 +574,8 @@ class PixelDecoder(nn.Module):
         ``state`` continues a memory-mode video from an earlier call (same prompts, later frames). ``location``
         (the location channel, per frame of ``feats``): framewise, a frame's location boxes join every token's
         prompts and a frame without one is empty; in the memory modes every located frame is prompted with each
-        of its location boxes (the mask the max over them) and the other frames follow SAM2's memory.
+        of its location boxes and each token's own boxes (the mask the max over them) and the other frames follow
+        SAM2's memory.
         """
         if tokens.shape[0] == 0:
             return tokens.new_zeros((0, feats.num_frames) + tuple(out_hw))
@@ -591,7 +611,7 @@ class PixelDecoder(nn.Module):
                     continue
                 here = location.at(t).to(tokens.device)
                 own = [here] * tokens.shape[0] if boxes is None else [torch.cat([here, b.to(here)]) for b in boxes]
-                flat.append((start + t, start + t + 1, tokens, own, out_hw))
+                flat.append((start + t, start + t + 1, tokens, own, out_hw, location.mask_at(t)))
                 owners.append((r, t))
         decoded = self._decode_framewise_many(feats, flat)
         out: list[torch.Tensor | None] = [None] * len(requests)
@@ -608,51 +628,62 @@ class PixelDecoder(nn.Module):
     def _decode_framewise_many(
         self,
         feats: FrameFeatures,
-        requests: list[tuple[int, int, torch.Tensor, list[torch.Tensor] | None, tuple[int, int]]],
+        requests: list[tuple],
     ) -> list[torch.Tensor]:
-        """Framewise mask logits for several (start, stop, tokens, boxes, out_hw) requests on frames of ``feats``.
+        """Framewise mask logits for several (start, stop, tokens, boxes, out_hw[, mask_input]) requests on frames of
+        ``feats`` (``mask_input``: SAM2's dense prompt (1, 1, 4h, 4w) on every frame of the request, or None).
 
         Each request is what ``decode`` does for frames ``start:stop`` (every frame independently, the same prompt
         on each); since frames are independent, every (frame, prompt) pair of the requests goes through the mask
         decoder in as few calls as memory allows (box prompts and token-only prompts apart: their sparse prompts
-        differ in length). Returns one (N, stop - start, H, W) tensor per request."""
+        differ in length; with and without a dense prompt apart). Returns one (N, stop - start, H, W) tensor per request."""
         out: list[torch.Tensor | None] = [None] * len(requests)
         groups: dict[bool, list] = {}
-        for r, (start, stop, tokens, boxes, out_hw) in enumerate(requests):
+        for r, (start, stop, tokens, boxes, out_hw, *_) in enumerate(requests):
             if tokens.shape[0] == 0:
                 out[r] = tokens.new_zeros((0, stop - start) + tuple(out_hw))
                 continue
             ptok, px, owner = self._prompts(tokens, boxes)
-            groups.setdefault(px is not None, []).append((r, ptok, px, owner))
+            dense = len(requests[r]) > 5 and requests[r][5] is not None
+            groups.setdefault((px is not None, dense), []).append((r, ptok, px, owner))
         nlev = len(feats.vision_feats)
         h, w = feats.feat_sizes[-1]
         chunk = max(1, DECODE_BATCH_ELEMENTS // (feats.vision_feats[-1].shape[-1] * h * w))
         device = feats.vision_feats[-1].device
-        for guided, members in groups.items():
+        for (guided, with_dense), members in groups.items():
             # Entry order: request by request, frame-major, prompt-minor.
-            index, ptoks, pxs = [], [], []
+            index, ptoks, pxs, dense = [], [], [], []
             for r, ptok, px, _ in members:
                 start, stop = requests[r][:2]
+                mask = requests[r][5] if len(requests[r]) > 5 else None
+                n_entries = (stop - start) * ptok.shape[0]
                 index.append(torch.arange(start, stop, device=device).repeat_interleave(ptok.shape[0]))
                 ptoks.append(ptok.repeat(stop - start, 1, 1))
                 if guided:
                     pxs.append(px.repeat(stop - start, 1))
+                if with_dense:
+                    dense.append(mask.expand(n_entries, -1, -1, -1))
             index = torch.cat(index)
             ptok_all = torch.cat(ptoks)
             px_all = torch.cat(pxs) if guided else None
+            mask_all = torch.cat(dense) if with_dense else None
             lows = []
             for s in range(0, index.shape[0], chunk):
                 idx = index[s : s + chunk]
                 embed = self.memoryless_embed(feats, idx)
                 high = [feats.level(i, idx) for i in range(nlev - 1)] or None
                 low, _, _ = self._decode(
-                    embed, high, None if px_all is None else px_all[s : s + chunk], ptok_all[s : s + chunk]
+                    embed,
+                    high,
+                    None if px_all is None else px_all[s : s + chunk],
+                    ptok_all[s : s + chunk],
+                    mask_input=None if mask_all is None else mask_all[s : s + chunk],
                 )
                 lows.append(low)
             low = lows[0] if len(lows) == 1 else torch.cat(lows)
             offset = 0
             for r, ptok, _, owner in members:
-                start, stop, tokens, _, out_hw = requests[r]
+                start, stop, tokens, _, out_hw = requests[r][:5]
                 t, p = stop - start, ptok.shape[0]
                 piece = low[offset : offset + t * p].view(t, p, *low.shape[-2:])
                 offset += t * p
@@ -671,7 +702,7 @@ class PixelDecoder(nn.Module):
     def _decode_memory(self, feats, tokens, boxes, out_hw, every_frame: bool, state: MemoryState, location=None):
         sam = self.sam
         n = tokens.shape[0]
-        ptok, px, owner = self._prompts(tokens, None if location is not None else boxes)
+        ptok, px, owner = self._prompts(tokens, boxes)
         located = None
         if location is not None:
             # The grounding stands in for the host's own grounding of the text, which names the referent wherever
@@ -701,7 +732,9 @@ class PixelDecoder(nn.Module):
             if located is not None:
                 prompted = located[local]
             if prompted and located is not None:
-                low, sam_token, obj = self._decode_regions(pix, high, location.at(local), ptok)
+                low, sam_token, obj = self._decode_regions(
+                    pix, high, location.at(local), ptok, px, location.mask_at(local)
+                )
             elif prompted:
                 low, sam_token, obj = self._decode(pix, high, px, ptok)
             else:
@@ -731,7 +764,13 @@ class PixelDecoder(nn.Module):
         return self._upsample(torch.stack(outputs, dim=1), out_hw)
 
     def box_masks(
-        self, feats: FrameFeatures, boxes: torch.Tensor, out_hw: tuple[int, int], t: int = 0, corners: bool = False
+        self,
+        feats: FrameFeatures,
+        boxes: torch.Tensor,
+        out_hw: tuple[int, int],
+        t: int = 0,
+        corners: bool = False,
+        mask_input: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """SAM2 box -> mask logits (n, H, W) on frame ``t`` without any text token (the box prior filter).
 
@@ -743,7 +782,7 @@ class PixelDecoder(nn.Module):
         px = boxes.float().clamp(0, 1) * self.image_size
         embed = self.memoryless_embed(feats, t).expand(n, -1, -1, -1)
         high = [feats.level(i, t).expand(n, -1, -1, -1) for i in range(len(feats.vision_feats) - 1)] or None
-        low, _, _ = self._decode(embed, high, px, None, corners=corners)
+        low, _, _ = self._decode(embed, high, px, None, corners=corners, mask_input=mask_input)
         return self._upsample(low, out_hw)[:, 0]
 
     def prior_masks(

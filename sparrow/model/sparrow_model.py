@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sparrow.model import checkpoint, inference, stages
@@ -458,9 +459,14 @@ class SparrowModel(nn.Module):
         (T, 3, S, S) in [0, 1], as a box per frame where the referent is found (docs/design.md §14)."""
         if self.grounding is None:
             return None
+        spec = self.grounding.spec
         logits = self.grounding.ground(sam_frames, [text])[0]
-        boxes, valid = location_boxes(logits, self.grounding.spec.threshold, self.grounding.spec.max_boxes)
-        return Location(boxes, valid)
+        boxes, valid = location_boxes(logits, spec.threshold, spec.max_boxes)
+        masks = None
+        if spec.dense_prompt:
+            size = tuple(self.pixel_decoder.sam.sam_prompt_encoder.mask_input_size)
+            masks = F.interpolate(logits.unsqueeze(1).float(), size=size, mode="bilinear", align_corners=False)
+        return Location(boxes, valid, masks)
 
     @torch.no_grad()
     def _prior_filter(

@@ -189,10 +189,11 @@ def grounding_fingerprint(
 ) -> str:
     """What the pretrained weights depend on (it names their folder): other data or settings, other weights."""
     train = {k: v for k, v in train_config.to_json().items() if k not in BOOKKEEPING_FIELDS}
-    # How many location boxes a frame gives is read when the channel is used, never in pretraining.
+    # How many location boxes a frame gives, and whether SAM2 also gets the logits, are read when the channel is
+    # used, never in pretraining.
     row = {
         "data": data_fingerprint,
-        "spec": {k: v for k, v in spec_json(spec).items() if k != "max_boxes"},
+        "spec": {k: v for k, v in spec_json(spec).items() if k not in ("max_boxes", "dense_prompt")},
         "train": train,
         "clip_lengths": list(CLIP_LENGTHS),
         "loss": [POS_WEIGHT, DICE_WEIGHT],

@@ -52,6 +52,13 @@ PRETRAIN_SEED = 0  # one pretrained SAM2 for every training seed, as one release
 _SAM_INIT = 13  # seed-derivation tag (sparrow.train.variants uses 11 and 12)
 FRAMES_PER_OBJECT = 3  # evenly spread over the frames where the object is visible
 MIN_AREA = 16  # pixels at the video's size: smaller slivers (a mostly occluded object) are no prompt target
+# Half the samples also carry a dense (mask) prompt, as SAM's own training feeds masks back as prompts: the
+# object's mask pooled to SAM2's mask-input grid as logits, blurred, shifted and noised so that it is as rough as
+# what the location channel's grounding gives (docs/design.md §14).
+DENSE_SHARE = 0.5
+DENSE_SCALE = 6.0  # logit of a fully covered cell (the negative for an empty one)
+DENSE_NOISE = 2.0  # std of the logit noise
+DENSE_SHIFT = 1  # cells of random shift at most, each axis
 
 
 @dataclass
@@ -99,7 +106,21 @@ class BoxPromptDataset(Dataset):
             mask = torch.zeros_like(mask)
         else:
             box = union_box(mask)
-        return {"frame": frame, "box": box, "mask": mask}
+        dense, use = rough_mask_prompt(mask, self.image_size // 4)
+        return {"frame": frame, "box": box, "mask": mask, "dense": dense, "use_dense": use}
+
+
+def rough_mask_prompt(mask: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dense prompt (1, g, g) of logits from an (S, S) mask (module constants), and whether to use it (drawn)."""
+    import torch.nn.functional as F
+
+    cover = F.adaptive_avg_pool2d(mask[None, None], grid)[0]
+    if bool(torch.rand(()) < 0.5):
+        cover = F.avg_pool2d(cover[None], 3, stride=1, padding=1, count_include_pad=False)[0]
+    dy, dx = (int(v) for v in torch.randint(-DENSE_SHIFT, DENSE_SHIFT + 1, (2,)))
+    cover = torch.roll(cover, shifts=(dy, dx), dims=(1, 2))
+    logits = DENSE_SCALE * (2 * cover - 1) + DENSE_NOISE * torch.randn_like(cover)
+    return logits, torch.rand(()) < DENSE_SHARE
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -126,7 +147,10 @@ class SamPretrainer(nn.Module):
         return self
 
     def forward(self, batch: dict[str, torch.Tensor]) -> SamPretrainOutput:
-        logits = box_mask_logits(self.decoder, batch["frame"], batch["box"])
+        dense = batch.get("dense")
+        if dense is not None:
+            dense = [d if bool(u) else None for d, u in zip(dense, batch["use_dense"])]
+        logits = box_mask_logits(self.decoder, batch["frame"], batch["box"], dense)
         target, weights = batch["mask"], LossWeights()
         bce = weights.bce * mask_bce_per_pair(logits, target).mean()
         dice = weights.dice * mask_dice_per_pair(logits, target).mean()
@@ -150,11 +174,25 @@ def _spec_json(spec: SamSpec) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(spec)))  # tuples as lists, as the JSON file holds them
 
 
-def box_mask_logits(decoder: PixelDecoder, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """(n, S, S) mask logits at SAM2's input size, frame ``i`` prompted with ``boxes[i]`` (normalised xyxy)."""
+def box_mask_logits(
+    decoder: PixelDecoder, frames: torch.Tensor, boxes: torch.Tensor, dense: list[torch.Tensor | None] | None = None
+) -> torch.Tensor:
+    """(n, S, S) mask logits at SAM2's input size, frame ``i`` prompted with ``boxes[i]`` (normalised xyxy) and,
+    where given, the dense prompt ``dense[i]`` (1, g, g)."""
     feats = decoder.encode(frames)
     size = (decoder.image_size, decoder.image_size)
-    return torch.stack([decoder.box_masks(feats, boxes[i : i + 1], size, t=i)[0] for i in range(frames.shape[0])])
+    return torch.stack(
+        [
+            decoder.box_masks(
+                feats,
+                boxes[i : i + 1],
+                size,
+                t=i,
+                mask_input=None if dense is None or dense[i] is None else dense[i][None],
+            )[0]
+            for i in range(frames.shape[0])
+        ]
+    )
 
 
 def pretrain_fingerprint(data_fingerprint: str, spec: SamSpec, train_config) -> str:
@@ -166,6 +204,7 @@ def pretrain_fingerprint(data_fingerprint: str, spec: SamSpec, train_config) -> 
         "train": train,
         "frames_per_object": FRAMES_PER_OBJECT,
         "min_area": MIN_AREA,
+        "dense_prompts": [DENSE_SHARE, DENSE_SCALE, DENSE_NOISE, DENSE_SHIFT],
     }
     return digest_json(row, 16)
 
