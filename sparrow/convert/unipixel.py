@@ -198,6 +198,7 @@ def _model_config(release_cfg: dict[str, Any], qcfg, sam_yaml: Path, dtype: str 
         ),
         seg_tokens_per_target=int(release_cfg.get("sam2_hidden_tokens", 2)),
         seg_head_norm_eps=SEG_HEAD_EPS,
+        protocol="unipixel-native",
     )
 
 

@@ -1,9 +1,9 @@
 """UniPixel's own referring-VOS inference (``unipixel/eval/infer_seg.py`` with ``unipixel/utils/{io,transforms}.py``,
 ``unipixel/dataset/utils.py`` and ``PixelQwen2_5_VLForConditionalGeneration.forward``), docs/released-weights.md §6.
 
-Used when ``ModelConfig.protocol == "unipixel"``; :mod:`sparrow.model.host_protocol` names the frame and query
-rules, and a model without ``[BOX]`` (a converted UniPixel-3B: :func:`native`) runs all of it through
-:class:`NativeVideo`:
+``ModelConfig.protocol == "unipixel"`` (the paper preset: kit-trained UniPixel hosts) takes the frame and query rules
+(:func:`llm_frames`, :func:`query`) into the kit's inference; ``"unipixel-native"`` (converted UniPixel releases,
+:func:`native`) runs all of it through :class:`NativeVideo`; :mod:`sparrow.model.host_protocol` names both:
 
 - LLM input: the ``arange`` frame sample (:func:`llm_frames`) as a Qwen2.5-VL *video*: every frame resized with
   PIL (bicubic) to UniPixel's pixel budget (:func:`frame_size`), the frame count padded to even by repeating the last
@@ -67,9 +67,10 @@ def query(text: str) -> str:
 
 
 def native(cfg) -> bool:
-    """Whether ``cfg`` runs UniPixel's whole inference (:class:`NativeVideo`): its protocol on a Qwen2.5-VL host
-    without ``[BOX]`` (the UniPixel-3B baseline). A kit-trained UniPixel host with ``[BOX]`` keeps the kit path."""
-    return cfg.protocol == "unipixel" and cfg.vision.kind == "qwen2_5_vl" and not cfg.box
+    """Whether ``cfg`` runs UniPixel's whole inference (:class:`NativeVideo`): the protocol a converted UniPixel
+    release gets. Kit-trained UniPixel hosts (``unipixel``) saw the kit's per-frame image input in training and keep
+    the kit's inference."""
+    return cfg.protocol == "unipixel-native"
 
 
 def frame_size(height: int, width: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
