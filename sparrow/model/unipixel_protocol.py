@@ -139,6 +139,15 @@ def prompt_ids(tokenizer, question: str, grid_thw: torch.Tensor, merge_size: int
     return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
 
 
+def stop_ids(tokenizer) -> list[int]:
+    """The ids greedy decoding stops at: Qwen's two end tokens where the vocabulary has them, and the eos token."""
+    vocab = tokenizer.get_vocab()
+    ids = {int(vocab[t]) for t in STOP_TOKENS if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
 def sam_frames(frames: np.ndarray, size: int) -> torch.Tensor:
     """``get_sam2_transform``: (T, 3, size, size) in [0, 1], antialiased bilinear (torchvision's tensor ``Resize``);
     the SAM2 normalisation is the pixel decoder's."""
@@ -182,9 +191,7 @@ class NativeVideo:
         ids = prompt_ids(tokenizer, question, self.grid_thw, int(self.visual_config.spatial_merge_size)).to(
             model.device
         )
-        stops = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS if t in tokenizer.get_vocab()]
-        if tokenizer.eos_token_id is not None:
-            stops.append(int(tokenizer.eos_token_id))
+        stops = stop_ids(tokenizer)
         # transformers finds the video tokens of the 3-D positions by this type (text 0, image 1, video 2)
         types = (ids == qwen.config.video_token_id).int() * 2
         positions, _ = qwen.model.get_rope_index(
@@ -211,7 +218,7 @@ class NativeVideo:
                 top_p=None,
                 repetition_penalty=None,
                 max_new_tokens=max_new_tokens,
-                eos_token_id=sorted(set(stops)),
+                eos_token_id=stops,
                 pad_token_id=stops[0] if stops else None,
                 output_logits=True,
                 return_dict_in_generate=True,
@@ -228,9 +235,8 @@ class NativeVideo:
         """(mask logits (n, T, H, W) at the frame size, one per ``<|seg|>``, or None; the answer text; the answer)."""
         model = self.model
         ans = self.answer(question, max_new_tokens)
-        stops = {model.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS} | {model.tokenizer.eos_token_id}
         text_ids = ans.output_ids.tolist()
-        if text_ids and text_ids[-1] in stops:
+        if text_ids and text_ids[-1] in stop_ids(model.tokenizer):
             text_ids = text_ids[:-1]
         text = model.tokenizer.decode(text_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         if ans.seg_states.shape[0] == 0:
