@@ -126,7 +126,8 @@ def test_unipixel_round_trip(unipixel, tmp_path):
     out = write_converted(unipixel, tmp_path / "unipixel-host")
     loaded = SparrowModel.from_pretrained(out)
     assert loaded.cfg.seg_head_norm_eps == uni.SEG_HEAD_EPS and not loaded.cfg.box
-    assert loaded.cfg.protocol == "unipixel"
+    assert loaded.cfg.protocol == "unipixel-native"
+    assert loaded.tokenizer.chat_template == unipixel.model.tokenizer.chat_template is not None
     state = unipixel.model.state_dict()
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(value, state[key])

@@ -55,7 +55,7 @@ def test_presets_name_their_protocols_at_paper_size_only():
             assert ModelConfig.for_preset(host, profile).protocol == "kit"
     with pytest.raises(ValueError, match="protocol"):
         ModelConfig.for_preset("unipixel", "smoke", protocol="nope")
-    assert set(PROTOCOLS) == {"kit", "unipixel", "glus"}
+    assert set(PROTOCOLS) == {"kit", "unipixel", "unipixel-native", "glus"}
 
 
 def test_inference_uses_the_configured_protocol(monkeypatch):

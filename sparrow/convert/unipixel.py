@@ -131,6 +131,20 @@ def _renamed_tokenizer(src: Path, target: Path, renames: dict[str, str]) -> None
         (target / name).write_text(text, encoding="utf-8")
 
 
+def _chat_template(src: Path) -> str | None:
+    """The release's chat template, which UniPixel's processor applies (sparrow.model.unipixel_protocol): the
+    tokenizer config's, else the processor's ``chat_template.jinja`` or ``chat_template.json``."""
+    jinja, plain = src / "chat_template.jinja", src / "chat_template.json"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    if plain.is_file():
+        try:
+            return json.loads(plain.read_text(encoding="utf-8"))["chat_template"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ReleaseError(f"{plain}: no chat_template string ({exc})") from exc
+    return None
+
+
 def _tokenizer(src: Path, seg_id: int, staging: Path):
     from transformers import AutoTokenizer
 
@@ -139,6 +153,8 @@ def _tokenizer(src: Path, seg_id: int, staging: Path):
         tokenizer = AutoTokenizer.from_pretrained(staging / "tokenizer-src", local_files_only=True)
     except Exception as exc:  # transformers raises OSError or ValueError for unreadable tokenizer files
         raise ReleaseError(f"{src}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = _chat_template(src)
     tokenizer.add_tokens([KIT_BOX], special_tokens=True)
     got = tokenizer.convert_tokens_to_ids(KIT_SEG)
     if got != seg_id:
@@ -182,6 +198,7 @@ def _model_config(release_cfg: dict[str, Any], qcfg, sam_yaml: Path, dtype: str 
         ),
         seg_tokens_per_target=int(release_cfg.get("sam2_hidden_tokens", 2)),
         seg_head_norm_eps=SEG_HEAD_EPS,
+        protocol="unipixel-native",
     )
 
 

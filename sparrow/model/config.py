@@ -27,7 +27,7 @@ from sparrow.profiles import check_profile
 HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
 MODEL_STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
 PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
-INFERENCE_PROTOCOLS: tuple[str, ...] = ("kit", "unipixel", "glus")  # sparrow.model.host_protocol
+INFERENCE_PROTOCOLS: tuple[str, ...] = ("kit", "unipixel", "unipixel-native", "glus")  # sparrow.model.host_protocol
 DECODING_MODES: tuple[str, ...] = ("greedy", "sample")
 CONFIG_FORMAT = "sparrow-model/1"
 
@@ -233,7 +233,7 @@ class ModelConfig:
     seg_hidden_at: str = "preceding"  # LISA convention: the state that predicts [SEG]; "token": the [SEG] position
     chat_template: str = "phi3"  # phi3 | phi3_instruct (with the released system turn) | llava_v1 | qwen_chatml
     eval_prompt: str = "What is {phrase} in this video? Please respond with segmentation masks."
-    protocol: str = "kit"  # inference frame sampling and query wording: kit | unipixel | glus (host_protocol.py)
+    protocol: str = "kit"  # inference frame sampling and query wording: kit | unipixel | unipixel-native | glus
     # TSF
     tsf_k: int = 4
     tsf_kmeans_iters: int = 8

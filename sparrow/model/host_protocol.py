@@ -4,6 +4,8 @@
 - ``kit``: the smoke and mini presets' rule for every host (``linspace`` LLM frames padded by repetition; GLUS
   context frames at the segment centres; the phrase lower-cased, its trailing dot removed);
 - ``unipixel``: :mod:`sparrow.model.unipixel_protocol` (its ``arange`` frame rule, no padding; its query rule);
+- ``unipixel-native``: the same rules inside UniPixel's whole inference (its Qwen2.5-VL video input and SAM2 video
+  tracking, :class:`sparrow.model.unipixel_protocol.NativeVideo`): converted UniPixel releases;
 - ``glus``: :mod:`sparrow.model.glus_protocol` (the middle context clip).
 
 The peculiarities live in the host modules; this module only names them.
@@ -34,6 +36,9 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     "kit": Protocol("kit", linspace_truncated_padded, segment_centres, _kit_phrase),
     "unipixel": Protocol("unipixel", unipixel_protocol.llm_frames, segment_centres, unipixel_protocol.query),
+    "unipixel-native": Protocol(
+        "unipixel-native", unipixel_protocol.llm_frames, segment_centres, unipixel_protocol.query
+    ),
     "glus": Protocol("glus", linspace_truncated_padded, glus_protocol.context_frames, _kit_phrase),
 }
 

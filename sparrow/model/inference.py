@@ -23,6 +23,7 @@ import torch
 
 from sparrow.data.boxes import frame_boxes
 from sparrow.data.indices import linspace_truncated_padded
+from sparrow.model import unipixel_protocol
 from sparrow.model.batch import Prediction
 from sparrow.model.config import StageBehaviour, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
@@ -276,6 +277,8 @@ def predict(
 ) -> Prediction:
     """:meth:`SparrowModel.predict <sparrow.model.sparrow_model.SparrowModel.predict>`."""
     frames = _check_frames(frames)
+    if unipixel_protocol.native(model.cfg):
+        return _predict_unipixel(model, frames, [text], raw_question, max_new_tokens)[0]
     with _inference_mode(model):
         view = host_view(VideoContext(model, frames))
         return _predict_text(
@@ -301,6 +304,8 @@ def predict_many(
         raise ValueError(f"tsf_boxes has {len(boxes)} entries for {len(texts)} texts")
     if not texts:
         return []
+    if unipixel_protocol.native(model.cfg):
+        return _predict_unipixel(model, frames, texts, raw_question, max_new_tokens)
     with _inference_mode(model):
         view = host_view(VideoContext(model, frames))
         return [
@@ -321,6 +326,20 @@ def _predict_text(
     location = model.locate(video.sam_frames, text)
     logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour, location)
     return _prediction(logits, boxes, answer_text, text, video.shape)
+
+
+def _predict_unipixel(
+    model: SparrowModel, frames: np.ndarray, texts: list[str], raw_question: bool, max_new_tokens: int | None
+) -> list[Prediction]:
+    """A UniPixel release's own inference (:mod:`sparrow.model.unipixel_protocol`); it has no TSF or [BOX]."""
+    with _inference_mode(model):
+        video = unipixel_protocol.NativeVideo(model, frames)
+        out = []
+        for text in texts:
+            question = text if raw_question else model.cfg.eval_prompt.format(phrase=unipixel_protocol.query(text))
+            logits, answer_text, _ = video.segment(question, max_new_tokens or model.cfg.max_new_tokens)
+            out.append(_prediction(logits, None, answer_text, text, video.shape))
+        return out
 
 
 def _prediction(
