@@ -4,7 +4,8 @@
 - ``kit``: the smoke and mini presets' rule for every host (``linspace`` LLM frames padded by repetition; GLUS
   context frames at the segment centres; the phrase lower-cased, its trailing dot removed);
 - ``unipixel``: :mod:`sparrow.model.unipixel_protocol` (its ``arange`` frame rule, no padding; its query rule);
-- ``glus``: :mod:`sparrow.model.glus_protocol` (the middle context clip).
+- ``glus``: :mod:`sparrow.model.glus_protocol` (the middle context clip, GLUS's phrase rule; GLUS's own per-frame
+  video loop for a model without the dual prompt).
 
 The peculiarities live in the host modules; this module only names them.
 """
@@ -34,7 +35,7 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     "kit": Protocol("kit", linspace_truncated_padded, segment_centres, _kit_phrase),
     "unipixel": Protocol("unipixel", unipixel_protocol.llm_frames, segment_centres, unipixel_protocol.query),
-    "glus": Protocol("glus", linspace_truncated_padded, glus_protocol.context_frames, _kit_phrase),
+    "glus": Protocol("glus", linspace_truncated_padded, glus_protocol.context_frames, glus_protocol.glus_phrase),
 }
 
 
