@@ -6,10 +6,11 @@ tiny ``glus/`` release, a 56-pixel CLIP tower (``glus-video-clip/``: 4 tokens pe
 that some turns answer ``[SEG]`` and some do not, on a 10-frame video; it recorded every turn's prompt ids, new id and
 last-position logits, the mask logits of the turns with ``[SEG]`` and the PNG masks it wrote.
 
-Tolerances: ids and ``[SEG]`` outcomes are exact. Logits are float32 sums over the same weights in another order
-(LLaMA at 4.31 vs the installed transformers, SAM2 with memory attention): 1e-5 absolute, the conversion parity bound
-(tests/test_convert_hosts.py); measured at most a few 1e-7. A binary mask may differ only where the official logit is
-within that bound of the 0 threshold.
+Tolerances: ids and ``[SEG]`` outcomes are exact. Logits are float32 sums over the same weights in another order:
+the LLM's last-position logits over prompts of up to 383 positions (transformers 4.31's LLaMA against the installed
+one) within 3e-5 (measured 7.0e-6; the fixture's smallest top-2 margin is 2.2e-3, so the ids cannot flip); SAM2's
+memory-conditioned mask logits within 1e-6 (measured 8.6e-8). A binary mask may differ only where the official logit
+is within that bound of the 0 threshold (measured: no pixel differs).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "released"
 RECORD = json.loads((FIXTURES / "glus_video_outputs.json").read_text())
-TOL = 1e-5
+LLM_TOL = 3e-5
+MASK_TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -98,22 +100,32 @@ def test_prompts_and_new_ids_match_official(run):
     assert outcomes == {True, False}  # both branches (mask, and empty mask with the filled-in answer) are covered
 
 
+def test_both_slow_tokenizer_modes_match_official(model):
+    """The run above is in the legacy mode (GLUS's default); the other mode drops the SentencePiece prefix after an
+    added token."""
+    for text, ids in zip(RECORD["prompts"], RECORD["non_legacy_ids"]):
+        assert gp.tokenize_with_images(model.tokenizer, text, legacy=False) == ids
+    first = RECORD["turns"][0]["input_ids"]
+    assert gp.tokenize_with_images(model.tokenizer, RECORD["prompts"][0], legacy=True) == first
+    assert RECORD["non_legacy_ids"][0] != first
+
+
 def test_llm_logits_match_official(run, official):
     logits = torch.stack([turn.logits for turn in run.turns])
     vocab = official["last_logits"].shape[-1]
-    torch.testing.assert_close(logits[:, :vocab], official["last_logits"], atol=TOL, rtol=0)
+    torch.testing.assert_close(logits[:, :vocab], official["last_logits"], atol=LLM_TOL, rtol=0)
 
 
 def test_masks_and_mask_logits_match_official(run, official):
     ref = official["mask_logits"]
     found = torch.tensor([turn["seg"] for turn in RECORD["turns"]])
     mine = run.mask_logits(tuple(ref.shape[-2:]))
-    torch.testing.assert_close(mine[found], ref[found], atol=TOL, rtol=0)
+    torch.testing.assert_close(mine[found], ref[found], atol=MASK_TOL, rtol=0)
     masks = (mine > 0).numpy()
     expected = official["masks"].numpy().astype(bool)
     assert not masks[~found.numpy()].any() and not expected[~found.numpy()].any()
     differ = masks != expected
-    assert np.all(ref.abs().numpy()[differ] <= TOL)
+    assert np.all(ref.abs().numpy()[differ] <= MASK_TOL)
 
 
 def test_host_view_runs_the_glus_loop_without_the_dual_prompt(model):
@@ -135,5 +147,5 @@ def test_predict_runs_the_glus_loop(model, official):
     prediction = model.predict(video, RECORD["phrase"])
     expected = official["masks"].numpy().astype(bool)
     ref = official["mask_logits"].abs().numpy()
-    assert np.all(ref[prediction.masks != expected] <= TOL)
+    assert np.all(ref[prediction.masks != expected] <= MASK_TOL)
     assert prediction.answer == model.tokenizer.decode([RECORD["turns"][0]["new_id"]]).strip()

@@ -54,6 +54,8 @@ class GlusSettings:
     mem_stride: int = 3
     answer_prefix: str = "Sure, the segmentation result is "
     image_markup: tuple[str, str] = ("<im_start>", "<im_end>")  # ``--use_mm_start_end`` (on)
+    # transformers 4.31's slow LlamaTokenizer in its legacy mode, its default (a tokenizer_config without the key)
+    legacy_tokenizer: bool = True
 
 
 def context_clips(num_available: int, n: int) -> list[list[int]]:
@@ -292,8 +294,6 @@ def run_video(
     if t <= s.context_frames:
         raise ValueError(f"GLUS's protocol needs more than {s.context_frames} frames, got {t}")
     tokenizer = model.tokenizer
-    # the release's tokenizer_config decides; transformers 4.31 defaults to the legacy behaviour
-    legacy = bool(getattr(tokenizer, "legacy", True))
     inputs = _Frames(model, frames, sam_feats)
     run = GlusRun(frames=list(range(t)), context=context_frames(t, s.context_frames))
     bank = MemoryBank(s)
@@ -307,7 +307,7 @@ def run_video(
                 messages = messages[2:]
                 messages[0][1] = _question(s, phrase, True)
         window = run.frames[max(0, i - s.question_frames) : i]
-        ids = tokenize_with_images(tokenizer, prompt_text(messages), legacy)
+        ids = tokenize_with_images(tokenizer, prompt_text(messages), s.legacy_tokenizer)
         embeds, rows = _embed(model, ids, inputs.tokens(run.context + window))
         logits, hidden, _ = model.llm.forward(embeds)
         new_id = choose_next(logits[0, -1])
