@@ -1,7 +1,7 @@
 """GLUS's own video inference (``inference_iter.py`` with ``model/GLUS.py::evaluate``), used when
 ``ModelConfig.protocol == "glus"``; :mod:`sparrow.model.host_protocol` names it and
 :func:`sparrow.model.inference.host_view` runs :class:`GlusVideo` for a model without the dual prompt (the released
-GLUS-A and the kit's GLUS host). docs/released-weights.md §7 describes the protocol step by step:
+GLUS-A and the kit's GLUS host). docs/released-weights.md §7.1 describes the protocol step by step:
 
 - global context: the middle one of GLUS's context clips (:func:`context_frames`), fixed for the whole video;
 - one conversation turn per frame, in video order: the context images, then a sliding window of the last
@@ -346,8 +346,9 @@ class GlusVideo:
         self.video = video
         self.settings = settings or GlusSettings()
         size = video.model.frame_sizes().sam
-        # the view's SAM2 features are GLUS's when no frame side shrinks (bilinear upsampling is the same with or
-        # without antialiasing); a larger video is resized again with antialiasing, as torchvision's Resize does
+        # the view's SAM2 features are GLUS's when no frame side shrinks (bilinear upsampling with and without
+        # antialiasing agree up to float rounding); a larger video is resized again with antialiasing, as
+        # torchvision's Resize does
         self.sam_feats = video.feats if max(video.shape[1:]) <= size else None
 
     def segment(self, question: str, tsf, num_tsf: int, max_new_tokens: int, behaviour, location=None):
