@@ -6,7 +6,8 @@
 - ``unipixel``: :mod:`sparrow.model.unipixel_protocol` (its ``arange`` frame rule, no padding; its query rule);
 - ``unipixel-native``: the same rules inside UniPixel's whole inference (its Qwen2.5-VL video input and SAM2 video
   tracking, :class:`sparrow.model.unipixel_protocol.NativeVideo`): converted UniPixel releases;
-- ``glus``: :mod:`sparrow.model.glus_protocol` (the middle context clip).
+- ``glus``: :mod:`sparrow.model.glus_protocol` (the middle context clip, GLUS's phrase rule; GLUS's own per-frame
+  video loop for a model without the dual prompt).
 
 The peculiarities live in the host modules; this module only names them.
 """
@@ -39,7 +40,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "unipixel-native": Protocol(
         "unipixel-native", unipixel_protocol.llm_frames, segment_centres, unipixel_protocol.query
     ),
-    "glus": Protocol("glus", linspace_truncated_padded, glus_protocol.context_frames, _kit_phrase),
+    "glus": Protocol("glus", linspace_truncated_padded, glus_protocol.context_frames, glus_protocol.glus_phrase),
 }
 
 

@@ -23,7 +23,7 @@ import torch
 
 from sparrow.data.boxes import frame_boxes
 from sparrow.data.indices import linspace_truncated_padded
-from sparrow.model import unipixel_protocol
+from sparrow.model import glus_protocol, unipixel_protocol
 from sparrow.model.batch import Prediction
 from sparrow.model.config import StageBehaviour, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
@@ -173,12 +173,16 @@ class QuestionWindows:
         return torch.cat(pieces, dim=1), answer_text, boxes
 
 
-HostView = WholeVideo | QuestionWindows
+HostView = WholeVideo | QuestionWindows | glus_protocol.GlusVideo
 
 
 def host_view(video: VideoContext) -> HostView:
-    """How the host's LLM sees ``video`` (``ModelConfig.llm_sees_sam_frames``: GLUS)."""
-    return QuestionWindows(video) if video.model.cfg.llm_sees_sam_frames else WholeVideo(video)
+    """How the host's LLM sees ``video`` (``ModelConfig.llm_sees_sam_frames``: GLUS; GLUS's own loop under its
+    protocol for a model without the dual prompt)."""
+    cfg = video.model.cfg
+    if cfg.protocol == "glus" and not cfg.box:
+        return glus_protocol.GlusVideo(video)
+    return QuestionWindows(video) if cfg.llm_sees_sam_frames else WholeVideo(video)
 
 
 def _stop_ids(model: SparrowModel) -> set[int]:
