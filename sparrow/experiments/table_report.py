@@ -386,6 +386,8 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     for step in ABLATION_STEPS:
         mean, std = mean_std(a.values(ABLATION_HOST, step, ABLATION_COLUMN))
         reason = a.details.get("tsf_test") if step == "tsf_test" and mean is None else None
+        if mean is None and reason is None:
+            reason = "; ".join(sorted({c.note for c in a.cells if c.variant == step and c.note})) or None
         out.append(
             {
                 "name": f"ablation/{step}/mean",
@@ -400,6 +402,8 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
         for s in m.plan.seeds:
             cell = a.cell(ABLATION_HOST, step, ABLATION_COLUMN, s)
             out.append({"name": f"ablation/{step}/seed{s}", "value": cell.value if cell else None, "unit": "J&F (%)"})
+    for name, why in m.details.get("skipped_rows", {}).items():  # paper: rows without weights, and why
+        out.append({"name": f"skipped/{name}", "value": None, "note": why})
     for b in m.plan.benchmarks:
         out.append(
             {
