@@ -41,6 +41,11 @@ def _convert(release: str, src: Path, out: Path, *extra: str) -> None:
     (out / "config.json").write_text(json.dumps(config))
 
 
+def _curate_benchmarks(root: Path, out: Path) -> None:
+    sources = [f"--source={name}={path}" for name, path in make_benchmark_releases(root).items()]
+    assert sparrow_main(["curate", *sources, "--out", str(out)]) == 0
+
+
 @pytest.fixture
 def paper_home(tmp_path: Path, monkeypatch) -> Path:
     home = tmp_path / "home"
@@ -55,11 +60,28 @@ def paper_home(tmp_path: Path, monkeypatch) -> Path:
     _convert("unipixel", RELEASED / "unipixel", checkpoints / "unipixel-baseline", *unipixel_sam)
     glus_tokenizer = ["--tokenizer", str(RELEASED / "glus-tokenizer-fast")]
     _convert("glus", RELEASED / "glus", checkpoints / "glus-baseline", *clip, *sam, *glus_tokenizer)
-    sources = [f"--source={name}={root}" for name, root in make_benchmark_releases(tmp_path / "releases").items()]
-    assert sparrow_main(["curate", *sources, "--out", str(home / "curated" / "paper")]) == 0
+    _curate_benchmarks(tmp_path / "releases", home / "curated" / "paper")
     return home
 
 
+def test_rows_without_a_checkpoint_are_skipped_with_their_reason(tmp_path: Path) -> None:
+    from sparrow.experiments.tables import TablePlan, find_paper_assets
+
+    _curate_benchmarks(tmp_path / "releases", tmp_path / "curated")
+    for name in ("videoglamm-baseline", "videoglamm-sparrow", "glus-baseline"):
+        (tmp_path / "ck" / name).mkdir(parents=True)
+        (tmp_path / "ck" / name / "model.safetensors").touch()
+    assets = find_paper_assets(TablePlan.for_profile("paper"), tmp_path / "curated", tmp_path / "ck")
+    assert assets.ok, assets.message
+    assert set(assets.checkpoints) == {("videoglamm", "baseline"), ("videoglamm", "sparrow"), ("glus", "baseline")}
+    assert {row: assets.skipped_rows[row] for row in UNRELEASED_REASONS} == UNRELEASED_REASONS
+    assert "--release unipixel" in assets.skipped_rows[("unipixel", "baseline")]  # released, not converted yet
+    assert "skipped rows:" in assets.message and "glus-sparrow: no released GLUS + SPARROW" in assets.message
+    none = find_paper_assets(TablePlan.for_profile("paper"), tmp_path / "curated", tmp_path / "absent")
+    assert not none.ok and "every checkpoint" in none.message and "videoglamm-sparrow: no converted" in none.message
+
+
+@pytest.mark.slow
 def test_notebook_04_runs_under_paper_on_converted_releases(paper_home: Path, tmp_path: Path) -> None:
     run = run_notebook(NOTEBOOK, "paper", out_dir=tmp_path / "executed", results_dir=tmp_path / "results")
     assert run.results is not None

@@ -266,7 +266,9 @@ def paper_checks(m: Measurements, a: Measurements | None = None, tolerance: floa
                 v = m.values(host, variant, c)
                 p = paper_value(host, variant, c, table)
                 if not v:
-                    lines.append(f"{_method(host, variant)}, {TITLES[c]}: not computed, paper {p}")
+                    why = sorted({x.note for x in m.cells if (x.host, x.variant, x.column) == (host, variant, c)})
+                    because = f" ({'; '.join(w for w in why if w)})" if any(why) else ""
+                    lines.append(f"{_method(host, variant)}, {TITLES[c]}: not computed{because}, paper {p}")
                     continue
                 ok = abs(v[0] - p) <= tolerance
                 lines.append(

@@ -184,7 +184,7 @@ class PaperAssets:
 
     @property
     def skipped_text(self) -> str:
-        return "\n".join(f"  {h} {v}: {why}" for (h, v), why in self.skipped_rows.items())
+        return "\n".join(f"  {checkpoint_name(h, v)}: {why}" for (h, v), why in self.skipped_rows.items())
 
     @property
     def message(self) -> str:
@@ -198,7 +198,8 @@ class PaperAssets:
             "SKIPPED: the paper comparison needs assets that are absent: "
             + "; ".join(self.missing)
             + ". Curate the real releases with `sparrow curate` and put the converted checkpoints in "
-            "<checkpoints>/<host>-<baseline|sparrow>/ (`sparrow convert`, docs/released-weights.md)."
+            "<checkpoints>/<host>-<baseline|sparrow>/ (`sparrow convert`, docs/released-weights.md §8)."
+            + (f"\nrows:\n{self.skipped_text}" if self.skipped_rows else "")
         )
 
 
