@@ -43,7 +43,7 @@ def _convert(release: str, src: Path, out: Path, *extra: str) -> None:
 
 def _curate_benchmarks(root: Path, out: Path) -> None:
     sources = [f"--source={name}={path}" for name, path in make_benchmark_releases(root).items()]
-    assert sparrow_main(["curate", *sources, "--out", str(out)]) == 0
+    assert sparrow_main(["curate", *sources, "--splits", "valid", "valid_u", "test", "val", "--out", str(out)]) == 0
 
 
 @pytest.fixture
