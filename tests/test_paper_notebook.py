@@ -84,6 +84,20 @@ def test_rows_without_a_checkpoint_are_skipped_with_their_reason(tmp_path: Path)
     assert not none.ok and "every checkpoint" in none.message and "videoglamm-sparrow: no converted" in none.message
 
 
+def test_a_checkpoint_kept_elsewhere_is_found_through_the_weights_paths_file(tmp_path: Path, monkeypatch) -> None:
+    from sparrow.experiments.tables import TablePlan, find_paper_assets
+
+    _curate_benchmarks(tmp_path / "releases", tmp_path / "curated")
+    (tmp_path / "disk" / "UniPixel-3B-kit").mkdir(parents=True)
+    (tmp_path / "disk" / "UniPixel-3B-kit" / "model.safetensors").touch()
+    paths = tmp_path / "disk" / "paths.json"
+    paths.write_text(json.dumps({"unipixel-baseline": "UniPixel-3B-kit"}))
+    monkeypatch.setenv("SPARROW_WEIGHT_PATHS", str(paths))
+    assets = find_paper_assets(TablePlan.for_profile("paper"), tmp_path / "curated", tmp_path / "ck")
+    assert assets.checkpoints == {("unipixel", "baseline"): tmp_path / "disk" / "UniPixel-3B-kit"}
+    assert str(tmp_path / "ck" / "glus-baseline") in assets.skipped_rows[("glus", "baseline")]
+
+
 @pytest.mark.slow
 def test_notebook_04_runs_under_paper_on_converted_releases(paper_home: Path, tmp_path: Path) -> None:
     run = run_notebook(NOTEBOOK, "paper", out_dir=tmp_path / "executed", results_dir=tmp_path / "results")

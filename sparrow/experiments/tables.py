@@ -9,8 +9,10 @@ What is measured:
 - **Ablation** (Ref-DAVIS17, VideoGLaMM): baseline → + TSF (``tsf=True, box=False``) → + ``[BOX]`` (the SPARROW run)
   → + TSF at test (the SPARROW run with tracked TSF boxes from :func:`sparrow.tsf.pipeline.ensure_tsf`).
 - Under ``paper`` nothing is trained: the checkpoints of the released models, converted to the kit's
-  ``save_pretrained`` format, are read from ``<checkpoints>/<host>-<variant>`` and scored on the real data
-  (:mod:`sparrow.experiments.table_report` compares each number with the paper's).
+  ``save_pretrained`` format, are read from ``<checkpoints>/<host>-<variant>`` (or where the weights paths
+  configuration puts that name) and scored on the real data (:mod:`sparrow.experiments.table_report` compares each
+  number with the paper's); a row without a checkpoint (:data:`UNRELEASED_REASONS`: never released) is skipped
+  with its reason, recorded beside the numbers.
 
 Under mini the (host, seed) groups run in ``TablePlan.workers`` single-threaded processes (two on the 2-core target
 machine) with :func:`sparrow.experiments.scheduling.run_units`: each group's runs share a host stage, so a group
@@ -48,7 +50,7 @@ from sparrow.eval.runner import (
 from sparrow.eval.text_dependence import text_dependence
 from sparrow.experiments.scheduling import recorded_seconds, run_units
 from sparrow.model import ModelConfig
-from sparrow.paths import home, runs_dir
+from sparrow.paths import component_path, home, runs_dir, weights_root
 from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import DataError, read_json
 from sparrow.train.variants import RunResult, pretrained_sam, train_variant
@@ -207,6 +209,19 @@ def checkpoint_name(host: str, variant: str) -> str:
     return f"{host}-{variant}"
 
 
+def _checkpoint_folder(root: Path | None, name: str) -> Path:
+    """``<root>/<name>`` when it holds a checkpoint, else where the weights paths configuration puts ``name``
+    (:func:`sparrow.paths.component_path`: its entry in the paths file, else ``<weights root>/<name>``), so that a
+    converted folder kept elsewhere needs no copy; the first place when neither exists (named in the skip reason)."""
+    here = root / name if root is not None else weights_root() / name
+    if (here / "model.safetensors").is_file():
+        return here
+    try:
+        return component_path(name)
+    except FileNotFoundError:
+        return here
+
+
 def find_paper_assets(
     plan: TablePlan, curated_root: str | Path | None, checkpoints_root: str | Path | None
 ) -> PaperAssets:
@@ -234,15 +249,13 @@ def find_paper_assets(
         rows.append((ABLATION_HOST, "tsf-only"))
     found, skipped = {}, {}
     for row in rows:
-        folder = ckpt / checkpoint_name(*row) if ckpt is not None else None
-        if folder is not None and (folder / "model.safetensors").is_file():
+        folder = _checkpoint_folder(ckpt, checkpoint_name(*row))
+        if (folder / "model.safetensors").is_file():
             found[row] = folder
         elif row in UNRELEASED_REASONS:
             skipped[row] = UNRELEASED_REASONS[row]
         else:
-            skipped[row] = f"no converted checkpoint at {folder or checkpoint_name(*row)}: convert " + (
-                RELEASED_CHECKPOINTS.get(row, "its release")
-            )
+            skipped[row] = f"no converted checkpoint at {folder}: convert " + RELEASED_CHECKPOINTS.get(row, "it")
     if not found:
         missing.append(f"every checkpoint ({ckpt or 'no path given'}/<host>-<variant>)")
     return PaperAssets(data, ckpt, tuple(missing), found, skipped)
