@@ -36,7 +36,12 @@ from sparrow.convert import videoglamm as maps
 from sparrow.convert.converter import token_ids
 from sparrow.convert.reader import ReleaseError, load_tokenizer, read_weights
 from sparrow.model.state_report import Allowance, KeyMap, Rule, Section
-from tests.fixtures.release_layouts import TINY_PROPOSER, write_internvideo2_release, write_proposer_release
+from tests.fixtures.release_layouts import (
+    TINY_PROPOSER,
+    write_internvideo2_release,
+    write_proposer_release,
+    write_videoglamm_release,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -349,32 +354,8 @@ def test_prior_masks_match_the_official_prompt_form(converted, official):
 
 
 # -- the VideoGLaMM release --------------------------------------------------------------------------------------
-def _videoglamm_folder(tmp_path: Path) -> Path:
-    """VideoGLaMM's export from the SPARROW fixture: no SPARROW modules, no [BOX], and the InternVideo2 copy that
-    its export filter keeps (a key of it is enough to exercise the allow-list)."""
-    from safetensors.torch import save_file
-
-    release = read_release(SPARROW_DIR)
-    box = release.added_tokens["[BOX]"]
-    state = {
-        k: (v[:box] if k in ("model.embed_tokens.weight", "lm_head.weight") else v).contiguous()
-        for k, v in release.state.items()
-        if not k.startswith(("model.proposal_selector.", "model.roi_helper.", "model.roi_fusion_gamma"))
-    }
-    state["model.vision_tower.vision_encoder.blocks.0.ls1.gamma"] = torch.zeros(4)
-    folder = tmp_path / "videoglamm"
-    folder.mkdir()
-    save_file(state, str(folder / "model.safetensors"))
-    config = {k: v for k, v in release.config.items() if k not in ("box_token_idx", "use_tsf_token")}
-    config.update(vocab_size=box, architectures=["VideoGLaMMForCausalLM"])
-    (folder / "config.json").write_text(json.dumps(config))
-    added = {k: v for k, v in release.added_tokens.items() if k != "[BOX]"}
-    (folder / "added_tokens.json").write_text(json.dumps(added))
-    return folder
-
-
 def test_videoglamm_release_converts_with_box_added_and_its_tower_copy_allowed(tmp_path):
-    result = convert(_options(release="videoglamm", src=_videoglamm_folder(tmp_path)))
+    result = convert(_options(release="videoglamm", src=write_videoglamm_release(SPARROW_DIR, tmp_path / "videoglamm")))
     report = result.report
     assert report.ok, report.format()
     assert any("InternVideo2 copy" in reason for reason in report.allowed_unexpected)
@@ -387,7 +368,7 @@ def test_videoglamm_release_converts_with_box_added_and_its_tower_copy_allowed(t
 
 # -- failures ----------------------------------------------------------------------------------------------------
 def test_unexplained_keys_fail_with_the_report(tmp_path):
-    folder = _videoglamm_folder(tmp_path)
+    folder = write_videoglamm_release(SPARROW_DIR, tmp_path / "videoglamm")
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(folder / "model.safetensors"))

@@ -266,7 +266,9 @@ def paper_checks(m: Measurements, a: Measurements | None = None, tolerance: floa
                 v = m.values(host, variant, c)
                 p = paper_value(host, variant, c, table)
                 if not v:
-                    lines.append(f"{_method(host, variant)}, {TITLES[c]}: not computed, paper {p}")
+                    why = sorted({x.note for x in m.cells if (x.host, x.variant, x.column) == (host, variant, c)})
+                    because = f" ({'; '.join(w for w in why if w)})" if any(why) else ""
+                    lines.append(f"{_method(host, variant)}, {TITLES[c]}: not computed{because}, paper {p}")
                     continue
                 ok = abs(v[0] - p) <= tolerance
                 lines.append(
@@ -386,6 +388,8 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     for step in ABLATION_STEPS:
         mean, std = mean_std(a.values(ABLATION_HOST, step, ABLATION_COLUMN))
         reason = a.details.get("tsf_test") if step == "tsf_test" and mean is None else None
+        if mean is None and reason is None:
+            reason = "; ".join(sorted({c.note for c in a.cells if c.variant == step and c.note})) or None
         out.append(
             {
                 "name": f"ablation/{step}/mean",
@@ -400,6 +404,8 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
         for s in m.plan.seeds:
             cell = a.cell(ABLATION_HOST, step, ABLATION_COLUMN, s)
             out.append({"name": f"ablation/{step}/seed{s}", "value": cell.value if cell else None, "unit": "J&F (%)"})
+    for name, why in m.details.get("skipped_rows", {}).items():  # paper: rows without weights, and why
+        out.append({"name": f"skipped/{name}", "value": None, "note": why})
     for b in m.plan.benchmarks:
         out.append(
             {

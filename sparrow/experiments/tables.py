@@ -9,8 +9,10 @@ What is measured:
 - **Ablation** (Ref-DAVIS17, VideoGLaMM): baseline → + TSF (``tsf=True, box=False``) → + ``[BOX]`` (the SPARROW run)
   → + TSF at test (the SPARROW run with tracked TSF boxes from :func:`sparrow.tsf.pipeline.ensure_tsf`).
 - Under ``paper`` nothing is trained: the checkpoints of the released models, converted to the kit's
-  ``save_pretrained`` format, are read from ``<checkpoints>/<host>-<variant>`` and scored on the real data
-  (:mod:`sparrow.experiments.table_report` compares each number with the paper's).
+  ``save_pretrained`` format, are read from ``<checkpoints>/<host>-<variant>`` (or where the weights paths
+  configuration puts that name) and scored on the real data (:mod:`sparrow.experiments.table_report` compares each
+  number with the paper's); a row without a checkpoint (:data:`UNRELEASED_REASONS`: never released) is skipped
+  with its reason, recorded beside the numbers.
 
 Under mini the (host, seed) groups run in ``TablePlan.workers`` single-threaded processes (two on the 2-core target
 machine) with :func:`sparrow.experiments.scheduling.run_units`: each group's runs share a host stage, so a group
@@ -48,7 +50,7 @@ from sparrow.eval.runner import (
 from sparrow.eval.text_dependence import text_dependence
 from sparrow.experiments.scheduling import recorded_seconds, run_units
 from sparrow.model import ModelConfig
-from sparrow.paths import home, runs_dir
+from sparrow.paths import component_path, home, runs_dir, weights_root
 from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import DataError, read_json
 from sparrow.train.variants import RunResult, pretrained_sam, train_variant
@@ -148,27 +150,58 @@ class Measurements:
 # ----------------------------------------------------------------------------------------------------------------
 # Assets under `paper`
 # ----------------------------------------------------------------------------------------------------------------
+# (host, variant) of the paper table -> the released folder its converted checkpoint comes from
+# (docs/released-weights.md); the SPARROW release is VideoGLaMM-based, so the other hosts' + SPARROW rows and the
+# ablation's TSF-only step have no released weights, only the paper's numbers.
+RELEASED_CHECKPOINTS: dict[tuple[str, str], str] = {
+    ("videoglamm", "baseline"): "the VideoGLaMM checkpoint (`sparrow convert --release videoglamm`)",
+    ("videoglamm", "sparrow"): "RISys-Lab/sparrow-finetune (`sparrow convert --release sparrow`)",
+    ("unipixel", "baseline"): "PolyU-ChenLab/UniPixel-3B (`sparrow convert --release unipixel`)",
+    ("glus", "baseline"): "Swindl/GLUS-A (`sparrow convert --release glus`)",
+}
+UNRELEASED_REASONS: dict[tuple[str, str], str] = {
+    ("unipixel", "sparrow"): "no released UniPixel + SPARROW weights (the SPARROW release is VideoGLaMM-based)",
+    ("glus", "sparrow"): "no released GLUS + SPARROW weights (the SPARROW release is VideoGLaMM-based)",
+    ("videoglamm", "tsf-only"): "no released weights of the ablation's TSF-in-training step (without [BOX])",
+}
+
+
 @dataclass(frozen=True)
 class PaperAssets:
-    """Where the real data and checkpoints are, and whether they are there."""
+    """Where the real data and checkpoints are: the checkpoint folder of each (host, variant) found, and why each
+    other row the plan needs is skipped (never released, or not converted yet)."""
 
     curated_root: Path | None
     checkpoints_root: Path | None
-    missing: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # what stops the whole comparison (the data, or every checkpoint)
+    checkpoints: dict[tuple[str, str], Path] = field(default_factory=dict)
+    skipped_rows: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.missing
 
+    def checkpoint(self, host: str, variant: str) -> Path | None:
+        return self.checkpoints.get((host, variant))
+
+    @property
+    def skipped_text(self) -> str:
+        return "\n".join(f"  {checkpoint_name(h, v)}: {why}" for (h, v), why in self.skipped_rows.items())
+
     @property
     def message(self) -> str:
         if self.ok:
-            return f"paper assets found: curated data {self.curated_root}, checkpoints {self.checkpoints_root}"
+            found = ", ".join(checkpoint_name(h, v) for h, v in self.checkpoints)
+            text = (
+                f"paper assets found: curated data {self.curated_root}, checkpoints {found} in {self.checkpoints_root}"
+            )
+            return text + (f"\nskipped rows:\n{self.skipped_text}" if self.skipped_rows else "")
         return (
             "SKIPPED: the paper comparison needs assets that are absent: "
             + "; ".join(self.missing)
             + ". Curate the real releases with `sparrow curate` and put the converted checkpoints in "
-            "<checkpoints>/<host>-<baseline|sparrow|tsf-only>/ (SparrowModel.save_pretrained format)."
+            "<checkpoints>/<host>-<baseline|sparrow>/ (`sparrow convert`, docs/released-weights.md §8)."
+            + (f"\nrows:\n{self.skipped_text}" if self.skipped_rows else "")
         )
 
 
@@ -176,10 +209,25 @@ def checkpoint_name(host: str, variant: str) -> str:
     return f"{host}-{variant}"
 
 
+def _checkpoint_folder(root: Path | None, name: str) -> Path:
+    """``<root>/<name>`` when it holds a checkpoint, else where the weights paths configuration puts ``name``
+    (:func:`sparrow.paths.component_path`: its entry in the paths file, else ``<weights root>/<name>``), so that a
+    converted folder kept elsewhere needs no copy; the first place when neither exists (named in the skip reason)."""
+    here = root / name if root is not None else weights_root() / name
+    if (here / "model.safetensors").is_file():
+        return here
+    try:
+        return component_path(name)
+    except FileNotFoundError:
+        return here
+
+
 def find_paper_assets(
     plan: TablePlan, curated_root: str | Path | None, checkpoints_root: str | Path | None
 ) -> PaperAssets:
-    """Check the curated real data and every checkpoint the plan needs (relative paths are under SPARROW_HOME)."""
+    """Check the curated real data and every checkpoint the plan needs (relative paths are under SPARROW_HOME).
+    A row whose folder is absent is skipped with its reason (:data:`UNRELEASED_REASONS`, or how to convert it);
+    the comparison as a whole needs the data and at least one checkpoint."""
 
     def resolve(p: str | Path | None) -> Path | None:
         if p is None:
@@ -196,13 +244,21 @@ def find_paper_assets(
         for b in plan.benchmarks:
             if b.split not in ds.splits(b.source):
                 missing.append(f"{b.source}/{b.split} in {data}")
-    names = [checkpoint_name(h, v) for h in plan.hosts for v in ("baseline", "sparrow")]
+    rows = [(h, v) for h in plan.hosts for v in ("baseline", "sparrow")]
     if ABLATION_HOST in plan.hosts:
-        names.append(checkpoint_name(ABLATION_HOST, "tsf-only"))
-    for name in names:
-        if ckpt is None or not (ckpt / name / "model.safetensors").is_file():
-            missing.append(f"checkpoint {ckpt / name if ckpt else name}")
-    return PaperAssets(data, ckpt, tuple(missing))
+        rows.append((ABLATION_HOST, "tsf-only"))
+    found, skipped = {}, {}
+    for row in rows:
+        folder = _checkpoint_folder(ckpt, checkpoint_name(*row))
+        if (folder / "model.safetensors").is_file():
+            found[row] = folder
+        elif row in UNRELEASED_REASONS:
+            skipped[row] = UNRELEASED_REASONS[row]
+        else:
+            skipped[row] = f"no converted checkpoint at {folder}: convert " + RELEASED_CHECKPOINTS.get(row, "it")
+    if not found:
+        missing.append(f"every checkpoint ({ckpt or 'no path given'}/<host>-<variant>)")
+    return PaperAssets(data, ckpt, tuple(missing), found, skipped)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -335,13 +391,19 @@ def measure_main(
         if assets is None or not assets.ok:
             out.skipped = assets.message if assets is not None else "SKIPPED: no paper assets given"
             return out
+        out.details["skipped_rows"] = {checkpoint_name(*row): why for row, why in assets.skipped_rows.items()}
         for host in plan.hosts:
             for variant in ("baseline", "sparrow"):
+                folder = assets.checkpoint(host, variant)
+                if folder is None:
+                    why = assets.skipped_rows[(host, variant)]
+                    out.cells += [Cell(host, variant, plan.seeds[0], b.key, None, why) for b in plan.benchmarks]
+                    continue
                 start = time.perf_counter()
                 name = checkpoint_name(host, variant)
-                model_id = checkpoint_fingerprint(assets.checkpoints_root / name)
+                model_id = checkpoint_fingerprint(folder)
                 results = evaluate_checkpoint(
-                    assets.checkpoints_root / name,
+                    folder,
                     plan.benchmarks,
                     assets.curated_root,
                     keyed_eval_dir(eval_root("paper"), name, model_id),
@@ -410,14 +472,16 @@ def measure_ablation(
         seed = plan.seeds[0]
         out.cells = base
         for step, name, use_boxes in (("tsf", "tsf-only", False), ("tsf_test", "sparrow", True)):
-            if use_boxes and path is None:
-                out.cells.append(Cell(ABLATION_HOST, step, seed, ABLATION_COLUMN, None, why))
+            folder = assets.checkpoint(ABLATION_HOST, name)
+            skip = why if use_boxes and path is None else assets.skipped_rows.get((ABLATION_HOST, name), "")
+            if skip or folder is None:
+                out.cells.append(Cell(ABLATION_HOST, step, seed, ABLATION_COLUMN, None, skip))
                 continue
             boxes, tag = tsf_boxes_from_run(path) if use_boxes else (None, None)
             ckpt = checkpoint_name(ABLATION_HOST, name)
-            model_id = checkpoint_fingerprint(assets.checkpoints_root / ckpt)
+            model_id = checkpoint_fingerprint(folder)
             r = evaluate_checkpoint(
-                assets.checkpoints_root / ckpt,
+                folder,
                 bench,
                 assets.curated_root,
                 keyed_eval_dir(eval_root("paper"), ckpt, model_id, tag),
