@@ -13,6 +13,10 @@ official normalised tensors (measured: SAM2 3.6e-7, the normalisation applied af
 CLIP 0; InternVideo2 2.4e-7, float32 instead of float64 arithmetic); the kit's own chain within 0.03 (measured:
 SAM2 0.019, CLIP 0.016, InternVideo2 0.013, about one grey level: the released chains round their resized frames to
 uint8 and resize SAM2 frames in two steps).
+
+``official_framewise.*`` (same script): the official ``inference_framewise`` from a given answer and LLM states on,
+with the tiny proposer; the kit's kept box within 1e-6 (measured 1.5e-8), mask logits within 1e-5 (measured 4.8e-7),
+binary masks equal.
 """
 
 from __future__ import annotations
@@ -203,3 +207,34 @@ def test_parity_switches_are_in_the_manifest_and_the_folder_key(tmp_path):
 
 def test_a_stand_in_model_without_config_has_no_switches():
     assert parity_switches(types.SimpleNamespace(predict=lambda *a: None)) is None
+
+
+# -- framewise inference after the answer --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_framewise_inference_after_the_answer_matches_the_official_one(official, monkeypatch):
+    """From the answer's last-layer states on: token extraction, L->V projection, frame-0 proposals from the SAM2
+    frame, selection with the ROI helper, the prior filter, the guided decode of every frame and the threshold."""
+    from safetensors.torch import load_file
+
+    from sparrow.convert import ConvertOptions, convert
+    from sparrow.model.config import stage_behaviour
+
+    expected = load_file(str(FIXTURES / "official_framewise.safetensors"))
+    options = ConvertOptions(
+        release="sparrow",
+        src=FIXTURES / "sparrow-finetune",
+        clip=FIXTURES / "clip",
+        sam_config=FIXTURES / "sam2_tiny.yaml",
+        tokenizer=FIXTURES / "tokenizer-fast",
+        proposer=FIXTURES / "sparrow-det-pretrain" / "checkpoint-1",
+        dtype="float32",
+    )
+    model = convert(options).model.eval()
+    seg, box = expected["seg_state"][None], expected["box_state"][None]
+    monkeypatch.setattr(inference, "answer", lambda *args: ("[BOX] [SEG]", seg, box))
+    with torch.no_grad():
+        view = inference.WholeVideo(inference.VideoContext(model, official["frames"].numpy()))
+        logits, _, boxes = view.segment("", None, 0, 8, stage_behaviour(model.cfg, "inference"))
+    torch.testing.assert_close(boxes[0].float(), expected["boxes_after_filter"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=1e-5)
+    assert torch.equal((logits[0] > 0).to(torch.uint8), expected["masks"].to(torch.uint8))
