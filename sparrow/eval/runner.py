@@ -23,7 +23,7 @@ was on, and the result is identical because prediction is deterministic. ``metri
 the scored subset and scoring settings.
 
 **One folder, one model.** ``manifest.json`` holds what decides the predictions (model fingerprint, curated data,
-protocol, prompts, TSF source, format). A folder whose manifest differs is refused (:class:`PredictionsMismatch`),
+protocol, prompts, TSF source, format, and the official-parity switches of :func:`parity_switches`). A folder whose manifest differs is refused (:class:`PredictionsMismatch`),
 never cleared nor merged into, and a folder is written by one process at a time
 (:func:`sparrow.storage.folder_lock`; a second writer gets :class:`sparrow.storage.FolderLocked`). The default
 folders are named after what makes the predictions (:func:`keyed_eval_dir`), so two models never meet in one.
@@ -66,8 +66,8 @@ from sparrow.tsf.runs import TSFRun
 
 # 2: a SAM2 trained from scratch decodes its trained single mask at inference (no stability fallback), so
 # predictions cached by format 1 no longer match the code that would make them; 3: grounded captions are generated
-# with their own answer budget (GCG_MAX_NEW_TOKENS)
-FORMAT = 3
+# with their own answer budget (GCG_MAX_NEW_TOKENS); 4: the manifest records the official-parity switches
+FORMAT = 4
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 RECORDS = "records"
@@ -130,16 +130,64 @@ def model_fingerprint(model: Any) -> str:
     return digest.hexdigest()
 
 
+def _parity_switches(model_cfg: dict[str, Any], llm_config: dict[str, Any] | None) -> dict[str, Any]:
+    from sparrow.model.conversation import CHAT_TEMPLATES
+
+    selector = model_cfg.get("selector") or {}
+    template = model_cfg.get("chat_template")
+    return {
+        "chat_template": template,
+        "system_prompt": CHAT_TEMPLATES[template].system if template in CHAT_TEMPLATES else None,
+        "sliding_window": (llm_config or {}).get("sliding_window"),
+        "decoding": model_cfg.get("decoding"),
+        "decoding_seed": model_cfg.get("decoding_seed") if model_cfg.get("decoding") == "sample" else None,
+        "clamp_boxes": selector.get("clamp_boxes"),
+        "box_prior_prompt": selector.get("box_prior_prompt"),
+        "gamma": selector.get("roi_fusion_init"),
+        "frame_chain": model_cfg.get("frame_chain"),
+        "inference_protocol": model_cfg.get("protocol"),
+        "eval_prompt": model_cfg.get("eval_prompt"),
+        "tsf_at_test": model_cfg.get("tsf_at_test"),
+    }
+
+
+def parity_switches(source: Any) -> dict[str, Any] | None:
+    """The switches that make a run follow the released code or the kit (docs/released-weights.md §3): system prompt,
+    Phi-3 sliding window, greedy or sampled decoding, unclamped boxes, the prior filter's prompt form, gamma, frame
+    chain, inference protocol. ``source``: a ``save_pretrained`` folder or a loaded model; None for a model without
+    a :class:`~sparrow.model.config.ModelConfig` (a stand-in)."""
+    if isinstance(source, (str, Path)):
+        directory = Path(source)
+        model_cfg = read_json(directory / "config.json").get("model", {})
+        llm_path = directory / "components" / "llm" / "config.json"
+        return _parity_switches(model_cfg, read_json(llm_path) if llm_path.is_file() else None)
+    cfg = getattr(source, "cfg", None)
+    if cfg is None or not hasattr(cfg, "to_json"):
+        return None
+    hf = getattr(getattr(getattr(source, "llm", None), "model", None), "config", None)
+    return _parity_switches(cfg.to_json(), {"sliding_window": getattr(hf, "sliding_window", None)})
+
+
 def eval_root(profile: str) -> Path:
     """Where predictions and metrics are cached: ``$SPARROW_HOME/eval/<profile>``."""
     return home() / "eval" / check_profile(profile)
 
 
-def keyed_eval_dir(parent: str | Path, label: str, model_id: str, tsf_tag: str | None = None) -> Path:
+def keyed_eval_dir(
+    parent: str | Path,
+    label: str,
+    model_id: str,
+    tsf_tag: str | None = None,
+    switches: dict[str, Any] | None = None,
+) -> Path:
     """``<parent>/<label>[+tsf-test]-<key>``: a prediction root named after what makes its predictions (the key
-    hashes the model's fingerprint, the TSF source at test and the prediction format), so the predictions of two
-    models, e.g. two runs' ``final/`` folders, never share a folder."""
-    key = digest_json({"format": FORMAT, "model": model_id, "tsf": tsf_tag}, 12)
+    hashes the model's fingerprint, the TSF source at test, the prediction format and, when given, the
+    :func:`parity_switches`), so the predictions of two models, e.g. two runs' ``final/`` folders, or of one model
+    under two switch settings never share a folder."""
+    ident: dict[str, Any] = {"format": FORMAT, "model": model_id, "tsf": tsf_tag}
+    if switches is not None:
+        ident["switches"] = switches
+    key = digest_json(ident, 12)
     return Path(parent) / f"{label}{'+tsf-test' if tsf_tag else ''}-{key}"
 
 
@@ -380,7 +428,9 @@ def _davis_slot(exp: ExpressionRecord) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------------------------
-def _prediction_manifest(benchmark: Benchmark, model_id: str, data: str, tsf_tag: str | None) -> dict[str, Any]:
+def _prediction_manifest(
+    benchmark: Benchmark, model_id: str, data: str, tsf_tag: str | None, switches: dict[str, Any] | None
+) -> dict[str, Any]:
     """What decides the predictions (not the subset size, nor the scoring settings: those reuse predictions)."""
     b = benchmark
     return {
@@ -388,6 +438,7 @@ def _prediction_manifest(benchmark: Benchmark, model_id: str, data: str, tsf_tag
         "model": model_id,
         "data": data,
         "tsf": tsf_tag,
+        "switches": switches,
         "source": b.source,
         "split": b.split,
         "protocol": b.protocol,
@@ -419,12 +470,15 @@ def run_benchmark(
     tsf_tag: str | None = None,
     clair_judge: Any = None,
     show_progress: bool = True,
+    switches: dict[str, Any] | None = None,
 ) -> BenchmarkResult:
     """Predict what is not on disk yet, then score (or load the cached score). See the module doc.
 
     ``model`` is a model with ``predict`` or a zero-argument callable that loads one (called only if some video
     still needs predicting). ``model_id`` identifies its weights (default: a hash of the loaded model's weights).
     ``tsf_boxes`` gives each expression's tracked boxes for TSF at test, ``tsf_tag`` names their source.
+    ``switches``: the model's :func:`parity_switches` when the caller has them (read from the model otherwise, or
+    None when ``model_id`` is given and the model is not loaded).
     ``out_dir`` is locked while this runs; one that holds other predictions raises :class:`PredictionsMismatch`."""
     curated_root, out = Path(curated_root), Path(out_dir)
     ds = CuratedDataset(curated_root)
@@ -435,7 +489,9 @@ def run_benchmark(
     if model_id is None:
         loaded = loaded if loaded is not None else model()
         model_id = model_fingerprint(loaded)
-    manifest = _prediction_manifest(benchmark, model_id, records_fingerprint(curated_root), tsf_tag)
+    if switches is None and loaded is not None:
+        switches = parity_switches(loaded)
+    manifest = _prediction_manifest(benchmark, model_id, records_fingerprint(curated_root), tsf_tag, switches)
     with folder_lock(out):
         return _run_locked(
             model, loaded, benchmark, ds, curated_root, out, units, manifest, tsf_boxes, clair_judge, show_progress
@@ -710,6 +766,9 @@ def evaluate_checkpoint(
     Name ``out_root`` with :func:`keyed_eval_dir` to give every model its own folder."""
     checkpoint_dir = Path(checkpoint_dir)
     model_id = model_id or checkpoint_fingerprint(checkpoint_dir)
+    switches = parity_switches(checkpoint_dir)
+    if tsf_boxes is not None:
+        switches["tsf_at_test"] = True  # with_tsf_at_test below
     cache: dict[str, Any] = {}
 
     def load() -> Any:  # loading a paper-size model is slow; run_benchmark calls this only when it must predict
@@ -731,22 +790,30 @@ def evaluate_checkpoint(
             tsf_tag=tsf_tag,
             clair_judge=clair_judge,
             show_progress=show_progress,
+            switches=switches,
         )
         for b in benchmarks
     }
 
 
 def variant_eval_dir(
-    profile: str, host: str, seed: int, variant: str, model_id: str, tsf_tag: str | None = None
+    profile: str,
+    host: str,
+    seed: int,
+    variant: str,
+    model_id: str,
+    tsf_tag: str | None = None,
+    switches: dict[str, Any] | None = None,
 ) -> Path:
     """``$SPARROW_HOME/eval/<profile>/<host>-seed<seed>/<variant>[+tsf-test]-<key>``: the predictions of a trained
     variant whose final weights have the fingerprint ``model_id`` (:func:`keyed_eval_dir`)."""
-    return keyed_eval_dir(eval_root(profile) / f"{host}-seed{seed}", variant, model_id, tsf_tag)
+    return keyed_eval_dir(eval_root(profile) / f"{host}-seed{seed}", variant, model_id, tsf_tag, switches)
 
 
 def run_eval_dir(run: Any, tsf_tag: str | None = None) -> Path:
     """:func:`variant_eval_dir` of a trained :class:`~sparrow.train.variants.RunResult` (its final weights)."""
-    return variant_eval_dir(run.profile, run.host, run.seed, run.name, checkpoint_fingerprint(run.final_dir), tsf_tag)
+    model_id, switches = checkpoint_fingerprint(run.final_dir), parity_switches(run.final_dir)
+    return variant_eval_dir(run.profile, run.host, run.seed, run.name, model_id, tsf_tag, switches)
 
 
 def evaluate_run(
@@ -761,12 +828,12 @@ def evaluate_run(
 ) -> dict[str, BenchmarkResult]:
     """:func:`evaluate_checkpoint` on a :class:`~sparrow.train.variants.RunResult`'s final weights, into
     :func:`run_eval_dir`."""
-    model_id = checkpoint_fingerprint(run.final_dir)
+    model_id, switches = checkpoint_fingerprint(run.final_dir), parity_switches(run.final_dir)
     return evaluate_checkpoint(
         run.final_dir,
         benchmarks,
         curated_root,
-        variant_eval_dir(run.profile, run.host, run.seed, run.name, model_id, tsf_tag),
+        variant_eval_dir(run.profile, run.host, run.seed, run.name, model_id, tsf_tag, switches),
         tsf_boxes=tsf_boxes,
         tsf_tag=tsf_tag,
         clair_judge=clair_judge,

@@ -29,6 +29,7 @@ MODEL_STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
 PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
 INFERENCE_PROTOCOLS: tuple[str, ...] = ("kit", "unipixel", "unipixel-native", "glus")  # sparrow.model.host_protocol
 DECODING_MODES: tuple[str, ...] = ("greedy", "sample")
+FRAME_CHAINS: tuple[str, ...] = ("kit", "released")  # sparrow.model.frames | sparrow.model.release_frames
 CONFIG_FORMAT = "sparrow-model/1"
 
 
@@ -233,7 +234,10 @@ class ModelConfig:
     seg_hidden_at: str = "preceding"  # LISA convention: the state that predicts [SEG]; "token": the [SEG] position
     chat_template: str = "phi3"  # phi3 | phi3_instruct (with the released system turn) | llava_v1 | qwen_chatml
     eval_prompt: str = "What is {phrase} in this video? Please respond with segmentation masks."
-    protocol: str = "kit"  # inference frame sampling and query wording: kit | unipixel | unipixel-native | glus
+    # inference frame sampling and query wording: kit | unipixel | unipixel-native | glus (host_protocol.py)
+    protocol: str = "kit"
+    # inference frame resizing: kit (one float resize) | released (VideoGLaMM's uint8 PIL/cv2 chains, release_frames.py)
+    frame_chain: str = "kit"
     # TSF
     tsf_k: int = 4
     tsf_kmeans_iters: int = 8
@@ -269,6 +273,8 @@ class ModelConfig:
             raise ValueError(f"unknown seg_hidden_at {self.seg_hidden_at!r}")
         if self.selector.box_prior_prompt not in ("box", "corners"):
             raise ValueError(f"unknown box_prior_prompt {self.selector.box_prior_prompt!r}; choose box or corners")
+        if self.frame_chain not in FRAME_CHAINS:
+            raise ValueError(f"unknown frame_chain {self.frame_chain!r}; choose one of {', '.join(FRAME_CHAINS)}")
         if self.decoding not in DECODING_MODES:
             raise ValueError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODING_MODES)}")
         if self.host_trainable_sam not in ("none", "mask_decoder", "all"):

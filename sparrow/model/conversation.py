@@ -114,6 +114,15 @@ def apply_box_rule(answer: str, dual_prompt: bool) -> str:
     return enforce_box_before_seg(answer) if dual_prompt else strip_box_tokens(answer)
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer's own encoding starts with its BOS, as the released ``tokenizer(text).input_ids`` does.
+
+    Asked of the encoding rather than of ``add_bos_token``: a Llama tokenizer read from ``tokenizer.json`` (every
+    saved converted folder) reports ``add_bos_token=False`` while its post-processor still adds the BOS."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return bos is not None and tokenizer.encode("a", add_special_tokens=True)[:1] == [bos]
+
+
 @dataclass
 class TokenizedTurn:
     input_ids: list[int]
@@ -135,9 +144,8 @@ def tokenize_conversation(
     """
     ids: list[int] = []
     labels: list[int] = []
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is not None and getattr(tokenizer, "add_bos_token", True) is not False:
-        ids.append(int(bos))
+    if adds_bos(tokenizer):
+        ids.append(int(tokenizer.bos_token_id))
         labels.append(IGNORE_INDEX)
 
     def text(piece: str, labelled: bool) -> None:
@@ -156,9 +164,10 @@ def tokenize_conversation(
 
     text(template.system + template.user_prefix, False)
     placeholder(IMAGE_TOKEN_INDEX)
-    text("\n" + question, False)
+    # the newline before the <tsf> run belongs to the question's piece, as in the released prompt string: a piece of
+    # its own would start with SentencePiece's word-boundary mark
+    text("\n" + question + ("\n" if num_tsf else ""), False)
     if num_tsf:
-        text("\n", False)
         for _ in range(num_tsf):
             placeholder(TSF_TOKEN_INDEX)
     text(template.user_suffix + template.assistant_prefix, False)
@@ -185,6 +194,7 @@ __all__ = [
     "QUESTION_TEMPLATES",
     "TokenizedTurn",
     "VIDEO_PLACEHOLDER",
+    "adds_bos",
     "apply_box_rule",
     "grounded_caption_answer",
     "grounded_caption_turn",

@@ -23,9 +23,9 @@ import torch
 
 from sparrow.data.boxes import frame_boxes
 from sparrow.data.indices import linspace_truncated_padded
-from sparrow.model import glus_protocol, unipixel_protocol
+from sparrow.model import glus_protocol, release_frames, unipixel_protocol
 from sparrow.model.batch import Prediction
-from sparrow.model.config import StageBehaviour, stage_behaviour
+from sparrow.model.config import ModelConfig, StageBehaviour, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
 from sparrow.model.frames import encoder_frames, stretch, to_float
 from sparrow.model.host_protocol import protocol
@@ -49,14 +49,23 @@ class VideoContext:
     def __init__(self, model: SparrowModel, frames: np.ndarray):
         self.model = model
         self.shape = tuple(int(v) for v in frames.shape[:3])
+        self.raw = frames  # (T, H, W, 3) uint8, for the released chains
+        self.released = model.cfg.frame_chain == "released"
         self.frames = to_float(frames).to(model.device)  # (T, 3, H, W) in [0, 1]
         self.sizes = model.frame_sizes()
-        self.sam_frames = stretch(self.frames, self.sizes.sam)
+        if self.released:
+            self.sam_frames = release_frames.sam_frames(frames, self.sizes.sam).to(model.device)
+        else:
+            self.sam_frames = stretch(self.frames, self.sizes.sam)
         self.feats = model.sam_features(self.sam_frames, SAM_CHUNK)
         self.frame0 = model.frame_zero(self.feats, self.sam_frames[0])
 
-    def encoder_frames(self, index: list[int]) -> torch.Tensor:
-        return encoder_frames(self.frames[index], self.sizes.spatial, self.sizes.spatial_kind)
+    def encoder_frames(self, index: list[int], size: int | None = None, kind: str | None = None) -> torch.Tensor:
+        """Frames ``index`` for an encoder (default: the spatial one) through the configured chain."""
+        size, kind = size or self.sizes.spatial, kind or self.sizes.spatial_kind
+        if self.released:
+            return release_frames.encoder_frames(self.raw[index], size, kind).to(self.frames.device)
+        return encoder_frames(self.frames[index], size, kind)
 
 
 class WholeVideo:
@@ -75,7 +84,7 @@ class WholeVideo:
             temporal = None
             if sizes.temporal:
                 same = sizes.temporal == sizes.spatial and sizes.spatial_kind == sizes.temporal_kind == "clip"
-                temporal = llm_frames if same else encoder_frames(frames[idx], sizes.temporal, sizes.temporal_kind)
+                temporal = llm_frames if same else self.video.encoder_frames(idx, sizes.temporal, sizes.temporal_kind)
             self._visual = m.visual_tokens(
                 llm_frames.unsqueeze(0), None if temporal is None else temporal.unsqueeze(0)
             )[0]
@@ -196,6 +205,18 @@ def _stop_ids(model: SparrowModel) -> set[int]:
     return stops
 
 
+def question_text(cfg: ModelConfig, text: str, raw_question: bool = False) -> str:
+    """The question a referring ``text`` is asked as: the evaluation prompt around the protocol's phrase."""
+    return text if raw_question else cfg.eval_prompt.format(phrase=protocol(cfg.protocol).phrase(text))
+
+
+def prompt_ids(model: SparrowModel, question: str, num_tsf: int) -> list[int]:
+    """Token ids of the generation prompt (one image placeholder for all the visual tokens, ``num_tsf`` ``<tsf>``
+    placeholders), in the model's chat template."""
+    turn = tokenize_conversation(model.tokenizer, CHAT_TEMPLATES[model.cfg.chat_template], question, None, num_tsf)
+    return turn.input_ids
+
+
 def answer(
     model: SparrowModel,
     visual: torch.Tensor,
@@ -210,9 +231,8 @@ def answer(
     The hidden states are the ones the greedy decoding computed (the KV-cache steps see the same causal context
     as one forward over prompt + answer), so the answer is not run through the LLM a second time."""
     cfg = model.cfg
-    turn = tokenize_conversation(model.tokenizer, CHAT_TEMPLATES[cfg.chat_template], question, None, num_tsf)
     device = visual.device
-    prompt = torch.tensor(turn.input_ids, dtype=torch.long, device=device)
+    prompt = torch.tensor(prompt_ids(model, question, num_tsf), dtype=torch.long, device=device)
     embeds, _, _, _ = expand_sample(
         prompt, None, visual, tsf, model.llm.embed, model.seg_token_id, model.box_token_id, cfg.tsf_k, cfg.seg_hidden_at
     )
@@ -324,7 +344,7 @@ def _predict_text(
     model, video = view.video.model, view.video
     cfg = model.cfg
     behaviour = stage_behaviour(cfg, "inference")
-    question = text if raw_question else cfg.eval_prompt.format(phrase=protocol(cfg.protocol).phrase(text))
+    question = question_text(cfg, text, raw_question)
     num_tsf = cfg.num_tsf_placeholders if behaviour.tsf else 0
     tsf = _tsf_tokens(model, video.frames, tsf_boxes, tsf_embeddings) if num_tsf else None
     location = model.locate(video.sam_frames, text)

@@ -95,7 +95,7 @@ _WIRING: dict[str, dict[str, Any]] = {
 # Paper-size departures from the wiring above, where the released code's behaviour is the paper's (the tiny presets
 # keep torch's RMSNorm default, the kit's inference protocol and the wiring their recorded numbers were made with).
 _PAPER_WIRING: dict[str, dict[str, Any]] = {
-    "videoglamm": dict(chat_template="phi3_instruct"),
+    "videoglamm": dict(chat_template="phi3_instruct", frame_chain="released"),
     "unipixel": dict(seg_head_norm_eps=1e-6, protocol="unipixel"),
     "glus": dict(protocol="glus"),
 }

@@ -1,0 +1,240 @@
+"""The converted VideoGLaMM/SPARROW release against the official per-sample inference path, before the model call.
+
+``tests/fixtures/released/official_inference.{json,safetensors}`` were written by ``make_fixtures.py
+--inference-only`` with the official code (transformers 4.41): the token ids of ``conv_generator.apply_for_chat``
+(phi3_instruct template with its system turn, ``tokenizer_image_token``) for the referring prompt, with and without
+``<tsf>`` placeholders, on the release's tokenizer files and on ``tokenizer-phi3/`` (the same construction with
+Phi-3's byte fallback, so that the template's newlines are byte pieces as in Phi-3 rather than the unknown piece);
+and ``chat.py::preprocess_vision`` on two frames of a real photograph, every n-th pixel stored.
+
+Tolerances: token ids equal (the official run of 16 ``<image>`` ids is one placeholder in the kit, expanded to the
+same visual tokens); the released frame chains (``frame_chain="released"``, the paper preset) within 1e-6 of the
+official normalised tensors (measured: SAM2 3.6e-7, the normalisation applied after the stretch instead of before;
+CLIP 0; InternVideo2 2.4e-7, float32 instead of float64 arithmetic); the kit's own chain within 0.03 (measured:
+SAM2 0.019, CLIP 0.016, InternVideo2 0.013, about one grey level: the released chains round their resized frames to
+uint8 and resize SAM2 frames in two steps).
+
+``official_framewise.*`` (same script): the official ``inference_framewise`` from a given answer and LLM states on,
+with the tiny proposer; the kit's kept box within 1e-6 (measured 1.5e-8), mask logits within 1e-5 (measured 4.8e-7),
+binary masks equal.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sparrow.convert.reader import load_tokenizer
+from sparrow.eval.runner import (
+    PredictionsMismatch,
+    _check_manifest,
+    _prediction_manifest,
+    keyed_eval_dir,
+    parity_switches,
+)
+from sparrow.model import inference, release_frames
+from sparrow.model.collator import FrameSizes
+from sparrow.model.frames import encoder_frames, stretch, to_float
+from sparrow.model.internvideo2 import IMAGENET_MEAN, IMAGENET_STD
+from sparrow.model.pixel_decoder import SAM_MEAN, SAM_STD
+from sparrow.model.presets import preset
+from sparrow.model.spatial_encoder import CLIP_MEAN, CLIP_STD
+from sparrow.model.tokens import IMAGE_TOKEN_INDEX
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "released"
+META = json.loads((FIXTURES / "official_inference.json").read_text())
+PHI3 = FIXTURES / "tokenizer-phi3"
+
+
+@pytest.fixture(scope="module")
+def official() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(FIXTURES / "official_inference.safetensors"))
+
+
+def _official_ids(key: str) -> list[int]:
+    """The official ids with the run of ``<image>`` ids (one per encoder frame) as the kit's one placeholder."""
+    out: list[int] = []
+    for i in META["input_ids"][key]:
+        if not (i == IMAGE_TOKEN_INDEX and out and out[-1] == IMAGE_TOKEN_INDEX):
+            out.append(i)
+    return out
+
+
+def _kit_ids(tokenizer, num_tsf: int) -> list[int]:
+    cfg = preset("videoglamm", "paper")
+    question = inference.question_text(cfg, META["expression"])
+    assert question == META["prompt_text"]
+    stand_in = types.SimpleNamespace(tokenizer=tokenizer, cfg=cfg)
+    return inference.prompt_ids(stand_in, question, num_tsf)
+
+
+# -- tokenisation ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tsf", [False, True], ids=["prompt", "prompt+tsf"])
+@pytest.mark.parametrize("kind", ["fast", "slow", "saved"])
+def test_prompt_ids_equal_the_official_conversation(tsf, kind, tmp_path):
+    """``saved``: the tokenizer as a converted folder holds it (``tokenizer.json``, read back), whose
+    ``add_bos_token`` reads False while its post-processor adds the BOS the released prompt starts with."""
+    from transformers import AutoTokenizer
+
+    if kind == "slow":
+        tokenizer = AutoTokenizer.from_pretrained(PHI3, use_fast=False)
+    else:
+        tokenizer = load_tokenizer(PHI3)
+        if kind == "saved":
+            tokenizer.save_pretrained(tmp_path)
+            tokenizer = load_tokenizer(tmp_path)
+    num_tsf = preset("videoglamm", "paper").num_tsf_placeholders if tsf else 0
+    assert _kit_ids(tokenizer, num_tsf) == _official_ids(f"tokenizer-phi3/{'prompt_tsf' if tsf else 'prompt'}")
+
+
+def test_release_tokenizer_as_converted_prompts_with_the_official_ids(tmp_path):
+    """The release's own tiny tokenizer has no newline piece (the slow tokenizer writes the unknown id, the fast
+    one nothing): outside the newlines, the ids of the tokenizer a converted folder saves (``sparrow convert
+    --tokenizer``, then ``save_pretrained``) are the official ones, BOS included."""
+    load_tokenizer(FIXTURES / "tokenizer-fast").save_pretrained(tmp_path)
+    tokenizer = load_tokenizer(tmp_path)
+    official = [i for i in _official_ids("sparrow-finetune/prompt") if i != tokenizer.unk_token_id]
+    assert official[0] == tokenizer.bos_token_id
+    assert _kit_ids(tokenizer, 0) == official
+
+
+# -- frame chains ------------------------------------------------------------------------------------------------
+def _normalised(x: torch.Tensor, mean, std, stride: int) -> torch.Tensor:
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return x[:, :, 1::stride, 1::stride]
+
+
+def _chains(frames: np.ndarray, released: bool) -> dict[str, torch.Tensor]:
+    s = META["strides"]
+    sam, clip, iv2 = META["sam_shape"][-1], META["clip_shape"][-1], META["iv2_shape"][-1]
+    if released:
+        raw = (release_frames.sam_frames(frames, sam), release_frames.clip_frames(frames, clip))
+        raw += (release_frames.internvideo2_frames(frames, iv2),)
+    else:
+        x = to_float(frames)
+        raw = (stretch(x, sam), encoder_frames(x, clip, "clip"), encoder_frames(x, iv2, "stretch"))
+    return {
+        "sam": _normalised(raw[0], SAM_MEAN, SAM_STD, s["sam"]),
+        "clip": _normalised(raw[1], CLIP_MEAN, CLIP_STD, s["clip"]),
+        "iv2": _normalised(raw[2], IMAGENET_MEAN, IMAGENET_STD, s["iv2"]),
+    }
+
+
+def test_released_frame_chains_equal_the_official_chains(official):
+    frames = official["frames"].numpy()
+    assert list(release_frames.longest_side_shape(*frames.shape[1:3], META["sam_shape"][-1])) == META["resize_shape"]
+    released, kit = _chains(frames, released=True), _chains(frames, released=False)
+    for name, value in released.items():
+        torch.testing.assert_close(value, official[name], rtol=0, atol=1e-6, msg=name)
+        assert (kit[name] - official[name]).abs().max() < 0.03, name
+
+
+class _FrameModel:
+    """What :class:`~sparrow.model.inference.VideoContext` asks of a model, recording the SAM2 frames it gets."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, frame_chain: str):
+        self.cfg = preset("videoglamm", "paper").replace(frame_chain=frame_chain)
+
+    def frame_sizes(self) -> FrameSizes:
+        return FrameSizes(spatial=336, spatial_kind="clip", sam=1024, temporal=224, temporal_kind="stretch")
+
+    def sam_features(self, frames: torch.Tensor, chunk: int) -> torch.Tensor:
+        return frames
+
+    def frame_zero(self, feats, pixels):
+        return None
+
+
+def test_inference_uses_the_configured_frame_chain(official):
+    assert preset("videoglamm", "paper").frame_chain == "released"
+    assert preset("videoglamm", "mini").frame_chain == "kit"
+    frames = official["frames"].numpy()
+    video = inference.VideoContext(_FrameModel("released"), frames)
+    torch.testing.assert_close(video.feats, release_frames.sam_frames(frames, 1024), rtol=0, atol=0)
+    torch.testing.assert_close(video.encoder_frames([1, 0]), release_frames.clip_frames(frames[[1, 0]], 336))
+    temporal = video.encoder_frames([0], 224, "stretch")
+    torch.testing.assert_close(temporal, release_frames.internvideo2_frames(frames[:1], 224), rtol=0, atol=0)
+    video = inference.VideoContext(_FrameModel("kit"), frames)
+    torch.testing.assert_close(video.feats, stretch(to_float(frames), 1024), rtol=0, atol=0)
+    torch.testing.assert_close(video.encoder_frames([0]), encoder_frames(to_float(frames[:1]), 336, "clip"))
+
+
+# -- switches ----------------------------------------------------------------------------------------------------
+def _checkpoint(folder: Path, cfg, sliding_window: int) -> Path:
+    """The two files of a ``save_pretrained`` folder the switches are read from."""
+    (folder / "components" / "llm").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model": cfg.to_json(), "stage": "stage2"}))
+    (folder / "components" / "llm" / "config.json").write_text(json.dumps({"sliding_window": sliding_window}))
+    return folder
+
+
+def test_parity_switches_are_in_the_manifest_and_the_folder_key(tmp_path):
+    from sparrow.eval.benchmarks import BENCHMARKS
+
+    paper = preset("videoglamm", "paper")
+    switches = parity_switches(_checkpoint(tmp_path / "a", paper, 2048))
+    assert switches["system_prompt"] == "<|system|>\nYou are a helpful AI assistant.<|end|>\n"
+    assert switches["sliding_window"] == 2048
+    assert (switches["decoding"], switches["decoding_seed"]) == ("greedy", None)
+    assert (switches["clamp_boxes"], switches["box_prior_prompt"]) == (False, "corners")
+    assert switches["gamma"] == paper.selector.roi_fusion_init
+    assert switches["frame_chain"] == "released"
+    sampled = parity_switches(_checkpoint(tmp_path / "b", paper.replace(decoding="sample"), 2048))
+    assert sampled["decoding"] == "sample" and sampled["decoding_seed"] == paper.decoding_seed
+    window = parity_switches(_checkpoint(tmp_path / "c", paper, 2047))
+
+    benchmark = BENCHMARKS[0]
+    keys = {keyed_eval_dir(tmp_path, "m", "same-weights", None, s).name for s in (switches, sampled, window)}
+    assert len(keys) == 3
+    out = tmp_path / "predictions"
+    out.mkdir()
+    _check_manifest(out, _prediction_manifest(benchmark, "same-weights", "data", None, switches))
+    assert json.loads((out / "manifest.json").read_text())["switches"] == switches
+    with pytest.raises(PredictionsMismatch, match="switches"):
+        _check_manifest(out, _prediction_manifest(benchmark, "same-weights", "data", None, window))
+
+
+def test_a_stand_in_model_without_config_has_no_switches():
+    assert parity_switches(types.SimpleNamespace(predict=lambda *a: None)) is None
+
+
+# -- framewise inference after the answer --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_framewise_inference_after_the_answer_matches_the_official_one(official, monkeypatch):
+    """From the answer's last-layer states on: token extraction, L->V projection, frame-0 proposals from the SAM2
+    frame, selection with the ROI helper, the prior filter, the guided decode of every frame and the threshold."""
+    from safetensors.torch import load_file
+
+    from sparrow.convert import ConvertOptions, convert
+    from sparrow.model.config import stage_behaviour
+
+    expected = load_file(str(FIXTURES / "official_framewise.safetensors"))
+    options = ConvertOptions(
+        release="sparrow",
+        src=FIXTURES / "sparrow-finetune",
+        clip=FIXTURES / "clip",
+        sam_config=FIXTURES / "sam2_tiny.yaml",
+        tokenizer=FIXTURES / "tokenizer-fast",
+        proposer=FIXTURES / "sparrow-det-pretrain" / "checkpoint-1",
+        dtype="float32",
+    )
+    model = convert(options).model.eval()
+    seg, box = expected["seg_state"][None], expected["box_state"][None]
+    monkeypatch.setattr(inference, "answer", lambda *args: ("[BOX] [SEG]", seg, box))
+    with torch.no_grad():
+        view = inference.WholeVideo(inference.VideoContext(model, official["frames"].numpy()))
+        logits, _, boxes = view.segment("", None, 0, 8, stage_behaviour(model.cfg, "inference"))
+    torch.testing.assert_close(boxes[0].float(), expected["boxes_after_filter"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=1e-5)
+    assert torch.equal((logits[0] > 0).to(torch.uint8), expected["masks"].to(torch.uint8))
