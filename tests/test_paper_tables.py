@@ -233,44 +233,6 @@ def test_paper_assets_absent_skip_with_a_message(tmp_path):
     assert tables.measure_ablation(plan, main, assets).skipped
 
 
-def test_hard_case_rows_score_each_case_from_the_predictions_on_disk():
-    """On smoke: the one MeViS val^u video's tags give its rows; ``all`` is the table's own number."""
-    import dataclasses
-
-    from sparrow.experiments import table_report as report
-    from sparrow.experiments import tables
-    from sparrow.results import Recorder
-    from sparrow.tsf.quality import read_hard_case_tags
-
-    plan = dataclasses.replace(
-        tables.TablePlan.for_profile("smoke", 0), benchmarks=benchmarks_for("smoke", ["mevis_valid_u"])
-    )
-    main = tables.measure_main(plan)
-    rows = tables.hard_case_rows(plan)
-    curated = tables.ensure_curated("smoke", 0)
-    (video,) = plan.benchmarks[0].select(tables.CuratedDataset(curated))
-    cases = [c for c in tables.HARD_CASES if c in read_hard_case_tags(curated)[video]]
-    assert cases and {r["variant"] for r in rows} == set(tables.MAIN_VARIANTS)
-    for variant in tables.MAIN_VARIANTS:
-        mine = {r["case"]: r for r in rows if r["variant"] == variant}
-        assert list(mine) == ["all", *cases]  # no "none": the video has hard cases
-        assert mine["all"]["jf"] == pytest.approx(main.values("videoglamm", variant, "mevis_valid_u")[0], abs=1e-9)
-        text = next(
-            r
-            for r in tables.tables_text_dependence(plan)
-            if r["variant"] == variant and r["benchmark"] == "mevis_valid_u"
-        )
-        assert mine["all"]["referent_accuracy"] == text["referent_accuracy"]
-        assert mine["all"]["referent_cases"] == text["referent_cases"] > 0
-    frame = report.hard_case_frame(rows)
-    assert frame.shape[0] == 1 + len(cases) and "J&F control" in frame.columns
-    rec = Recorder("04_benchmark_tables", "smoke", 0)
-    for number in report.hard_case_numbers(rows):
-        rec.add(**number)
-    assert f"hard/videoglamm/control/{cases[0]}/referent_accuracy" in {x.name for x in rec.metrics}
-    assert tables.hard_case_rows(tables.TablePlan.for_profile("paper", 0)) == []
-
-
 def test_gain_and_ablation_figures():
     from sparrow.experiments import table_report as report
     from sparrow.viz.tables import ablation_figure, gains_figure
@@ -309,7 +271,22 @@ def test_paper_path_scores_checkpoints_and_compares_within_the_tolerance(tmp_pat
     assert any("VideoGLaMM, MeViS val:" in line and "OUTSIDE ±1.0" in line for line in lines)
 
 
-def test_two_workers_train_the_ablation_runs_with_the_main_groups():
+@pytest.fixture(scope="module")
+def pooled_smoke():
+    """Notebook 04's main table on smoke (VideoGLaMM, one seed) in a pool of two, on two columns."""
+    import dataclasses
+
+    from sparrow.experiments import tables
+
+    plan = dataclasses.replace(
+        tables.TablePlan.for_profile("smoke", 0),
+        benchmarks=benchmarks_for("smoke", ["ref_davis17", "mevis_valid_u"]),
+        workers=2,
+    )
+    return plan, tables.measure_main(plan)
+
+
+def test_two_workers_train_the_ablation_runs_with_the_main_groups(pooled_smoke):
     """With a pool, the ablation host's main group also runs + TSF and TSF at test; measure_ablation then only
     reads them back, and gives the numbers a one-process run gives."""
     import dataclasses
@@ -318,14 +295,46 @@ def test_two_workers_train_the_ablation_runs_with_the_main_groups():
     from sparrow.experiments import tables
     from sparrow.paths import runs_dir
 
-    plan = dataclasses.replace(
-        tables.TablePlan.for_profile("smoke", 0), benchmarks=benchmarks_for("smoke", ["ref_davis17"]), workers=2
-    )
-    main = tables.measure_main(plan)
+    plan, main = pooled_smoke
     assert (runs_dir("smoke") / "videoglamm-seed0" / "tsf-only" / "run.json").is_file()
+    assert (runs_dir("smoke") / "videoglamm-seed0" / "control" / "run.json").is_file()
+    assert main.values("videoglamm", "control", "ref_davis17")
     assert list((eval_root("smoke") / "videoglamm-seed0").glob("sparrow+tsf-test-*/ref_davis17/metrics.json"))
     ablation = tables.measure_ablation(plan, main)
     again = tables.measure_ablation(dataclasses.replace(plan, workers=1), main)
     assert ablation.values("videoglamm", "tsf", "ref_davis17")
     for step in ("tsf", "tsf_test"):
         assert ablation.values("videoglamm", step, "ref_davis17") == again.values("videoglamm", step, "ref_davis17")
+
+
+def test_hard_case_rows_score_each_case_from_the_predictions_on_disk(pooled_smoke):
+    """On smoke: the one MeViS val^u video's tags give its rows; ``all`` is the table's own number."""
+    from sparrow.experiments import table_report as report
+    from sparrow.experiments import tables
+    from sparrow.results import Recorder
+    from sparrow.tsf.quality import read_hard_case_tags
+
+    plan, main = pooled_smoke
+    rows = tables.hard_case_rows(plan)
+    curated = tables.ensure_curated("smoke", 0)
+    (video,) = tables.get_benchmark("mevis_valid_u", "smoke").select(tables.CuratedDataset(curated))
+    cases = [c for c in tables.HARD_CASES if c in read_hard_case_tags(curated)[video]]
+    assert cases and {r["variant"] for r in rows} == set(tables.MAIN_VARIANTS)
+    for variant in tables.MAIN_VARIANTS:
+        mine = {r["case"]: r for r in rows if r["variant"] == variant}
+        assert list(mine) == ["all", *cases]  # no "none": the video has hard cases
+        assert mine["all"]["jf"] == pytest.approx(main.values("videoglamm", variant, "mevis_valid_u")[0], abs=1e-9)
+        text = next(
+            r
+            for r in tables.tables_text_dependence(plan)
+            if r["variant"] == variant and r["benchmark"] == "mevis_valid_u"
+        )
+        assert mine["all"]["referent_accuracy"] == text["referent_accuracy"]
+        assert mine["all"]["referent_cases"] == text["referent_cases"] > 0
+    frame = report.hard_case_frame(rows)
+    assert frame.shape[0] == 1 + len(cases) and "J&F control" in frame.columns
+    rec = Recorder("04_benchmark_tables", "smoke", 0)
+    for number in report.hard_case_numbers(rows):
+        rec.add(**number)
+    assert f"hard/videoglamm/control/{cases[0]}/referent_accuracy" in {x.name for x in rec.metrics}
+    assert tables.hard_case_rows(tables.TablePlan.for_profile("paper", 0)) == []
