@@ -161,7 +161,7 @@ def test_tables_verdicts_and_recorded_numbers():
     line = next(x for x in text.splitlines() if x.startswith("VideoGLaMM, MeViS val:"))
     assert "Against the control (the same extra training): +SPARROW beats it (its 95% interval includes 0)" in line
     line = next(x for x in text.splitlines() if x.startswith("VideoGLaMM, Ref-DAVIS17:"))
-    assert "+SPARROW does NOT beat it (no difference at the table's precision)" in line
+    assert "+SPARROW does NOT beat it (no difference at the table's precision; its 95% interval" in line
     assert "beats the control (the same extra training without TSF and [BOX]) in 3 of 18 cells" in text
 
     from sparrow.experiments.tables import Cell, Measurements

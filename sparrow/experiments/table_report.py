@@ -224,23 +224,17 @@ def _control_verdict(m: Measurements, host: str, column: str) -> tuple[str, bool
         f"{sum(v > 0 for v in gc)}/{len(gc)} seeds"
     )
     if interval is None:
-        sure = " (one seed: no interval)"
+        sure = "one seed: no interval"
     elif interval[0] > 0 or interval[1] < 0:
-        sure = " (its 95% interval excludes 0)"
+        sure = "its 95% interval excludes 0"
     else:
-        sure = " (its 95% interval includes 0)"
+        sure = "its 95% interval includes 0"
+    head = "Against the control (the same extra training): +SPARROW"
     if gm >= NEGLIGIBLE:
-        return f"Against the control (the same extra training): +SPARROW beats it{sure}: {numbers}.", True
+        return f"{head} beats it ({sure}): {numbers}.", True
     if gm > -NEGLIGIBLE:
-        return (
-            "Against the control (the same extra training): +SPARROW does NOT beat it (no difference at the "
-            f"table's precision){sure}: {numbers}.",
-            False,
-        )
-    return (
-        f"Against the control (the same extra training): +SPARROW does NOT beat it (it scores lower){sure}: {numbers}.",
-        False,
-    )
+        return f"{head} does NOT beat it (no difference at the table's precision; {sure}): {numbers}.", False
+    return f"{head} does NOT beat it (it scores lower; {sure}): {numbers}.", False
 
 
 def verdicts(m: Measurements) -> list[str]:
