@@ -215,6 +215,12 @@ def test_one_seed_has_no_interval_and_a_missing_control_is_not_computed():
     assert low.value is None and low.note == "one seed: no interval"
     m.cells = [c for c in m.cells if c.variant != "control"]
     m.cells += [Cell("glus", "control", 0, "vidstg", None, "not computed: no glus-control checkpoint")]
+    rec = Recorder("04_benchmark_tables", "mini", 0)
+    for number in report.recorded_numbers(m, Measurements(m.plan)):
+        rec.add(**number)
+    assert (
+        next(x for x in rec.metrics if x.name == "subset/vidstg/expressions").value == 3
+    )  # the control is not counted
     line = next(x for x in report.verdicts(m) if x.startswith("GLUS, VidSTG mIoU:"))
     assert "Against the control: not computed (not computed: no glus-control checkpoint)" in line
     assert report.main_table_frame(m).loc["GLUS control", "VidSTG mIoU"] == "n/a"

@@ -510,8 +510,9 @@ def _interval_numbers(prefix: str, gains: Sequence[float]) -> list[dict[str, Any
 
 
 def _count(m: Measurements, column: str, what: str) -> int | None:
-    """The subset size of a column, the same for every model (None if the models disagree or none ran)."""
-    counts = {getattr(c, what) for c in m.cells if c.column == column}
+    """The subset size of a column, the same for every model that ran (None if they disagree or none ran); a
+    model that was not run (a paper control without its checkpoint: no units, no value) does not count."""
+    counts = {getattr(c, what) for c in m.cells if c.column == column and (c.units or c.value is not None)}
     return counts.pop() if len(counts) == 1 else None
 
 
