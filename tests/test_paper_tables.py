@@ -246,6 +246,9 @@ def test_gain_and_ablation_figures():
     m = _measurements(lambda h, v, s, c: 10.0 + s + (1.0 if v == "sparrow" else 0.0))
     fig = gains_figure(report.gain_series(m), title="gains")
     assert len(fig.axes) == 3
+    fig = gains_figure(report.gain_series(m), control=report.control_gain_series(m))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["paper", "reproduced", "vs control"]
+    assert len(fig.axes[0].patches) == 3 * len(COLUMNS)
     fig = ablation_figure(["a", "b"], [1.0, 2.0], [0.5, None], [0.1, None])
     assert fig.axes
 

@@ -373,6 +373,14 @@ def gain_series(m: Measurements) -> dict[str, dict[str, tuple[float | None, floa
     }
 
 
+def control_gain_series(m: Measurements) -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    """``{host: {column title: (mean, std)}}`` of + SPARROW minus the control, paired per seed, for the
+    ``control`` bars of :func:`sparrow.viz.tables.gains_figure`."""
+    return {
+        HOST_NAMES[h]: {TITLES[c]: mean_std(m.paired_gains(h, c, base=CONTROL)) for c in COLUMNS} for h in m.plan.hosts
+    }
+
+
 def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     """Every number notebook 04 reports, as keyword arguments of :meth:`sparrow.results.Recorder.add`."""
     table = main_table()
