@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from scipy import stats
 
 from sparrow.eval import paper
 from sparrow.eval.benchmarks import COLUMNS, benchmarks_for
@@ -116,7 +117,7 @@ def _measurements(values):
     cells = [
         Cell(h, v, s, c, values(h, v, s, c), units=3)
         for h in plan.hosts
-        for v in ("baseline", "sparrow")
+        for v in ("baseline", "control", "sparrow")
         for s in plan.seeds
         for c in COLUMNS
     ]
@@ -136,20 +137,32 @@ def test_tables_verdicts_and_recorded_numbers():
             return base  # a tie
         if host == "unipixel" and column == "mevis_valid_u":
             return base + (0.01 if variant == "sparrow" else 0.0)  # positive, but below the tables' precision
+        if variant == "control":  # extra training alone: half the gain on MeViS val, all of it elsewhere
+            return base + ((1.0 + seed) / 2 if column == "mevis_valid" else 1.0 + seed)
         return base + (1.0 + seed if variant == "sparrow" else 0.0)
 
     m = _measurements(values)
     frame = report.main_table_frame(m)
-    assert frame.shape == (6, 6) and frame.loc["VideoGLaMM + SPARROW", "MeViS val"] == "43.0 ± 2.0"
+    assert frame.shape == (9, 6) and frame.loc["VideoGLaMM + SPARROW", "MeViS val"] == "43.0 ± 2.0"
+    assert frame.loc["VideoGLaMM control", "MeViS val"] == "42.0 ± 1.5"
     gains = report.gains_frame(m)
-    assert gains.loc[("VideoGLaMM", "MeViS val"), "gain"] == "+2.00 ± 1.00"
-    assert gains.loc[("VideoGLaMM", "MeViS val"), "paper gain"] == "+2.30"
+    row = gains.loc[("VideoGLaMM", "MeViS val")]
+    assert row["gain vs baseline"] == "+2.00 ± 1.00" and row["paper gain"] == "+2.30"
+    # paired gains over the control 0.5, 1.0, 1.5: t(0.975, 2) * 0.5 / sqrt(3) = 1.24 either side of 1.00
+    assert row["gain vs control"] == "+1.00 ± 0.50" and row["95% CI vs control"] == "[-0.24, +2.24]"
+    assert row["95% CI vs baseline"] == "[-0.48, +4.48]" and row["seeds > control"] == "3/3"
+    assert gains.loc[("VideoGLaMM", "Ref-DAVIS17"), "gain vs control"] == "+0.00 ± 0.00"
     text = report.verdict_text(m)
     assert "GLUS, VidSTG mIoU: +SPARROW does NOT beat the baseline (it scores lower)" in text
     assert "UniPixel, VideoGCG mIoU: +SPARROW does NOT beat the baseline (no difference" in text
     assert "VideoGLaMM, MeViS val: +SPARROW beats the baseline (more than its seed-to-seed spread)" in text
     assert "UniPixel, MeViS val^u: +SPARROW does NOT beat the baseline (no difference" in text
     assert "beats the baseline in 15 of 18" in text
+    line = next(x for x in text.splitlines() if x.startswith("VideoGLaMM, MeViS val:"))
+    assert "Against the control (the same extra training): +SPARROW beats it (its 95% interval includes 0)" in line
+    line = next(x for x in text.splitlines() if x.startswith("VideoGLaMM, Ref-DAVIS17:"))
+    assert "+SPARROW does NOT beat it (no difference at the table's precision; its 95% interval" in line
+    assert "beats the control (the same extra training without TSF and [BOX]) in 3 of 18 cells" in text
 
     from sparrow.experiments.tables import Cell, Measurements
 
@@ -172,6 +185,45 @@ def test_tables_verdicts_and_recorded_numbers():
     names = {x.name for x in rec.metrics}
     assert "main/videoglamm/sparrow/ref_davis17/mean" in names and "ablation/tsf_test/mean" in names
     assert next(x for x in rec.metrics if x.name == "main/glus/baseline/vidstg/mean").paper == 29.92
+    got = {x.name: x for x in rec.metrics}
+    assert got["main/glus/control/vidstg/mean"].paper is None and got["main/glus/control/vidstg/seed2"].value == 42.0
+    assert got["gain_vs_control/videoglamm/mevis_valid/mean"].value == pytest.approx(1.0)
+    low, high = stats.t.interval(0.95, 2, loc=1.0, scale=0.5 / 3**0.5)
+    assert got["gain_vs_control/videoglamm/mevis_valid/ci95_low"].value == pytest.approx(low)
+    assert got["gain_vs_control/videoglamm/mevis_valid/ci95_high"].value == pytest.approx(high)
+    assert got["gain/videoglamm/mevis_valid/ci95_low"].value == pytest.approx(2.0 - (high - 1.0) * 2)
+
+
+def test_one_seed_has_no_interval_and_a_missing_control_is_not_computed():
+    import dataclasses
+
+    from sparrow.experiments import table_report as report
+    from sparrow.experiments.tables import Cell, Measurements
+    from sparrow.results import Recorder
+
+    m = _measurements(lambda h, v, s, c: 40.0 + (1.0 if v == "sparrow" else 0.0))
+    m.plan = dataclasses.replace(m.plan, seeds=(0,))
+    m.cells = [c for c in m.cells if c.seed == 0]
+    assert report.t_interval([1.0]) is None
+    gains = report.gains_frame(m)
+    assert (gains["95% CI vs control"] == "n/a").all() and (gains["gain vs control"] == "+1.00").all()
+    assert "beats it (one seed: no interval)" in report.verdict_text(m)
+    rec = Recorder("04_benchmark_tables", "mini", 0)
+    for number in report.recorded_numbers(m, Measurements(m.plan)):
+        rec.add(**number)
+    low = next(x for x in rec.metrics if x.name == "gain_vs_control/glus/vidstg/ci95_low")
+    assert low.value is None and low.note == "one seed: no interval"
+    m.cells = [c for c in m.cells if c.variant != "control"]
+    m.cells += [Cell("glus", "control", 0, "vidstg", None, "not computed: no glus-control checkpoint")]
+    rec = Recorder("04_benchmark_tables", "mini", 0)
+    for number in report.recorded_numbers(m, Measurements(m.plan)):
+        rec.add(**number)
+    assert (
+        next(x for x in rec.metrics if x.name == "subset/vidstg/expressions").value == 3
+    )  # the control is not counted
+    line = next(x for x in report.verdicts(m) if x.startswith("GLUS, VidSTG mIoU:"))
+    assert "Against the control: not computed (not computed: no glus-control checkpoint)" in line
+    assert report.main_table_frame(m).loc["GLUS control", "VidSTG mIoU"] == "n/a"
 
 
 def test_paper_assets_absent_skip_with_a_message(tmp_path):
@@ -194,6 +246,9 @@ def test_gain_and_ablation_figures():
     m = _measurements(lambda h, v, s, c: 10.0 + s + (1.0 if v == "sparrow" else 0.0))
     fig = gains_figure(report.gain_series(m), title="gains")
     assert len(fig.axes) == 3
+    fig = gains_figure(report.gain_series(m), control=report.control_gain_series(m))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["paper", "reproduced", "vs control"]
+    assert len(fig.axes[0].patches) == 3 * len(COLUMNS)
     fig = ablation_figure(["a", "b"], [1.0, 2.0], [0.5, None], [0.1, None])
     assert fig.axes
 
@@ -225,7 +280,22 @@ def test_paper_path_scores_checkpoints_and_compares_within_the_tolerance(tmp_pat
     assert any("VideoGLaMM, MeViS val:" in line and "OUTSIDE ±1.0" in line for line in lines)
 
 
-def test_two_workers_train_the_ablation_runs_with_the_main_groups():
+@pytest.fixture(scope="module")
+def pooled_smoke():
+    """Notebook 04's main table on smoke (VideoGLaMM, one seed) in a pool of two, on two columns."""
+    import dataclasses
+
+    from sparrow.experiments import tables
+
+    plan = dataclasses.replace(
+        tables.TablePlan.for_profile("smoke", 0),
+        benchmarks=benchmarks_for("smoke", ["ref_davis17", "mevis_valid_u"]),
+        workers=2,
+    )
+    return plan, tables.measure_main(plan)
+
+
+def test_two_workers_train_the_ablation_runs_with_the_main_groups(pooled_smoke):
     """With a pool, the ablation host's main group also runs + TSF and TSF at test; measure_ablation then only
     reads them back, and gives the numbers a one-process run gives."""
     import dataclasses
@@ -234,14 +304,46 @@ def test_two_workers_train_the_ablation_runs_with_the_main_groups():
     from sparrow.experiments import tables
     from sparrow.paths import runs_dir
 
-    plan = dataclasses.replace(
-        tables.TablePlan.for_profile("smoke", 0), benchmarks=benchmarks_for("smoke", ["ref_davis17"]), workers=2
-    )
-    main = tables.measure_main(plan)
+    plan, main = pooled_smoke
     assert (runs_dir("smoke") / "videoglamm-seed0" / "tsf-only" / "run.json").is_file()
+    assert (runs_dir("smoke") / "videoglamm-seed0" / "control" / "run.json").is_file()
+    assert main.values("videoglamm", "control", "ref_davis17")
     assert list((eval_root("smoke") / "videoglamm-seed0").glob("sparrow+tsf-test-*/ref_davis17/metrics.json"))
     ablation = tables.measure_ablation(plan, main)
     again = tables.measure_ablation(dataclasses.replace(plan, workers=1), main)
     assert ablation.values("videoglamm", "tsf", "ref_davis17")
     for step in ("tsf", "tsf_test"):
         assert ablation.values("videoglamm", step, "ref_davis17") == again.values("videoglamm", step, "ref_davis17")
+
+
+def test_hard_case_rows_score_each_case_from_the_predictions_on_disk(pooled_smoke):
+    """On smoke: the one MeViS val^u video's tags give its rows; ``all`` is the table's own number."""
+    from sparrow.experiments import table_report as report
+    from sparrow.experiments import tables
+    from sparrow.results import Recorder
+    from sparrow.tsf.quality import read_hard_case_tags
+
+    plan, main = pooled_smoke
+    rows = tables.hard_case_rows(plan)
+    curated = tables.ensure_curated("smoke", 0)
+    (video,) = tables.get_benchmark("mevis_valid_u", "smoke").select(tables.CuratedDataset(curated))
+    cases = [c for c in tables.HARD_CASES if c in read_hard_case_tags(curated)[video]]
+    assert cases and {r["variant"] for r in rows} == set(tables.MAIN_VARIANTS)
+    for variant in tables.MAIN_VARIANTS:
+        mine = {r["case"]: r for r in rows if r["variant"] == variant}
+        assert list(mine) == ["all", *cases]  # no "none": the video has hard cases
+        assert mine["all"]["jf"] == pytest.approx(main.values("videoglamm", variant, "mevis_valid_u")[0], abs=1e-9)
+        text = next(
+            r
+            for r in tables.tables_text_dependence(plan)
+            if r["variant"] == variant and r["benchmark"] == "mevis_valid_u"
+        )
+        assert mine["all"]["referent_accuracy"] == text["referent_accuracy"]
+        assert mine["all"]["referent_cases"] == text["referent_cases"] > 0
+    frame = report.hard_case_frame(rows)
+    assert frame.shape[0] == 1 + len(cases) and "J&F control" in frame.columns
+    rec = Recorder("04_benchmark_tables", "smoke", 0)
+    for number in report.hard_case_numbers(rows):
+        rec.add(**number)
+    assert f"hard/videoglamm/control/{cases[0]}/referent_accuracy" in {x.name for x in rec.metrics}
+    assert tables.hard_case_rows(tables.TablePlan.for_profile("paper", 0)) == []

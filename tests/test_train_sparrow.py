@@ -208,3 +208,39 @@ def test_dataset_frame_cache_gives_the_same_items_within_its_bound(curated):
     for index in range(4):
         small[index]
     assert small._frame_bytes <= small.frame_cache_bytes and len(small._frames) <= 3
+
+
+def test_control_trains_stage1_and_stage2_without_tsf_and_box_on_the_shared_host(curated, tmp_path):
+    from sparrow.model.checkpoint import read_state
+    from sparrow.train.variants import RunResult, variant_stages
+
+    quick = {"host": {"max_steps": 2}, "stage1": {"max_steps": 2}, "stage2": {"max_steps": 1}}
+    common = dict(curated_root=curated, show_progress=False, train_overrides=quick, runs_root=tmp_path)
+    base = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, **common)
+    host_result = base.stages["host"].out_dir / "train_result.json"
+    stamp = host_result.stat().st_mtime_ns
+    control = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, control=True, **common)
+    assert control.name == "control" and control.run_dir == tmp_path / "videoglamm-seed0" / "control"
+    assert list(control.stages) == ["host", "stage1", "stage2"] == list(variant_stages(False, False, control=True))
+    assert control.stages["host"].out_dir == base.stages["host"].out_dir  # the host stage is shared
+    assert host_result.stat().st_mtime_ns == stamp  # and not retrained
+    assert control.total_steps == 5 and base.total_steps == 2
+
+    model = control.load_model()
+    assert not model.cfg.tsf and not model.cfg.box and model.proposer is None
+    host_state = read_state(base.final_dir / "model.safetensors")
+    trained = model.state_dict()
+    assert set(trained) == set(host_state)
+    # Stages 1 and 2 moved the LLM (folded LoRA) and never the embeddings.
+    changed = [k for k in host_state if not torch.equal(trained[k], host_state[k])]
+    assert any(k.startswith("llm.") for k in changed)
+    assert not any("embed_tokens" in k for k in changed)
+
+    again = RunResult.load(control.run_dir)
+    assert again.name == "control" and again.control and again.final_dir == control.final_dir
+    run_json = control.run_dir / "run.json"
+    stamp = run_json.stat().st_mtime_ns
+    cached = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, control=True, **common)
+    assert cached.final_losses == control.final_losses and run_json.stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="control variant trains without TSF and"):
+        train_variant("videoglamm", "smoke", 0, tsf=True, box=False, control=True, **common)

@@ -16,7 +16,7 @@ miss). A model that draws the same mask for both texts hits at most one of the t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,17 +87,22 @@ def text_dependence_of(videos: Iterable[Sequence[TextMask]]) -> TextDependence:
     )
 
 
-def text_dependence(
-    dataset: CuratedDataset | str | Path, pred_root: str | Path, source: str, split: str
-) -> TextDependence:
-    """:class:`TextDependence` of the server-layout predictions under ``pred_root`` (``Annotations/``) on the
-    expressions of ``source``/``split`` that have a prediction."""
+def iter_video_text_masks(
+    dataset: CuratedDataset | str | Path,
+    pred_root: str | Path,
+    source: str,
+    split: str,
+    videos: Collection[str] | None = None,
+) -> Iterator[tuple[str, list[TextMask]]]:
+    """``(video_id, [TextMask])`` per video of ``source``/``split`` (only ``videos`` when given): the expressions
+    that have a server-layout prediction under ``pred_root`` (``Annotations/``), each mask decoded once, one video
+    at a time (full-size masks of a whole split would not fit in memory)."""
     ds = dataset if isinstance(dataset, CuratedDataset) else CuratedDataset(dataset)
     by_video: dict[str, list] = {}
     for exp in ds.iter_expressions(source=source, split=split):
-        by_video.setdefault(exp.video_id, []).append(exp)
-
-    def read(video_id: str, expressions: list) -> list[TextMask]:
+        if videos is None or exp.video_id in videos:
+            by_video.setdefault(exp.video_id, []).append(exp)
+    for video_id, expressions in by_video.items():
         video = ds.video(video_id)
         masks = []
         for exp in expressions:
@@ -106,7 +111,13 @@ def text_dependence(
                 pred_root, name, exp_name, list(video.frame_names), (video.height, video.width)
             )
             if pred is not None:
-                masks.append(TextMask(tuple(exp.object_ids), pred, ds.expression_masks(exp)))  # each decoded once
-        return masks
+                masks.append(TextMask(tuple(exp.object_ids), pred, ds.expression_masks(exp)))
+        yield video_id, masks
 
-    return text_dependence_of(read(v, e) for v, e in by_video.items())
+
+def text_dependence(
+    dataset: CuratedDataset | str | Path, pred_root: str | Path, source: str, split: str
+) -> TextDependence:
+    """:class:`TextDependence` of the server-layout predictions under ``pred_root`` (``Annotations/``) on the
+    expressions of ``source``/``split`` that have a prediction."""
+    return text_dependence_of(masks for _, masks in iter_video_text_masks(dataset, pred_root, source, split))

@@ -1,11 +1,14 @@
 """Notebook 04's tables, verdicts and recorded numbers, made from :mod:`sparrow.experiments.tables`' measurements.
 
-Per cell: mean ± sample standard deviation over seeds (no std with one seed). Gains are paired per seed (both
-variants of a seed share the host stage): ``gain_s = sparrow_s − baseline_s``, then mean ± std of the gains.
-A verdict says +SPARROW beats the baseline when the mean gain is at least :data:`NEGLIGIBLE` (half the tables'
-0.1-point precision), that it does not when the gain is at most −NEGLIGIBLE, and that there is no difference in
-between; it says how many seeds agree and whether the gain exceeds its seed-to-seed spread. Under ``paper`` each
-number is compared with the published one within :data:`PAPER_TOLERANCE`.
+Per cell: mean ± sample standard deviation over seeds (no std with one seed). Gains are paired per seed (the
+variants of a seed share the host stage): ``gain_s = sparrow_s − baseline_s`` (what the paper reports) and
+``sparrow_s − control_s`` (the gain beyond the control's same extra training), then mean ± std of the gains and a
+95% Student t interval over the paired differences (:func:`t_interval`; none with one seed).
+A verdict says +SPARROW beats the baseline (or the control) when the mean gain is at least :data:`NEGLIGIBLE` (half
+the tables' 0.1-point precision), that it does not when the gain is at most −NEGLIGIBLE, and that there is no
+difference in between; it says how many seeds agree, whether the gain exceeds its seed-to-seed spread, and for the
+control whether the 95% interval excludes zero. Under ``paper`` each number is compared with the published one
+within :data:`PAPER_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -15,10 +18,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
 from sparrow.eval.benchmarks import COLUMNS
 from sparrow.eval.paper import TABLE_HOSTS, TITLES, ablation, main_table, paper_value
-from sparrow.experiments.tables import ABLATION_COLUMN, ABLATION_HOST, ABLATION_STEPS, Measurements
+from sparrow.experiments.tables import (
+    ABLATION_COLUMN,
+    ABLATION_HOST,
+    ABLATION_STEPS,
+    CONTROL,
+    HARD_CASE_BENCHMARK,
+    MAIN_VARIANTS,
+    Measurements,
+)
 
 HOST_NAMES = {"unipixel": "UniPixel", "glus": "GLUS", "videoglamm": "VideoGLaMM"}
 # |measured - paper| allowed under `paper`: the protocols are reimplemented exactly (J and F equal the official code
@@ -29,12 +41,28 @@ PAPER_TOLERANCE = 1.0
 NEGLIGIBLE = 0.05
 PAPER_SOURCE = "README results table (reproductions/paper/main_table.csv)"
 ABLATION_SOURCE = "paper ablation (reproductions/paper/ablation.csv)"
+INTERVAL_LEVEL = 0.95
+CONTROL_NOTE = "the host trained further by stage 1 and stage 2 without TSF and [BOX]; not in the paper"
 
 
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return float(statistics.fmean(values)), (float(statistics.stdev(values)) if len(values) > 1 else None)
+
+
+def t_interval(values: Sequence[float], level: float = INTERVAL_LEVEL) -> tuple[float, float] | None:
+    """The ``level`` Student t interval of the mean of ``values`` (paired per-seed differences); None with fewer
+    than two values (no spread to estimate)."""
+    if len(values) < 2:
+        return None
+    mean, sem = statistics.fmean(values), statistics.stdev(values) / len(values) ** 0.5
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * sem
+    return mean - half, mean + half
+
+
+def fmt_interval(interval: tuple[float, float] | None, digits: int = 2) -> str:
+    return "n/a" if interval is None else f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]"
 
 
 def fmt(mean: float | None, std: float | None, digits: int = 1, sign: bool = False) -> str:
@@ -48,15 +76,15 @@ def fmt(mean: float | None, std: float | None, digits: int = 1, sign: bool = Fal
 # Tables
 # ----------------------------------------------------------------------------------------------------------------
 def _method(host: str, variant: str) -> str:
-    return HOST_NAMES[host] + (" + SPARROW" if variant == "sparrow" else "")
+    return HOST_NAMES[host] + {"sparrow": " + SPARROW", CONTROL: " control"}.get(variant, "")
 
 
 def main_table_frame(m: Measurements, digits: int = 1):
-    """The paper's layout: one row per method (host, then host + SPARROW), one column per benchmark, each cell
-    ``mean ± std`` over seeds (``n/a`` where nothing was computed)."""
+    """The paper's layout: one row per method (host, host control, host + SPARROW), one column per benchmark,
+    each cell ``mean ± std`` over seeds (``n/a`` where nothing was computed)."""
     rows = {}
     for host in m.plan.hosts:
-        for variant in ("baseline", "sparrow"):
+        for variant in MAIN_VARIANTS:
             rows[_method(host, variant)] = {
                 TITLES[c]: fmt(*mean_std(m.values(host, variant, c)), digits) for c in COLUMNS
             }
@@ -79,13 +107,15 @@ def paper_table_frame(hosts: Sequence[str] = TABLE_HOSTS):
 
 
 def gains_frame(m: Measurements, digits: int = 2):
-    """Per host and column: measured baseline, + SPARROW and gain (mean ± std over seeds, paired per seed), the
-    paper's gain, and how many seeds the gain is positive in."""
+    """Per host and column: measured baseline, control and + SPARROW (mean ± std over seeds); + SPARROW minus the
+    baseline and minus the control, paired per seed (mean ± std, 95% t interval, seeds with a positive gain);
+    the paper's gain (over its baseline)."""
     table = main_table()
     rows = []
     for host in m.plan.hosts:
         for c in COLUMNS:
             g = m.paired_gains(host, c)
+            gc = m.paired_gains(host, c, base=CONTROL)
             paper_gain = round(paper_value(host, "sparrow", c, table) - paper_value(host, "baseline", c, table), 2)
             mean, std = mean_std(g)
             rows.append(
@@ -93,11 +123,16 @@ def gains_frame(m: Measurements, digits: int = 2):
                     "host": HOST_NAMES[host],
                     "column": TITLES[c],
                     "baseline": fmt(*mean_std(m.values(host, "baseline", c)), digits),
+                    "control": fmt(*mean_std(m.values(host, CONTROL, c)), digits),
                     "+ SPARROW": fmt(*mean_std(m.values(host, "sparrow", c)), digits),
-                    "gain": fmt(mean, std, digits, sign=True),
+                    "gain vs baseline": fmt(mean, std, digits, sign=True),
+                    "95% CI vs baseline": fmt_interval(t_interval(g), digits),
+                    "seeds > baseline": f"{sum(v > 0 for v in g)}/{len(g)}",
+                    "gain vs control": fmt(*mean_std(gc), digits, sign=True),
+                    "95% CI vs control": fmt_interval(t_interval(gc), digits),
+                    "seeds > control": f"{sum(v > 0 for v in gc)}/{len(gc)}",
                     "paper gain": f"{paper_gain:+.2f}",
                     "gain − paper gain": "n/a" if mean is None else f"{mean - paper_gain:+.2f}",
-                    "seeds with gain > 0": f"{sum(v > 0 for v in g)}/{len(g)}",
                 }
             )
     return pd.DataFrame(rows).set_index(["host", "column"])
@@ -142,7 +177,7 @@ def caption_frame(m: Measurements, digits: int = 3):
     (x100, only with a judge; otherwise the reason it was not computed, never a number)."""
     rows = {}
     for host in m.plan.hosts:
-        for variant in ("baseline", "sparrow"):
+        for variant in MAIN_VARIANTS:
             row = {}
             for metric in CAPTION_METRICS:
                 values, notes = _caption_values(m, host, variant, metric)
@@ -155,7 +190,7 @@ def seg_rate_frame(m: Measurements):
     """Share of answers that contained a [SEG] (a model that emits none scores 0 whatever its masks would be)."""
     rows = {}
     for host in m.plan.hosts:
-        for variant in ("baseline", "sparrow"):
+        for variant in MAIN_VARIANTS:
             rows[_method(host, variant)] = {
                 TITLES[c]: fmt(
                     *mean_std(
@@ -175,12 +210,41 @@ def seg_rate_frame(m: Measurements):
 # ----------------------------------------------------------------------------------------------------------------
 # Verdicts
 # ----------------------------------------------------------------------------------------------------------------
+def _control_verdict(m: Measurements, host: str, column: str) -> tuple[str, bool | None]:
+    """The sentence on + SPARROW against the control (its gain beyond the extra training), and whether it beats
+    it (None when the control was not computed)."""
+    gc = m.paired_gains(host, column, base=CONTROL)
+    if not gc:
+        notes = {x.note for x in m.cells if (x.host, x.variant, x.column) == (host, CONTROL, column) and x.note}
+        return f"Against the control: not computed ({'; '.join(sorted(notes)) or 'no value'}).", None
+    gm, gs = mean_std(gc)
+    interval = t_interval(gc)
+    numbers = (
+        f"gain {fmt(gm, gs, 2, sign=True)}, 95% CI {fmt_interval(interval)}, positive in "
+        f"{sum(v > 0 for v in gc)}/{len(gc)} seeds"
+    )
+    if interval is None:
+        sure = "one seed: no interval"
+    elif interval[0] > 0 or interval[1] < 0:
+        sure = "its 95% interval excludes 0"
+    else:
+        sure = "its 95% interval includes 0"
+    head = "Against the control (the same extra training): +SPARROW"
+    if gm >= NEGLIGIBLE:
+        return f"{head} beats it ({sure}): {numbers}.", True
+    if gm > -NEGLIGIBLE:
+        return f"{head} does NOT beat it (no difference at the table's precision; {sure}): {numbers}.", False
+    return f"{head} does NOT beat it (it scores lower; {sure}): {numbers}.", False
+
+
 def verdicts(m: Measurements) -> list[str]:
-    """One sentence per host and column, from the measured numbers; then a count."""
+    """One line per host and column, from the measured numbers: + SPARROW against the baseline, then against the
+    control; then a count."""
     if m.skipped:
         return [m.skipped]
     table = main_table()
     lines, wins, total, paper_wins = [], 0, 0, 0
+    control_wins, control_total = 0, 0
     for host in m.plan.hosts:
         for c in COLUMNS:
             base, new = m.values(host, "baseline", c), m.values(host, "sparrow", c)
@@ -192,6 +256,9 @@ def verdicts(m: Measurements) -> list[str]:
                 continue
             g = m.paired_gains(host, c)
             gm, gs = mean_std(g)
+            against_control, beats_control = _control_verdict(m, host, c)
+            control_total += beats_control is not None
+            control_wins += bool(beats_control)
             total += 1
             paper_wins += paper_gain > 0
             numbers = (
@@ -205,16 +272,19 @@ def verdicts(m: Measurements) -> list[str]:
                     if gs is None
                     else (" (more than its seed-to-seed spread)" if gm > gs else " (within its seed-to-seed spread)")
                 )
-                lines.append(f"{what}: +SPARROW beats the baseline{spread}: {numbers}.")
+                line = f"{what}: +SPARROW beats the baseline{spread}: {numbers}."
             elif gm > -NEGLIGIBLE:
-                lines.append(
+                line = (
                     f"{what}: +SPARROW does NOT beat the baseline (no difference at the table's precision): {numbers}."
                 )
             else:
-                lines.append(f"{what}: +SPARROW does NOT beat the baseline (it scores lower): {numbers}.")
+                line = f"{what}: +SPARROW does NOT beat the baseline (it scores lower): {numbers}."
+            lines.append(f"{line} {against_control}")
     lines.append(
         f"Overall on {m.plan.profile}: +SPARROW beats the baseline in {wins} of {total} host x column cells "
-        f"(mean over {len(m.plan.seeds)} seed(s)); the paper reports a gain in {paper_wins} of them."
+        f"(mean over {len(m.plan.seeds)} seed(s)); the paper reports a gain in {paper_wins} of them. "
+        f"It beats the control (the same extra training without TSF and [BOX]) in {control_wins} of "
+        f"{control_total} cells with a control."
     )
     return lines
 
@@ -305,6 +375,14 @@ def gain_series(m: Measurements) -> dict[str, dict[str, tuple[float | None, floa
     }
 
 
+def control_gain_series(m: Measurements) -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    """``{host: {column title: (mean, std)}}`` of + SPARROW minus the control, paired per seed, for the
+    ``control`` bars of :func:`sparrow.viz.tables.gains_figure`."""
+    return {
+        HOST_NAMES[h]: {TITLES[c]: mean_std(m.paired_gains(h, c, base=CONTROL)) for c in COLUMNS} for h in m.plan.hosts
+    }
+
+
 def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     """Every number notebook 04 reports, as keyword arguments of :meth:`sparrow.results.Recorder.add`."""
     table = main_table()
@@ -313,7 +391,7 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     n = len(m.plan.seeds)
     note = f"{m.plan.profile}, mean over {n} training seed(s) {list(m.plan.seeds)}, data seed {m.plan.data_seed}"
     for host in m.plan.hosts:
-        for variant in ("baseline", "sparrow"):
+        for variant in MAIN_VARIANTS:
             for c in COLUMNS:
                 b = next(b for b in m.plan.benchmarks if b.key == c)
                 mean, std = mean_std(m.values(host, variant, c))
@@ -325,14 +403,15 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
                     )
                     or None
                 )
+                in_paper = variant != CONTROL
                 out.append(
                     {
                         "name": f"main/{host}/{variant}/{c}/mean",
                         "value": mean,
                         "unit": f"{b.metric} (%)",
-                        "paper": paper_value(host, variant, c, table),
-                        "paper_source": PAPER_SOURCE,
-                        "note": why or note,
+                        "paper": paper_value(host, variant, c, table) if in_paper else None,
+                        "paper_source": PAPER_SOURCE if in_paper else None,
+                        "note": why or (note if in_paper else f"{note}; {CONTROL_NOTE}"),
                     }
                 )
                 out.append(
@@ -354,7 +433,8 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
                         }
                     )
         for c in COLUMNS:
-            gm, gs = mean_std(m.paired_gains(host, c))
+            g = m.paired_gains(host, c)
+            gm, gs = mean_std(g)
             paper_gain = round(paper_value(host, "sparrow", c, table) - paper_value(host, "baseline", c, table), 2)
             out.append(
                 {
@@ -366,7 +446,14 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
                 }
             )
             out.append({"name": f"gain/{host}/{c}/std", "value": gs, "unit": "points"})
-        for variant in ("baseline", "sparrow"):
+            out += _interval_numbers(f"gain/{host}/{c}", g)
+            gc = m.paired_gains(host, c, base=CONTROL)
+            gcm, gcs = mean_std(gc)
+            beyond = "+ SPARROW minus control, paired per seed: the gain beyond the same extra training"
+            out.append({"name": f"gain_vs_control/{host}/{c}/mean", "value": gcm, "unit": "points", "note": beyond})
+            out.append({"name": f"gain_vs_control/{host}/{c}/std", "value": gcs, "unit": "points"})
+            out += _interval_numbers(f"gain_vs_control/{host}/{c}", gc)
+        for variant in MAIN_VARIANTS:
             for metric in CAPTION_METRICS:
                 values, notes = _caption_values(m, host, variant, metric)
                 mean, std = mean_std(values)
@@ -421,9 +508,25 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     return out
 
 
+def _interval_numbers(prefix: str, gains: Sequence[float]) -> list[dict[str, Any]]:
+    """The 95% t interval of paired gains as two recorded numbers (None with one seed)."""
+    interval = t_interval(gains)
+    note = None if interval is not None else "one seed: no interval"
+    return [
+        {
+            "name": f"{prefix}/ci95_{end}",
+            "value": None if interval is None else interval[i],
+            "unit": "points",
+            "note": note or f"Student t over {len(gains)} paired seed differences",
+        }
+        for i, end in enumerate(("low", "high"))
+    ]
+
+
 def _count(m: Measurements, column: str, what: str) -> int | None:
-    """The subset size of a column, the same for every model (None if the models disagree or none ran)."""
-    counts = {getattr(c, what) for c in m.cells if c.column == column}
+    """The subset size of a column, the same for every model that ran (None if they disagree or none ran); a
+    model that was not run (a paper control without its checkpoint: no units, no value) does not count."""
+    counts = {getattr(c, what) for c in m.cells if c.column == column and (c.units or c.value is not None)}
     return counts.pop() if len(counts) == 1 else None
 
 
@@ -504,3 +607,42 @@ def rescore_text(scored: Any, table_value: float | None) -> str:
         + ("none" if table_value is None else f"{table_value:.4f}")
         + (" (the same)" if agree else " (DIFFERENT: report it)")
     )
+
+
+def hard_case_frame(rows: list[dict], digits: int = 1):
+    """:func:`sparrow.experiments.tables.hard_case_rows` as a table: one row per (host, case), per variant its J&F
+    and referent accuracy (``n/a`` without a pair of disjoint referents)."""
+    if not rows:
+        return pd.DataFrame()
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        row = table.setdefault(
+            (HOST_NAMES[r["host"]], r["case"]), {"videos": r["videos"], "expressions": r["expressions"]}
+        )
+        method = _method(r["host"], r["variant"]).removeprefix(HOST_NAMES[r["host"]]).strip() or "baseline"
+        row[f"J&F {method}"] = f"{r['jf']:.{digits}f}"
+        accuracy = r["referent_accuracy"]
+        row[f"referent acc. {method}"] = "n/a" if accuracy is None else f"{accuracy:.2f} ({r['referent_cases']})"
+    frame = pd.DataFrame.from_dict(table, orient="index")
+    frame.index.names = ["host", f"hard case ({HARD_CASE_BENCHMARK})"]
+    return frame
+
+
+def hard_case_numbers(rows: list[dict]) -> list[dict[str, Any]]:
+    """The rows as :meth:`sparrow.results.Recorder.add` keyword arguments (notebook 04's last cell)."""
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        name = f"hard/{r['host']}/{r['variant']}/{r['case']}"
+        note = f"{r['videos']} {HARD_CASE_BENCHMARK} videos, {r['expressions']} expressions"
+        out.append({"name": f"{name}/jf", "value": r["jf"], "unit": "J&F (%)", "note": note})
+        out.append(
+            {
+                "name": f"{name}/referent_accuracy",
+                "value": r["referent_accuracy"],
+                "unit": "fraction",
+                "note": f"{r['referent_cases']} referent cases (text-blind <= 0.5)"
+                if r["referent_accuracy"] is not None
+                else "no pair of expressions with disjoint referents",
+            }
+        )
+    return out

@@ -2,17 +2,22 @@
 
 What is measured:
 
-- **Main table**: for every host (VideoGLaMM, UniPixel, GLUS) the baseline (the host stage alone) and
+- **Main table**: for every host (VideoGLaMM, UniPixel, GLUS) the baseline (the host stage alone), the control
+  (the host trained further by the same stage 1 and stage 2 as + SPARROW, without TSF and ``[BOX]``) and
   + SPARROW (TSF in training + ``[BOX]``), trained with :func:`sparrow.train.variants.train_variant` on the
   curated data of the plan's data seed for each training seed, evaluated on the six benchmarks of
   :mod:`sparrow.eval.benchmarks` with :func:`sparrow.eval.runner.evaluate_run` (cached per run and benchmark).
+  + SPARROW minus the control is its gain beyond the extra training steps.
 - **Ablation** (Ref-DAVIS17, VideoGLaMM): baseline → + TSF (``tsf=True, box=False``) → + ``[BOX]`` (the SPARROW run)
   → + TSF at test (the SPARROW run with tracked TSF boxes from :func:`sparrow.tsf.pipeline.ensure_tsf`).
+- **Hard cases** (:func:`hard_case_rows`): J&F and referent accuracy of each run on the MeViS val^u videos of
+  each SPARROW-Mini hard case, from the predictions the main table left on disk.
 - Under ``paper`` nothing is trained: the checkpoints of the released models, converted to the kit's
   ``save_pretrained`` format, are read from ``<checkpoints>/<host>-<variant>`` (or where the weights paths
   configuration puts that name) and scored on the real data (:mod:`sparrow.experiments.table_report` compares each
   number with the paper's); a row without a checkpoint (:data:`UNRELEASED_REASONS`: never released) is skipped
-  with its reason, recorded beside the numbers.
+  with its reason, recorded beside the numbers. Nothing releases a control: it is scored only where a
+  ``<host>-control`` checkpoint is there.
 
 Under mini the (host, seed) groups run in ``TablePlan.workers`` single-threaded processes (two on the 2-core target
 machine) with :func:`sparrow.experiments.scheduling.run_units`: each group's runs share a host stage, so a group
@@ -35,6 +40,7 @@ import torch
 
 from sparrow.data.curate import ensure_curated
 from sparrow.data.curated import CuratedDataset, records_fingerprint
+from sparrow.data.synthetic import HARD_CASES
 from sparrow.eval.benchmarks import COLUMNS, Benchmark, benchmarks_for, get_benchmark
 from sparrow.eval.paper import TABLE_HOSTS
 from sparrow.eval.runner import (
@@ -47,16 +53,23 @@ from sparrow.eval.runner import (
     run_eval_dir,
     tsf_boxes_from_run,
 )
-from sparrow.eval.text_dependence import text_dependence
+from sparrow.eval.rvos import aggregate_jf, evaluate_rvos
+from sparrow.eval.text_dependence import iter_video_text_masks, text_dependence, text_dependence_of
 from sparrow.experiments.scheduling import recorded_seconds, run_units
 from sparrow.model import ModelConfig
 from sparrow.paths import component_path, home, runs_dir, weights_root
 from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import DataError, read_json
-from sparrow.train.variants import RunResult, pretrained_sam, train_variant
+from sparrow.train.variants import CONTROL, RunResult, pretrained_sam, train_variant
 from sparrow.tsf.pipeline import ensure_tsf
+from sparrow.tsf.quality import read_hard_case_tags
 
 VARIANT_SWITCHES = {"baseline": (False, False), "sparrow": (True, True), "tsf-only": (True, False)}
+# The main table's variants per host, in row order; the control's switches are the baseline's (both off), it
+# differs by its further stages (train_variant(control=True)).
+MAIN_VARIANTS = ("baseline", CONTROL, "sparrow")
+HARD_CASE_BENCHMARK = "mevis_valid_u"
+ALL_VIDEOS, NO_HARD_CASE = "all", "none"  # hard_case_rows' rows beside the hard cases
 ABLATION_HOST = "videoglamm"
 ABLATION_COLUMN = "ref_davis17"
 ABLATION_STEPS = ("baseline", "tsf", "box", "tsf_test")  # ablation.csv step names
@@ -200,7 +213,8 @@ class PaperAssets:
             "SKIPPED: the paper comparison needs assets that are absent: "
             + "; ".join(self.missing)
             + ". Curate the real releases with `sparrow curate` and put the converted checkpoints in "
-            "<checkpoints>/<host>-<baseline|sparrow>/ (`sparrow convert`, docs/released-weights.md §8)."
+            "<checkpoints>/<host>-<baseline|sparrow>/ (`sparrow convert`, docs/released-weights.md §8; "
+            "<host>-control/ is optional)."
             + (f"\nrows:\n{self.skipped_text}" if self.skipped_rows else "")
         )
 
@@ -244,7 +258,7 @@ def find_paper_assets(
         for b in plan.benchmarks:
             if b.split not in ds.splits(b.source):
                 missing.append(f"{b.source}/{b.split} in {data}")
-    rows = [(h, v) for h in plan.hosts for v in ("baseline", "sparrow")]
+    rows = [(h, v) for h in plan.hosts for v in MAIN_VARIANTS]
     if ABLATION_HOST in plan.hosts:
         rows.append((ABLATION_HOST, "tsf-only"))
     found, skipped = {}, {}
@@ -254,6 +268,8 @@ def find_paper_assets(
             found[row] = folder
         elif row in UNRELEASED_REASONS:
             skipped[row] = UNRELEASED_REASONS[row]
+        elif row[1] == CONTROL:
+            skipped[row] = f"not computed: no {checkpoint_name(*row)} checkpoint (no control is released)"
         else:
             skipped[row] = f"no converted checkpoint at {folder}: convert " + RELEASED_CHECKPOINTS.get(row, "it")
     if not found:
@@ -278,8 +294,13 @@ def _paper_device() -> str | None:
 
 
 def _train(plan: TablePlan, host: str, variant: str, seed: int, curated_root: Path, show_progress: bool):
-    tsf, box = VARIANT_SWITCHES[variant]
-    return train_variant(host, plan.profile, seed, tsf, box, curated_root=curated_root, show_progress=show_progress)
+    if variant == CONTROL:
+        tsf, box, control = False, False, True
+    else:
+        (tsf, box), control = VARIANT_SWITCHES[variant], False
+    return train_variant(
+        host, plan.profile, seed, tsf, box, curated_root=curated_root, show_progress=show_progress, control=control
+    )
 
 
 def _tsf_run(plan: TablePlan, curated_root: Path | None, tsf_run: str | Path | None) -> tuple[Path | None, str]:
@@ -304,7 +325,7 @@ class _Group:
     plan: TablePlan
     host: str
     seed: int
-    kind: str  # "main": baseline and + SPARROW on every benchmark; "ablation": + TSF, and TSF at test
+    kind: str  # "main": baseline, control and + SPARROW on every benchmark; "ablation": + TSF, and TSF at test
     tsf_run: str | None = None
     tsf_why: str = ""
     # a "main" group of the ablation host also trains and scores the ablation's runs (kept in the cache for
@@ -317,7 +338,7 @@ def _measure_group(group: _Group, clair_judge: Any = None) -> Measurements:
     out = Measurements(plan)
     curated_root = ensure_curated(plan.profile, plan.data_seed)
     if group.kind == "main":
-        for variant in ("baseline", "sparrow"):
+        for variant in MAIN_VARIANTS:
             start = time.perf_counter()
             run = _train(plan, host, variant, seed, curated_root, False)
             mid = time.perf_counter()
@@ -393,7 +414,7 @@ def measure_main(
             return out
         out.details["skipped_rows"] = {checkpoint_name(*row): why for row, why in assets.skipped_rows.items()}
         for host in plan.hosts:
-            for variant in ("baseline", "sparrow"):
+            for variant in MAIN_VARIANTS:
                 folder = assets.checkpoint(host, variant)
                 if folder is None:
                     why = assets.skipped_rows[(host, variant)]
@@ -547,7 +568,7 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
     curated = CuratedDataset(curated_root if curated_root is not None else ensure_curated(plan.profile, plan.data_seed))
     rows = []
     for host in plan.hosts:
-        for variant in ("baseline", "sparrow"):
+        for variant in MAIN_VARIANTS:
             for b in plan.benchmarks:
                 found = _predictions_of(plan, host, seed, variant, b.key, curated.root)
                 folder = found / "Annotations" if found is not None else None
@@ -565,6 +586,64 @@ def tables_text_dependence(plan, curated_root: str | Path | None = None, seed: i
                         "predicted_pair_iou": r.predicted_pair_iou,
                         "ground_truth_pair_iou": r.ground_truth_pair_iou,
                         "ignores_text": r.ignores_text,
+                    }
+                )
+    return rows
+
+
+def hard_case_rows(
+    plan,
+    curated_root: str | Path | None = None,
+    seed: int | None = None,
+    benchmark: str = HARD_CASE_BENCHMARK,
+) -> list[dict]:
+    """Notebook 04's runs of one training seed (default the plan's first) on ``benchmark``'s scored videos, per
+    SPARROW-Mini hard case: one row per (host, variant, case) with the videos and expressions of that case, J&F
+    (x100, the benchmark's protocol over those expressions) and referent accuracy
+    (:mod:`sparrow.eval.text_dependence`, over the case's pairs of disjoint referents; None without one). A
+    video's cases are its tags in the generated SPARROW-Mini's manifest (scene and expression hard cases,
+    :func:`sparrow.tsf.quality.read_hard_case_tags`); ``all`` is every scored video, ``none`` those with no
+    tag. A case no scored video has gets no row. Reads the predictions :func:`measure_main` left on disk; a run
+    without them is left out; data that were not generated (the real releases) have no hard cases: no rows."""
+    seed = plan.seeds[0] if seed is None else seed
+    if curated_root is None and plan.profile == "paper":
+        return []
+    curated = CuratedDataset(curated_root if curated_root is not None else ensure_curated(plan.profile, plan.data_seed))
+    tags = read_hard_case_tags(curated.root)
+    b = get_benchmark(benchmark, plan.profile)
+    if not tags or b.protocol != "rvos":
+        return []
+    units = b.select(curated)
+    cases = {ALL_VIDEOS: sorted(units)}
+    for case in HARD_CASES:
+        cases[case] = [v for v in sorted(units) if case in tags.get(v, ())]
+    cases[NO_HARD_CASE] = [v for v in sorted(units) if not set(tags.get(v, ())) & set(HARD_CASES)]
+    rows = []
+    for host in plan.hosts:
+        for variant in MAIN_VARIANTS:
+            found = _predictions_of(plan, host, seed, variant, b.key, curated.root)
+            folder = found / "Annotations" if found is not None else None
+            if folder is None or not folder.is_dir():
+                continue
+            ids = [e.expression_id for exps in units.values() for e in exps]
+            scores = evaluate_rvos(curated, folder, source=b.source, split=b.split, expression_ids=ids).expressions
+            masks = dict(iter_video_text_masks(curated, folder, b.source, b.split, videos=set(units)))
+            for case, videos in cases.items():
+                if not videos:
+                    continue
+                chosen = set(videos)
+                of_case = [s for s in scores if s.video_id in chosen]
+                referents = text_dependence_of(masks[v] for v in videos)
+                rows.append(
+                    {
+                        "host": host,
+                        "variant": variant,
+                        "case": case,
+                        "videos": len(videos),
+                        "expressions": len(of_case),
+                        "jf": 100.0 * aggregate_jf([s.j for s in of_case], [s.f for s in of_case])[2],
+                        "referent_cases": referents.referent_cases,
+                        "referent_accuracy": referents.referent_accuracy,
                     }
                 )
     return rows

@@ -10,9 +10,14 @@ A variant is a host plus the two SPARROW switches. Its stages follow the release
   ``stage1`` (TSF injection when ``tsf``; LoRA) and ``stage2`` (selector and ROI helper when ``box``; LoRA).
   LoRA is folded into the base weights between stages, as the released stage scripts export merged weights
   and start the next stage with a fresh adapter.
+- ``control`` (``control=True``, both switches off) is the host trained further without either addition: the
+  same ``stage1`` and ``stage2`` (configs, steps, LoRA fold, data, seeds) as + SPARROW, on the host model, with
+  no proposer stage.
 
 So a SPARROW variant receives more optimizer steps than the baseline, as in the paper (SPARROW fine-tunes the
-released host); :func:`variant_stages` lists them and :class:`RunResult` keeps every stage's step count.
+released host); the control receives the same further steps without TSF and ``[BOX]``, so + SPARROW minus control
+is SPARROW's gain beyond the extra training. :func:`variant_stages` lists the stages and :class:`RunResult` keeps
+every stage's step count.
 
 Layout under ``sparrow.paths.runs_dir(profile)``::
 
@@ -62,15 +67,27 @@ DUAL_PROMPT_PREFIXES = ("proposer.", "selector.", "roi_helper.", "roi_fusion_gam
 _MODEL_INIT, _LORA_FOLD = 11, 12  # seed-derivation tags
 
 
-def variant_name(tsf: bool, box: bool) -> str:
+CONTROL = "control"
+
+
+def _check_control(tsf: bool, box: bool, control: bool) -> None:
+    if control and (tsf or box):
+        raise ValueError("the control variant trains without TSF and [BOX]: tsf and box must be False")
+
+
+def variant_name(tsf: bool, box: bool, control: bool = False) -> str:
+    _check_control(tsf, box, control)
+    if control:
+        return CONTROL
     return {(False, False): "baseline", (True, True): "sparrow", (True, False): "tsf-only", (False, True): "box-only"}[
         (bool(tsf), bool(box))
     ]
 
 
-def variant_stages(tsf: bool, box: bool) -> tuple[str, ...]:
+def variant_stages(tsf: bool, box: bool, control: bool = False) -> tuple[str, ...]:
     """The stages a variant trains, in order (the host stage included)."""
-    if not tsf and not box:
+    _check_control(tsf, box, control)
+    if not tsf and not box and not control:
         return ("host",)
     return ("host",) + (("proposer",) if box else ()) + ("stage1", "stage2")
 
@@ -220,10 +237,11 @@ class RunResult:
     stages: dict[str, TrainResult] = field(default_factory=dict)
     data_fingerprint: str = ""
     model_config: dict[str, Any] = field(default_factory=dict)
+    control: bool = False
 
     @property
     def name(self) -> str:
-        return variant_name(self.tsf, self.box)
+        return variant_name(self.tsf, self.box, self.control)
 
     @property
     def final_dir(self) -> Path:
@@ -278,6 +296,7 @@ class RunResult:
             "seed": self.seed,
             "tsf": self.tsf,
             "box": self.box,
+            "control": self.control,
             "variant": self.name,
             "data_fingerprint": self.data_fingerprint,
             "stages": {s: str(r.out_dir.relative_to(self.run_dir.parent)) for s, r in self.stages.items()},
@@ -300,6 +319,7 @@ class RunResult:
                 stages=stages,
                 data_fingerprint=row["data_fingerprint"],
                 model_config=row["model_config"],
+                control=bool(row.get("control", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{run_dir / RUN_FILE}: malformed run record ({exc})") from exc
@@ -336,13 +356,16 @@ def train_variant(
     train_overrides: dict[str, dict[str, Any]] | None = None,
     runs_root: str | Path | None = None,
     location_channel: bool | None = None,
+    control: bool = False,
 ) -> RunResult:
     """Train (or load from the cache) one variant on the curated SPARROW-Mini of ``profile``/``seed``.
 
-    ``train_overrides`` maps a stage name to :class:`TrainConfig` field overrides (for experiments; a changed
+    ``control``: the control variant (``tsf`` and ``box`` False): the host trained further by ``stage1`` and
+    ``stage2`` with both switches off (see the module docstring). ``train_overrides`` maps a stage name to :class:`TrainConfig` field overrides (for experiments; a changed
     setting retrains that stage and the ones after it). ``location_channel``: see :func:`model_config` (a run
     with the other setting in the same ``runs_root`` is retrained)."""
     check_profile(profile)
+    _check_control(tsf, box, control)
     state = process_state()
     if curated_root is None:
         with state.main_process_first():  # generating the data twice at once is not safe
@@ -351,10 +374,10 @@ def train_variant(
     fingerprint = records_fingerprint(curated_root)
     root = Path(runs_root) if runs_root is not None else runs_dir(profile)
     base_dir = root / f"{host}-seed{seed}"
-    name = variant_name(tsf, box)
+    name = variant_name(tsf, box, control)
     run_dir = base_dir / name
     overrides = train_overrides or {}
-    stages = variant_stages(tsf, box)
+    stages = variant_stages(tsf, box, control)
     configs = {
         s: TrainConfig.for_profile(
             profile, s, host=host, seed=seed, show_progress=show_progress, **overrides.get(s, {})
@@ -443,6 +466,7 @@ def train_variant(
         stages=results,
         data_fingerprint=fingerprint,
         model_config=var_cfg.to_json(),
+        control=control,
     )
     if state.is_main_process:
         atomic_write_json(run_dir / RUN_FILE, run.to_json())

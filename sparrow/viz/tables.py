@@ -9,14 +9,22 @@ import numpy as np
 from sparrow.viz._figures import new_figure
 
 GainSeries = Mapping[str, Mapping[str, tuple[float | None, float | None, float]]]
+ControlSeries = Mapping[str, Mapping[str, tuple[float | None, float | None]]]
 
 
-def gains_figure(gains: GainSeries, title: str = "", labels: tuple[str, str] = ("paper", "reproduced")):
+def gains_figure(
+    gains: GainSeries,
+    title: str = "",
+    labels: tuple[str, str] = ("paper", "reproduced"),
+    control: ControlSeries | None = None,
+    control_label: str = "vs control",
+):
     """One panel per host: per column, the paper's gain ((host + SPARROW) − host) and the reproduced mean gain
     with its seed-to-seed standard deviation as an error bar. A column without a reproduced value is marked "n/a".
 
     ``gains``: ``{host: {column: (reproduced mean, reproduced std, paper gain)}}``
-    (:func:`sparrow.experiments.table_report.gain_series`)."""
+    (:func:`sparrow.experiments.table_report.gain_series`); ``control``: ``{host: {column: (mean, std)}}`` of
+    + SPARROW minus the control, drawn as a third bar (:func:`sparrow.experiments.table_report.control_gain_series`)."""
     if not gains:
         raise ValueError("gains_figure needs at least one host")
     hosts = list(gains)
@@ -24,22 +32,29 @@ def gains_figure(gains: GainSeries, title: str = "", labels: tuple[str, str] = (
     fig = new_figure(max(6.0, 1.1 * len(columns) + 2.0), 2.6 * len(hosts) + 0.6)
     axes = fig.subplots(len(hosts), 1, sharex=True, squeeze=False)[:, 0]
     x = np.arange(len(columns), dtype=float)
+    width = 0.4 if control is None else 0.27
     for ax, host in zip(axes, hosts):
         rows = [gains[host][c] for c in columns]
         paper = np.array([r[2] for r in rows], dtype=float)
-        mean = np.array([np.nan if r[0] is None else r[0] for r in rows], dtype=float)
-        std = np.array([0.0 if r[1] is None else r[1] for r in rows], dtype=float)
-        ax.bar(x - 0.2, paper, 0.4, label=labels[0], color="0.6")
-        bars = ax.bar(
-            x + 0.2,
-            np.nan_to_num(mean),
-            0.4,
-            yerr=np.where(np.isnan(mean), 0.0, std),
-            capsize=3,
-            label=labels[1],
-            color=["C2" if v >= 0 else "C3" for v in np.nan_to_num(mean)],
-        )
-        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:+.1f}" for v in mean], fontsize="x-small", padding=2)
+        ax.bar(x - width / 2 if control is None else x - width, paper, width, label=labels[0], color="0.6")
+        measured = [(rows, labels[1], x + width / 2 if control is None else x, ("C2", "C3"))]
+        if control is not None:
+            measured.append(([control[host][c] for c in columns], control_label, x + width, ("C0", "C1")))
+        for series, label, where, colors in measured:
+            mean = np.array([np.nan if r[0] is None else r[0] for r in series], dtype=float)
+            std = np.array([0.0 if r[1] is None else r[1] for r in series], dtype=float)
+            bars = ax.bar(
+                where,
+                np.nan_to_num(mean),
+                width,
+                yerr=np.where(np.isnan(mean), 0.0, std),
+                capsize=3,
+                label=label,
+                color=[colors[0] if v >= 0 else colors[1] for v in np.nan_to_num(mean)],
+            )
+            ax.bar_label(
+                bars, labels=["n/a" if np.isnan(v) else f"{v:+.1f}" for v in mean], fontsize="x-small", padding=2
+            )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_ylabel(f"{host}\ngain (points)", fontsize="small")
         ax.grid(axis="y", alpha=0.3)
