@@ -214,8 +214,7 @@ class PaperAssets:
             + "; ".join(self.missing)
             + ". Curate the real releases with `sparrow curate` and put the converted checkpoints in "
             "<checkpoints>/<host>-<baseline|sparrow>/ (`sparrow convert`, docs/released-weights.md §8; "
-            "<host>-control/ is optional)."
-            + (f"\nrows:\n{self.skipped_text}" if self.skipped_rows else "")
+            "<host>-control/ is optional)." + (f"\nrows:\n{self.skipped_text}" if self.skipped_rows else "")
         )
 
 
