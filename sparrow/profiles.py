@@ -222,9 +222,10 @@ def _paper_sam(config: str, checkpoint: str, image_size: int | None) -> dict:
     return dict(config=config, checkpoint=checkpoint, image_size=image_size, tiny=False, object_score_gating=True)
 
 
-# Whether the tiny hosts (smoke, mini) prompt SAM2 with the location channel's boxes (docs/design.md §14). Off: the
-# hosts as the released code builds them, whose tiny versions draw one mask whatever the text.
-LOCATION_CHANNEL = False
+# Whether the tiny hosts (smoke, mini) prompt SAM2 with the location channel (docs/design.md §14): the boxes and
+# dense prompt of a pretrained dense grounding of the text. Off: the hosts as the released code builds them, whose
+# tiny versions draw one mask whatever the text.
+LOCATION_CHANNEL = True
 
 # The tiny GroundingDINO's sigmoid scores are less peaked than the released model's.
 _TINY_DETECTOR = dict(box_threshold=0.2, text_threshold=0.1)
@@ -357,10 +358,11 @@ MINI = Profile(
             "sam": dict(max_steps=600, warmup_steps=20, batch_size=8, checkpoint_every=200, lr=1e-3),
             "grounding": dict(max_steps=2000, warmup_steps=30, batch_size=3, checkpoint_every=500, lr=2e-3),
             "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
-            # 100 stage-1 steps (not 150) keep `make reproduce` within 20 minutes on 2 cores (measured:
-            # 22.4 min with 150); on mini no SPARROW stage moves J&F by more than 0.1 either way
-            "stage1": dict(max_steps=100, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3),
-            "stage2": dict(max_steps=60, warmup_steps=5, batch_size=2, checkpoint_every=20, lr=1e-3),
+            # 50 stage-1 and 30 stage-2 steps: + SPARROW and its control (the same stages without TSF and [BOX])
+            # both train them for three seeds and three hosts inside the `make reproduce` budget of 30 minutes on
+            # 2 cores
+            "stage1": dict(max_steps=50, warmup_steps=5, batch_size=2, checkpoint_every=25, lr=1e-3),
+            "stage2": dict(max_steps=30, warmup_steps=3, batch_size=2, checkpoint_every=15, lr=1e-3),
         },
         host_stage={
             h: dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3) for h in _ALL_HOSTS
@@ -378,11 +380,11 @@ MINI = Profile(
         # about 6 s of notebook 02 instead of 15 s with 10.
         quality=dict(sam2_per_case=4),
     ),
-    # Subsets sized so that notebook 04's 24 model evaluations fit its time budget; three training seeds, so that
+    # Subsets sized so that notebook 04's 27 model evaluations fit its time budget; three training seeds, so that
     # every mean and every paired gain carries a seed-to-seed spread; the (host, seed) groups run two at a time on
     # the 2-core target machine.
     eval=EvalSection(
-        limits=dict(mevis_valid=6, mevis_valid_u=6, ref_youtube_vos=4, ref_davis17=3, vidstg=30, videogcg=6),
+        limits=dict(mevis_valid=4, mevis_valid_u=6, ref_youtube_vos=3, ref_davis17=3, vidstg=15, videogcg=4),
         caption_metrics=True,
         seeds=3,
         hosts=_TABLE_HOSTS,

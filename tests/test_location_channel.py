@@ -106,11 +106,12 @@ def test_memory_modes_prompt_only_located_frames(host):
     assert not torch.allclose(out[:, 0], plain[:, 0])
 
 
-def test_the_switch_is_off_by_default_and_on_builds_a_frozen_grounding(curated):
+def test_the_switch_is_on_by_default_and_builds_a_frozen_grounding(curated):
     from sparrow.profiles import LOCATION_CHANNEL
 
-    assert LOCATION_CHANNEL is False
-    off = model_config("videoglamm", "smoke", False, False, curated)
+    assert LOCATION_CHANNEL is True
+    assert model_config("videoglamm", "smoke", False, False, curated).grounding is not None
+    off = model_config("videoglamm", "smoke", False, False, curated, location_channel=False)
     assert off.grounding is None and "grounding" not in off.to_json()
     on = model_config("videoglamm", "smoke", False, False, curated, location_channel=True)
     assert on.grounding is not None and "circle" in on.grounding.vocabulary

@@ -19,9 +19,8 @@ writes the server submission and reports the number as not computed. SPARROW-Min
 every held-out split, so all six are scored locally.
 
 **Subsets.** A full held-out split of SPARROW-Mini costs ~0.1 s per expression per model on one core and the tables
-need 24 model evaluations, so ``mini`` scores a fixed subset per split (:data:`SUBSET_LIMITS`; on the seed-0 data:
-MeViS val 6 videos / 33 expressions, val^u 6 / 29, Ref-YTVOS 4 / 32, Ref-DAVIS17 3 videos / 40 expressions,
-VidSTG 30 sentences, VideoGCG 6 videos, ~170 predictions per model): the units (whole videos, or VidSTG sentences)
+need 27 model evaluations, so ``mini`` scores a fixed subset per split (:data:`SUBSET_LIMITS`: MeViS val 4 videos,
+val^u 6, Ref-YTVOS 3, Ref-DAVIS17 3 videos, VidSTG 15 sentences, VideoGCG 4 videos): the units (whole videos, or VidSTG sentences)
 sorted by id and thinned evenly with the rule of :func:`sparrow.data.indices.evenly_spread`. The choice depends
 only on the ids, so every model is scored on the same subset; ``paper`` scores every unit.
 """
