@@ -10,9 +10,10 @@ Sampling (released code and hosts):
   a stable hash of the item key.
 
 Resizing: CLIP frames follow ``CLIPImageProcessor`` (shortest edge to S, bicubic, then centre crop S x S); Qwen2.5-VL
-and SAM2 frames are stretched to S x S (SAM2: ``ResizeLongestSide`` then a bilinear stretch, no padding, which equals
-a direct stretch). VideoMAE frames follow the CLIP rule at their own size; InternVideo2 frames are stretched (the
-released ``cv2.resize`` to 224 x 224).
+and SAM2 frames are stretched to S x S in one float resize (the released code takes ``ResizeLongestSide`` on uint8
+pixels, then a bilinear stretch, no padding: about one grey level away; ``sparrow.model.release_frames`` reproduces it
+exactly). VideoMAE frames follow the CLIP rule at their own size; InternVideo2 frames are stretched (the released
+``cv2.resize`` to 224 x 224).
 """
 
 from __future__ import annotations
