@@ -4,6 +4,7 @@ resumable) and the switch that keeps it off by default."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -327,3 +328,22 @@ def test_the_rough_mask_prompt_marks_the_object_and_locate_gives_sam2_its_grid(c
     model = build_model(cfg, 0).eval()
     loc = model.locate(torch.rand(2, 3, model.pixel_decoder.image_size, model.pixel_decoder.image_size), "the circle")
     assert loc.masks.shape == (2, 1, *model.pixel_decoder.sam.sam_prompt_encoder.mask_input_size)
+
+
+@pytest.mark.slow
+def test_make_pretrain_mini_retrains_the_committed_grounding_bit_for_bit(tmp_path, monkeypatch):
+    """About 20 CPU minutes: the committed mini grounding is what `make pretrain-mini` trains from scratch."""
+    from sparrow.model.checkpoint import read_state
+    from sparrow.train.grounding_pretrain import SPEC_NAME, WEIGHTS_NAME, committed_grounding
+    from sparrow.train.variants import pretrain_foundation
+
+    committed = committed_grounding("mini")
+    monkeypatch.setenv("SPARROW_HOME", str(tmp_path))
+    folder = pretrain_foundation("mini", 0, commit=False)
+    assert folder.parent.parent.parent == tmp_path / "runs" / "mini"
+    recorded = json.loads((committed / SPEC_NAME).read_text())
+    assert json.loads((folder / SPEC_NAME).read_text()) == recorded
+    ours, theirs = read_state(folder / WEIGHTS_NAME), read_state(committed / WEIGHTS_NAME)
+    assert sorted(ours) == sorted(theirs)
+    for name, value in theirs.items():
+        assert torch.equal(ours[name], value), name
