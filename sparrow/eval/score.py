@@ -465,6 +465,24 @@ def _shape_from_prediction(root, rle, video, exps, frames) -> tuple[int, int]:
     return (1, 1)
 
 
+def _labelled_expressions(
+    meta_path: Path, name: str, video: dict, integer_ids: bool = False
+) -> tuple[_Expression, ...]:
+    """A video's expressions in ``meta_expressions.json``, each with its object label (``obj_id``); with
+    ``integer_ids`` the expression ids must be integers too, as the per-expression Ref-DAVIS17 protocol names them."""
+    out = []
+    for exp_id, exp in video["expressions"].items():
+        try:
+            label = int(exp["obj_id"])
+            if integer_ids:
+                int(exp_id)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = "integer exp_id and obj_id" if integer_ids else "obj_id"
+            raise DataError(f"{meta_path}: video {name}, expression {exp_id}: {what}") from exc
+        out.append(_Expression(str(exp_id), label=label))
+    return tuple(out)
+
+
 def score_mevis(
     gt: str | Path,
     pred: str | Path,
@@ -495,21 +513,12 @@ def score_mevis(
     elif (gt / "Annotations").is_dir():
         jobs = []
         for name, video in videos.items():
-            exps = []
-            for exp_id, exp in video["expressions"].items():
-                try:
-                    label = int(exp["obj_id"])
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise DataError(
-                        f"{gt / 'meta_expressions.json'}: video {name}, expression {exp_id}: obj_id"
-                    ) from exc
-                exps.append(_Expression(str(exp_id), label=label))
             jobs.append(
                 _VideoJob(
                     "expression",
                     name,
                     tuple(str(f) for f in video["frames"]),
-                    tuple(exps),
+                    _labelled_expressions(gt / "meta_expressions.json", name, video),
                     _video_pred(root, rle, name, source),
                     gt / "Annotations" / name,
                 )
@@ -618,21 +627,12 @@ def score_ref_davis(
         ann = annotations if annotations is not None else davis_root / "Annotations_unsupervised" / "480p"
         jobs = []
         for name in sequences:
-            exps = []
-            for exp_id, exp in videos[name]["expressions"].items():
-                try:
-                    label, _ = int(exp["obj_id"]), int(exp_id)
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise DataError(
-                        f"{meta_path}: video {name}, expression {exp_id}: integer exp_id and obj_id"
-                    ) from exc
-                exps.append(_Expression(str(exp_id), label=label))
             jobs.append(
                 _VideoJob(
                     "expression",
                     name,
                     tuple(str(f) for f in videos[name]["frames"]),
-                    tuple(exps),
+                    _labelled_expressions(meta_path, name, videos[name], integer_ids=True),
                     _Pred(root=pred, source=str(pred)),
                     ann / name,
                     davis_folders=folders,
