@@ -21,7 +21,7 @@ help:
 	@echo "make reproduce   # set up .venv if missing, run every numbered notebook under PROFILE=$(PROFILE)"
 	@echo "make lint        # ruff: lint rules and formatting (pyproject.toml [tool.ruff]); changes nothing"
 	@echo "make test        # set up .venv if missing, run the test suite (notebooks under smoke)"
-	@echo "make test-mini   # the slow suite: every notebook under mini vs reproductions/expected/mini; the committed grounding retrained"
+	@echo "make test-mini   # every slow test: the notebooks under mini vs reproductions/expected/mini, the committed grounding retrained, ..."
 	@echo "make regen-expected PROFILE=smoke|mini   # rewrite reproductions/expected/<profile>/ from a fresh run"
 	@echo "make promote-results PROFILE=mini        # copy the last reproduce's results to reproductions/results/<profile>/"
 	@echo "make pretrain-mini  # retrain the committed mini dense grounding (reproductions/weights/mini-grounding)"
@@ -48,7 +48,7 @@ test: setup
 	$(PY) -m pytest -n 2 -q
 
 test-mini: setup
-	$(PY) -m pytest -q -m slow tests/test_notebooks.py tests/test_location_channel.py
+	$(PY) -m pytest -q -m slow
 
 regen-expected: setup
 	$(PY) -m sparrow.cli regen-expected --profile $(PROFILE) --seed $(SEED)
