@@ -1,9 +1,11 @@
-"""Running independent units of work (the tables' (host, seed) groups) in order or in a pool of processes.
+"""Running units of work (the tables' trainings and evaluations) in order or in a pool of processes, each unit
+after the units it needs.
 
-A unit never runs in two processes at once, and every unit is seeded and cached, so what the units return does
-not depend on the order they ran in. The order only decides how well a pool is used: units are started longest
-first by the seconds they took in the previous run (:func:`recorded_seconds`, what the trainer recorded under
-``sparrow.paths.runs_dir``), and in the order given where nothing was recorded yet (a first run is plain FIFO).
+Every unit is seeded and cached, so what the units return does not depend on the order they ran in; the order
+only decides how well a pool is used. A unit starts once every unit it needs has finished, and among the units
+that could start, the first in the order given goes first: callers list the units that others wait for (a host
+stage) before those that wait. The pool is fed one unit per idle worker, never ahead, so that a unit that becomes
+ready late is not queued behind work listed after it, and no worker idles while a unit could run.
 """
 
 from __future__ import annotations
@@ -11,32 +13,14 @@ from __future__ import annotations
 import multiprocessing
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
-from sparrow.storage import read_json
-from sparrow.train.trainer import RESULT_FILE
-
 Unit = TypeVar("Unit")
 Result = TypeVar("Result")
-
-
-def recorded_seconds(folder: str | Path) -> float | None:
-    """Training wall time recorded by every finished trainer run under ``folder`` (None when there is none)."""
-    found = [float(read_json(path).get("wall_s", 0.0)) for path in sorted(Path(folder).glob(f"**/{RESULT_FILE}"))]
-    return sum(found) if found else None
-
-
-def schedule(units: Sequence[Unit], cost: Callable[[Unit], float | None]) -> list[Unit]:
-    """Units without a recorded cost first, in the order given, then the others longest first (ties in order)."""
-    costs = [cost(u) for u in units]
-    unknown = [u for u, c in zip(units, costs) if c is None]
-    known = sorted(((c, i) for i, c in enumerate(costs) if c is not None), key=lambda ci: (-ci[0], ci[1]))
-    return unknown + [units[i] for _, i in known]
 
 
 def _single_thread() -> None:
@@ -46,25 +30,50 @@ def _single_thread() -> None:
     warnings.simplefilter("ignore")
 
 
+def check_needs(count: int, needs: Sequence[Sequence[int]]) -> None:
+    """``needs[i]``: the indices of the units that unit ``i`` waits for; each must come before ``i``, which keeps
+    the order given a valid order to run them in, one after another."""
+    if len(needs) != count:
+        raise ValueError(f"needs has {len(needs)} entries for {count} units")
+    for i, wanted in enumerate(needs):
+        bad = [j for j in wanted if not 0 <= j < i]
+        if bad:
+            raise ValueError(f"unit {i} needs unit(s) {bad}: a unit may only need units listed before it")
+
+
 def run_units(
     work: Callable[[Unit], Result],
     units: Sequence[Unit],
     workers: int,
     show_progress: bool = False,
-    cost: Callable[[Unit], float | None] | None = None,
+    needs: Sequence[Sequence[int]] | None = None,
     desc: str = "runs",
 ) -> list[Result]:
-    """``work(unit)`` for every unit, here in order (``workers`` <= 1) or in a pool of ``workers`` spawned
-    single-threaded processes in :func:`schedule`'s order; results in the order of ``units``. ``work`` must be
-    a module-level function (the pool pickles it)."""
+    """``work(unit)`` for every unit, here in the order given (``workers`` <= 1) or in a pool of ``workers``
+    spawned single-threaded processes, each unit after the ones ``needs`` names (see :func:`check_needs`);
+    results in the order of ``units``. ``work`` must be a module-level function (the pool pickles it)."""
+    needs = [list(n) for n in needs] if needs is not None else [[] for _ in units]
+    check_needs(len(units), needs)
     if workers <= 1 or len(units) <= 1:
         return [work(u) for u in tqdm(units, desc=desc, disable=not show_progress)]
-    indices = range(len(units))
-    order = schedule(indices, lambda i: cost(units[i])) if cost is not None else list(indices)
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread
-    ) as pool:
-        futures = {i: pool.submit(work, units[i]) for i in order}
-        for _ in tqdm(as_completed(futures.values()), total=len(futures), desc=desc, disable=not show_progress):
-            pass
-        return [futures[i].result() for i in indices]
+    results: dict[int, Result] = {}
+    waiting = list(range(len(units)))
+    running: dict[Future, int] = {}
+    with (
+        ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread
+        ) as pool,
+        tqdm(total=len(units), desc=desc, disable=not show_progress) as bar,
+    ):
+        while waiting or running:
+            ready = [i for i in waiting if all(j in results for j in needs[i])]
+            for i in ready[: workers - len(running)]:
+                waiting.remove(i)
+                running[pool.submit(work, units[i])] = i
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                # .result() re-raises a unit's error here, which stops the run (the pool's exit waits for the
+                # units already running, whose caches stay valid for the next run).
+                results[running.pop(future)] = future.result()
+                bar.update(1)
+    return [results[i] for i in range(len(units))]

@@ -19,11 +19,11 @@ What is measured:
   with its reason, recorded beside the numbers. Nothing releases a control: it is scored only where a
   ``<host>-control`` checkpoint is there.
 
-Under mini the (host, seed) groups run in ``TablePlan.workers`` single-threaded processes (two on the 2-core target
-machine) with :func:`sparrow.experiments.scheduling.run_units`: each group's runs share a host stage, so a group
-never runs in two processes at once, and every run is seeded and cached, so the numbers do not depend on the
-schedule. With a pool, the VideoGLaMM groups of the main table also train and score the ablation's runs, which
-:func:`measure_ablation` then reads back from the cache.
+Under mini the runs (one per host, seed and variant) run in ``TablePlan.workers`` single-threaded processes (two
+on the 2-core target machine) with :func:`sparrow.experiments.scheduling.run_units`: the runs of a (host, seed)
+share a host stage, so each starts after its baseline run, which trains it; every run is seeded and cached, so the
+numbers do not depend on the schedule. With a pool, the main table's pool also trains and scores the ablation's
+runs, which :func:`measure_ablation` then reads back from the cache.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import glob
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from sparrow.eval.runner import (
 )
 from sparrow.eval.rvos import aggregate_jf, evaluate_rvos
 from sparrow.eval.text_dependence import iter_video_text_masks, text_dependence, text_dependence_of
-from sparrow.experiments.scheduling import recorded_seconds, run_units
+from sparrow.experiments.scheduling import run_units
 from sparrow.model import ModelConfig
 from sparrow.paths import component_path, home, runs_dir, weights_root
 from sparrow.profiles import check_profile, get_profile
@@ -68,6 +68,7 @@ VARIANT_SWITCHES = {"baseline": (False, False), "sparrow": (True, True), "tsf-on
 # The main table's variants per host, in row order; the control's switches are the baseline's (both off), it
 # differs by its further stages (train_variant(control=True)).
 MAIN_VARIANTS = ("baseline", CONTROL, "sparrow")
+_MAIN_ORDER = ("baseline", "sparrow", CONTROL)  # the pool's order: host stages first, then the longest runs
 HARD_CASE_BENCHMARK = "mevis_valid_u"
 ALL_VIDEOS, NO_HARD_CASE = "all", "none"  # hard_case_rows' rows beside the hard cases
 ABLATION_HOST = "videoglamm"
@@ -317,54 +318,58 @@ def _tsf_run(plan: TablePlan, curated_root: Path | None, tsf_run: str | Path | N
     return ensure_tsf(plan.profile, plan.data_seed, b.split, b.source, curated_root=root), ""
 
 
+# The ablation's own steps beside MAIN_VARIANTS: + TSF (its own run) and + TSF at test (the SPARROW run scored with
+# tracked TSF boxes).
+_TSF_STEP, _TSF_TEST_STEP = "tsf", "tsf_test"
+
+
 @dataclass(frozen=True)
-class _Group:
-    """One (host, seed) of a plan: its runs share the host stage, so they are trained in one process, in order."""
+class _Unit:
+    """One run of a plan: train (or load from the cache) one variant of (host, seed) and score it. The runs of a
+    (host, seed) share its host stage, which the baseline unit trains, so the others wait for it."""
 
     plan: TablePlan
     host: str
     seed: int
-    kind: str  # "main": baseline, control and + SPARROW on every benchmark; "ablation": + TSF, and TSF at test
+    step: str  # one of MAIN_VARIANTS, _TSF_STEP or _TSF_TEST_STEP
     tsf_run: str | None = None
     tsf_why: str = ""
-    # a "main" group of the ablation host also trains and scores the ablation's runs (kept in the cache for
-    # measure_ablation): one pool then balances all the work, instead of a second pool with an idle worker
-    with_ablation: bool = False
 
 
-def _measure_group(group: _Group, clair_judge: Any = None) -> Measurements:
-    plan, host, seed = group.plan, group.host, group.seed
+def _measure_unit(unit: _Unit, clair_judge: Any = None) -> Measurements:
+    plan, host, seed = unit.plan, unit.host, unit.seed
     out = Measurements(plan)
     curated_root = ensure_curated(plan.profile, plan.data_seed)
-    if group.kind == "main":
-        for variant in MAIN_VARIANTS:
-            start = time.perf_counter()
-            run = _train(plan, host, variant, seed, curated_root, False)
-            mid = time.perf_counter()
-            results = evaluate_run(run, plan.benchmarks, curated_root, clair_judge=clair_judge, show_progress=False)
-            out.train_seconds += mid - start
-            out.eval_seconds += time.perf_counter() - mid
-            out.predict_seconds += sum(r.predict_seconds for r in results.values())
-            out.cells += _cells(results, host, variant, seed)
-        if group.with_ablation:
-            ahead = _measure_group(replace(group, kind="ablation", with_ablation=False))
-            out.train_seconds += ahead.train_seconds
-            out.eval_seconds += ahead.eval_seconds
+    if unit.step == _TSF_TEST_STEP and unit.tsf_run is None:
+        out.cells.append(Cell(host, _TSF_TEST_STEP, seed, ABLATION_COLUMN, None, unit.tsf_why))
         return out
-    bench = [get_benchmark(ABLATION_COLUMN, plan.profile)]
+    variant = {_TSF_STEP: "tsf-only", _TSF_TEST_STEP: "sparrow"}.get(unit.step, unit.step)
     start = time.perf_counter()
-    run = _train(plan, host, "tsf-only", seed, curated_root, False)
+    run = _train(plan, host, variant, seed, curated_root, False)
     mid = time.perf_counter()
-    out.train_seconds += mid - start
-    out.cells += _cells(evaluate_run(run, bench, curated_root, show_progress=False), host, "tsf", seed)
-    if group.tsf_run is None:
-        out.cells.append(Cell(host, "tsf_test", seed, ABLATION_COLUMN, None, group.tsf_why))
+    if unit.step in MAIN_VARIANTS:
+        results = evaluate_run(run, plan.benchmarks, curated_root, clair_judge=clair_judge, show_progress=False)
     else:
-        boxes, tag = tsf_boxes_from_run(group.tsf_run)
-        sparrow_run = _train(plan, host, "sparrow", seed, curated_root, False)
-        results = evaluate_run(sparrow_run, bench, curated_root, tsf_boxes=boxes, tsf_tag=tag, show_progress=False)
-        out.cells += _cells(results, host, "tsf_test", seed)
+        bench = [get_benchmark(ABLATION_COLUMN, plan.profile)]
+        boxes, tag = tsf_boxes_from_run(unit.tsf_run) if unit.step == _TSF_TEST_STEP else (None, None)
+        results = evaluate_run(run, bench, curated_root, tsf_boxes=boxes, tsf_tag=tag, show_progress=False)
+    out.train_seconds += mid - start
     out.eval_seconds += time.perf_counter() - mid
+    out.predict_seconds += sum(r.predict_seconds for r in results.values())
+    out.cells += _cells(results, host, unit.step, seed)
+    return out
+
+
+def _needs(units: Sequence[_Unit]) -> list[list[int]]:
+    """What each unit waits for: the baseline unit of its (host, seed) (the host stage), and for + TSF at test the
+    SPARROW unit (its run), wherever those are among ``units``."""
+    index = {(u.host, u.seed, u.step): i for i, u in enumerate(units)}
+    out = []
+    for u in units:
+        wanted = [] if u.step == "baseline" else [(u.host, u.seed, "baseline")]
+        if u.step == _TSF_TEST_STEP:
+            wanted.append((u.host, u.seed, "sparrow"))
+        out.append([index[w] for w in wanted if w in index])
     return out
 
 
@@ -376,15 +381,9 @@ def _pretrain_sam(plan: TablePlan) -> None:
         pretrained_sam(ModelConfig.for_preset(host, plan.profile), curated_root)
 
 
-def _run_groups(groups: list[_Group], workers: int, show_progress: bool) -> list[Measurements]:
-    """Each group in order (``workers`` <= 1) or in a pool, by the training time its runs took last time."""
-    return run_units(
-        _measure_group,
-        groups,
-        workers,
-        show_progress,
-        cost=lambda g: recorded_seconds(runs_dir(g.plan.profile) / f"{g.host}-seed{g.seed}"),
-    )
+def _run_units(units: list[_Unit], workers: int, show_progress: bool) -> list[Measurements]:
+    """Each unit in order (``workers`` <= 1) or in a pool, every unit after the ones it needs."""
+    return run_units(_measure_unit, units, workers, show_progress, needs=_needs(units))
 
 
 def _merge(plan: TablePlan, parts: list[Measurements]) -> Measurements:
@@ -436,20 +435,29 @@ def measure_main(
                 out.predict_seconds += sum(r.predict_seconds for r in results.values())
                 out.cells += _cells(results, host, variant, plan.seeds[0])
         return out
-    groups = [_Group(plan, host, seed, "main") for seed in plan.seeds for host in plan.hosts]
+    # Host stages first (every other run waits for one), then the longest runs.
+    units = [_Unit(plan, host, seed, variant) for variant in _MAIN_ORDER for seed in plan.seeds for host in plan.hosts]
     if plan.workers > 1:
         _pretrain_sam(plan)
-    if ABLATION_HOST in plan.hosts and plan.workers > 1:
-        path, why = _tsf_run(plan, None, None)
-        groups = [
-            replace(g, tsf_run=str(path) if path else None, tsf_why=why, with_ablation=True)
-            if g.host == ABLATION_HOST
-            else g
-            for g in groups
-        ]
+        if ABLATION_HOST in plan.hosts:
+            units += _ablation_units(plan, _tsf_run(plan, None, None))
     if clair_judge is not None:  # a judge (an HTTP client, a loaded LLM) stays in this process
-        return _merge(plan, [_measure_group(g, clair_judge) for g in groups])
-    return _merge(plan, _run_groups(groups, plan.workers, show_progress))
+        parts = [_measure_unit(u, clair_judge) for u in units]
+    else:
+        parts = _run_units(units, plan.workers, show_progress)
+    out = _merge(plan, parts)
+    # The ablation's runs trained here only to fill the pool: measure_ablation reads their cells from the cache.
+    out.cells = [c for c in out.cells if c.variant in MAIN_VARIANTS]
+    return out
+
+
+def _ablation_units(plan: TablePlan, tsf: tuple[Path | None, str]) -> list[_Unit]:
+    path, why = tsf
+    return [
+        _Unit(plan, ABLATION_HOST, s, step, str(path) if path else None, why)
+        for step in (_TSF_STEP, _TSF_TEST_STEP)
+        for s in plan.seeds
+    ]
 
 
 def measure_ablation(
@@ -526,8 +534,7 @@ def measure_ablation(
                 )
             )
         return out
-    groups = [_Group(plan, ABLATION_HOST, s, "ablation", str(path) if path else None, why) for s in plan.seeds]
-    out = _merge(plan, _run_groups(groups, plan.workers, show_progress))
+    out = _merge(plan, _run_units(_ablation_units(plan, (path, why)), plan.workers, show_progress))
     out.cells = base + out.cells
     out.details["tsf_test"] = why or f"tsf-run:{path.name}"
     return out
