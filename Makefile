@@ -24,7 +24,7 @@ help:
 	@echo "make test-mini   # every slow test: the notebooks under mini vs reproductions/expected/mini, the committed grounding retrained, ..."
 	@echo "make regen-expected PROFILE=smoke|mini   # rewrite reproductions/expected/<profile>/ from a fresh run"
 	@echo "make promote-results PROFILE=mini        # copy the last reproduce's results to reproductions/results/<profile>/"
-	@echo "make pretrain-mini  # retrain the committed mini dense grounding (reproductions/weights/mini-grounding)"
+	@echo "make pretrain-mini  # retrain the committed mini SAM2 and dense grounding (reproductions/weights/mini-*)"
 	@echo "make bench       # the scripts in benchmarks/"
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt

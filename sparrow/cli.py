@@ -8,7 +8,7 @@
     sparrow score BENCHMARK --pred DIR --gt ROOT [--protocol P] [--workers N] [--json FILE]  score any predictions
     sparrow package mevis-valid|ref-youtube-vos --pred DIR --gt ROOT --out FILE.zip  the server zip, validated
     sparrow reproduce --profile PROFILE --seed N             run every numbered notebook in order
-    sparrow pretrain --profile mini [--commit]               pretrain the dense grounding (commit: as the kit's copy)
+    sparrow pretrain --profile mini [--commit]               pretrain the tiny SAM2 and dense grounding (commit: as the kit's copies)
     sparrow regen-expected --profile PROFILE [--notebook N] [--from-results]  rewrite reproductions/expected/<profile>/
     sparrow promote-results --profile PROFILE                copy the run's results to reproductions/results/<profile>/
     sparrow convert --release sparrow|videoglamm --src DIR --out DIR [--clip DIR] ...  a released folder -> kit folder
@@ -258,15 +258,10 @@ def _regen_expected(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    import time
-
     from sparrow.train.variants import pretrain_foundation
 
-    cpu = time.process_time()
-    folder = pretrain_foundation(args.profile, args.seed, commit=args.commit)
-    print(
-        f"dense grounding of {args.profile} (data seed {args.seed}): {folder} ({time.process_time() - cpu:.0f} CPU s)"
-    )
+    for name, (folder, cpu) in pretrain_foundation(args.profile, args.seed, commit=args.commit).items():
+        print(f"{name} of {args.profile} (data seed {args.seed}): {folder} ({cpu:.0f} CPU s)")
     return 0
 
 
@@ -378,10 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebook", action="append", default=[], help="run only these notebooks (repeatable)")
     p.set_defaults(func=_reproduce)
 
-    p = sub.add_parser("pretrain", help="pretrain the tiny profiles' dense grounding (the location channel)")
+    p = sub.add_parser("pretrain", help="pretrain the tiny profiles' foundation: SAM2 and the dense grounding")
     p.add_argument("--profile", choices=[p for p in PROFILES if p != "paper"], default="mini")
     p.add_argument("--seed", type=int, default=0, help="data seed of the curated SPARROW-Mini it serves")
-    p.add_argument("--commit", action="store_true", help="write it to reproductions/weights/<profile>-grounding")
+    p.add_argument(
+        "--commit", action="store_true", help="write them to reproductions/weights/<profile>-sam2 and -grounding"
+    )
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("regen-expected", help="rewrite the expected numbers of a profile from a fresh run")

@@ -99,6 +99,9 @@ class TrainSection:
 
     stages: Mapping[str, Mapping[str, Any]]
     host_stage: Mapping[str, Mapping[str, Any]]
+    # Share of grounded-caption conversations among the training items of the host stage and the SPARROW stages
+    # (sparrow.model.dataset.SparrowDataset's gcg_share); 0.2 is the released mixture's.
+    gcg_share: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -358,14 +361,14 @@ MINI = Profile(
             "sam": dict(max_steps=600, warmup_steps=20, batch_size=8, checkpoint_every=200, lr=1e-3),
             "grounding": dict(max_steps=2000, warmup_steps=30, batch_size=3, checkpoint_every=500, lr=2e-3),
             "proposer": dict(max_steps=60, warmup_steps=5, batch_size=4, checkpoint_every=20, lr=1e-3),
-            # 40 stage-1 and 24 stage-2 steps (and 120 host steps): + SPARROW and its control (the same stages
-            # without TSF and [BOX]) both train them for three seeds and three hosts inside the `make reproduce`
-            # budget of 30 minutes on 2 cores
+            # 40 stage-1 and 24 stage-2 steps: + SPARROW and its control (the same stages without TSF and [BOX])
+            # both train them for three seeds and three hosts, from each host's one checkpoint, inside the
+            # `make reproduce` budget of 30 minutes on 2 cores
             "stage1": dict(max_steps=40, warmup_steps=4, batch_size=2, checkpoint_every=20, lr=1e-3),
             "stage2": dict(max_steps=24, warmup_steps=3, batch_size=2, checkpoint_every=12, lr=1e-3),
         },
         host_stage={
-            h: dict(max_steps=120, warmup_steps=10, batch_size=2, checkpoint_every=40, lr=1e-3) for h in _ALL_HOSTS
+            h: dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3) for h in _ALL_HOSTS
         },
     ),
     tsf=TSFSection(
@@ -380,9 +383,10 @@ MINI = Profile(
         # about 6 s of notebook 02 instead of 15 s with 10.
         quality=dict(sam2_per_case=4),
     ),
-    # Subsets sized so that notebook 04's 27 model evaluations fit its time budget; three training seeds, so that
-    # every mean and every paired gain carries a seed-to-seed spread; the (host, seed) groups run two at a time on
-    # the 2-core target machine.
+    # Subsets sized so that notebook 04's 21 model evaluations fit its time budget; three training seeds, so that
+    # every + SPARROW and control mean and every paired gain carries a seed-to-seed spread (the baseline is one
+    # host checkpoint per host, as the paper's is the released one); the runs go two at a time (each after its
+    # host checkpoint) on the 2-core target machine.
     eval=EvalSection(
         limits=dict(mevis_valid=3, mevis_valid_u=6, ref_youtube_vos=3, ref_davis17=2, vidstg=15, videogcg=4),
         caption_metrics=True,

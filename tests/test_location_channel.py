@@ -275,12 +275,14 @@ def test_committed_weights_serve_their_own_fingerprint_only(curated, tmp_path, m
 
 def test_pretrain_command_writes_the_committed_copy_that_runs_then_use(curated, tmp_path, monkeypatch, capsys):
     from sparrow import cli
-    from sparrow.train import grounding_pretrain
+    from sparrow.train import grounding_pretrain, sam_pretrain
 
     monkeypatch.setattr(grounding_pretrain, "committed_weights_root", lambda: tmp_path)
+    monkeypatch.setattr(sam_pretrain, "committed_weights_root", lambda: tmp_path)
     assert cli.main(["pretrain", "--profile", "smoke", "--commit"]) == 0
     written = tmp_path / "smoke-grounding"
-    assert str(written) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(written) in printed and str(tmp_path / "smoke-sam2") in printed
     spec = model_config("videoglamm", "smoke", False, False, curated, location_channel=True).grounding
     used, fp = ensure_pretrained_grounding(
         "smoke", curated, spec, records_fingerprint(curated), runs_root=tmp_path / "r"
@@ -331,15 +333,24 @@ def test_the_rough_mask_prompt_marks_the_object_and_locate_gives_sam2_its_grid(c
 
 
 @pytest.mark.slow
-def test_make_pretrain_mini_retrains_the_committed_grounding_bit_for_bit(tmp_path, monkeypatch):
-    """About 20 CPU minutes: the committed mini grounding is what `make pretrain-mini` trains from scratch."""
+def test_make_pretrain_mini_retrains_the_committed_foundation_bit_for_bit(tmp_path, monkeypatch):
+    """About 25 CPU minutes: the committed mini SAM2 and grounding are what `make pretrain-mini` trains from
+    scratch."""
     from sparrow.model.checkpoint import read_state
+    from sparrow.train import sam_pretrain
     from sparrow.train.grounding_pretrain import SPEC_NAME, WEIGHTS_NAME, committed_grounding
     from sparrow.train.variants import pretrain_foundation
 
     committed = committed_grounding("mini")
     monkeypatch.setenv("SPARROW_HOME", str(tmp_path))
-    folder = pretrain_foundation("mini", 0, commit=False)
+    out = pretrain_foundation("mini", 0, commit=False)
+    sam_dir = sam_pretrain.committed_sam("mini")
+    ours = read_state(out["sam2"][0] / sam_pretrain.WEIGHTS_NAME)
+    theirs = read_state(sam_dir / sam_pretrain.COMMITTED_WEIGHTS)
+    assert sorted(theirs) == sorted(k for k in ours if k.startswith(sam_pretrain.TRAINED_PREFIXES))
+    for name, value in theirs.items():
+        assert torch.equal(ours[name], value), name
+    folder = out["grounding"][0]
     assert folder.parent.parent.parent == tmp_path / "runs" / "mini"
     recorded = json.loads((committed / SPEC_NAME).read_text())
     assert json.loads((folder / SPEC_NAME).read_text()) == recorded
@@ -347,3 +358,89 @@ def test_make_pretrain_mini_retrains_the_committed_grounding_bit_for_bit(tmp_pat
     assert sorted(ours) == sorted(theirs)
     for name, value in theirs.items():
         assert torch.equal(ours[name], value), name
+
+
+def test_each_seg_of_a_grounded_caption_stands_for_its_own_phrase():
+    from sparrow.model.conversation import seg_texts
+
+    caption = "<p> a red circle </p> [SEG] moves left while <p> two blue squares </p> [SEG] stay."
+    assert seg_texts(caption, "describe") == ["a red circle", "two blue squares"]
+    # a [SEG] without a phrase of its own (a phrase before the previous [SEG] is not its) grounds the text asked
+    assert seg_texts("<p> a star </p> [SEG] and [SEG].", "the star") == ["a star", "the star"]
+    assert seg_texts("Sure, it is [SEG].", "the red circle") == ["the red circle"]
+    assert seg_texts(None, "the red circle") == ["the red circle"]
+    assert seg_texts("no mask here", "x") == []
+
+
+def _located(valid_rows):
+    box = torch.tensor([[0.1, 0.2, 0.6, 0.7]])
+    return Location(box.expand(len(valid_rows), 1, -1), torch.tensor(valid_rows).reshape(-1, 1))
+
+
+@pytest.mark.parametrize("host", ["videoglamm", "unipixel", "glus"])
+def test_per_token_locations_decode_each_token_as_on_its_own(host):
+    model = build_model(preset(host, "smoke"), 0).eval()
+    pd, mode = model.pixel_decoder, model.cfg.propagation
+    first, second = _located([True, False, True]), _located([False, True, True])
+    with torch.no_grad():
+        feats = pd.encode(torch.rand(3, 3, pd.image_size, pd.image_size))
+        tokens = torch.randn(2, model.cfg.seg_tokens_per_target, pd.hidden_dim)
+        torch.manual_seed(0)
+        both = pd.decode(feats, tokens, None, (16, 16), mode, location=[first, second])
+        torch.manual_seed(0)
+        alone = [
+            pd.decode(feats, tokens[i : i + 1], None, (16, 16), mode, location=loc)
+            for i, loc in enumerate((first, second))
+        ]
+        with pytest.raises(ValueError, match="1 locations for 2 tokens"):
+            pd.decode(feats, tokens, None, (16, 16), mode, location=[first])
+    assert both.shape == (2, 3, 16, 16)
+    assert torch.allclose(both, torch.cat(alone), atol=1e-5)
+    assert not torch.allclose(both[0], both[1], atol=1e-3)
+
+
+def test_the_location_channel_grounds_each_token_s_text_and_shares_one_location_for_one_text(curated):
+    cfg = model_config("videoglamm", "smoke", False, False, curated, location_channel=True)
+    model = build_model(cfg, 0).eval()
+    frames = torch.rand(2, 3, model.pixel_decoder.image_size, model.pixel_decoder.image_size)
+    one = model.locate_tokens(frames, ["the red circle"], 2)
+    assert isinstance(one, Location)
+    assert torch.equal(one.boxes, model.locate(frames, "the red circle").boxes)
+    two = model.locate_tokens(frames, ["the red circle", "the blue square"], 3)
+    assert isinstance(two, list) and len(two) == 3 and two[2] is two[1]
+    assert model.locate_tokens(frames, ["x"], 0) is None
+    # training: a grounded caption's batch carries one text per [SEG], its phrases
+    from sparrow.model.dataset import SparrowDataset
+
+    data = SparrowDataset(curated, "train", cfg)
+    example = next(data[i] for i in range(len(data)) if data[i].kind == "gcg")
+    batch = model.collator("host")([example])
+    assert len(batch.seg_texts[0]) == batch.target_masks[0].shape[0] > 0
+    assert all(t != example.text and t in example.answer for t in batch.seg_texts[0])
+
+
+@pytest.mark.parametrize("host", ["videoglamm", "glus"])
+def test_a_generated_grounded_caption_locates_each_seg_by_its_phrase(curated, host, monkeypatch):
+    import sparrow.model.inference as inference
+
+    cfg = model_config(host, "smoke", False, False, curated, location_channel=True)
+    model = build_model(cfg, 0).eval()
+    caption = "<p> the red circle </p> [SEG] and <p> the blue square </p> [SEG]."
+    hidden = model.cfg.llm.hidden_size
+
+    def fixed_answer(m, visual, question, tsf, num_tsf, max_new_tokens):
+        return caption, torch.randn(2, hidden), torch.zeros(0, hidden)
+
+    asked = []
+    locate_tokens = type(model).locate_tokens
+
+    def spy(self, sam_frames, texts, n):
+        asked.append((list(texts), n))
+        return locate_tokens(self, sam_frames, texts, n)
+
+    monkeypatch.setattr(inference, "answer", fixed_answer)
+    monkeypatch.setattr(type(model), "locate_tokens", spy)
+    frames = (torch.rand(4, 24, 32, 3) * 255).to(torch.uint8).numpy()
+    pred = model.predict(frames, "Describe the video.", raw_question=True)
+    assert asked and asked[0] == (["the red circle", "the blue square"], 2)
+    assert pred.masks_per_seg.shape[0] == 2

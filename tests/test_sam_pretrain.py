@@ -137,3 +137,39 @@ def test_two_ddp_ranks_pretrain_sam2_together_then_train_the_variant(curated, tm
     runs = list((tmp_path / "sam2-pretrain").glob("*/train_result.json"))
     assert len(runs) == 1 and json.loads(runs[0].read_text())["world_size"] == 2
     assert (tmp_path / "videoglamm-seed0" / "baseline" / "run.json").is_file()
+
+
+def test_a_committed_sam2_serves_its_own_fingerprint_rebuilt_bit_for_bit(curated, tmp_path, monkeypatch, capsys):
+    from sparrow.storage import DataError
+    from sparrow.train import sam_pretrain
+
+    monkeypatch.setattr(sam_pretrain, "committed_weights_root", lambda: tmp_path / "committed")
+    spec = preset("videoglamm", "smoke").sam
+    data = records_fingerprint(curated)
+    trained, fp = ensure_pretrained_sam("smoke", curated, spec, data, runs_root=tmp_path / "a", show_progress=False)
+    folder = sam_pretrain.write_committed_sam("smoke", trained, fp, spec)
+    kept = read_state(folder / sam_pretrain.COMMITTED_WEIGHTS)
+    assert kept and all(k.startswith(sam_pretrain.TRAINED_PREFIXES) for k in kept)
+
+    used, same = ensure_pretrained_sam("smoke", curated, spec, data, runs_root=tmp_path / "b", show_progress=False)
+    assert same == fp and used.parent.name == "committed" and "using the committed" in capsys.readouterr().out
+    full, rebuilt = read_state(trained), read_state(used)
+    assert sorted(full) == sorted(rebuilt)
+    assert all(torch.equal(full[k], rebuilt[k]) for k in full)  # the untrained tensors from the seeded init
+
+    other, fp2 = ensure_pretrained_sam(
+        "smoke", curated, spec, data + "x", runs_root=tmp_path / "c", show_progress=False
+    )
+    assert fp2 != fp and other.parent.name == "final"
+    assert f"were pretrained for fingerprint {fp}" in capsys.readouterr().out
+    never, _ = ensure_pretrained_sam(
+        "smoke", curated, spec, data, runs_root=tmp_path / "d", show_progress=False, use_committed=False
+    )
+    assert never.parent.name == "final"
+    # a committed file with other tensors is refused by name, not loaded half-way
+    sam_pretrain.write_committed_sam("smoke", trained, fp, spec)
+    from safetensors.torch import save
+
+    (folder / sam_pretrain.COMMITTED_WEIGHTS).write_bytes(save({"image_encoder.x": torch.zeros(1)}))
+    with pytest.raises(DataError, match="not this SAM2's trained tensors"):
+        ensure_pretrained_sam("smoke", curated, spec, data, runs_root=tmp_path / "e", show_progress=False)

@@ -47,14 +47,14 @@ def test_needs_must_name_earlier_units():
         check_needs(3, [[], []])
 
 
-def test_the_tables_runs_wait_for_their_host_stage_and_tsf_at_test_for_its_sparrow_run():
-    from sparrow.experiments.tables import _needs, _Unit
+def test_the_tables_runs_wait_for_their_host_checkpoint_and_tsf_at_test_for_its_sparrow_run():
+    from sparrow.experiments.tables import TablePlan, _needs, _Unit
 
-    units = [
-        _Unit(None, h, 0, step)
-        for step, h in [("baseline", "a"), ("baseline", "b"), ("sparrow", "a"), ("control", "b"), ("tsf", "a")]
-    ]
-    units.append(_Unit(None, "a", 0, "tsf_test"))
+    plan = TablePlan("smoke", 0, (0, 1), ("videoglamm", "glus"))
+    steps = [("baseline", "videoglamm", 0), ("baseline", "glus", 0), ("sparrow", "videoglamm", 1)]
+    steps += [("control", "glus", 0), ("tsf", "videoglamm", 1), ("tsf_test", "videoglamm", 1)]
+    units = [_Unit(plan, host, seed, step) for step, host, seed in steps]
+    # every run of a host waits for its one host checkpoint (the baseline at the plan's host seed, 0)
     assert _needs(units) == [[], [], [0], [1], [0], [0, 2]]
     # The ablation's pool after the main table's: its runs' host stages are in the cache, nothing to wait for.
     assert _needs(units[4:]) == [[], []]

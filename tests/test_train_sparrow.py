@@ -244,3 +244,24 @@ def test_control_trains_stage1_and_stage2_without_tsf_and_box_on_the_shared_host
     assert cached.final_losses == control.final_losses and run_json.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="control variant trains without TSF and"):
         train_variant("videoglamm", "smoke", 0, tsf=True, box=False, control=True, **common)
+
+
+def test_a_variant_of_another_seed_starts_from_the_named_host_checkpoint(curated, tmp_path):
+    from sparrow.model.checkpoint import read_state
+    from sparrow.train.variants import RunResult
+
+    quick = {"host": {"max_steps": 2}, "stage1": {"max_steps": 2}, "stage2": {"max_steps": 1}}
+    common = dict(curated_root=curated, show_progress=False, train_overrides=quick, runs_root=tmp_path)
+    base = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, **common)
+    stamp = (base.stages["host"].out_dir / "train_result.json").stat().st_mtime_ns
+    control = train_variant("videoglamm", "smoke", 1, tsf=False, box=False, control=True, host_seed=0, **common)
+    assert control.run_dir == tmp_path / "videoglamm-seed1" / "control" and control.seed == 1
+    assert control.stages["host"].out_dir == base.stages["host"].out_dir  # seed 0's host checkpoint, not retrained
+    assert (base.stages["host"].out_dir / "train_result.json").stat().st_mtime_ns == stamp
+    assert not (tmp_path / "videoglamm-seed1" / "host").exists()
+    again = RunResult.load(control.run_dir)  # the record points into the other seed's folder
+    assert again.stages["host"].out_dir.resolve() == base.stages["host"].out_dir.resolve()
+    # the later stages train under seed 1: other LoRA draws than seed 0's control from the same host
+    own = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, control=True, **common)
+    a, b = read_state(own.final_dir / "model.safetensors"), read_state(control.final_dir / "model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -383,15 +383,24 @@ def control_gain_series(m: Measurements) -> dict[str, dict[str, tuple[float | No
     }
 
 
+def _seeds_of(plan, variant: str) -> tuple[int, ...]:
+    """The training seeds a variant has runs of: the baseline is one host checkpoint (the plan's host seed)."""
+    return (plan.host_seed,) if variant == "baseline" else tuple(plan.seeds)
+
+
 def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     """Every number notebook 04 reports, as keyword arguments of :meth:`sparrow.results.Recorder.add`."""
     table = main_table()
     steps = {s.step: s for s in ablation()}
     out: list[dict[str, Any]] = []
     n = len(m.plan.seeds)
-    note = f"{m.plan.profile}, mean over {n} training seed(s) {list(m.plan.seeds)}, data seed {m.plan.data_seed}"
+    every = f"{m.plan.profile}, mean over {n} training seed(s) {list(m.plan.seeds)}, data seed {m.plan.data_seed}"
+    base_note = (
+        f"{m.plan.profile}, one host checkpoint (training seed {m.plan.host_seed}), data seed {m.plan.data_seed}"
+    )
     for host in m.plan.hosts:
         for variant in MAIN_VARIANTS:
+            note = base_note if variant == "baseline" else every
             for c in COLUMNS:
                 b = next(b for b in m.plan.benchmarks if b.key == c)
                 mean, std = mean_std(m.values(host, variant, c))
@@ -422,7 +431,7 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
                         "note": None if std is not None else "one seed: no spread",
                     }
                 )
-                for s in m.plan.seeds:
+                for s in _seeds_of(m.plan, variant):
                     cell = m.cell(host, variant, c, s)
                     out.append(
                         {
@@ -484,11 +493,11 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
                 "unit": "J&F (%)",
                 "paper": steps[step].ref_davis17,
                 "paper_source": ABLATION_SOURCE,
-                "note": reason or note,
+                "note": reason or (base_note if step == "baseline" else every),
             }
         )
         out.append({"name": f"ablation/{step}/std", "value": std, "unit": "J&F (%)"})
-        for s in m.plan.seeds:
+        for s in _seeds_of(m.plan, step):
             cell = a.cell(ABLATION_HOST, step, ABLATION_COLUMN, s)
             out.append({"name": f"ablation/{step}/seed{s}", "value": cell.value if cell else None, "unit": "J&F (%)"})
     for name, why in m.details.get("skipped_rows", {}).items():  # paper: rows without weights, and why

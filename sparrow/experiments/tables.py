@@ -2,10 +2,11 @@
 
 What is measured:
 
-- **Main table**: for every host (VideoGLaMM, UniPixel, GLUS) the baseline (the host stage alone), the control
-  (the host trained further by the same stage 1 and stage 2 as + SPARROW, without TSF and ``[BOX]``) and
-  + SPARROW (TSF in training + ``[BOX]``), trained with :func:`sparrow.train.variants.train_variant` on the
-  curated data of the plan's data seed for each training seed, evaluated on the six benchmarks of
+- **Main table**: for every host (VideoGLaMM, UniPixel, GLUS) the baseline (the host stage alone: one host
+  checkpoint, trained under the plan's first training seed, the mini "released host"), and for each training seed
+  the control (that checkpoint trained further by the same stage 1 and stage 2 as + SPARROW, without TSF and
+  ``[BOX]``) and + SPARROW (TSF in training + ``[BOX]``, from that checkpoint), trained with
+  :func:`sparrow.train.variants.train_variant` on the curated data of the plan's data seed, evaluated on the six benchmarks of
   :mod:`sparrow.eval.benchmarks` with :func:`sparrow.eval.runner.evaluate_run` (cached per run and benchmark).
   + SPARROW minus the control is its gain beyond the extra training steps.
 - **Ablation** (Ref-DAVIS17, VideoGLaMM): baseline → + TSF (``tsf=True, box=False``) → + ``[BOX]`` (the SPARROW run)
@@ -20,9 +21,9 @@ What is measured:
   ``<host>-control`` checkpoint is there.
 
 Under mini the runs (one per host, seed and variant) run in ``TablePlan.workers`` single-threaded processes (two
-on the 2-core target machine) with :func:`sparrow.experiments.scheduling.run_units`: the runs of a (host, seed)
-share a host stage, so each starts after its baseline run, which trains it; every run is seeded and cached, so the
-numbers do not depend on the schedule. With a pool, the main table's pool also trains and scores the ablation's
+on the 2-core target machine) with :func:`sparrow.experiments.scheduling.run_units`: the runs of a host start
+from its one host checkpoint, so each starts after the baseline run, which trains it; every run is seeded and
+cached, so the numbers do not depend on the schedule. With a pool, the main table's pool also trains and scores the ablation's
 runs, which :func:`measure_ablation` then reads back from the cache.
 """
 
@@ -85,7 +86,14 @@ class TablePlan:
     seeds: tuple[int, ...]
     hosts: tuple[str, ...] = TABLE_HOSTS
     benchmarks: tuple[Benchmark, ...] = ()
-    workers: int = 1  # processes training and evaluating (host, seed) groups side by side
+    workers: int = 1  # processes training and evaluating runs side by side
+
+    @property
+    def host_seed(self) -> int:
+        """The training seed of each host's one checkpoint (the baseline; the mini "released host"), from which
+        the control and + SPARROW of every training seed are trained, as the paper's variants start from the
+        released host checkpoint."""
+        return self.seeds[0]
 
     def __post_init__(self) -> None:
         check_profile(self.profile)
@@ -147,6 +155,10 @@ class Measurements:
         return [c.value for c in cells if c.value is not None]
 
     def cell(self, host: str, variant: str, column: str, seed: int) -> Cell | None:
+        """The cell of one run; the baseline, one host checkpoint for every training seed, is the host seed's
+        cell for any ``seed`` (so that every seed's gain is taken against it)."""
+        if variant == "baseline":
+            seed = self.plan.host_seed
         for c in self.cells:
             if (c.host, c.variant, c.column, c.seed) == (host, variant, column, seed):
                 return c
@@ -299,7 +311,15 @@ def _train(plan: TablePlan, host: str, variant: str, seed: int, curated_root: Pa
     else:
         (tsf, box), control = VARIANT_SWITCHES[variant], False
     return train_variant(
-        host, plan.profile, seed, tsf, box, curated_root=curated_root, show_progress=show_progress, control=control
+        host,
+        plan.profile,
+        seed,
+        tsf,
+        box,
+        curated_root=curated_root,
+        show_progress=show_progress,
+        control=control,
+        host_seed=plan.host_seed,
     )
 
 
@@ -325,8 +345,9 @@ _TSF_STEP, _TSF_TEST_STEP = "tsf", "tsf_test"
 
 @dataclass(frozen=True)
 class _Unit:
-    """One run of a plan: train (or load from the cache) one variant of (host, seed) and score it. The runs of a
-    (host, seed) share its host stage, which the baseline unit trains, so the others wait for it."""
+    """One run of a plan: train (or load from the cache) one variant of (host, seed) and score it. Every run of a
+    host starts from its host checkpoint, which the baseline unit (at the plan's host seed) trains, so the others
+    wait for it."""
 
     plan: TablePlan
     host: str
@@ -361,12 +382,12 @@ def _measure_unit(unit: _Unit, clair_judge: Any = None) -> Measurements:
 
 
 def _needs(units: Sequence[_Unit]) -> list[list[int]]:
-    """What each unit waits for: the baseline unit of its (host, seed) (the host stage), and for + TSF at test the
-    SPARROW unit (its run), wherever those are among ``units``."""
+    """What each unit waits for: the baseline unit of its host (the host checkpoint, trained under the plan's host
+    seed), and for + TSF at test the SPARROW unit of its seed (its run), wherever those are among ``units``."""
     index = {(u.host, u.seed, u.step): i for i, u in enumerate(units)}
     out = []
     for u in units:
-        wanted = [] if u.step == "baseline" else [(u.host, u.seed, "baseline")]
+        wanted = [] if u.step == "baseline" else [(u.host, u.plan.host_seed, "baseline")]
         if u.step == _TSF_TEST_STEP:
             wanted.append((u.host, u.seed, "sparrow"))
         out.append([index[w] for w in wanted if w in index])
@@ -402,8 +423,8 @@ def measure_main(
 ) -> Measurements:
     """Every (host, variant, seed) on every benchmark of the plan (trained and cached under smoke/mini, in
     ``plan.workers`` processes; the converted checkpoints under paper, or nothing with ``skipped`` set when they
-    are absent). ``train_seconds``/``eval_seconds`` add up the time of every group (more than the wall time when
-    groups ran in parallel; with a pool they include the ablation's runs, see the module docstring); the notebook
+    are absent). ``train_seconds``/``eval_seconds`` add up the time of every run (more than the wall time when
+    runs ran in parallel; with a pool they include the ablation's runs, see the module docstring); the notebook
     reports its own wall time beside them."""
     out = Measurements(plan)
     if plan.profile == "paper":
@@ -436,7 +457,12 @@ def measure_main(
                 out.cells += _cells(results, host, variant, plan.seeds[0])
         return out
     # Host stages first (every other run waits for one), then the longest runs.
-    units = [_Unit(plan, host, seed, variant) for variant in _MAIN_ORDER for seed in plan.seeds for host in plan.hosts]
+    units = [
+        _Unit(plan, host, seed, variant)
+        for variant in _MAIN_ORDER
+        for seed in (plan.seeds[:1] if variant == "baseline" else plan.seeds)
+        for host in plan.hosts
+    ]
     if plan.workers > 1:
         _pretrain_sam(plan)
         if ABLATION_HOST in plan.hosts:
@@ -477,7 +503,7 @@ def measure_ablation(
         return out
     base = []
     for step, variant in (("baseline", "baseline"), ("box", "sparrow")):
-        for s in plan.seeds:
+        for s in plan.seeds[:1] if variant == "baseline" else plan.seeds:
             c = main.cell(ABLATION_HOST, variant, ABLATION_COLUMN, s)
             base.append(
                 Cell(

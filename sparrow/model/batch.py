@@ -53,6 +53,9 @@ class SparrowBatch:
     query_ids: list[str] = field(default_factory=list)
     stage: str = "stage1"
     texts: list[str] = field(default_factory=list)  # each sample's referring expression or QA question
+    # per sample, the text each [SEG] of its answer stands for (conversation.seg_texts): what the location
+    # channel grounds for that token
+    seg_texts: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])

@@ -16,7 +16,13 @@ import torch
 
 from sparrow.model.batch import SparrowBatch, SparrowExample
 from sparrow.model.config import ModelConfig, stage_behaviour
-from sparrow.model.conversation import CHAT_TEMPLATES, apply_box_rule, referring_turn, tokenize_conversation
+from sparrow.model.conversation import (
+    CHAT_TEMPLATES,
+    apply_box_rule,
+    referring_turn,
+    seg_texts,
+    tokenize_conversation,
+)
 from sparrow.model.frames import encoder_frames, stretch, to_float
 from sparrow.model.tokens import IGNORE_INDEX, SEG_TOKEN
 from sparrow.tsf.crops import mask_box_crops
@@ -57,8 +63,10 @@ class SparrowCollator:
         num_tsf = cfg.num_tsf_placeholders if self.behaviour.tsf else 0
         max_len = max(8, cfg.llm.model_max_length - cfg.visual_token_reserve)
         ids, labels, frames, temporal, sam, masks, boxes, crops, orig = [], [], [], [], [], [], [], [], []
+        located: list[list[str]] = []
         for ex in examples:
             question, answer = self.conversation(ex)
+            located.append(seg_texts(answer, ex.text))
             turn = tokenize_conversation(self.tokenizer, self.template, question, answer, num_tsf, max_len)
             ids.append(torch.tensor(turn.input_ids, dtype=torch.long))
             labels.append(torch.tensor(turn.labels, dtype=torch.long))
@@ -103,4 +111,5 @@ class SparrowCollator:
             query_ids=[e.query_id for e in examples],
             stage=self.stage,
             texts=[e.text for e in examples],
+            seg_texts=located,
         )

@@ -11,6 +11,7 @@ LLaVA-style code tokenises per round).
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,6 +103,22 @@ def grounded_caption_answer(caption: str, spans: Sequence[dict], max_phrases: in
         last = span["end"]
     out.append(caption[last:])
     return "".join(out)
+
+
+_PHRASE = re.compile(r"<p>(.*?)</p>", re.S)
+
+
+def seg_texts(answer: str | None, fallback: str) -> list[str]:
+    """The text each ``[SEG]`` of ``answer`` stands for, in order: the last ``<p> phrase </p>`` written after the
+    previous ``[SEG]`` (a grounded caption's phrase), else ``fallback`` (the referring expression or the question).
+    ``answer`` None (the template answer of a referring expression): ``[fallback]``."""
+    if answer is None:
+        return [fallback]
+    out = []
+    for piece in answer.split(SEG_TOKEN)[:-1]:
+        phrases = [p.strip() for p in _PHRASE.findall(piece) if p.strip()]
+        out.append(phrases[-1] if phrases else fallback)
+    return out
 
 
 def grounded_caption_turn(caption: str, spans: Sequence[dict], key: str, max_phrases: int) -> tuple[str, str]:
@@ -197,6 +214,7 @@ __all__ = [
     "adds_bos",
     "apply_box_rule",
     "grounded_caption_answer",
+    "seg_texts",
     "grounded_caption_turn",
     "pick_template",
     "placeholder_string",

@@ -351,7 +351,7 @@ class GlusVideo:
         # torchvision's Resize does
         self.sam_feats = video.feats if max(video.shape[1:]) <= size else None
 
-    def segment(self, question: str, tsf, num_tsf: int, max_new_tokens: int, behaviour, location=None):
+    def segment(self, question: str, tsf, num_tsf: int, max_new_tokens: int, behaviour, locator=None):
         model, video = self.video.model, self.video
         run = run_video(model, video.frames, self.phrase(question), self.settings, self.sam_feats)
         first = run.turns[0]

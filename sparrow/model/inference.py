@@ -14,7 +14,7 @@ fixed global frames and carries SAM2's memory across the windows.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -26,11 +26,11 @@ from sparrow.data.indices import linspace_truncated_padded
 from sparrow.model import glus_protocol, release_frames, unipixel_protocol
 from sparrow.model.batch import Prediction
 from sparrow.model.config import ModelConfig, StageBehaviour, stage_behaviour
-from sparrow.model.conversation import CHAT_TEMPLATES, tokenize_conversation
+from sparrow.model.conversation import CHAT_TEMPLATES, seg_texts, tokenize_conversation
 from sparrow.model.frames import encoder_frames, stretch, to_float
 from sparrow.model.host_protocol import protocol
 from sparrow.model.multimodal_inputs import expand_sample, token_marks
-from sparrow.model.pixel_decoder import Location, MemoryState
+from sparrow.model.pixel_decoder import Locations, MemoryState, locations_frames
 from sparrow.tsf.crops import tracked_box_crops
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ SAM_CHUNK = 16  # frames encoded per SAM2 call at inference
 
 # (mask logits (n, T, H, W) or None without [SEG], the answer, the prompt boxes per token or None)
 Segmentation = tuple[torch.Tensor | None, str, list[torch.Tensor] | None]
+# The location channel of an answer's n [SEG] tokens, from the answer's text (computed once the answer is known)
+Locator = Callable[[str, int], Locations]
 
 
 class VideoContext:
@@ -97,12 +99,13 @@ class WholeVideo:
         num_tsf: int,
         max_new_tokens: int,
         behaviour: StageBehaviour,
-        location: Location | None = None,
+        locator: Locator | None = None,
     ) -> Segmentation:
         m, video = self.video.model, self.video
         answer_text, seg_h, box_h = answer(m, self.visual(), question, tsf, num_tsf, max_new_tokens)
         if seg_h.shape[0] == 0:
             return None, answer_text, None
+        location = locator(answer_text, seg_h.shape[0]) if locator is not None else None
         logits, boxes = m.segment(
             video.feats,
             m.lv_projector(seg_h),
@@ -145,7 +148,7 @@ class QuestionWindows:
         num_tsf: int,
         max_new_tokens: int,
         behaviour: StageBehaviour,
-        location: Location | None = None,
+        locator: Locator | None = None,
     ) -> Segmentation:
         m, video = self.video.model, self.video
         t, h, w = video.shape
@@ -159,6 +162,8 @@ class QuestionWindows:
                 answer_text = text
                 if seg_h.shape[0] == 0:
                     return None, answer_text, None
+                # The first window's answer says what each token stands for, as its boxes prompt every window.
+                location = locator(answer_text, seg_h.shape[0]) if locator is not None else None
             tokens = m.lv_projector(seg_h) if seg_h.shape[0] else seg_prev
             if seg_prev is not None and tokens.shape[0] != seg_prev.shape[0]:
                 fill = seg_prev[tokens.shape[0] :] if tokens.shape[0] < seg_prev.shape[0] else None
@@ -173,7 +178,7 @@ class QuestionWindows:
                 prior_filter=m.cfg.selector.box_prior_filter_test,
                 state=state,
                 fixed_boxes=boxes,
-                location=None if location is None else location.frames(window[0], window[-1] + 1),
+                location=locations_frames(location, window[0], window[-1] + 1),
             )
             if start == 0:
                 boxes = win_boxes
@@ -347,8 +352,12 @@ def _predict_text(
     question = question_text(cfg, text, raw_question)
     num_tsf = cfg.num_tsf_placeholders if behaviour.tsf else 0
     tsf = _tsf_tokens(model, video.frames, tsf_boxes, tsf_embeddings) if num_tsf else None
-    location = model.locate(video.sam_frames, text)
-    logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour, location)
+
+    def locator(answer_text: str, n: int) -> Locations:
+        # Each [SEG] grounds what it stands for: its <p> phrase </p> in a grounded caption, else the text asked.
+        return model.locate_tokens(video.sam_frames, seg_texts(answer_text, text), n)
+
+    logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour, locator)
     return _prediction(logits, boxes, answer_text, text, video.shape)
 
 

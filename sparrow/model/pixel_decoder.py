@@ -46,7 +46,7 @@ import hashlib
 import shutil
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -307,6 +307,18 @@ class Location:
         return self.boxes[t][self.valid[t]]
 
 
+# The location channel of a call's tokens: one Location for every token, one per token (tokens that ground
+# different texts, e.g. the phrases of a grounded caption), or None.
+Locations = Location | list[Location] | None
+
+
+def locations_frames(location: Locations, start: int, stop: int) -> Locations:
+    """Frames ``start:stop`` of a call's locations (:data:`Locations`)."""
+    if isinstance(location, list):
+        return [loc.frames(start, stop) for loc in location]
+    return None if location is None else location.frames(start, stop)
+
+
 @dataclass
 class MemoryState:
     """SAM2 memory carried across calls (GLUS question windows): outputs keyed by absolute frame index."""
@@ -314,10 +326,17 @@ class MemoryState:
     num_frames: int
     next_frame: int = 0
     output_dict: dict | None = None
+    # Tokens decoded one by one (each with its own location) keep their own memory, by token index.
+    parts: dict[int, MemoryState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.output_dict is None:
             self.output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+
+    def part(self, index: int) -> MemoryState:
+        if index not in self.parts:
+            self.parts[index] = MemoryState(self.num_frames)
+        return self.parts[index]
 
 
 class PixelDecoder(nn.Module):
@@ -567,7 +586,7 @@ class PixelDecoder(nn.Module):
         out_hw: tuple[int, int],
         mode: str = "framewise",
         state: MemoryState | None = None,
-        location: Location | None = None,
+        location: Locations = None,
     ) -> torch.Tensor:
         """Mask logits (N, T, H, W) for N tokens (N, k, C); ``boxes``: per token (n_i, 4) normalised xyxy, or None.
 
@@ -575,10 +594,29 @@ class PixelDecoder(nn.Module):
         (the location channel, per frame of ``feats``): framewise, a frame's location boxes join every token's
         prompts and a frame without one is empty; in the memory modes every located frame is prompted with each
         of its location boxes and each token's own boxes (the mask the max over them) and the other frames follow
-        SAM2's memory.
+        SAM2's memory. A list of locations (one per token) decodes each token on its own, with its own memory.
         """
         if tokens.shape[0] == 0:
             return tokens.new_zeros((0, feats.num_frames) + tuple(out_hw))
+        if isinstance(location, list):
+            if len(location) != tokens.shape[0]:
+                raise ValueError(f"{len(location)} locations for {tokens.shape[0]} tokens")
+            if mode != "framewise":
+                state = state or MemoryState(feats.num_frames)
+                return torch.cat(
+                    [
+                        self.decode(
+                            feats,
+                            tokens[i : i + 1],
+                            None if boxes is None else boxes[i : i + 1],
+                            out_hw,
+                            mode,
+                            state.part(i),
+                            location[i],
+                        )
+                        for i in range(tokens.shape[0])
+                    ]
+                )
         if mode == "framewise":
             return self.decode_framewise_many(feats, [(0, feats.num_frames, tokens, boxes, out_hw, location)])[0]
         if mode in ("memory_from_first", "memory_every_frame"):
@@ -596,7 +634,10 @@ class PixelDecoder(nn.Module):
     def decode_framewise_many(self, feats: FrameFeatures, requests: list[tuple]) -> list[torch.Tensor]:
         """Framewise mask logits for several (start, stop, tokens, boxes, out_hw[, location]) requests on frames of
         ``feats``; a request with a :class:`Location` is decoded frame by frame with that frame's location box
-        joining each token's boxes (:meth:`decode`), every frame of every request in the same batched calls."""
+        joining each token's boxes (:meth:`decode`), every frame of every request in the same batched calls; with
+        a list of locations (one per token), each token is a request of its own."""
+        if any(len(r) > 5 and isinstance(r[5], list) for r in requests):
+            return self._decode_per_token(feats, requests)
         if all(len(r) == 5 or r[5] is None for r in requests):
             return self._decode_framewise_many(feats, [r[:5] for r in requests])
         flat, owners = [], []
@@ -624,6 +665,25 @@ class PixelDecoder(nn.Module):
             else:
                 out[r] = torch.cat([out[r][:, :t], logits, out[r][:, t + 1 :]], dim=1)
         return out
+
+    def _decode_per_token(self, feats: FrameFeatures, requests: list[tuple]) -> list[torch.Tensor]:
+        """:meth:`decode_framewise_many` with the requests whose location is a list split into one request per
+        token, their results joined back in token order."""
+        flat, counts = [], []
+        for start, stop, tokens, boxes, out_hw, *rest in requests:
+            location = rest[0] if rest else None
+            if not isinstance(location, list) or tokens.shape[0] == 0:
+                flat.append((start, stop, tokens, boxes, out_hw, None if isinstance(location, list) else location))
+                counts.append(None)
+                continue
+            if len(location) != tokens.shape[0]:
+                raise ValueError(f"{len(location)} locations for {tokens.shape[0]} tokens")
+            for i in range(tokens.shape[0]):
+                own = None if boxes is None else boxes[i : i + 1]
+                flat.append((start, stop, tokens[i : i + 1], own, out_hw, location[i]))
+            counts.append(tokens.shape[0])
+        decoded = iter(self.decode_framewise_many(feats, flat))
+        return [next(decoded) if n is None else torch.cat([next(decoded) for _ in range(n)]) for n in counts]
 
     def _decode_framewise_many(
         self,

@@ -78,7 +78,7 @@ from sparrow.model.llm import LanguageModel, torch_dtype
 from sparrow.model.losses import causal_lm_loss, mask_losses, proposal_bce, proposal_box_loss, proposal_targets
 from sparrow.model.lv_projector import LVProjector
 from sparrow.model.multimodal_inputs import MultimodalInputs, build_multimodal_inputs
-from sparrow.model.pixel_decoder import FrameFeatures, Location, MemoryState, PixelDecoder, build_sam
+from sparrow.model.pixel_decoder import FrameFeatures, Location, Locations, MemoryState, PixelDecoder, build_sam
 from sparrow.model.proposal_selector import ProposalSelector, align_to_tokens, select_boxes
 from sparrow.model.proposer import ClassAgnosticProposer, Proposals, build_proposer, load_proposer, proposer_from_json
 from sparrow.model.roi_helper import ROIProposalHelper
@@ -438,13 +438,13 @@ class SparrowModel(nn.Module):
         prior_filter: bool,
         state: MemoryState | None = None,
         fixed_boxes: list[torch.Tensor] | None = None,
-        location: Location | None = None,
+        location: Locations = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Mask logits (n, T, H, W) on the frames of ``feats`` and the prompt boxes per token (or None).
 
         [SEG] states projected to ``seg_tokens`` (n, k, C) and [BOX] states to ``box_queries`` (m, C) -> selector
         on ``frame0`` (unless ``fixed_boxes`` are given) -> SAM2 mask decoder; ``state`` continues a memory mode;
-        ``location`` (:meth:`locate`, the frames of ``feats``) adds the location channel's box prompts."""
+        ``location`` (:meth:`locate_tokens`, the frames of ``feats``) adds the location channel's prompts."""
         prompt = Prompt(seg_tokens.float(), fixed_boxes)
         if fixed_boxes is None and self._guides(guidance, seg_tokens.shape[0] > 0):
             prompt = self._select(frame0, prompt.tokens, box_queries.float(), out_hw, prior_filter)
@@ -467,6 +467,18 @@ class SparrowModel(nn.Module):
             size = tuple(self.pixel_decoder.sam.sam_prompt_encoder.mask_input_size)
             masks = F.interpolate(logits.unsqueeze(1).float(), size=size, mode="bilinear", align_corners=False)
         return Location(boxes, valid, masks)
+
+    def locate_tokens(self, sam_frames: torch.Tensor, texts: Sequence[str], n: int) -> Locations:
+        """The location channel of ``n`` [SEG] tokens on one clip, token i grounding ``texts[i]`` (the text it
+        stands for, :func:`sparrow.model.conversation.seg_texts`; the last text for tokens beyond them): one
+        :class:`Location` shared by every token when they all ground the same text, else one per token."""
+        if self.grounding is None or n == 0 or not texts:
+            return None
+        wanted = (list(texts) + [texts[-1]] * n)[:n]
+        found = {text: self.locate(sam_frames, text) for text in dict.fromkeys(wanted)}
+        if len(found) == 1:
+            return found[wanted[0]]
+        return [found[text] for text in wanted]
 
     @torch.no_grad()
     def _prior_filter(
@@ -577,7 +589,10 @@ class SparrowModel(nn.Module):
             box_states = hidden[i][mm.box_mask[i]][: self.cfg.max_seg_tokens]
             prompt = self._sample_prompt(seg_states, box_states, frame0, out_hw, batch.target_masks[i])
             prompts.append(prompt)
-            location = self.locate(batch.sam_frames[i], batch.texts[i]) if batch.texts else None
+            location = None
+            if batch.texts:
+                texts = batch.seg_texts[i] if batch.seg_texts else [batch.texts[i]]
+                location = self.locate_tokens(batch.sam_frames[i], texts, prompt.tokens.shape[0])
             if framewise:
                 requests.append((i * t, (i + 1) * t, prompt.tokens, prompt.boxes, out_hw, location))
             else:

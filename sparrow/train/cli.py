@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from sparrow.model.config import MODEL_STAGES
-from sparrow.profiles import PROFILES
+from sparrow.profiles import PROFILES, get_profile
 
 # The training stack (torch, the model, accelerate) is imported inside the functions that run it, so that
 # `sparrow train --help` and `sparrow --help` stay fast.
@@ -98,7 +98,7 @@ def _train_one_stage(args: argparse.Namespace, curated_root: Path) -> dict:
     train_cfg = TrainConfig.for_profile(
         args.profile, args.stage, host=args.host, seed=args.seed, show_progress=not args.no_progress, **_overrides(args)
     )
-    dataset = SparrowDataset(curated_root, "train", cfg)
+    dataset = SparrowDataset(curated_root, "train", cfg, gcg_share=get_profile(args.profile).train.gcg_share)
     result = Trainer(
         model,
         dataset,

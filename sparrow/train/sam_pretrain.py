@@ -40,14 +40,19 @@ from sparrow.model.config import LossWeights, SamSpec, _build
 from sparrow.model.frames import stretch, to_float
 from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair, union_box
 from sparrow.model.pixel_decoder import PixelDecoder, build_sam
-from sparrow.paths import runs_dir
-from sparrow.storage import DataError, atomic_write_json, digest_json, read_json
+from sparrow.paths import committed_weights_root, runs_dir
+from sparrow.storage import DataError, atomic_write_bytes, atomic_write_json, digest_json, read_json
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
 from sparrow.train.trainer import RESULT_FILE, Trainer
 
 WEIGHTS_NAME = "sam2.safetensors"
 RUN_DIR = "sam2-pretrain"
+# What this stage trains; the rest of the tiny SAM2 keeps its seeded initialisation, so that the committed copy
+# (committed_sam) holds these tensors alone and rebuilds the rest.
+TRAINED_PREFIXES = ("sam_prompt_encoder.", "sam_mask_decoder.")
+COMMITTED_WEIGHTS = "sam2-trained.safetensors"
+COMMITTED_RECORD = "sam2.json"
 PRETRAIN_SEED = 0  # one pretrained SAM2 for every training seed, as one released checkpoint
 _SAM_INIT = 13  # seed-derivation tag (sparrow.train.variants uses 11 and 12)
 FRAMES_PER_OBJECT = 3  # evenly spread over the frames where the object is visible
@@ -143,7 +148,7 @@ class SamPretrainer(nn.Module):
 
     def configure_stage(self, stage: str) -> SamPretrainer:
         for name, p in self.decoder.sam.named_parameters():
-            p.requires_grad_(name.startswith(("sam_prompt_encoder.", "sam_mask_decoder.")))
+            p.requires_grad_(name.startswith(TRAINED_PREFIXES))
         return self
 
     def forward(self, batch: dict[str, torch.Tensor]) -> SamPretrainOutput:
@@ -217,12 +222,15 @@ def ensure_pretrained_sam(
     *,
     runs_root: str | Path | None = None,
     show_progress: bool = True,
+    use_committed: bool = True,
 ) -> tuple[Path, str]:
     """Train (or reuse) the tiny SAM2 of ``profile`` on ``curated_root``: (weights file, fingerprint).
 
     One run per profile, data and SAM2 config, whatever the host or training seed, as one released checkpoint
     serves every host and seed at paper size. Processes of a worker pool that ask at once wait on a file lock while
-    the first one trains; DDP ranks train it together. An interrupted run resumes from its last checkpoint."""
+    the first one trains; DDP ranks train it together. An interrupted run resumes from its last checkpoint.
+    ``use_committed``: the committed copy (:func:`committed_sam`) recorded under the same fingerprint is used
+    instead of training (its SAM2 rebuilt once into the run folder, ``committed/``)."""
     import fcntl
 
     cfg = TrainConfig.for_profile(profile, "sam", seed=PRETRAIN_SEED, show_progress=show_progress)
@@ -231,7 +239,15 @@ def ensure_pretrained_sam(
     weights = folder / "final" / WEIGHTS_NAME
     if (folder / RESULT_FILE).is_file():
         return weights, fingerprint
+    committed = _committed_if_matching(profile, fingerprint) if use_committed else None
     folder.mkdir(parents=True, exist_ok=True)
+    if committed is not None:
+        rebuilt = folder / "committed" / WEIGHTS_NAME
+        with open(folder.parent / f".{fingerprint}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not rebuilt.is_file():
+                save_state(_rebuild(spec, committed / COMMITTED_WEIGHTS), rebuilt)
+        return rebuilt, fingerprint
     if _distributed():
         # DDP ranks train it together (the trainer's collectives need every rank); the main process writes.
         _train(spec, curated_root, cfg, folder)
@@ -243,9 +259,61 @@ def ensure_pretrained_sam(
     return weights, fingerprint
 
 
-def _train(spec: SamSpec, curated_root: str | Path, cfg, folder: Path) -> None:
+def committed_sam(profile: str) -> Path:
+    """Where the committed pretrained SAM2 of ``profile`` lives (it may be absent)."""
+    return committed_weights_root() / f"{profile}-sam2"
+
+
+def _committed_if_matching(profile: str, fingerprint: str) -> Path | None:
+    """The committed weights when recorded under ``fingerprint``; else None, saying why when they exist."""
+    folder = committed_sam(profile)
+    if not (folder / COMMITTED_RECORD).is_file():
+        return None
+    recorded = read_json(folder / COMMITTED_RECORD).get("fingerprint")
+    if recorded == fingerprint:
+        print(f"SAM2: using the committed pretrained weights {folder} (fingerprint {fingerprint})")
+        return folder
+    print(
+        f"SAM2: the committed weights {folder} were pretrained for fingerprint {recorded}, this run needs "
+        f"{fingerprint} (other data, spec or settings); pretraining it here instead"
+    )
+    return None
+
+
+def write_committed_sam(profile: str, weights: str | Path, fingerprint: str, spec: SamSpec) -> Path:
+    """Commit a pretrained SAM2 (``weights``, a full state written by this stage) as :func:`committed_sam`: the
+    tensors this stage trains, and the fingerprint and spec they were trained for."""
+    from safetensors.torch import save
+
+    state = read_state(Path(weights))
+    trained = {k: v.contiguous() for k, v in state.items() if k.startswith(TRAINED_PREFIXES)}
+    out = committed_sam(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / COMMITTED_WEIGHTS, save(trained))
+    atomic_write_json(out / COMMITTED_RECORD, {"fingerprint": fingerprint, "spec": _spec_json(spec)})
+    return out
+
+
+def _initial_sam(spec: SamSpec) -> SamPretrainer:
+    """The tiny SAM2 this stage starts from (seeded): a committed copy's untrained tensors come from here."""
     seed_all(derive_seed(PRETRAIN_SEED, _SAM_INIT))
-    model = SamPretrainer(spec)
+    return SamPretrainer(spec)
+
+
+def _rebuild(spec: SamSpec, trained: Path) -> nn.Module:
+    model = _initial_sam(spec)
+    state = read_state(trained)
+    own = model.decoder.sam.state_dict()
+    wrong = sorted(k for k in state if k not in own or not k.startswith(TRAINED_PREFIXES))
+    missing = sorted(k for k in own if k.startswith(TRAINED_PREFIXES) and k not in state)
+    if wrong or missing:
+        raise DataError(f"{trained}: not this SAM2's trained tensors (unexpected {wrong[:5]}, missing {missing[:5]})")
+    model.decoder.sam.load_state_dict(state, strict=False)
+    return model.decoder.sam
+
+
+def _train(spec: SamSpec, curated_root: str | Path, cfg, folder: Path) -> None:
+    model = _initial_sam(spec)
     dataset = BoxPromptDataset(curated_root, "train", model.decoder.image_size)
     Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from sparrow.distributed import process_state
 from sparrow.model import ModelConfig, SparrowDataset, SparrowModel
 from sparrow.model.checkpoint import CheckpointError, read_state
 from sparrow.model.config import GroundingSpec
+from sparrow.model.dataset import GCG_SHARE
 from sparrow.model.dense_grounding import grounding_vocabulary
 from sparrow.model.tokens import vocabulary_from_texts
 from sparrow.paths import runs_dir
@@ -170,16 +172,26 @@ def pretrained_grounding(
     )
 
 
-def pretrain_foundation(profile: str, data_seed: int = 0, commit: bool = False) -> Path:
-    """Pretrain the dense grounding of ``profile``'s SPARROW-Mini (data seed ``data_seed``) here, never taking the
-    committed copy; ``commit``: then write it as the committed weights (``reproductions/weights``), the file the
-    runs of that data use instead of pretraining. Returns the folder written."""
+def pretrain_foundation(profile: str, data_seed: int = 0, commit: bool = False) -> dict[str, tuple[Path, float]]:
+    """Pretrain the foundation of ``profile``'s SPARROW-Mini (data seed ``data_seed``) here, never taking the
+    committed copies: the tiny SAM2 (box and mask prompts) and the dense grounding. ``commit``: then write them as
+    the committed weights (``reproductions/weights``), the files the runs of that data use instead of pretraining.
+    Returns, per component ("sam2", "grounding"), the folder written and the CPU seconds it took."""
+    import time
+
     from sparrow.data.curate import ensure_curated
     from sparrow.storage import atomic_write_bytes
     from sparrow.train.grounding_pretrain import SPEC_NAME, WEIGHTS_NAME, committed_grounding
+    from sparrow.train.sam_pretrain import write_committed_sam
 
     root = ensure_curated(profile, data_seed)
     cfg = model_config("videoglamm", profile, False, False, root, location_channel=True)
+    out: dict[str, tuple[Path, float]] = {}
+    cpu = time.process_time()
+    weights, fingerprint = ensure_pretrained_sam(profile, root, cfg.sam, records_fingerprint(root), use_committed=False)
+    folder = write_committed_sam(profile, weights, fingerprint, cfg.sam) if commit else weights.parent
+    out["sam2"] = (folder, time.process_time() - cpu)
+    cpu = time.process_time()
     folder, _ = ensure_pretrained_grounding(
         profile,
         root,
@@ -188,12 +200,13 @@ def pretrain_foundation(profile: str, data_seed: int = 0, commit: bool = False) 
         foundation_seeds=get_profile(profile).model.grounding_foundation_seeds,
         use_committed=False,
     )
-    if not commit:
-        return folder
-    out = committed_grounding(profile)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS_NAME, SPEC_NAME):
-        atomic_write_bytes(out / name, (folder / name).read_bytes())
+    if commit:
+        target = committed_grounding(profile)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (WEIGHTS_NAME, SPEC_NAME):
+            atomic_write_bytes(target / name, (folder / name).read_bytes())
+        folder = target
+    out["grounding"] = (folder, time.process_time() - cpu)
     return out
 
 
@@ -299,7 +312,8 @@ class RunResult:
             "control": self.control,
             "variant": self.name,
             "data_fingerprint": self.data_fingerprint,
-            "stages": {s: str(r.out_dir.relative_to(self.run_dir.parent)) for s, r in self.stages.items()},
+            # relative, so that a runs folder can move; a host stage of another seed's folder is "../<name>/host"
+            "stages": {s: os.path.relpath(r.out_dir, self.run_dir.parent) for s, r in self.stages.items()},
             "model_config": self.model_config,
         }
 
@@ -357,13 +371,17 @@ def train_variant(
     runs_root: str | Path | None = None,
     location_channel: bool | None = None,
     control: bool = False,
+    host_seed: int | None = None,
 ) -> RunResult:
     """Train (or load from the cache) one variant on the curated SPARROW-Mini of ``profile``/``seed``.
 
     ``control``: the control variant (``tsf`` and ``box`` False): the host trained further by ``stage1`` and
     ``stage2`` with both switches off (see the module docstring). ``train_overrides`` maps a stage name to :class:`TrainConfig` field overrides (for experiments; a changed
     setting retrains that stage and the ones after it). ``location_channel``: see :func:`model_config` (a run
-    with the other setting in the same ``runs_root`` is retrained)."""
+    with the other setting in the same ``runs_root`` is retrained). ``host_seed``: the training seed of the host
+    checkpoint the variant starts from (None: ``seed``); the host stage of a seed is trained once, under
+    ``<host>-seed<host_seed>/host``, and every variant of any seed that names it starts from it, as the paper's
+    variants start from one released host checkpoint."""
     check_profile(profile)
     _check_control(tsf, box, control)
     state = process_state()
@@ -373,14 +391,19 @@ def train_variant(
     curated_root = Path(curated_root)
     fingerprint = records_fingerprint(curated_root)
     root = Path(runs_root) if runs_root is not None else runs_dir(profile)
-    base_dir = root / f"{host}-seed{seed}"
+    host_seed = seed if host_seed is None else host_seed
     name = variant_name(tsf, box, control)
-    run_dir = base_dir / name
+    run_dir = root / f"{host}-seed{seed}" / name
     overrides = train_overrides or {}
     stages = variant_stages(tsf, box, control)
     configs = {
         s: TrainConfig.for_profile(
-            profile, s, host=host, seed=seed, show_progress=show_progress, **overrides.get(s, {})
+            profile,
+            s,
+            host=host,
+            seed=host_seed if s == "host" else seed,
+            show_progress=show_progress,
+            **overrides.get(s, {}),
         )
         for s in stages
     }
@@ -397,7 +420,10 @@ def train_variant(
     )
     if grounding_dir is not None:
         fingerprint = f"{fingerprint}+grounding-{grounding_fingerprint}"
-    folders = {s: (base_dir / "host" if s == "host" else run_dir / s) for s in stages}
+    share = get_profile(profile).train.gcg_share
+    if share != GCG_SHARE:  # another mixture of the same records is other training data
+        fingerprint = f"{fingerprint}+gcg-{share:g}"
+    folders = {s: (root / f"{host}-seed{host_seed}" / "host" if s == "host" else run_dir / s) for s in stages}
     # Compared with what a stage recorded in JSON, so tuples must already be lists.
     model_json = {s: json.loads(json.dumps((host_cfg if s == "host" else var_cfg).to_json())) for s in stages}
 
@@ -430,7 +456,7 @@ def train_variant(
     for index, stage in enumerate(stages):
         cfg_s = host_cfg if stage == "host" else var_cfg
         if model is None:
-            model = build_model(cfg_s, seed)
+            model = build_model(cfg_s, host_seed if stage == "host" else seed)
             if stage != "host":
                 load_host_weights(model, results["host"].final_dir)
             else:
@@ -440,10 +466,10 @@ def train_variant(
                     load_pretrained_grounding(model.grounding, grounding_dir, grounding_fingerprint)
         # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
         # adapter's random init is seeded here so that it does not depend on what ran before in this process.
-        seed_all(derive_seed(seed, _LORA_FOLD, index))
+        seed_all(derive_seed(host_seed if stage == "host" else seed, _LORA_FOLD, index))
         model.configure_stage(stage, fold_lora=stage in ("stage1", "stage2"))
         if cfg_s not in datasets:
-            datasets[cfg_s] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s)
+            datasets[cfg_s] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s, gcg_share=share)
         dataset = datasets[cfg_s]
         extra = {
             "data_fingerprint": fingerprint,
