@@ -444,3 +444,26 @@ def test_a_generated_grounded_caption_locates_each_seg_by_its_phrase(curated, ho
     pred = model.predict(frames, "Describe the video.", raw_question=True)
     assert asked and asked[0] == (["the red circle", "the blue square"], 2)
     assert pred.masks_per_seg.shape[0] == 2
+
+
+def test_a_referring_request_grounds_its_phrase_whatever_the_answer_writes(curated, monkeypatch):
+    import sparrow.model.inference as inference
+
+    cfg = model_config("videoglamm", "smoke", False, False, curated, location_channel=True)
+    model = build_model(cfg, 0).eval()
+    hidden = model.cfg.llm.hidden_size
+    monkeypatch.setattr(
+        inference,
+        "answer",
+        lambda *a: ("<p> the blue square </p> [SEG].", torch.randn(1, hidden), torch.zeros(0, hidden)),
+    )
+    asked = []
+    locate_tokens = type(model).locate_tokens
+    monkeypatch.setattr(
+        type(model),
+        "locate_tokens",
+        lambda self, f, texts, n: asked.append(list(texts)) or locate_tokens(self, f, texts, n),
+    )
+    frames = (torch.rand(4, 24, 32, 3) * 255).to(torch.uint8).numpy()
+    model.predict(frames, "the red circle")
+    assert asked == [["the red circle"]]

@@ -354,8 +354,10 @@ def _predict_text(
     tsf = _tsf_tokens(model, video.frames, tsf_boxes, tsf_embeddings) if num_tsf else None
 
     def locator(answer_text: str, n: int) -> Locations:
-        # Each [SEG] grounds what it stands for: its <p> phrase </p> in a grounded caption, else the text asked.
-        return model.locate_tokens(video.sam_frames, seg_texts(answer_text, text), n)
+        # Each [SEG] grounds what it stands for: asked to segment a phrase, that phrase (whatever the answer
+        # writes around it); asked a free question (a grounded caption), each [SEG]'s own <p> phrase </p>.
+        texts = seg_texts(answer_text, text) if raw_question else [text]
+        return model.locate_tokens(video.sam_frames, texts, n)
 
     logits, answer_text, boxes = view.segment(question, tsf, num_tsf, max_new_tokens, behaviour, locator)
     return _prediction(logits, boxes, answer_text, text, video.shape)
