@@ -47,6 +47,7 @@ from sparrow.model.dense_grounding import DenseGrounding, grounding_inputs
 from sparrow.model.frames import to_float
 from sparrow.paths import committed_weights_root, runs_dir
 from sparrow.storage import DataError, atomic_write_json, digest_json, read_json
+from sparrow.train.committed import committed_if_matching
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
 from sparrow.train.trainer import RESULT_FILE, Trainer
@@ -217,19 +218,7 @@ def committed_grounding(profile: str) -> Path:
 
 
 def _committed_if_matching(profile: str, fingerprint: str) -> Path | None:
-    """The committed weights when recorded under ``fingerprint``; else None, saying why when they exist."""
-    folder = committed_grounding(profile)
-    if not (folder / SPEC_NAME).is_file():
-        return None
-    recorded = read_json(folder / SPEC_NAME).get("fingerprint")
-    if recorded == fingerprint:
-        print(f"dense grounding: using the committed pretrained weights {folder} (fingerprint {fingerprint})")
-        return folder
-    print(
-        f"dense grounding: the committed weights {folder} were pretrained for fingerprint {recorded}, this run "
-        f"needs {fingerprint} (other data, spec or settings); pretraining it here instead"
-    )
-    return None
+    return committed_if_matching(committed_grounding(profile), SPEC_NAME, fingerprint, "dense grounding")
 
 
 def ensure_pretrained_grounding(

@@ -42,6 +42,7 @@ from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair, union_bo
 from sparrow.model.pixel_decoder import PixelDecoder, build_sam
 from sparrow.paths import committed_weights_root, runs_dir
 from sparrow.storage import DataError, atomic_write_bytes, atomic_write_json, digest_json, read_json
+from sparrow.train.committed import committed_if_matching
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
 from sparrow.train.trainer import RESULT_FILE, Trainer
@@ -265,19 +266,7 @@ def committed_sam(profile: str) -> Path:
 
 
 def _committed_if_matching(profile: str, fingerprint: str) -> Path | None:
-    """The committed weights when recorded under ``fingerprint``; else None, saying why when they exist."""
-    folder = committed_sam(profile)
-    if not (folder / COMMITTED_RECORD).is_file():
-        return None
-    recorded = read_json(folder / COMMITTED_RECORD).get("fingerprint")
-    if recorded == fingerprint:
-        print(f"SAM2: using the committed pretrained weights {folder} (fingerprint {fingerprint})")
-        return folder
-    print(
-        f"SAM2: the committed weights {folder} were pretrained for fingerprint {recorded}, this run needs "
-        f"{fingerprint} (other data, spec or settings); pretraining it here instead"
-    )
-    return None
+    return committed_if_matching(committed_sam(profile), COMMITTED_RECORD, fingerprint, "SAM2")
 
 
 def write_committed_sam(profile: str, weights: str | Path, fingerprint: str, spec: SamSpec) -> Path:
