@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         shared = runs / "location" / "sam2-pretrain"  # both recipes start from the one SAM2 pretraining
         if not shared.exists():
             shared.parent.mkdir(parents=True, exist_ok=True)
-            shared.symlink_to((runs / "today" / "sam2-pretrain").resolve(), target_is_directory=True)
+            try:
+                shared.symlink_to((runs / "today" / "sam2-pretrain").resolve(), target_is_directory=True)
+            except FileExistsError:
+                pass  # another bench process sharing --runs linked it first
         rows = []
         grounding_cpu = grounding_wall = 0.0
         for recipe, location in [(r, RECIPES[r]) for r in args.recipes]:
