@@ -383,11 +383,6 @@ def control_gain_series(m: Measurements) -> dict[str, dict[str, tuple[float | No
     }
 
 
-def _seeds_of(plan, variant: str) -> tuple[int, ...]:
-    """The training seeds a variant has runs of: the baseline is one host checkpoint (the plan's host seed)."""
-    return (plan.host_seed,) if variant == "baseline" else tuple(plan.seeds)
-
-
 def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     """Every number notebook 04 reports, as keyword arguments of :meth:`sparrow.results.Recorder.add`."""
     table = main_table()
@@ -431,7 +426,7 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
                         "note": None if std is not None else "one seed: no spread",
                     }
                 )
-                for s in _seeds_of(m.plan, variant):
+                for s in m.plan.seeds_of(variant):
                     cell = m.cell(host, variant, c, s)
                     out.append(
                         {
@@ -497,7 +492,7 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
             }
         )
         out.append({"name": f"ablation/{step}/std", "value": std, "unit": "J&F (%)"})
-        for s in _seeds_of(m.plan, step):
+        for s in m.plan.seeds_of(step):
             cell = a.cell(ABLATION_HOST, step, ABLATION_COLUMN, s)
             out.append({"name": f"ablation/{step}/seed{s}", "value": cell.value if cell else None, "unit": "J&F (%)"})
     for name, why in m.details.get("skipped_rows", {}).items():  # paper: rows without weights, and why

@@ -6,8 +6,9 @@ What is measured:
   checkpoint, trained under the plan's first training seed, the mini "released host"), and for each training seed
   the control (that checkpoint trained further by the same stage 1 and stage 2 as + SPARROW, without TSF and
   ``[BOX]``) and + SPARROW (TSF in training + ``[BOX]``, from that checkpoint), trained with
-  :func:`sparrow.train.variants.train_variant` on the curated data of the plan's data seed, evaluated on the six benchmarks of
-  :mod:`sparrow.eval.benchmarks` with :func:`sparrow.eval.runner.evaluate_run` (cached per run and benchmark).
+  :func:`sparrow.train.variants.train_variant` on the curated data of the plan's data seed, evaluated on the six
+  benchmarks of :mod:`sparrow.eval.benchmarks` with :func:`sparrow.eval.runner.evaluate_run` (cached per run and
+  benchmark).
   + SPARROW minus the control is its gain beyond the extra training steps.
 - **Ablation** (Ref-DAVIS17, VideoGLaMM): baseline → + TSF (``tsf=True, box=False``) → + ``[BOX]`` (the SPARROW run)
   → + TSF at test (the SPARROW run with tracked TSF boxes from :func:`sparrow.tsf.pipeline.ensure_tsf`).
@@ -23,8 +24,8 @@ What is measured:
 Under mini the runs (one per host, seed and variant) run in ``TablePlan.workers`` single-threaded processes (two
 on the 2-core target machine) with :func:`sparrow.experiments.scheduling.run_units`: the runs of a host start
 from its one host checkpoint, so each starts after the baseline run, which trains it; every run is seeded and
-cached, so the numbers do not depend on the schedule. With a pool, the main table's pool also trains and scores the ablation's
-runs, which :func:`measure_ablation` then reads back from the cache.
+cached, so the numbers do not depend on the schedule. With a pool, the main table's pool also trains and scores
+the ablation's runs, which :func:`measure_ablation` then reads back from the cache.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class TablePlan:
         the control and + SPARROW of every training seed are trained, as the paper's variants start from the
         released host checkpoint."""
         return self.seeds[0]
+
+    def seeds_of(self, variant: str) -> tuple[int, ...]:
+        """The training seeds a variant has runs of: the baseline is one host checkpoint (:attr:`host_seed`)."""
+        return (self.host_seed,) if variant == "baseline" else tuple(self.seeds)
 
     def __post_init__(self) -> None:
         check_profile(self.profile)
@@ -460,7 +465,7 @@ def measure_main(
     units = [
         _Unit(plan, host, seed, variant)
         for variant in _MAIN_ORDER
-        for seed in (plan.seeds[:1] if variant == "baseline" else plan.seeds)
+        for seed in plan.seeds_of(variant)
         for host in plan.hosts
     ]
     if plan.workers > 1:
@@ -503,7 +508,7 @@ def measure_ablation(
         return out
     base = []
     for step, variant in (("baseline", "baseline"), ("box", "sparrow")):
-        for s in plan.seeds[:1] if variant == "baseline" else plan.seeds:
+        for s in plan.seeds_of(variant):
             c = main.cell(ABLATION_HOST, variant, ABLATION_COLUMN, s)
             base.append(
                 Cell(

@@ -392,6 +392,10 @@ def train_variant(
     fingerprint = records_fingerprint(curated_root)
     root = Path(runs_root) if runs_root is not None else runs_dir(profile)
     host_seed = seed if host_seed is None else host_seed
+
+    def stage_seed(stage: str) -> int:  # the host stage is the host checkpoint's; the others are this run's
+        return host_seed if stage == "host" else seed
+
     name = variant_name(tsf, box, control)
     run_dir = root / f"{host}-seed{seed}" / name
     overrides = train_overrides or {}
@@ -401,7 +405,7 @@ def train_variant(
             profile,
             s,
             host=host,
-            seed=host_seed if s == "host" else seed,
+            seed=stage_seed(s),
             show_progress=show_progress,
             **overrides.get(s, {}),
         )
@@ -456,7 +460,7 @@ def train_variant(
     for index, stage in enumerate(stages):
         cfg_s = host_cfg if stage == "host" else var_cfg
         if model is None:
-            model = build_model(cfg_s, host_seed if stage == "host" else seed)
+            model = build_model(cfg_s, stage_seed(stage))
             if stage != "host":
                 load_host_weights(model, results["host"].final_dir)
             else:
@@ -466,7 +470,7 @@ def train_variant(
                     load_pretrained_grounding(model.grounding, grounding_dir, grounding_fingerprint)
         # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
         # adapter's random init is seeded here so that it does not depend on what ran before in this process.
-        seed_all(derive_seed(host_seed if stage == "host" else seed, _LORA_FOLD, index))
+        seed_all(derive_seed(stage_seed(stage), _LORA_FOLD, index))
         model.configure_stage(stage, fold_lora=stage in ("stage1", "stage2"))
         if cfg_s not in datasets:
             datasets[cfg_s] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s, gcg_share=share)
