@@ -334,7 +334,7 @@ def test_the_rough_mask_prompt_marks_the_object_and_locate_gives_sam2_its_grid(c
 
 @pytest.mark.slow
 def test_make_pretrain_mini_retrains_the_committed_foundation_bit_for_bit(tmp_path, monkeypatch):
-    """About 25 CPU minutes: the committed mini SAM2 and grounding are what `make pretrain-mini` trains from
+    """About 40 CPU minutes: the committed mini SAM2 and grounding are what `make pretrain-mini` trains from
     scratch."""
     from sparrow.model.checkpoint import read_state
     from sparrow.train import sam_pretrain

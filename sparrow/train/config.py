@@ -10,7 +10,7 @@ The paper-size values follow the released code (docs/design.md §5, §10.2 and �
 - ``sam`` (smoke and mini only): the tiny SAM2's box-prompt pretraining that stands in for the released SAM2
   checkpoint (:mod:`sparrow.train.sam_pretrain`); mini: 600 steps of 8 prompts, lr 1e-3, 20 warmup steps.
 - ``grounding`` (smoke and mini only): the location channel's dense-grounding pretraining that stands in for the
-  hosts' pretrained grounding (:mod:`sparrow.train.grounding_pretrain`); mini: 2,000 steps of 3 videos (all their
+  hosts' pretrained grounding (:mod:`sparrow.train.grounding_pretrain`); mini: 3,000 steps of 3 videos (all their
   expressions), lr 2e-3, on the training split and a foundation corpus of other data seeds.
 - ``proposer`` (the released code's "Stage 0", class-agnostic proposer pretraining): AdamW lr 2e-4, weight decay 1e-4,
   100 warmup steps then cosine decay, 64 images per device, at most 500k steps (the README's example cap).

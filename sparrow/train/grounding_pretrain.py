@@ -19,7 +19,7 @@ recorded fingerprint differs are never loaded (:func:`load_pretrained_grounding`
 Its foundation corpus is SPARROW-Mini generated under other data seeds (the profile's
 ``grounding_foundation_seeds``), named in the fingerprint by generator version, profile and seeds: the generator is
 deterministic, and the evaluated data's own record fingerprint changes with any change of its output. The mini
-pretraining costs about 20 CPU minutes, so its result is committed (``reproductions/weights/<profile>-grounding``,
+pretraining costs about 37 CPU minutes, so its result is committed (``reproductions/weights/<profile>-grounding``,
 written by ``make pretrain-mini``); a run whose fingerprint is the committed one's uses it instead of training, and
 says so; one with another fingerprint trains, and says why the committed weights do not serve.
 """
