@@ -53,7 +53,7 @@ test-mini: setup
 regen-expected: setup
 	$(PY) -m sparrow.cli regen-expected --profile $(PROFILE) --seed $(SEED)
 
-# The mini dense grounding (about 20 CPU minutes, one thread, bit-reproducible), committed under
+# The mini dense grounding (about 37 CPU minutes, one thread, bit-reproducible), committed under
 # reproductions/weights/mini-grounding; make reproduce uses that copy while its fingerprint matches.
 pretrain-mini: setup
 	$(PY) -m sparrow.cli pretrain --profile mini --commit
