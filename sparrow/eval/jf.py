@@ -555,6 +555,7 @@ def _boxes(masks: _Masks, height: int, width: int, left: int) -> list[_Box]:
     # the columns over the rows that hold foreground only.
     row_sums = [cv2.reduce(m.reshape(-1, width), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S) for m in (g, p)]
     all_sums = (row_sums[0] + row_sums[1]).reshape(g.shape[0], height, 1)
+    masses = [0] * g.shape[0] if masks.checked else all_sums.sum(axis=(1, 2), dtype=np.int64).tolist()
     boxes = []
     for t in range(g.shape[0]):
         sums = all_sums[t]
@@ -569,8 +570,7 @@ def _boxes(masks: _Masks, height: int, width: int, left: int) -> list[_Box]:
         first = (x0 - left) // 8 * 8
         start = max(first, 0)
         packed = [np.packbits(m[t, y0:y1, start:x1], axis=1, bitorder="little") for m in (g, p)]
-        mass = 0 if masks.checked else int(cv2.sumElems(sums)[0])
-        boxes.append(_Box(t, y0, y1, x0, x1, *packed, first=first, mass=mass))
+        boxes.append(_Box(t, y0, y1, x0, x1, *packed, first=first, mass=masses[t]))
     return boxes
 
 

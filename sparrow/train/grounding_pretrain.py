@@ -46,7 +46,7 @@ from sparrow.model.config import GroundingSpec, _build
 from sparrow.model.dense_grounding import DenseGrounding, grounding_inputs
 from sparrow.model.frames import to_float
 from sparrow.paths import committed_weights_root, runs_dir
-from sparrow.storage import DataError, atomic_write_json, digest_json, read_json
+from sparrow.storage import DataError, atomic_write_bytes, atomic_write_json, digest_json, read_json
 from sparrow.train.committed import committed_if_matching
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
@@ -219,6 +219,16 @@ def committed_grounding(profile: str) -> Path:
 
 def _committed_if_matching(profile: str, fingerprint: str) -> Path | None:
     return committed_if_matching(committed_grounding(profile), SPEC_NAME, fingerprint, "dense grounding")
+
+
+def write_committed_grounding(profile: str, folder: str | Path) -> Path:
+    """Commit a pretrained grounding (``folder``, the ``final/`` of this stage's run: weights and their record with
+    the fingerprint) as :func:`committed_grounding`."""
+    out = committed_grounding(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS_NAME, SPEC_NAME):
+        atomic_write_bytes(out / name, (Path(folder) / name).read_bytes())
+    return out
 
 
 def ensure_pretrained_grounding(

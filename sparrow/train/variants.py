@@ -180,8 +180,7 @@ def pretrain_foundation(profile: str, data_seed: int = 0, commit: bool = False) 
     import time
 
     from sparrow.data.curate import ensure_curated
-    from sparrow.storage import atomic_write_bytes
-    from sparrow.train.grounding_pretrain import SPEC_NAME, WEIGHTS_NAME, committed_grounding
+    from sparrow.train.grounding_pretrain import write_committed_grounding
     from sparrow.train.sam_pretrain import write_committed_sam
 
     root = ensure_curated(profile, data_seed)
@@ -201,11 +200,7 @@ def pretrain_foundation(profile: str, data_seed: int = 0, commit: bool = False) 
         use_committed=False,
     )
     if commit:
-        target = committed_grounding(profile)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in (WEIGHTS_NAME, SPEC_NAME):
-            atomic_write_bytes(target / name, (folder / name).read_bytes())
-        folder = target
+        folder = write_committed_grounding(profile, folder)
     out["grounding"] = (folder, time.process_time() - cpu)
     return out
 
