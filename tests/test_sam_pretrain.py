@@ -173,3 +173,22 @@ def test_a_committed_sam2_serves_its_own_fingerprint_rebuilt_bit_for_bit(curated
     (folder / sam_pretrain.COMMITTED_WEIGHTS).write_bytes(save({"image_encoder.x": torch.zeros(1)}))
     with pytest.raises(DataError, match="not this SAM2's trained tensors"):
         ensure_pretrained_sam("smoke", curated, spec, data, runs_root=tmp_path / "e", show_progress=False)
+
+
+def test_both_pretrainings_run_under_their_fixed_thread_count(curated, tmp_path, monkeypatch):
+    """The committed weights are retrained bit for bit only under the thread count they were trained with, so the
+    pretraining stages set it themselves whatever the machine's default, and give the default back."""
+    from sparrow.train import grounding_pretrain, sam_pretrain
+    from sparrow.train.trainer import Trainer
+
+    seen = []
+    monkeypatch.setattr(Trainer, "train", lambda self, resume=True: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    spec = preset("videoglamm", "smoke").sam
+    cfg = TrainConfig.for_profile("smoke", "sam", seed=0, show_progress=False)
+    sam_pretrain._train(spec, curated, cfg, tmp_path / "sam")
+    grounding_spec = preset("videoglamm", "smoke").grounding
+    cfg = TrainConfig.for_profile("smoke", "grounding", seed=0, show_progress=False)
+    grounding_pretrain._train(grounding_spec, curated, cfg, tmp_path / "grounding", "fp")
+    assert seen == [sam_pretrain.PRETRAIN_THREADS, grounding_pretrain.PRETRAIN_THREADS] == [2, 1]
+    assert torch.get_num_threads() == before

@@ -42,7 +42,7 @@ from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair, union_bo
 from sparrow.model.pixel_decoder import PixelDecoder, build_sam
 from sparrow.paths import committed_weights_root, runs_dir
 from sparrow.storage import DataError, atomic_write_bytes, atomic_write_json, digest_json, read_json
-from sparrow.train.committed import committed_if_matching
+from sparrow.train.committed import committed_if_matching, fixed_threads
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
 from sparrow.train.trainer import RESULT_FILE, Trainer
@@ -55,6 +55,9 @@ TRAINED_PREFIXES = ("sam_prompt_encoder.", "sam_mask_decoder.")
 COMMITTED_WEIGHTS = "sam2-trained.safetensors"
 COMMITTED_RECORD = "sam2.json"
 PRETRAIN_SEED = 0  # one pretrained SAM2 for every training seed, as one released checkpoint
+# torch threads of the pretraining, whatever the machine: the committed mini SAM2 was trained with two, and the same
+# count retrains it bit for bit (one thread gives other low bits).
+PRETRAIN_THREADS = 2
 _SAM_INIT = 13  # seed-derivation tag (sparrow.train.variants uses 11 and 12)
 FRAMES_PER_OBJECT = 3  # evenly spread over the frames where the object is visible
 MIN_AREA = 16  # pixels at the video's size: smaller slivers (a mostly occluded object) are no prompt target
@@ -304,7 +307,8 @@ def _rebuild(spec: SamSpec, trained: Path) -> nn.Module:
 def _train(spec: SamSpec, curated_root: str | Path, cfg, folder: Path) -> None:
     model = _initial_sam(spec)
     dataset = BoxPromptDataset(curated_root, "train", model.decoder.image_size)
-    Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
+    with fixed_threads(PRETRAIN_THREADS):
+        Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
 
 
 def _distributed() -> bool:
