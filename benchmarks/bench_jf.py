@@ -7,6 +7,9 @@ val objects are mostly a few per cent of the frame), irregular shapes that move,
 (scale, shift, shape; 5 % missed frames, 5 % frames with a false-positive blob), calibrated to J&F of about 0.8 like the
 methods in the paper. Mask generation is not timed.
 
+With ``--davis2017 DIR`` (a checkout of github.com/davisvideochallenge/davis2017-evaluation; not a dependency of the
+kit) the official ``davis2017.metrics`` functions themselves are timed in the same loop as well, values checked equal.
+
 Both sides run single-threaded (cv2.setNumThreads(1)) in this process. The headline ratio uses CPU time of this
 process, which other processes on a shared machine disturb far less than wall time; wall time is printed too.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -91,6 +95,20 @@ def make_sequence(
     return gt, pred, area
 
 
+def _official(path: str | None):
+    """``(db_eval_iou, db_eval_boundary)`` of a davis2017-evaluation checkout, or the reason they cannot run."""
+    if not path:
+        return None, "no checkout given (--davis2017 DIR)"
+    if not (Path(path) / "davis2017" / "metrics.py").is_file():
+        return None, f"{path} is not a davis2017-evaluation checkout (no davis2017/metrics.py)"
+    sys.path.insert(0, str(Path(path)))
+    try:
+        from davis2017.metrics import db_eval_boundary, db_eval_iou
+    except ImportError as exc:
+        return None, f"cannot import davis2017.metrics from {path}: {exc}"
+    return (db_eval_iou, db_eval_boundary), ""
+
+
 def _timed(fn, *args):
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn(*args)
@@ -104,15 +122,17 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--davis2017", default=None, help="a davis2017-evaluation checkout: time its functions too")
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    official, why_not = _official(args.davis2017)
     rng = np.random.default_rng(args.seed)
 
     # Warm-up: imports (scikit-image) and first-call costs on both sides.
     g, p, _ = make_sequence(rng, 2, args.height, args.width)
     ref_iou(g, p), ref_boundary(g, p), jf_per_frame(g, p), region_similarity(g, p), contour_accuracy(g, p)
 
-    cpu = {"ref_j": 0.0, "ref_f": 0.0, "ours": 0.0, "ours_sep": 0.0}
+    cpu = {"ref_j": 0.0, "ref_f": 0.0, "ours": 0.0, "ours_sep": 0.0, "official": 0.0}
     wall = dict.fromkeys(cpu, 0.0)
     max_dj = max_df = 0.0
     sizes: list[tuple[float, float, float]] = []  # (area, reference cpu, ours cpu)
@@ -120,7 +140,7 @@ def main() -> None:
     for s in range(args.sequences):
         g, p, area = make_sequence(rng, args.frames, args.height, args.width)
         # Alternate the order so that neither side always finds the other's data in cache.
-        runs = [("ref", None), ("ours", None), ("ours_sep", None)]
+        runs = [("ref", None), ("ours", None), ("ours_sep", None)] + ([("official", None)] if official else [])
         if s % 2:
             runs.reverse()
         seq_ref = seq_ours = 0.0
@@ -133,6 +153,12 @@ def main() -> None:
                 wall["ref_j"] += w1
                 wall["ref_f"] += w2
                 seq_ref = c1 + c2
+            elif name == "official":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # its J divides by empty unions
+                    (j_off, c1, w1), (f_off, c2, w2) = _timed(official[0], g, p), _timed(official[1], g, p)
+                cpu["official"] += c1 + c2
+                wall["official"] += w1 + w2
             elif name == "ours":
                 (j_ours, f_ours), c, w = _timed(jf_per_frame, g, p)
                 cpu["ours"] += c
@@ -144,6 +170,9 @@ def main() -> None:
                 wall["ours_sep"] += w1 + w2
         max_dj = max(max_dj, float(np.abs(j_ref - j_ours).max()), float(np.abs(j_ref - j_sep).max()))
         max_df = max(max_df, float(np.abs(f_ref - f_ours).max()), float(np.abs(f_ref - f_sep).max()))
+        if official:
+            max_dj = max(max_dj, float(np.abs(j_off - j_ours).max()))
+            max_df = max(max_df, float(np.abs(f_off - f_ours).max()))
         sizes.append((area, seq_ref, seq_ours))
         stats.append((float(np.mean(j_ref)), float(np.mean(f_ref))))
 
@@ -171,6 +200,13 @@ def main() -> None:
         f"speed-up, the two functions:     {ref_cpu / cpu['ours_sep']:.1f}x CPU time, "
         f"{ref_wall / wall['ours_sep']:.1f}x wall"
     )
+    if official:
+        print(
+            f"official davis2017.metrics (J + F): {cpu['official'] / n * 1e3:.3f} ms/frame CPU; jf_per_frame "
+            f"{cpu['official'] / cpu['ours']:.1f}x faster; the reference takes {ref_cpu / cpu['official']:.2f}x its time"
+        )
+    else:
+        print(f"official davis2017.metrics: not timed: {why_not}")
     order = np.argsort([a for a, _, _ in sizes])
     thirds = np.array_split(order, 3)
     for label, part in zip(("small", "medium", "large"), thirds):
