@@ -7,26 +7,9 @@ and settings it was trained for, and a run takes the committed copy only when it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 from sparrow.storage import read_json
-
-
-@contextmanager
-def fixed_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` for the block, then restored. CPU kernels split their sums by
-    thread count (not by cores), so committed weights are retrained bit for bit (``make pretrain-mini``) on any
-    machine only under the thread count they were trained with."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def committed_if_matching(folder: Path, record: str, fingerprint: str, what: str) -> Path | None:

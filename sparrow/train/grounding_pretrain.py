@@ -47,17 +47,20 @@ from sparrow.model.dense_grounding import DenseGrounding, grounding_inputs
 from sparrow.model.frames import to_float
 from sparrow.paths import committed_weights_root, runs_dir
 from sparrow.storage import DataError, atomic_write_bytes, atomic_write_json, digest_json, read_json
-from sparrow.train.committed import committed_if_matching, fixed_threads
+from sparrow.train.committed import committed_if_matching
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
 from sparrow.train.trainer import RESULT_FILE, Trainer
+from sparrow.tsf.detection import torch_threads
 
 WEIGHTS_NAME = "grounding.safetensors"
 SPEC_NAME = "grounding.json"
 RUN_DIR = "grounding-pretrain"
 STAGE = "grounding"
 PRETRAIN_SEED = 0  # one foundation for every training seed
-PRETRAIN_THREADS = 1  # torch threads of the pretraining: the committed weights are retrained bit for bit
+# torch threads of the pretraining, whatever the machine: CPU kernels split their sums by thread count (not by
+# cores), and the committed weights are retrained bit for bit (make pretrain-mini).
+PRETRAIN_THREADS = 1
 _GROUNDING_INIT = 14  # seed-derivation tag (sparrow.train.variants uses 11 and 12, sam_pretrain 13)
 CLIP_LENGTHS = (0, 8, 4)  # frames per sample (0: every frame of the video)
 POS_WEIGHT = 3.0
@@ -303,7 +306,7 @@ def _train(
     seed_all(derive_seed(PRETRAIN_SEED, _GROUNDING_INIT))
     model = GroundingPretrainer(spec, fingerprint)
     dataset = GroundingDataset(curated_root, "train", spec, foundation_roots)
-    with fixed_threads(PRETRAIN_THREADS):
+    with torch_threads(PRETRAIN_THREADS):
         Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
 
 

@@ -42,10 +42,11 @@ from sparrow.model.losses import mask_bce_per_pair, mask_dice_per_pair, union_bo
 from sparrow.model.pixel_decoder import PixelDecoder, build_sam
 from sparrow.paths import committed_weights_root, runs_dir
 from sparrow.storage import DataError, atomic_write_bytes, atomic_write_json, digest_json, read_json
-from sparrow.train.committed import committed_if_matching, fixed_threads
+from sparrow.train.committed import committed_if_matching
 from sparrow.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from sparrow.train.sampling import derive_seed, seed_all
 from sparrow.train.trainer import RESULT_FILE, Trainer
+from sparrow.tsf.detection import torch_threads
 
 WEIGHTS_NAME = "sam2.safetensors"
 RUN_DIR = "sam2-pretrain"
@@ -307,7 +308,7 @@ def _rebuild(spec: SamSpec, trained: Path) -> nn.Module:
 def _train(spec: SamSpec, curated_root: str | Path, cfg, folder: Path) -> None:
     model = _initial_sam(spec)
     dataset = BoxPromptDataset(curated_root, "train", model.decoder.image_size)
-    with fixed_threads(PRETRAIN_THREADS):
+    with torch_threads(PRETRAIN_THREADS):
         Trainer(model, dataset, cfg, folder, collate_fn=collate).train(resume=True)
 
 
