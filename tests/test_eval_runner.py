@@ -213,6 +213,72 @@ def test_predict_many_is_used_when_the_model_has_it(curated, tmp_path):
     assert model.batched_calls == bench.limit and model.calls > model.batched_calls  # one call per video
 
 
+class ClipModel(ColourModel):
+    """The text picks a channel, the clip's first frame the threshold: a clip predicted on its own differs from the
+    same frames predicted within the whole video. Records every call's frame count and TSF boxes."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[int, object]] = []
+
+    def predict(self, frames, text, *, raw_question=False, tsf_boxes=None, max_new_tokens=None):
+        self.seen.append((len(frames), tsf_boxes))
+        frames = np.asarray(frames)
+        c = zlib.crc32(text.encode()) % 3
+        masks = frames[..., c] > frames[0, ..., c].mean()
+        boxes = np.zeros((len(frames), 4), np.float32)
+        answer = f"[SEG] {len(frames)} frames from {int(frames[0].sum()) % 997}"
+        return Prediction(masks, boxes, answer, masks[None], [], seg_found=len(frames) > 2)
+
+
+def test_ref_davis17_runs_independent_clips_and_joins_them(curated, tmp_path):
+    from PIL import Image
+
+    bench = get_benchmark("ref_davis17", "smoke").replace(limit=1)
+    assert all(get_benchmark("ref_davis17", p).clip_frames == 64 for p in ("smoke", "mini", "paper"))
+    from sparrow.data.curated import CuratedDataset
+
+    ds = CuratedDataset(curated)
+    ((video_id, expressions),) = bench.select(ds).items()
+    frames = ds.load_frames(video_id)
+    n = len(frames)
+    size = n // 2 + 1  # two clips, the second shorter
+    tsf = {e.expression_id: np.arange(n * 4, dtype=float).reshape(n, 4) + i for i, e in enumerate(expressions)}
+    model = ClipModel()
+    clipped = bench.replace(clip_frames=size)
+    result = run_benchmark(
+        model,
+        clipped,
+        curated,
+        tmp_path / "c",
+        model_id="clip",
+        tsf_boxes=lambda e: tsf[e.expression_id],
+        tsf_tag="t",
+        show_progress=False,
+    )
+    assert [k for k, _ in model.seen] == [size] * len(expressions) + [n - size] * len(expressions)
+    for (k, boxes), e in zip(model.seen, expressions * 2):
+        start = 0 if k == size else size
+        np.testing.assert_array_equal(boxes, tsf[e.expression_id][start : start + k])  # each clip its own frames'
+    record = json.loads(next((tmp_path / "c" / "records").glob("*.json")).read_text())
+    row = record["expressions"][0]
+    alone = [ClipModel().predict(frames[a:b], bench.prompt(expressions[0])[0]) for a, b in ((0, size), (size, n))]
+    assert row["clip_answers"] == [p.answer for p in alone] and row["answer"] == alone[0].answer
+    assert row["seg_found"] == (n - size > 2)
+    # The palette PNGs hold the clips' own masks: expression 0 is object 1 of annotator set 0
+    assert expressions[0].expression_id.endswith("/0") and expressions[0].object_ids == ["1"]
+    pngs = sorted((tmp_path / "c" / "Davis17_annot1").rglob("*.png"))
+    labels = np.stack([np.asarray(Image.open(p)) for p in pngs])
+    joined = np.concatenate([p.masks for p in alone])
+    assert (labels == 1).any() and not ((labels == 1) & ~joined).any()
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["clip_frames"] == size and result.units == 1
+    whole = run_benchmark(ClipModel(), bench, curated, tmp_path / "w", model_id="clip", show_progress=False)
+    assert whole.value != result.value  # the whole video in one sample is another prediction
+    with pytest.raises(ValueError, match="clip_frames"):
+        get_benchmark("vidstg", "smoke").replace(clip_frames=8)
+
+
 def test_missing_prediction_scores_zero_under_the_mevis_rule_and_is_listed(curated, tmp_path):
     bench = get_benchmark("mevis_valid_u", "smoke")
     full = run_benchmark(ColourModel(), bench, curated, tmp_path / "m", model_id="colour", show_progress=False)

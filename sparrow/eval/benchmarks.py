@@ -9,7 +9,8 @@ column         curated source / split     protocol       number in the table
 MeViS val      ``mevis/valid``            ``rvos``       J&F per expression (MeViS ``eval_mevis.py``, §6.1)
 MeViS val^u    ``mevis/valid_u``          ``rvos``       J&F per expression
 Ref-YTVOS      ``ref-youtube-vos/valid``  ``rvos``       J&F per expression (the server's understood rule)
-Ref-DAVIS17    ``ref-davis17/valid``      ``ref_davis``  DAVIS unsupervised J&F, mean of 4 annotator runs
+Ref-DAVIS17    ``ref-davis17/valid``      ``ref_davis``  DAVIS unsupervised J&F, mean of 4 annotator runs,
+                                                         in independent 64-frame clips (``clip_frames``)
 VidSTG         ``vidstg/test``            ``grounding``  MLLM-style mIoU (``gt_viou``), interrogative only
 VideoGCG       ``videogcg/val``           ``gcg``        tube mIoU; METEOR / CIDEr beside it; CLAIR (judge)
 =============  =========================  =============  ===================================================
@@ -68,6 +69,9 @@ class Benchmark:
     kinds: tuple[str, ...] | None = None
     limit: int | None = None
     max_frames: int | None = None  # grounding / GCG clips: at most this many frames, evenly spread (40 released)
+    # Referring clips: a longer video is cut into runs of this many frames, each predicted on its own (its own
+    # encoder frames, answer and frame-0 proposals) and the masks joined (released Ref-DAVIS17 script: 64).
+    clip_frames: int | None = None
     unit: str = "videos"  # "videos" or "expressions"
     caption_metrics: bool = True  # GCG: METEOR and CIDEr (Java); off under smoke, where the jar's start dominates
 
@@ -80,6 +84,10 @@ class Benchmark:
             raise ValueError(f"benchmark {self.key}: unit must be 'videos' or 'expressions', got {self.unit!r}")
         if self.unit == "expressions" and self.protocol in ("ref_davis", "gcg"):
             raise ValueError(f"benchmark {self.key}: the {self.protocol} protocol scores whole videos")
+        if self.clip_frames is not None and (self.clip_frames < 1 or self.protocol not in ("rvos", "ref_davis")):
+            raise ValueError(
+                f"benchmark {self.key}: clip_frames ({self.clip_frames}) needs a referring protocol and >= 1 frame"
+            )
 
     def replace(self, **changes: Any) -> Benchmark:
         return dataclasses.replace(self, **changes)
@@ -142,7 +150,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("mevis_valid", "MeViS val", "mevis", "valid", "rvos", "J&F"),
     Benchmark("mevis_valid_u", "MeViS val^u", "mevis", "valid_u", "rvos", "J&F"),
     Benchmark("ref_youtube_vos", "Ref-YTVOS", "ref-youtube-vos", "valid", "rvos", "J&F"),
-    Benchmark("ref_davis17", "Ref-DAVIS17", "ref-davis17", "valid", "ref_davis", "J&F"),
+    Benchmark("ref_davis17", "Ref-DAVIS17", "ref-davis17", "valid", "ref_davis", "J&F", clip_frames=64),
     Benchmark(
         "vidstg",
         "VidSTG mIoU",

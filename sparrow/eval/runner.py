@@ -59,6 +59,7 @@ from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, locate_groun
 from sparrow.eval.rvos import evaluate_rvos, read_expression_prediction
 from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
 from sparrow.model import SparrowModel
+from sparrow.model.batch import Prediction
 from sparrow.paths import home
 from sparrow.profiles import check_profile
 from sparrow.storage import DataError, atomic_write_json, digest_json, folder_lock, read_json, sha256_file
@@ -66,8 +67,9 @@ from sparrow.tsf.runs import TSFRun
 
 # 2: a SAM2 trained from scratch decodes its trained single mask at inference (no stability fallback), so
 # predictions cached by format 1 no longer match the code that would make them; 3: grounded captions are generated
-# with their own answer budget (GCG_MAX_NEW_TOKENS); 4: the manifest records the official-parity switches
-FORMAT = 4
+# with their own answer budget (GCG_MAX_NEW_TOKENS); 4: the manifest records the official-parity switches; 5: it
+# records the referring clip length (Ref-DAVIS17 in independent 64-frame clips)
+FORMAT = 5
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 RECORDS = "records"
@@ -261,6 +263,48 @@ def predict_texts(
         ]
 
 
+def predict_clips(
+    model: Any,
+    frames: np.ndarray,
+    texts: Sequence[str],
+    raw_question: bool,
+    tsf_boxes: Sequence[Any] | None,
+    clip_frames: int | None,
+) -> tuple[list[Prediction], list[list[str]] | None]:
+    """:func:`predict_texts` on the whole video, or, when it is longer than ``clip_frames``, on each run of
+    ``clip_frames`` frames as an independent sample (the released Ref-DAVIS17 protocol) with the masks joined along
+    time. Returns the predictions and, for a clipped video, each text's answer per clip (else None).
+
+    A joined prediction found its ``[SEG]`` only if every clip did (a clip without one has empty masks, as released);
+    its answer is the first clip's. Each clip's TSF boxes are its own frames' (the released script indexes the
+    video's box file by the frame's position within the clip, so its later clips crop at the first clip's boxes)."""
+    n = len(frames)
+    if clip_frames is None or n <= clip_frames:
+        return predict_texts(model, frames, texts, raw_question, tsf_boxes), None
+    parts = []
+    for start in range(0, n, clip_frames):
+        stop = min(start + clip_frames, n)
+        boxes = None if tsf_boxes is None else [None if x is None else np.asarray(x)[start:stop] for x in tsf_boxes]
+        parts.append(predict_texts(model, frames[start:stop], texts, raw_question, boxes))
+    joined = [_join_clips([clip[i] for clip in parts]) for i in range(len(texts))]
+    return joined, [[clip[i].answer for clip in parts] for i in range(len(texts))]
+
+
+def _join_clips(clips: Sequence[Prediction]) -> Prediction:
+    n_seg = max(c.masks_per_seg.shape[0] for c in clips)
+    per_seg = [
+        np.concatenate([c.masks_per_seg, np.zeros((n_seg - len(c.masks_per_seg), *c.masks.shape), bool)]) for c in clips
+    ]
+    return Prediction(
+        masks=np.concatenate([c.masks for c in clips]),
+        boxes=np.concatenate([c.boxes for c in clips]),
+        answer=clips[0].answer,
+        masks_per_seg=np.concatenate(per_seg, axis=1),
+        prompt_boxes=list(clips[0].prompt_boxes),
+        seg_found=all(c.seg_found for c in clips),
+    )
+
+
 def gcg_max_new_tokens(model: Any) -> int:
     """The answer budget of a grounded caption: the model's own, at least :data:`GCG_MAX_NEW_TOKENS`."""
     cfg = getattr(model, "cfg", None)
@@ -325,7 +369,8 @@ class _Predictor:
         if b.protocol in ("rvos", "ref_davis"):
             frames = ds.load_frames(video_id)
             prompts = [b.prompt(e) for e in expressions]
-            preds = predict_texts(model, frames, [p[0] for p in prompts], prompts[0][1], self._tsf(expressions))
+            texts = [p[0] for p in prompts]
+            preds, answers = predict_clips(model, frames, texts, prompts[0][1], self._tsf(expressions), b.clip_frames)
             if b.protocol == "rvos":
                 for e, p in zip(expressions, preds):
                     folder = self.out / "Annotations" / name / submission_names(video_id, e.expression_id)[1]
@@ -333,6 +378,9 @@ class _Predictor:
             else:
                 writes += self._davis_writes(video, name, expressions, preds)
             rows = [_record_row(e, p, t) for e, p, (t, _) in zip(expressions, preds, prompts)]
+            if answers is not None:
+                for row, clip_answers in zip(rows, answers):
+                    row["clip_answers"] = clip_answers
         elif b.protocol == "grounding":
             clips: dict[tuple[int, ...], list[ExpressionRecord]] = {}
             for e in expressions:
@@ -444,6 +492,7 @@ def _prediction_manifest(
         "protocol": b.protocol,
         "kinds": list(b.kinds) if b.kinds else None,
         "max_frames": b.max_frames,
+        "clip_frames": b.clip_frames,
     }
 
 
