@@ -17,6 +17,10 @@ uint8 and resize SAM2 frames in two steps).
 ``official_framewise.*`` (same script): the official ``inference_framewise`` from a given answer and LLM states on,
 with the tiny proposer; the kit's kept box within 1e-6 (measured 1.5e-8), mask logits within 1e-5 (measured 4.8e-7),
 binary masks equal.
+
+``official_generation.*`` (``make_fixtures.py --generation-only``): the official greedy generation over the released
+3,328 visual tokens (tiny CLIP-336 and InternVideo2-224 towers); visual tokens within 1e-5 (measured 5.4e-7), the new
+ids equal, step logits within 1e-4 (measured 2.3e-7), last-layer states within 1e-5 (measured 1.7e-6).
 """
 
 from __future__ import annotations
@@ -238,3 +242,66 @@ def test_framewise_inference_after_the_answer_matches_the_official_one(official,
     torch.testing.assert_close(boxes[0].float(), expected["boxes_after_filter"], rtol=0, atol=1e-6)
     torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=1e-5)
     assert torch.equal((logits[0] > 0).to(torch.uint8), expected["masks"].to(torch.uint8))
+
+
+# -- greedy generation over the visual tokens ----------------------------------------------------------------------
+def test_greedy_generation_over_the_visual_tokens_matches_the_official_one(official, monkeypatch):
+    """The two real frames through the released chains, a tiny CLIP-336 and InternVideo2-224 (so the released 3,328
+    visual tokens: 16 x 144 context then 16 x 64 video, past Phi-3's 2,048-key sliding window), the referring prompt,
+    then greedy decoding: the visual tokens, the new ids, every step's logits and last-layer state."""
+    from safetensors.torch import load_file
+
+    from sparrow.convert import ConvertOptions, convert
+    from sparrow.model.multimodal_inputs import expand_sample
+
+    expected = load_file(str(FIXTURES / "official_generation.safetensors"))
+    meta = json.loads((FIXTURES / "official_generation.json").read_text())
+    options = ConvertOptions(
+        release="sparrow",
+        src=FIXTURES / "sparrow-finetune",
+        clip=FIXTURES / "clip-336",
+        internvideo2=FIXTURES / "internvideo2-224" / "InternVideo2-stage2_1b-224p-f4.pt",
+        internvideo2_heads=2,
+        sam_config=FIXTURES / "sam2_tiny.yaml",
+        tokenizer=FIXTURES / "tokenizer-fast",
+        dtype="float32",
+    )
+    model = convert(options).model.eval()
+    frames = official["frames"].numpy()
+    assert int(frames.astype(np.int64).sum()) == meta["frames_sha"]
+    with torch.no_grad():
+        visual = inference.WholeVideo(inference.VideoContext(model, frames)).visual()
+    assert visual.shape[0] == meta["visual_tokens"] == 3328 and meta["sequence_length"] > 2048
+    torch.testing.assert_close(visual, expected["visual_tokens"], rtol=0, atol=1e-5)
+
+    # The prompt ids are the official ones (the release's tiny tokenizer maps newlines to its unknown id; the kit's
+    # ids on a byte-fallback tokenizer are compared in the tests above): the run of 16 <image> ids is one placeholder.
+    ids = meta["prompt_ids"]
+    first = ids.index(IMAGE_TOKEN_INDEX)
+    prompt = ids[:first] + [IMAGE_TOKEN_INDEX] + [i for i in ids[first:] if i != IMAGE_TOKEN_INDEX]
+    with torch.no_grad():
+        embeds, _, _, _ = expand_sample(
+            torch.tensor(prompt),
+            None,
+            visual,
+            None,
+            model.llm.embed,
+            model.seg_token_id,
+            model.box_token_id,
+            model.cfg.tsf_k,
+            model.cfg.seg_hidden_at,
+        )
+        generated, states = model.llm.generate(embeds[None], len(meta["new_ids"]), inference._stop_ids(model))
+        logits = model.llm.output_embeddings()(states)
+    assert meta["attn_implementation"] == "eager" and meta["sliding_window"] == 2047
+    assert model.llm.model.config.sliding_window == 2048  # what 4.41's eager mask let each query see
+    assert generated == meta["new_ids"]
+    n = len(generated)
+    torch.testing.assert_close(states[:n], expected["states"][:n], rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[:n], expected["logits"][:n], rtol=0, atol=1e-4)
+    assert 1e-4 < meta["min_top2_gap"] / 10  # the greedy choices are far from ties at this tolerance
+    # The window is exercised: the stored 2,047 keys move the states by ~7e-4
+    model.llm.model.config.sliding_window = 2047
+    with torch.no_grad():
+        _, narrower = model.llm.generate(embeds[None], n, inference._stop_ids(model))
+    assert (narrower[:n] - expected["states"][:n]).abs().max() > 1e-4
