@@ -197,16 +197,54 @@ def test_parity_switches_are_in_the_manifest_and_the_folder_key(tmp_path):
     sampled = parity_switches(_checkpoint(tmp_path / "b", paper.replace(decoding="sample"), 2048))
     assert sampled["decoding"] == "sample" and sampled["decoding_seed"] == paper.decoding_seed
     window = parity_switches(_checkpoint(tmp_path / "c", paper, 2047))
+    half = parity_switches(_checkpoint(tmp_path / "d", paper.replace(precision="float16"), 2048))
+    assert (switches["precision"], half["precision"]) == ("mixed", "float16")
 
     benchmark = BENCHMARKS[0]
-    keys = {keyed_eval_dir(tmp_path, "m", "same-weights", None, s).name for s in (switches, sampled, window)}
-    assert len(keys) == 3
+    keys = {keyed_eval_dir(tmp_path, "m", "same-weights", None, s).name for s in (switches, sampled, window, half)}
+    assert len(keys) == 4
     out = tmp_path / "predictions"
     out.mkdir()
     _check_manifest(out, _prediction_manifest(benchmark, "same-weights", "data", None, switches))
     assert json.loads((out / "manifest.json").read_text())["switches"] == switches
     with pytest.raises(PredictionsMismatch, match="switches"):
         _check_manifest(out, _prediction_manifest(benchmark, "same-weights", "data", None, window))
+
+
+def test_lower_precision_casts_the_llm_side_rounds_the_rest_and_infers_under_autocast(tmp_path, monkeypatch):
+    from sparrow.model import SparrowModel
+    from sparrow.model.config import ModelConfig
+
+    cfg = ModelConfig.for_preset("videoglamm", "smoke")
+    assert "precision" not in cfg.to_json()  # the kit's default: configs and fingerprints read as before
+    with pytest.raises(ValueError, match="precision"):
+        cfg.replace(precision="float64")
+    model = SparrowModel.from_config(cfg).eval()
+    sam = model.pixel_decoder.sam.sam_mask_decoder.iou_token.weight
+    assert not torch.equal(sam, sam.bfloat16().float())
+    model.set_precision("bfloat16")
+    assert model.cfg.to_json()["precision"] == "bfloat16" and parity_switches(model)["precision"] == "bfloat16"
+    assert {p.dtype for p in model.llm.parameters()} == {torch.bfloat16}
+    assert sam.dtype == torch.float32 and torch.equal(sam, sam.bfloat16().float())  # bf16 values, float32 storage
+    seen = []
+    features = model.sam_features
+
+    def recording(*args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return features(*args, **kwargs)
+
+    monkeypatch.setattr(model, "sam_features", recording)
+    frames = np.random.default_rng(0).integers(0, 255, (4, 32, 40, 3), dtype=np.uint8)
+    prediction = model.predict(frames, "the red ball")
+    assert prediction.masks.shape == (4, 32, 40) and seen == [(True, torch.bfloat16)]
+    again = SparrowModel.from_pretrained(model.save_pretrained(tmp_path / "bf16"))
+    assert again.cfg.precision == "bfloat16" and {p.dtype for p in again.llm.parameters()} == {torch.bfloat16}
+    reloaded = again.predict(frames, "the red ball")
+    assert reloaded.answer == prediction.answer and np.array_equal(reloaded.masks, prediction.masks)
+    model.set_precision("mixed")
+    seen.clear()
+    model.predict(frames, "the red ball")
+    assert seen[0][0] is False and {p.dtype for p in model.llm.parameters()} == {torch.float32}
 
 
 def test_a_stand_in_model_without_config_has_no_switches():
@@ -242,6 +280,41 @@ def test_framewise_inference_after_the_answer_matches_the_official_one(official,
     torch.testing.assert_close(boxes[0].float(), expected["boxes_after_filter"], rtol=0, atol=1e-6)
     torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=1e-5)
     assert torch.equal((logits[0] > 0).to(torch.uint8), expected["masks"].to(torch.uint8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("precision", "atol", "flipped"), [("float16", 5e-3, 0), ("bfloat16", 5e-2, 10)])
+def test_framewise_inference_at_the_released_precisions_stays_near_the_float32_one(
+    official, monkeypatch, precision, atol, flipped
+):
+    """The same path under ``precision`` (the released evaluation's --precision fp16 default, or bf16) against the
+    official float32 outputs: measured logits 1.2e-3 (fp16) and 1.3e-2 (bf16) away, 0 and 4 of 10,800 pixels."""
+    from safetensors.torch import load_file
+
+    from sparrow.convert import ConvertOptions, convert
+    from sparrow.model.config import stage_behaviour
+
+    expected = load_file(str(FIXTURES / "official_framewise.safetensors"))
+    options = ConvertOptions(
+        release="sparrow",
+        src=FIXTURES / "sparrow-finetune",
+        clip=FIXTURES / "clip",
+        sam_config=FIXTURES / "sam2_tiny.yaml",
+        tokenizer=FIXTURES / "tokenizer-fast",
+        proposer=FIXTURES / "sparrow-det-pretrain" / "checkpoint-1",
+        dtype="float32",
+        precision=precision,
+    )
+    model = convert(options).model.eval()
+    assert model.cfg.precision == precision
+    seg, box = expected["seg_state"][None], expected["box_state"][None]
+    monkeypatch.setattr(inference, "answer", lambda *args: ("[BOX] [SEG]", seg, box))
+    with torch.no_grad(), inference._inference_mode(model):
+        view = inference.WholeVideo(inference.VideoContext(model, official["frames"].numpy()))
+        logits, _, boxes = view.segment("", None, 0, 8, stage_behaviour(model.cfg, "inference"))
+    torch.testing.assert_close(logits.float(), expected["logits"], rtol=0, atol=atol)
+    assert 0 < (logits.float() - expected["logits"]).abs().max()  # the lower precision did apply
+    assert int(((logits[0] > 0) != (expected["masks"] > 0)).sum()) <= flipped
 
 
 # -- greedy generation over the visual tokens ----------------------------------------------------------------------

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a tokenizer.json folder with the same vocabulary, for environments without sentencepiece",
     )
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="LLM dtype (default: the preset's)")
+    p.add_argument(
+        "--precision",
+        choices=("mixed", "float16", "bfloat16"),
+        default="mixed",
+        help="mixed (default): the LLM in --dtype, SAM2 and the box modules float32; float16 / bfloat16: every "
+        "module in that dtype and inference under autocast, as the released evaluation's --precision",
+    )
     return p
 
 
@@ -83,6 +90,7 @@ def main_convert(argv: list[str]) -> int:
         sam_config=args.sam_config,
         tokenizer=args.tokenizer,
         dtype=args.dtype,
+        precision=args.precision,
         fuser_gamma=args.fuser_gamma,
     )
     try:

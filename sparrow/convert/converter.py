@@ -78,8 +78,13 @@ class ConvertOptions:
     # the released InternVideo2 file does not show its head count: None takes the preset's when the widths agree
     internvideo2_heads: int | None = None
     proposer_base: Any = None  # ProposerSpec with the inference fields (top-k, input size); None: the preset's
+    precision: str = "mixed"  # sparrow.model.config.PRECISIONS: float16 is the released evaluation's default
 
     def __post_init__(self) -> None:
+        from sparrow.model.config import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
         for name in ("src", "clip", "internvideo2", "proposer", "sam_config", "tokenizer"):
             value = getattr(self, name)
             if value is not None:
@@ -364,14 +369,24 @@ def _clip_config(folder: Path):
 
 
 def convert(opts: ConvertOptions) -> Converted:
-    """The kit model of a released folder, filled through the key map; unexplained keys raise ConversionError."""
-    from sparrow.model.sparrow_model import SparrowModel
-
+    """The kit model of a released folder, filled through the key map; unexplained keys raise ConversionError.
+    ``opts.precision`` other than ``mixed`` casts the filled model (every module) as the released evaluation's
+    ``--precision`` does."""
     if opts.release in HOST_RELEASES:
         import importlib
 
         module, function = HOST_RELEASES[opts.release]
-        return getattr(importlib.import_module(module), function)(opts)
+        converted = getattr(importlib.import_module(module), function)(opts)
+    else:
+        converted = _convert_videoglamm(opts)
+    if opts.precision != "mixed":
+        converted.model.set_precision(opts.precision)
+    return converted
+
+
+def _convert_videoglamm(opts: ConvertOptions) -> Converted:
+    from sparrow.model.sparrow_model import SparrowModel
+
     _check_options(opts)
     release = read_release(opts.src)
     model_type = release.config.get("model_type")

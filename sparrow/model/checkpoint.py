@@ -202,6 +202,8 @@ def load_model(cls: type[Model], directory: str | os.PathLike) -> Model:
         raise CheckpointError(f"{weights}: checkpoint weights not found")
     model = cls(cfg, checkpoint_dir=directory)
     load_state_strict(model, weights)
+    if cfg.precision != "mixed":
+        model.set_precision(cfg.precision)  # the loaded float32 modules hold values of the saved precision
     model.configure_stage(stage)
     return model.eval()
 

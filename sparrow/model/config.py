@@ -30,6 +30,9 @@ PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_
 INFERENCE_PROTOCOLS: tuple[str, ...] = ("kit", "unipixel", "unipixel-native", "glus")  # sparrow.model.host_protocol
 DECODING_MODES: tuple[str, ...] = ("greedy", "sample")
 FRAME_CHAINS: tuple[str, ...] = ("kit", "released")  # sparrow.model.frames | sparrow.model.release_frames
+# mixed: the LLM side in llm.dtype, SAM2 and the box modules float32 (the kit's); float16 / bfloat16: every module in
+# that dtype and inference under autocast to it (the released evaluation's --precision fp16 / bf16)
+PRECISIONS: tuple[str, ...] = ("mixed", "float16", "bfloat16")
 CONFIG_FORMAT = "sparrow-model/1"
 
 
@@ -250,6 +253,8 @@ class ModelConfig:
     # evaluation's top-k 50 sampling at temperature 1, seeded here with decoding_seed so runs repeat)
     decoding: str = "greedy"
     decoding_seed: int = 0
+    # module dtypes at inference (PRECISIONS): mixed (the kit's) | float16 (the released default) | bfloat16
+    precision: str = "mixed"
     # host-stage trainables (VideoGLaMM recipe: LoRA + lm_head + embed_tokens + text_hidden_fcs + mask decoder)
     host_trainable_sam: str = "mask_decoder"  # none | mask_decoder | all
     host_train_adapters: bool = True
@@ -277,6 +282,8 @@ class ModelConfig:
             raise ValueError(f"unknown frame_chain {self.frame_chain!r}; choose one of {', '.join(FRAME_CHAINS)}")
         if self.decoding not in DECODING_MODES:
             raise ValueError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODING_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.host_trainable_sam not in ("none", "mask_decoder", "all"):
             raise ValueError(f"unknown host_trainable_sam {self.host_trainable_sam!r}")
         if self.sam.tiny and self.sam.image_size is None:
@@ -320,6 +327,8 @@ class ModelConfig:
         out = {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
         if out["grounding"] is None:
             del out["grounding"]  # configs without the location channel read as before it existed
+        if out["precision"] == "mixed":
+            del out["precision"]  # the kit's precision: configs (and their fingerprints) read as before the switch
         return out
 
     @classmethod

@@ -29,6 +29,7 @@ from sparrow.model.config import ModelConfig, StageBehaviour, stage_behaviour
 from sparrow.model.conversation import CHAT_TEMPLATES, seg_texts, tokenize_conversation
 from sparrow.model.frames import encoder_frames, stretch, to_float
 from sparrow.model.host_protocol import protocol
+from sparrow.model.llm import torch_dtype
 from sparrow.model.multimodal_inputs import expand_sample, token_marks
 from sparrow.model.pixel_decoder import Locations, MemoryState, locations_frames
 from sparrow.tsf.crops import tracked_box_crops
@@ -286,8 +287,12 @@ def _inference_mode(model: SparrowModel):
     was_training = model.training
     if was_training:
         model.eval()
+    lowered = model.cfg.precision != "mixed"
     try:
-        yield
+        # the released evaluation runs under autocast to its --precision (docs/released-weights.md §3)
+        dtype = torch_dtype(model.cfg.precision) if lowered else torch.float32
+        with torch.autocast(model.device.type, dtype=dtype, enabled=lowered):
+            yield
     finally:
         if was_training:
             model.train()

@@ -251,14 +251,36 @@ class SparrowModel(nn.Module):
         self.seg_token_id = token_id(self.tokenizer, "[SEG]")
         self.box_token_id = token_id(self.tokenizer, "[BOX]")
         stages.inject_lora(self)
-        # The LLM side runs in the configured dtype (bf16 at paper size); SAM2 and the box modules stay float32
-        # (sam2 itself relies on autocast for lower precision, and they are small next to the LLM).
-        dtype = torch_dtype(cfg.llm.dtype)
-        for part in (self.llm, self.spatial, self.temporal, self.image_adapter, self.video_adapter, self.lv_projector):
-            if part is not None:
-                part.to(dtype)
+        self._cast(cfg.precision)
         self.stage = "stage1"
         self.configure_stage("stage1")
+
+    def _cast(self, precision: str) -> None:
+        # mixed: the LLM side runs in the configured dtype (bf16 at paper size); SAM2 and the box modules stay
+        # float32 (sam2 itself relies on autocast for lower precision, and they are small next to the LLM).
+        # float16 / bfloat16: the LLM side in that dtype; the other modules keep float32 storage holding values of
+        # that dtype, and inference runs under autocast to it: matrix products and convolutions then see exactly
+        # the released half-precision operands, and the layer norms run in float32 as CUDA autocast runs them
+        # for the released half-precision modules (CPU autocast would not upcast their half parameters).
+        llm_side = (self.llm, self.spatial, self.temporal, self.image_adapter, self.video_adapter, self.lv_projector)
+        dtype = torch_dtype(self.cfg.llm.dtype if precision == "mixed" else precision)
+        for part in llm_side:
+            if part is not None:
+                part.to(dtype)
+        if precision == "mixed":
+            return
+        skip = {id(t) for part in llm_side if part is not None for t in (*part.parameters(), *part.buffers())}
+        with torch.no_grad():
+            for tensor in (*self.parameters(), *self.buffers()):
+                if id(tensor) not in skip and tensor.is_floating_point():
+                    tensor.copy_(tensor.to(dtype))
+
+    def set_precision(self, precision: str) -> SparrowModel:
+        """Cast the modules for ``precision`` (:data:`~sparrow.model.config.PRECISIONS`; inference then runs under
+        autocast to it unless ``mixed``). Casting down drops bits that casting back up does not restore."""
+        self.cfg = self.cfg.replace(precision=precision)
+        self._cast(precision)
+        return self
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> SparrowModel:
