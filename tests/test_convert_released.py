@@ -457,3 +457,11 @@ def test_cli_convert_writes_the_folder_and_errors_in_one_line(tmp_path, capsys):
     assert main(args + extra + ["--sliding-window", "stored", "--out", str(tmp_path / "kit2")]) == 0
     record = json.loads((tmp_path / "kit2" / "conversion.json").read_text())
     assert record["sliding_window"]["used"] == record["sliding_window"]["stored"]
+    switches = ["--precision", "float16", "--propagation", "video_branch", "--out", str(tmp_path / "kit3")]
+    assert main(args + extra + switches) == 0
+    saved = json.loads((tmp_path / "kit3" / "config.json").read_text())["model"]
+    assert (saved["precision"], saved["propagation"]) == ("float16", "video_branch")
+    assert json.loads((out / "config.json").read_text())["model"]["propagation"] == "framewise"
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error
+        main(args + extra + ["--precision", "float64", "--out", str(tmp_path / "kit4")])
+    assert refused.value.code == 2 and "--precision" in capsys.readouterr().err

@@ -199,10 +199,12 @@ def test_parity_switches_are_in_the_manifest_and_the_folder_key(tmp_path):
     window = parity_switches(_checkpoint(tmp_path / "c", paper, 2047))
     half = parity_switches(_checkpoint(tmp_path / "d", paper.replace(precision="float16"), 2048))
     assert (switches["precision"], half["precision"]) == ("mixed", "float16")
+    branch = parity_switches(_checkpoint(tmp_path / "e", paper.replace(propagation="video_branch"), 2048))
+    assert (switches["propagation"], branch["propagation"]) == ("framewise", "video_branch")
 
     benchmark = BENCHMARKS[0]
-    keys = {keyed_eval_dir(tmp_path, "m", "same-weights", None, s).name for s in (switches, sampled, window, half)}
-    assert len(keys) == 4
+    variants = (switches, sampled, window, half, branch)
+    assert len({keyed_eval_dir(tmp_path, "m", "same-weights", None, s).name for s in variants}) == 5
     out = tmp_path / "predictions"
     out.mkdir()
     _check_manifest(out, _prediction_manifest(benchmark, "same-weights", "data", None, switches))

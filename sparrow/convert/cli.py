@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="mixed (default): the LLM in --dtype, SAM2 and the box modules float32; float16 / bfloat16: every "
         "module in that dtype and inference under autocast, as the released evaluation's --precision",
     )
+    p.add_argument(
+        "--propagation",
+        choices=("framewise", "memory_from_first", "memory_every_frame", "video_branch"),
+        help="SAM2 propagation at inference (default: the host's own); video_branch: VideoGLaMM's documented "
+        "evaluation (its SAM2 video predictor)",
+    )
     return p
 
 
@@ -91,6 +97,7 @@ def main_convert(argv: list[str]) -> int:
         tokenizer=args.tokenizer,
         dtype=args.dtype,
         precision=args.precision,
+        propagation=args.propagation,
         fuser_gamma=args.fuser_gamma,
     )
     try:

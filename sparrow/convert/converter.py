@@ -79,12 +79,17 @@ class ConvertOptions:
     internvideo2_heads: int | None = None
     proposer_base: Any = None  # ProposerSpec with the inference fields (top-k, input size); None: the preset's
     precision: str = "mixed"  # sparrow.model.config.PRECISIONS: float16 is the released evaluation's default
+    # SAM2 propagation (sparrow.model.config.PROPAGATION_MODES); None: the host's own (VideoGLaMM and SPARROW:
+    # framewise, SPARROW's evaluation; VideoGLaMM's own documented evaluation is its video predictor, video_branch)
+    propagation: str | None = None
 
     def __post_init__(self) -> None:
-        from sparrow.model.config import PRECISIONS
+        from sparrow.model.config import PRECISIONS, PROPAGATION_MODES
 
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+        if self.propagation is not None and self.propagation not in PROPAGATION_MODES:
+            raise ValueError(f"--propagation {self.propagation}: choose one of {', '.join(PROPAGATION_MODES)}")
         for name in ("src", "clip", "internvideo2", "proposer", "sam_config", "tokenizer"):
             value = getattr(self, name)
             if value is not None:
@@ -371,7 +376,7 @@ def _clip_config(folder: Path):
 def convert(opts: ConvertOptions) -> Converted:
     """The kit model of a released folder, filled through the key map; unexplained keys raise ConversionError.
     ``opts.precision`` other than ``mixed`` casts the filled model (every module) as the released evaluation's
-    ``--precision`` does."""
+    ``--precision`` does; ``opts.propagation`` sets how SAM2 carries the prompt over the frames."""
     if opts.release in HOST_RELEASES:
         import importlib
 
@@ -381,6 +386,8 @@ def convert(opts: ConvertOptions) -> Converted:
         converted = _convert_videoglamm(opts)
     if opts.precision != "mixed":
         converted.model.set_precision(opts.precision)
+    if opts.propagation not in (None, converted.model.cfg.propagation):
+        converted.model.cfg = converted.model.cfg.replace(propagation=opts.propagation)
     return converted
 
 

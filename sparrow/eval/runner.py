@@ -151,13 +151,14 @@ def _parity_switches(model_cfg: dict[str, Any], llm_config: dict[str, Any] | Non
         "eval_prompt": model_cfg.get("eval_prompt"),
         "tsf_at_test": model_cfg.get("tsf_at_test"),
         "precision": model_cfg.get("precision", "mixed"),
+        "propagation": model_cfg.get("propagation"),
     }
 
 
 def parity_switches(source: Any) -> dict[str, Any] | None:
     """The switches that make a run follow the released code or the kit (docs/released-weights.md §3): system prompt,
     Phi-3 sliding window, greedy or sampled decoding, unclamped boxes, the prior filter's prompt form, gamma, frame
-    chain, inference protocol, precision. ``source``: a ``save_pretrained`` folder or a loaded model; None for a model without
+    chain, inference protocol, precision, SAM2 propagation. ``source``: a ``save_pretrained`` folder or a loaded model; None for a model without
     a :class:`~sparrow.model.config.ModelConfig` (a stand-in)."""
     if isinstance(source, (str, Path)):
         directory = Path(source)

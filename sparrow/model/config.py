@@ -26,7 +26,7 @@ from sparrow.profiles import check_profile
 
 HOSTS: tuple[str, ...] = ("videoglamm", "unipixel", "glus")
 MODEL_STAGES: tuple[str, ...] = ("host", "proposer", "stage1", "stage2")
-PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame")
+PROPAGATION_MODES: tuple[str, ...] = ("framewise", "memory_from_first", "memory_every_frame", "video_branch")
 INFERENCE_PROTOCOLS: tuple[str, ...] = ("kit", "unipixel", "unipixel-native", "glus")  # sparrow.model.host_protocol
 DECODING_MODES: tuple[str, ...] = ("greedy", "sample")
 FRAME_CHAINS: tuple[str, ...] = ("kit", "released")  # sparrow.model.frames | sparrow.model.release_frames

@@ -20,6 +20,12 @@ Propagation modes (``ModelConfig.propagation``):
 - ``memory_from_first`` (UniPixel): the prompt enters frame 0 only; later frames are conditioned by SAM2's memory
   attention over the encoded masks of earlier frames (``num_maskmem`` most recent, object pointers included).
 - ``memory_every_frame`` (GLUS): every frame is prompted and also memory-conditioned on earlier frames.
+- ``video_branch`` (VideoGLaMM's documented evaluation, its bundled ``SAM2VideoPredictor`` with ``add_new_text``):
+  as ``memory_from_first``, with the video predictor's semantics: the ``[SEG]`` token after SAM2's two padding
+  points, the multimask output with the highest predicted IoU on the prompt frame and on every tracked frame, every
+  frame gated by the object score, the prompt frame's memory encoded from its binarised mask, memory features
+  stored in bfloat16. (The released predictor has no box prompt; boxes, when given, enter frame 0 as in
+  ``memory_from_first``.)
 
 Memory modes use sam2's own ``_prepare_memory_conditioned_features`` and ``_encode_new_memory``; the prompt
 encoding and decoding step is the same hook-based call as the framewise path, so one prompt (a token with one box)
@@ -319,6 +325,28 @@ def locations_frames(location: Locations, start: int, stop: int) -> Locations:
     return None if location is None else location.frames(start, stop)
 
 
+@contextmanager
+def _video_predictor_settings(sam: nn.Module):
+    """What ``build_sam2_video_predictor(apply_postprocessing=True)`` sets on the model: the memory of a prompted
+    frame encoded from the binarised mask, and the single-mask fallback to the most stable multimask output. (Its
+    ``fill_hole_area`` 8 is a no-op in the released VideoGLaMM predictor, which comments the hole filling out.)"""
+    decoder = sam.sam_mask_decoder
+    settings = [
+        (sam, "binarize_mask_from_pts_for_mem_enc", True),
+        (decoder, "dynamic_multimask_via_stability", True),
+        (decoder, "dynamic_multimask_stability_delta", 0.05),
+        (decoder, "dynamic_multimask_stability_thresh", 0.98),
+    ]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in settings]
+    for obj, name, value in settings:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
 @dataclass
 class MemoryState:
     """SAM2 memory carried across calls (GLUS question windows): outputs keyed by absolute frame index."""
@@ -490,11 +518,14 @@ class PixelDecoder(nn.Module):
         pad_point: bool = False,
         corners: bool = False,
         mask_input: torch.Tensor | None = None,
+        multimask: bool = False,
     ):
         """One decoder call for P prompts on P image embeddings: (low-res logits (P,1,h4,w4), SAM token, obj score).
 
         ``corners``: the boxes enter as two points labelled 2 and 3 (SAM2 pads them with a third) instead of as
-        box prompts. ``mask_input``: SAM2's dense prompt, (P or 1, 1, 4h, 4w) mask logits."""
+        box prompts. ``mask_input``: SAM2's dense prompt, (P or 1, 1, 4h, 4w) mask logits. ``multimask``: the three
+        multimask outputs, keeping the one with the highest predicted IoU and its SAM token, as sam2's
+        ``_forward_sam_heads`` selects them."""
         sam = self.sam
         p = image_embed.shape[0]
         points = None
@@ -513,16 +544,21 @@ class PixelDecoder(nn.Module):
             sparse = sparse.expand(p, -1, -1)
         if dense.shape[0] != p:
             dense = dense.expand(p, -1, -1, -1)
-        low, _, sam_tokens, obj_scores = sam.sam_mask_decoder(
+        low, ious, sam_tokens, obj_scores = sam.sam_mask_decoder(
             image_embeddings=image_embed,
             image_pe=sam.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse.to(image_embed.dtype),
             dense_prompt_embeddings=dense.to(image_embed.dtype),
-            multimask_output=False,
+            multimask_output=multimask,
             repeat_image=False,
             high_res_features=high_res,
         )
-        return low.float(), sam_tokens[:, 0], obj_scores
+        if not multimask:
+            return low.float(), sam_tokens[:, 0], obj_scores
+        rows = torch.arange(p, device=low.device)
+        best = ious.argmax(dim=-1)
+        token = sam_tokens[rows, best] if sam_tokens.shape[1] > 1 else sam_tokens[:, 0]
+        return low[rows, best].unsqueeze(1).float(), token, obj_scores
 
     def _decode_regions(
         self, image_embed, high_res, regions: torch.Tensor, tokens: torch.Tensor, own_px=None, mask_input=None
@@ -619,7 +655,7 @@ class PixelDecoder(nn.Module):
                 )
         if mode == "framewise":
             return self.decode_framewise_many(feats, [(0, feats.num_frames, tokens, boxes, out_hw, location)])[0]
-        if mode in ("memory_from_first", "memory_every_frame"):
+        if mode in ("memory_from_first", "memory_every_frame", "video_branch"):
             return self._decode_memory(
                 feats,
                 tokens,
@@ -628,6 +664,7 @@ class PixelDecoder(nn.Module):
                 mode == "memory_every_frame",
                 state or MemoryState(feats.num_frames),
                 location,
+                video_branch=mode == "video_branch",
             )
         raise ValueError(f"unknown propagation mode {mode!r}")
 
@@ -759,10 +796,19 @@ class PixelDecoder(nn.Module):
         index = owner.view(1, -1, 1, 1).expand_as(low)
         return out.scatter_reduce(1, index, low, reduce="amax", include_self=True).transpose(0, 1)
 
-    def _decode_memory(self, feats, tokens, boxes, out_hw, every_frame: bool, state: MemoryState, location=None):
+    def _decode_memory(
+        self, feats, tokens, boxes, out_hw, every_frame: bool, state: MemoryState, location=None, video_branch=False
+    ):
         sam = self.sam
         n = tokens.shape[0]
         ptok, px, owner = self._prompts(tokens, boxes)
+        if video_branch:
+            with _video_predictor_settings(sam):
+                return self._decode_memory_steps(feats, ptok, px, owner, n, out_hw, False, state, location, True)
+        return self._decode_memory_steps(feats, ptok, px, owner, n, out_hw, every_frame, state, location, False)
+
+    def _decode_memory_steps(self, feats, ptok, px, owner, n, out_hw, every_frame, state, location, video_branch):
+        sam = self.sam
         located = None
         if location is not None:
             # The grounding stands in for the host's own grounding of the text, which names the referent wherever
@@ -770,7 +816,8 @@ class PixelDecoder(nn.Module):
             located = [location.found(t) for t in range(location.valid.shape[0])]
         p = ptok.shape[0]
         output_dict = state.output_dict
-        gate = self.object_score_gating and not self.training and sam.pred_obj_scores
+        # the video predictor gates every frame's logits by the object score (sam2's _forward_sam_heads)
+        gate = (video_branch or self.object_score_gating and not self.training) and sam.pred_obj_scores
         outputs = []
         for local in range(feats.num_frames):
             t = state.next_frame + local
@@ -791,14 +838,20 @@ class PixelDecoder(nn.Module):
             prompted = t == 0 or every_frame
             if located is not None:
                 prompted = located[local]
+            # the video predictor: no points on any frame, so sam2's _use_multimask rule (0 points within its
+            # range) asks for the multimask outputs on the prompt frame and, for tracking, on every later one;
+            # the [SEG] token follows SAM2's padding point and the prompt encoder's own padding
+            multimask = video_branch and sam._use_multimask(t == 0, None)
             if prompted and located is not None:
                 low, sam_token, obj = self._decode_regions(
                     pix, high, location.at(local), ptok, px, location.mask_at(local)
                 )
             elif prompted:
-                low, sam_token, obj = self._decode(pix, high, px, ptok)
+                low, sam_token, obj = self._decode(
+                    pix, high, px, ptok, pad_point=video_branch and px is None, multimask=multimask
+                )
             else:
-                low, sam_token, obj = self._decode(pix, high, None, None, pad_point=True)
+                low, sam_token, obj = self._decode(pix, high, None, None, pad_point=True, multimask=multimask)
             if gate:
                 low = torch.where(obj.view(-1, 1, 1, 1) > 0, low, torch.full_like(low, NO_OBJ_SCORE))
             high_res_mask = F.interpolate(
@@ -817,6 +870,8 @@ class PixelDecoder(nn.Module):
                 object_score_logits=obj,
                 is_mask_from_pts=prompted,
             )
+            if video_branch:
+                mem_feats = mem_feats.to(torch.bfloat16)  # the video predictor stores memory features in bf16
             entry = {"maskmem_features": mem_feats, "maskmem_pos_enc": mem_pos, "pred_masks": low, "obj_ptr": obj_ptr}
             output_dict["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = entry
             outputs.append(self._max_by_owner(low, owner, n))
