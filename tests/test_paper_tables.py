@@ -282,6 +282,11 @@ def test_paper_path_scores_checkpoints_and_compares_within_the_tolerance(tmp_pat
     assert "needs a finished tracked TSF run" in ablation.details["tsf_test"]
     lines = report.paper_checks(main, ablation)
     assert any("VideoGLaMM, MeViS val:" in line and "OUTSIDE ±1.0" in line for line in lines)
+    # each row records what made its numbers (propagation, precision, decoding, ...)
+    assert main.details["settings"]["videoglamm-baseline"]["propagation"] == "framewise"
+    settings = {r["name"]: r for r in report.recorded_numbers(main, ablation)}["settings/videoglamm-sparrow"]
+    assert settings["value"] is None and "propagation: framewise" in settings["note"]
+    assert "precision: mixed" in settings["note"]
 
 
 @pytest.fixture(scope="module")

@@ -396,8 +396,8 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
     for host in m.plan.hosts:
         for variant in MAIN_VARIANTS:
             note = base_note if variant == "baseline" else every
-            for c in COLUMNS:
-                b = next(b for b in m.plan.benchmarks if b.key == c)
+            for b in m.plan.benchmarks:  # a plan may score only some columns
+                c = b.key
                 mean, std = mean_std(m.values(host, variant, c))
                 why = (
                     "; ".join(
@@ -497,6 +497,9 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
             out.append({"name": f"ablation/{step}/seed{s}", "value": cell.value if cell else None, "unit": "J&F (%)"})
     for name, why in m.details.get("skipped_rows", {}).items():  # paper: rows without weights, and why
         out.append({"name": f"skipped/{name}", "value": None, "note": why})
+    for name, switches in m.details.get("settings", {}).items():  # paper: what made each row's numbers
+        note = "; ".join(f"{k}: {v}" for k, v in switches.items() if k != "system_prompt")
+        out.append({"name": f"settings/{name}", "value": None, "note": note})
     for b in m.plan.benchmarks:
         out.append(
             {

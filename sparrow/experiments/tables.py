@@ -52,6 +52,7 @@ from sparrow.eval.runner import (
     evaluate_checkpoint,
     evaluate_run,
     keyed_eval_dir,
+    parity_switches,
     run_eval_dir,
     tsf_boxes_from_run,
 )
@@ -460,6 +461,8 @@ def measure_main(
                 out.eval_seconds += time.perf_counter() - start
                 out.predict_seconds += sum(r.predict_seconds for r in results.values())
                 out.cells += _cells(results, host, variant, plan.seeds[0])
+                # what made the row's numbers: propagation, precision, decoding, chains (docs/released-weights.md §3)
+                out.details.setdefault("settings", {})[name] = parity_switches(folder)
         return out
     # Host stages first (every other run waits for one), then the longest runs.
     units = [
