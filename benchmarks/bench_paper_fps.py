@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PROPAGATION_MODES = ("framewise", "memory_from_first", "memory_every_frame")  # = sparrow.model.config's
+PROPAGATION_MODES = ("framewise", "memory_from_first", "memory_every_frame", "video_branch")  # = sparrow.model.config's
 PAPER_FPS = 2.40  # VideoGLaMM + SPARROW, the paper's speed figure
 GOAL_RATIO = 2.0
 

@@ -4,8 +4,8 @@ Steps, each in its own process with its own time limit (a step that overruns is 
 
 1. ``fps``: paper-size VideoGLaMM baseline and + SPARROW inference with the released architecture in random
    weights (``bench_paper_fps.py --scale paper``: Phi-3-mini, CLIP ViT-L/14-336, InternVideo2-1B, SAM2 Hiera-L, the
-   300-query Deformable-DETR proposer), framewise decoding and SAM2 memory propagation from frame 0 timed on the
-   same loaded models. The paper: 2.40 FPS for + SPARROW; the goal is at least twice that.
+   300-query Deformable-DETR proposer), framewise decoding and VideoGLaMM's SAM2 video predictor (``video_branch``)
+   timed on the same loaded models. The paper: 2.40 FPS for + SPARROW; the goal is at least twice that.
 2. ``jf``: the batched J&F path (``sparrow.eval.jf.jf_per_frame(device="cuda")``) against the CPU path on the same
    synthetic 480x854 masks: the values must be identical; both timed.
 3. ``tsf``: the offline TSF pass per video at paper size (``bench_tsf.py --profile paper``) with a random-weight
@@ -57,7 +57,7 @@ def step_fps(tmp: Path, limit: float, frames: int, runs: int) -> dict:
     out = tmp / "fps.json"
     cmd = [_python(), "benchmarks/bench_paper_fps.py", "--scale", "paper", "--device", "cuda"]
     cmd += ["--frames", str(frames), "--runs", str(runs), "--workdir", str(tmp), "--out", str(out)]
-    cmd += ["--propagation", "framewise", "memory_from_first"]
+    cmd += ["--propagation", "framewise", "video_branch"]
     rc, log, seconds = _run(cmd, limit)
     result: dict = {"seconds": seconds, "returncode": rc, "log_tail": log[-2000:]}
     if rc == 0 and out.is_file():

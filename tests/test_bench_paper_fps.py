@@ -46,14 +46,14 @@ def test_tiny_scale_measures_both_variants_through_the_paper_loader(tmp_path):
             str(out),
             "--propagation",
             "framewise",
-            "memory_from_first",
+            "video_branch",
         ]
     )
     assert read_json(out) == report
     variants = report["variants"]
-    assert set(variants) == {"baseline", "sparrow", "baseline/memory_from_first", "sparrow/memory_from_first"}
+    assert set(variants) == {"baseline", "sparrow", "baseline/video_branch", "sparrow/video_branch"}
     assert variants["sparrow"]["propagation"] == "framewise"
-    assert variants["sparrow/memory_from_first"]["propagation"] == "memory_from_first"
+    assert variants["sparrow/video_branch"]["propagation"] == "video_branch"
     base, sparrow_ = report["variants"]["baseline"], report["variants"]["sparrow"]
     for r in (base, sparrow_):
         assert r["seconds_per_call"] > 0 and r["fps"] == pytest.approx(3 / r["seconds_per_call"])
