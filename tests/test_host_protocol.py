@@ -42,6 +42,9 @@ def test_glus_context_is_the_middle_clip():
     assert clips == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11], [2, 5, 8, 12]]
     assert glus_protocol.context_frames(13, 4) == [2, 5, 8, 11]
     assert protocol("kit").context_frames(13, 4) == [1, 4, 8, 11]  # the kit's segment centres
+    # short videos, as inference_iter.py indexes its frame list: cuts 0, 0, 1, 1, 2 give -1, the last frame
+    assert glus_protocol.context_clips(2, 4) == [[1, 0, 0, 1]]
+    assert glus_protocol.context_clips(4, 4) == [[0, 1, 2, 3]]
 
 
 def test_presets_name_their_protocols_at_paper_size_only():

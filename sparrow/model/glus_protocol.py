@@ -60,9 +60,13 @@ class GlusSettings:
 
 def context_clips(num_available: int, n: int) -> list[list[int]]:
     """Every candidate context clip: the video cut at ``linspace(0, T, n + 1)`` (int), clip i taking
-    ``min(cut_j + i, cut_{j+1} - 1)`` from each of the n parts."""
+    ``min(cut_j + i, cut_{j+1} - 1)`` from each of the n parts. A video shorter than n frames has empty parts,
+    whose index -1 GLUS reads as a Python index: the last frame."""
     cuts = np.linspace(0, num_available, n + 1, dtype=int)
-    return [[int(min(cuts[j] + i, cuts[j + 1] - 1)) for j in range(n)] for i in range(math.ceil(num_available / n))]
+    return [
+        [int(min(cuts[j] + i, cuts[j + 1] - 1)) % num_available for j in range(n)]
+        for i in range(math.ceil(num_available / n))
+    ]
 
 
 def context_frames(num_available: int, n: int) -> list[int]:
@@ -291,8 +295,8 @@ def run_video(
     them)."""
     s = settings or GlusSettings()
     t, (h, w) = frames.shape[0], frames.shape[-2:]
-    if t <= s.context_frames:
-        raise ValueError(f"GLUS's protocol needs more than {s.context_frames} frames, got {t}")
+    if t < 1:
+        raise ValueError("GLUS's protocol needs at least one frame")
     tokenizer = model.tokenizer
     inputs = _Frames(model, frames, sam_feats)
     run = GlusRun(frames=list(range(t)), context=context_frames(t, s.context_frames))
