@@ -94,6 +94,15 @@ def test_every_benchmark_writes_its_layout_and_scores(curated, tmp_path, key):
 
         png = next((out / "Davis17_annot1").rglob("*.png"))
         assert Image.open(png).mode == "P"  # palette PNGs, object k = index k, as DAVIS reads them
+        # both published protocols: the table's DAVIS one, and per expression (GLUS, UniPixel) on the same masks
+        from sparrow.data.curated import CuratedDataset
+        from sparrow.eval.score import score_ref_davis
+
+        ds = CuratedDataset(curated)
+        root = ds.meta["sources"]["ref-davis17"]["root"]
+        videos = sorted({e.video_id.split("/", 1)[1] for es in bench.select(ds).values() for e in es})
+        per = score_ref_davis(root, out, protocols=("expression",), sequences=videos).tables["per expression"]
+        assert result.details["J&F per expression"] == per["J&F"] != result.value
     if bench.protocol == "gcg":
         res = json.loads(next((out / "video_gcg").rglob("res.json")).read_text())
         assert {"gt_text", "pred_text", "gt_phrases", "pred_phrases"} <= set(res)

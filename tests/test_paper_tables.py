@@ -356,3 +356,28 @@ def test_hard_case_rows_score_each_case_from_the_predictions_on_disk(pooled_smok
         rec.add(**number)
     assert f"hard/videoglamm/control/{cases[0]}/referent_accuracy" in {x.name for x in rec.metrics}
     assert tables.hard_case_rows(tables.TablePlan.for_profile("paper", 0)) == []
+
+
+def test_paper_checks_compare_ref_davis17_under_the_protocol_of_each_published_number():
+    from sparrow.eval.paper import REF_DAVIS17_PROTOCOL, paper_value
+    from sparrow.experiments import table_report as report
+    from sparrow.experiments.tables import Cell, Measurements, TablePlan
+
+    plan = TablePlan("paper", 0, (0,), benchmarks=benchmarks_for("paper", ["ref_davis17"]))
+    cells = []
+    for host in plan.hosts:
+        for variant in ("baseline", "sparrow"):
+            published = paper_value(host, variant, "ref_davis17")
+            # the DAVIS protocol's value 10 points off; the per-expression one on the published number
+            details = {"J&F per expression": published} if variant == "baseline" else {}
+            cells.append(Cell(host, variant, 0, "ref_davis17", published - 10.0, "", details=details))
+    lines = report.paper_checks(Measurements(plan, cells))
+    for host, protocol in REF_DAVIS17_PROTOCOL.items():
+        name = report.HOST_NAMES[host]
+        base = next(x for x in lines if x.startswith(f"{name}, Ref-DAVIS17"))
+        if protocol == "expression":
+            assert f"(per expression, as {name} reports it)" in base and "+0.00) within" in base
+            sparrow_line = next(x for x in lines if x.startswith(f"{name} + SPARROW, Ref-DAVIS17"))
+            assert "not computed" in sparrow_line  # no per-expression value measured
+        else:
+            assert "per expression" not in base and "-10.00) OUTSIDE" in base

@@ -30,6 +30,10 @@ VARIANTS: tuple[str, ...] = ("baseline", "sparrow")
 SUPPORT = ("yes", "no", "not checkable")
 TITLES = {b.key: b.title for b in BENCHMARKS}
 ABSTRACT_SOURCE = "arXiv 2603.12382 abstract (also https://risys-lab.github.io/SPARROW)"
+# The Ref-DAVIS17 protocol behind each host's published numbers (docs/evaluation.md §6.3): SPARROW's metric script
+# scores the DAVIS unsupervised protocol; GLUS and UniPixel score every expression on its own with their vendored
+# MeViS code. The + SPARROW rows of GLUS and UniPixel are taken to follow their host's (the paper does not say).
+REF_DAVIS17_PROTOCOL: dict[str, str] = {"videoglamm": "davis", "unipixel": "expression", "glus": "expression"}
 
 
 def paper_dir() -> Path:

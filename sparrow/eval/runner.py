@@ -57,6 +57,7 @@ from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases, re
 from sparrow.eval.png import read_gray_png, write_binary_png, write_index_png
 from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, locate_ground_truth
 from sparrow.eval.rvos import evaluate_rvos, read_expression_prediction
+from sparrow.eval.score import ref_davis_meta_path, score_ref_davis
 from sparrow.eval.vidstg import GroundingSample, mllm_grounding_miou
 from sparrow.model import SparrowModel
 from sparrow.model.batch import Prediction
@@ -699,6 +700,13 @@ def _score_ref_davis(b: Benchmark, ds, out: Path, units, result: BenchmarkResult
         **{f"J&F {f}": 100.0 * v for f, v in r.jf.items()},
         **{c: 100.0 * v for c, v in r.table_mean.items() if c in ("J-Mean", "F-Mean")},
     }
+    # The other published protocol (GLUS, UniPixel): every expression its own unit, its object read from its
+    # annotator folder, on the same predictions
+    source_root = ds.meta.get("sources", {}).get(b.source, {}).get("root", "")
+    if source_root and ref_davis_meta_path(Path(source_root)) is not None:
+        per = score_ref_davis(source_root, out, protocols=("expression",), sequences=sequences)
+        for k, v in per.tables["per expression"].items():
+            result.details[f"{k} per expression"] = v
 
 
 def _score_grounding(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judge) -> None:

@@ -542,7 +542,7 @@ def score_mevis(
     )
 
 
-def _ref_davis_meta(gt: Path) -> Path | None:
+def ref_davis_meta_path(gt: Path) -> Path | None:
     candidates = (gt / "meta_expressions" / "valid" / "meta_expressions.json", gt / "meta_expressions.json")
     return next((p for p in candidates if p.is_file()), None)
 
@@ -554,10 +554,12 @@ def score_ref_davis(
     workers: int = 1,
     progress: Progress | None = None,
     device: str | None = None,
+    sequences: Iterable[str] | None = None,
 ) -> ScoreResult:
     """Ref-DAVIS17 under both protocols, labelled: DAVIS unsupervised per annotator set (mean of four), and per
     expression as GLUS / UniPixel compute it (the expression's object, ``obj_id``, from its annotator folder
-    ``exp_id % 4`` or from its own ``<video>/<exp_id>/`` folder)."""
+    ``exp_id % 4`` or from its own ``<video>/<exp_id>/`` folder). ``sequences``: score only these videos (default:
+    every video of the split's expressions file)."""
     from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, find_folders, locate_ground_truth
 
     gt, pred = Path(gt), Path(pred)
@@ -567,10 +569,16 @@ def score_ref_davis(
         raise ValueError(f"protocol must be among {', '.join(REF_DAVIS_PROTOCOLS)}, got {', '.join(unknown) or 'none'}")
     if not pred.is_dir():
         raise DataError(f"prediction folder {pred} does not exist")
-    meta_path = _ref_davis_meta(gt)
+    meta_path = ref_davis_meta_path(gt)
     davis_root, annotations = locate_ground_truth(gt)
     videos = read_meta_expressions(meta_path) if meta_path is not None else None
-    sequences = sorted(videos) if videos is not None else None
+    if sequences is not None:
+        sequences = sorted(sequences)
+        unknown = [v for v in sequences if videos is not None and v not in videos]
+        if unknown:
+            raise DataError(f"{meta_path}: no expressions for video(s) {', '.join(unknown[:5])}")
+    elif videos is not None:
+        sequences = sorted(videos)
     tables: dict[str, dict[str, float]] = {}
     result = ScoreResult("ref-davis17", tables)
     has_folders = any((pred / n).is_dir() for names in FOLDER_SETS.values() for n in names)
