@@ -41,9 +41,10 @@ def _convert(release: str, src: Path, out: Path, *extra: str) -> None:
     (out / "config.json").write_text(json.dumps(config))
 
 
-def _curate_benchmarks(root: Path, out: Path) -> None:
+def _curate_benchmarks(root: Path, out: Path, *splits: str) -> None:
     sources = [f"--source={name}={path}" for name, path in make_benchmark_releases(root).items()]
-    assert sparrow_main(["curate", *sources, "--splits", "valid", "valid_u", "test", "val", "--out", str(out)]) == 0
+    args = ["curate", *sources, "--splits", *splits, "valid", "valid_u", "test", "val", "--out", str(out)]
+    assert sparrow_main(args) == 0
 
 
 @pytest.fixture
@@ -57,13 +58,16 @@ def paper_home(tmp_path: Path, monkeypatch) -> Path:
     clip, sam = ["--clip", str(RELEASED / "clip")], ["--sam-config", str(small_sam)]
     tokenizer = ["--tokenizer", str(RELEASED / "tokenizer-fast")]
     videoglamm = write_videoglamm_release(RELEASED / "sparrow-finetune", tmp_path / "videoglamm-release")
-    _convert("sparrow", RELEASED / "sparrow-finetune", checkpoints / "videoglamm-sparrow", *clip, *sam, *tokenizer)
+    proposer = ["--proposer", str(RELEASED / "sparrow-det-pretrain" / "checkpoint-1")]  # the released proposer
+    _convert(
+        "sparrow", RELEASED / "sparrow-finetune", checkpoints / "videoglamm-sparrow", *clip, *sam, *tokenizer, *proposer
+    )
     _convert("videoglamm", videoglamm, checkpoints / "videoglamm-baseline", *clip, *sam, *tokenizer)
     unipixel_sam = ["--sam-config", str(RELEASED / "sam2.1_bplus_tiny.yaml")]
     _convert("unipixel", RELEASED / "unipixel", checkpoints / "unipixel-baseline", *unipixel_sam)
     glus_tokenizer = ["--tokenizer", str(RELEASED / "glus-tokenizer-fast")]
     _convert("glus", RELEASED / "glus", checkpoints / "glus-baseline", *clip, *sam, *glus_tokenizer)
-    _curate_benchmarks(tmp_path / "releases", home / "curated" / "paper")
+    _curate_benchmarks(tmp_path / "releases", home / "curated" / "paper", "train")  # MeViS train: + SPARROW rows
     return home
 
 
@@ -100,10 +104,21 @@ def test_a_checkpoint_kept_elsewhere_is_found_through_the_weights_paths_file(tmp
 
 @pytest.mark.slow
 def test_notebook_04_runs_under_paper_on_converted_releases(paper_home: Path, tmp_path: Path) -> None:
-    run = run_notebook(NOTEBOOK, "paper", out_dir=tmp_path / "executed", results_dir=tmp_path / "results")
+    """Also trains UniPixel + SPARROW and GLUS + SPARROW from the converted baselines (2 steps per stage, the
+    released proposer from videoglamm-sparrow) and records each one's cost estimated from 2 measured steps."""
+    unreleased = {"paper_train_unreleased": True, "paper_train_steps": 2, "paper_estimate_steps": 2}
+    run = run_notebook(
+        NOTEBOOK, "paper", out_dir=tmp_path / "executed", results_dir=tmp_path / "results", extra_parameters=unreleased
+    )
     assert run.results is not None
     recorded = {m["name"]: m for m in json.loads(run.results.read_text())["metrics"]}
     rows = {("unipixel", "baseline"), ("glus", "baseline"), ("videoglamm", "baseline"), ("videoglamm", "sparrow")}
+    rows |= {("unipixel", "sparrow"), ("glus", "sparrow")}  # trained here
+    for host in ("unipixel", "glus"):
+        hours = recorded[f"training_estimate/{host}-sparrow/hours"]
+        assert hours["value"] > 0 and "cpu" in hours["note"]
+        assert recorded[f"training_estimate/{host}-sparrow/stage1/seconds_per_step"]["value"] > 0
+        assert f"skipped/{host}-sparrow" not in recorded
     for host, variant in rows:
         for column in SCORED_LOCALLY:
             value = recorded[f"main/{host}/{variant}/{column}/mean"]["value"]
@@ -111,15 +126,44 @@ def test_notebook_04_runs_under_paper_on_converted_releases(paper_home: Path, tm
         for column in SERVER_ONLY:  # no public ground truth: the submission is written, the number not computed
             metric = recorded[f"main/{host}/{variant}/{column}/mean"]
             assert metric["value"] is None and "no public ground truth" in metric["note"]
-    for (host, variant), why in UNRELEASED_REASONS.items():
-        assert recorded[f"skipped/{checkpoint_name(host, variant)}"]["note"] == why
-        if variant == "sparrow":
-            for column in SCORED_LOCALLY + SERVER_ONLY:
-                metric = recorded[f"main/{host}/{variant}/{column}/mean"]
-                assert metric["value"] is None and metric["note"] == why
+    why = UNRELEASED_REASONS[("videoglamm", "tsf-only")]
+    assert recorded["skipped/videoglamm-tsf-only"]["note"] == why
     assert recorded["ablation/tsf/mean"]["value"] is None
     assert recorded["ablation/tsf/mean"]["note"] == UNRELEASED_REASONS[("videoglamm", "tsf-only")]
     assert math.isfinite(recorded["ablation/box/mean"]["value"])
     assert "tsf_run" in recorded["ablation/tsf_test/mean"]["note"]
     text = run.executed.read_text()
     assert "skipped rows" in text and UNRELEASED_REASONS[("glus", "sparrow")] in text
+    assert "unipixel-sparrow: stage1" in text  # the estimate, printed
+
+
+def test_unreleased_rows_say_why_they_are_not_trained(tmp_path: Path) -> None:
+    from sparrow.experiments.tables import TablePlan, UnreleasedTraining, find_paper_assets, measure_main
+
+    _curate_benchmarks(tmp_path / "releases", tmp_path / "curated")
+    (tmp_path / "ck" / "glus-baseline").mkdir(parents=True)
+    (tmp_path / "ck" / "glus-baseline" / "model.safetensors").touch()
+    (tmp_path / "ck" / "glus-baseline" / "config.json").write_text('{"model": {}}')
+    plan = TablePlan("paper", 0, (0,), ("glus",), ())  # no benchmark: nothing is loaded or scored
+    assets = find_paper_assets(plan, tmp_path / "curated", tmp_path / "ck")
+    main = measure_main(plan, assets, unreleased=UnreleasedTraining())
+    note = main.details["skipped_rows"]["glus-sparrow"]
+    assert note.startswith(UNRELEASED_REASONS[("glus", "sparrow")]) and "and videoglamm-sparrow checkpoints" in note
+    assert measure_main(plan, assets).details["skipped_rows"]["glus-sparrow"] == UNRELEASED_REASONS[("glus", "sparrow")]
+    with pytest.raises(ValueError, match="estimate_steps"):
+        UnreleasedTraining(estimate_steps=1)
+
+
+def test_training_from_a_converted_host_refuses_missing_inputs(tmp_path: Path) -> None:
+    from sparrow.model import ModelConfig
+    from sparrow.model.checkpoint import CheckpointError
+    from sparrow.train.variants import train_from_checkpoint
+
+    host = tmp_path / "glus-baseline"
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        train_from_checkpoint(host, tmp_path / "curated", tmp_path / "runs")
+    host.mkdir()
+    (host / "model.safetensors").touch()
+    (host / "config.json").write_text(json.dumps({"model": ModelConfig.for_preset("glus", "smoke").to_json()}))
+    with pytest.raises(ValueError, match="released proposer"):
+        train_from_checkpoint(host, tmp_path / "curated", tmp_path / "runs")

@@ -320,6 +320,16 @@ def ablation_verdicts(a: Measurements) -> list[str]:
     return lines
 
 
+def training_estimate_lines(m: Measurements) -> list[str]:
+    """Under ``paper``: the training cost of each + SPARROW row no one released, from measured steps."""
+    return [
+        f"{name}: stage1 {e['stage1']['seconds_per_step']:.2f} s/step x {e['stage1']['recipe_steps']}, stage2 "
+        f"{e['stage2']['seconds_per_step']:.2f} s/step x {e['stage2']['recipe_steps']}: about {e['hours']:.1f} h "
+        f"on {e['device']}"
+        for name, e in m.details.get("training_estimates", {}).items()
+    ]
+
+
 def paper_checks(m: Measurements, a: Measurements | None = None, tolerance: float = PAPER_TOLERANCE) -> list[str]:
     """Under ``paper``: each measured number against the published one within ``tolerance`` points."""
     if m.plan.profile != "paper":
@@ -504,6 +514,24 @@ def recorded_numbers(m: Measurements, a: Measurements) -> list[dict[str, Any]]:
             out.append({"name": f"ablation/{step}/seed{s}", "value": cell.value if cell else None, "unit": "J&F (%)"})
     for name, why in m.details.get("skipped_rows", {}).items():  # paper: rows without weights, and why
         out.append({"name": f"skipped/{name}", "value": None, "note": why})
+    for name, estimate in m.details.get("training_estimates", {}).items():  # paper: the rows no one released
+        for stage in ("stage1", "stage2"):
+            out.append(
+                {
+                    "name": f"training_estimate/{name}/{stage}/seconds_per_step",
+                    "value": estimate[stage]["seconds_per_step"],
+                    "unit": "s",
+                    "note": f"measured on {estimate['device']}; the recipe has {estimate[stage]['recipe_steps']} steps",
+                }
+            )
+        out.append(
+            {
+                "name": f"training_estimate/{name}/hours",
+                "value": estimate["hours"],
+                "unit": "h",
+                "note": f"stage1 + stage2 of the paper recipe at the measured step time on {estimate['device']}",
+            }
+        )
     for name, switches in m.details.get("settings", {}).items():  # paper: what made each row's numbers
         note = "; ".join(f"{k}: {v}" for k, v in switches.items() if k != "system_prompt")
         out.append({"name": f"settings/{name}", "value": None, "note": note})

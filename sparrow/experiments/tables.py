@@ -63,6 +63,7 @@ from sparrow.model import ModelConfig
 from sparrow.paths import component_path, home, runs_dir, weights_root
 from sparrow.profiles import check_profile, get_profile
 from sparrow.storage import DataError, read_json
+from sparrow.train.config import TrainConfig
 from sparrow.train.variants import CONTROL, RunResult, pretrained_sam, train_variant
 from sparrow.tsf.pipeline import ensure_tsf
 from sparrow.tsf.quality import read_hard_case_tags
@@ -424,8 +425,76 @@ def _merge(plan: TablePlan, parts: list[Measurements]) -> Measurements:
     return out
 
 
+@dataclass(frozen=True)
+class UnreleasedTraining:
+    """Under ``paper``, the + SPARROW rows no one released (UniPixel, GLUS): trained from the converted baselines
+    (:func:`sparrow.train.variants.train_from_checkpoint`, the released proposer taken from ``videoglamm-sparrow``)
+    when ``train`` is set, and in any case their cost estimated from ``estimate_steps`` measured steps of each stage
+    on this machine. ``steps``: steps per stage when training (None: the paper profile's recipe)."""
+
+    train: bool = False
+    estimate_steps: int = 3
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.estimate_steps < 2:
+            raise ValueError("estimate_steps must be >= 2 (the first step also pays the setup)")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+
+def _unreleased_row(
+    plan: TablePlan, assets: PaperAssets, host: str, training: UnreleasedTraining, show_progress: bool
+) -> tuple[dict[str, Any], RunResult | None, str]:
+    """(the cost estimate, the trained run or None, why it is not trained) of ``host`` + SPARROW under paper."""
+    from sparrow.train.variants import RELEASED_HOST_STAGES, train_from_checkpoint
+
+    host_dir = assets.checkpoint(host, "baseline")
+    proposer = assets.checkpoint("videoglamm", "sparrow")
+    if host_dir is None or proposer is None:
+        return {}, None, f"training it needs the converted {host}-baseline and videoglamm-sparrow checkpoints"
+    if "train" not in CuratedDataset(assets.curated_root).splits():
+        return {}, None, f"training it needs a curated training split in {assets.curated_root}"
+    n = training.estimate_steps
+    probe = train_from_checkpoint(
+        host_dir,
+        assets.curated_root,
+        runs_dir("paper") / "step-estimates",
+        proposer_from=proposer,
+        train_overrides={s: {"max_steps": n, "checkpoint_every": n, "warmup_steps": 0} for s in RELEASED_HOST_STAGES},
+        show_progress=show_progress,
+    )
+    recipe = {s: TrainConfig.for_profile("paper", s, host=host) for s in RELEASED_HOST_STAGES}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    estimate: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
+    for stage, result in probe.stages.items():
+        per_step = result.wall_s / max(1, result.steps)  # the setup is inside: an upper bound
+        estimate[stage] = {"seconds_per_step": per_step, "recipe_steps": recipe[stage].max_steps}
+    estimate["hours"] = sum(estimate[s]["seconds_per_step"] * estimate[s]["recipe_steps"] for s in recipe) / 3600
+    if not training.train:
+        return estimate, None, f"not trained here (about {estimate['hours']:.1f} h on {estimate['device']})"
+    n = training.steps
+    shorter = {
+        s: {} if n is None else {"max_steps": n, "warmup_steps": min(c.warmup_steps, n), "checkpoint_every": n}
+        for s, c in recipe.items()
+    }
+    run = train_from_checkpoint(
+        host_dir,
+        assets.curated_root,
+        runs_dir("paper"),
+        proposer_from=proposer,
+        train_overrides=shorter,
+        show_progress=show_progress,
+    )
+    return estimate, run, ""
+
+
 def measure_main(
-    plan: TablePlan, assets: PaperAssets | None = None, show_progress: bool = False, clair_judge: Any = None
+    plan: TablePlan,
+    assets: PaperAssets | None = None,
+    show_progress: bool = False,
+    clair_judge: Any = None,
+    unreleased: UnreleasedTraining | None = None,
 ) -> Measurements:
     """Every (host, variant, seed) on every benchmark of the plan (trained and cached under smoke/mini, in
     ``plan.workers`` processes; the converted checkpoints under paper, or nothing with ``skipped`` set when they
@@ -441,12 +510,22 @@ def measure_main(
         for host in plan.hosts:
             for variant in MAIN_VARIANTS:
                 folder = assets.checkpoint(host, variant)
+                name = checkpoint_name(host, variant)
+                if folder is None and unreleased is not None and (host, variant) in UNRELEASED_REASONS:
+                    estimate, run, why_not = _unreleased_row(plan, assets, host, unreleased, show_progress)
+                    if estimate:
+                        out.details.setdefault("training_estimates", {})[name] = estimate
+                    if run is not None:
+                        folder = run.final_dir
+                        out.train_seconds += run.train_seconds
+                    else:
+                        out.details["skipped_rows"][name] = f"{UNRELEASED_REASONS[(host, variant)]}; {why_not}"
                 if folder is None:
-                    why = assets.skipped_rows[(host, variant)]
+                    why = out.details["skipped_rows"].get(name) or assets.skipped_rows[(host, variant)]
                     out.cells += [Cell(host, variant, plan.seeds[0], b.key, None, why) for b in plan.benchmarks]
                     continue
+                out.details["skipped_rows"].pop(name, None)
                 start = time.perf_counter()
-                name = checkpoint_name(host, variant)
                 model_id = checkpoint_fingerprint(folder)
                 results = evaluate_checkpoint(
                     folder,

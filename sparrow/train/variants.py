@@ -52,7 +52,7 @@ from sparrow.model.dense_grounding import grounding_vocabulary
 from sparrow.model.tokens import vocabulary_from_texts
 from sparrow.paths import runs_dir
 from sparrow.profiles import check_profile, get_profile
-from sparrow.storage import DataError, atomic_write_json, read_json
+from sparrow.storage import DataError, atomic_write_json, read_json, sha256_file
 from sparrow.train.checkpoint import latest_checkpoint
 from sparrow.train.checkpoint import read_state as read_checkpoint
 from sparrow.train.config import TrainConfig
@@ -353,6 +353,43 @@ def _stage_matches(folder: Path, fingerprint: str, model_json: dict, cfg: TrainC
     )
 
 
+def _train_stage(
+    model, stage: str, fold_seed: int, dataset, config: TrainConfig, folder: Path, extra: dict[str, Any]
+) -> TrainResult:
+    # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
+    # adapter's random init is seeded here so that it does not depend on what ran before in this process.
+    seed_all(fold_seed)
+    model.configure_stage(stage, fold_lora=stage in ("stage1", "stage2"))
+    trainer = Trainer(model, dataset, config, folder, collate_fn=model.collator(stage), extra=extra)
+    return trainer.train(resume=True)
+
+
+def _reuse_or_invalidate(run_dir: Path, stages, folders, fingerprint: str, model_json, configs) -> RunResult | None:
+    """The finished run when every stage matches (no model is built at all); else a stage whose inputs changed
+    invalidates itself and everything after it, and None is returned."""
+    state = process_state()
+    if (run_dir / RUN_FILE).is_file():
+        try:
+            cached = RunResult.load(run_dir)
+        except DataError:
+            cached = None
+        if cached is not None and all(
+            _stage_matches(folders[s], fingerprint, model_json[s], configs[s]) and (folders[s] / RESULT_FILE).is_file()
+            for s in stages
+        ):
+            return cached
+    if state.is_main_process:
+        stale = False
+        for s in stages:
+            stale = stale or not _stage_matches(folders[s], fingerprint, model_json[s], configs[s])
+            if stale and folders[s].exists():
+                warnings.warn(f"{folders[s]}: trained on other data or settings; retraining", stacklevel=3)
+                shutil.rmtree(folders[s])
+        (run_dir / RUN_FILE).unlink(missing_ok=True)
+    state.wait_for_everyone()
+    return None
+
+
 def train_variant(
     host: str = "videoglamm",
     profile: str = "mini",
@@ -426,28 +463,9 @@ def train_variant(
     # Compared with what a stage recorded in JSON, so tuples must already be lists.
     model_json = {s: json.loads(json.dumps((host_cfg if s == "host" else var_cfg).to_json())) for s in stages}
 
-    # Everything cached and consistent: no model is built at all.
-    if (run_dir / RUN_FILE).is_file():
-        try:
-            cached = RunResult.load(run_dir)
-        except DataError:
-            cached = None
-        if cached is not None and all(
-            _stage_matches(folders[s], fingerprint, model_json[s], configs[s]) and (folders[s] / RESULT_FILE).is_file()
-            for s in stages
-        ):
-            return cached
-
-    # A stage whose inputs changed invalidates itself and everything after it.
-    if state.is_main_process:
-        stale = False
-        for s in stages:
-            stale = stale or not _stage_matches(folders[s], fingerprint, model_json[s], configs[s])
-            if stale and folders[s].exists():
-                warnings.warn(f"{folders[s]}: trained on other data or settings; retraining", stacklevel=2)
-                shutil.rmtree(folders[s])
-        (run_dir / RUN_FILE).unlink(missing_ok=True)
-    state.wait_for_everyone()
+    cached = _reuse_or_invalidate(run_dir, stages, folders, fingerprint, model_json, configs)
+    if cached is not None:
+        return cached
 
     results: dict[str, TrainResult] = {}
     model = None
@@ -463,21 +481,23 @@ def train_variant(
                     load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
                 if grounding_dir is not None:
                     load_pretrained_grounding(model.grounding, grounding_dir, grounding_fingerprint)
-        # The released stage scripts start each LoRA stage from merged weights with a fresh adapter. The fresh
-        # adapter's random init is seeded here so that it does not depend on what ran before in this process.
-        seed_all(derive_seed(stage_seed(stage), _LORA_FOLD, index))
-        model.configure_stage(stage, fold_lora=stage in ("stage1", "stage2"))
         if cfg_s not in datasets:
             datasets[cfg_s] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s, gcg_share=share)
-        dataset = datasets[cfg_s]
         extra = {
             "data_fingerprint": fingerprint,
             "model_config": model_json[stage],
             "host": host,
             "variant": "host" if stage == "host" else name,
         }
-        trainer = Trainer(model, dataset, configs[stage], folders[stage], collate_fn=model.collator(stage), extra=extra)
-        results[stage] = trainer.train(resume=True)
+        results[stage] = _train_stage(
+            model,
+            stage,
+            derive_seed(stage_seed(stage), _LORA_FOLD, index),
+            datasets[cfg_s],
+            configs[stage],
+            folders[stage],
+            extra,
+        )
         if stage == "host":
             model = None  # a variant model has other modules: it is rebuilt and loads these host weights
 
@@ -493,6 +513,112 @@ def train_variant(
         model_config=var_cfg.to_json(),
         control=control,
     )
+    if state.is_main_process:
+        atomic_write_json(run_dir / RUN_FILE, run.to_json())
+    state.wait_for_everyone()
+    return run
+
+
+RELEASED_HOST_STAGES = ("stage1", "stage2")
+
+
+def train_from_checkpoint(
+    host_dir: str | Path,
+    curated_root: str | Path,
+    runs_root: str | Path,
+    *,
+    proposer_from: str | Path | None = None,
+    tsf: bool = True,
+    box: bool = True,
+    seed: int = 0,
+    profile: str = "paper",
+    train_overrides: dict[str, dict[str, Any]] | None = None,
+    show_progress: bool = False,
+) -> RunResult:
+    """A variant trained from a converted host checkpoint (a released baseline, ``sparrow convert``), as the released
+    SPARROW stages start from the released host: ``stage1`` and ``stage2`` on the curated training split with the
+    profile's recipe (``train_overrides`` per stage, e.g. fewer steps), cached and resumable as :func:`train_variant`
+    under ``<runs_root>/<host folder name>/<variant>/``.
+
+    With the dual prompt, the class-agnostic proposer is the released one, not trained here: its spec and weights
+    come from ``proposer_from``, a converted SPARROW checkpoint (``sparrow convert --release sparrow --proposer``),
+    since the proposer does not depend on the host."""
+    host_dir, curated_root = Path(host_dir), Path(curated_root)
+    if not (host_dir / "model.safetensors").is_file():
+        raise CheckpointError(f"{host_dir}: not a converted host checkpoint (no model.safetensors)")
+    host_cfg = ModelConfig.from_json(read_json(host_dir / "config.json")["model"], source=str(host_dir))
+    if box and proposer_from is None:
+        raise ValueError("the dual prompt needs the released proposer: proposer_from=<converted SPARROW checkpoint>")
+    changes: dict[str, Any] = {"tsf": tsf, "box": box}
+    proposer_state: dict[str, Any] = {}
+    fingerprint = f"{records_fingerprint(curated_root)}+host-{sha256_file(host_dir / 'model.safetensors')[:16]}"
+    if box:
+        proposer_from = Path(proposer_from)
+        source = ModelConfig.from_json(read_json(proposer_from / "config.json")["model"], source=str(proposer_from))
+        changes["proposer"] = dataclasses.replace(source.proposer, path=None)
+        proposer_state = {
+            k: v for k, v in read_state(proposer_from / "model.safetensors").items() if k.startswith("proposer.")
+        }
+        if not proposer_state:
+            raise CheckpointError(f"{proposer_from}: no proposer weights (convert the SPARROW release with --proposer)")
+        fingerprint += f"+proposer-{sha256_file(proposer_from / 'model.safetensors')[:16]}"
+    var_cfg = host_cfg.replace(**changes)
+    overrides = train_overrides or {}
+    configs = {
+        s: TrainConfig.for_profile(
+            profile, s, host=host_cfg.host, seed=seed, show_progress=show_progress, **overrides.get(s, {})
+        )
+        for s in RELEASED_HOST_STAGES
+    }
+    name = variant_name(tsf, box)
+    run_dir = Path(runs_root) / host_dir.name / name
+    folders = {s: run_dir / s for s in RELEASED_HOST_STAGES}
+    model_json = {s: json.loads(json.dumps(var_cfg.to_json())) for s in RELEASED_HOST_STAGES}
+    cached = _reuse_or_invalidate(run_dir, RELEASED_HOST_STAGES, folders, fingerprint, model_json, configs)
+    if cached is not None:
+        return cached
+
+    # The folder the model is built from: the host's (its component configs and tokenizer, not its weights), the
+    # released proposer's component config beside them
+    base = run_dir / "host-base"
+    if process_state().is_main_process:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.copytree(host_dir, base, ignore=shutil.ignore_patterns("model.safetensors"))
+        if box:
+            shutil.copy2(proposer_from / "components" / "proposer.json", base / "components" / "proposer.json")
+    process_state().wait_for_everyone()
+    seed_all(derive_seed(seed, _MODEL_INIT))  # the fresh dual-prompt modules
+    model = SparrowModel(var_cfg, checkpoint_dir=base)
+    load_host_weights(model, host_dir)
+    if proposer_state:
+        missing = [k for k in model.state_dict() if k.startswith("proposer.") and k not in proposer_state]
+        if missing:
+            raise CheckpointError(f"{proposer_from}: proposer weights miss {missing[:5]}")
+        model.load_state_dict(proposer_state, strict=False)
+    dataset = SparrowDataset(curated_root, TRAIN_SPLIT, var_cfg, gcg_share=get_profile(profile).train.gcg_share)
+    results = {}
+    for index, stage in enumerate(RELEASED_HOST_STAGES):
+        extra = {
+            "data_fingerprint": fingerprint,
+            "model_config": model_json[stage],
+            "host": host_cfg.host,
+            "variant": name,
+        }
+        results[stage] = _train_stage(
+            model, stage, derive_seed(seed, _LORA_FOLD, index), dataset, configs[stage], folders[stage], extra
+        )
+    run = RunResult(
+        host=host_cfg.host,
+        profile=profile,
+        seed=seed,
+        tsf=tsf,
+        box=box,
+        run_dir=run_dir,
+        stages=results,
+        data_fingerprint=fingerprint,
+        model_config=var_cfg.to_json(),
+    )
+    state = process_state()
     if state.is_main_process:
         atomic_write_json(run_dir / RUN_FILE, run.to_json())
     state.wait_for_everyone()
