@@ -254,49 +254,12 @@ def test_a_stand_in_model_without_config_has_no_switches():
 
 
 # -- framewise inference after the answer --------------------------------------------------------------------------
-@pytest.mark.slow
-def test_framewise_inference_after_the_answer_matches_the_official_one(official, monkeypatch):
-    """From the answer's last-layer states on: token extraction, L->V projection, frame-0 proposals from the SAM2
-    frame, selection with the ROI helper, the prior filter, the guided decode of every frame and the threshold."""
-    from safetensors.torch import load_file
-
+def _framewise_from_the_answer(official, expected, monkeypatch, precision: str):
+    """The converted tiny release (with the tiny proposer) at ``precision``, decoding the two real frames from the
+    official answer's states on: (mask logits, kept boxes)."""
     from sparrow.convert import ConvertOptions, convert
     from sparrow.model.config import stage_behaviour
 
-    expected = load_file(str(FIXTURES / "official_framewise.safetensors"))
-    options = ConvertOptions(
-        release="sparrow",
-        src=FIXTURES / "sparrow-finetune",
-        clip=FIXTURES / "clip",
-        sam_config=FIXTURES / "sam2_tiny.yaml",
-        tokenizer=FIXTURES / "tokenizer-fast",
-        proposer=FIXTURES / "sparrow-det-pretrain" / "checkpoint-1",
-        dtype="float32",
-    )
-    model = convert(options).model.eval()
-    seg, box = expected["seg_state"][None], expected["box_state"][None]
-    monkeypatch.setattr(inference, "answer", lambda *args: ("[BOX] [SEG]", seg, box))
-    with torch.no_grad():
-        view = inference.WholeVideo(inference.VideoContext(model, official["frames"].numpy()))
-        logits, _, boxes = view.segment("", None, 0, 8, stage_behaviour(model.cfg, "inference"))
-    torch.testing.assert_close(boxes[0].float(), expected["boxes_after_filter"], rtol=0, atol=1e-6)
-    torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=1e-5)
-    assert torch.equal((logits[0] > 0).to(torch.uint8), expected["masks"].to(torch.uint8))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("precision", "atol", "flipped"), [("float16", 5e-3, 0), ("bfloat16", 5e-2, 10)])
-def test_framewise_inference_at_the_released_precisions_stays_near_the_float32_one(
-    official, monkeypatch, precision, atol, flipped
-):
-    """The same path under ``precision`` (the released evaluation's --precision fp16 default, or bf16) against the
-    official float32 outputs: measured logits 1.2e-3 (fp16) and 1.3e-2 (bf16) away, 0 and 4 of 10,800 pixels."""
-    from safetensors.torch import load_file
-
-    from sparrow.convert import ConvertOptions, convert
-    from sparrow.model.config import stage_behaviour
-
-    expected = load_file(str(FIXTURES / "official_framewise.safetensors"))
     options = ConvertOptions(
         release="sparrow",
         src=FIXTURES / "sparrow-finetune",
@@ -314,6 +277,33 @@ def test_framewise_inference_at_the_released_precisions_stays_near_the_float32_o
     with torch.no_grad(), inference._inference_mode(model):
         view = inference.WholeVideo(inference.VideoContext(model, official["frames"].numpy()))
         logits, _, boxes = view.segment("", None, 0, 8, stage_behaviour(model.cfg, "inference"))
+    return logits, boxes
+
+
+@pytest.mark.slow
+def test_framewise_inference_after_the_answer_matches_the_official_one(official, monkeypatch):
+    """From the answer's last-layer states on: token extraction, L->V projection, frame-0 proposals from the SAM2
+    frame, selection with the ROI helper, the prior filter, the guided decode of every frame and the threshold."""
+    from safetensors.torch import load_file
+
+    expected = load_file(str(FIXTURES / "official_framewise.safetensors"))
+    logits, boxes = _framewise_from_the_answer(official, expected, monkeypatch, "mixed")
+    torch.testing.assert_close(boxes[0].float(), expected["boxes_after_filter"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=1e-5)
+    assert torch.equal((logits[0] > 0).to(torch.uint8), expected["masks"].to(torch.uint8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("precision", "atol", "flipped"), [("float16", 5e-3, 0), ("bfloat16", 5e-2, 10)])
+def test_framewise_inference_at_the_released_precisions_stays_near_the_float32_one(
+    official, monkeypatch, precision, atol, flipped
+):
+    """The same path under ``precision`` (the released evaluation's --precision fp16 default, or bf16) against the
+    official float32 outputs: measured logits 1.2e-3 (fp16) and 1.3e-2 (bf16) away, 0 and 4 of 10,800 pixels."""
+    from safetensors.torch import load_file
+
+    expected = load_file(str(FIXTURES / "official_framewise.safetensors"))
+    logits, _ = _framewise_from_the_answer(official, expected, monkeypatch, precision)
     torch.testing.assert_close(logits.float(), expected["logits"], rtol=0, atol=atol)
     assert 0 < (logits.float() - expected["logits"]).abs().max()  # the lower precision did apply
     assert int(((logits[0] > 0) != (expected["masks"] > 0)).sum()) <= flipped

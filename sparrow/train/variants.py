@@ -364,6 +364,15 @@ def _train_stage(
     return trainer.train(resume=True)
 
 
+def _record(run: RunResult) -> RunResult:
+    """Write the run record that marks a variant complete (the main process; the others wait for it)."""
+    state = process_state()
+    if state.is_main_process:
+        atomic_write_json(run.run_dir / RUN_FILE, run.to_json())
+    state.wait_for_everyone()
+    return run
+
+
 def _reuse_or_invalidate(run_dir: Path, stages, folders, fingerprint: str, model_json, configs) -> RunResult | None:
     """The finished run when every stage matches (no model is built at all); else a stage whose inputs changed
     invalidates itself and everything after it, and None is returned."""
@@ -513,10 +522,7 @@ def train_variant(
         model_config=var_cfg.to_json(),
         control=control,
     )
-    if state.is_main_process:
-        atomic_write_json(run_dir / RUN_FILE, run.to_json())
-    state.wait_for_everyone()
-    return run
+    return _record(run)
 
 
 RELEASED_HOST_STAGES = ("stage1", "stage2")
@@ -618,8 +624,4 @@ def train_from_checkpoint(
         data_fingerprint=fingerprint,
         model_config=var_cfg.to_json(),
     )
-    state = process_state()
-    if state.is_main_process:
-        atomic_write_json(run_dir / RUN_FILE, run.to_json())
-    state.wait_for_everyone()
-    return run
+    return _record(run)
