@@ -461,12 +461,12 @@ def _unreleased_row(
         assets.curated_root,
         runs_dir("paper") / "step-estimates",
         proposer_from=proposer,
+        seed=plan.host_seed,
         train_overrides={s: {"max_steps": n, "checkpoint_every": n, "warmup_steps": 0} for s in RELEASED_HOST_STAGES},
         show_progress=show_progress,
     )
     recipe = {s: TrainConfig.for_profile("paper", s, host=host) for s in RELEASED_HOST_STAGES}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    estimate: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
+    estimate: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
     for stage, result in probe.stages.items():
         per_step = result.wall_s / max(1, result.steps)  # the setup is inside: an upper bound
         estimate[stage] = {"seconds_per_step": per_step, "recipe_steps": recipe[stage].max_steps}
@@ -483,6 +483,7 @@ def _unreleased_row(
         assets.curated_root,
         runs_dir("paper"),
         proposer_from=proposer,
+        seed=plan.host_seed,
         train_overrides=shorter,
         show_progress=show_progress,
     )
