@@ -212,7 +212,8 @@ def clip_indices(benchmark: Benchmark, video, expression: ExpressionRecord) -> l
 
     VidSTG (``tmp_loc=False``): the ground-truth tube ``frame_span`` only, at about 1 fps (every round(fps)-th frame
     of the curated frames when they are denser), at most ``max_frames`` evenly spread. GCG: the whole video, at
-    most ``max_frames``. Referring benchmarks: every frame."""
+    most ``max_frames``. Referring benchmarks: every frame (cut into independent clips when the benchmark has
+    ``clip_frames``: :func:`predict_clips`)."""
     n = video.num_frames
     if n == 0:
         raise DataError(f"video {video.video_id}: no frames")
