@@ -62,6 +62,20 @@ def test_round_trip_is_exact(tmp_path, host):
     assert torch.equal(out_a.mask_logits[0], out_b.mask_logits[0])
 
 
+def test_read_state_reads_one_prefix_alone(tmp_path):
+    from safetensors.torch import save_file
+
+    a, b = torch.arange(4.0), torch.ones(2)
+    path = tmp_path / WEIGHTS_NAME
+    # "proposer.tied" is stored as an alias of a tensor outside the prefix
+    save_file({"proposer.w": a, "llm.w": b}, str(path), metadata={"sparrow_aliases": '{"proposer.tied": "llm.w"}'})
+    full = read_state(path)
+    assert set(full) == {"proposer.w", "llm.w", "proposer.tied"}
+    part = read_state(path, prefix="proposer.")
+    assert set(part) == {"proposer.w", "proposer.tied"}
+    assert torch.equal(part["proposer.w"], a) and torch.equal(part["proposer.tied"], b)
+
+
 def test_strict_loading_names_missing_and_unexpected_keys(tmp_path):
     model = trained_like("videoglamm")
     target = model.save_pretrained(tmp_path / "ckpt")

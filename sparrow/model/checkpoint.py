@@ -82,8 +82,9 @@ def save_state(module: nn.Module, path: Path) -> None:
     atomic_write_bytes(path, save(kept, metadata={_ALIASES_KEY: json.dumps(aliases)}))
 
 
-def read_state(path: Path) -> dict[str, torch.Tensor]:
-    """The state_dict stored in ``path``; unreadable files raise :class:`CheckpointError`."""
+def read_state(path: Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """The state_dict stored in ``path`` (only the keys starting with ``prefix`` when given, the rest not read);
+    unreadable files raise :class:`CheckpointError`."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -95,18 +96,24 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
         state = {}
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
+            aliases = json.loads(metadata.get(_ALIASES_KEY, "{}"))
+            wanted = (lambda key: True) if prefix is None else (lambda key: key.startswith(prefix))
+            stored = set(handle.keys())
+            needed = {k for k in stored if wanted(k)} | {s for a, s in aliases.items() if wanted(a) and s in stored}
             for key in handle.keys():
-                state[key] = handle.get_tensor(key)
-        aliases = json.loads(metadata.get(_ALIASES_KEY, "{}"))
+                if key in needed:
+                    state[key] = handle.get_tensor(key)
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({type(exc).__name__}: {exc})") from exc
     for alias, source in aliases.items():
+        if not wanted(alias):
+            continue
         if source not in state:
             raise CheckpointError(f"{path}: alias {alias!r} points to missing tensor {source!r}")
         state[alias] = state[source]
-    return state
+    return {k: v for k, v in state.items() if wanted(k)}
 
 
 def load_state_strict(module: nn.Module, path: Path) -> None:

@@ -326,10 +326,13 @@ def locations_frames(location: Locations, start: int, stop: int) -> Locations:
 
 
 @contextmanager
-def _video_predictor_settings(sam: nn.Module):
+def _video_predictor_settings(sam: nn.Module, enabled: bool = True):
     """What ``build_sam2_video_predictor(apply_postprocessing=True)`` sets on the model: the memory of a prompted
     frame encoded from the binarised mask, and the single-mask fallback to the most stable multimask output. (Its
     ``fill_hole_area`` 8 is a no-op in the released VideoGLaMM predictor, which comments the hole filling out.)"""
+    if not enabled:
+        yield
+        return
     decoder = sam.sam_mask_decoder
     settings = [
         (sam, "binarize_mask_from_pts_for_mem_enc", True),
@@ -656,16 +659,17 @@ class PixelDecoder(nn.Module):
         if mode == "framewise":
             return self.decode_framewise_many(feats, [(0, feats.num_frames, tokens, boxes, out_hw, location)])[0]
         if mode in ("memory_from_first", "memory_every_frame", "video_branch"):
-            return self._decode_memory(
-                feats,
-                tokens,
-                boxes,
-                out_hw,
-                mode == "memory_every_frame",
-                state or MemoryState(feats.num_frames),
-                location,
-                video_branch=mode == "video_branch",
-            )
+            with _video_predictor_settings(self.sam, mode == "video_branch"):
+                return self._decode_memory(
+                    feats,
+                    tokens,
+                    boxes,
+                    out_hw,
+                    mode == "memory_every_frame",
+                    state or MemoryState(feats.num_frames),
+                    location,
+                    video_branch=mode == "video_branch",
+                )
         raise ValueError(f"unknown propagation mode {mode!r}")
 
     def decode_framewise_many(self, feats: FrameFeatures, requests: list[tuple]) -> list[torch.Tensor]:
@@ -802,13 +806,6 @@ class PixelDecoder(nn.Module):
         sam = self.sam
         n = tokens.shape[0]
         ptok, px, owner = self._prompts(tokens, boxes)
-        if video_branch:
-            with _video_predictor_settings(sam):
-                return self._decode_memory_steps(feats, ptok, px, owner, n, out_hw, False, state, location, True)
-        return self._decode_memory_steps(feats, ptok, px, owner, n, out_hw, every_frame, state, location, False)
-
-    def _decode_memory_steps(self, feats, ptok, px, owner, n, out_hw, every_frame, state, location, video_branch):
-        sam = self.sam
         located = None
         if location is not None:
             # The grounding stands in for the host's own grounding of the text, which names the referent wherever

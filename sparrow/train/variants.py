@@ -562,9 +562,7 @@ def train_from_checkpoint(
         proposer_from = Path(proposer_from)
         source = ModelConfig.from_json(read_json(proposer_from / "config.json")["model"], source=str(proposer_from))
         changes["proposer"] = dataclasses.replace(source.proposer, path=None)
-        proposer_state = {
-            k: v for k, v in read_state(proposer_from / "model.safetensors").items() if k.startswith("proposer.")
-        }
+        proposer_state = read_state(proposer_from / "model.safetensors", prefix="proposer.")
         if not proposer_state:
             raise CheckpointError(f"{proposer_from}: no proposer weights (convert the SPARROW release with --proposer)")
         fingerprint += f"+proposer-{sha256_file(proposer_from / 'model.safetensors')[:16]}"
