@@ -370,6 +370,11 @@ MINI = Profile(
         host_stage={
             h: dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3) for h in _ALL_HOSTS
         },
+        # Half the items grounded captions, not the released fifth: in 150 host steps at 0.2 every tiny host
+        # answers the caption question "sure, [SEG]." (no phrase, VideoGCG 0); at 0.5 each writes
+        # "<p> phrase </p> [SEG]" (docs/design.md §10.3). The referring columns do not move: with the location
+        # channel a referring [SEG] is located by its text, not by the LLM.
+        gcg_share=0.5,
     ),
     tsf=TSFSection(
         crop_size=64,
@@ -388,7 +393,7 @@ MINI = Profile(
     # host checkpoint per host, as the paper's is the released one); the runs go two at a time (each after its
     # host checkpoint) on the 2-core target machine.
     eval=EvalSection(
-        limits=dict(mevis_valid=3, mevis_valid_u=6, ref_youtube_vos=3, ref_davis17=2, vidstg=15, videogcg=4),
+        limits=dict(mevis_valid=3, mevis_valid_u=6, ref_youtube_vos=3, ref_davis17=2, vidstg=15, videogcg=10),
         caption_metrics=True,
         seeds=3,
         hosts=_TABLE_HOSTS,

@@ -29,21 +29,6 @@ def _tube(t: int, boxes: list[tuple[int, int, int, int] | None], h: int = 16, w:
     return tube
 
 
-class BagOfWords:
-    """A deterministic stand-in for the BERT phrase encoder: word counts over a fixed vocabulary."""
-
-    def __init__(self, vocab: list[str]) -> None:
-        self.index = {w: i for i, w in enumerate(vocab)}
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), len(self.index)))
-        for r, text in enumerate(texts):
-            for word in text.lower().split():
-                if word in self.index:
-                    out[r, self.index[word]] += 1
-        return out
-
-
 def test_phrases_and_cleaned_caption():
     text = "A <p> red square </p> [SEG] passes a <p>blue circle</p> [SEG]."
     assert phrases(text) == ["red square", "blue circle"]
@@ -90,7 +75,7 @@ def test_evaluate_gcg_failures_follow_sparrow():
     )
     missing = GcgSample("v/missing", gt_caption, [square, circle], None)
     mismatched = GcgSample("v/bad", gt_caption, [square, circle], "<p> red square </p> [SEG]", [square, circle])
-    encoder = BagOfWords(["red", "square", "blue", "circle"])
+    encoder = gcg.WordBagEncoder()
     result = evaluate_gcg([ok, missing, mismatched], text_encoder=encoder, caption_metrics=False)
     assert result.per_video_miou == {"v/ok": 1.0, "v/missing": 0.0, "v/bad": 0.0}
     assert result.miou == pytest.approx(1 / 3, abs=1e-15)
@@ -100,6 +85,20 @@ def test_evaluate_gcg_failures_follow_sparrow():
     assert result.recall == pytest.approx(0.5, abs=1e-15)
     assert result.clair is None and result.notes["clair"].startswith("not computed")
     assert result.meteor is None and result.notes["meteor"] == "not computed: caption metrics off"
+
+
+def test_word_bag_similarity_is_the_share_of_common_words_in_one_space():
+    encoder = gcg.WordBagEncoder()
+    sims = gcg.similarity_matrix(encoder, ["a Red circle", "two red red stars"], ["the red circle", "a blue square"])
+    # "a red circle" / "the red circle": 2 of 3 words; "two red red stars" counts "red" twice: 2 / sqrt(6 * 3)
+    expected = [[2 / 3, 1 / 3], [2 / (6 * 3) ** 0.5, 0.0]]
+    assert np.allclose(sims, expected, atol=1e-15)
+    # the columns of the first call are kept: the same phrases in the other order give the transpose
+    assert np.allclose(
+        gcg.similarity_matrix(encoder, ["the red circle", "a blue square"], ["a Red circle", "two red red stars"]),
+        np.array(expected).T,
+        atol=1e-15,
+    )
 
 
 def test_evaluate_gcg_without_encoder_and_bad_ground_truth():

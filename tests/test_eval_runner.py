@@ -16,6 +16,7 @@ import pytest
 
 import sparrow  # noqa: F401  (torchvision shim first)
 from sparrow.eval.benchmarks import BENCHMARKS, benchmarks_for, get_benchmark
+from sparrow.eval.gcg import WordBagEncoder
 from sparrow.eval.runner import (
     BenchmarkResult,
     PredictionsMismatch,
@@ -107,6 +108,9 @@ def test_every_benchmark_writes_its_layout_and_scores(curated, tmp_path, key):
         res = json.loads(next((out / "video_gcg").rglob("res.json")).read_text())
         assert {"gt_text", "pred_text", "gt_phrases", "pred_phrases"} <= set(res)
         assert result.details["CLAIR"] is None and "no CLAIR judge" in result.details["notes"]["clair"]
+        # no BERT weights in a kit run: the recall is computed with the lexical similarity, and says so
+        assert 0.0 <= result.details["recall"] <= 1.0
+        assert result.details["recall_similarity"] == WordBagEncoder.name
 
 
 def test_some_metric_is_not_trivial(curated, tmp_path):

@@ -113,6 +113,29 @@ class BertMeanEncoder:
         return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
 
+class WordBagEncoder:
+    """An offline phrase similarity for the recall when no BERT weights are at hand: lower-cased word counts,
+    whose cosine is the share of words two phrases have in common (0.5: half the words of two phrases of equal
+    length). A lexical measure, not the original's: results computed with it say so (``name``). Every word seen
+    gets its own column, kept across calls, so that the two sides of a similarity share one space."""
+
+    name = "word-bag cosine (offline stand-in for bert-base-uncased)"
+    width = 1 << 14
+
+    def __init__(self) -> None:
+        self.columns: dict[str, int] = {}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.width), dtype=np.float64)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                column = self.columns.setdefault(word, len(self.columns))
+                if column >= self.width:
+                    raise DataError(f"word-bag similarity: more than {self.width} distinct words")
+                out[row, column] += 1.0
+        return out
+
+
 def similarity_matrix(encoder: TextEncoder, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
     from sklearn.metrics.pairwise import cosine_similarity
 

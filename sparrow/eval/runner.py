@@ -53,7 +53,7 @@ from sparrow.data.qa_templates import marked_text, markup_to_tokens
 from sparrow.data.records import ExpressionRecord, submission_names
 from sparrow.eval.benchmarks import Benchmark
 from sparrow.eval.export import merge_objects, zip_submission
-from sparrow.eval.gcg import GcgSample, clean_caption, evaluate_gcg, phrases, read_gcg_prediction
+from sparrow.eval.gcg import GcgSample, WordBagEncoder, clean_caption, evaluate_gcg, phrases, read_gcg_prediction
 from sparrow.eval.png import read_gray_png, write_binary_png, write_index_png
 from sparrow.eval.ref_davis import FOLDER_SETS, evaluate_ref_davis, locate_ground_truth
 from sparrow.eval.rvos import evaluate_rvos, read_expression_prediction
@@ -604,6 +604,7 @@ def _run_locked(
         "benchmark": benchmark.to_json(),
         "units": {v: [e.expression_id for e in exps] for v, exps in units.items()},
         "judge": _judge_settings(clair_judge),
+        "recall_similarity": WordBagEncoder.name,
     }
     key = digest_json(scoring)
     if (out / METRICS).is_file():
@@ -759,8 +760,10 @@ def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judg
             samples.append(
                 GcgSample(e.expression_id, markup_to_tokens(marked_text(e)), gt_masks, pred_text, pred_masks)
             )
+    # No BERT weights reach a kit run (nothing is downloaded): the recall's phrase similarity is lexical, and said.
+    encoder = WordBagEncoder()
     r = evaluate_gcg(
-        samples, text_encoder=None, caption_metrics=b.caption_metrics, clair_judge=judge, mask_tokens=MASK_TOKENS
+        samples, text_encoder=encoder, caption_metrics=b.caption_metrics, clair_judge=judge, mask_tokens=MASK_TOKENS
     )
     result.value = 100.0 * r.miou
     result.details = {
@@ -768,6 +771,7 @@ def _score_gcg(b: Benchmark, ds, out: Path, units, result: BenchmarkResult, judg
         "CIDEr": r.cider,
         "CLAIR": None if r.clair is None else 100.0 * r.clair,
         "recall": r.recall,
+        "recall_similarity": encoder.name,
         "failed": len(r.failed),
         "notes": dict(r.notes),
         "judges": r.judges,

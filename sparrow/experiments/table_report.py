@@ -162,7 +162,7 @@ def ablation_frame(a: Measurements, digits: int = 2):
     return pd.DataFrame(rows).set_index("step")
 
 
-CAPTION_METRICS = ("METEOR", "CIDEr", "CLAIR")
+CAPTION_METRICS = ("recall", "METEOR", "CIDEr", "CLAIR")
 
 
 def _caption_values(m: Measurements, host: str, variant: str, metric: str) -> tuple[list[float], set[str]]:
@@ -173,8 +173,9 @@ def _caption_values(m: Measurements, host: str, variant: str, metric: str) -> tu
 
 
 def caption_frame(m: Measurements, digits: int = 3):
-    """VideoGCG's caption metrics beside its mIoU column: METEOR and CIDEr (pycocoevalcap, raw scale) and CLAIR
-    (x100, only with a judge; otherwise the reason it was not computed, never a number)."""
+    """VideoGCG's caption metrics beside its mIoU column: the phrase recall (a phrase found when a predicted tube
+    covers its object at IoU >= 0.5 and names it alike, docs/evaluation.md §8), METEOR and CIDEr (pycocoevalcap, raw
+    scale) and CLAIR (x100, only with a judge; otherwise the reason it was not computed, never a number)."""
     rows = {}
     for host in m.plan.hosts:
         for variant in MAIN_VARIANTS:
