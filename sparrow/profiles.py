@@ -100,8 +100,16 @@ class TrainSection:
     stages: Mapping[str, Mapping[str, Any]]
     host_stage: Mapping[str, Mapping[str, Any]]
     # Share of grounded-caption conversations among the training items of the host stage and the SPARROW stages
-    # (sparrow.model.dataset.SparrowDataset's gcg_share); 0.2 is the released mixture's.
+    # (sparrow.model.dataset.SparrowDataset's gcg_share); 0.2 is the released mixture's. ``host_gcg_share``: the
+    # host stage's own share where it differs (None: ``gcg_share``).
     gcg_share: float = 0.2
+    host_gcg_share: float | None = None
+
+    def gcg_share_for(self, stage: str) -> float:
+        """The grounded-caption share of ``stage``'s training items."""
+        if stage == "host" and self.host_gcg_share is not None:
+            return self.host_gcg_share
+        return self.gcg_share
 
 
 @dataclass(frozen=True)
@@ -370,11 +378,12 @@ MINI = Profile(
         host_stage={
             h: dict(max_steps=150, warmup_steps=10, batch_size=2, checkpoint_every=50, lr=1e-3) for h in _ALL_HOSTS
         },
-        # Half the items grounded captions, not the released fifth: in 150 host steps at 0.2 every tiny host
-        # answers the caption question "sure, [SEG]." (no phrase, VideoGCG 0); at 0.5 each writes
-        # "<p> phrase </p> [SEG]" (docs/design.md §10.3). The referring columns do not move: with the location
-        # channel a referring [SEG] is located by its text, not by the LLM.
-        gcg_share=0.5,
+        # The host stage stands in for a released host, which writes grounded captions before SPARROW's stages
+        # start from it (those keep the released fifth): half its items are grounded captions, since in 150 steps
+        # at 0.2 every tiny host answers the caption question "sure, [SEG]." (no phrase, VideoGCG 0) and at 0.5
+        # each writes "<p> phrase </p> [SEG]" (docs/design.md §10.3). The referring columns do not move: with the
+        # location channel a referring [SEG] is located by its text, not by the LLM.
+        host_gcg_share=0.5,
     ),
     tsf=TSFSection(
         crop_size=64,

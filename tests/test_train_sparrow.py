@@ -265,3 +265,34 @@ def test_a_variant_of_another_seed_starts_from_the_named_host_checkpoint(curated
     own = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, control=True, **common)
     a, b = read_state(own.final_dir / "model.safetensors"), read_state(control.final_dir / "model.safetensors")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_host_stage_mixes_its_own_grounded_caption_share(curated, tmp_path, monkeypatch):
+    import dataclasses
+
+    from sparrow import profiles
+    from sparrow.train import variants
+
+    smoke = profiles.get_profile("smoke")
+    own = dataclasses.replace(smoke, train=dataclasses.replace(smoke.train, host_gcg_share=0.5))
+    monkeypatch.setattr(variants, "get_profile", lambda name: own if name == "smoke" else profiles.get_profile(name))
+    shares = {}
+    train_stage = variants._train_stage
+
+    def spy(model, stage, fold_seed, dataset, *rest):
+        kinds = [kind for kind, _ in dataset.items]
+        shares[stage] = kinds.count("gcg") / len(kinds)
+        return train_stage(model, stage, fold_seed, dataset, *rest)
+
+    monkeypatch.setattr(variants, "_train_stage", spy)
+    quick = {"host": {"max_steps": 1}, "stage1": {"max_steps": 1}, "stage2": {"max_steps": 1}}
+    common = dict(curated_root=curated, show_progress=False, train_overrides=quick, runs_root=tmp_path)
+    control = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, control=True, **common)
+    assert shares["host"] == pytest.approx(0.5, abs=0.02)
+    assert shares["stage1"] == shares["stage2"] == pytest.approx(smoke.train.gcg_share, abs=0.02)
+    assert "+host-gcg-0.5" in control.data_fingerprint
+    host_result = control.stages["host"].out_dir / "train_result.json"
+    stamp = host_result.stat().st_mtime_ns
+    base = train_variant("videoglamm", "smoke", 0, tsf=False, box=False, **common)
+    assert base.stages["host"].out_dir == control.stages["host"].out_dir  # the baseline starts from the same host
+    assert host_result.stat().st_mtime_ns == stamp  # matched by its fingerprint, not retrained

@@ -98,7 +98,9 @@ def _train_one_stage(args: argparse.Namespace, curated_root: Path) -> dict:
     train_cfg = TrainConfig.for_profile(
         args.profile, args.stage, host=args.host, seed=args.seed, show_progress=not args.no_progress, **_overrides(args)
     )
-    dataset = SparrowDataset(curated_root, "train", cfg, gcg_share=get_profile(args.profile).train.gcg_share)
+    dataset = SparrowDataset(
+        curated_root, "train", cfg, gcg_share=get_profile(args.profile).train.gcg_share_for(args.stage)
+    )
     result = Trainer(
         model,
         dataset,

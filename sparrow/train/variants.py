@@ -465,9 +465,14 @@ def train_variant(
     )
     if grounding_dir is not None:
         fingerprint = f"{fingerprint}+grounding-{grounding_fingerprint}"
-    share = get_profile(profile).train.gcg_share
-    if share != GCG_SHARE:  # another mixture of the same records is other training data
-        fingerprint = f"{fingerprint}+gcg-{share:g}"
+    # Another mixture of the same records is other training data. Both shares enter every variant's fingerprint,
+    # whatever its stages, so that the host folder that every variant shares is matched the same way by all.
+    train_section = get_profile(profile).train
+    shares = {s: train_section.gcg_share_for(s) for s in stages}
+    if train_section.gcg_share != GCG_SHARE:
+        fingerprint = f"{fingerprint}+gcg-{train_section.gcg_share:g}"
+    if train_section.gcg_share_for("host") != train_section.gcg_share:
+        fingerprint = f"{fingerprint}+host-gcg-{train_section.gcg_share_for('host'):g}"
     folders = {s: (root / f"{host}-seed{host_seed}" / "host" if s == "host" else run_dir / s) for s in stages}
     # Compared with what a stage recorded in JSON, so tuples must already be lists.
     model_json = {s: json.loads(json.dumps((host_cfg if s == "host" else var_cfg).to_json())) for s in stages}
@@ -478,7 +483,7 @@ def train_variant(
 
     results: dict[str, TrainResult] = {}
     model = None
-    datasets: dict = {}  # one per model config, so decoded frames are shared by the stages that use it
+    datasets: dict = {}  # one per model config and share, so decoded frames are shared by the stages that use it
     for index, stage in enumerate(stages):
         cfg_s = host_cfg if stage == "host" else var_cfg
         if model is None:
@@ -490,8 +495,8 @@ def train_variant(
                     load_pretrained_sam(model.pixel_decoder.sam, sam_weights)
                 if grounding_dir is not None:
                     load_pretrained_grounding(model.grounding, grounding_dir, grounding_fingerprint)
-        if cfg_s not in datasets:
-            datasets[cfg_s] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s, gcg_share=share)
+        if (cfg_s, shares[stage]) not in datasets:
+            datasets[cfg_s, shares[stage]] = SparrowDataset(curated_root, TRAIN_SPLIT, cfg_s, gcg_share=shares[stage])
         extra = {
             "data_fingerprint": fingerprint,
             "model_config": model_json[stage],
@@ -502,7 +507,7 @@ def train_variant(
             model,
             stage,
             derive_seed(stage_seed(stage), _LORA_FOLD, index),
-            datasets[cfg_s],
+            datasets[cfg_s, shares[stage]],
             configs[stage],
             folders[stage],
             extra,
@@ -599,7 +604,9 @@ def train_from_checkpoint(
         if missing:
             raise CheckpointError(f"{proposer_from}: proposer weights miss {missing[:5]}")
         model.load_state_dict(proposer_state, strict=False)
-    dataset = SparrowDataset(curated_root, TRAIN_SPLIT, var_cfg, gcg_share=get_profile(profile).train.gcg_share)
+    dataset = SparrowDataset(
+        curated_root, TRAIN_SPLIT, var_cfg, gcg_share=get_profile(profile).train.gcg_share_for(RELEASED_HOST_STAGES[0])
+    )
     results = {}
     for index, stage in enumerate(RELEASED_HOST_STAGES):
         extra = {
