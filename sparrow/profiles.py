@@ -402,7 +402,7 @@ MINI = Profile(
     # host checkpoint per host, as the paper's is the released one); the runs go two at a time (each after its
     # host checkpoint) on the 2-core target machine.
     eval=EvalSection(
-        limits=dict(mevis_valid=3, mevis_valid_u=6, ref_youtube_vos=3, ref_davis17=2, vidstg=15, videogcg=10),
+        limits=dict(mevis_valid=3, mevis_valid_u=6, ref_youtube_vos=3, ref_davis17=2, vidstg=15, videogcg=4),
         caption_metrics=True,
         seeds=3,
         hosts=_TABLE_HOSTS,
