@@ -604,9 +604,7 @@ def train_from_checkpoint(
         if missing:
             raise CheckpointError(f"{proposer_from}: proposer weights miss {missing[:5]}")
         model.load_state_dict(proposer_state, strict=False)
-    dataset = SparrowDataset(
-        curated_root, TRAIN_SPLIT, var_cfg, gcg_share=get_profile(profile).train.gcg_share_for(RELEASED_HOST_STAGES[0])
-    )
+    dataset = SparrowDataset(curated_root, TRAIN_SPLIT, var_cfg, gcg_share=get_profile(profile).train.gcg_share)
     results = {}
     for index, stage in enumerate(RELEASED_HOST_STAGES):
         extra = {
